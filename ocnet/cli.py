@@ -1,0 +1,146 @@
+"""Command line: ``ocnet [PETSc options]`` (also ``python -m ocnet``); runs under mpiexec.
+
+Every knob is a PETSc option; ``-help`` lists ocnet's own ones with defaults; options given but
+never used are reported at the end.  Bad input ends every rank with one line and exit status 2.
+"""
+import os
+import sys
+import traceback
+
+FRAMEWORK_OPTIONS = [
+    ("problem", str, "peaks", "problem plugin: registered name or package.module:Class"),
+    ("N", int, 32, "number of layers (time steps)"),
+    ("T", float, 1.0, "final time; step size h = T/N"),
+    ("seed", int, 0, "seed of the initial parameters"),
+    ("run_dir", str, None, "folder for options, history.csv, plots and final parameters"),
+    ("load", str, None, "start from parameters saved in a run folder (with -tao_max_it 0: evaluate only)"),
+    ("quiet", bool, False, "no per-iteration line on stdout"),
+]
+TAO_DEFAULTS = {"tao_type": "lmvm", "tao_max_it": "300", "tao_gatol": "1e-6"}
+
+
+def framework_options():
+    from .options import OptionSet
+
+    opts = OptionSet()
+    for name, typ, default, text in FRAMEWORK_OPTIONS:
+        opts.add(name, typ, default, text)
+    return opts
+
+
+def _say(comm, text, stream=None):
+    if comm.Get_rank() == 0:
+        print(text, file=stream or sys.stdout, flush=True)
+
+
+def run(comm):
+    from petsc4py import PETSc
+
+    from . import rundir
+    from .errors import OcnetError
+    from .grid import LayerGrid
+    from .objective import ReducedObjective
+    from .optimize import Trainer, check_tao_type
+    from .options import OptionSet
+    from .plugins import load_problem_class
+
+    db = PETSc.Options()
+    if not db.hasName("options_left"):
+        db.setValue("options_left", "0")  # ocnet reports unused options itself, one line each
+        db.getString("options_left")
+    opts = framework_options()
+    want_help = db.hasName("help")
+    spec = opts.get("problem", db)
+    cls = load_problem_class(spec)
+    cls.declare_options(opts)
+    if want_help:
+        _say(comm, "ocnet: layer-parallel optimal-control training with PETSc\n" + opts.help_text()
+             + "\n  (and any -tao_* option of PETSc TAO; defaults: "
+             + " ".join(f"-{k} {v}" for k, v in TAO_DEFAULTS.items()) + ")")
+        return 0
+    values = opts.read(db)
+    grid = LayerGrid.from_comm(values["N"], values["T"], comm)
+    problem = cls(values, comm)
+    for k, v in TAO_DEFAULTS.items():
+        if not db.hasName(k):
+            db.setValue(k, v)
+    check_tao_type(db)
+    max_it = OptionSet().add("tao_max_it", int, 300, "").get("tao_max_it", db)
+    if max_it < 0:
+        raise OcnetError(f"-tao_max_it must be >= 0 (got {max_it})")
+    if max_it == 0:  # evaluation only: TAO itself rejects 0 iterations
+        db.delValue("tao_max_it")
+
+    objective = ReducedObjective(grid, problem, comm)
+    x = objective.design.initial(values["seed"])
+    meta = {"problem": spec, "N": grid.N, "T": grid.T, "global_size": objective.design.global_size,
+            "options": {k: v for k, v in values.items() if k not in ("run_dir", "load")}}
+    if values["load"]:
+        rundir.load_params(values["load"], x, meta, comm)
+    run_dir = values["run_dir"]
+    if run_dir:
+        rundir.prepare(run_dir, comm)
+
+    def show(row):
+        if not values["quiet"]:
+            _say(comm, "it {iteration:4d}  J {objective:.6e}  |g| {gradient_norm:.3e}  train {train_accuracy:.3f}  "
+                       "val {val_accuracy:.3f}  t {wall_time:.2f}s".format(**row))
+
+    trainer = Trainer(objective, comm, on_row=show)
+    objective.evaluate(x, x.duplicate())  # JIT warm-up, so wall_time measures the solve
+    reason = trainer.solve(x) if max_it > 0 else trainer.evaluate_only(x)
+    rows = trainer.rows
+    last = rows[-1] if rows else {}
+    _say(comm, f"ocnet: {problem.name} N={grid.N} ranks={grid.size}: TAO {trainer.tao.getType()} stopped "
+               f"after {trainer.tao.getIterationNumber()} iterations (reason {reason}); "
+               f"objective {last.get('objective', float('nan')):.6e}, val accuracy {last.get('val_accuracy', float('nan')):.4f}")
+    if run_dir:
+        rundir.write_options(run_dir, comm)
+        rundir.write_history(run_dir, rows, comm)
+        rundir.plot_history(run_dir, rows, comm)
+        rundir.save_params(run_dir, x, meta, comm)
+        if hasattr(problem, "plot"):
+            problem.plot(os.path.join(run_dir, "decision.png"),
+                         lambda data: objective.forward_outputs(x, data, lambda g, uN: problem.predict(g, uN)))
+        _say(comm, f"ocnet: wrote {run_dir}")
+    return 0
+
+
+def report_unused(comm):
+    """List options given but never read (a typo is never silently ignored)."""
+    from petsc4py import PETSc
+
+    db = PETSc.Options()
+    unused = [k for k in db.getAll() if not db.used(k)] if hasattr(db, "used") else []
+    for k in unused:
+        _say(comm, f"ocnet: warning: option -{k} was given but never used", sys.stderr)
+    return unused
+
+
+def main(argv=None):
+    argv = list(sys.argv if argv is None else argv)
+    import petsc4py
+
+    petsc4py.init(argv)
+    from petsc4py import PETSc
+
+    from .errors import OcnetError
+
+    comm = PETSc.COMM_WORLD.tompi4py()
+    try:
+        status = run(comm)
+    except OcnetError as e:
+        _say(comm, f"ocnet: error: {e}", sys.stderr)
+        return 2
+    except PETSc.Error as e:  # e.g. a TAO option PETSc rejects: collective, report its reason
+        lines = [ln.split("] ", 1)[-1] for ln in str(e).splitlines() if ln.strip()]
+        _say(comm, f"ocnet: error: PETSc: {lines[-1] if lines else e}", sys.stderr)
+        return 2
+    except Exception:
+        sys.stderr.write(f"[rank {comm.Get_rank()}] " + traceback.format_exc())
+        sys.stderr.flush()
+        if comm.Get_size() > 1:
+            comm.Abort(1)
+        return 1
+    report_unused(comm)
+    return status

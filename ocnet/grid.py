@@ -1,0 +1,70 @@
+"""The layer grid and its distribution over MPI ranks.
+
+N steps (layers) n = 0..N-1 map state u[n] to u[n+1]; h = T/N.  Rank r owns a contiguous block
+of steps [n0, n1) and the states u[n0+1..n1] they produce (rank 0 also owns u[0]).  Blocks differ
+in size by at most one, so any N and any rank count P <= N work.
+"""
+from dataclasses import dataclass
+
+from .errors import OcnetError
+
+
+def block_bounds(N, size, rank):
+    """Return [n0, n1) of ``rank`` for N steps split over ``size`` ranks (first ranks get the extra)."""
+    q, r = divmod(N, size)
+    n0 = rank * q + min(rank, r)
+    return n0, n0 + q + (1 if rank < r else 0)
+
+
+@dataclass(frozen=True)
+class LayerGrid:
+    N: int
+    T: float
+    size: int
+    rank: int
+
+    def __post_init__(self):
+        if self.N <= 0:
+            raise OcnetError(f"the number of layers must be positive (got -N {self.N})")
+        if not self.T > 0:
+            raise OcnetError(f"the final time must be positive (got -T {self.T})")
+        if self.size > self.N:
+            raise OcnetError(f"{self.size} MPI ranks for only {self.N} layers: use at most N ranks")
+
+    @classmethod
+    def from_comm(cls, N, T, comm):
+        return cls(int(N), float(T), comm.Get_size(), comm.Get_rank())
+
+    @property
+    def h(self):
+        return self.T / self.N
+
+    @property
+    def bounds(self):
+        return block_bounds(self.N, self.size, self.rank)
+
+    @property
+    def n0(self):
+        return self.bounds[0]
+
+    @property
+    def n1(self):
+        return self.bounds[1]
+
+    @property
+    def nlocal(self):
+        n0, n1 = self.bounds
+        return n1 - n0
+
+    @property
+    def first(self):
+        return self.rank == 0
+
+    @property
+    def last(self):
+        return self.rank == self.size - 1
+
+    @property
+    def owned_states(self):
+        """Number of states stored by this rank: u[n0+1..n1], plus u[0] on rank 0."""
+        return self.nlocal + (1 if self.first else 0)

@@ -1,0 +1,56 @@
+"""Distributed storage that follows the layer distribution.
+
+``Trajectory``: states u[n0..n1] of one rank as a numpy array (row 0 is the halo u[n0] received
+from the left neighbour, or u[0] on rank 0) whose owned rows are the storage of a PETSc Vec.
+``Design``: the design vector [g, theta[0], ..., theta[N-1]] as a PETSc Vec; its global order
+does not depend on the rank count, so saved parameters reload on any number of ranks.
+"""
+import numpy as np
+from petsc4py import PETSc
+
+
+class Trajectory:
+    def __init__(self, grid, state_size, cache_size, comm):
+        self.grid = grid
+        nl = grid.nlocal
+        self.U = np.zeros((nl + 1, state_size))
+        self.C = np.zeros((nl, cache_size))
+        owned = self.U if grid.first else self.U[1:]
+        self.vec = PETSc.Vec().createWithArray(owned.reshape(-1), comm=comm)
+
+    @property
+    def state_size(self):
+        return self.U.shape[1]
+
+
+class Design:
+    """Layout of the design vector: rank 0 stores the global parameters before its layers."""
+
+    def __init__(self, grid, problem, comm):
+        self.grid, self.problem, self.comm = grid, problem, comm
+        self.p = problem.layer_param_size
+        self.G = problem.global_param_size
+        self.offset = self.G if grid.first else 0
+        self.local_size = self.offset + grid.nlocal * self.p
+        self.global_size = self.G + grid.N * self.p
+
+    def create_vec(self):
+        v = PETSc.Vec().createMPI((self.local_size, self.global_size), comm=self.comm)
+        v.set(0.0)
+        return v
+
+    def split(self, arr):
+        """(global params or None, thetas (nlocal, p)) as views of a local array."""
+        g = arr[: self.G] if self.grid.first else None
+        return g, arr[self.offset:].reshape(self.grid.nlocal, self.p)
+
+    def initial(self, seed):
+        """Initial design; each layer's draw is seeded by (seed, n), so it is rank-count free."""
+        x = self.create_vec()
+        with x as a:
+            g, th = self.split(a)
+            if g is not None:
+                g[:] = self.problem.initial_global_parameters(np.random.default_rng([seed, 1 << 30]))
+            for k in range(self.grid.nlocal):
+                th[k] = self.problem.initial_layer_parameters(self.grid.n0 + k, np.random.default_rng([seed, self.grid.n0 + k]))
+        return x

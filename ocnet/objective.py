@@ -1,0 +1,115 @@
+"""The reduced objective J(x) and its gradient by the discrete adjoint, over distributed layers.
+
+Sums across ranks are formed in one fixed order on rank 0 (layer by layer), so the objective is
+the same number for every rank count given the same design.
+"""
+import numpy as np
+
+from .layout import Design, Trajectory
+from .serial import LayerSerial
+
+TAG_HALO_L, TAG_HALO_R, TAG_LOSS = 21, 22, 23
+
+
+class ReducedObjective:
+    def __init__(self, grid, problem, comm, solver=None):
+        self.grid, self.problem, self.comm = grid, problem, comm
+        self.design = Design(grid, problem, comm)
+        self.solver = solver or LayerSerial(grid, problem, comm)
+        self.data = problem.datasets["train"]
+        self.state = self._trajectory(self.data)
+        self.adj = self._trajectory(self.data)
+        self.nevals = 0
+        self.last_metrics = {}
+
+    def _trajectory(self, data):
+        return Trajectory(self.grid, self.problem.state_size(data), self.problem.cache_size(data), self.comm)
+
+    def _theta_halos(self, thetas):
+        """theta[n0-1] and theta[n1] from the neighbours (None at the ends of the grid)."""
+        gr, comm, p = self.grid, self.comm, self.design.p
+        prev = nxt = None
+        left, right = gr.rank - 1, gr.rank + 1
+        if not gr.first:
+            prev = np.empty(p)
+        if not gr.last:
+            nxt = np.empty(p)
+        reqs = []
+        if not gr.first:
+            reqs += [comm.Irecv(prev, source=left, tag=TAG_HALO_R), comm.Isend(np.ascontiguousarray(thetas[0]), dest=left, tag=TAG_HALO_L)]
+        if not gr.last:
+            reqs += [comm.Irecv(nxt, source=right, tag=TAG_HALO_L), comm.Isend(np.ascontiguousarray(thetas[-1]), dest=right, tag=TAG_HALO_R)]
+        from mpi4py import MPI
+        MPI.Request.Waitall(reqs)
+        return prev, nxt
+
+    def _assemble(self, loss, greg, layer_values, gterm, grad_g, want_grad):
+        """Objective on every rank (fixed summation order); terminal gradient onto rank 0."""
+        gr, comm = self.grid, self.comm
+        if gr.size > 1 and gr.last:
+            comm.Send(np.array([loss]), dest=0, tag=TAG_LOSS)
+            if want_grad:
+                comm.Send(gterm, dest=0, tag=TAG_LOSS + 1)
+        if gr.size > 1 and gr.first:
+            buf = np.empty(1)
+            comm.Recv(buf, source=gr.size - 1, tag=TAG_LOSS)
+            loss = buf[0]
+            if want_grad:
+                gterm = np.empty_like(grad_g)
+                comm.Recv(gterm, source=gr.size - 1, tag=TAG_LOSS + 1)
+        if gr.first and grad_g is not None:
+            grad_g += gterm
+        values = comm.gather(layer_values, root=0)
+        J = None
+        if gr.first:
+            J = float(loss + greg + np.sum(np.concatenate(values)))
+        return comm.bcast(J, root=0)
+
+    def evaluate(self, x, grad=None):
+        """J(x); with ``grad`` (a Vec of the design layout) also the exact adjoint gradient."""
+        gr, pb = self.grid, self.problem
+        self.nevals += 1
+        a = x.getArray(readonly=True)
+        g, thetas = self.design.split(a)
+        g_last = self.solver.share_global(g)
+        self.solver.forward(g, thetas, self.data, self.state)
+        loss, gterm = 0.0, None
+        if gr.last:
+            gterm = np.zeros(pb.global_param_size)
+            loss = pb.terminal(g_last, self.data, self.state.U[-1], self.adj.U[-1], gterm)
+            self.last_metrics = pb.metrics(g_last, self.data, self.state.U[-1])
+        prev, nxt = self._theta_halos(thetas)
+        if grad is None:
+            G = np.zeros_like(thetas)
+            grad_g = None
+        else:
+            grad.set(0.0)
+            ga = grad.getArray()
+            grad_g, G = self.design.split(ga)
+            self.solver.adjoint(g, thetas, self.data, self.state, self.adj, G, grad_g)
+        layer_values = pb.layer_regularization(gr.h, gr.n0, gr.N, thetas, prev, nxt, G)
+        greg = pb.global_regularization(g, grad_g if grad_g is not None else np.zeros_like(g)) if gr.first else 0.0
+        return self._assemble(loss, greg, layer_values, gterm, grad_g, grad is not None)
+
+    def forward_outputs(self, x, data, fn):
+        """Run the forward solve on ``data`` and return fn(g, uN) from the last rank, on rank 0."""
+        gr, comm = self.grid, self.comm
+        a = x.getArray(readonly=True)
+        g, thetas = self.design.split(a)
+        g_last = self.solver.share_global(g)
+        traj = self._trajectory(data)
+        self.solver.forward(g, thetas, data, traj)
+        out = fn(g_last, traj.U[-1]) if gr.last else None
+        if gr.size > 1:
+            if gr.last:
+                comm.send(out, dest=0, tag=TAG_LOSS + 2)
+            elif gr.first:
+                out = comm.recv(source=gr.size - 1, tag=TAG_LOSS + 2)
+        return out if gr.first else None
+
+    def metrics(self, x, name):
+        data = self.problem.datasets.get(name)
+        if data is None:
+            return {}
+        out = self.forward_outputs(x, data, lambda g, uN: self.problem.metrics(g, data, uN))
+        return self.comm.bcast(out, root=0)

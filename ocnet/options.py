@@ -1,0 +1,82 @@
+"""Typed, documented access to the PETSc options database.
+
+Every ocnet knob is a PETSc option (command line, ``-options_file`` or environment).  Options are
+declared once with a type, default and help line; ``-help`` prints the declarations, and a value
+of the wrong type is reported as one clear line instead of a PETSc traceback.
+"""
+from dataclasses import dataclass, field
+
+from .errors import OcnetError
+
+_TRUE = {"", "1", "true", "yes", "on", "t", "y"}
+_FALSE = {"0", "false", "no", "off", "f", "n"}
+
+
+@dataclass
+class Option:
+    name: str
+    type: type
+    default: object
+    help: str
+    choices: tuple = ()
+    group: str = "ocnet"
+
+    def parse(self, text):
+        flag = f"-{self.name}"
+        if self.type is bool:
+            t = text.strip().lower()
+            if t in _TRUE:
+                return True
+            if t in _FALSE:
+                return False
+            raise OcnetError(f"option {flag}: expected true/false, got '{text}'")
+        if text == "":
+            raise OcnetError(f"option {flag} needs a value ({self.type.__name__})")
+        try:
+            value = self.type(text)
+        except ValueError:
+            kind = {int: "an integer", float: "a real number"}.get(self.type, self.type.__name__)
+            raise OcnetError(f"option {flag}: expected {kind}, got '{text}'") from None
+        if self.choices and value not in self.choices:
+            raise OcnetError(f"option {flag}: '{text}' is not one of {', '.join(map(str, self.choices))}")
+        return value
+
+
+@dataclass
+class OptionSet:
+    """A group of declared options read from the PETSc options database."""
+
+    options: list = field(default_factory=list)
+
+    def add(self, name, type, default, help, choices=(), group="ocnet"):
+        self.options.append(Option(name, type, default, help, tuple(choices), group))
+        return self
+
+    def extend(self, other):
+        self.options.extend(other.options)
+        return self
+
+    def get(self, name, db=None):
+        """Value of option ``name`` (its default when unset); marks the option as used."""
+        from petsc4py import PETSc
+
+        db = db or PETSc.Options()
+        opt = next(o for o in self.options if o.name == name)
+        if not db.hasName(name):
+            return opt.default
+        return opt.parse(db.getString(name, ""))
+
+    def read(self, db=None):
+        """All declared options as a dict name -> value."""
+        return {o.name: self.get(o.name, db) for o in self.options}
+
+    def help_text(self):
+        lines, group = [], None
+        for o in self.options:
+            if o.group != group:
+                group = o.group
+                lines.append(f"{group} options:")
+            kind = "|".join(map(str, o.choices)) if o.choices else o.type.__name__
+            default = "" if o.default is None else o.default
+            lines.append(f"  -{o.name} <{default}> ({kind}): {o.help}")
+        return "\n".join(lines)

@@ -1,0 +1,30 @@
+"""Problem discovery: entry-point group ``ocnet.problems`` or ``-problem package.module:Class``."""
+import importlib
+from importlib.metadata import entry_points
+
+from .errors import OcnetError
+from .problem import ControlProblem
+
+GROUP = "ocnet.problems"
+
+
+def registered():
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+def load_problem_class(spec):
+    if ":" in spec:
+        mod, _, attr = spec.partition(":")
+        try:
+            cls = getattr(importlib.import_module(mod), attr)
+        except (ImportError, AttributeError) as e:
+            raise OcnetError(f"cannot load problem '{spec}': {e}") from None
+    else:
+        eps = registered()
+        if spec not in eps:
+            known = ", ".join(sorted(eps)) or "none installed"
+            raise OcnetError(f"unknown problem '{spec}' (registered: {known}; or use package.module:Class)")
+        cls = eps[spec].load()
+    if not (isinstance(cls, type) and issubclass(cls, ControlProblem)):
+        raise OcnetError(f"problem '{spec}' is not an ocnet.problem.ControlProblem subclass")
+    return cls

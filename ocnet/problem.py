@@ -1,0 +1,115 @@
+"""The problem-plugin contract: a discrete optimal-control problem on a layer grid.
+
+    u[0]   = E(g; data)                         opening map, global parameters g
+    u[n+1] = Phi_n(u[n]; theta[n], h)           n = 0..N-1, h = T/N, per-layer parameters theta[n]
+    J      = L(u[N], g; data) + R(theta, g)     terminal objective + regularisation
+
+A plugin supplies the maps and the transposed Jacobian actions (the discrete adjoint); the solver
+owns the layer distribution, communication, sweeps/cycles and the optimiser.  States, caches and
+parameters are flat float64 arrays; the solver allocates them.  The default ``sweep`` methods loop
+over ``step``; a plugin with jitted kernels overrides them so that no Python runs per layer.
+"""
+import numpy as np
+
+from .options import OptionSet
+
+
+class ControlProblem:
+    #: name used in messages and run folders
+    name = "problem"
+    #: per-layer and global parameter sizes (set in __init__)
+    layer_param_size = 0
+    global_param_size = 0
+    #: regularisation weights used by the default ``layer_regularization``
+    gamma_tik = 0.0
+    gamma_ddt = 0.0
+
+    @classmethod
+    def declare_options(cls, opts: OptionSet):
+        """Add the plugin's own options (name, type, default, help) to ``opts``."""
+
+    def __init__(self, values, comm):
+        """``values``: dict of the declared options (framework and plugin); ``comm``: the world."""
+        self.values = values
+        self.comm = comm
+
+    # ---- data --------------------------------------------------------------------------
+    #: dataset name -> opaque data object handed back to opening/terminal/metrics; 'train' is
+    #: what the objective uses, 'val' (if present) is evaluated each iteration.
+    datasets = {}
+
+    def state_size(self, data):
+        raise NotImplementedError
+
+    def cache_size(self, data):
+        """Doubles per step kept by ``step`` for ``step_adjoint`` (e.g. sigma'); 0 for none."""
+        return 0
+
+    # ---- parameters --------------------------------------------------------------------
+    def initial_layer_parameters(self, n, rng):
+        """theta[n] at start; ``rng`` is seeded by (seed, n) so the result is rank-count free."""
+        return np.zeros(self.layer_param_size)
+
+    def initial_global_parameters(self, rng):
+        return np.zeros(self.global_param_size)
+
+    # ---- maps and adjoints -------------------------------------------------------------
+    def opening(self, g, data, u0):
+        """u0[:] = E(g; data)."""
+        raise NotImplementedError
+
+    def opening_adjoint(self, g, data, lam0, grad_g):
+        """grad_g += (dE/dg)^T lam0."""
+
+    def step(self, n, h, theta, u, out, cache):
+        """out[:] = Phi_n(u; theta, h); fill ``cache`` for the adjoint."""
+        raise NotImplementedError
+
+    def step_adjoint(self, n, h, theta, u, cache, lam_next, lam, grad_theta):
+        """lam[:] = (dPhi/du)^T lam_next;  grad_theta += (dPhi/dtheta)^T lam_next."""
+        raise NotImplementedError
+
+    def sweep(self, n0, h, thetas, U, C):
+        """U[k+1] = Phi_{n0+k}(U[k]) for k = 0..len(thetas)-1 (U has len(thetas)+1 rows)."""
+        for k in range(thetas.shape[0]):
+            self.step(n0 + k, h, thetas[k], U[k], U[k + 1], C[k])
+
+    def sweep_adjoint(self, n0, h, thetas, U, C, Lam, G):
+        """Given Lam[-1], fill Lam[k] backwards and accumulate G[k] += dPhi_k/dtheta^T Lam[k+1]."""
+        for k in range(thetas.shape[0] - 1, -1, -1):
+            self.step_adjoint(n0 + k, h, thetas[k], U[k], C[k], Lam[k + 1], Lam[k], G[k])
+
+    def terminal(self, g, data, uN, lamN, grad_g):
+        """Return L(uN, g); set lamN[:] = dL/duN and add dL/dg to grad_g."""
+        raise NotImplementedError
+
+    def metrics(self, g, data, uN):
+        """Figures of merit at the final state, e.g. {'accuracy': 0.93}."""
+        return {}
+
+    # ---- regularisation ----------------------------------------------------------------
+    def layer_regularization(self, h, n0, N, thetas, prev, nxt, grad):
+        """Per-layer values of gamma_tik/2 |theta[n]|^2 + gamma_ddt/2 |(theta[n]-theta[n-1])/h|^2.
+
+        ``prev``/``nxt`` are theta[n0-1] / theta[n0+nl] (None at the ends of the grid).  Adds the
+        gradient to ``grad`` (same shape as ``thetas``) and returns one value per local layer, the
+        smoothness term of the pair (n-1, n) being counted on layer n.
+        """
+        tik, ddt = self.gamma_tik, self.gamma_ddt
+        values = 0.5 * tik * np.einsum("ij,ij->i", thetas, thetas)
+        grad += tik * thetas
+        if ddt != 0.0:
+            w = ddt / (h * h)
+            ext = thetas if prev is None else np.vstack([prev, thetas])
+            d = np.diff(ext, axis=0)  # d[j]: theta of local layer s+j minus its predecessor
+            s = thetas.shape[0] - d.shape[0]
+            values[s:] += 0.5 * w * np.einsum("ij,ij->i", d, d)
+            grad[s:] += w * d
+            grad[:-1] -= w * (d if prev is None else d[1:])
+            if nxt is not None:
+                grad[-1] -= w * (nxt - thetas[-1])
+        return values
+
+    def global_regularization(self, g, grad_g):
+        """Regularisation of the global parameters; adds its gradient to grad_g."""
+        return 0.0

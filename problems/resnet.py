@@ -1,0 +1,167 @@
+"""The paper's residual network as a control problem (Guenther et al., SIMODS 2020).
+
+    u[0]   = sigma(W_o x + b_o)                       dense opening layer
+    u[n+1] = u[n] + h sigma(K[n] u[n] + b[n])         theta[n] = (K[n], b[n])
+    J      = CE(softmax(W_c u[N] + c), y)             mean cross-entropy
+           + gamma_tik/2 sum|theta[n]|^2 + gamma_ddt/2 sum|(theta[n]-theta[n-1])/h|^2
+           + gamma_tik/2 |(W_o,b_o)|^2 + gamma_class/2 |(W_c,c)|^2
+
+States are (width, batch) feature-major; the kernels live in ocnet.kernels.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from ocnet import kernels
+from ocnet.errors import OcnetError
+from ocnet.problem import ControlProblem
+
+
+@dataclass
+class Classification:
+    """Features (nin, batch), feature-major, and integer labels (batch,)."""
+
+    X: np.ndarray
+    y: np.ndarray
+
+    @property
+    def batch(self):
+        return self.X.shape[1]
+
+
+class ResNet(ControlProblem):
+    name = "resnet"
+    default_width = 8
+
+    @classmethod
+    def declare_options(cls, opts):
+        g = cls.name
+        opts.add("width", int, cls.default_width, "network width (state features per sample)", group=g)
+        opts.add("activation", str, "smoothrelu", "activation sigma", choices=tuple(kernels.ACTIVATIONS), group=g)
+        opts.add("gamma_tik", float, 1e-7, "Tikhonov weight on layer and opening parameters", group=g)
+        opts.add("gamma_ddt", float, 1e-5, "smoothness weight on (theta[n]-theta[n-1])/h", group=g)
+        opts.add("gamma_class", float, 1e-7, "Tikhonov weight on the classifier", group=g)
+        opts.add("init_open", float, 1.0, "std of the initial opening weights", group=g)
+        opts.add("init_layer", float, 1.0, "std (times 1/sqrt(width)) of initial layer weights", group=g)
+        opts.add("init_class", float, 1.0, "std (times 1/sqrt(width)) of initial classifier weights", group=g)
+
+    def __init__(self, values, comm, nin, nclasses, datasets):
+        super().__init__(values, comm)
+        self.width = w = values["width"]
+        if w <= 0:
+            raise OcnetError(f"-width must be positive (got {w})")
+        self.activation = values["activation"]
+        self.act = kernels.ACTIVATIONS[self.activation]
+        self.gamma_tik = values["gamma_tik"]
+        self.gamma_ddt = values["gamma_ddt"]
+        self.gamma_class = values["gamma_class"]
+        self.nin, self.nclasses = nin, nclasses
+        self.datasets = datasets
+        self.layer_param_size = w * w + w
+        self.n_open = w * nin + w
+        self.global_param_size = self.n_open + nclasses * w + nclasses
+
+    # ---- parameter views ------------------------------------------------------------------
+    def split_layers(self, thetas):
+        w = self.width
+        nl = thetas.shape[0]
+        return thetas[:, : w * w].reshape(nl, w, w), thetas[:, w * w:]
+
+    def split_global(self, g):
+        w, nin, C = self.width, self.nin, self.nclasses
+        Wo = g[: w * nin].reshape(w, nin)
+        bo = g[w * nin: self.n_open]
+        Wc = g[self.n_open: self.n_open + C * w].reshape(C, w)
+        c = g[self.n_open + C * w:]
+        return Wo, bo, Wc, c
+
+    def initial_layer_parameters(self, n, rng):
+        w = self.width
+        K = rng.standard_normal((w, w)) * self.values["init_layer"] / np.sqrt(w)
+        return np.concatenate([K.ravel(), np.zeros(w)])
+
+    def initial_global_parameters(self, rng):
+        w, C = self.width, self.nclasses
+        Wo = rng.standard_normal((w, self.nin)) * self.values["init_open"]
+        Wc = rng.standard_normal((C, w)) * self.values["init_class"] / np.sqrt(w)
+        return np.concatenate([Wo.ravel(), np.zeros(w), Wc.ravel(), np.zeros(C)])
+
+    # ---- sizes ----------------------------------------------------------------------------
+    def state_size(self, data):
+        return self.width * data.batch
+
+    def cache_size(self, data):
+        return self.width * data.batch
+
+    def _states(self, A):
+        return A.reshape(A.shape[0], self.width, -1)
+
+    # ---- maps -----------------------------------------------------------------------------
+    def opening(self, g, data, u0):
+        Wo, bo, _, _ = self.split_global(g)
+        z = Wo @ data.X
+        u = u0.reshape(self.width, -1)
+        kernels.activate_update(self.act, z, bo, 1.0, np.zeros_like(z), u, np.empty_like(z))
+
+    def opening_adjoint(self, g, data, lam0, grad_g):
+        Wo, bo, _, _ = self.split_global(g)
+        gWo, gbo, _, _ = self.split_global(grad_g)
+        z = Wo @ data.X
+        d = np.empty_like(z)
+        kernels.activate_update(self.act, z, bo, 1.0, np.zeros_like(z), np.empty_like(z), d)
+        r = d * lam0.reshape(self.width, -1)
+        gWo += r @ data.X.T
+        gbo += r.sum(axis=1)
+
+    def sweep(self, n0, h, thetas, U, C):
+        Ks, bs = self.split_layers(thetas)
+        kernels.sweep(self.activation, Ks, bs, h, self._states(U), self._states(C))
+
+    def sweep_adjoint(self, n0, h, thetas, U, C, Lam, G):
+        Ks, _ = self.split_layers(thetas)
+        gKs, gbs = self.split_layers(G)
+        kernels.sweep_adjoint(Ks, h, self._states(U), self._states(C), self._states(Lam), gKs, gbs)
+
+    def step(self, n, h, theta, u, out, cache):
+        U = np.stack([u, out])
+        self.sweep(n, h, theta[None], U, cache[None])
+        out[:] = U[1]
+
+    def step_adjoint(self, n, h, theta, u, cache, lam_next, lam, grad_theta):
+        L = np.stack([lam, lam_next])
+        self.sweep_adjoint(n, h, theta[None], u[None], cache[None], L, grad_theta[None])
+        lam[:] = L[0]
+
+    def _logits(self, g, uN):
+        _, _, Wc, c = self.split_global(g)
+        return Wc @ uN.reshape(self.width, -1) + c[:, None]
+
+    def terminal(self, g, data, uN, lamN, grad_g):
+        _, _, Wc, _ = self.split_global(g)
+        _, _, gWc, gc = self.split_global(grad_g)
+        z = self._logits(g, uN)
+        z = z - z.max(axis=0)
+        ez = np.exp(z)
+        S = ez.sum(axis=0)
+        B = data.batch
+        idx = np.arange(B)
+        loss = np.sum(np.log(S) - z[data.y, idx]) / B
+        P = ez / S
+        P[data.y, idx] -= 1.0
+        P /= B
+        gWc += P @ uN.reshape(self.width, -1).T
+        gc += P.sum(axis=1)
+        lamN[:] = (Wc.T @ P).ravel()
+        return loss
+
+    def predict(self, g, uN):
+        return np.argmax(self._logits(g, uN), axis=0)
+
+    def metrics(self, g, data, uN):
+        return {"accuracy": float(np.mean(self.predict(g, uN) == data.y))}
+
+    def global_regularization(self, g, grad_g):
+        o, n = self.n_open, self.global_param_size
+        grad_g[:o] += self.gamma_tik * g[:o]
+        grad_g[o:n] += self.gamma_class * g[o:n]
+        return 0.5 * self.gamma_tik * g[:o] @ g[:o] + 0.5 * self.gamma_class * g[o:n] @ g[o:n]

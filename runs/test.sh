@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The whole test suite: set up if needed, then pytest.  Extra arguments go to pytest.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$ROOT/runs/bootstrap.sh"
+cd "$ROOT"
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+exec .venv/bin/python -m pytest -q "$@"

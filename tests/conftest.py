@@ -1,0 +1,37 @@
+import csv
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def mpiexec_prefix(n):
+    exe = shutil.which("mpiexec")
+    if exe is None:
+        pytest.fail("mpiexec not found: the test suite needs MPI (README set-up installs it)")
+    cmd = [exe, "-q", "-n", str(n)]
+    if os.geteuid() == 0:
+        cmd.append("--allow-run-as-root")
+    cmd.append("--oversubscribe")
+    return cmd
+
+
+def run_ocnet(args, nprocs=None, timeout=300, check=True):
+    """Run the CLI (optionally under mpiexec); returns CompletedProcess with text output."""
+    cmd = [sys.executable, "-m", "ocnet", *map(str, args)]
+    if nprocs is not None:
+        cmd = mpiexec_prefix(nprocs) + cmd
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+    if check and p.returncode != 0:
+        raise AssertionError(f"ocnet failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def read_history(path):
+    with open(os.path.join(path, "history.csv")) as f:
+        return list(csv.DictReader(f))

@@ -1,0 +1,80 @@
+"""The command line: bad input gives one line and exit 2 on every rank; help; unused options; load."""
+import os
+
+import numpy as np
+import pytest
+
+from tests.conftest import read_history, run_ocnet
+
+SMALL = ["-N", 4, "-width", 4, "-ntrain", 100, "-nval", 20, "-tao_max_it", 3, "-quiet"]
+
+BAD = [
+    (["-problem", "nosuch"], "unknown problem 'nosuch'"),
+    (["-problem", "nosuch.mod:Cls"], "cannot load problem"),
+    (["-N", 0], "number of layers must be positive"),
+    (["-N", "abc"], "option -N: expected an integer, got 'abc'"),
+    (["-activation", "sigmoid"], "option -activation: 'sigmoid' is not one of"),
+    (["-gamma_tik", "x1"], "option -gamma_tik: expected a real number"),
+    (["-load", "/nonexistent/run"], "-load: no parameter file"),
+    (["-tao_type", "nosuch"], "unknown TAO type 'nosuch'"),
+    (["-tao_max_it", -3], "-tao_max_it must be >= 0"),
+    (["-tao_ls_type", "nosuch"], "PETSc: Unable to find requested TaoLineSearch type nosuch"),
+]
+
+
+@pytest.mark.parametrize("nprocs", [None, 2])
+@pytest.mark.parametrize("args,message", BAD, ids=[m for _, m in BAD])
+def test_bad_input_one_line(args, message, nprocs):
+    p = run_ocnet(SMALL + args, nprocs=nprocs, timeout=120, check=False)
+    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
+    # exactly one line from ocnet (mpiexec may add its own notice about the exit status)
+    ours = [line for line in (p.stdout + p.stderr).splitlines() if line.startswith("ocnet")]
+    assert len(ours) == 1 and ours[0].startswith("ocnet: error: ") and message in ours[0], p.stderr
+    if nprocs is None:
+        assert p.stderr.strip() == ours[0]
+    assert "Traceback" not in p.stdout + p.stderr
+
+
+def test_too_many_ranks():
+    p = run_ocnet(["-N", 2, "-width", 2, "-ntrain", 10, "-nval", 0, "-quiet"], nprocs=3, timeout=120, check=False)
+    assert p.returncode == 2 and "3 MPI ranks for only 2 layers" in p.stderr
+
+
+def test_help_lists_options_with_defaults():
+    p = run_ocnet(["-help"])
+    for text in ("-N <32>", "-activation <smoothrelu>", "-gamma_ddt <1e-05>", "-run_dir", "-problem <peaks>"):
+        assert text in p.stdout
+
+
+def test_unused_option_reported():
+    p = run_ocnet(SMALL + ["-widht", 5])
+    assert "option -widht was given but never used" in p.stderr
+
+
+def test_options_file_and_run_folder_and_load(tmp_path):
+    opts = tmp_path / "small.opts"
+    opts.write_text("-N 4\n-width 4\n-ntrain 100\n-nval 20\n-tao_max_it 5\n-quiet\n")
+    run1 = tmp_path / "run1"
+    run_ocnet(["-options_file", opts, "-run_dir", run1])
+    for f in ("options.txt", "history.csv", "training.png", "decision.png", "params.petsc", "params.json"):
+        assert (run1 / f).is_file(), f
+    hist = read_history(run1)
+    assert list(hist[0])[:6] == ["iteration", "objective", "gradient_norm", "train_accuracy", "val_accuracy", "wall_time"]
+    assert int(hist[-1]["iteration"]) == 5
+    # evaluation only, on another rank count: the saved design gives the same objective
+    run2 = tmp_path / "run2"
+    run_ocnet(["-options_file", opts, "-load", run1, "-tao_max_it", 0, "-run_dir", run2], nprocs=2)
+    h2 = read_history(run2)
+    assert len(h2) == 1
+    assert float(h2[0]["objective"]) == pytest.approx(float(hist[-1]["objective"]), rel=1e-12)
+    # continue training from the loaded parameters
+    run3 = tmp_path / "run3"
+    run_ocnet(["-options_file", opts, "-load", run1, "-run_dir", run3])
+    assert float(read_history(run3)[-1]["objective"]) < float(hist[-1]["objective"])
+
+
+def test_load_wrong_size(tmp_path):
+    run1 = tmp_path / "r"
+    run_ocnet(SMALL + ["-run_dir", run1])
+    p = run_ocnet(["-N", 8] + SMALL[2:] + ["-load", run1], check=False)
+    assert p.returncode == 2 and "holds parameters for N=4" in p.stderr
