@@ -15,16 +15,23 @@ FRAMEWORK_OPTIONS = [
     ("run_dir", str, None, "folder for options, history.csv, plots and final parameters"),
     ("load", str, None, "start from parameters saved in a run folder (with -tao_max_it 0: evaluate only)"),
     ("quiet", bool, False, "no per-iteration line on stdout"),
+    ("design_layout", str, "replicated", "optimiser vectors: replicated on every rank (history bitwise "
+     "independent of the rank count) or distributed like the layers (O(N/P) memory)",
+     ("replicated", "distributed")),
 ]
 TAO_DEFAULTS = {"tao_type": "lmvm", "tao_max_it": "300", "tao_gatol": "1e-6"}
+# PETSc's VecMDot/VecMAXPY switch to a BLAS gemv when the vectors happen to lie evenly spaced in
+# memory, so the optimiser's last bits depended on allocation history (measured: the same
+# inputs, different iterates in different processes).  Off, so histories are rank-count free.
+VEC_DEFAULTS = {"vec_mdot_use_gemv": "0", "vec_maxpy_use_gemv": "0"}
 
 
 def framework_options():
     from .options import OptionSet
 
     opts = OptionSet()
-    for name, typ, default, text in FRAMEWORK_OPTIONS:
-        opts.add(name, typ, default, text)
+    for name, typ, default, text, *choices in FRAMEWORK_OPTIONS:
+        opts.add(name, typ, default, text, *choices)
     return opts
 
 
@@ -48,6 +55,10 @@ def run(comm):
     if not db.hasName("options_left"):
         db.setValue("options_left", "0")  # ocnet reports unused options itself, one line each
         db.getString("options_left")
+    for k, v in VEC_DEFAULTS.items():
+        if not db.hasName(k):
+            db.setValue(k, v)
+            db.getString(k)  # our default: not a user's typo when a run never reads it
     opts = framework_options()
     want_help = db.hasName("help")
     spec = opts.get("problem", db)
@@ -72,9 +83,10 @@ def run(comm):
         db.delValue("tao_max_it")
 
     objective = ReducedObjective(grid, problem, comm)
+    replicated = values["design_layout"] == "replicated"
     x = objective.design.initial(values["seed"])
     meta = {"problem": spec, "N": grid.N, "T": grid.T, "global_size": objective.design.global_size,
-            "options": {k: v for k, v in values.items() if k not in ("run_dir", "load")}}
+            "options": {k: v for k, v in values.items() if k not in ("run_dir", "load", "design_layout", "quiet")}}
     if values["load"]:
         rundir.load_params(values["load"], x, meta, comm)
     run_dir = values["run_dir"]
@@ -86,13 +98,15 @@ def run(comm):
             _say(comm, "it {iteration:4d}  J {objective:.6e}  |g| {gradient_norm:.3e}  train {train_accuracy:.3f}  "
                        "val {val_accuracy:.3f}  t {wall_time:.2f}s".format(**row))
 
-    trainer = Trainer(objective, comm, on_row=show)
-    objective.evaluate(x, x.duplicate())  # JIT warm-up, so wall_time measures the solve
-    reason = trainer.solve(x) if max_it > 0 else trainer.evaluate_only(x)
+    trainer = Trainer(objective, comm, replicated, on_row=show)
+    x_opt = objective.design.convert(x, replicated)
+    objective.evaluate(x_opt, x_opt.duplicate())  # JIT warm-up, so wall_time measures the solve
+    reason = trainer.solve(x_opt) if max_it > 0 else trainer.evaluate_only(x_opt)
+    x = objective.design.convert(x_opt, False)
     rows = trainer.rows
     last = rows[-1] if rows else {}
     _say(comm, f"ocnet: {problem.name} N={grid.N} ranks={grid.size}: TAO {trainer.tao.getType()} stopped "
-               f"after {trainer.tao.getIterationNumber()} iterations (reason {reason}); "
+               f"after {last.get('iteration', 0)} iterations (reason {reason}); "
                f"objective {last.get('objective', float('nan')):.6e}, val accuracy {last.get('val_accuracy', float('nan')):.4f}")
     if run_dir:
         rundir.write_options(run_dir, comm)
@@ -117,6 +131,15 @@ def report_unused(comm):
     return unused
 
 
+def _crash(comm):
+    """An unexpected error on some rank: show where, then end every rank (never a hang)."""
+    sys.stderr.write(f"[rank {comm.Get_rank()}] " + traceback.format_exc())
+    sys.stderr.flush()
+    if comm.Get_size() > 1:
+        comm.Abort(1)
+    return 1
+
+
 def main(argv=None):
     argv = list(sys.argv if argv is None else argv)
     import petsc4py
@@ -133,14 +156,15 @@ def main(argv=None):
         _say(comm, f"ocnet: error: {e}", sys.stderr)
         return 2
     except PETSc.Error as e:  # e.g. a TAO option PETSc rejects: collective, report its reason
+        if isinstance(e.__cause__, OcnetError):
+            _say(comm, f"ocnet: error: {e.__cause__}", sys.stderr)
+            return 2
+        if e.__cause__ is not None:  # a Python error inside a PETSc callback: a bug, not input
+            return _crash(comm)
         lines = [ln.split("] ", 1)[-1] for ln in str(e).splitlines() if ln.strip()]
         _say(comm, f"ocnet: error: PETSc: {lines[-1] if lines else e}", sys.stderr)
         return 2
     except Exception:
-        sys.stderr.write(f"[rank {comm.Get_rank()}] " + traceback.format_exc())
-        sys.stderr.flush()
-        if comm.Get_size() > 1:
-            comm.Abort(1)
-        return 1
+        return _crash(comm)
     report_unused(comm)
     return status

@@ -34,7 +34,18 @@ def act_smoothrelu(x):
     return (2.5 * c + 0.5) * c + 0.025 + max(x - 0.1, 0.0), 5.0 * c + 0.5
 
 
-ACTIVATIONS = {"tanh": act_tanh, "relu": act_relu, "smoothrelu": act_smoothrelu}
+# Kernels take the activation as an integer code (a loop-invariant branch, which the compiler
+# unswitches): passing jitted functions as arguments breaks Numba's on-disk cache.
+ACTIVATIONS = {"tanh": 0, "relu": 1, "smoothrelu": 2}
+
+
+@njit(inline="always")
+def activation(kind, x):
+    if kind == 0:
+        return act_tanh(x)
+    if kind == 1:
+        return act_relu(x)
+    return act_smoothrelu(x)
 
 
 @njit(cache=True)
@@ -45,7 +56,7 @@ def activate_update(act, z, b, h, u, out, dsig):
         bi = b[i]
         zi, ui, oi, di = z[i], u[i], out[i], dsig[i]
         for s in range(B):
-            a, d = act(zi[s] + bi)
+            a, d = activation(act, zi[s] + bi)
             oi[s] = ui[s] + h * a
             di[s] = d
 

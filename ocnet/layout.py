@@ -24,7 +24,12 @@ class Trajectory:
 
 
 class Design:
-    """Layout of the design vector: rank 0 stores the global parameters before its layers."""
+    """Layout of the design vector: rank 0 stores the global parameters before its layers.
+
+    The optimiser may also work on a *replicated* copy (a sequential Vec of the global size on
+    every rank): then its dot products do not depend on the partition, and the whole optimisation
+    history is bitwise the same for every rank count.  ``local`` and ``put_local`` accept both.
+    """
 
     def __init__(self, grid, problem, comm):
         self.grid, self.problem, self.comm = grid, problem, comm
@@ -33,24 +38,53 @@ class Design:
         self.offset = self.G if grid.first else 0
         self.local_size = self.offset + grid.nlocal * self.p
         self.global_size = self.G + grid.N * self.p
+        self.counts = np.array(comm.allgather(self.local_size))
+        self.lo = int(self.counts[: grid.rank].sum())
+        self.hi = self.lo + self.local_size
 
-    def create_vec(self):
-        v = PETSc.Vec().createMPI((self.local_size, self.global_size), comm=self.comm)
+    def create_vec(self, replicated=False):
+        if replicated:
+            v = PETSc.Vec().createSeq(self.global_size, comm=PETSc.COMM_SELF)
+        else:
+            v = PETSc.Vec().createMPI((self.local_size, self.global_size), comm=self.comm)
         v.set(0.0)
         return v
+
+    def is_replicated(self, x):
+        return x.getLocalSize() == self.global_size
+
+    def local(self, x):
+        """This rank's part of x (read-only), for either layout."""
+        a = x.getArray(readonly=True)
+        return a[self.lo:self.hi] if self.is_replicated(x) else a
+
+    def put_local(self, x, local):
+        """Write this rank's part ``local`` into x; a replicated x receives every rank's part."""
+        with x as arr:  # the context manager bumps the Vec's state, so cached norms are dropped
+            if self.is_replicated(x):
+                self.comm.Allgatherv(np.ascontiguousarray(local), [arr, self.counts])
+            else:
+                arr[:] = local
+
+    def convert(self, x, replicated):
+        """Copy of x in the other layout (or the same)."""
+        y = self.create_vec(replicated)
+        self.put_local(y, self.local(x))
+        return y
 
     def split(self, arr):
         """(global params or None, thetas (nlocal, p)) as views of a local array."""
         g = arr[: self.G] if self.grid.first else None
         return g, arr[self.offset:].reshape(self.grid.nlocal, self.p)
 
-    def initial(self, seed):
+    def initial(self, seed, replicated=False):
         """Initial design; each layer's draw is seeded by (seed, n), so it is rank-count free."""
-        x = self.create_vec()
-        with x as a:
-            g, th = self.split(a)
-            if g is not None:
-                g[:] = self.problem.initial_global_parameters(np.random.default_rng([seed, 1 << 30]))
-            for k in range(self.grid.nlocal):
-                th[k] = self.problem.initial_layer_parameters(self.grid.n0 + k, np.random.default_rng([seed, self.grid.n0 + k]))
+        a = np.zeros(self.local_size)
+        g, th = self.split(a)
+        if g is not None:
+            g[:] = self.problem.initial_global_parameters(np.random.default_rng([seed, 1 << 30]))
+        for k in range(self.grid.nlocal):
+            th[k] = self.problem.initial_layer_parameters(self.grid.n0 + k, np.random.default_rng([seed, self.grid.n0 + k]))
+        x = self.create_vec(replicated)
+        self.put_local(x, a)
         return x

@@ -20,7 +20,7 @@ class ReducedObjective:
         self.state = self._trajectory(self.data)
         self.adj = self._trajectory(self.data)
         self.nevals = 0
-        self.last_metrics = {}
+        self._trajectories = {}  # evaluation datasets -> (data, Trajectory), allocated once
 
     def _trajectory(self, data):
         return Trajectory(self.grid, self.problem.state_size(data), self.problem.cache_size(data), self.comm)
@@ -69,35 +69,37 @@ class ReducedObjective:
         """J(x); with ``grad`` (a Vec of the design layout) also the exact adjoint gradient."""
         gr, pb = self.grid, self.problem
         self.nevals += 1
-        a = x.getArray(readonly=True)
-        g, thetas = self.design.split(a)
+        g, thetas = self.design.split(self.design.local(x))
         g_last = self.solver.share_global(g)
         self.solver.forward(g, thetas, self.data, self.state)
         loss, gterm = 0.0, None
         if gr.last:
             gterm = np.zeros(pb.global_param_size)
             loss = pb.terminal(g_last, self.data, self.state.U[-1], self.adj.U[-1], gterm)
-            self.last_metrics = pb.metrics(g_last, self.data, self.state.U[-1])
         prev, nxt = self._theta_halos(thetas)
         if grad is None:
             G = np.zeros_like(thetas)
             grad_g = None
         else:
-            grad.set(0.0)
-            ga = grad.getArray()
+            ga = np.zeros(self.design.local_size)
             grad_g, G = self.design.split(ga)
             self.solver.adjoint(g, thetas, self.data, self.state, self.adj, G, grad_g)
         layer_values = pb.layer_regularization(gr.h, gr.n0, gr.N, thetas, prev, nxt, G)
         greg = pb.global_regularization(g, grad_g if grad_g is not None else np.zeros_like(g)) if gr.first else 0.0
-        return self._assemble(loss, greg, layer_values, gterm, grad_g, grad is not None)
+        J = self._assemble(loss, greg, layer_values, gterm, grad_g, grad is not None)
+        if grad is not None:
+            self.design.put_local(grad, ga)
+        return J
 
     def forward_outputs(self, x, data, fn):
         """Run the forward solve on ``data`` and return fn(g, uN) from the last rank, on rank 0."""
         gr, comm = self.grid, self.comm
-        a = x.getArray(readonly=True)
-        g, thetas = self.design.split(a)
+        g, thetas = self.design.split(self.design.local(x))
         g_last = self.solver.share_global(g)
-        traj = self._trajectory(data)
+        traj = self._trajectories.get(id(data))
+        if traj is None or traj[0] is not data:
+            traj = self._trajectories[id(data)] = (data, self._trajectory(data))
+        traj = traj[1]
         self.solver.forward(g, thetas, data, traj)
         out = fn(g_last, traj.U[-1]) if gr.last else None
         if gr.size > 1:

@@ -1,5 +1,7 @@
 """PETSc TAO glue: objective/gradient callback, per-iteration monitor and history rows."""
 import math
+
+import numpy as np
 import time
 
 from petsc4py import PETSc
@@ -18,24 +20,58 @@ def check_tao_type(db):
 
 
 class Trainer:
-    """Runs TAO on a ReducedObjective and records one history row per iteration."""
+    """Runs TAO on a ReducedObjective and records one history row per iteration.
 
-    def __init__(self, objective, comm, on_row=None):
+    Replicated layout: TAO runs on rank 0 only (COMM_SELF); its callbacks broadcast a command and
+    the design, and every rank takes part in the layer-parallel evaluation.  One optimiser
+    instance means one sequence of iterates, so the history does not depend on the rank count.
+    Distributed layout: one TAO on all ranks over the distributed design Vec.
+    """
+
+    def __init__(self, objective, comm, replicated=True, on_row=None):
         self.obj, self.comm = objective, comm
         self.rows = []
         self.on_row = on_row
         self.t0 = None
-        self.tao = PETSc.TAO().create(comm=objective.design.comm)
-        self.tao.setObjectiveGradient(self._objgrad, objective.design.create_vec())
+        self.replicated = replicated
+        self.tao = PETSc.TAO().create(comm=PETSc.COMM_SELF if replicated else objective.design.comm)
+        self.tao.setObjectiveGradient(self._objgrad, objective.design.create_vec(replicated))
         self.tao.setMonitor(self._monitor)
         self.tao.setFromOptions()
 
+    @property
+    def root_only(self):
+        return self.replicated and self.comm.Get_size() > 1
+
+    def _command(self, cmd, x):
+        """Rank 0: tell the other ranks what to do next and hand them the design."""
+        if self.root_only:
+            self.comm.bcast(cmd, root=0)
+            self.comm.Bcast(np.array(x.getArray(readonly=True)), root=0)
+
     def _objgrad(self, tao, x, g):
+        self._command(("eval",), x)
         return self.obj.evaluate(x, g)
 
     def _monitor(self, tao):
         its, f, gnorm, _, _, _ = tao.getSolutionStatus()
-        self._record(its, f, gnorm, tao.getSolution())
+        x = tao.getSolution()
+        self._command(("monitor", its, f, gnorm), x)
+        self._record(its, f, gnorm, x)
+
+    def _serve(self, x):
+        """Ranks > 0 of the replicated layout: follow rank 0's commands until it stops."""
+        g = x.duplicate()
+        while True:
+            cmd = self.comm.bcast(None, root=0)
+            with x as arr:
+                self.comm.Bcast(arr, root=0)
+            if cmd[0] == "eval":
+                self.obj.evaluate(x, g)
+            elif cmd[0] == "monitor":
+                self._record(*cmd[1:], x)
+            else:
+                return cmd[1]
 
     def _record(self, its, f, gnorm, x):
         train = self.obj.metrics(x, "train").get("accuracy", math.nan)
@@ -58,5 +94,12 @@ class Trainer:
 
     def solve(self, x):
         self.t0 = time.perf_counter()
-        self.tao.solve(x)
-        return self.tao.getConvergedReason()
+        if not self.root_only:
+            self.tao.solve(x)
+            return self.tao.getConvergedReason()
+        if self.comm.Get_rank() == 0:
+            self.tao.solve(x)
+            reason = self.tao.getConvergedReason()
+            self._command(("stop", reason), x)
+            return reason
+        return self._serve(x)
