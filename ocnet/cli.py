@@ -47,6 +47,8 @@ def run(comm):
     from .errors import OcnetError
     from .grid import LayerGrid
     from .objective import ReducedObjective
+    from .mgrit import declare_options as mgrit_options
+    from .mgrit import settings_for
     from .optimize import Trainer, check_tao_type
     from .options import OptionSet
     from .plugins import load_problem_class
@@ -63,6 +65,7 @@ def run(comm):
     want_help = db.hasName("help")
     spec = opts.get("problem", db)
     cls = load_problem_class(spec)
+    mgrit_options(opts)
     cls.declare_options(opts)
     if want_help:
         _say(comm, "ocnet: layer-parallel optimal-control training with PETSc\n" + opts.help_text()
@@ -82,7 +85,7 @@ def run(comm):
     if max_it == 0:  # evaluation only: TAO itself rejects 0 iterations
         db.delValue("tao_max_it")
 
-    objective = ReducedObjective(grid, problem, comm)
+    objective = ReducedObjective(grid, problem, comm, state_mgrit=settings_for(values, db, "state"))
     replicated = values["design_layout"] == "replicated"
     x = objective.design.initial(values["seed"])
     meta = {"problem": spec, "N": grid.N, "T": grid.T, "global_size": objective.design.global_size,

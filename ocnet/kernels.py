@@ -80,12 +80,15 @@ def _add(a, b):
 
 
 @njit(cache=True)
-def sweep_kernel(act, Ks, bs, h, U, D):
-    """U[k+1] = U[k] + h*act(Ks[k] U[k] + bs[k]), D[k] = act'(.)   (U: (nl+1, w, B))."""
+def sweep_kernel(act, Ks, bs, h, U, D, F, forced):
+    """U[k+1] = U[k] + h*act(Ks[k] U[k] + bs[k]) (+ F[k] if forced), D[k] = act'(.)
+    (U: (nl+1, w, B)); the forcing is MGRIT's coarse-level right-hand side."""
     z = np.empty(U.shape[1:])
     for k in range(Ks.shape[0]):
         np.dot(Ks[k], U[k], z)
         activate_update(act, z, bs[k], h, U[k], U[k + 1], D[k])
+        if forced:
+            _add(U[k + 1], F[k])
 
 
 @njit(cache=True)
@@ -107,8 +110,10 @@ def sweep_adjoint_kernel(Ks, h, U, D, L, gKs, gbs):
         gbs[k] += gb
 
 
-def sweep(act_name, Ks, bs, h, U, D):
-    sweep_kernel(ACTIVATIONS[act_name], np.ascontiguousarray(Ks), np.ascontiguousarray(bs), h, U, D)
+def sweep(act_name, Ks, bs, h, U, D, F=None):
+    forced = F is not None
+    sweep_kernel(ACTIVATIONS[act_name], np.ascontiguousarray(Ks), np.ascontiguousarray(bs), h, U, D,
+                 F if forced else U[:0], forced)
 
 
 def sweep_adjoint(Ks, h, U, D, L, gKs, gbs):

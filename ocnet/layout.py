@@ -14,7 +14,8 @@ class Trajectory:
         self.grid = grid
         nl = grid.nlocal
         self.U = np.zeros((nl + 1, state_size))
-        self.C = np.zeros((nl, cache_size))
+        self.Cfull = np.zeros((nl + 1, cache_size))  # row k+1: cache of the step into U[k+1]
+        self.C = self.Cfull[1:]
         owned = self.U if grid.first else self.U[1:]
         self.vec = PETSc.Vec().createWithArray(owned.reshape(-1), comm=comm)
 

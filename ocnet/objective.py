@@ -12,13 +12,19 @@ TAG_HALO_L, TAG_HALO_R, TAG_LOSS = 21, 22, 23
 
 
 class ReducedObjective:
-    def __init__(self, grid, problem, comm, solver=None):
+    def __init__(self, grid, problem, comm, solver=None, state_mgrit=None):
         self.grid, self.problem, self.comm = grid, problem, comm
         self.design = Design(grid, problem, comm)
         self.solver = solver or LayerSerial(grid, problem, comm)
         self.data = problem.datasets["train"]
         self.state = self._trajectory(self.data)
         self.adj = self._trajectory(self.data)
+        self.mgrit = None
+        if state_mgrit is not None and state_mgrit.levels > 1:
+            from .mgrit import MGRIT
+            self.mgrit = MGRIT(grid, problem, comm, state_mgrit, self.state.state_size,
+                               problem.cache_size(self.data), self.state)
+        self.state_residual = float("nan")
         self.nevals = 0
         self._trajectories = {}  # evaluation datasets -> (data, Trajectory), allocated once
 
@@ -71,7 +77,13 @@ class ReducedObjective:
         self.nevals += 1
         g, thetas = self.design.split(self.design.local(x))
         g_last = self.solver.share_global(g)
-        self.solver.forward(g, thetas, self.data, self.state)
+        if self.mgrit is None:
+            self.solver.forward(g, thetas, self.data, self.state)
+        else:  # layer-parallel state solve; warm-started from the previous trajectory
+            if gr.first:
+                pb.opening(g, self.data, self.state.U[0])
+            self.mgrit.solve(thetas)
+            self.state_residual = self.mgrit.history[-1] if self.mgrit.history else 0.0
         loss, gterm = 0.0, None
         if gr.last:
             gterm = np.zeros(pb.global_param_size)

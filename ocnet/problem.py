@@ -69,10 +69,14 @@ class ControlProblem:
         """lam[:] = (dPhi/du)^T lam_next;  grad_theta += (dPhi/dtheta)^T lam_next."""
         raise NotImplementedError
 
-    def sweep(self, n0, h, thetas, U, C):
-        """U[k+1] = Phi_{n0+k}(U[k]) for k = 0..len(thetas)-1 (U has len(thetas)+1 rows)."""
+    def sweep(self, n0, h, thetas, U, C, F=None):
+        """U[k+1] = Phi_{n0+k}(U[k]) (+ F[k]) for k = 0..len(thetas)-1 (U has len(thetas)+1 rows).
+
+        ``F`` is a forcing term (MGRIT's coarse-level right-hand side), None on the fine level."""
         for k in range(thetas.shape[0]):
             self.step(n0 + k, h, thetas[k], U[k], U[k + 1], C[k])
+            if F is not None:
+                U[k + 1] += F[k]
 
     def sweep_adjoint(self, n0, h, thetas, U, C, Lam, G):
         """Given Lam[-1], fill Lam[k] backwards and accumulate G[k] += dPhi_k/dtheta^T Lam[k+1]."""

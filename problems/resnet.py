@@ -113,9 +113,10 @@ class ResNet(ControlProblem):
         gWo += r @ data.X.T
         gbo += r.sum(axis=1)
 
-    def sweep(self, n0, h, thetas, U, C):
+    def sweep(self, n0, h, thetas, U, C, F=None):
         Ks, bs = self.split_layers(thetas)
-        kernels.sweep(self.activation, Ks, bs, h, self._states(U), self._states(C))
+        kernels.sweep(self.activation, Ks, bs, h, self._states(U), self._states(C),
+                      None if F is None else self._states(F))
 
     def sweep_adjoint(self, n0, h, thetas, U, C, Lam, G):
         Ks, _ = self.split_layers(thetas)

@@ -21,7 +21,12 @@ fi
 PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
-  "$PY" -m venv .venv
+  if ! "$PY" -m venv .venv 2>/dev/null; then  # Debian's system python needs python3-venv
+    rm -rf .venv
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get install -y -qq python3-venv python3-dev >/dev/null
+    "$PY" -m venv .venv
+  fi
 fi
 VPY="$ROOT/.venv/bin/python"
 STAMP=.venv/.ocnet-setup

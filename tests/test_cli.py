@@ -18,6 +18,9 @@ BAD = [
     (["-load", "/nonexistent/run"], "-load: no parameter file"),
     (["-tao_type", "nosuch"], "unknown TAO type 'nosuch'"),
     (["-tao_max_it", -3], "-tao_max_it must be >= 0"),
+    (["-mgrit_levels", 0], "-mgrit_levels must be >= 1"),
+    (["-state_mgrit_cfactor", 1], "-mgrit_cfactor must be >= 2"),
+    (["-mgrit_relax", "FF"], "option -mgrit_relax: 'FF' is not one of F, FCF, FCFCF"),
     (["-tao_ls_type", "nosuch"], "PETSc: Unable to find requested TaoLineSearch type nosuch"),
 ]
 
@@ -78,3 +81,16 @@ def test_load_wrong_size(tmp_path):
     run_ocnet(SMALL + ["-run_dir", run1])
     p = run_ocnet(["-N", 8] + SMALL[2:] + ["-load", run1], check=False)
     assert p.returncode == 2 and "holds parameters for N=4" in p.stderr
+
+
+def test_mgrit_training_matches_serial(tmp_path):
+    """Training with an MGRIT state solve to tight tolerance follows the serial history."""
+    base = ["-N", 16, "-width", 4, "-ntrain", 200, "-nval", 20, "-tao_max_it", 8, "-quiet"]
+    run_ocnet(base + ["-run_dir", tmp_path / "s"])
+    run_ocnet(base + ["-run_dir", tmp_path / "m", "-mgrit_levels", 3, "-mgrit_cfactor", 2,
+                      "-mgrit_rtol", 1e-14, "-mgrit_atol", 1e-13, "-mgrit_max_it", 50], nprocs=2)
+    hs, hm = read_history(tmp_path / "s"), read_history(tmp_path / "m")
+    js = np.array([float(r["objective"]) for r in hs])
+    jm = np.array([float(r["objective"]) for r in hm])
+    np.testing.assert_allclose(jm, js, rtol=1e-8)
+    assert float(hm[-1]["state_residual"]) < 1e-10

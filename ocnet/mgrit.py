@@ -1,0 +1,288 @@
+"""Multigrid reduction in time (MGRIT) over the layer domain: nonlinear FAS V-cycles for the state.
+
+Level l has the points j = 0..N//m_l at fine indices j*m_l (m_l = product of the coarsening
+factors below it), step h*m_l, and the plugin's own step with parameters injected from the first
+fine layer of each coarse step.  A rank owns the points whose fine index lies in its block
+(n0, n1] (rank 0 also point 0); a rank may own none on coarse levels.  Relaxation keeps all
+ranks busy: a rank first sends its last point when that is a C-point (F-relaxation does not
+change it), relaxes the intervals that start at its own C-points, then receives its left halo
+and relaxes the interval that began on the left.  The coarsest level is solved by a sweep that
+passes the state rank to rank.  One level is the layer-serial sweep itself.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import OcnetError
+from .options import OptionSet
+
+RELAXATIONS = ("F", "FCF", "FCFCF")
+
+
+@dataclass
+class MGRITSettings:
+    levels: int = 1
+    cfactor: tuple = (4,)
+    min_coarse: int = 2
+    relax: str = "FCF"
+    max_it: int = 20
+    rtol: float = 1e-9
+    atol: float = 0.0
+    monitor: bool = False
+
+    @classmethod
+    def declare(cls, opts, prefix):
+        g = f"{prefix}mgrit"
+        opts.add(f"{prefix}mgrit_levels", int, cls.levels, "MGRIT levels (1 = layer-serial sweep)", group=g)
+        opts.add(f"{prefix}mgrit_cfactor", str, "4", "coarsening factor, one value or one per level (comma-separated)", group=g)
+        opts.add(f"{prefix}mgrit_min_coarse", int, cls.min_coarse, "stop coarsening below this many points", group=g)
+        opts.add(f"{prefix}mgrit_relax", str, cls.relax, "relaxation", choices=RELAXATIONS, group=g)
+        opts.add(f"{prefix}mgrit_max_it", int, cls.max_it, "maximum MGRIT iterations per solve", group=g)
+        opts.add(f"{prefix}mgrit_rtol", float, cls.rtol, "relative tolerance on the C-point residual", group=g)
+        opts.add(f"{prefix}mgrit_atol", float, cls.atol, "absolute tolerance on the C-point residual", group=g)
+        opts.add(f"{prefix}mgrit_monitor", bool, False, "print residual norm and convergence factor", group=g)
+
+    @classmethod
+    def from_values(cls, values, prefix):
+        v = {k[len(prefix) + len("mgrit_"):]: values[k] for k in values if k.startswith(f"{prefix}mgrit_")}
+        flag = f"-{prefix}mgrit_"
+        if v["levels"] < 1:
+            raise OcnetError(f"{flag}levels must be >= 1 (got {v['levels']})")
+        try:
+            cf = tuple(int(c) for c in str(v["cfactor"]).split(","))
+        except ValueError:
+            raise OcnetError(f"{flag}cfactor: expected integers, got '{v['cfactor']}'") from None
+        if any(c < 2 for c in cf):
+            raise OcnetError(f"{flag}cfactor must be >= 2 (got {v['cfactor']})")
+        if v["max_it"] < 1:
+            raise OcnetError(f"{flag}max_it must be >= 1")
+        return cls(v["levels"], cf, v["min_coarse"], v["relax"], v["max_it"], v["rtol"], v["atol"], v["monitor"])
+
+    def factor(self, level):
+        return self.cfactor[min(level, len(self.cfactor) - 1)]
+
+
+class Level:
+    """Rows r <-> points p0 + r; row 0 is the halo (rank 0: point 0, the fixed initial state)."""
+
+    def __init__(self, grid, m, cf, S, Sc, p, U=None, C=None):
+        self.m, self.cf = m, cf
+        self.npoints = grid.N // m + 1
+        lo = 0 if grid.first else grid.n0 + 1
+        j_lo, j_hi = -(-lo // m), grid.n1 // m
+        self.p0 = 0 if grid.first else j_lo - 1
+        self.nrows = max(j_hi - self.p0 + 1, 1)
+        self.owns = j_hi >= j_lo
+        self.U = np.zeros((self.nrows, S)) if U is None else U
+        self.C = np.zeros((self.nrows, Sc)) if C is None else C
+        self.G = np.zeros((self.nrows, S))
+        self.thetas = np.zeros((self.nrows, p))
+        self.tmp = np.zeros((2, S))
+
+    def point(self, r):
+        return self.p0 + r
+
+    def is_c(self, r):
+        return self.point(r) % self.cf == 0
+
+    def f_runs(self):
+        """Runs [a, b] of consecutive F rows (rows >= 1)."""
+        runs, a = [], None
+        for r in range(1, self.nrows):
+            if not self.is_c(r):
+                a = r if a is None else a
+            elif a is not None:
+                runs.append((a, r - 1))
+                a = None
+        if a is not None:
+            runs.append((a, self.nrows - 1))
+        return runs
+
+    def c_rows(self):
+        return [r for r in range(1, self.nrows) if self.is_c(r)]
+
+
+class MGRIT:
+    """State solve A(u) = g, A(u)[j] = u[j] - Phi_j(u[j-1]), by FAS MGRIT V-cycles."""
+
+    def __init__(self, grid, problem, comm, settings, state_size, cache_size, traj):
+        self.grid, self.problem, self.comm, self.s = grid, problem, comm, settings
+        p = problem.layer_param_size
+        self.levels = []
+        m = 1
+        for l in range(settings.levels):
+            cf = settings.factor(l)
+            last = l == settings.levels - 1 or (grid.N // (m * cf)) + 1 < settings.min_coarse
+            if l == 0:
+                lev = Level(grid, m, cf, state_size, cache_size, p, traj.U, traj.Cfull)
+            else:
+                lev = Level(grid, m, cf, state_size, cache_size, p)
+            self.levels.append(lev)
+            if last:
+                break
+            m *= cf
+        self.history = []
+
+    # ---- communication ----------------------------------------------------------------
+    def _tag(self, lev):
+        return 300 + self.levels.index(lev)
+
+    def _send_last(self, lev):
+        return self.comm.Isend(lev.U[lev.nrows - 1], dest=self.grid.rank + 1, tag=self._tag(lev))
+
+    def _recv_halo(self, lev):
+        self.comm.Recv(lev.U[0], source=self.grid.rank - 1, tag=self._tag(lev))
+
+    def exchange(self, lev):
+        """Halo row 0 <- last point of the nearest left rank owning one (forwarded through empty ranks)."""
+        gr = self.grid
+        if not gr.first:
+            self._recv_halo(lev)
+        if not gr.last:
+            self._send_last(lev).Wait()
+
+    # ---- relaxation ---------------------------------------------------------------------
+    def _sweep(self, lev, a, b):
+        """Rows a..b from row a-1: u = Phi(u_prev) (+ forcing on coarse levels)."""
+        h = self.grid.h * lev.m
+        F = lev.G[a:b + 1] if lev.m > 1 else None
+        self.problem.sweep((lev.point(a) - 1) * lev.m, h, lev.thetas[a:b + 1], lev.U[a - 1:b + 1], lev.C[a:b + 1], F)
+
+    def f_relax(self, lev):
+        gr = self.grid
+        runs = lev.f_runs()
+        last_c = lev.owns and lev.is_c(lev.nrows - 1)
+        req = self._send_last(lev) if (not gr.last and last_c) else None
+        leading = runs and runs[0][0] == 1 and not gr.first
+        for a, b in (runs[1:] if leading else runs):
+            self._sweep(lev, a, b)
+        if not gr.first:
+            self._recv_halo(lev)
+            if leading:
+                self._sweep(lev, *runs[0])
+        if not gr.last and not last_c:
+            req = self._send_last(lev)
+        if req is not None:
+            req.Wait()
+
+    def _phi(self, lev, r, out):
+        """out = Phi(U[r-1]) for the step into row r (fills the step's cache)."""
+        h = self.grid.h * lev.m
+        buf = lev.tmp
+        buf[0] = lev.U[r - 1]
+        self.problem.sweep((lev.point(r) - 1) * lev.m, h, lev.thetas[r:r + 1], buf, lev.C[r:r + 1])
+        out[:] = buf[1]
+
+    def c_relax(self, lev):
+        # the halo row is valid after the preceding F-relaxation
+        for r in lev.c_rows():
+            self._phi(lev, r, lev.U[r])
+            if lev.m > 1:
+                lev.U[r] += lev.G[r]
+
+    def relax(self, lev):
+        self.f_relax(lev)
+        for _ in range(len(self.s.relax) // 2):
+            self.c_relax(lev)
+            self.f_relax(lev)
+
+    def residual_norm(self, lev):
+        """||g - A(u)|| over C-points, summed in point order (rank-count free)."""
+        self.exchange(lev)
+        sq = []
+        phi = np.empty(lev.U.shape[1])
+        for r in lev.c_rows():
+            self._phi(lev, r, phi)
+            res = phi - lev.U[r]
+            if lev.m > 1:
+                res += lev.G[r]
+            sq.append(res @ res)
+        allsq = self.comm.allgather(sq)
+        return float(np.sqrt(np.sum(np.concatenate([np.asarray(s, dtype=float) for s in allsq]))))
+
+    # ---- levels -------------------------------------------------------------------------
+    def set_parameters(self, thetas_local):
+        """Per-level step parameters: injection of theta at the first fine layer of each step."""
+        fine = self.levels[0]
+        fine.thetas[1:] = thetas_local[: fine.nrows - 1]
+        if len(self.levels) > 1:
+            allth = np.concatenate(self.comm.allgather(thetas_local))
+            for lev in self.levels[1:]:
+                for r in range(1, lev.nrows):
+                    lev.thetas[r] = allth[(lev.point(r) - 1) * lev.m]
+
+    def coarsest_solve(self, lev):
+        gr = self.grid
+        if not gr.first:
+            self._recv_halo(lev)
+        if lev.nrows > 1:
+            self._sweep(lev, 1, lev.nrows - 1)
+        if not gr.last:
+            self._send_last(lev).Wait()
+
+    def restrict(self, fine, coarse):
+        """FAS: coarse u <- injected fine C-points; coarse g = g_c + Phi(u_{c-1}) - Phi_H(u_H)."""
+        rows_c = fine.c_rows()  # the fine halo is valid after the last F-relaxation
+        for r in (rows_c if not self.grid.first else [0] + rows_c):
+            R = (fine.point(r) // fine.cf) - coarse.p0
+            coarse.U[R] = fine.U[r]
+        self.exchange(coarse)
+        phi_H = np.empty(fine.U.shape[1])
+        for r in rows_c:
+            R = (fine.point(r) // fine.cf) - coarse.p0
+            self._phi(fine, r, coarse.G[R])
+            if fine.m > 1:
+                coarse.G[R] += fine.G[r]
+            self._phi(coarse, R, phi_H)
+            coarse.G[R] -= phi_H
+
+    def correct(self, fine, coarse):
+        for r in fine.c_rows():
+            fine.U[r] = coarse.U[(fine.point(r) // fine.cf) - coarse.p0]
+        self.f_relax(fine)
+
+    def cycle(self, l=0):
+        lev = self.levels[l]
+        if l == len(self.levels) - 1:
+            self.coarsest_solve(lev)
+            return
+        self.relax(lev)
+        self.restrict(lev, self.levels[l + 1])
+        self.cycle(l + 1)
+        self.correct(lev, self.levels[l + 1])
+
+    def solve(self, thetas_local):
+        """MGRIT iterations on the fine trajectory (its row 0 holds u[0] on rank 0)."""
+        self.set_parameters(thetas_local)
+        fine = self.levels[0]
+        if len(self.levels) == 1:
+            self.coarsest_solve(fine)
+            self.history = []
+            return 0
+        r0 = self.residual_norm(fine)
+        self.history = [r0]
+        tol = max(self.s.atol, self.s.rtol * r0)
+        for it in range(1, self.s.max_it + 1):
+            if self.history[-1] <= tol:
+                return it - 1
+            self.cycle()
+            self.history.append(self.residual_norm(fine))
+            if self.s.monitor and self.grid.first:
+                rho = self.history[-1] / self.history[-2] if self.history[-2] > 0 else 0.0
+                print(f"  mgrit it {it:3d}  |r| {self.history[-1]:.6e}  rho {rho:.3f}", flush=True)
+        return self.s.max_it
+
+
+def settings_for(values, db, which):
+    """MGRIT settings of one solve: -{which}_mgrit_X overrides -mgrit_X."""
+    merged = {}
+    for k, v in values.items():
+        if k.startswith("mgrit_"):
+            pk = f"{which}_{k}"
+            merged[k] = values[pk] if db.hasName(pk) else v
+    return MGRITSettings.from_values(merged, "")
+
+
+def declare_options(opts):
+    MGRITSettings.declare(opts, "")
+    MGRITSettings.declare(opts, "state_")

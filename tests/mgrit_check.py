@@ -1,0 +1,40 @@
+"""Helper run under mpiexec by test_mgrit: state, adjoint and gradient by MGRIT vs layer-serial."""
+import sys
+
+import numpy as np
+import petsc4py
+
+petsc4py.init([])
+from petsc4py import PETSc  # noqa: E402
+
+from ocnet.cli import framework_options  # noqa: E402
+from ocnet.grid import LayerGrid  # noqa: E402
+from ocnet.mgrit import MGRITSettings  # noqa: E402
+from ocnet.objective import ReducedObjective  # noqa: E402
+from problems.peaks import Peaks  # noqa: E402
+
+N, levels, cf = map(int, sys.argv[1:4])
+comm = PETSc.COMM_WORLD.tompi4py()
+opts = framework_options()
+Peaks.declare_options(opts)
+v = {o.name: o.default for o in opts.options}
+v.update(width=4, ntrain=60, nval=0, init_layer=2.0)
+grid = LayerGrid.from_comm(N, 1.0, comm)
+serial = ReducedObjective(grid, Peaks(v, comm), comm)
+st = MGRITSettings(levels=levels, cfactor=(cf,), min_coarse=2, relax="FCF", max_it=60, rtol=1e-14, atol=1e-13)
+par = ReducedObjective(grid, Peaks(v, comm), comm, state_mgrit=st)
+x = serial.design.initial(3, replicated=True)
+gs, gp = x.duplicate(), x.duplicate()
+Js, Jp = serial.evaluate(x, gs), par.evaluate(x, gp)
+U_s, U_p = serial.state.U, par.state.U
+if levels == 1:
+    ok = Js == Jp and np.array_equal(gs.getArray(), gp.getArray()) and np.array_equal(U_s, U_p)
+else:
+    scale = np.abs(U_s).max()
+    err_u = comm.allreduce(np.abs(U_s - U_p).max()) / scale
+    err_g = np.abs(gs.getArray() - gp.getArray()).max() / np.abs(gs.getArray()).max()
+    ok = err_u < 1e-10 and err_g < 1e-10 and abs(Js - Jp) / abs(Js) < 1e-10
+    if comm.rank == 0:
+        print("state", err_u, "grad", err_g, "its", len(par.mgrit.history) - 1, par.mgrit.history[-1])
+if comm.rank == 0:
+    print("OK" if ok else "FAIL")

@@ -1,0 +1,22 @@
+"""MGRIT against the layer-serial sweep: one level bitwise, several levels to 1e-10 (run under mpiexec)."""
+import pytest
+
+from tests.conftest import mpiexec_prefix
+
+import os
+import subprocess
+import sys
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "mgrit_check.py")
+
+
+@pytest.mark.parametrize("nprocs", [1, 2, 3, 4])
+@pytest.mark.parametrize("N,levels,cf", [(33, 1, 4), (37, 3, 3), (64, 4, 2), (50, 2, 4)])
+def test_mgrit_matches_serial(nprocs, N, levels, cf):
+    if nprocs > N:
+        pytest.skip("more ranks than layers")
+    cmd = mpiexec_prefix(nprocs) + [sys.executable, SCRIPT, str(N), str(levels), str(cf)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "OK" in p.stdout, p.stdout + p.stderr
