@@ -12,11 +12,34 @@ passes the state rank to rank.  One level is the layer-serial sweep itself.
 from dataclasses import dataclass
 
 import numpy as np
+from petsc4py import PETSc
 
 from .errors import OcnetError
 from .options import OptionSet
 
 RELAXATIONS = ("F", "FCF", "FCFCF")
+_EVENTS = {}
+
+
+def event(name):
+    """A PETSc log event (shown by -log_view), created once."""
+    if name not in _EVENTS:
+        _EVENTS[name] = PETSc.Log.Event(name)
+    return _EVENTS[name]
+
+
+def logged(name):
+    def wrap(fn):
+        def inner(*a, **k):
+            ev = event(name)
+            ev.begin()
+            try:
+                return fn(*a, **k)
+            finally:
+                ev.end()
+        inner.__name__, inner.__doc__ = fn.__name__, fn.__doc__
+        return inner
+    return wrap
 
 
 @dataclass
@@ -130,9 +153,11 @@ class MGRIT:
     def _send_last(self, lev):
         return self.comm.Isend(lev.U[lev.nrows - 1], dest=self.grid.rank + 1, tag=self._tag(lev))
 
+    @logged("MGRITComm")
     def _recv_halo(self, lev):
         self.comm.Recv(lev.U[0], source=self.grid.rank - 1, tag=self._tag(lev))
 
+    @logged("MGRITComm")
     def exchange(self, lev):
         """Halo row 0 <- last point of the nearest left rank owning one (forwarded through empty ranks)."""
         gr = self.grid
@@ -180,12 +205,14 @@ class MGRIT:
             if lev.m > 1:
                 lev.U[r] += lev.G[r]
 
+    @logged("MGRITRelax")
     def relax(self, lev):
         self.f_relax(lev)
         for _ in range(len(self.s.relax) // 2):
             self.c_relax(lev)
             self.f_relax(lev)
 
+    @logged("MGRITResidual")
     def residual_norm(self, lev):
         """||g - A(u)|| over C-points, summed in point order (rank-count free)."""
         self.exchange(lev)
@@ -211,6 +238,7 @@ class MGRIT:
                 for r in range(1, lev.nrows):
                     lev.thetas[r] = allth[(lev.point(r) - 1) * lev.m]
 
+    @logged("MGRITCoarse")
     def coarsest_solve(self, lev):
         gr = self.grid
         if not gr.first:
@@ -220,6 +248,7 @@ class MGRIT:
         if not gr.last:
             self._send_last(lev).Wait()
 
+    @logged("MGRITRestrict")
     def restrict(self, fine, coarse):
         """FAS: coarse u <- injected fine C-points; coarse g = g_c + Phi(u_{c-1}) - Phi_H(u_H)."""
         rows_c = fine.c_rows()  # the fine halo is valid after the last F-relaxation
@@ -236,6 +265,7 @@ class MGRIT:
             self._phi(coarse, R, phi_H)
             coarse.G[R] -= phi_H
 
+    @logged("MGRITInterp")
     def correct(self, fine, coarse):
         for r in fine.c_rows():
             fine.U[r] = coarse.U[(fine.point(r) // fine.cf) - coarse.p0]
