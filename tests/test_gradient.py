@@ -75,3 +75,14 @@ def test_taylor_step_contract_plugin():
     orders, rem = taylor_orders(obj)
     # J is quadratic: remainder is exactly eps^2 d^T H d / 2, order 2 up to round-off
     assert np.all(np.abs(orders - 2) < 0.05), (orders, rem)
+
+
+def test_taylor_heat_and_dahlquist():
+    from problems.dahlquist import Dahlquist
+    from problems.heat import Heat
+
+    for cls, over in ((Heat, dict(N=9, nx=12)), (Dahlquist, dict(N=9))):
+        obj = build(cls, **over)
+        orders, rem = taylor_orders(obj)
+        # both are quadratic in the controls: exact order 2 up to round-off
+        assert np.all(np.abs(orders - 2) < 0.05), (cls.name, orders, rem)
