@@ -48,6 +48,10 @@ class MGRITSettings:
     cfactor: tuple = (4,)
     min_coarse: int = 2
     relax: str = "FCF"
+    fine_relax: str = ""
+    cweight: float = 1.0
+    cycle: str = "V"
+    skip_down: bool = False
     max_it: int = 20
     rtol: float = 1e-9
     atol: float = 0.0
@@ -60,6 +64,11 @@ class MGRITSettings:
         opts.add(f"{prefix}mgrit_cfactor", str, "4", "coarsening factor, one value or one per level (comma-separated)", group=g)
         opts.add(f"{prefix}mgrit_min_coarse", int, cls.min_coarse, "stop coarsening below this many points", group=g)
         opts.add(f"{prefix}mgrit_relax", str, cls.relax, "relaxation", choices=RELAXATIONS, group=g)
+        opts.add(f"{prefix}mgrit_fine_relax", str, "", "relaxation on the finest level (default: -mgrit_relax)",
+                 choices=("",) + RELAXATIONS, group=g)
+        opts.add(f"{prefix}mgrit_cweight", float, cls.cweight, "weight of C-relaxation (1 = plain)", group=g)
+        opts.add(f"{prefix}mgrit_cycle", str, cls.cycle, "cycle type", choices=("V", "F"), group=g)
+        opts.add(f"{prefix}mgrit_skip_down", bool, False, "skip relaxation on the first down-cycle", group=g)
         opts.add(f"{prefix}mgrit_max_it", int, cls.max_it, "maximum MGRIT iterations per solve", group=g)
         opts.add(f"{prefix}mgrit_rtol", float, cls.rtol, "relative tolerance on the C-point residual", group=g)
         opts.add(f"{prefix}mgrit_atol", float, cls.atol, "absolute tolerance on the C-point residual", group=g)
@@ -79,7 +88,10 @@ class MGRITSettings:
             raise OcnetError(f"{flag}cfactor must be >= 2 (got {v['cfactor']})")
         if v["max_it"] < 1:
             raise OcnetError(f"{flag}max_it must be >= 1")
-        return cls(v["levels"], cf, v["min_coarse"], v["relax"], v["max_it"], v["rtol"], v["atol"], v["monitor"])
+        if not 0.0 < v["cweight"] <= 2.0:
+            raise OcnetError(f"{flag}cweight must be in (0, 2] (got {v['cweight']})")
+        return cls(v["levels"], cf, v["min_coarse"], v["relax"], v["fine_relax"], v["cweight"], v["cycle"],
+                   v["skip_down"], v["max_it"], v["rtol"], v["atol"], v["monitor"])
 
     def factor(self, level):
         return self.cfactor[min(level, len(self.cfactor) - 1)]
@@ -145,6 +157,7 @@ class MGRIT:
                 break
             m *= cf
         self.history = []
+        self._first = True  # skip_down applies to the very first cycle (cold start) only
 
     # ---- communication ----------------------------------------------------------------
     def _tag(self, lev):
@@ -200,15 +213,22 @@ class MGRIT:
 
     def c_relax(self, lev):
         # the halo row is valid after the preceding F-relaxation
+        w = self.s.cweight
+        new = np.empty(lev.U.shape[1])
         for r in lev.c_rows():
-            self._phi(lev, r, lev.U[r])
+            self._phi(lev, r, new)
             if lev.m > 1:
-                lev.U[r] += lev.G[r]
+                new += lev.G[r]
+            if w == 1.0:
+                lev.U[r] = new
+            else:
+                lev.U[r] = (1.0 - w) * lev.U[r] + w * new
 
     @logged("MGRITRelax")
     def relax(self, lev):
+        kind = self.s.fine_relax if (lev is self.levels[0] and self.s.fine_relax) else self.s.relax
         self.f_relax(lev)
-        for _ in range(len(self.s.relax) // 2):
+        for _ in range(len(kind) // 2):
             self.c_relax(lev)
             self.f_relax(lev)
 
@@ -271,14 +291,19 @@ class MGRIT:
             fine.U[r] = coarse.U[(fine.point(r) // fine.cf) - coarse.p0]
         self.f_relax(fine)
 
-    def cycle(self, l=0):
+    def cycle(self, l=0, kind="V", skip=False):
+        """One V- or F-cycle from level l (F: a V-cycle is repeated from each coarse level up).
+        ``skip``: no relaxation on the way down (the first cycle with -mgrit_skip_down)."""
         lev = self.levels[l]
         if l == len(self.levels) - 1:
             self.coarsest_solve(lev)
             return
-        self.relax(lev)
+        if not skip:
+            self.relax(lev)
         self.restrict(lev, self.levels[l + 1])
-        self.cycle(l + 1)
+        self.cycle(l + 1, kind, skip)
+        if kind == "F" and l + 1 < len(self.levels) - 1:
+            self.cycle(l + 1, "V")
         self.correct(lev, self.levels[l + 1])
 
     def solve(self, thetas_local):
@@ -295,7 +320,8 @@ class MGRIT:
         for it in range(1, self.s.max_it + 1):
             if self.history[-1] <= tol:
                 return it - 1
-            self.cycle()
+            self.cycle(0, self.s.cycle, skip=self.s.skip_down and it == 1 and self._first)
+            self._first = False
             self.history.append(self.residual_norm(fine))
             if self.s.monitor and self.grid.first:
                 rho = self.history[-1] / self.history[-2] if self.history[-2] > 0 else 0.0

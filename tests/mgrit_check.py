@@ -14,6 +14,8 @@ from ocnet.objective import ReducedObjective  # noqa: E402
 from problems.peaks import Peaks  # noqa: E402
 
 N, levels, cf = map(int, sys.argv[1:4])
+extra = dict(a.split("=") for a in sys.argv[4:])
+extra = {k: (float(v) if k == "cweight" else v == "1" if k == "skip_down" else v) for k, v in extra.items()}
 comm = PETSc.COMM_WORLD.tompi4py()
 opts = framework_options()
 Peaks.declare_options(opts)
@@ -22,6 +24,8 @@ v.update(width=4, ntrain=60, nval=0, init_layer=2.0)
 grid = LayerGrid.from_comm(N, 1.0, comm)
 serial = ReducedObjective(grid, Peaks(v, comm), comm)
 st = MGRITSettings(levels=levels, cfactor=(cf,), min_coarse=2, relax="FCF", max_it=60, rtol=1e-14, atol=1e-13)
+for k, val in extra.items():
+    setattr(st, k, val)
 par = ReducedObjective(grid, Peaks(v, comm), comm, state_mgrit=st)
 x = serial.design.initial(3, replicated=True)
 gs, gp = x.duplicate(), x.duplicate()

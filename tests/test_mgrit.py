@@ -20,3 +20,11 @@ def test_mgrit_matches_serial(nprocs, N, levels, cf):
                        env=dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1"))
     assert p.returncode == 0, p.stdout + p.stderr
     assert "OK" in p.stdout, p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("variant", ["cycle=F", "relax=F", "relax=FCFCF fine_relax=F", "cweight=1.3", "skip_down=1"])
+def test_mgrit_variants_match_serial(variant):
+    cmd = mpiexec_prefix(3) + [sys.executable, SCRIPT, "45", "3", "3", *variant.split()]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1"))
+    assert p.returncode == 0 and "OK" in p.stdout, p.stdout + p.stderr
