@@ -85,7 +85,8 @@ def run(comm):
     if max_it == 0:  # evaluation only: TAO itself rejects 0 iterations
         db.delValue("tao_max_it")
 
-    objective = ReducedObjective(grid, problem, comm, state_mgrit=settings_for(values, db, "state"))
+    objective = ReducedObjective(grid, problem, comm, state_mgrit=settings_for(values, db, "state"),
+                                 adjoint_mgrit=settings_for(values, db, "adjoint"))
     replicated = values["design_layout"] == "replicated"
     x = objective.design.initial(values["seed"])
     meta = {"problem": spec, "N": grid.N, "T": grid.T, "global_size": objective.design.global_size,

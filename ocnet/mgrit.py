@@ -314,6 +314,14 @@ class MGRIT:
             self.coarsest_solve(fine)
             self.history = []
             return 0
+        return self.iterate()
+
+    def iterate(self, label="mgrit"):
+        """Cycles until the C-point residual is below max(atol, rtol*|r0|) or max_it."""
+        fine = self.levels[0]
+        # F-relax first, so the C-point residual measures the guess (a zero guess of a linear
+        # problem would otherwise show a zero C-point residual); cycles end with F-relaxation.
+        self.f_relax(fine)
         r0 = self.residual_norm(fine)
         self.history = [r0]
         tol = max(self.s.atol, self.s.rtol * r0)
@@ -323,9 +331,9 @@ class MGRIT:
             self.cycle(0, self.s.cycle, skip=self.s.skip_down and it == 1 and self._first)
             self._first = False
             self.history.append(self.residual_norm(fine))
-            if self.s.monitor and self.grid.first:
+            if self.s.monitor and self.comm.Get_rank() == 0:
                 rho = self.history[-1] / self.history[-2] if self.history[-2] > 0 else 0.0
-                print(f"  mgrit it {it:3d}  |r| {self.history[-1]:.6e}  rho {rho:.3f}", flush=True)
+                print(f"  {label} it {it:3d}  |r| {self.history[-1]:.6e}  rho {rho:.3f}", flush=True)
         return self.s.max_it
 
 
@@ -342,3 +350,4 @@ def settings_for(values, db, which):
 def declare_options(opts):
     MGRITSettings.declare(opts, "")
     MGRITSettings.declare(opts, "state_")
+    MGRITSettings.declare(opts, "adjoint_")

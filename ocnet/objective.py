@@ -12,7 +12,7 @@ TAG_HALO_L, TAG_HALO_R, TAG_LOSS = 21, 22, 23
 
 
 class ReducedObjective:
-    def __init__(self, grid, problem, comm, solver=None, state_mgrit=None):
+    def __init__(self, grid, problem, comm, solver=None, state_mgrit=None, adjoint_mgrit=None):
         self.grid, self.problem, self.comm = grid, problem, comm
         self.design = Design(grid, problem, comm)
         self.solver = solver or LayerSerial(grid, problem, comm)
@@ -24,7 +24,13 @@ class ReducedObjective:
             from .mgrit import MGRIT
             self.mgrit = MGRIT(grid, problem, comm, state_mgrit, self.state.state_size,
                                problem.cache_size(self.data), self.state)
+        self.adj_mgrit = None
+        if adjoint_mgrit is not None and adjoint_mgrit.levels > 1:
+            from .adjoint_mgrit import AdjointMGRIT
+            self.adj_mgrit = AdjointMGRIT(grid, problem, comm, adjoint_mgrit, self.state,
+                                          problem.cache_size(self.data))
         self.state_residual = float("nan")
+        self.adjoint_residual = float("nan")
         self.nevals = 0
         self._trajectories = {}  # evaluation datasets -> (data, Trajectory), allocated once
 
@@ -95,7 +101,13 @@ class ReducedObjective:
         else:
             ga = np.zeros(self.design.local_size)
             grad_g, G = self.design.split(ga)
-            self.solver.adjoint(g, thetas, self.data, self.state, self.adj, G, grad_g)
+            if self.adj_mgrit is None:
+                self.solver.adjoint(g, thetas, self.data, self.state, self.adj, G, grad_g)
+            else:  # layer-parallel adjoint, then one local block sweep for the gradient
+                self.adj_mgrit.solve_adjoint(thetas, self.state, self.adj, self.adj.U[-1].copy())
+                h = self.adj_mgrit.history
+                self.adjoint_residual = h[-1] if h else 0.0
+                self.solver.adjoint(g, thetas, self.data, self.state, self.adj, G, grad_g, chained=False)
         layer_values = pb.layer_regularization(gr.h, gr.n0, gr.N, thetas, prev, nxt, G)
         greg = pb.global_regularization(g, grad_g if grad_g is not None else np.zeros_like(g)) if gr.first else 0.0
         J = self._assemble(loss, greg, layer_values, gterm, grad_g, grad is not None)

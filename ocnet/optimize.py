@@ -79,7 +79,8 @@ class Trainer:
         row = {"iteration": int(its), "objective": float(f), "gradient_norm": float(gnorm),
                "train_accuracy": train, "val_accuracy": val,
                "wall_time": self.comm.bcast(time.perf_counter() - self.t0, root=0),
-               "state_residual": self.obj.state_residual}
+               "state_residual": self.obj.state_residual,
+               "adjoint_residual": self.obj.adjoint_residual}
         self.rows.append(row)
         if self.on_row:
             self.on_row(row)

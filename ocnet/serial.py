@@ -37,13 +37,16 @@ class LayerSerial:
         if not gr.last:
             comm.Send(U[-1], dest=gr.rank + 1, tag=TAG_STATE)
 
-    def adjoint(self, g, thetas, data, traj, lam, G, grad_g):
-        """Backward sweep; lam.U[-1] must hold dJ/du[N] on the last rank.  Adds to G and grad_g (rank 0)."""
+    def adjoint(self, g, thetas, data, traj, lam, G, grad_g, chained=True):
+        """Backward sweep; lam.U[-1] must hold dJ/du[N] on the last rank.  Adds to G and grad_g (rank 0).
+
+        ``chained=False``: every rank already has lam[n1] (from adjoint MGRIT) and sweeps its
+        block independently; nothing is communicated."""
         gr, comm, L = self.grid, self.comm, lam.U
-        if not gr.last:
+        if chained and not gr.last:
             comm.Recv(L[-1], source=gr.rank + 1, tag=TAG_ADJOINT)
         self.problem.sweep_adjoint(gr.n0, gr.h, thetas, traj.U, traj.C, L, G)
         if gr.first:
             self.problem.opening_adjoint(g, data, L[0], grad_g)
-        else:
+        elif chained:
             comm.Send(L[0], dest=gr.rank - 1, tag=TAG_ADJOINT)

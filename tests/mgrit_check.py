@@ -26,7 +26,7 @@ serial = ReducedObjective(grid, Peaks(v, comm), comm)
 st = MGRITSettings(levels=levels, cfactor=(cf,), min_coarse=2, relax="FCF", max_it=60, rtol=1e-14, atol=1e-13)
 for k, val in extra.items():
     setattr(st, k, val)
-par = ReducedObjective(grid, Peaks(v, comm), comm, state_mgrit=st)
+par = ReducedObjective(grid, Peaks(v, comm), comm, state_mgrit=st, adjoint_mgrit=st)
 x = serial.design.initial(3, replicated=True)
 gs, gp = x.duplicate(), x.duplicate()
 Js, Jp = serial.evaluate(x, gs), par.evaluate(x, gp)
@@ -37,8 +37,10 @@ else:
     scale = np.abs(U_s).max()
     err_u = comm.allreduce(np.abs(U_s - U_p).max()) / scale
     err_g = np.abs(gs.getArray() - gp.getArray()).max() / np.abs(gs.getArray()).max()
-    ok = err_u < 1e-10 and err_g < 1e-10 and abs(Js - Jp) / abs(Js) < 1e-10
+    err_l = comm.allreduce(np.abs(serial.adj.U - par.adj.U).max()) / np.abs(serial.adj.U).max()
+    ok = err_u < 1e-10 and err_l < 1e-10 and err_g < 1e-10 and abs(Js - Jp) / abs(Js) < 1e-10
     if comm.rank == 0:
-        print("state", err_u, "grad", err_g, "its", len(par.mgrit.history) - 1, par.mgrit.history[-1])
+        print("state", err_u, "adjoint", err_l, "grad", err_g, "its", len(par.mgrit.history) - 1,
+              len(par.adj_mgrit.history) - 1, par.mgrit.history[-1])
 if comm.rank == 0:
     print("OK" if ok else "FAIL")

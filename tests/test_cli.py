@@ -94,3 +94,4 @@ def test_mgrit_training_matches_serial(tmp_path):
     jm = np.array([float(r["objective"]) for r in hm])
     np.testing.assert_allclose(jm, js, rtol=1e-8)
     assert float(hm[-1]["state_residual"]) < 1e-10
+    assert float(hm[-1]["adjoint_residual"]) < 1e-10

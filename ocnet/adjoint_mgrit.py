@@ -1,0 +1,82 @@
+"""Linear MGRIT for the discrete adjoint, backward in layers.
+
+The adjoint recursion  lam[N] = dJ/du[N],  lam[n] = (dPhi_n/du[n])^T lam[n+1]  is, in reversed
+index k = N - n, a linear forward problem.  It is solved by the same MGRIT cycles as the state on
+a reversed grid and a reversed communicator: reversed point k is fine point N - k, a rank owns
+fine points [n0, n1) (it holds u[n0..n1] already), so every coarse step finds its linearisation
+state and its (injected) parameters locally.  Coarse steps are transposed Jacobians of the
+plugin's coarse step (step size h*m, parameters of the first fine layer of the forward coarse
+step) linearised at the current state.  After the solve each rank sweeps its own block once from
+the MGRIT value at its right end, which gives the gradient with the plugin's jitted sweep.
+"""
+from types import SimpleNamespace
+
+import numpy as np
+
+from .mgrit import MGRIT
+
+
+def reversed_grid(grid):
+    return SimpleNamespace(N=grid.N, T=grid.T, h=grid.h, size=grid.size, rank=grid.size - 1 - grid.rank,
+                           n0=grid.N - grid.n1, n1=grid.N - grid.n0, first=grid.last, last=grid.first,
+                           nlocal=grid.nlocal)
+
+
+class _TransposedSteps:
+    """The plugin seen from the reversed grid: a 'step' applies a transposed Jacobian.
+
+    Each step's parameter row is [theta | u] (u: the forward state the Jacobian is taken at);
+    its cache row holds the forward step's cache at that state, filled by AdjointMGRIT."""
+
+    def __init__(self, problem, state_size):
+        self.pb, self.p, self.S = problem, problem.layer_param_size, state_size
+        self.layer_param_size = self.p + state_size
+
+    def sweep(self, n0, h, rows, M, C, F=None):
+        scratch = np.zeros(self.p)
+        for k in range(rows.shape[0]):
+            theta, u = rows[k, : self.p], rows[k, self.p:]
+            self.pb.step_adjoint(n0 + k, h, theta, u, C[k], M[k], M[k + 1], scratch)
+            if F is not None:
+                M[k + 1] += F[k]
+
+
+class AdjointMGRIT(MGRIT):
+    def __init__(self, grid, problem, comm, settings, state, cache_size):
+        self.fgrid, self.fproblem = grid, problem
+        rcomm = comm.Split(0, grid.size - 1 - grid.rank)
+        S = state.state_size
+        own = SimpleNamespace(U=np.zeros((grid.nlocal + 1, S)), Cfull=np.zeros((grid.nlocal + 1, cache_size)))
+        super().__init__(reversed_grid(grid), _TransposedSteps(problem, S), rcomm, settings, S, cache_size, own)
+        self.own = own
+
+    def set_parameters(self, thetas_local, state):
+        """Rows of every level: [theta | u] of the forward step the reversed step transposes."""
+        g, pb, p = self.fgrid, self.fproblem, self.fproblem.layer_param_size
+        for lev in self.levels:
+            h = g.h * lev.m
+            buf = np.empty((2, state.state_size))
+            for r in range(1, lev.nrows):
+                layer = g.N - lev.point(r) * lev.m
+                k = layer - g.n0
+                lev.thetas[r, :p] = thetas_local[k]
+                lev.thetas[r, p:] = state.U[k]
+                if lev.m == 1:
+                    lev.C[r] = state.C[k]
+                else:  # linearisation of the coarse forward step at u[layer]
+                    buf[0] = state.U[k]
+                    pb.sweep(layer, h, thetas_local[k:k + 1], buf, lev.C[r:r + 1])
+
+    def solve_adjoint(self, thetas_local, state, adj, lamN):
+        """Fill adj.U (rows <-> fine points n0..n1) with the MGRIT adjoint; lamN on the last rank."""
+        g = self.fgrid
+        self.set_parameters(thetas_local, state)
+        if g.last:
+            self.own.U[0] = lamN
+        fine = self.levels[0]
+        if len(self.levels) == 1:
+            self.coarsest_solve(fine)
+            self.history = []
+        else:
+            self.iterate("adjoint mgrit")
+        adj.U[:] = self.own.U[::-1]
