@@ -80,3 +80,101 @@ class AdjointMGRIT(MGRIT):
         else:
             self.iterate("adjoint mgrit")
         adj.U[:] = self.own.U[::-1]
+
+
+class _SpaceTimeAdjoint:
+    """PETSc Mat (python) context: (A x)[k] = x[k] - J_k^T x[k-1] on the reversed grid, x[0] free."""
+
+    def __init__(self, solver):
+        self.s = solver
+
+    def mult(self, mat, x, y):
+        s = self.s
+        w = s.work
+        w.U[s.owned] = x.getArray(readonly=True).reshape(-1, w.U.shape[1])
+        s.exchange(w)
+        out = y.getArray().reshape(-1, w.U.shape[1])
+        res = w.U[s.owned].copy()
+        tmp = np.empty(w.U.shape[1])
+        for i, r in enumerate(range(s.owned.start or 0, w.nrows)):
+            if r >= 1:
+                s._phi(w, r, tmp)
+                res[i] -= tmp
+        out[:] = res
+
+
+class _MGRITPC:
+    """PETSc PC (python) context: one MGRIT cycle on A e = r from a zero guess (a linear map)."""
+
+    def __init__(self, solver):
+        self.s = solver
+
+    def apply(self, pc, r, e):
+        s = self.s
+        fine = s.levels[0]
+        S = fine.U.shape[1]
+        fine.forced = True
+        fine.U[:] = 0.0
+        fine.G[:] = 0.0
+        fine.G[s.owned] = r.getArray(readonly=True).reshape(-1, S)
+        if s.fgrid.last:  # initial condition row: (A x)[0] = x[0]
+            fine.U[0] = fine.G[0]
+            fine.G[0] = 0.0
+        s.f_relax(fine)
+        s.cycle(0, s.s.cycle)
+        fine.forced = False
+        e.getArray().reshape(-1, S)[:] = fine.U[s.owned]
+
+
+class AdjointKSP(AdjointMGRIT):
+    """The adjoint as a PETSc KSP (prefix ``adjoint_``) on the space-time operator, preconditioned by
+    MGRIT: ``-adjoint_ksp_type richardson`` (default) is plain MGRIT, ``gmres`` accelerates it."""
+
+    def __init__(self, grid, problem, comm, settings, state, cache_size):
+        from petsc4py import PETSc
+
+        from .mgrit import Level
+        super().__init__(grid, problem, comm, settings, state, cache_size)
+        fine = self.levels[0]
+        self.owned = slice(0, None) if grid.last else slice(1, None)
+        self.work = Level(self.grid, 1, fine.cf, fine.U.shape[1], cache_size, self.problem.layer_param_size)
+        self.work.thetas, self.work.C = fine.thetas, fine.C
+        n = fine.U[self.owned].size
+        wcomm = PETSc.COMM_WORLD
+        A = PETSc.Mat().createPython(((n, None), (n, None)), _SpaceTimeAdjoint(self), comm=wcomm)
+        A.setUp()
+        ksp = PETSc.KSP().create(comm=wcomm)
+        ksp.setOptionsPrefix("adjoint_")
+        ksp.setOperators(A)
+        ksp.setType("richardson")
+        ksp.getPC().setType("python")
+        ksp.getPC().setPythonContext(_MGRITPC(self))
+        ksp.setTolerances(rtol=settings.rtol, atol=settings.atol, max_it=settings.max_it)
+        ksp.setNormType(PETSc.KSP.NormType.UNPRECONDITIONED)
+        ksp.setInitialGuessNonzero(True)
+        ksp.setFromOptions()
+        if ksp.getType() != "richardson":
+            ksp.setPCSide(PETSc.PC.Side.RIGHT)
+        self.ksp, self.A = ksp, A
+        self.x, self.b = A.createVecs()
+        self.history = []
+        ksp.setMonitor(lambda k, it, rnorm: self.history.append(rnorm))
+
+    def solve_adjoint(self, thetas_local, state, adj, lamN):
+        self.set_parameters(thetas_local, state)
+        fine = self.levels[0]
+        S = fine.U.shape[1]
+        with self.b as b:
+            b[:] = 0.0
+            if self.fgrid.last:
+                b[:S] = lamN
+        with self.x as x:  # warm start: the previous adjoint trajectory
+            x[:] = fine.U[self.owned].ravel()
+            if self.fgrid.last:
+                x[:S] = lamN
+        self.history = []
+        self.ksp.solve(self.b, self.x)
+        fine.U[self.owned] = self.x.getArray(readonly=True).reshape(-1, S)
+        self.exchange(fine)
+        adj.U[:] = self.own.U[::-1]
+        return self.ksp.getIterationNumber()

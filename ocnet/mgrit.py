@@ -113,6 +113,7 @@ class Level:
         self.G = np.zeros((self.nrows, S))
         self.thetas = np.zeros((self.nrows, p))
         self.tmp = np.zeros((2, S))
+        self.forced = m > 1  # G is a right-hand side (coarse levels; the fine level inside a PC)
 
     def point(self, r):
         return self.p0 + r
@@ -161,7 +162,7 @@ class MGRIT:
 
     # ---- communication ----------------------------------------------------------------
     def _tag(self, lev):
-        return 300 + self.levels.index(lev)
+        return 300 + (self.levels.index(lev) if lev in self.levels else 99)
 
     def _send_last(self, lev):
         return self.comm.Isend(lev.U[lev.nrows - 1], dest=self.grid.rank + 1, tag=self._tag(lev))
@@ -183,7 +184,7 @@ class MGRIT:
     def _sweep(self, lev, a, b):
         """Rows a..b from row a-1: u = Phi(u_prev) (+ forcing on coarse levels)."""
         h = self.grid.h * lev.m
-        F = lev.G[a:b + 1] if lev.m > 1 else None
+        F = lev.G[a:b + 1] if lev.forced else None
         self.problem.sweep((lev.point(a) - 1) * lev.m, h, lev.thetas[a:b + 1], lev.U[a - 1:b + 1], lev.C[a:b + 1], F)
 
     def f_relax(self, lev):
@@ -217,7 +218,7 @@ class MGRIT:
         new = np.empty(lev.U.shape[1])
         for r in lev.c_rows():
             self._phi(lev, r, new)
-            if lev.m > 1:
+            if lev.forced:
                 new += lev.G[r]
             if w == 1.0:
                 lev.U[r] = new
@@ -241,7 +242,7 @@ class MGRIT:
         for r in lev.c_rows():
             self._phi(lev, r, phi)
             res = phi - lev.U[r]
-            if lev.m > 1:
+            if lev.forced:
                 res += lev.G[r]
             sq.append(res @ res)
         allsq = self.comm.allgather(sq)
@@ -280,7 +281,7 @@ class MGRIT:
         for r in rows_c:
             R = (fine.point(r) // fine.cf) - coarse.p0
             self._phi(fine, r, coarse.G[R])
-            if fine.m > 1:
+            if fine.forced:
                 coarse.G[R] += fine.G[r]
             self._phi(coarse, R, phi_H)
             coarse.G[R] -= phi_H

@@ -26,8 +26,8 @@ class ReducedObjective:
                                problem.cache_size(self.data), self.state)
         self.adj_mgrit = None
         if adjoint_mgrit is not None and adjoint_mgrit.levels > 1:
-            from .adjoint_mgrit import AdjointMGRIT
-            self.adj_mgrit = AdjointMGRIT(grid, problem, comm, adjoint_mgrit, self.state,
+            from .adjoint_mgrit import AdjointKSP
+            self.adj_mgrit = AdjointKSP(grid, problem, comm, adjoint_mgrit, self.state,
                                           problem.cache_size(self.data))
         self.state_residual = float("nan")
         self.adjoint_residual = float("nan")

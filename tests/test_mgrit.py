@@ -28,3 +28,13 @@ def test_mgrit_variants_match_serial(variant):
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                        env=dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1"))
     assert p.returncode == 0 and "OK" in p.stdout, p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("ksp", ["richardson", "gmres"])
+def test_adjoint_ksp_types(ksp):
+    """The adjoint KSP (MGRIT-preconditioned) reaches the serial adjoint with either Krylov type."""
+    cmd = mpiexec_prefix(3) + [sys.executable, SCRIPT, "64", "3", "4"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+                                PETSC_OPTIONS=f"-adjoint_ksp_type {ksp}"))
+    assert p.returncode == 0 and "OK" in p.stdout, p.stdout + p.stderr
