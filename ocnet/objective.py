@@ -22,8 +22,10 @@ class ReducedObjective:
         self.mgrit = None
         if state_mgrit is not None and state_mgrit.levels > 1:
             from .mgrit import MGRIT
+            from .state_snes import StateSNES
             self.mgrit = MGRIT(grid, problem, comm, state_mgrit, self.state.state_size,
                                problem.cache_size(self.data), self.state)
+            self.state_snes = StateSNES(self.mgrit, self.state, problem, comm)
         self.adj_mgrit = None
         if adjoint_mgrit is not None and adjoint_mgrit.levels > 1:
             from .adjoint_mgrit import AdjointKSP
@@ -88,7 +90,7 @@ class ReducedObjective:
         else:  # layer-parallel state solve; warm-started from the previous trajectory
             if gr.first:
                 pb.opening(g, self.data, self.state.U[0])
-            self.mgrit.solve(thetas)
+            self.state_snes.solve(thetas)
             self.state_residual = self.mgrit.history[-1] if self.mgrit.history else 0.0
         loss, gterm = 0.0, None
         if gr.last:

@@ -38,7 +38,10 @@ else:
     err_u = comm.allreduce(np.abs(U_s - U_p).max()) / scale
     err_g = np.abs(gs.getArray() - gp.getArray()).max() / np.abs(gs.getArray()).max()
     err_l = comm.allreduce(np.abs(serial.adj.U - par.adj.U).max()) / np.abs(serial.adj.U).max()
-    ok = err_u < 1e-10 and err_l < 1e-10 and err_g < 1e-10 and abs(Js - Jp) / abs(Js) < 1e-10
+    sn = par.state_snes
+    sn.snes.computeFunction(par.state.vec, sn.f)  # the space-time residual of the MGRIT state
+    fnorm = sn.f.norm() / scale
+    ok = fnorm < 1e-10 and err_u < 1e-10 and err_l < 1e-10 and err_g < 1e-10 and abs(Js - Jp) / abs(Js) < 1e-10
     if comm.rank == 0:
         print("state", err_u, "adjoint", err_l, "grad", err_g, "its", len(par.mgrit.history) - 1,
               len(par.adj_mgrit.history) - 1, par.mgrit.history[-1])
