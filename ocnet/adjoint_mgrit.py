@@ -6,8 +6,9 @@ a reversed grid and a reversed communicator: reversed point k is fine point N - 
 fine points [n0, n1) (it holds u[n0..n1] already), so every coarse step finds its linearisation
 state and its (injected) parameters locally.  Coarse steps are transposed Jacobians of the
 plugin's coarse step (step size h*m, parameters of the first fine layer of the forward coarse
-step) linearised at the current state.  After the solve each rank sweeps its own block once from
-the MGRIT value at its right end, which gives the gradient with the plugin's jitted sweep.
+step) linearised at the current state.  The parameter gradient is then formed layer by layer
+from the MGRIT adjoint (so an inexact, one-shot adjoint gives the same gradient on any number of
+ranks).
 """
 from types import SimpleNamespace
 

@@ -15,6 +15,11 @@ FRAMEWORK_OPTIONS = [
     ("run_dir", str, None, "folder for options, history.csv, plots and final parameters"),
     ("load", str, None, "start from parameters saved in a run folder (with -tao_max_it 0: evaluate only)"),
     ("quiet", bool, False, "no per-iteration line on stdout"),
+    ("mode", str, "serial", "serial: layer-serial sweeps; exact: MGRIT state and adjoint solved to "
+     "-mgrit_rtol; oneshot: -oneshot_state_its / -oneshot_adjoint_its warm-started MGRIT iterations "
+     "per evaluation (inexact gradient)", ("serial", "exact", "oneshot")),
+    ("oneshot_state_its", int, 2, "state MGRIT iterations per evaluation in -mode oneshot"),
+    ("oneshot_adjoint_its", int, 2, "adjoint MGRIT iterations per evaluation in -mode oneshot"),
     ("design_layout", str, "replicated", "optimiser vectors: replicated on every rank (history bitwise "
      "independent of the rank count) or distributed like the layers (O(N/P) memory)",
      ("replicated", "distributed")),
@@ -48,7 +53,6 @@ def run(comm):
     from .grid import LayerGrid
     from .objective import ReducedObjective
     from .mgrit import declare_options as mgrit_options
-    from .mgrit import settings_for
     from .optimize import Trainer, check_tao_type
     from .options import OptionSet
     from .plugins import load_problem_class
@@ -85,8 +89,8 @@ def run(comm):
     if max_it == 0:  # evaluation only: TAO itself rejects 0 iterations
         db.delValue("tao_max_it")
 
-    objective = ReducedObjective(grid, problem, comm, state_mgrit=settings_for(values, db, "state"),
-                                 adjoint_mgrit=settings_for(values, db, "adjoint"))
+    state_s, adj_s = mode_settings(values, db, grid)
+    objective = ReducedObjective(grid, problem, comm, state_mgrit=state_s, adjoint_mgrit=adj_s)
     replicated = values["design_layout"] == "replicated"
     x = objective.design.initial(values["seed"])
     meta = {"problem": spec, "N": grid.N, "T": grid.T, "global_size": objective.design.global_size,
@@ -122,6 +126,27 @@ def run(comm):
                          lambda data: objective.forward_outputs(x, data, lambda g, uN: problem.predict(g, uN)))
         _say(comm, f"ocnet: wrote {run_dir}")
     return 0
+
+
+def mode_settings(values, db, grid):
+    """MGRIT settings of the state and adjoint solves for -mode serial|exact|oneshot."""
+    from .errors import OcnetError
+    from .mgrit import auto_levels, settings_for
+
+    out = []
+    for which, its in (("state", values["oneshot_state_its"]), ("adjoint", values["oneshot_adjoint_its"])):
+        st = settings_for(values, db, which)
+        if values["mode"] == "serial":
+            st.levels = 1
+        else:
+            if not (db.hasName("mgrit_levels") or db.hasName(f"{which}_mgrit_levels")):
+                st.levels = auto_levels(grid.N, st)
+            if values["mode"] == "oneshot":
+                if its < 1:
+                    raise OcnetError(f"-oneshot_{which}_its must be >= 1 (got {its})")
+                st.max_it, st.rtol, st.atol = its, 0.0, 0.0
+        out.append(st)
+    return out
 
 
 def report_unused(comm):

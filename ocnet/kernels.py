@@ -110,6 +110,31 @@ def sweep_adjoint_kernel(Ks, h, U, D, L, gKs, gbs):
         gbs[k] += gb
 
 
+@njit(cache=True)
+def param_gradient_kernel(h, U, D, L, gKs, gbs):
+    """gKs[k] += g U[k]^T, gbs[k] += g 1 with g = h D[k]*L[k+1], for every k independently
+    (the adjoint L is given at every layer, e.g. by MGRIT)."""
+    w, B = U.shape[1], U.shape[2]
+    g = np.empty((w, B))
+    gK = np.empty((w, w))
+    gb = np.empty(w)
+    ones = np.ones(B)
+    for k in range(D.shape[0]):
+        _scale_rows(h, D[k], L[k + 1], g)
+        np.dot(g, U[k].T, gK)
+        np.dot(g, ones, gb)
+        gKs[k] += gK
+        gbs[k] += gb
+
+
+def param_gradient(h, U, D, L, gKs, gbs):
+    gK = np.zeros(gKs.shape)
+    gb = np.zeros(gbs.shape)
+    param_gradient_kernel(h, U, D, L, gK, gb)
+    gKs += gK
+    gbs += gb
+
+
 def sweep(act_name, Ks, bs, h, U, D, F=None):
     forced = F is not None
     sweep_kernel(ACTIVATIONS[act_name], np.ascontiguousarray(Ks), np.ascontiguousarray(bs), h, U, D,

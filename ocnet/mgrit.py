@@ -352,3 +352,12 @@ def declare_options(opts):
     MGRITSettings.declare(opts, "")
     MGRITSettings.declare(opts, "state_")
     MGRITSettings.declare(opts, "adjoint_")
+
+
+def auto_levels(N, settings, coarsest=8):
+    """Levels that coarsen the N-step grid until it has at most ``coarsest`` points."""
+    levels, n = 1, N
+    while n + 1 > coarsest and n // settings.factor(levels - 1) >= 1:
+        n //= settings.factor(levels - 1)
+        levels += 1
+    return levels

@@ -83,6 +83,13 @@ class ControlProblem:
         for k in range(thetas.shape[0] - 1, -1, -1):
             self.step_adjoint(n0 + k, h, thetas[k], U[k], C[k], Lam[k + 1], Lam[k], G[k])
 
+    def parameter_gradient(self, n0, h, thetas, U, C, Lam, G):
+        """G[k] += dPhi_k/dtheta^T Lam[k+1] for every k, with the adjoint given at every layer
+        (MGRIT's); unlike ``sweep_adjoint`` nothing is propagated."""
+        scratch = np.empty(U.shape[1])
+        for k in range(thetas.shape[0]):
+            self.step_adjoint(n0 + k, h, thetas[k], U[k], C[k], Lam[k + 1], scratch, G[k])
+
     def terminal(self, g, data, uN, lamN, grad_g):
         """Return L(uN, g); set lamN[:] = dL/duN and add dL/dg to grad_g."""
         raise NotImplementedError

@@ -40,10 +40,15 @@ class LayerSerial:
     def adjoint(self, g, thetas, data, traj, lam, G, grad_g, chained=True):
         """Backward sweep; lam.U[-1] must hold dJ/du[N] on the last rank.  Adds to G and grad_g (rank 0).
 
-        ``chained=False``: every rank already has lam[n1] (from adjoint MGRIT) and sweeps its
-        block independently; nothing is communicated."""
+        ``chained=False``: the adjoint is already known at every layer (adjoint MGRIT); only the
+        parameter gradient is formed from it, layer by layer, without communication."""
         gr, comm, L = self.grid, self.comm, lam.U
-        if chained and not gr.last:
+        if not chained:
+            self.problem.parameter_gradient(gr.n0, gr.h, thetas, traj.U, traj.C, L, G)
+            if gr.first:
+                self.problem.opening_adjoint(g, data, L[0], grad_g)
+            return
+        if not gr.last:
             comm.Recv(L[-1], source=gr.rank + 1, tag=TAG_ADJOINT)
         self.problem.sweep_adjoint(gr.n0, gr.h, thetas, traj.U, traj.C, L, G)
         if gr.first:

@@ -123,6 +123,10 @@ class ResNet(ControlProblem):
         gKs, gbs = self.split_layers(G)
         kernels.sweep_adjoint(Ks, h, self._states(U), self._states(C), self._states(Lam), gKs, gbs)
 
+    def parameter_gradient(self, n0, h, thetas, U, C, Lam, G):
+        gKs, gbs = self.split_layers(G)
+        kernels.param_gradient(h, self._states(U), self._states(C), self._states(Lam), gKs, gbs)
+
     def step(self, n, h, theta, u, out, cache):
         U = np.stack([u, out])
         self.sweep(n, h, theta[None], U, cache[None])

@@ -11,22 +11,24 @@ from ocnet.cli import framework_options  # noqa: E402
 from ocnet.grid import LayerGrid  # noqa: E402
 from ocnet.mgrit import MGRITSettings  # noqa: E402
 from ocnet.objective import ReducedObjective  # noqa: E402
+from problems.heat import Heat  # noqa: E402
 from problems.peaks import Peaks  # noqa: E402
 
 N, levels, cf = map(int, sys.argv[1:4])
 extra = dict(a.split("=") for a in sys.argv[4:])
+cls = Heat if extra.pop("problem", "peaks") == "heat" else Peaks
 extra = {k: (float(v) if k == "cweight" else v == "1" if k == "skip_down" else v) for k, v in extra.items()}
 comm = PETSc.COMM_WORLD.tompi4py()
 opts = framework_options()
-Peaks.declare_options(opts)
+cls.declare_options(opts)
 v = {o.name: o.default for o in opts.options}
-v.update(width=4, ntrain=60, nval=0, init_layer=2.0)
+v.update(width=4, ntrain=60, nval=0, init_layer=2.0, nx=10)
 grid = LayerGrid.from_comm(N, 1.0, comm)
-serial = ReducedObjective(grid, Peaks(v, comm), comm)
+serial = ReducedObjective(grid, cls(v, comm), comm)
 st = MGRITSettings(levels=levels, cfactor=(cf,), min_coarse=2, relax="FCF", max_it=60, rtol=1e-14, atol=1e-13)
 for k, val in extra.items():
     setattr(st, k, val)
-par = ReducedObjective(grid, Peaks(v, comm), comm, state_mgrit=st, adjoint_mgrit=st)
+par = ReducedObjective(grid, cls(v, comm), comm, state_mgrit=st, adjoint_mgrit=st)
 x = serial.design.initial(3, replicated=True)
 gs, gp = x.duplicate(), x.duplicate()
 Js, Jp = serial.evaluate(x, gs), par.evaluate(x, gp)

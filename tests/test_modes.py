@@ -1,0 +1,36 @@
+"""-mode serial|exact|oneshot: exact follows serial; every mode is rank-count free."""
+import numpy as np
+import pytest
+
+from tests.conftest import read_history, run_ocnet
+
+BASE = ["-N", 24, "-width", 4, "-ntrain", 300, "-nval", 50, "-tao_max_it", 20, "-quiet", "-mgrit_cfactor", 2]
+
+
+def objectives(path):
+    return np.array([float(r["objective"]) for r in read_history(path)])
+
+
+def test_exact_reproduces_serial(tmp_path):
+    run_ocnet(BASE + ["-run_dir", tmp_path / "s"])
+    run_ocnet(BASE + ["-mode", "exact", "-mgrit_rtol", 1e-12, "-run_dir", tmp_path / "e"], nprocs=2)
+    s, e = objectives(tmp_path / "s"), objectives(tmp_path / "e")
+    assert len(s) == len(e) == 21
+    np.testing.assert_allclose(e, s, rtol=1e-8)
+
+
+@pytest.mark.parametrize("mode", ["exact", "oneshot"])
+def test_mode_rank_count_free(tmp_path, mode):
+    hist = {}
+    for p in (1, 2, 3):
+        run_ocnet(BASE + ["-mode", mode, "-run_dir", tmp_path / f"p{p}"], nprocs=p)
+        hist[p] = objectives(tmp_path / f"p{p}")
+    for p in (2, 3):
+        np.testing.assert_allclose(hist[p], hist[1], rtol=1e-10, atol=0)
+
+
+def test_oneshot_trains(tmp_path):
+    run_ocnet(BASE + ["-mode", "oneshot", "-run_dir", tmp_path / "o"], nprocs=2)
+    h = read_history(tmp_path / "o")
+    assert float(h[-1]["objective"]) < 0.8 * float(h[0]["objective"])
+    assert float(h[-1]["state_residual"]) >= 0.0 and float(h[-1]["adjoint_residual"]) >= 0.0
