@@ -88,7 +88,7 @@ def test_mgrit_training_matches_serial(tmp_path):
     """Training with an MGRIT state solve to tight tolerance follows the serial history."""
     base = ["-N", 16, "-width", 4, "-ntrain", 200, "-nval", 20, "-tao_max_it", 8, "-quiet"]
     run_ocnet(base + ["-run_dir", tmp_path / "s"])
-    run_ocnet(base + ["-run_dir", tmp_path / "m", "-mgrit_levels", 3, "-mgrit_cfactor", 2,
+    run_ocnet(base + ["-run_dir", tmp_path / "m", "-mode", "exact", "-mgrit_levels", 3, "-mgrit_cfactor", 2,
                       "-mgrit_rtol", 1e-14, "-mgrit_atol", 1e-13, "-mgrit_max_it", 50], nprocs=2)
     hs, hm = read_history(tmp_path / "s"), read_history(tmp_path / "m")
     js = np.array([float(r["objective"]) for r in hs])
