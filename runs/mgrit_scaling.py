@@ -42,8 +42,11 @@ def objective(cls, N, **over):
     return ReducedObjective(LayerGrid.from_comm(N, 1.0, COMM), cls(v, COMM), COMM)
 
 
+CYCLE = "V"
+
+
 def iterations(obj, g, thetas, N):
-    st = MGRITSettings(levels=levels_for(N), cfactor=(4,), relax="FCF", max_it=60, rtol=1e-9, atol=0.0)
+    st = MGRITSettings(levels=levels_for(N), cfactor=(4,), relax="FCF", cycle=CYCLE, max_it=60, rtol=1e-9, atol=0.0)
     m = MGRIT(obj.grid, obj.problem, COMM, st, obj.state.state_size, obj.problem.cache_size(obj.data), obj.state)
     obj.state.U[:] = 0.0
     obj.problem.opening(g, obj.data, obj.state.U[0])
@@ -62,8 +65,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="runs/out/peaks")
     ap.add_argument("--ntrain", type=int, default=500)
+    ap.add_argument("--cycle", default="V", choices=("V", "F"))
     a = ap.parse_args()
+    global CYCLE
+    CYCLE = a.cycle
     trained = load_peaks(a.params)
+    print(f"cycle {a.cycle}")
     print(f"{'N':>5} {'levels':>6} {'coarse pts':>10} | {'heat its':>8} {'peaks its':>9}")
     for N in NS:
         heat = objective(Heat, N)
