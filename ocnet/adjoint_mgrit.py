@@ -34,12 +34,18 @@ class _TransposedSteps:
         self.layer_param_size = self.p + state_size
 
     def sweep(self, n0, h, rows, M, C, F=None):
-        scratch = np.zeros(self.p)
-        for k in range(rows.shape[0]):
-            theta, u = rows[k, : self.p], rows[k, self.p:]
-            self.pb.step_adjoint(n0 + k, h, theta, u, C[k], M[k], M[k + 1], scratch)
-            if F is not None:
-                M[k + 1] += F[k]
+        """M[k+1] = J_k^T M[k] (+ F[k]) for a run of rows: the plugin's own (jitted) backward
+        sweep on the rows in forward-layer order."""
+        nl = rows.shape[0]
+        rev = rows[::-1]
+        thetas = np.ascontiguousarray(rev[:, : self.p])
+        U = np.empty((nl + 1, self.S))
+        U[:nl] = rev[:, self.p:]
+        Lam = np.ascontiguousarray(M[::-1])
+        Frev = None if F is None else np.ascontiguousarray(F[::-1])
+        self.pb.sweep_adjoint(n0, h, thetas, U, np.ascontiguousarray(C[::-1]), Lam,
+                              np.zeros((nl, self.p)), Frev)
+        M[1:] = Lam[::-1][1:]
 
 
 class AdjointMGRIT(MGRIT):
@@ -81,6 +87,7 @@ class AdjointMGRIT(MGRIT):
         else:
             self.iterate("adjoint mgrit")
         adj.U[:] = self.own.U[::-1]
+        return len(self.history) - 1
 
 
 class _SpaceTimeAdjoint:
@@ -162,6 +169,10 @@ class AdjointKSP(AdjointMGRIT):
         ksp.setMonitor(lambda k, it, rnorm: self.history.append(rnorm))
 
     def solve_adjoint(self, thetas_local, state, adj, lamN):
+        if self.ksp.getType() == "richardson" and self.ksp.getPC().getType() == "python":
+            # Richardson with the MGRIT PC *is* plain MGRIT: iterate directly and skip the
+            # operator applications the Krylov wrapper would add.
+            return super().solve_adjoint(thetas_local, state, adj, lamN)
         self.set_parameters(thetas_local, state)
         fine = self.levels[0]
         S = fine.U.shape[1]
@@ -178,4 +189,5 @@ class AdjointKSP(AdjointMGRIT):
         fine.U[self.owned] = self.x.getArray(readonly=True).reshape(-1, S)
         self.exchange(fine)
         adj.U[:] = self.own.U[::-1]
+        self.history = self.history or [0.0]
         return self.ksp.getIterationNumber()

@@ -92,9 +92,9 @@ def sweep_kernel(act, Ks, bs, h, U, D, F, forced):
 
 
 @njit(cache=True)
-def sweep_adjoint_kernel(Ks, h, U, D, L, gKs, gbs):
-    """Backward over the block from L[-1]: g = h D[k]*L[k+1], L[k] = L[k+1] + Ks[k]^T g,
-    gKs[k] += g U[k]^T, gbs[k] += g 1."""
+def sweep_adjoint_kernel(Ks, h, U, D, L, gKs, gbs, F, forced):
+    """Backward over the block from L[-1]: g = h D[k]*L[k+1], L[k] = L[k+1] + Ks[k]^T g
+    (+ F[k] if forced), gKs[k] += g U[k]^T, gbs[k] += g 1."""
     w, B = U.shape[1], U.shape[2]
     g = np.empty((w, B))
     gK = np.empty((w, w))
@@ -104,6 +104,8 @@ def sweep_adjoint_kernel(Ks, h, U, D, L, gKs, gbs):
         _scale_rows(h, D[k], L[k + 1], g)
         np.dot(Ks[k].T, g, L[k])
         _add(L[k], L[k + 1])
+        if forced:
+            _add(L[k], F[k])
         np.dot(g, U[k].T, gK)
         np.dot(g, ones, gb)
         gKs[k] += gK
@@ -141,9 +143,10 @@ def sweep(act_name, Ks, bs, h, U, D, F=None):
                  F if forced else U[:0], forced)
 
 
-def sweep_adjoint(Ks, h, U, D, L, gKs, gbs):
+def sweep_adjoint(Ks, h, U, D, L, gKs, gbs, F=None):
     gK = np.zeros(gKs.shape)
     gb = np.zeros(gbs.shape)
-    sweep_adjoint_kernel(np.ascontiguousarray(Ks), h, U, D, L, gK, gb)
+    forced = F is not None
+    sweep_adjoint_kernel(np.ascontiguousarray(Ks), h, U, D, L, gK, gb, F if forced else L[:0], forced)
     gKs += gK
     gbs += gb

@@ -78,10 +78,13 @@ class ControlProblem:
             if F is not None:
                 U[k + 1] += F[k]
 
-    def sweep_adjoint(self, n0, h, thetas, U, C, Lam, G):
-        """Given Lam[-1], fill Lam[k] backwards and accumulate G[k] += dPhi_k/dtheta^T Lam[k+1]."""
+    def sweep_adjoint(self, n0, h, thetas, U, C, Lam, G, F=None):
+        """Given Lam[-1], fill Lam[k] backwards (+ F[k]: adjoint MGRIT's coarse right-hand side)
+        and accumulate G[k] += dPhi_k/dtheta^T Lam[k+1]."""
         for k in range(thetas.shape[0] - 1, -1, -1):
             self.step_adjoint(n0 + k, h, thetas[k], U[k], C[k], Lam[k + 1], Lam[k], G[k])
+            if F is not None:
+                Lam[k] += F[k]
 
     def parameter_gradient(self, n0, h, thetas, U, C, Lam, G):
         """G[k] += dPhi_k/dtheta^T Lam[k+1] for every k, with the adjoint given at every layer

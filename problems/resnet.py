@@ -118,10 +118,11 @@ class ResNet(ControlProblem):
         kernels.sweep(self.activation, Ks, bs, h, self._states(U), self._states(C),
                       None if F is None else self._states(F))
 
-    def sweep_adjoint(self, n0, h, thetas, U, C, Lam, G):
+    def sweep_adjoint(self, n0, h, thetas, U, C, Lam, G, F=None):
         Ks, _ = self.split_layers(thetas)
         gKs, gbs = self.split_layers(G)
-        kernels.sweep_adjoint(Ks, h, self._states(U), self._states(C), self._states(Lam), gKs, gbs)
+        kernels.sweep_adjoint(Ks, h, self._states(U), self._states(C), self._states(Lam), gKs, gbs,
+                              None if F is None else self._states(F))
 
     def parameter_gradient(self, n0, h, thetas, U, C, Lam, G):
         gKs, gbs = self.split_layers(G)
