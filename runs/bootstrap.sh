@@ -8,14 +8,14 @@ cd "$ROOT"
 log() { echo "[ocnet setup] $*" >&2; }
 
 need_apt=0
-for b in mpicc mpiexec; do command -v "$b" >/dev/null 2>&1 || need_apt=1; done
+for b in mpicc mpiexec make g++; do command -v "$b" >/dev/null 2>&1 || need_apt=1; done
 dpkg -s libopenblas-dev >/dev/null 2>&1 || need_apt=1
 if [ "$need_apt" = 1 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   log "installing system packages (Open MPI, OpenBLAS)"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq libopenmpi-dev openmpi-bin libopenblas-dev pkg-config >/dev/null
+  $SUDO apt-get install -y -qq libopenmpi-dev openmpi-bin libopenblas-dev pkg-config make g++ >/dev/null
 fi
 
 PY="${PYTHON:-python3}"
