@@ -36,6 +36,7 @@ class Trainer:
         self.replicated = replicated
         self.tao = PETSc.TAO().create(comm=PETSc.COMM_SELF if replicated else objective.design.comm)
         self.tao.setObjectiveGradient(self._objgrad, objective.design.create_vec(replicated))
+        self.tao.setObjective(self._obj)
         self.tao.setMonitor(self._monitor)
         self.tao.setFromOptions()
 
@@ -53,6 +54,11 @@ class Trainer:
         self._command(("eval",), x)
         return self.obj.evaluate(x, g)
 
+    def _obj(self, tao, x):
+        """Objective only: the state solve (the one-shot line search uses this)."""
+        self._command(("obj",), x)
+        return self.obj.evaluate(x)
+
     def _monitor(self, tao):
         its, f, gnorm, _, _, _ = tao.getSolutionStatus()
         x = tao.getSolution()
@@ -68,6 +74,8 @@ class Trainer:
                 self.comm.Bcast(arr, root=0)
             if cmd[0] == "eval":
                 self.obj.evaluate(x, g)
+            elif cmd[0] == "obj":
+                self.obj.evaluate(x)
             elif cmd[0] == "monitor":
                 self._record(*cmd[1:], x)
             else:

@@ -34,3 +34,13 @@ def test_oneshot_trains(tmp_path):
     h = read_history(tmp_path / "o")
     assert float(h[-1]["objective"]) < 0.8 * float(h[0]["objective"])
     assert float(h[-1]["state_residual"]) >= 0.0 and float(h[-1]["adjoint_residual"]) >= 0.0
+
+
+def test_oneshot_tao_type(tmp_path):
+    """The paper's one-shot optimiser (TAO python type): trains, same history on 1 and 2 ranks."""
+    args = BASE + ["-mode", "oneshot", "-tao_type", "python", "-tao_python_type", "ocnet.oneshot.OneShot"]
+    for p in (1, 2):
+        run_ocnet(args + ["-run_dir", tmp_path / f"p{p}"], nprocs=p)
+    h1, h2 = objectives(tmp_path / "p1"), objectives(tmp_path / "p2")
+    assert len(h1) == 21 and h1[-1] < 0.8 * h1[0]
+    np.testing.assert_allclose(h2, h1, rtol=1e-10, atol=0)

@@ -1,0 +1,82 @@
+"""The paper's one-shot optimiser as a PETSc TAO of type python (``-tao_type python
+-tao_python_type ocnet.oneshot.OneShot``, or ``-mode oneshot -oneshot_tao``).
+
+Per iteration: one inexact objective+gradient (k_state state and k_adjoint adjoint MGRIT
+iterations, warm-started), an L-BFGS direction from the stored pairs (dot products of PETSc
+Vecs), and a backtracking Armijo line search whose trial points re-run only the state solve.
+Options (prefix of the TAO): -tao_oneshot_lbfgs_m (memory, 5), -tao_oneshot_armijo_c1 (1e-4),
+-tao_oneshot_ls_shrink (0.5), -tao_oneshot_ls_max_it (20)."""
+from petsc4py import PETSc
+
+DIVERGED_LS = PETSc.TAO.ConvergedReason.DIVERGED_LS_FAILURE
+
+
+class OneShot:
+    def __init__(self):
+        self.m, self.c1, self.shrink, self.ls_max = 5, 1e-4, 0.5, 20
+        self.pairs = []
+
+    def setFromOptions(self, tao):
+        db = PETSc.Options(tao.getOptionsPrefix())
+        self.m = db.getInt("tao_oneshot_lbfgs_m", self.m)
+        self.c1 = db.getReal("tao_oneshot_armijo_c1", self.c1)
+        self.shrink = db.getReal("tao_oneshot_ls_shrink", self.shrink)
+        self.ls_max = db.getInt("tao_oneshot_ls_max_it", self.ls_max)
+
+    def _direction(self, g):
+        """-H g by the L-BFGS two-loop recursion (initial scaling s.y/y.y, or 1/|g| at start)."""
+        q = g.copy()
+        alphas = []
+        for s, y, rho in reversed(self.pairs):
+            a = rho * s.dot(q)
+            q.axpy(-a, y)
+            alphas.append(a)
+        if self.pairs:
+            s, y, _ = self.pairs[-1]
+            q.scale(s.dot(y) / y.dot(y))
+        else:
+            q.scale(1.0 / max(g.norm(), 1e-300))
+        for (s, y, rho), a in zip(self.pairs, reversed(alphas)):
+            b = rho * y.dot(q)
+            q.axpy(a - b, s)
+        q.scale(-1.0)
+        return q
+
+    def solve(self, tao):
+        x = tao.getSolution()
+        g = x.duplicate()
+        xt = x.duplicate()
+        f = tao.computeObjectiveGradient(x, g)
+        its, step = 0, 0.0
+        while True:
+            tao.setIterationNumber(its)
+            tao.monitor(its, f, g.norm(), 0.0, step)
+            if tao.checkConverged() != 0:
+                return
+            d = self._direction(g)
+            slope = g.dot(d)
+            if slope >= 0.0:  # not a descent direction: restart from steepest descent
+                self.pairs.clear()
+                d = self._direction(g)
+                slope = g.dot(d)
+            step = 1.0
+            for _ in range(self.ls_max):
+                xt.waxpy(step, d, x)
+                ft = tao.computeObjective(xt)
+                if ft <= f + self.c1 * step * slope:
+                    break
+                step *= self.shrink
+            else:
+                tao.setConvergedReason(DIVERGED_LS)
+                return
+            s = xt.copy()
+            s.axpy(-1.0, x)
+            xt.copy(x)
+            y = g.copy()
+            f = tao.computeObjectiveGradient(x, g)
+            y.aypx(-1.0, g)
+            sy = s.dot(y)
+            if sy > 1e-12 * s.norm() * y.norm():
+                self.pairs.append((s, y, 1.0 / sy))
+                del self.pairs[: -self.m]
+            its += 1
