@@ -20,6 +20,8 @@ FRAMEWORK_OPTIONS = [
      "per evaluation (inexact gradient)", ("serial", "exact", "oneshot")),
     ("oneshot_state_its", int, 2, "state MGRIT iterations per evaluation in -mode oneshot"),
     ("oneshot_adjoint_its", int, 2, "adjoint MGRIT iterations per evaluation in -mode oneshot"),
+    ("checkpoint_every", int, 0, "write a checkpoint into the run folder every k iterations (one-shot optimiser)"),
+    ("resume", str, None, "continue the run in this folder from its last complete checkpoint"),
     ("design_layout", str, "replicated", "optimiser vectors: replicated on every rank (history bitwise "
      "independent of the rank count) or distributed like the layers (O(N/P) memory)",
      ("replicated", "distributed")),
@@ -94,10 +96,17 @@ def run(comm):
     replicated = values["design_layout"] == "replicated"
     x = objective.design.initial(values["seed"])
     meta = {"problem": spec, "N": grid.N, "T": grid.T, "global_size": objective.design.global_size,
-            "options": {k: v for k, v in values.items() if k not in ("run_dir", "load", "design_layout", "quiet")}}
+            "options": {k: v for k, v in values.items()
+                        if k not in ("run_dir", "load", "design_layout", "quiet", "resume", "checkpoint_every")}}
     if values["load"]:
         rundir.load_params(values["load"], x, meta, comm)
-    run_dir = values["run_dir"]
+    run_dir = values["run_dir"] or values["resume"]
+    if values["checkpoint_every"] < 0:
+        raise OcnetError(f"-checkpoint_every must be >= 0 (got {values['checkpoint_every']})")
+    if values["checkpoint_every"] and not run_dir:
+        raise OcnetError("-checkpoint_every needs -run_dir")
+    if values["resume"] and not os.path.isdir(values["resume"]):
+        raise OcnetError(f"-resume: no run folder '{values['resume']}'")
     if run_dir:
         rundir.prepare(run_dir, comm)
 
@@ -106,9 +115,12 @@ def run(comm):
             _say(comm, "it {iteration:4d}  J {objective:.6e}  |g| {gradient_norm:.3e}  train {train_accuracy:.3f}  "
                        "val {val_accuracy:.3f}  t {wall_time:.2f}s".format(**row))
 
-    trainer = Trainer(objective, comm, replicated, on_row=show)
     x_opt = objective.design.convert(x, replicated)
     objective.evaluate(x_opt, x_opt.duplicate())  # JIT warm-up, so wall_time measures the solve
+    trainer = Trainer(objective, comm, replicated, on_row=show, run_dir=run_dir,
+                      checkpoint_every=values["checkpoint_every"], resume=bool(values["resume"]))
+    if values["resume"]:
+        _say(comm, f"ocnet: resuming {run_dir} at iteration {int(trainer.resume_state()['its'])}")
     reason = trainer.solve(x_opt) if max_it > 0 else trainer.evaluate_only(x_opt)
     x = objective.design.convert(x_opt, False)
     rows = trainer.rows

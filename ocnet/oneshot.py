@@ -6,6 +6,7 @@ iterations, warm-started), an L-BFGS direction from the stored pairs (dot produc
 Vecs), and a backtracking Armijo line search whose trial points re-run only the state solve.
 Options (prefix of the TAO): -tao_oneshot_lbfgs_m (memory, 5), -tao_oneshot_armijo_c1 (1e-4),
 -tao_oneshot_ls_shrink (0.5), -tao_oneshot_ls_max_it (20)."""
+import numpy as np
 from petsc4py import PETSc
 
 DIVERGED_LS = PETSc.TAO.ConvergedReason.DIVERGED_LS_FAILURE
@@ -15,6 +16,7 @@ class OneShot:
     def __init__(self):
         self.m, self.c1, self.shrink, self.ls_max = 5, 1e-4, 0.5, 20
         self.pairs = []
+        self.trainer = None  # set by ocnet's Trainer: checkpoint/restart hooks
 
     def setFromOptions(self, tao):
         db = PETSc.Options(tao.getOptionsPrefix())
@@ -46,8 +48,20 @@ class OneShot:
         x = tao.getSolution()
         g = x.duplicate()
         xt = x.duplicate()
-        f = tao.computeObjectiveGradient(x, g)
         its, step = 0, 0.0
+        resumed = self.trainer.resume_state() if self.trainer is not None else None
+        if resumed is None:
+            f = tao.computeObjectiveGradient(x, g)
+        else:
+            its, f, step = int(resumed["its"]), float(resumed["f"]), float(resumed["step"])
+            x.setArray(resumed["x"])
+            g.setArray(resumed["g"])
+            self.pairs = []
+            for s_, y_, rho in zip(resumed["S"], resumed["Y"], resumed["rho"]):
+                sv, yv = x.duplicate(), x.duplicate()
+                sv.setArray(s_)
+                yv.setArray(y_)
+                self.pairs.append((sv, yv, float(rho)))
         while True:
             tao.setIterationNumber(its)
             tao.monitor(its, f, g.norm(), 0.0, step)
@@ -80,3 +94,15 @@ class OneShot:
                 self.pairs.append((s, y, 1.0 / sy))
                 del self.pairs[: -self.m]
             its += 1
+            if self.trainer is not None:
+                self.trainer.maybe_checkpoint(its, x, self.state(x, g, f, step, its))
+
+    def state(self, x, g, f, step, its):
+        """Everything the next iterations depend on, as arrays (for checkpoints)."""
+        p = self.pairs
+        n = x.getLocalSize()
+        return {"x": x.getArray(readonly=True).copy(), "g": g.getArray(readonly=True).copy(),
+                "f": f, "step": step, "its": its,
+                "S": np.array([s.getArray(readonly=True) for s, _, _ in p]).reshape(len(p), n),
+                "Y": np.array([y.getArray(readonly=True) for _, y, _ in p]).reshape(len(p), n),
+                "rho": np.array([r for _, _, r in p])}

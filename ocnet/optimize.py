@@ -28,8 +28,11 @@ class Trainer:
     Distributed layout: one TAO on all ranks over the distributed design Vec.
     """
 
-    def __init__(self, objective, comm, replicated=True, on_row=None):
+    def __init__(self, objective, comm, replicated=True, on_row=None, run_dir=None,
+                 checkpoint_every=0, resume=False):
         self.obj, self.comm = objective, comm
+        self.run_dir, self.checkpoint_every, self.resume = run_dir, checkpoint_every, resume
+        self._resumed = None
         self.rows = []
         self.on_row = on_row
         self.t0 = None
@@ -39,6 +42,17 @@ class Trainer:
         self.tao.setObjective(self._obj)
         self.tao.setMonitor(self._monitor)
         self.tao.setFromOptions()
+        ctx = self.tao.getPythonContext() if self.tao.getType() == "python" else None
+        if checkpoint_every or resume:
+            from .oneshot import OneShot
+            if not isinstance(ctx, OneShot):
+                raise OcnetError("-checkpoint_every/-resume need the one-shot optimiser "
+                                 "(-tao_type python -tao_python_type ocnet.oneshot.OneShot): PETSc's "
+                                 "built-in TAO types do not expose their internal state")
+            ctx.trainer = self
+        if resume:
+            from . import checkpoint
+            self._resumed, self.rows = checkpoint.load(run_dir, comm, objective)
 
     @property
     def root_only(self):
@@ -65,6 +79,19 @@ class Trainer:
         self._command(("monitor", its, f, gnorm), x)
         self._record(its, f, gnorm, x)
 
+    def resume_state(self):
+        """Rank 0's optimiser: the restored optimiser state (None for a fresh start)."""
+        return self._resumed
+
+    def maybe_checkpoint(self, its, x, state):
+        if self.checkpoint_every and its % self.checkpoint_every == 0:
+            self._command(("checkpoint", its, None), x)  # only rank 0 writes the optimiser state
+            self._checkpoint(its, state)
+
+    def _checkpoint(self, its, state):
+        from . import checkpoint
+        checkpoint.save(self.run_dir, self.comm, self.obj, its, state, self.rows)
+
     def _serve(self, x):
         """Ranks > 0 of the replicated layout: follow rank 0's commands until it stops."""
         g = x.duplicate()
@@ -78,6 +105,8 @@ class Trainer:
                 self.obj.evaluate(x)
             elif cmd[0] == "monitor":
                 self._record(*cmd[1:], x)
+            elif cmd[0] == "checkpoint":
+                self._checkpoint(cmd[1], cmd[2])
             else:
                 return cmd[1]
 
