@@ -20,6 +20,7 @@ FRAMEWORK_OPTIONS = [
      "per evaluation (inexact gradient)", ("serial", "exact", "oneshot")),
     ("oneshot_state_its", int, 2, "state MGRIT iterations per evaluation in -mode oneshot"),
     ("oneshot_adjoint_its", int, 2, "adjoint MGRIT iterations per evaluation in -mode oneshot"),
+    ("batch_size", int, 0, "mini-batch size, a new batch each iteration (0: all training data)"),
     ("checkpoint_every", int, 0, "write a checkpoint into the run folder every k iterations (one-shot optimiser)"),
     ("resume", str, None, "continue the run in this folder from its last complete checkpoint"),
     ("design_layout", str, "replicated", "optimiser vectors: replicated on every rank (history bitwise "
@@ -92,7 +93,8 @@ def run(comm):
         db.delValue("tao_max_it")
 
     state_s, adj_s = mode_settings(values, db, grid)
-    objective = ReducedObjective(grid, problem, comm, state_mgrit=state_s, adjoint_mgrit=adj_s)
+    objective = ReducedObjective(grid, problem, comm, state_mgrit=state_s, adjoint_mgrit=adj_s,
+                                 batch_size=values["batch_size"], seed=values["seed"])
     replicated = values["design_layout"] == "replicated"
     x = objective.design.initial(values["seed"])
     meta = {"problem": spec, "N": grid.N, "T": grid.T, "global_size": objective.design.global_size,

@@ -5,6 +5,7 @@ the same number for every rank count given the same design.
 """
 import numpy as np
 
+from .errors import OcnetError
 from .layout import Design, Trajectory
 from .serial import LayerSerial
 
@@ -12,11 +13,20 @@ TAG_HALO_L, TAG_HALO_R, TAG_LOSS = 21, 22, 23
 
 
 class ReducedObjective:
-    def __init__(self, grid, problem, comm, solver=None, state_mgrit=None, adjoint_mgrit=None):
+    def __init__(self, grid, problem, comm, solver=None, state_mgrit=None, adjoint_mgrit=None,
+                 batch_size=0, seed=0):
         self.grid, self.problem, self.comm = grid, problem, comm
         self.design = Design(grid, problem, comm)
         self.solver = solver or LayerSerial(grid, problem, comm)
-        self.data = problem.datasets["train"]
+        self.full = self.data = problem.datasets["train"]
+        self.batch_size, self.seed = batch_size, seed
+        if batch_size:
+            n = problem.data_size(self.full)
+            if problem.subset(self.full, np.arange(1)) is None:
+                raise OcnetError(f"-batch_size: problem '{problem.name}' has no mini-batches")
+            if not 0 < batch_size <= n:
+                raise OcnetError(f"-batch_size {batch_size}: must be between 1 and the {n} training samples")
+            self.next_batch(0)
         self.state = self._trajectory(self.data)
         self.adj = self._trajectory(self.data)
         self.mgrit = None
@@ -35,6 +45,14 @@ class ReducedObjective:
         self.adjoint_residual = float("nan")
         self.nevals = 0
         self._trajectories = {}  # evaluation datasets -> (data, Trajectory), allocated once
+
+    def next_batch(self, iteration):
+        """Draw the mini-batch of an optimisation iteration (seeded by (seed, iteration))."""
+        if not self.batch_size:
+            return
+        n = self.problem.data_size(self.full)
+        idx = np.sort(np.random.default_rng([self.seed, 7, iteration]).permutation(n)[: self.batch_size])
+        self.data = self.problem.subset(self.full, idx)
 
     def _trajectory(self, data):
         return Trajectory(self.grid, self.problem.state_size(data), self.problem.cache_size(data), self.comm)

@@ -119,6 +119,7 @@ class Trainer:
                "state_residual": self.obj.state_residual,
                "adjoint_residual": self.obj.adjoint_residual}
         self.rows.append(row)
+        self.obj.next_batch(int(its) + 1)
         if self.on_row:
             self.on_row(row)
 

@@ -41,6 +41,14 @@ class ControlProblem:
     def state_size(self, data):
         raise NotImplementedError
 
+    def subset(self, data, idx):
+        """The samples ``idx`` of ``data`` (for -batch_size); None: no mini-batches."""
+        return None
+
+    def data_size(self, data):
+        """Number of samples in ``data`` (for -batch_size)."""
+        return 0
+
     def cache_size(self, data):
         """Doubles per step kept by ``step`` for ``step_adjoint`` (e.g. sigma'); 0 for none."""
         return 0

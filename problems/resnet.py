@@ -86,6 +86,12 @@ class ResNet(ControlProblem):
         Wc = rng.standard_normal((C, w)) * self.values["init_class"] / np.sqrt(w)
         return np.concatenate([Wo.ravel(), np.zeros(w), Wc.ravel(), np.zeros(C)])
 
+    def subset(self, data, idx):
+        return Classification(np.ascontiguousarray(data.X[:, idx]), data.y[idx])
+
+    def data_size(self, data):
+        return data.batch
+
     # ---- sizes ----------------------------------------------------------------------------
     def state_size(self, data):
         return self.width * data.batch

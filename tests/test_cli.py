@@ -19,6 +19,7 @@ BAD = [
     (["-tao_type", "nosuch"], "unknown TAO type 'nosuch'"),
     (["-tao_max_it", -3], "-tao_max_it must be >= 0"),
     (["-mgrit_levels", 0], "-mgrit_levels must be >= 1"),
+    (["-batch_size", 5000], "-batch_size 5000: must be between 1 and the 100 training samples"),
     (["-mode", "fast"], "option -mode: 'fast' is not one of serial, exact, oneshot"),
     (["-state_mgrit_cfactor", 1], "-mgrit_cfactor must be >= 2"),
     (["-mgrit_relax", "FF"], "option -mgrit_relax: 'FF' is not one of F, FCF, FCFCF"),

@@ -44,3 +44,14 @@ def test_oneshot_tao_type(tmp_path):
     h1, h2 = objectives(tmp_path / "p1"), objectives(tmp_path / "p2")
     assert len(h1) == 21 and h1[-1] < 0.8 * h1[0]
     np.testing.assert_allclose(h2, h1, rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("mode", ["serial", "oneshot"])
+def test_mini_batches(tmp_path, mode):
+    """-batch_size: trains, and the run is the same on 1 and 2 ranks."""
+    args = BASE + ["-mode", mode, "-batch_size", 64]
+    for p in (1, 2):
+        run_ocnet(args + ["-run_dir", tmp_path / f"p{p}"], nprocs=p)
+    h1, h2 = objectives(tmp_path / "p1"), objectives(tmp_path / "p2")
+    assert h1[-1] < h1[0]
+    np.testing.assert_allclose(h2, h1, rtol=1e-10, atol=0)
