@@ -7,7 +7,6 @@ Each rank count runs in its own ``mpiexec``; the script prints the time per V-cy
 """
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -55,11 +54,11 @@ def main():
     a = ap.parse_args()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONPATH=root)
-    mpi = [shutil.which("mpiexec"), "-q"] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
+    from ocnet.launch import mpiexec
     print(f"Peaks width 8, batch 5000, N={a.N}, levels={a.levels}, cfactor={a.cfactor}, FCF: one V-cycle")
     base = None
     for p in map(int, a.ranks.split(",")):
-        out = subprocess.run(mpi + ["--oversubscribe", "-n", str(p), sys.executable, "-c", INNER,
+        out = subprocess.run(mpiexec(p) + [sys.executable, "-c", INNER,
                                     str(a.N), str(a.levels), str(a.cfactor), str(a.repeat)],
                              capture_output=True, text=True, env=env, cwd=root)
         line = [ln for ln in out.stdout.splitlines() if ln.startswith("TIME")]

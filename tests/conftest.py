@@ -10,14 +10,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def mpiexec_prefix(n):
-    exe = shutil.which("mpiexec")
-    if exe is None:
+    if shutil.which("mpiexec") is None:
         pytest.fail("mpiexec not found: the test suite needs MPI (README set-up installs it)")
-    cmd = [exe, "-q", "-n", str(n)]
-    if os.geteuid() == 0:
-        cmd.append("--allow-run-as-root")
-    cmd.append("--oversubscribe")
-    return cmd
+    from ocnet.launch import mpiexec
+    return mpiexec(n)
 
 
 def run_ocnet(args, nprocs=None, timeout=300, check=True):
