@@ -43,7 +43,6 @@ class ReducedObjective:
                                           problem.cache_size(self.data))
         self.state_residual = float("nan")
         self.adjoint_residual = float("nan")
-        self.nevals = 0
         self._trajectories = {}  # evaluation datasets -> (data, Trajectory), allocated once
 
     def next_batch(self, iteration):
@@ -100,7 +99,6 @@ class ReducedObjective:
     def evaluate(self, x, grad=None):
         """J(x); with ``grad`` (a Vec of the design layout) also the exact adjoint gradient."""
         gr, pb = self.grid, self.problem
-        self.nevals += 1
         g, thetas = self.design.split(self.design.local(x))
         g_last = self.solver.share_global(g)
         if self.mgrit is None:

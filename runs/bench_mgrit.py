@@ -9,7 +9,6 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 
 INNER = r'''
 import sys, time, numpy as np, petsc4py
@@ -70,5 +69,4 @@ def main():
 
 
 if __name__ == "__main__":
-    time.sleep(0)
     main()
