@@ -80,14 +80,9 @@ class AdjointMGRIT(MGRIT):
         self.set_parameters(thetas_local, state)
         if g.last:
             self.own.U[0] = lamN
-        fine = self.levels[0]
-        if len(self.levels) == 1:
-            self.coarsest_solve(fine)
-            self.history = []
-        else:
-            self.iterate("adjoint mgrit")
+        its = self.run("adjoint mgrit")
         adj.U[:] = self.own.U[::-1]
-        return len(self.history) - 1
+        return its
 
 
 class _SpaceTimeAdjoint:
@@ -100,15 +95,8 @@ class _SpaceTimeAdjoint:
         s = self.s
         w = s.work
         w.U[s.owned] = x.getArray(readonly=True).reshape(-1, w.U.shape[1])
-        s.exchange(w)
-        out = y.getArray().reshape(-1, w.U.shape[1])
-        res = w.U[s.owned].copy()
-        tmp = np.empty(w.U.shape[1])
-        for i, r in enumerate(range(s.owned.start or 0, w.nrows)):
-            if r >= 1:
-                s._phi(w, r, tmp)
-                res[i] -= tmp
-        out[:] = res
+        with y as out:  # the context bumps y's state, so PETSc drops cached norms
+            s.point_residuals(w, out.reshape(-1, w.U.shape[1]))
 
 
 class _MGRITPC:
@@ -131,7 +119,8 @@ class _MGRITPC:
         s.f_relax(fine)
         s.cycle(0, s.s.cycle)
         fine.forced = False
-        e.getArray().reshape(-1, S)[:] = fine.U[s.owned]
+        with e as arr:
+            arr.reshape(-1, S)[:] = fine.U[s.owned]
 
 
 class AdjointKSP(AdjointMGRIT):

@@ -12,15 +12,7 @@ from numba import njit
 
 
 # ---- activations: return (sigma(x), sigma'(x)); branch-free so the loops vectorise ----------
-@njit(inline="always")
-def act_tanh(x):
-    # exp-based: Numba's np.tanh is scalar libm (~19x slower than numpy's SIMD tanh here).
-    e = np.exp(-2.0 * abs(x))
-    t = (1.0 - e) / (1.0 + e)
-    t = t if x >= 0.0 else -t
-    return t, 1.0 - t * t
-
-
+# (tanh has its own multi-pass kernel, _tanh_update, below)
 @njit(inline="always")
 def act_relu(x):
     return max(x, 0.0), (1.0 if x > 0.0 else 0.0)
@@ -41,8 +33,7 @@ ACTIVATIONS = {"tanh": 0, "relu": 1, "smoothrelu": 2}
 
 @njit(inline="always")
 def activation(kind, x):
-    if kind == 0:
-        return act_tanh(x)
+    """ReLU (1) or SmoothReLU (2); tanh (0) goes through _tanh_update instead."""
     if kind == 1:
         return act_relu(x)
     return act_smoothrelu(x)

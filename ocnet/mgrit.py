@@ -212,6 +212,17 @@ class MGRIT:
         self.problem.sweep((lev.point(r) - 1) * lev.m, h, lev.thetas[r:r + 1], buf, lev.C[r:r + 1])
         out[:] = buf[1]
 
+    def point_residuals(self, lev, out):
+        """out[i] = U[r] - Phi(U[r-1]) for the owned rows r in order (the first rank's row 0,
+        the initial point: U[0]); the halo is exchanged first.  The space-time operator action."""
+        self.exchange(lev)
+        phi = np.empty(lev.U.shape[1])
+        for i, r in enumerate(range(0 if self.grid.first else 1, lev.nrows)):
+            out[i] = lev.U[r]
+            if r >= 1:
+                self._phi(lev, r, phi)
+                out[i] -= phi
+
     def c_relax(self, lev):
         # the halo row is valid after the preceding F-relaxation
         w = self.s.cweight
@@ -310,12 +321,15 @@ class MGRIT:
     def solve(self, thetas_local):
         """MGRIT iterations on the fine trajectory (its row 0 holds u[0] on rank 0)."""
         self.set_parameters(thetas_local)
-        fine = self.levels[0]
+        return self.run()
+
+    def run(self, label="mgrit"):
+        """One level: the serial sweep itself (bitwise); more: MGRIT iterations."""
         if len(self.levels) == 1:
-            self.coarsest_solve(fine)
+            self.coarsest_solve(self.levels[0])
             self.history = []
             return 0
-        return self.iterate()
+        return self.iterate(label)
 
     def iterate(self, label="mgrit"):
         """Cycles until the C-point residual is below max(atol, rtol*|r0|) or max_it."""

@@ -3,7 +3,6 @@
 Residual F(u)[j] = u[j] - Phi_j(u[j-1]) (and u[0] - E(g) on rank 0) is the space-time residual;
 the SNES is of type python and its solve runs MGRIT FAS cycles, with the SNES tolerances and
 iteration limit (defaults from -state_mgrit_*), monitors and converged reasons."""
-import numpy as np
 from petsc4py import PETSc
 
 
@@ -42,16 +41,11 @@ class StateSNES:
     def _residual(self, snes, x, f):
         """Space-time residual of the trajectory (x is the trajectory Vec itself)."""
         m, lev = self.m, self.m.levels[0]
-        m.exchange(lev)
-        out = f.getArray().reshape(-1, lev.U.shape[1])
-        start = 0 if m.grid.first else 1
-        phi = np.empty(lev.U.shape[1])
-        for i, r in enumerate(range(start, lev.nrows)):
-            if r == 0:
-                out[i] = 0.0  # u[0] is set from the opening map before the solve
-                continue
-            m._phi(lev, r, phi)
-            out[i] = lev.U[r] - phi
+        with f as arr:  # the context bumps f's state, so PETSc drops cached norms
+            out = arr.reshape(-1, lev.U.shape[1])
+            m.point_residuals(lev, out)
+            if m.grid.first:
+                out[0] = 0.0  # u[0] is set from the opening map before the solve
 
     def solve(self, thetas_local):
         self.m.set_parameters(thetas_local)
