@@ -23,56 +23,61 @@ def reversed_grid(grid):
                            nlocal=grid.nlocal)
 
 
-class _TransposedSteps:
-    """The plugin seen from the reversed grid: a 'step' applies a transposed Jacobian.
-
-    Each step's parameter row is [theta | u] (u: the forward state the Jacobian is taken at);
-    its cache row holds the forward step's cache at that state, filled by AdjointMGRIT."""
-
-    def __init__(self, problem, state_size):
-        self.pb, self.p, self.S = problem, problem.layer_param_size, state_size
-        self.layer_param_size = self.p + state_size
-
-    def sweep(self, n0, h, rows, M, C, F=None):
-        """M[k+1] = J_k^T M[k] (+ F[k]) for a run of rows: the plugin's own (jitted) backward
-        sweep on the rows in forward-layer order."""
-        nl = rows.shape[0]
-        rev = rows[::-1]
-        thetas = np.ascontiguousarray(rev[:, : self.p])
-        U = np.empty((nl + 1, self.S))
-        U[:nl] = rev[:, self.p:]
-        Lam = np.ascontiguousarray(M[::-1])
-        Frev = None if F is None else np.ascontiguousarray(F[::-1])
-        self.pb.sweep_adjoint(n0, h, thetas, U, np.ascontiguousarray(C[::-1]), Lam,
-                              np.zeros((nl, self.p)), Frev)
-        M[1:] = Lam[::-1][1:]
-
-
 class AdjointMGRIT(MGRIT):
+    """MGRIT on the reversed grid whose steps are transposed Jacobians.
+
+    Level arrays are stored back to front (``alloc``), so ``lev.U[::-1]`` is the adjoint in
+    forward-layer order (index j = nrows-1-r for reversed row r) as a contiguous array; each level
+    also keeps, in that order, the parameters, linearisation states and caches of the forward
+    steps it transposes (views of the state trajectory on the finest level).  A relaxation is one
+    call of the plugin's batched ``sweeps_adjoint``/``steps_adjoint``, with no copies."""
+
     def __init__(self, grid, problem, comm, settings, state, cache_size):
-        self.fgrid, self.fproblem = grid, problem
+        self.fgrid = grid
         rcomm = comm.Split(0, grid.size - 1 - grid.rank)
         S = state.state_size
-        own = SimpleNamespace(U=np.zeros((grid.nlocal + 1, S)), Cfull=np.zeros((grid.nlocal + 1, cache_size)))
-        super().__init__(reversed_grid(grid), _TransposedSteps(problem, S), rcomm, settings, S, cache_size, own)
+        own = SimpleNamespace(U=self.alloc((grid.nlocal + 1, S)), Cfull=np.zeros((grid.nlocal + 1, 0)))
+        super().__init__(reversed_grid(grid), problem, rcomm, settings, S, cache_size, own)
         self.own = own
 
+    @staticmethod
+    def alloc(shape):
+        return np.zeros(shape)[::-1]
+
     def set_parameters(self, thetas_local, state):
-        """Rows of every level: [theta | u] of the forward step the reversed step transposes."""
-        g, pb, p = self.fgrid, self.fproblem, self.fproblem.layer_param_size
+        """Per level, in forward order: theta, u and the cache of the forward step each reversed
+        step transposes (coarse levels: the plugin's coarse step at u[layer], injected theta).
+        On the finest level reversed row r transposes local layer nrows-1-r: plain views."""
+        g, pb = self.fgrid, self.problem
         for lev in self.levels:
-            h = g.h * lev.m
-            buf = np.empty((2, state.state_size))
-            for r in range(1, lev.nrows):
-                layer = g.N - lev.point(r) * lev.m
-                k = layer - g.n0
-                lev.thetas[r, :p] = thetas_local[k]
-                lev.thetas[r, p:] = state.U[k]
-                if lev.m == 1:
-                    lev.C[r] = state.C[k]
-                else:  # linearisation of the coarse forward step at u[layer]
-                    buf[0] = state.U[k]
-                    pb.sweep(layer, h, thetas_local[k:k + 1], buf, lev.C[r:r + 1])
+            n = lev.nrows
+            if lev.m == 1:
+                lev.fw = SimpleNamespace(ns=g.n0 + np.arange(n), th=thetas_local, U=state.U, C=state.C)
+                continue
+            r = np.arange(1, n)
+            j = n - 1 - r
+            layer = g.N - (lev.p0 + r) * lev.m
+            # row j+1 of the *_b arrays is row j of the level's forward arrays, so that the plugin's
+            # steps (which read U[r-1] and write C[r]) compute the caches in place
+            th_b = np.zeros((n + 1, thetas_local.shape[1]))
+            C_b = np.zeros((n + 1, lev.C.shape[1]))
+            ns_b = np.zeros(n + 1, np.int64)
+            U = np.zeros((n, state.state_size))
+            th_b[j + 1], ns_b[j + 1], U[j] = thetas_local[layer - g.n0], layer, state.U[layer - g.n0]
+            if n > 1:
+                pb.steps(j + 1, ns_b, g.h * lev.m, th_b, U, C_b, np.empty((n - 1, state.state_size)))
+            lev.fw = SimpleNamespace(ns=ns_b[1:], th=th_b[1:], U=U, C=C_b[1:])
+
+    def _sweeps(self, lev, runs):
+        if len(runs):
+            n, fw = lev.nrows, lev.fw
+            self.problem.sweeps_adjoint(np.ascontiguousarray((n - 1) - runs[:, ::-1]), fw.ns, self.fgrid.h * lev.m,
+                                        fw.th, fw.U, fw.C, lev.U[::-1], lev.G[::-1] if lev.forced else None)
+
+    def _steps(self, lev, rows, out):
+        fw = lev.fw
+        self.problem.steps_adjoint(lev.nrows - 1 - rows, fw.ns, self.fgrid.h * lev.m, fw.th, fw.U, fw.C,
+                                   lev.U[::-1], out)
 
     def solve_adjoint(self, thetas_local, state, adj, lamN):
         """Fill adj.U (rows <-> fine points n0..n1) with the MGRIT adjoint; lamN on the last rank."""
@@ -134,8 +139,8 @@ class AdjointKSP(AdjointMGRIT):
         super().__init__(grid, problem, comm, settings, state, cache_size)
         fine = self.levels[0]
         self.owned = slice(0, None) if grid.last else slice(1, None)
-        self.work = Level(self.grid, 1, fine.cf, fine.U.shape[1], cache_size, self.problem.layer_param_size)
-        self.work.thetas, self.work.C = fine.thetas, fine.C
+        self.work = Level(self.grid, 1, fine.cf, fine.U.shape[1], 0, self.problem.layer_param_size,
+                          alloc=self.alloc)
         n = fine.U[self.owned].size
         wcomm = PETSc.COMM_WORLD
         A = PETSc.Mat().createPython(((n, None), (n, None)), _SpaceTimeAdjoint(self), comm=wcomm)
@@ -156,6 +161,10 @@ class AdjointKSP(AdjointMGRIT):
         self.x, self.b = A.createVecs()
         self.history = []
         ksp.setMonitor(lambda k, it, rnorm: self.history.append(rnorm))
+
+    def set_parameters(self, thetas_local, state):
+        super().set_parameters(thetas_local, state)
+        self.work.fw = self.levels[0].fw  # the operator's residuals take the fine level's steps
 
     def solve_adjoint(self, thetas_local, state, adj, lamN):
         if self.ksp.getType() == "richardson" and self.ksp.getPC().getType() == "python":

@@ -159,6 +159,58 @@ def param_gradient_kernel(h, U, D, L, gKs, gbs):
         gbs[k] += gb
 
 
+@njit(cache=True)
+def sweeps_kernel(act, runs, Ks, bs, h, U, D, F, forced):
+    """Several runs on one array (rows indexed by the point a step goes into): for each run
+    (a, b) and k = a..b, U[k] = U[k-1] + h*act(Ks[k] U[k-1] + bs[k]) (+ F[k]), D[k] = act'(.).
+    The arithmetic of ``sweep_kernel``, so a one-run call reproduces it bitwise."""
+    z = np.empty(U.shape[1:])
+    for i in range(runs.shape[0]):
+        for k in range(runs[i, 0], runs[i, 1] + 1):
+            np.dot(Ks[k], U[k - 1], z)
+            activate_update(act, z, bs[k], h, U[k - 1], U[k], D[k])
+            if forced:
+                _add(U[k], F[k])
+
+
+@njit(cache=True)
+def steps_kernel(act, rows, Ks, bs, h, U, D, out):
+    """Independent steps into rows r = rows[i]: out[i] = U[r-1] + h*act(Ks[r] U[r-1] + bs[r]),
+    D[r] = act'(.)."""
+    z = np.empty(U.shape[1:])
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        np.dot(Ks[r], U[r - 1], z)
+        activate_update(act, z, bs[r], h, U[r - 1], out[i], D[r])
+
+
+@njit(cache=True)
+def sweeps_adjoint_kernel(runs, Ks, h, D, L, F, forced):
+    """Backward runs without gradients: for each run (a, b) and k = b..a,
+    L[k] = L[k+1] + Ks[k]^T (h D[k]*L[k+1]) (+ F[k]) (the arithmetic of sweep_adjoint_kernel)."""
+    w, B = L.shape[1], L.shape[2]
+    g = np.empty((w, B))
+    for i in range(runs.shape[0]):
+        for k in range(runs[i, 1], runs[i, 0] - 1, -1):
+            _scale_rows(h, D[k], L[k + 1], g)
+            np.dot(Ks[k].T, g, L[k])
+            _add(L[k], L[k + 1])
+            if forced:
+                _add(L[k], F[k])
+
+
+@njit(cache=True)
+def steps_adjoint_kernel(rows, Ks, h, D, L, out):
+    """Independent transposed steps, k = rows[i]: out[i] = L[k+1] + Ks[k]^T (h D[k]*L[k+1])."""
+    w, B = L.shape[1], L.shape[2]
+    g = np.empty((w, B))
+    for i in range(rows.shape[0]):
+        k = rows[i]
+        _scale_rows(h, D[k], L[k + 1], g)
+        np.dot(Ks[k].T, g, out[i])
+        _add(out[i], L[k + 1])
+
+
 def param_gradient(h, U, D, L, gKs, gbs):
     gK = np.zeros(gKs.shape)
     gb = np.zeros(gbs.shape)

@@ -98,9 +98,10 @@ class MGRITSettings:
 
 
 class Level:
-    """Rows r <-> points p0 + r; row 0 is the halo (rank 0: point 0, the fixed initial state)."""
+    """Rows r <-> points p0 + r; row 0 is the halo (rank 0: point 0, the fixed initial state).
+    Row r > 0 holds the step into point p0 + r: its parameters, cache, forcing and layer index."""
 
-    def __init__(self, grid, m, cf, S, Sc, p, U=None, C=None):
+    def __init__(self, grid, m, cf, S, Sc, p, U=None, C=None, alloc=np.zeros):
         self.m, self.cf = m, cf
         self.npoints = grid.N // m + 1
         lo = 0 if grid.first else grid.n0 + 1
@@ -108,12 +109,18 @@ class Level:
         self.p0 = 0 if grid.first else j_lo - 1
         self.nrows = max(j_hi - self.p0 + 1, 1)
         self.owns = j_hi >= j_lo
-        self.U = np.zeros((self.nrows, S)) if U is None else U
-        self.C = np.zeros((self.nrows, Sc)) if C is None else C
-        self.G = np.zeros((self.nrows, S))
+        self.U = alloc((self.nrows, S)) if U is None else U
+        self.C = alloc((self.nrows, Sc)) if C is None else C
+        self.G = alloc((self.nrows, S))
         self.thetas = np.zeros((self.nrows, p))
-        self.tmp = np.zeros((2, S))
         self.forced = m > 1  # G is a right-hand side (coarse levels; the fine level inside a PC)
+        rows = np.arange(self.nrows)
+        self.ns = (self.p0 + rows - 1) * m  # fine layer index of the step into each row
+        is_c = (self.p0 + rows) % cf == 0
+        self.c_rows = rows[1:][is_c[1:]]
+        f = np.flatnonzero(~is_c[1:]) + 1  # runs of consecutive F rows, as (first, last) pairs
+        cut = np.flatnonzero(np.diff(f) > 1)
+        self.f_runs = np.stack([np.r_[f[:1], f[cut + 1]], np.r_[f[cut], f[-1:]]], axis=1).astype(np.int64)
 
     def point(self, r):
         return self.p0 + r
@@ -121,21 +128,9 @@ class Level:
     def is_c(self, r):
         return self.point(r) % self.cf == 0
 
-    def f_runs(self):
-        """Runs [a, b] of consecutive F rows (rows >= 1)."""
-        runs, a = [], None
-        for r in range(1, self.nrows):
-            if not self.is_c(r):
-                a = r if a is None else a
-            elif a is not None:
-                runs.append((a, r - 1))
-                a = None
-        if a is not None:
-            runs.append((a, self.nrows - 1))
-        return runs
-
-    def c_rows(self):
-        return [r for r in range(1, self.nrows) if self.is_c(r)]
+    def coarse_rows(self, rows, coarse):
+        """Rows of the coarse level holding the points of (C-point) ``rows`` of this level."""
+        return (self.p0 + rows) // self.cf - coarse.p0
 
 
 class MGRIT:
@@ -150,15 +145,20 @@ class MGRIT:
             cf = settings.factor(l)
             last = l == settings.levels - 1 or (grid.N // (m * cf)) + 1 < settings.min_coarse
             if l == 0:
-                lev = Level(grid, m, cf, state_size, cache_size, p, traj.U, traj.Cfull)
+                lev = Level(grid, m, cf, state_size, cache_size, p, traj.U, traj.Cfull, alloc=self.alloc)
             else:
-                lev = Level(grid, m, cf, state_size, cache_size, p)
+                lev = Level(grid, m, cf, state_size, cache_size, p, alloc=self.alloc)
             self.levels.append(lev)
             if last:
                 break
             m *= cf
         self.history = []
         self._first = True  # skip_down applies to the very first cycle (cold start) only
+
+    @staticmethod
+    def alloc(shape):
+        """Storage of level arrays (the adjoint stores its reversed rows back to front)."""
+        return np.zeros(shape)
 
     # ---- communication ----------------------------------------------------------------
     def _tag(self, lev):
@@ -180,61 +180,62 @@ class MGRIT:
         if not gr.last:
             self._send_last(lev).Wait()
 
-    # ---- relaxation ---------------------------------------------------------------------
-    def _sweep(self, lev, a, b):
-        """Rows a..b from row a-1: u = Phi(u_prev) (+ forcing on coarse levels)."""
-        h = self.grid.h * lev.m
-        F = lev.G[a:b + 1] if lev.forced else None
-        self.problem.sweep((lev.point(a) - 1) * lev.m, h, lev.thetas[a:b + 1], lev.U[a - 1:b + 1], lev.C[a:b + 1], F)
+    # ---- the two batched primitives every operation below goes through -----------------
+    def _sweeps(self, lev, runs):
+        """In-place sweeps of the row runs ``runs`` (k x 2) from the row before each (+ forcing)."""
+        if len(runs):
+            self.problem.sweeps(runs, lev.ns, self.grid.h * lev.m, lev.thetas, lev.U, lev.C,
+                                lev.G if lev.forced else None)
 
+    def _steps(self, lev, rows, out):
+        """out[i] = Phi(U[rows[i]-1]): the step into each of ``rows``, independently (one call);
+        the steps' caches are kept (the fine level's are the adjoint's linearisation)."""
+        self.problem.steps(rows, lev.ns, self.grid.h * lev.m, lev.thetas, lev.U, lev.C, out)
+
+    def _c_values(self, lev, rows):
+        """Phi(U[r-1]) (+ G[r] when forced) for the rows ``rows``."""
+        out = np.empty((len(rows), lev.U.shape[1]))
+        if len(rows):
+            self._steps(lev, rows, out)
+            if lev.forced:
+                out += lev.G[rows]
+        return out
+
+    # ---- relaxation ---------------------------------------------------------------------
     def f_relax(self, lev):
         gr = self.grid
-        runs = lev.f_runs()
+        runs = lev.f_runs
         last_c = lev.owns and lev.is_c(lev.nrows - 1)
         req = self._send_last(lev) if (not gr.last and last_c) else None
-        leading = runs and runs[0][0] == 1 and not gr.first
-        for a, b in (runs[1:] if leading else runs):
-            self._sweep(lev, a, b)
+        leading = len(runs) and runs[0, 0] == 1 and not gr.first
+        self._sweeps(lev, runs[1:] if leading else runs)
         if not gr.first:
             self._recv_halo(lev)
             if leading:
-                self._sweep(lev, *runs[0])
+                self._sweeps(lev, runs[:1])
         if not gr.last and not last_c:
             req = self._send_last(lev)
         if req is not None:
             req.Wait()
 
-    def _phi(self, lev, r, out):
-        """out = Phi(U[r-1]) for the step into row r (fills the step's cache)."""
-        h = self.grid.h * lev.m
-        buf = lev.tmp
-        buf[0] = lev.U[r - 1]
-        self.problem.sweep((lev.point(r) - 1) * lev.m, h, lev.thetas[r:r + 1], buf, lev.C[r:r + 1])
-        out[:] = buf[1]
-
     def point_residuals(self, lev, out):
         """out[i] = U[r] - Phi(U[r-1]) for the owned rows r in order (the first rank's row 0,
         the initial point: U[0]); the halo is exchanged first.  The space-time operator action."""
         self.exchange(lev)
-        phi = np.empty(lev.U.shape[1])
-        for i, r in enumerate(range(0 if self.grid.first else 1, lev.nrows)):
-            out[i] = lev.U[r]
-            if r >= 1:
-                self._phi(lev, r, phi)
-                out[i] -= phi
+        rows = np.arange(1, lev.nrows)
+        first = 1 if self.grid.first else 0
+        if self.grid.first:
+            out[0] = lev.U[0]
+        phi = np.empty((len(rows), lev.U.shape[1]))
+        if len(rows):
+            self._steps(lev, rows, phi)
+        out[first:] = lev.U[1:] - phi
 
     def c_relax(self, lev):
         # the halo row is valid after the preceding F-relaxation
-        w = self.s.cweight
-        new = np.empty(lev.U.shape[1])
-        for r in lev.c_rows():
-            self._phi(lev, r, new)
-            if lev.forced:
-                new += lev.G[r]
-            if w == 1.0:
-                lev.U[r] = new
-            else:
-                lev.U[r] = (1.0 - w) * lev.U[r] + w * new
+        rows, w = lev.c_rows, self.s.cweight
+        new = self._c_values(lev, rows)
+        lev.U[rows] = new if w == 1.0 else (1.0 - w) * lev.U[rows] + w * new
 
     @logged("MGRITRelax")
     def relax(self, lev):
@@ -248,16 +249,10 @@ class MGRIT:
     def residual_norm(self, lev):
         """||g - A(u)|| over C-points, summed in point order (rank-count free)."""
         self.exchange(lev)
-        sq = []
-        phi = np.empty(lev.U.shape[1])
-        for r in lev.c_rows():
-            self._phi(lev, r, phi)
-            res = phi - lev.U[r]
-            if lev.forced:
-                res += lev.G[r]
-            sq.append(res @ res)
+        res = self._c_values(lev, lev.c_rows) - lev.U[lev.c_rows]
+        sq = np.add.reduce(res * res, axis=1)
         allsq = self.comm.allgather(sq)
-        return float(np.sqrt(np.sum(np.concatenate([np.asarray(s, dtype=float) for s in allsq]))))
+        return float(np.sqrt(np.sum(np.concatenate(allsq))))
 
     # ---- levels -------------------------------------------------------------------------
     def set_parameters(self, thetas_local):
@@ -267,8 +262,7 @@ class MGRIT:
         if len(self.levels) > 1:
             allth = np.concatenate(self.comm.allgather(thetas_local))
             for lev in self.levels[1:]:
-                for r in range(1, lev.nrows):
-                    lev.thetas[r] = allth[(lev.point(r) - 1) * lev.m]
+                lev.thetas[1:] = allth[lev.ns[1:]]
 
     @logged("MGRITCoarse")
     def coarsest_solve(self, lev):
@@ -276,31 +270,28 @@ class MGRIT:
         if not gr.first:
             self._recv_halo(lev)
         if lev.nrows > 1:
-            self._sweep(lev, 1, lev.nrows - 1)
+            self._sweeps(lev, np.array([[1, lev.nrows - 1]], np.int64))
         if not gr.last:
             self._send_last(lev).Wait()
 
     @logged("MGRITRestrict")
     def restrict(self, fine, coarse):
         """FAS: coarse u <- injected fine C-points; coarse g = g_c + Phi(u_{c-1}) - Phi_H(u_H)."""
-        rows_c = fine.c_rows()  # the fine halo is valid after the last F-relaxation
-        for r in (rows_c if not self.grid.first else [0] + rows_c):
-            R = (fine.point(r) // fine.cf) - coarse.p0
-            coarse.U[R] = fine.U[r]
+        rows = fine.c_rows  # the fine halo is valid after the last F-relaxation
+        inj = np.r_[0, rows] if self.grid.first else rows
+        coarse.U[fine.coarse_rows(inj, coarse)] = fine.U[inj]
         self.exchange(coarse)
-        phi_H = np.empty(fine.U.shape[1])
-        for r in rows_c:
-            R = (fine.point(r) // fine.cf) - coarse.p0
-            self._phi(fine, r, coarse.G[R])
-            if fine.forced:
-                coarse.G[R] += fine.G[r]
-            self._phi(coarse, R, phi_H)
-            coarse.G[R] -= phi_H
+        R = fine.coarse_rows(rows, coarse)
+        g = self._c_values(fine, rows)
+        phi_H = np.empty_like(g)
+        if len(R):
+            self._steps(coarse, R, phi_H)
+        coarse.G[R] = g - phi_H
 
     @logged("MGRITInterp")
     def correct(self, fine, coarse):
-        for r in fine.c_rows():
-            fine.U[r] = coarse.U[(fine.point(r) // fine.cf) - coarse.p0]
+        rows = fine.c_rows
+        fine.U[rows] = coarse.U[fine.coarse_rows(rows, coarse)]
         self.f_relax(fine)
 
     def cycle(self, l=0, kind="V", skip=False):

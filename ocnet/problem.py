@@ -101,6 +101,34 @@ class ControlProblem:
         for k in range(thetas.shape[0]):
             self.step_adjoint(n0 + k, h, thetas[k], U[k], C[k], Lam[k + 1], scratch, G[k])
 
+    # ---- batched forms used by MGRIT (override with jitted kernels to keep Python out) ----
+    def sweeps(self, runs, ns, h, thetas, U, C, F=None):
+        """Several runs of one array in one call: for each (a, b) in ``runs`` and k = a..b,
+        U[k] = Phi_{ns[k]}(U[k-1]; thetas[k], h) (+ F[k]), cache in C[k] (MGRIT's F-relaxation
+        and coarse sweeps; rows are indexed by the point a step goes *into*)."""
+        for a, b in runs:
+            self.sweep(ns[a], h, thetas[a:b + 1], U[a - 1:b + 1], C[a:b + 1],
+                       None if F is None else F[a:b + 1])
+
+    def steps(self, rows, ns, h, thetas, U, C, out):
+        """Independent steps into the rows ``rows``: out[i] = Phi_{ns[r]}(U[r-1]; thetas[r], h),
+        cache in C[r], r = rows[i] (MGRIT's C-relaxation, residuals and restriction)."""
+        for i, r in enumerate(rows):
+            self.step(ns[r], h, thetas[r], U[r - 1], out[i], C[r])
+
+    def sweeps_adjoint(self, runs, ns, h, thetas, U, C, Lam, F=None):
+        """Backward runs without gradients: for each (a, b) and k = b..a,
+        Lam[k] = (dPhi_k/du)^T Lam[k+1] (+ F[k]), the step taken at U[k] with thetas[k], C[k]."""
+        for a, b in runs:
+            self.sweep_adjoint(ns[a], h, thetas[a:b + 1], U[a:b + 2], C[a:b + 1], Lam[a:b + 2],
+                               np.zeros((b - a + 1, thetas.shape[1])), None if F is None else F[a:b + 1])
+
+    def steps_adjoint(self, rows, ns, h, thetas, U, C, Lam, out):
+        """Independent transposed steps: out[i] = (dPhi_k/du at U[k])^T Lam[k+1], k = rows[i]."""
+        scratch = np.zeros(thetas.shape[1])
+        for i, k in enumerate(rows):
+            self.step_adjoint(ns[k], h, thetas[k], U[k], C[k], Lam[k + 1], out[i], scratch)
+
     def terminal(self, g, data, uN, lamN, grad_g):
         """Return L(uN, g); set lamN[:] = dL/duN and add dL/dg to grad_g."""
         raise NotImplementedError

@@ -100,7 +100,7 @@ class ResNet(ControlProblem):
         return self.width * data.batch
 
     def _states(self, A):
-        return A.reshape(A.shape[0], self.width, -1)
+        return A.reshape(A.shape[0], self.width, A.shape[1] // self.width)
 
     # ---- maps -----------------------------------------------------------------------------
     def opening(self, g, data, u0):
@@ -133,6 +133,33 @@ class ResNet(ControlProblem):
     def parameter_gradient(self, n0, h, thetas, U, C, Lam, G):
         gKs, gbs = self.split_layers(G)
         kernels.param_gradient(h, self._states(U), self._states(C), self._states(Lam), gKs, gbs)
+
+    # batched forms for MGRIT: one jitted call per relaxation, no Python per layer
+    def _layers(self, thetas):
+        Ks, bs = self.split_layers(thetas)
+        return np.ascontiguousarray(Ks), np.ascontiguousarray(bs)
+
+    def sweeps(self, runs, ns, h, thetas, U, C, F=None):
+        Ks, bs = self._layers(thetas)
+        st = self._states
+        kernels.sweeps_kernel(self.act, np.asarray(runs, np.int64).reshape(-1, 2), Ks, bs, h, st(U), st(C),
+                              st(U[:0]) if F is None else st(F), F is not None)
+
+    def steps(self, rows, ns, h, thetas, U, C, out):
+        Ks, bs = self._layers(thetas)
+        st = self._states
+        kernels.steps_kernel(self.act, np.asarray(rows, np.int64), Ks, bs, h, st(U), st(C), st(out))
+
+    def sweeps_adjoint(self, runs, ns, h, thetas, U, C, Lam, F=None):
+        Ks, _ = self._layers(thetas)
+        st = self._states
+        kernels.sweeps_adjoint_kernel(np.asarray(runs, np.int64).reshape(-1, 2), Ks, h, st(C), st(Lam),
+                                      st(Lam[:0]) if F is None else st(F), F is not None)
+
+    def steps_adjoint(self, rows, ns, h, thetas, U, C, Lam, out):
+        Ks, _ = self._layers(thetas)
+        st = self._states
+        kernels.steps_adjoint_kernel(np.asarray(rows, np.int64), Ks, h, st(C), st(Lam), st(out))
 
     def step(self, n, h, theta, u, out, cache):
         U = np.stack([u, out])
