@@ -13,6 +13,7 @@ ranks).
 from types import SimpleNamespace
 
 import numpy as np
+from petsc4py import PETSc
 
 from .mgrit import MGRIT
 
@@ -79,13 +80,13 @@ class AdjointMGRIT(MGRIT):
         self.problem.steps_adjoint(lev.nrows - 1 - rows, fw.ns, self.fgrid.h * lev.m, fw.th, fw.U, fw.C,
                                    lev.U[::-1], out)
 
-    def solve_adjoint(self, thetas_local, state, adj, lamN):
+    def solve_adjoint(self, thetas_local, state, adj, lamN, on_iteration=None):
         """Fill adj.U (rows <-> fine points n0..n1) with the MGRIT adjoint; lamN on the last rank."""
         g = self.fgrid
         self.set_parameters(thetas_local, state)
         if g.last:
             self.own.U[0] = lamN
-        its = self.run("adjoint mgrit")
+        its = self.run("adjoint mgrit", on_iteration)
         adj.U[:] = self.own.U[::-1]
         return its
 
@@ -133,8 +134,6 @@ class AdjointKSP(AdjointMGRIT):
     MGRIT: ``-adjoint_ksp_type richardson`` (default) is plain MGRIT, ``gmres`` accelerates it."""
 
     def __init__(self, grid, problem, comm, settings, state, cache_size):
-        from petsc4py import PETSc
-
         from .mgrit import Level
         super().__init__(grid, problem, comm, settings, state, cache_size)
         fine = self.levels[0]
@@ -160,7 +159,8 @@ class AdjointKSP(AdjointMGRIT):
         self.ksp, self.A = ksp, A
         self.x, self.b = A.createVecs()
         self.history = []
-        ksp.setMonitor(lambda k, it, rnorm: self.history.append(rnorm))
+        self._krylov = []  # residual norms of a Krylov solve
+        ksp.setMonitor(lambda k, it, rnorm: self._krylov.append(rnorm))
 
     def set_parameters(self, thetas_local, state):
         super().set_parameters(thetas_local, state)
@@ -169,8 +169,15 @@ class AdjointKSP(AdjointMGRIT):
     def solve_adjoint(self, thetas_local, state, adj, lamN):
         if self.ksp.getType() == "richardson" and self.ksp.getPC().getType() == "python":
             # Richardson with the MGRIT PC *is* plain MGRIT: iterate directly and skip the
-            # operator applications the Krylov wrapper would add.
-            return super().solve_adjoint(thetas_local, state, adj, lamN)
+            # operator applications the Krylov wrapper would add; the KSP's monitors still run,
+            # and its iteration count and converged reason are set.
+            ksp = self.ksp
+            its = super().solve_adjoint(thetas_local, state, adj, lamN, on_iteration=ksp.monitor)
+            ok = self.converged
+            ksp.setIterationNumber(its)
+            ksp.setConvergedReason(PETSc.KSP.ConvergedReason.CONVERGED_RTOL if ok
+                                   else PETSc.KSP.ConvergedReason.CONVERGED_ITS)
+            return its
         self.set_parameters(thetas_local, state)
         fine = self.levels[0]
         S = fine.U.shape[1]
@@ -182,10 +189,10 @@ class AdjointKSP(AdjointMGRIT):
             x[:] = fine.U[self.owned].ravel()
             if self.fgrid.last:
                 x[:S] = lamN
-        self.history = []
+        self._krylov = []
         self.ksp.solve(self.b, self.x)
         fine.U[self.owned] = self.x.getArray(readonly=True).reshape(-1, S)
         self.exchange(fine)
         adj.U[:] = self.own.U[::-1]
-        self.history = self.history or [0.0]
+        self.history = self._krylov or [0.0]
         return self.ksp.getIterationNumber()

@@ -18,6 +18,7 @@ from .errors import OcnetError
 from .options import OptionSet
 
 RELAXATIONS = ("F", "FCF", "FCFCF")
+ROUNDOFF = 64 * np.finfo(float).eps  # residual floor relative to |u| over the C-points
 _EVENTS = {}
 
 
@@ -152,7 +153,7 @@ class MGRIT:
             if last:
                 break
             m *= cf
-        self.history = []
+        self.history, self.converged = [], False
         self._first = True  # skip_down applies to the very first cycle (cold start) only
 
     @staticmethod
@@ -246,13 +247,17 @@ class MGRIT:
             self.f_relax(lev)
 
     @logged("MGRITResidual")
-    def residual_norm(self, lev):
-        """||g - A(u)|| over C-points, summed in point order (rank-count free)."""
+    def residual_norm(self, lev, scale=False):
+        """||g - A(u)|| over C-points, summed in point order (rank-count free); with ``scale``
+        also ||u|| over the same points (for the round-off floor of the residual)."""
         self.exchange(lev)
-        res = self._c_values(lev, lev.c_rows) - lev.U[lev.c_rows]
+        u = lev.U[lev.c_rows]
+        res = self._c_values(lev, lev.c_rows) - u
         sq = np.add.reduce(res * res, axis=1)
-        allsq = self.comm.allgather(sq)
-        return float(np.sqrt(np.sum(np.concatenate(allsq))))
+        if scale:
+            sq = np.stack([sq, np.add.reduce(u * u, axis=1)], axis=1)
+        tot = np.sum(np.concatenate(self.comm.allgather(sq.reshape(-1, 2 if scale else 1))), axis=0)
+        return (float(np.sqrt(tot[0])), float(np.sqrt(tot[1]))) if scale else float(np.sqrt(tot[0]))
 
     # ---- levels -------------------------------------------------------------------------
     def set_parameters(self, thetas_local):
@@ -314,32 +319,42 @@ class MGRIT:
         self.set_parameters(thetas_local)
         return self.run()
 
-    def run(self, label="mgrit"):
+    def run(self, label="mgrit", on_iteration=None):
         """One level: the serial sweep itself (bitwise); more: MGRIT iterations."""
         if len(self.levels) == 1:
             self.coarsest_solve(self.levels[0])
-            self.history = []
+            self.history, self.converged = [], True
             return 0
-        return self.iterate(label)
+        return self.iterate(label, on_iteration)
 
-    def iterate(self, label="mgrit"):
-        """Cycles until the C-point residual is below max(atol, rtol*|r0|) or max_it."""
+    def iterate(self, label="mgrit", on_iteration=None):
+        """Cycles until the C-point residual is below max(atol, rtol*|r0|) or max_it.
+        ``on_iteration(k, rnorm)`` is called as each residual is known (PETSc monitors)."""
         fine = self.levels[0]
         # F-relax first, so the C-point residual measures the guess (a zero guess of a linear
         # problem would otherwise show a zero C-point residual); cycles end with F-relaxation.
         self.f_relax(fine)
-        r0 = self.residual_norm(fine)
+        r0, unorm = self.residual_norm(fine, scale=True)
         self.history = [r0]
-        tol = max(self.s.atol, self.s.rtol * r0)
+        if on_iteration:
+            on_iteration(0, r0)
+        # a warm start may already be converged: below ROUNDOFF*|u| no cycle can reduce the
+        # residual further, so that counts as converged whatever rtol*r0 asks for
+        tol = max(self.s.atol, self.s.rtol * r0, ROUNDOFF * unorm)
+        self.converged = False
         for it in range(1, self.s.max_it + 1):
             if self.history[-1] <= tol:
+                self.converged = True
                 return it - 1
             self.cycle(0, self.s.cycle, skip=self.s.skip_down and it == 1 and self._first)
             self._first = False
             self.history.append(self.residual_norm(fine))
+            if on_iteration:
+                on_iteration(it, self.history[-1])
             if self.s.monitor and self.comm.Get_rank() == 0:
                 rho = self.history[-1] / self.history[-2] if self.history[-2] > 0 else 0.0
                 print(f"  {label} it {it:3d}  |r| {self.history[-1]:.6e}  rho {rho:.3f}", flush=True)
+        self.converged = self.history[-1] <= tol
         return self.s.max_it
 
 

@@ -14,12 +14,10 @@ class _MGRITSolve:
         m = self.m
         rtol, atol, _, max_it = snes.getTolerances()
         m.s.rtol, m.s.atol, m.s.max_it = rtol, atol, max_it
-        its = m.iterate("state mgrit")
-        for k, r in enumerate(m.history):
-            snes.monitor(k, r)
+        its = m.iterate("state mgrit", on_iteration=snes.monitor)  # monitors run live
         snes.setIterationNumber(its)
         snes.setFunctionNorm(m.history[-1])
-        ok = m.history[-1] <= max(atol, rtol * m.history[0])
+        ok = m.converged
         snes.setConvergedReason(PETSc.SNES.ConvergedReason.CONVERGED_FNORM_RELATIVE if ok
                                 else PETSc.SNES.ConvergedReason.DIVERGED_MAX_IT)
 
