@@ -112,12 +112,13 @@ class Trainer:
 
     def _record(self, its, f, gnorm, x):
         train = self.obj.metrics(x, "train").get("accuracy", math.nan)
-        val = self.obj.metrics(x, "val").get("accuracy", math.nan)
+        val = self.obj.metrics(x, "val")
         row = {"iteration": int(its), "objective": float(f), "gradient_norm": float(gnorm),
-               "train_accuracy": train, "val_accuracy": val,
+               "train_accuracy": train, "val_accuracy": val.get("accuracy", math.nan),
                "wall_time": self.comm.bcast(time.perf_counter() - self.t0, root=0),
                "state_residual": self.obj.state_residual,
-               "adjoint_residual": self.obj.adjoint_residual}
+               "adjoint_residual": self.obj.adjoint_residual,
+               "val_state_residual": val.get("state_residual", math.nan)}
         self.rows.append(row)
         self.obj.next_batch(int(its) + 1)
         if self.on_row:
