@@ -26,10 +26,11 @@ class Trainer:
     the design, and every rank takes part in the layer-parallel evaluation.  One optimiser
     instance means one sequence of iterates, so the history does not depend on the rank count.
     Distributed layout: one TAO on all ranks over the distributed design Vec.
+    ``stop``: the -stop_state_residual / -stop_adjoint_residual thresholds (see ocnet.stopping).
     """
 
     def __init__(self, objective, comm, replicated=True, on_row=None, run_dir=None,
-                 checkpoint_every=0, resume=False):
+                 checkpoint_every=0, resume=False, stop=(0.0, 0.0)):
         self.obj, self.comm = objective, comm
         self.run_dir, self.checkpoint_every, self.resume = run_dir, checkpoint_every, resume
         self._resumed = None
@@ -42,6 +43,9 @@ class Trainer:
         self.tao.setObjective(self._obj)
         self.tao.setMonitor(self._monitor)
         self.tao.setFromOptions()
+        if any(stop) and (objective.mgrit is not None or objective.adj_mgrit is not None):
+            from .stopping import ResidualStop
+            ResidualStop(objective, *stop).install(self.tao)
         ctx = self.tao.getPythonContext() if self.tao.getType() == "python" else None
         if checkpoint_every or resume:
             from .oneshot import OneShot
