@@ -29,6 +29,10 @@ def warm_arrays(objective):
         arrs["state"] = objective.state.U
     if objective.adj_mgrit is not None:
         arrs["adjoint"] = objective.adj_mgrit.own.U
+    if objective.mgrit is not None:  # the layer-parallel forward solves of the monitored datasets
+        for name in ("train", "val"):
+            if name in objective.problem.datasets:
+                arrs[f"eval_{name}"] = objective.evaluation(objective.problem.datasets[name])[0].U
     return arrs
 
 

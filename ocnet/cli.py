@@ -20,6 +20,9 @@ FRAMEWORK_OPTIONS = [
      "per evaluation (inexact gradient)", ("serial", "exact", "oneshot")),
     ("oneshot_state_its", int, 2, "state MGRIT iterations per evaluation in -mode oneshot"),
     ("oneshot_adjoint_its", int, 2, "adjoint MGRIT iterations per evaluation in -mode oneshot"),
+    ("stop_state_residual", float, 0.0, "MGRIT modes: the gradient-norm tests count only while the state "
+     "MGRIT residual is below this; stop (reason CONVERGED_USER) when also |g| <= -tao_gatol (0: off)"),
+    ("stop_adjoint_residual", float, 0.0, "the same for the adjoint MGRIT residual (0: off)"),
     ("batch_size", int, 0, "mini-batch size, a new batch each iteration (0: all training data)"),
     ("checkpoint_every", int, 0, "write a checkpoint into the run folder every k iterations (one-shot optimiser)"),
     ("resume", str, None, "continue the run in this folder from its last complete checkpoint"),
@@ -103,6 +106,9 @@ def run(comm):
     if values["load"]:
         rundir.load_params(values["load"], x, meta, comm)
     run_dir = values["run_dir"] or values["resume"]
+    for k in ("stop_state_residual", "stop_adjoint_residual"):
+        if not values[k] >= 0.0:
+            raise OcnetError(f"-{k} must be >= 0 (got {values[k]})")
     if values["checkpoint_every"] < 0:
         raise OcnetError(f"-checkpoint_every must be >= 0 (got {values['checkpoint_every']})")
     if values["checkpoint_every"] and not run_dir:
@@ -120,7 +126,8 @@ def run(comm):
     x_opt = objective.design.convert(x, replicated)
     objective.evaluate(x_opt, x_opt.duplicate())  # JIT warm-up, so wall_time measures the solve
     trainer = Trainer(objective, comm, replicated, on_row=show, run_dir=run_dir,
-                      checkpoint_every=values["checkpoint_every"], resume=bool(values["resume"]))
+                      checkpoint_every=values["checkpoint_every"], resume=bool(values["resume"]),
+                      stop=(values["stop_state_residual"], values["stop_adjoint_residual"]))
     if values["resume"]:
         _say(comm, f"ocnet: resuming {run_dir} at iteration {int(trainer.resume_state()['its'])}")
     reason = trainer.solve(x_opt) if max_it > 0 else trainer.evaluate_only(x_opt)
@@ -137,7 +144,8 @@ def run(comm):
         rundir.save_params(run_dir, x, meta, comm)
         if hasattr(problem, "plot"):
             problem.plot(os.path.join(run_dir, "decision.png"),
-                         lambda data: objective.forward_outputs(x, data, lambda g, uN: problem.predict(g, uN)))
+                         lambda data: objective.forward_outputs(x, data, lambda g, uN: problem.predict(g, uN),
+                                                                layer_parallel=False)[0])
         _say(comm, f"ocnet: wrote {run_dir}")
     return 0
 

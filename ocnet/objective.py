@@ -43,7 +43,7 @@ class ReducedObjective:
                                           problem.cache_size(self.data))
         self.state_residual = float("nan")
         self.adjoint_residual = float("nan")
-        self._trajectories = {}  # evaluation datasets -> (data, Trajectory), allocated once
+        self._evaluations = {}  # id(data) -> (data, Trajectory, MGRIT or None), allocated once
 
     def next_batch(self, iteration):
         """Draw the mini-batch of an optimisation iteration (seeded by (seed, iteration))."""
@@ -133,27 +133,48 @@ class ReducedObjective:
             self.design.put_local(grad, ga)
         return J
 
-    def forward_outputs(self, x, data, fn):
-        """Run the forward solve on ``data`` and return fn(g, uN) from the last rank, on rank 0."""
+    def evaluation(self, data, layer_parallel=True):
+        """(Trajectory, MGRIT or None) of an evaluation dataset, allocated once.  In the MGRIT
+        modes a layer-parallel solve gets its own MGRIT (the state solve's settings) on that
+        trajectory, so each solve is warm-started from the dataset's previous one."""
+        entry = self._evaluations.get(id(data))
+        if entry is None or entry[0] is not data:
+            entry = self._evaluations[id(data)] = [data, self._trajectory(data), None]
+        if layer_parallel and self.mgrit is not None and entry[2] is None:
+            from .mgrit import MGRIT
+            entry[2] = MGRIT(self.grid, self.problem, self.comm, self.mgrit.s, entry[1].state_size,
+                             self.problem.cache_size(data), entry[1])
+        return entry[1], (entry[2] if layer_parallel else None)
+
+    def forward_outputs(self, x, data, fn, layer_parallel=True):
+        """Forward solve on ``data``: (fn(g, uN) of the last rank on rank 0, None elsewhere;
+        the MGRIT residual on every rank, nan for the layer-serial sweep).  In the MGRIT modes
+        the solve is MGRIT unless ``layer_parallel`` is false."""
         gr, comm = self.grid, self.comm
         g, thetas = self.design.split(self.design.local(x))
         g_last = self.solver.share_global(g)
-        traj = self._trajectories.get(id(data))
-        if traj is None or traj[0] is not data:
-            traj = self._trajectories[id(data)] = (data, self._trajectory(data))
-        traj = traj[1]
-        self.solver.forward(g, thetas, data, traj)
+        traj, mg = self.evaluation(data, layer_parallel)
+        residual = float("nan")
+        if mg is None:
+            self.solver.forward(g, thetas, data, traj)
+        else:  # as the state solve in evaluate: u[0] on rank 0 first, then warm-started MGRIT
+            if gr.first:
+                self.problem.opening(g, data, traj.U[0])
+            mg.solve(thetas)
+            residual = mg.history[-1] if mg.history else 0.0
         out = fn(g_last, traj.U[-1]) if gr.last else None
         if gr.size > 1:
             if gr.last:
                 comm.send(out, dest=0, tag=TAG_LOSS + 2)
             elif gr.first:
                 out = comm.recv(source=gr.size - 1, tag=TAG_LOSS + 2)
-        return out if gr.first else None
+        return (out if gr.first else None), residual
 
     def metrics(self, x, name):
+        """The problem's metrics on dataset ``name`` (every rank), with the forward solve's
+        ``state_residual``; {} when the problem has no such dataset."""
         data = self.problem.datasets.get(name)
         if data is None:
             return {}
-        out = self.forward_outputs(x, data, lambda g, uN: self.problem.metrics(g, data, uN))
-        return self.comm.bcast(out, root=0)
+        out, residual = self.forward_outputs(x, data, lambda g, uN: self.problem.metrics(g, data, uN))
+        return dict(self.comm.bcast(out, root=0), state_residual=residual)

@@ -26,10 +26,11 @@ class Trainer:
     the design, and every rank takes part in the layer-parallel evaluation.  One optimiser
     instance means one sequence of iterates, so the history does not depend on the rank count.
     Distributed layout: one TAO on all ranks over the distributed design Vec.
+    ``stop``: the -stop_state_residual / -stop_adjoint_residual thresholds (see ocnet.stopping).
     """
 
     def __init__(self, objective, comm, replicated=True, on_row=None, run_dir=None,
-                 checkpoint_every=0, resume=False):
+                 checkpoint_every=0, resume=False, stop=(0.0, 0.0)):
         self.obj, self.comm = objective, comm
         self.run_dir, self.checkpoint_every, self.resume = run_dir, checkpoint_every, resume
         self._resumed = None
@@ -42,6 +43,9 @@ class Trainer:
         self.tao.setObjective(self._obj)
         self.tao.setMonitor(self._monitor)
         self.tao.setFromOptions()
+        if any(stop) and (objective.mgrit is not None or objective.adj_mgrit is not None):
+            from .stopping import ResidualStop
+            ResidualStop(objective, *stop).install(self.tao)
         ctx = self.tao.getPythonContext() if self.tao.getType() == "python" else None
         if checkpoint_every or resume:
             from .oneshot import OneShot
@@ -112,12 +116,13 @@ class Trainer:
 
     def _record(self, its, f, gnorm, x):
         train = self.obj.metrics(x, "train").get("accuracy", math.nan)
-        val = self.obj.metrics(x, "val").get("accuracy", math.nan)
+        val = self.obj.metrics(x, "val")
         row = {"iteration": int(its), "objective": float(f), "gradient_norm": float(gnorm),
-               "train_accuracy": train, "val_accuracy": val,
+               "train_accuracy": train, "val_accuracy": val.get("accuracy", math.nan),
                "wall_time": self.comm.bcast(time.perf_counter() - self.t0, root=0),
                "state_residual": self.obj.state_residual,
-               "adjoint_residual": self.obj.adjoint_residual}
+               "adjoint_residual": self.obj.adjoint_residual,
+               "val_state_residual": val.get("state_residual", math.nan)}
         self.rows.append(row)
         self.obj.next_batch(int(its) + 1)
         if self.on_row:

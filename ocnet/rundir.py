@@ -8,7 +8,8 @@ from petsc4py import PETSc
 
 from .errors import OcnetError, collective_check
 
-HISTORY_COLUMNS = ["iteration", "objective", "gradient_norm", "train_accuracy", "val_accuracy", "wall_time"]
+HISTORY_COLUMNS = ["iteration", "objective", "gradient_norm", "train_accuracy", "val_accuracy", "wall_time",
+                   "state_residual", "adjoint_residual", "val_state_residual"]
 PARAMS = "params.petsc"
 META = "params.json"
 
@@ -52,7 +53,9 @@ def plot_history(path, rows, comm):
     import matplotlib.pyplot as plt
 
     it = [r["iteration"] for r in rows]
-    fig, ax = plt.subplots(1, 3, figsize=(13, 3.8))
+    residuals = [k for k in HISTORY_COLUMNS if k.endswith("residual")
+                 and np.isfinite([r.get(k, np.nan) for r in rows]).any()]  # MGRIT modes only
+    fig, ax = plt.subplots(1, 3 + bool(residuals), figsize=(13 + 4 * bool(residuals), 3.8))
     ax[0].semilogy(it, [r["objective"] for r in rows])
     ax[0].set_title("objective")
     ax[1].semilogy(it, [r["gradient_norm"] for r in rows])
@@ -61,6 +64,11 @@ def plot_history(path, rows, comm):
         ax[2].plot(it, [r.get(key, np.nan) for r in rows], label=key)
     ax[2].set_title("accuracy")
     ax[2].legend()
+    for key in residuals:
+        ax[3].semilogy(it, [r.get(key, np.nan) for r in rows], label=key)
+    if residuals:
+        ax[3].set_title("MGRIT residual")
+        ax[3].legend()
     for a in ax:
         a.set_xlabel("iteration")
     fig.tight_layout()

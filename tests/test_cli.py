@@ -23,6 +23,7 @@ BAD = [
     (["-mode", "fast"], "option -mode: 'fast' is not one of serial, exact, oneshot"),
     (["-state_mgrit_cfactor", 1], "-mgrit_cfactor must be >= 2"),
     (["-mgrit_relax", "FF"], "option -mgrit_relax: 'FF' is not one of F, FCF, FCFCF"),
+    (["-stop_adjoint_residual", -1e-3], "-stop_adjoint_residual must be >= 0 (got -0.001)"),
     (["-tao_ls_type", "nosuch"], "PETSc: Unable to find requested TaoLineSearch type nosuch"),
 ]
 
@@ -47,7 +48,8 @@ def test_too_many_ranks():
 
 def test_help_lists_options_with_defaults():
     p = run_ocnet(["-help"])
-    for text in ("-N <32>", "-activation <smoothrelu>", "-gamma_ddt <1e-05>", "-run_dir", "-problem <peaks>"):
+    for text in ("-N <32>", "-activation <smoothrelu>", "-gamma_ddt <1e-05>", "-run_dir", "-problem <peaks>",
+                 "-stop_state_residual <0.0>", "-stop_adjoint_residual <0.0>"):
         assert text in p.stdout
 
 

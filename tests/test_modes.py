@@ -7,8 +7,8 @@ from tests.conftest import read_history, run_ocnet
 BASE = ["-N", 24, "-width", 4, "-ntrain", 300, "-nval", 50, "-tao_max_it", 20, "-quiet", "-mgrit_cfactor", 2]
 
 
-def objectives(path):
-    return np.array([float(r["objective"]) for r in read_history(path)])
+def objectives(path, column="objective"):
+    return np.array([float(r[column]) for r in read_history(path)])
 
 
 def test_exact_reproduces_serial(tmp_path):
@@ -17,16 +17,21 @@ def test_exact_reproduces_serial(tmp_path):
     s, e = objectives(tmp_path / "s"), objectives(tmp_path / "e")
     assert len(s) == len(e) == 21
     np.testing.assert_allclose(e, s, rtol=1e-8)
+    # validation by MGRIT to tolerance (exact) and by the layer-serial sweep (serial) agree
+    np.testing.assert_array_equal(objectives(tmp_path / "e", "val_accuracy"), objectives(tmp_path / "s", "val_accuracy"))
+    assert np.isnan(objectives(tmp_path / "s", "val_state_residual")).all()
+    assert (objectives(tmp_path / "e", "val_state_residual") < 1e-8).all()
 
 
 @pytest.mark.parametrize("mode", ["exact", "oneshot"])
 def test_mode_rank_count_free(tmp_path, mode):
-    hist = {}
     for p in (1, 2, 3):
         run_ocnet(BASE + ["-mode", mode, "-run_dir", tmp_path / f"p{p}"], nprocs=p)
-        hist[p] = objectives(tmp_path / f"p{p}")
-    for p in (2, 3):
-        np.testing.assert_allclose(hist[p], hist[1], rtol=1e-10, atol=0)
+    for column in ("objective", "val_accuracy", "train_accuracy", "val_state_residual"):
+        ref = objectives(tmp_path / "p1", column)
+        for p in (2, 3):
+            np.testing.assert_allclose(objectives(tmp_path / f"p{p}", column), ref, rtol=1e-10, atol=0, err_msg=column)
+    assert (objectives(tmp_path / "p1", "val_state_residual") >= 0.0).all()  # validated through MGRIT
 
 
 def test_oneshot_trains(tmp_path):

@@ -1,0 +1,55 @@
+"""-stop_state_residual / -stop_adjoint_residual: the gradient-norm stop waits for small MGRIT
+residuals and then ends the run with TAO's CONVERGED_USER (8); same runs on 1 and 2 ranks."""
+import re
+
+import numpy as np
+import pytest
+
+from tests.conftest import read_history, run_ocnet
+
+BASE = ["-N", 24, "-width", 4, "-ntrain", 300, "-nval", 50, "-tao_max_it", 20, "-quiet", "-mgrit_cfactor", 2,
+        "-tao_gatol", 1.0]
+ONESHOT_TAO = ["-tao_type", "python", "-tao_python_type", "ocnet.oneshot.OneShot"]
+
+
+def run(args, path, nprocs=None):
+    out = run_ocnet(BASE + args + ["-run_dir", path], nprocs=nprocs).stdout
+    reason = int(re.search(r"\(reason (-?\d+)\)", out).group(1))
+    h = read_history(path)
+    return reason, {k: np.array([float(r[k]) for r in h]) for k in h[0]}
+
+
+def test_strict_state_threshold_withholds_gatol(tmp_path):
+    """lmvm in oneshot mode: |g| <= gatol after one iteration, but the state residual never
+    reaches 1e-8, so the run goes on to the iteration limit."""
+    reason, h = run(["-mode", "oneshot"], tmp_path / "base")
+    assert reason == 3 and len(h["iteration"]) == 2
+    reason, h = run(["-mode", "oneshot", "-stop_state_residual", 1e-8], tmp_path / "strict", nprocs=2)
+    assert reason == -2 and len(h["iteration"]) == 21
+    assert (h["gradient_norm"] <= 1.0).sum() > 10 and (h["state_residual"] > 1e-8).all()
+
+
+def test_loose_thresholds_stop_with_user_reason(tmp_path):
+    reason, h = run(["-mode", "oneshot", "-stop_state_residual", 0.05, "-stop_adjoint_residual", 1e-3],
+                    tmp_path / "lmvm", nprocs=2)
+    last = {k: v[-1] for k, v in h.items()}
+    assert reason == 8 and 2 < len(h["iteration"]) < 21
+    assert last["gradient_norm"] <= 1.0 and last["state_residual"] <= 0.05 and last["adjoint_residual"] <= 1e-3
+    assert (h["state_residual"][1:-1] > 0.05).any()  # |g| <= gatol earlier, but the state was not
+
+
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_oneshot_optimizer_stops_on_residuals(tmp_path, nprocs):
+    """The python TAO type (tao.checkConverged()); the same stop on 1 and 2 ranks."""
+    args = ["-mode", "oneshot", *ONESHOT_TAO, "-stop_state_residual", 1e-6]
+    reason, h = run(args, tmp_path / "r", nprocs=nprocs)
+    waited = (h["gradient_norm"] <= 1.0) & (h["state_residual"] > 1e-6)
+    assert reason == 8 and waited[:-1].any() and not waited[-1] and len(h["iteration"]) < 21
+    if nprocs == 2:
+        _, h1 = run(args, tmp_path / "p1")
+        np.testing.assert_allclose(h["objective"], h1["objective"], rtol=1e-10, atol=0)
+
+
+def test_serial_mode_unaffected(tmp_path):
+    reason, h = run(["-stop_state_residual", 1e-8], tmp_path / "s")
+    assert reason == 3 and np.isnan(h["state_residual"]).all()
