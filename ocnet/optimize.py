@@ -78,10 +78,10 @@ class Trainer:
         return self.obj.evaluate(x)
 
     def _monitor(self, tao):
-        its, f, gnorm, _, _, _ = tao.getSolutionStatus()
+        its, f, gnorm, _, step, _ = tao.getSolutionStatus()  # step: the last line-search step
         x = tao.getSolution()
-        self._command(("monitor", its, f, gnorm), x)
-        self._record(its, f, gnorm, x)
+        self._command(("monitor", its, f, gnorm, step), x)
+        self._record(its, f, gnorm, step, x)
 
     def resume_state(self):
         """Rank 0's optimiser: the restored optimiser state (None for a fresh start)."""
@@ -114,12 +114,13 @@ class Trainer:
             else:
                 return cmd[1]
 
-    def _record(self, its, f, gnorm, x):
+    def _record(self, its, f, gnorm, step, x):
         train = self.obj.metrics(x, "train").get("accuracy", math.nan)
         val = self.obj.metrics(x, "val")
         row = {"iteration": int(its), "objective": float(f), "gradient_norm": float(gnorm),
                "train_accuracy": train, "val_accuracy": val.get("accuracy", math.nan),
                "wall_time": self.comm.bcast(time.perf_counter() - self.t0, root=0),
+               "step_length": float(step),
                "state_residual": self.obj.state_residual,
                "adjoint_residual": self.obj.adjoint_residual,
                "val_state_residual": val.get("state_residual", math.nan)}
@@ -134,7 +135,7 @@ class Trainer:
         g = x.duplicate()
         f = self.obj.evaluate(x, g)
         self.tao.setSolution(x)
-        self._record(0, f, g.norm(), x)
+        self._record(0, f, g.norm(), 0.0, x)
         return 0
 
     def solve(self, x):

@@ -9,7 +9,7 @@ from petsc4py import PETSc
 from .errors import OcnetError, collective_check
 
 HISTORY_COLUMNS = ["iteration", "objective", "gradient_norm", "train_accuracy", "val_accuracy", "wall_time",
-                   "state_residual", "adjoint_residual", "val_state_residual"]
+                   "step_length", "state_residual", "adjoint_residual", "val_state_residual"]
 PARAMS = "params.petsc"
 META = "params.json"
 
