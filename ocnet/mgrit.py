@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from petsc4py import PETSc
 
+from . import rowops
 from .errors import OcnetError
 from .options import OptionSet
 
@@ -199,7 +200,7 @@ class MGRIT:
         if len(rows):
             self._steps(lev, rows, out)
             if lev.forced:
-                out += lev.G[rows]
+                rowops.add_rows(out, lev.G, rows)
         return out
 
     # ---- relaxation ---------------------------------------------------------------------
@@ -236,7 +237,10 @@ class MGRIT:
         # the halo row is valid after the preceding F-relaxation
         rows, w = lev.c_rows, self.s.cweight
         new = self._c_values(lev, rows)
-        lev.U[rows] = new if w == 1.0 else (1.0 - w) * lev.U[rows] + w * new
+        if w == 1.0:
+            rowops.set_rows(lev.U, rows, new, new, 1.0, 0.0)
+        else:
+            rowops.set_rows(lev.U, rows, lev.U[rows], new, 1.0 - w, w)
 
     @logged("MGRITRelax")
     def relax(self, lev):
@@ -251,12 +255,9 @@ class MGRIT:
         """||g - A(u)|| over C-points, summed in point order (rank-count free); with ``scale``
         also ||u|| over the same points (for the round-off floor of the residual)."""
         self.exchange(lev)
-        u = lev.U[lev.c_rows]
-        res = self._c_values(lev, lev.c_rows) - u
-        sq = np.add.reduce(res * res, axis=1)
-        if scale:
-            sq = np.stack([sq, np.add.reduce(u * u, axis=1)], axis=1)
-        tot = np.sum(np.concatenate(self.comm.allgather(sq.reshape(-1, 2 if scale else 1))), axis=0)
+        sq = np.empty((len(lev.c_rows), 2))
+        rowops.residual_sumsq(self._c_values(lev, lev.c_rows), lev.U, lev.c_rows, sq)
+        tot = np.sum(np.concatenate(self.comm.allgather(sq)), axis=0)
         return (float(np.sqrt(tot[0])), float(np.sqrt(tot[1]))) if scale else float(np.sqrt(tot[0]))
 
     # ---- levels -------------------------------------------------------------------------
@@ -284,19 +285,19 @@ class MGRIT:
         """FAS: coarse u <- injected fine C-points; coarse g = g_c + Phi(u_{c-1}) - Phi_H(u_H)."""
         rows = fine.c_rows  # the fine halo is valid after the last F-relaxation
         inj = np.r_[0, rows] if self.grid.first else rows
-        coarse.U[fine.coarse_rows(inj, coarse)] = fine.U[inj]
+        rowops.copy_rows(coarse.U, fine.coarse_rows(inj, coarse), fine.U, inj)
         self.exchange(coarse)
         R = fine.coarse_rows(rows, coarse)
         g = self._c_values(fine, rows)
         phi_H = np.empty_like(g)
         if len(R):
             self._steps(coarse, R, phi_H)
-        coarse.G[R] = g - phi_H
+        rowops.set_rows(coarse.G, R, g, phi_H, 1.0, -1.0)
 
     @logged("MGRITInterp")
     def correct(self, fine, coarse):
         rows = fine.c_rows
-        fine.U[rows] = coarse.U[fine.coarse_rows(rows, coarse)]
+        rowops.copy_rows(fine.U, rows, coarse.U, fine.coarse_rows(rows, coarse))
         self.f_relax(fine)
 
     def cycle(self, l=0, kind="V", skip=False):
