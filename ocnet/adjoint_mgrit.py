@@ -60,13 +60,14 @@ class AdjointMGRIT(MGRIT):
             layer = g.N - (lev.p0 + r) * lev.m
             # row j+1 of the *_b arrays is row j of the level's forward arrays, so that the plugin's
             # steps (which read U[r-1] and write C[r]) compute the caches in place
-            th_b = np.zeros((n + 1, thetas_local.shape[1]))
-            C_b = np.zeros((n + 1, lev.C.shape[1]))
-            ns_b = np.zeros(n + 1, np.int64)
-            U = np.zeros((n, state.state_size))
+            if not hasattr(lev, "fw_base"):  # allocated once per level
+                lev.fw_base = (np.zeros((n + 1, thetas_local.shape[1])), np.zeros((n + 1, lev.C.shape[1])),
+                               np.zeros(n + 1, np.int64), np.zeros((n, state.state_size)),
+                               np.zeros((max(n - 1, 0), state.state_size)))
+            th_b, C_b, ns_b, U, scratch = lev.fw_base
             th_b[j + 1], ns_b[j + 1], U[j] = thetas_local[layer - g.n0], layer, state.U[layer - g.n0]
             if n > 1:
-                pb.steps(j + 1, ns_b, g.h * lev.m, th_b, U, C_b, np.empty((n - 1, state.state_size)))
+                pb.steps(j + 1, ns_b, g.h * lev.m, th_b, U, C_b, scratch, np.arange(n - 1))
             lev.fw = SimpleNamespace(ns=ns_b[1:], th=th_b[1:], U=U, C=C_b[1:])
 
     def _sweeps(self, lev, runs):
@@ -75,10 +76,16 @@ class AdjointMGRIT(MGRIT):
             self.problem.sweeps_adjoint(np.ascontiguousarray((n - 1) - runs[:, ::-1]), fw.ns, self.fgrid.h * lev.m,
                                         fw.th, fw.U, fw.C, lev.U[::-1], lev.G[::-1] if lev.forced else None)
 
-    def _steps(self, lev, rows, out):
-        fw = lev.fw
-        self.problem.steps_adjoint(lev.nrows - 1 - rows, fw.ns, self.fgrid.h * lev.m, fw.th, fw.U, fw.C,
-                                   lev.U[::-1], out)
+    def _steps(self, lev, rows, out, out_rows=None, forced=False):
+        if not len(rows):
+            return
+        n, fw = lev.nrows, lev.fw
+        if out_rows is None:
+            out_rows = np.arange(len(rows))
+        if out.strides[0] < 0:  # a level array (stored back to front): its forward-order view
+            out, out_rows = out[::-1], out.shape[0] - 1 - out_rows
+        self.problem.steps_adjoint(n - 1 - rows, fw.ns, self.fgrid.h * lev.m, fw.th, fw.U, fw.C, lev.U[::-1],
+                                   out, out_rows, lev.G[::-1] if forced else None)
 
     def solve_adjoint(self, thetas_local, state, adj, lamN, on_iteration=None):
         """Fill adj.U (rows <-> fine points n0..n1) with the MGRIT adjoint; lamN on the last rank."""
@@ -103,6 +110,7 @@ class _SpaceTimeAdjoint:
         w.U[s.owned] = x.getArray(readonly=True).reshape(-1, w.U.shape[1])
         with y as out:  # the context bumps y's state, so PETSc drops cached norms
             s.point_residuals(w, out.reshape(-1, w.U.shape[1]))
+        s.flush()
 
 
 class _MGRITPC:
@@ -124,6 +132,7 @@ class _MGRITPC:
             fine.G[0] = 0.0
         s.f_relax(fine)
         s.cycle(0, s.s.cycle)
+        s.flush()
         fine.forced = False
         with e as arr:
             arr.reshape(-1, S)[:] = fine.U[s.owned]
@@ -140,6 +149,7 @@ class AdjointKSP(AdjointMGRIT):
         self.owned = slice(0, None) if grid.last else slice(1, None)
         self.work = Level(self.grid, 1, fine.cf, fine.U.shape[1], 0, self.problem.layer_param_size,
                           alloc=self.alloc)
+        self.extra_levels.append(self.work)
         n = fine.U[self.owned].size
         wcomm = PETSc.COMM_WORLD
         A = PETSc.Mat().createPython(((n, None), (n, None)), _SpaceTimeAdjoint(self), comm=wcomm)

@@ -174,14 +174,16 @@ def sweeps_kernel(act, runs, Ks, bs, h, U, D, F, forced):
 
 
 @njit(cache=True)
-def steps_kernel(act, rows, Ks, bs, h, U, D, out):
-    """Independent steps into rows r = rows[i]: out[i] = U[r-1] + h*act(Ks[r] U[r-1] + bs[r]),
-    D[r] = act'(.)."""
+def steps_kernel(act, rows, Ks, bs, h, U, D, out, out_rows, F, forced):
+    """Independent steps into rows r = rows[i]: out[out_rows[i]] = U[r-1] + h*act(Ks[r] U[r-1]
+    + bs[r]) (+ F[r]), D[r] = act'(.)."""
     z = np.empty(U.shape[1:])
     for i in range(rows.shape[0]):
-        r = rows[i]
+        r, o = rows[i], out_rows[i]
         np.dot(Ks[r], U[r - 1], z)
-        activate_update(act, z, bs[r], h, U[r - 1], out[i], D[r])
+        activate_update(act, z, bs[r], h, U[r - 1], out[o], D[r])
+        if forced:
+            _add(out[o], F[r])
 
 
 @njit(cache=True)
@@ -200,15 +202,18 @@ def sweeps_adjoint_kernel(runs, Ks, h, D, L, F, forced):
 
 
 @njit(cache=True)
-def steps_adjoint_kernel(rows, Ks, h, D, L, out):
-    """Independent transposed steps, k = rows[i]: out[i] = L[k+1] + Ks[k]^T (h D[k]*L[k+1])."""
+def steps_adjoint_kernel(rows, Ks, h, D, L, out, out_rows, F, forced):
+    """Independent transposed steps, k = rows[i]:
+    out[out_rows[i]] = L[k+1] + Ks[k]^T (h D[k]*L[k+1]) (+ F[k])."""
     w, B = L.shape[1], L.shape[2]
     g = np.empty((w, B))
     for i in range(rows.shape[0]):
-        k = rows[i]
+        k, o = rows[i], out_rows[i]
         _scale_rows(h, D[k], L[k + 1], g)
-        np.dot(Ks[k].T, g, out[i])
-        _add(out[i], L[k + 1])
+        np.dot(Ks[k].T, g, out[o])
+        _add(out[o], L[k + 1])
+        if forced:
+            _add(out[o], F[k])
 
 
 def param_gradient(h, U, D, L, gKs, gbs):

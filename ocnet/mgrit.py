@@ -123,6 +123,10 @@ class Level:
         f = np.flatnonzero(~is_c[1:]) + 1  # runs of consecutive F rows, as (first, last) pairs
         cut = np.flatnonzero(np.diff(f) > 1)
         self.f_runs = np.stack([np.r_[f[:1], f[cut + 1]], np.r_[f[cut], f[-1:]]], axis=1).astype(np.int64)
+        # C-point scratch, allocated (and touched) once: fresh large temporaries per cycle cost
+        # page faults that were measured to slow the C-point steps down twofold
+        self.work = np.zeros((2, len(self.c_rows), S))
+        self.send_buf, self.send_req = np.zeros(S), None  # see MGRIT._send_last
 
     def point(self, r):
         return self.p0 + r
@@ -154,6 +158,7 @@ class MGRIT:
             if last:
                 break
             m *= cf
+        self.extra_levels = []  # levels outside the hierarchy that communicate (flushed too)
         self.history, self.converged = [], False
         self._first = True  # skip_down applies to the very first cycle (cold start) only
 
@@ -167,7 +172,21 @@ class MGRIT:
         return 300 + (self.levels.index(lev) if lev in self.levels else 99)
 
     def _send_last(self, lev):
-        return self.comm.Isend(lev.U[lev.nrows - 1], dest=self.grid.rank + 1, tag=self._tag(lev))
+        """Post the last row to the right neighbour from the level's send buffer and return at
+        once: waiting here would block until the neighbour reaches its receive (large messages
+        are not buffered), which measured ~10% of a 2-rank cycle.  The previous send of the
+        level completes first (its buffer is reused); ``flush`` completes the last one."""
+        if lev.send_req is not None:
+            lev.send_req.Wait()
+        lev.send_buf[:] = lev.U[lev.nrows - 1]
+        lev.send_req = self.comm.Isend(lev.send_buf, dest=self.grid.rank + 1, tag=self._tag(lev))
+
+    def flush(self):
+        """Complete every pending send (end of a solve)."""
+        for lev in self.levels + self.extra_levels:
+            if lev.send_req is not None:
+                lev.send_req.Wait()
+                lev.send_req = None
 
     @logged("MGRITComm")
     def _recv_halo(self, lev):
@@ -180,7 +199,7 @@ class MGRIT:
         if not gr.first:
             self._recv_halo(lev)
         if not gr.last:
-            self._send_last(lev).Wait()
+            self._send_last(lev)
 
     # ---- the two batched primitives every operation below goes through -----------------
     def _sweeps(self, lev, runs):
@@ -189,26 +208,27 @@ class MGRIT:
             self.problem.sweeps(runs, lev.ns, self.grid.h * lev.m, lev.thetas, lev.U, lev.C,
                                 lev.G if lev.forced else None)
 
-    def _steps(self, lev, rows, out):
-        """out[i] = Phi(U[rows[i]-1]): the step into each of ``rows``, independently (one call);
-        the steps' caches are kept (the fine level's are the adjoint's linearisation)."""
-        self.problem.steps(rows, lev.ns, self.grid.h * lev.m, lev.thetas, lev.U, lev.C, out)
-
-    def _c_values(self, lev, rows):
-        """Phi(U[r-1]) (+ G[r] when forced) for the rows ``rows``."""
-        out = np.empty((len(rows), lev.U.shape[1]))
+    def _steps(self, lev, rows, out, out_rows=None, forced=False):
+        """out[out_rows[i]] = Phi(U[r-1]) (+ G[r] if ``forced``), r = rows[i] (default out_rows:
+        0, 1, ...): the steps into ``rows``, independently, in one call; ``out`` may be lev.U.
+        The steps' caches are kept (the fine level's are the adjoint's linearisation)."""
         if len(rows):
-            self._steps(lev, rows, out)
-            if lev.forced:
-                rowops.add_rows(out, lev.G, rows)
-        return out
+            self.problem.steps(rows, lev.ns, self.grid.h * lev.m, lev.thetas, lev.U, lev.C, out,
+                               np.arange(len(rows)) if out_rows is None else out_rows,
+                               lev.G if forced else None)
+
+    def _c_values(self, lev):
+        """Phi(U[r-1]) (+ G[r] on forced levels) for the level's C-rows, into its scratch."""
+        self._steps(lev, lev.c_rows, lev.work[0], forced=lev.forced)
+        return lev.work[0]
 
     # ---- relaxation ---------------------------------------------------------------------
     def f_relax(self, lev):
         gr = self.grid
         runs = lev.f_runs
         last_c = lev.owns and lev.is_c(lev.nrows - 1)
-        req = self._send_last(lev) if (not gr.last and last_c) else None
+        if not gr.last and last_c:  # F-relaxation does not change it: send before relaxing
+            self._send_last(lev)
         leading = len(runs) and runs[0, 0] == 1 and not gr.first
         self._sweeps(lev, runs[1:] if leading else runs)
         if not gr.first:
@@ -216,9 +236,7 @@ class MGRIT:
             if leading:
                 self._sweeps(lev, runs[:1])
         if not gr.last and not last_c:
-            req = self._send_last(lev)
-        if req is not None:
-            req.Wait()
+            self._send_last(lev)
 
     def point_residuals(self, lev, out):
         """out[i] = U[r] - Phi(U[r-1]) for the owned rows r in order (the first rank's row 0,
@@ -236,11 +254,10 @@ class MGRIT:
     def c_relax(self, lev):
         # the halo row is valid after the preceding F-relaxation
         rows, w = lev.c_rows, self.s.cweight
-        new = self._c_values(lev, rows)
-        if w == 1.0:
-            rowops.set_rows(lev.U, rows, new, new, 1.0, 0.0)
+        if w == 1.0:  # straight into U: the steps read F-rows and write C-rows
+            self._steps(lev, rows, lev.U, rows, forced=lev.forced)
         else:
-            rowops.set_rows(lev.U, rows, lev.U[rows], new, 1.0 - w, w)
+            rowops.set_rows(lev.U, rows, lev.U[rows], self._c_values(lev), 1.0 - w, w)
 
     @logged("MGRITRelax")
     def relax(self, lev):
@@ -256,7 +273,7 @@ class MGRIT:
         also ||u|| over the same points (for the round-off floor of the residual)."""
         self.exchange(lev)
         sq = np.empty((len(lev.c_rows), 2))
-        rowops.residual_sumsq(self._c_values(lev, lev.c_rows), lev.U, lev.c_rows, sq)
+        rowops.residual_sumsq(self._c_values(lev), lev.U, lev.c_rows, sq)
         tot = np.sum(np.concatenate(self.comm.allgather(sq)), axis=0)
         return (float(np.sqrt(tot[0])), float(np.sqrt(tot[1]))) if scale else float(np.sqrt(tot[0]))
 
@@ -278,7 +295,7 @@ class MGRIT:
         if lev.nrows > 1:
             self._sweeps(lev, np.array([[1, lev.nrows - 1]], np.int64))
         if not gr.last:
-            self._send_last(lev).Wait()
+            self._send_last(lev)
 
     @logged("MGRITRestrict")
     def restrict(self, fine, coarse):
@@ -288,11 +305,9 @@ class MGRIT:
         rowops.copy_rows(coarse.U, fine.coarse_rows(inj, coarse), fine.U, inj)
         self.exchange(coarse)
         R = fine.coarse_rows(rows, coarse)
-        g = self._c_values(fine, rows)
-        phi_H = np.empty_like(g)
-        if len(R):
-            self._steps(coarse, R, phi_H)
-        rowops.set_rows(coarse.G, R, g, phi_H, 1.0, -1.0)
+        self._steps(fine, rows, coarse.G, R, forced=fine.forced)
+        self._steps(coarse, R, fine.work[1])
+        rowops.sub_rows(coarse.G, R, fine.work[1])
 
     @logged("MGRITInterp")
     def correct(self, fine, coarse):
@@ -324,6 +339,7 @@ class MGRIT:
         """One level: the serial sweep itself (bitwise); more: MGRIT iterations."""
         if len(self.levels) == 1:
             self.coarsest_solve(self.levels[0])
+            self.flush()
             self.history, self.converged = [], True
             return 0
         return self.iterate(label, on_iteration)
@@ -331,6 +347,12 @@ class MGRIT:
     def iterate(self, label="mgrit", on_iteration=None):
         """Cycles until the C-point residual is below max(atol, rtol*|r0|) or max_it.
         ``on_iteration(k, rnorm)`` is called as each residual is known (PETSc monitors)."""
+        try:
+            return self._iterate(label, on_iteration)
+        finally:
+            self.flush()
+
+    def _iterate(self, label, on_iteration):
         fine = self.levels[0]
         # F-relax first, so the C-point residual measures the guess (a zero guess of a linear
         # problem would otherwise show a zero C-point residual); cycles end with F-relaxation.

@@ -110,11 +110,15 @@ class ControlProblem:
             self.sweep(ns[a], h, thetas[a:b + 1], U[a - 1:b + 1], C[a:b + 1],
                        None if F is None else F[a:b + 1])
 
-    def steps(self, rows, ns, h, thetas, U, C, out):
-        """Independent steps into the rows ``rows``: out[i] = Phi_{ns[r]}(U[r-1]; thetas[r], h),
-        cache in C[r], r = rows[i] (MGRIT's C-relaxation, residuals and restriction)."""
+    def steps(self, rows, ns, h, thetas, U, C, out, out_rows, F=None):
+        """Independent steps into the rows r = rows[i]: out[out_rows[i]] = Phi_{ns[r]}(U[r-1];
+        thetas[r], h) (+ F[r]), cache in C[r] (MGRIT's C-relaxation, residuals and restriction;
+        ``out`` may be U itself, as the steps never read the rows they write)."""
         for i, r in enumerate(rows):
-            self.step(ns[r], h, thetas[r], U[r - 1], out[i], C[r])
+            o = out[out_rows[i]]
+            self.step(ns[r], h, thetas[r], U[r - 1], o, C[r])
+            if F is not None:
+                o += F[r]
 
     def sweeps_adjoint(self, runs, ns, h, thetas, U, C, Lam, F=None):
         """Backward runs without gradients: for each (a, b) and k = b..a,
@@ -123,11 +127,15 @@ class ControlProblem:
             self.sweep_adjoint(ns[a], h, thetas[a:b + 1], U[a:b + 2], C[a:b + 1], Lam[a:b + 2],
                                np.zeros((b - a + 1, thetas.shape[1])), None if F is None else F[a:b + 1])
 
-    def steps_adjoint(self, rows, ns, h, thetas, U, C, Lam, out):
-        """Independent transposed steps: out[i] = (dPhi_k/du at U[k])^T Lam[k+1], k = rows[i]."""
+    def steps_adjoint(self, rows, ns, h, thetas, U, C, Lam, out, out_rows, F=None):
+        """Independent transposed steps, k = rows[i]:
+        out[out_rows[i]] = (dPhi_k/du at U[k])^T Lam[k+1] (+ F[k])."""
         scratch = np.zeros(thetas.shape[1])
         for i, k in enumerate(rows):
-            self.step_adjoint(ns[k], h, thetas[k], U[k], C[k], Lam[k + 1], out[i], scratch)
+            o = out[out_rows[i]]
+            self.step_adjoint(ns[k], h, thetas[k], U[k], C[k], Lam[k + 1], o, scratch)
+            if F is not None:
+                o += F[k]
 
     def terminal(self, g, data, uN, lamN, grad_g):
         """Return L(uN, g); set lamN[:] = dL/duN and add dL/dg to grad_g."""

@@ -16,12 +16,12 @@ def copy_rows(dst, drows, src, srows):
 
 
 @njit(cache=True)
-def add_rows(out, src, srows):
-    """out[i] += src[srows[i]]."""
-    for i in range(srows.shape[0]):
-        o, s = out[i], src[srows[i]]
-        for k in range(o.shape[0]):
-            o[k] += s[k]
+def sub_rows(dst, drows, src):
+    """dst[drows[i]] -= src[i]."""
+    for i in range(drows.shape[0]):
+        d, s = dst[drows[i]], src[i]
+        for k in range(d.shape[0]):
+            d[k] -= s[k]
 
 
 @njit(cache=True)

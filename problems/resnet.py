@@ -145,10 +145,11 @@ class ResNet(ControlProblem):
         kernels.sweeps_kernel(self.act, np.asarray(runs, np.int64).reshape(-1, 2), Ks, bs, h, st(U), st(C),
                               st(U[:0]) if F is None else st(F), F is not None)
 
-    def steps(self, rows, ns, h, thetas, U, C, out):
+    def steps(self, rows, ns, h, thetas, U, C, out, out_rows, F=None):
         Ks, bs = self._layers(thetas)
         st = self._states
-        kernels.steps_kernel(self.act, np.asarray(rows, np.int64), Ks, bs, h, st(U), st(C), st(out))
+        kernels.steps_kernel(self.act, np.asarray(rows, np.int64), Ks, bs, h, st(U), st(C), st(out),
+                             np.asarray(out_rows, np.int64), st(U[:0]) if F is None else st(F), F is not None)
 
     def sweeps_adjoint(self, runs, ns, h, thetas, U, C, Lam, F=None):
         Ks, _ = self._layers(thetas)
@@ -156,10 +157,12 @@ class ResNet(ControlProblem):
         kernels.sweeps_adjoint_kernel(np.asarray(runs, np.int64).reshape(-1, 2), Ks, h, st(C), st(Lam),
                                       st(Lam[:0]) if F is None else st(F), F is not None)
 
-    def steps_adjoint(self, rows, ns, h, thetas, U, C, Lam, out):
+    def steps_adjoint(self, rows, ns, h, thetas, U, C, Lam, out, out_rows, F=None):
         Ks, _ = self._layers(thetas)
         st = self._states
-        kernels.steps_adjoint_kernel(np.asarray(rows, np.int64), Ks, h, st(C), st(Lam), st(out))
+        kernels.steps_adjoint_kernel(np.asarray(rows, np.int64), Ks, h, st(C), st(Lam), st(out),
+                                     np.asarray(out_rows, np.int64), st(Lam[:0]) if F is None else st(F),
+                                     F is not None)
 
     def step(self, n, h, theta, u, out, cache):
         U = np.stack([u, out])
