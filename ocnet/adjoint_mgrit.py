@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 from petsc4py import PETSc
 
-from .mgrit import MGRIT
+from .mgrit import MGRIT, coarse_parameters
 
 
 def reversed_grid(grid):
@@ -47,9 +47,11 @@ class AdjointMGRIT(MGRIT):
 
     def set_parameters(self, thetas_local, state):
         """Per level, in forward order: theta, u and the cache of the forward step each reversed
-        step transposes (coarse levels: the plugin's coarse step at u[layer], injected theta).
+        step transposes (coarse levels: the plugin's coarse step at u[layer] with its
+        ``coarse_parameters``, as on the state's levels).
         On the finest level reversed row r transposes local layer nrows-1-r: plain views."""
         g, pb = self.fgrid, self.problem
+        allth = None
         for lev in self.levels:
             n = lev.nrows
             if lev.m == 1:
@@ -65,7 +67,10 @@ class AdjointMGRIT(MGRIT):
                                np.zeros(n + 1, np.int64), np.zeros((n, state.state_size)),
                                np.zeros((max(n - 1, 0), state.state_size)))
             th_b, C_b, ns_b, U, scratch = lev.fw_base
-            th_b[j + 1], ns_b[j + 1], U[j] = thetas_local[layer - g.n0], layer, state.U[layer - g.n0]
+            if allth is None:  # the forward layer order: the reversed communicator's ranks reversed
+                allth = np.concatenate(self.comm.allgather(thetas_local)[::-1])
+            th_b[j + 1] = coarse_parameters(pb, allth, layer, lev.m)
+            ns_b[j + 1], U[j] = layer, state.U[layer - g.n0]
             if n > 1:
                 pb.steps(j + 1, ns_b, g.h * lev.m, th_b, U, C_b, scratch, np.arange(n - 1))
             lev.fw = SimpleNamespace(ns=ns_b[1:], th=th_b[1:], U=U, C=C_b[1:])

@@ -279,13 +279,14 @@ class MGRIT:
 
     # ---- levels -------------------------------------------------------------------------
     def set_parameters(self, thetas_local):
-        """Per-level step parameters: injection of theta at the first fine layer of each step."""
+        """Per-level step parameters: the plugin's ``coarse_parameters`` (default: injection of
+        theta at the first fine layer) of the fine layers each coarse step spans."""
         fine = self.levels[0]
         fine.thetas[1:] = thetas_local[: fine.nrows - 1]
         if len(self.levels) > 1:
             allth = np.concatenate(self.comm.allgather(thetas_local))
             for lev in self.levels[1:]:
-                lev.thetas[1:] = allth[lev.ns[1:]]
+                lev.thetas[1:] = coarse_parameters(self.problem, allth, lev.ns[1:], lev.m)
 
     @logged("MGRITCoarse")
     def coarsest_solve(self, lev):
@@ -379,6 +380,13 @@ class MGRIT:
                 print(f"  {label} it {it:3d}  |r| {self.history[-1]:.6e}  rho {rho:.3f}", flush=True)
         self.converged = self.history[-1] <= tol
         return self.s.max_it
+
+
+def coarse_parameters(problem, allth, starts, m):
+    """Parameters of the coarse steps whose first fine layers are ``starts`` (m layers each)."""
+    if not len(starts):
+        return allth[:0]
+    return problem.coarse_parameters(allth[starts[:, None] + np.arange(m)])
 
 
 def settings_for(values, db, which):

@@ -101,6 +101,12 @@ class ControlProblem:
         for k in range(thetas.shape[0]):
             self.step_adjoint(n0 + k, h, thetas[k], U[k], C[k], Lam[k + 1], scratch, G[k])
 
+    def coarse_parameters(self, blocks):
+        """Parameters of MGRIT's coarse steps from those of the fine layers each one spans:
+        ``blocks`` is (steps, m, p), the result (steps, p).  Default: injection of the first
+        layer's (the paper's choice); a plugin may average or otherwise restrict."""
+        return blocks[:, 0]
+
     # ---- batched forms used by MGRIT (override with jitted kernels to keep Python out) ----
     def sweeps(self, runs, ns, h, thetas, U, C, F=None):
         """Several runs of one array in one call: for each (a, b) in ``runs`` and k = a..b,

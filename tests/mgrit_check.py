@@ -17,6 +17,14 @@ from problems.peaks import Peaks  # noqa: E402
 N, levels, cf = map(int, sys.argv[1:4])
 extra = dict(a.split("=") for a in sys.argv[4:])
 cls = Heat if extra.pop("problem", "peaks") == "heat" else Peaks
+calls = []
+averaged = extra.pop("coarse", "") == "mean"
+if averaged:  # a plugin's own parameter restriction for coarse steps
+    class Averaged(cls):
+        def coarse_parameters(self, blocks):
+            calls.append(blocks.shape)
+            return blocks.mean(axis=1)
+    cls = Averaged
 extra = {k: (float(v) if k == "cweight" else v == "1" if k == "skip_down" else v) for k, v in extra.items()}
 comm = PETSc.COMM_WORLD.tompi4py()
 opts = framework_options()
@@ -43,7 +51,7 @@ else:
     sn = par.state_snes
     sn.snes.computeFunction(par.state.vec, sn.f)  # the space-time residual of the MGRIT state
     fnorm = sn.f.norm() / scale
-    ok = fnorm < 1e-10 and err_u < 1e-10 and err_l < 1e-10 and err_g < 1e-10 and abs(Js - Jp) / abs(Js) < 1e-10
+    ok = (not averaged or comm.allreduce(len(calls)) > 0) and fnorm < 1e-10 and err_u < 1e-10 and err_l < 1e-10 and err_g < 1e-10 and abs(Js - Jp) / abs(Js) < 1e-10
     if comm.rank == 0:
         print("state", err_u, "adjoint", err_l, "grad", err_g, "its", len(par.mgrit.history) - 1,
               len(par.adj_mgrit.history) - 1, par.mgrit.history[-1])

@@ -22,7 +22,8 @@ def test_mgrit_matches_serial(nprocs, N, levels, cf):
     assert "OK" in p.stdout, p.stdout + p.stderr
 
 
-@pytest.mark.parametrize("variant", ["problem=heat", "cycle=F", "relax=F", "relax=FCFCF fine_relax=F", "cweight=1.3", "skip_down=1"])
+@pytest.mark.parametrize("variant", ["problem=heat", "cycle=F", "relax=F", "relax=FCFCF fine_relax=F", "cweight=1.3", "skip_down=1",
+                                     "coarse=mean", "coarse=mean problem=heat"])
 def test_mgrit_variants_match_serial(variant):
     cmd = mpiexec_prefix(3) + [sys.executable, SCRIPT, "45", "3", "3", *variant.split()]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
