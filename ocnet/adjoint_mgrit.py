@@ -75,13 +75,13 @@ class AdjointMGRIT(MGRIT):
                 pb.steps(j + 1, ns_b, g.h * lev.m, th_b, U, C_b, scratch, np.arange(n - 1))
             lev.fw = SimpleNamespace(ns=ns_b[1:], th=th_b[1:], U=U, C=C_b[1:])
 
-    def _sweeps(self, lev, runs):
+    def _sweeps(self, lev, runs, cache=None):  # the transposed steps keep no caches
         if len(runs):
             n, fw = lev.nrows, lev.fw
             self.problem.sweeps_adjoint(np.ascontiguousarray((n - 1) - runs[:, ::-1]), fw.ns, self.fgrid.h * lev.m,
                                         fw.th, fw.U, fw.C, lev.U[::-1], lev.G[::-1] if lev.forced else None)
 
-    def _steps(self, lev, rows, out, out_rows=None, forced=False):
+    def _steps(self, lev, rows, out, out_rows=None, forced=False, cache=None):
         if not len(rows):
             return
         n, fw = lev.nrows, lev.fw

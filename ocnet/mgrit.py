@@ -202,39 +202,40 @@ class MGRIT:
             self._send_last(lev)
 
     # ---- the two batched primitives every operation below goes through -----------------
-    def _sweeps(self, lev, runs):
-        """In-place sweeps of the row runs ``runs`` (k x 2) from the row before each (+ forcing)."""
+    def _sweeps(self, lev, runs, cache=None):
+        """In-place sweeps of the row runs ``runs`` (k x 2) from the row before each (+ forcing).
+        ``cache``: whether the steps' caches will be read (default: the finest level's are)."""
         if len(runs):
             self.problem.sweeps(runs, lev.ns, self.grid.h * lev.m, lev.thetas, lev.U, lev.C,
-                                lev.G if lev.forced else None)
+                                lev.G if lev.forced else None, cache=lev.m == 1 if cache is None else cache)
 
-    def _steps(self, lev, rows, out, out_rows=None, forced=False):
+    def _steps(self, lev, rows, out, out_rows=None, forced=False, cache=None):
         """out[out_rows[i]] = Phi(U[r-1]) (+ G[r] if ``forced``), r = rows[i] (default out_rows:
         0, 1, ...): the steps into ``rows``, independently, in one call; ``out`` may be lev.U.
         The steps' caches are kept (the fine level's are the adjoint's linearisation)."""
         if len(rows):
             self.problem.steps(rows, lev.ns, self.grid.h * lev.m, lev.thetas, lev.U, lev.C, out,
                                np.arange(len(rows)) if out_rows is None else out_rows,
-                               lev.G if forced else None)
+                               lev.G if forced else None, cache=lev.m == 1 if cache is None else cache)
 
-    def _c_values(self, lev):
+    def _c_values(self, lev, cache=None):
         """Phi(U[r-1]) (+ G[r] on forced levels) for the level's C-rows, into its scratch."""
-        self._steps(lev, lev.c_rows, lev.work[0], forced=lev.forced)
+        self._steps(lev, lev.c_rows, lev.work[0], forced=lev.forced, cache=cache)
         return lev.work[0]
 
     # ---- relaxation ---------------------------------------------------------------------
-    def f_relax(self, lev):
+    def f_relax(self, lev, cache=None):
         gr = self.grid
         runs = lev.f_runs
         last_c = lev.owns and lev.is_c(lev.nrows - 1)
         if not gr.last and last_c:  # F-relaxation does not change it: send before relaxing
             self._send_last(lev)
         leading = len(runs) and runs[0, 0] == 1 and not gr.first
-        self._sweeps(lev, runs[1:] if leading else runs)
+        self._sweeps(lev, runs[1:] if leading else runs, cache)
         if not gr.first:
             self._recv_halo(lev)
             if leading:
-                self._sweeps(lev, runs[:1])
+                self._sweeps(lev, runs[:1], cache)
         if not gr.last and not last_c:
             self._send_last(lev)
 
@@ -251,21 +252,23 @@ class MGRIT:
             self._steps(lev, rows, phi)
         out[first:] = lev.U[1:] - phi
 
-    def c_relax(self, lev):
+    def c_relax(self, lev, cache=None):
         # the halo row is valid after the preceding F-relaxation
         rows, w = lev.c_rows, self.s.cweight
         if w == 1.0:  # straight into U: the steps read F-rows and write C-rows
-            self._steps(lev, rows, lev.U, rows, forced=lev.forced)
+            self._steps(lev, rows, lev.U, rows, forced=lev.forced, cache=cache)
         else:
-            rowops.set_rows(lev.U, rows, lev.U[rows], self._c_values(lev), 1.0 - w, w)
+            rowops.set_rows(lev.U, rows, lev.U[rows], self._c_values(lev, cache), 1.0 - w, w)
 
     @logged("MGRITRelax")
     def relax(self, lev):
         kind = self.s.fine_relax if (lev is self.levels[0] and self.s.fine_relax) else self.s.relax
-        self.f_relax(lev)
+        # pre-relaxation: its caches are all recomputed before a solve ends (by the correction's
+        # F-relaxation and the residual), so the plugin need not store them
+        self.f_relax(lev, cache=False)
         for _ in range(len(kind) // 2):
-            self.c_relax(lev)
-            self.f_relax(lev)
+            self.c_relax(lev, cache=False)
+            self.f_relax(lev, cache=False)
 
     @logged("MGRITResidual")
     def residual_norm(self, lev, scale=False):
@@ -306,7 +309,7 @@ class MGRIT:
         rowops.copy_rows(coarse.U, fine.coarse_rows(inj, coarse), fine.U, inj)
         self.exchange(coarse)
         R = fine.coarse_rows(rows, coarse)
-        self._steps(fine, rows, coarse.G, R, forced=fine.forced)
+        self._steps(fine, rows, coarse.G, R, forced=fine.forced, cache=False)
         self._steps(coarse, R, fine.work[1])
         rowops.sub_rows(coarse.G, R, fine.work[1])
 

@@ -108,15 +108,16 @@ class ControlProblem:
         return blocks[:, 0]
 
     # ---- batched forms used by MGRIT (override with jitted kernels to keep Python out) ----
-    def sweeps(self, runs, ns, h, thetas, U, C, F=None):
+    def sweeps(self, runs, ns, h, thetas, U, C, F=None, cache=True):
         """Several runs of one array in one call: for each (a, b) in ``runs`` and k = a..b,
         U[k] = Phi_{ns[k]}(U[k-1]; thetas[k], h) (+ F[k]), cache in C[k] (MGRIT's F-relaxation
-        and coarse sweeps; rows are indexed by the point a step goes *into*)."""
+        and coarse sweeps; rows are indexed by the point a step goes *into*).  ``cache=False``:
+        MGRIT will not read these caches (coarse levels, pre-relaxation); a plugin may skip them."""
         for a, b in runs:
             self.sweep(ns[a], h, thetas[a:b + 1], U[a - 1:b + 1], C[a:b + 1],
                        None if F is None else F[a:b + 1])
 
-    def steps(self, rows, ns, h, thetas, U, C, out, out_rows, F=None):
+    def steps(self, rows, ns, h, thetas, U, C, out, out_rows, F=None, cache=True):
         """Independent steps into the rows r = rows[i]: out[out_rows[i]] = Phi_{ns[r]}(U[r-1];
         thetas[r], h) (+ F[r]), cache in C[r] (MGRIT's C-relaxation, residuals and restriction;
         ``out`` may be U itself, as the steps never read the rows they write)."""

@@ -139,17 +139,18 @@ class ResNet(ControlProblem):
         Ks, bs = self.split_layers(thetas)
         return np.ascontiguousarray(Ks), np.ascontiguousarray(bs)
 
-    def sweeps(self, runs, ns, h, thetas, U, C, F=None):
+    def sweeps(self, runs, ns, h, thetas, U, C, F=None, cache=True):
         Ks, bs = self._layers(thetas)
         st = self._states
         kernels.sweeps_kernel(self.act, np.asarray(runs, np.int64).reshape(-1, 2), Ks, bs, h, st(U), st(C),
-                              st(U[:0]) if F is None else st(F), F is not None)
+                              st(U[:0]) if F is None else st(F), F is not None, cache)
 
-    def steps(self, rows, ns, h, thetas, U, C, out, out_rows, F=None):
+    def steps(self, rows, ns, h, thetas, U, C, out, out_rows, F=None, cache=True):
         Ks, bs = self._layers(thetas)
         st = self._states
         kernels.steps_kernel(self.act, np.asarray(rows, np.int64), Ks, bs, h, st(U), st(C), st(out),
-                             np.asarray(out_rows, np.int64), st(U[:0]) if F is None else st(F), F is not None)
+                             np.asarray(out_rows, np.int64), st(U[:0]) if F is None else st(F), F is not None,
+                             cache)
 
     def sweeps_adjoint(self, runs, ns, h, thetas, U, C, Lam, F=None):
         Ks, _ = self._layers(thetas)
