@@ -51,6 +51,17 @@ def test_oneshot_tao_type(tmp_path):
     np.testing.assert_allclose(h2, h1, rtol=1e-10, atol=0)
 
 
+def test_oneshot_tao_flag(tmp_path):
+    """-oneshot_tao is the same optimiser as -tao_type python -tao_python_type ...OneShot;
+    it contradicts an explicit other -tao_type with one line."""
+    base = BASE + ["-mode", "oneshot", "-tao_max_it", 4]
+    run_ocnet(base + ["-oneshot_tao", "-run_dir", tmp_path / "flag"])
+    run_ocnet(base + ["-tao_type", "python", "-tao_python_type", "ocnet.oneshot.OneShot", "-run_dir", tmp_path / "type"])
+    assert np.array_equal(objectives(tmp_path / "flag"), objectives(tmp_path / "type"))
+    p = run_ocnet(base + ["-oneshot_tao", "-tao_type", "lmvm"], check=False)
+    assert p.returncode == 2 and "contradicts -tao_type lmvm" in p.stderr and "Traceback" not in p.stderr
+
+
 @pytest.mark.parametrize("mode", ["serial", "oneshot"])
 def test_mini_batches(tmp_path, mode):
     """-batch_size: trains, and the run is the same on 1 and 2 ranks."""
