@@ -21,7 +21,7 @@ FRAMEWORK_OPTIONS = [
     ("oneshot_state_its", int, 2, "state MGRIT iterations per evaluation in -mode oneshot"),
     ("oneshot_adjoint_its", int, 2, "adjoint MGRIT iterations per evaluation in -mode oneshot"),
     ("oneshot_tao", bool, False, "optimise with the paper's one-shot TAO (python type ocnet.oneshot.OneShot: "
-     "L-BFGS + Armijo backtracking that re-runs only the state) instead of -tao_type"),
+     "L-BFGS + Armijo backtracking that re-runs only the state); overrides -tao_type"),
     ("stop_state_residual", float, 0.0, "MGRIT modes: the gradient-norm tests count only while the state "
      "MGRIT residual is below this; stop (reason CONVERGED_USER) when also |g| <= -tao_gatol (0: off)"),
     ("stop_adjoint_residual", float, 0.0, "the same for the adjoint MGRIT residual (0: off)"),
@@ -87,9 +87,7 @@ def run(comm):
     values = opts.read(db)
     grid = LayerGrid.from_comm(values["N"], values["T"], comm)
     problem = cls(values, comm)
-    if values["oneshot_tao"]:
-        if db.hasName("tao_type") and db.getString("tao_type") != "python":
-            raise OcnetError(f"-oneshot_tao selects the one-shot TAO; it contradicts -tao_type {db.getString('tao_type')}")
+    if values["oneshot_tao"]:  # overrides -tao_type (e.g. one from an options file)
         db.setValue("tao_type", "python")
         db.setValue("tao_python_type", "ocnet.oneshot.OneShot")
     for k, v in TAO_DEFAULTS.items():
