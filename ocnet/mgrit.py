@@ -16,7 +16,6 @@ from petsc4py import PETSc
 
 from . import rowops
 from .errors import OcnetError
-from .options import OptionSet
 
 RELAXATIONS = ("F", "FCF", "FCFCF")
 ROUNDOFF = 64 * np.finfo(float).eps  # residual floor relative to |u| over the C-points

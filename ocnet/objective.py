@@ -152,7 +152,7 @@ class ReducedObjective:
         """Forward solve on ``data``: (fn(g, uN) of the last rank on rank 0, None elsewhere;
         the MGRIT residual on every rank, nan for the layer-serial sweep).  In the MGRIT modes
         the solve is MGRIT unless ``layer_parallel`` is false."""
-        gr, comm = self.grid, self.comm
+        gr = self.grid
         g, thetas = self.design.split(self.design.local(x))
         g_last = self.solver.share_global(g)
         traj, mg = self.evaluation(data, layer_parallel)

@@ -1,6 +1,5 @@
 """Checkpoint/restart: a run killed with SIGKILL (after a checkpoint, or while writing one) and
 resumed ends with parameters bitwise identical to an uninterrupted run on the same rank count."""
-import os
 
 import pytest
 

@@ -1,5 +1,4 @@
 """The command line: bad input gives one line and exit 2 on every rank; help; unused options; load."""
-import os
 
 import numpy as np
 import pytest
