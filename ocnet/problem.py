@@ -112,10 +112,18 @@ class ControlProblem:
         """Several runs of one array in one call: for each (a, b) in ``runs`` and k = a..b,
         U[k] = Phi_{ns[k]}(U[k-1]; thetas[k], h) (+ F[k]), cache in C[k] (MGRIT's F-relaxation
         and coarse sweeps; rows are indexed by the point a step goes *into*).  ``cache=False``:
-        MGRIT will not read these caches (coarse levels, pre-relaxation); a plugin may skip them."""
+        MGRIT will not read these caches (coarse levels, pre-relaxation); a plugin may skip them.
+        Runs of consecutive layers (the finest level) go to ``sweep``; on coarse levels, whose
+        layer indices step by the coarsening factor, each step goes to ``step`` with its own n."""
         for a, b in runs:
-            self.sweep(ns[a], h, thetas[a:b + 1], U[a - 1:b + 1], C[a:b + 1],
-                       None if F is None else F[a:b + 1])
+            if ns[b] - ns[a] == b - a:
+                self.sweep(ns[a], h, thetas[a:b + 1], U[a - 1:b + 1], C[a:b + 1],
+                           None if F is None else F[a:b + 1])
+                continue
+            for k in range(a, b + 1):
+                self.step(ns[k], h, thetas[k], U[k - 1], U[k], C[k])
+                if F is not None:
+                    U[k] += F[k]
 
     def steps(self, rows, ns, h, thetas, U, C, out, out_rows, F=None, cache=True):
         """Independent steps into the rows r = rows[i]: out[out_rows[i]] = Phi_{ns[r]}(U[r-1];
@@ -129,10 +137,18 @@ class ControlProblem:
 
     def sweeps_adjoint(self, runs, ns, h, thetas, U, C, Lam, F=None):
         """Backward runs without gradients: for each (a, b) and k = b..a,
-        Lam[k] = (dPhi_k/du)^T Lam[k+1] (+ F[k]), the step taken at U[k] with thetas[k], C[k]."""
+        Lam[k] = (dPhi_k/du)^T Lam[k+1] (+ F[k]), the step taken at U[k] with thetas[k], C[k].
+        As ``sweeps``: consecutive layers go to ``sweep_adjoint``, coarse ones step by step."""
+        scratch = np.zeros(thetas.shape[1])
         for a, b in runs:
-            self.sweep_adjoint(ns[a], h, thetas[a:b + 1], U[a:b + 2], C[a:b + 1], Lam[a:b + 2],
-                               np.zeros((b - a + 1, thetas.shape[1])), None if F is None else F[a:b + 1])
+            if ns[b] - ns[a] == b - a:
+                self.sweep_adjoint(ns[a], h, thetas[a:b + 1], U[a:b + 2], C[a:b + 1], Lam[a:b + 2],
+                                   np.zeros((b - a + 1, thetas.shape[1])), None if F is None else F[a:b + 1])
+                continue
+            for k in range(b, a - 1, -1):
+                self.step_adjoint(ns[k], h, thetas[k], U[k], C[k], Lam[k + 1], Lam[k], scratch)
+                if F is not None:
+                    Lam[k] += F[k]
 
     def steps_adjoint(self, rows, ns, h, thetas, U, C, Lam, out, out_rows, F=None):
         """Independent transposed steps, k = rows[i]:
