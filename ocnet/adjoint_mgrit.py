@@ -31,14 +31,15 @@ class AdjointMGRIT(MGRIT):
     forward-layer order (index j = nrows-1-r for reversed row r) as a contiguous array; each level
     also keeps, in that order, the parameters, linearisation states and caches of the forward
     steps it transposes (views of the state trajectory on the finest level).  A relaxation is one
-    call of the plugin's batched ``sweeps_adjoint``/``steps_adjoint``, with no copies."""
+    call of the plugin's batched ``sweeps_adjoint``/``steps_adjoint``, with no copies.  The levels'
+    own cache arrays stay empty: the transposed steps keep no caches."""
 
     def __init__(self, grid, problem, comm, settings, state, cache_size):
-        self.fgrid = grid
+        self.fgrid, self.cache_size = grid, cache_size
         rcomm = comm.Split(0, grid.size - 1 - grid.rank)
         S = state.state_size
         own = SimpleNamespace(U=self.alloc((grid.nlocal + 1, S)), Cfull=np.zeros((grid.nlocal + 1, 0)))
-        super().__init__(reversed_grid(grid), problem, rcomm, settings, S, cache_size, own)
+        super().__init__(reversed_grid(grid), problem, rcomm, settings, S, 0, own)
         self.own = own
 
     @staticmethod
@@ -63,7 +64,7 @@ class AdjointMGRIT(MGRIT):
             # row j+1 of the *_b arrays is row j of the level's forward arrays, so that the plugin's
             # steps (which read U[r-1] and write C[r]) compute the caches in place
             if not hasattr(lev, "fw_base"):  # allocated once per level
-                lev.fw_base = (np.zeros((n + 1, thetas_local.shape[1])), np.zeros((n + 1, lev.C.shape[1])),
+                lev.fw_base = (np.zeros((n + 1, thetas_local.shape[1])), np.zeros((n + 1, self.cache_size)),
                                np.zeros(n + 1, np.int64), np.zeros((n, state.state_size)),
                                np.zeros((max(n - 1, 0), state.state_size)))
             th_b, C_b, ns_b, U, scratch = lev.fw_base

@@ -257,7 +257,7 @@ class MGRIT:
         if w == 1.0:  # straight into U: the steps read F-rows and write C-rows
             self._steps(lev, rows, lev.U, rows, forced=lev.forced, cache=cache)
         else:
-            rowops.set_rows(lev.U, rows, lev.U[rows], self._c_values(lev, cache), 1.0 - w, w)
+            rowops.blend_rows(lev.U, rows, self._c_values(lev, cache), w)
 
     @logged("MGRITRelax")
     def relax(self, lev):
@@ -333,6 +333,11 @@ class MGRIT:
             self.cycle(l + 1, "V")
         self.correct(lev, self.levels[l + 1])
 
+    @property
+    def residual(self):
+        """The C-point residual norm at the end of the last solve (0 for the one-level sweep)."""
+        return self.history[-1] if self.history else 0.0
+
     def solve(self, thetas_local):
         """MGRIT iterations on the fine trajectory (its row 0 holds u[0] on rank 0)."""
         self.set_parameters(thetas_local)
@@ -384,7 +389,6 @@ class MGRIT:
                 print(f"  {label} it {it:3d}  |r| {self.history[-1]:.6e}  rho {rho:.3f}", flush=True)
         self.converged = self.history[-1] <= tol
         return self.s.max_it
-
 
     def _fixed_cycles(self, on_iteration):
         """A fixed number of cycles (one-shot mode): the residual is measured once, at the end.

@@ -108,7 +108,7 @@ class ReducedObjective:
             if gr.first:
                 pb.opening(g, self.data, self.state.U[0])
             self.state_snes.solve(thetas)
-            self.state_residual = self.mgrit.history[-1] if self.mgrit.history else 0.0
+            self.state_residual = self.mgrit.residual
         self._evaluated = (self.design.local(x).copy(), self.data, g_last)
         loss, gterm = 0.0, None
         if gr.last:
@@ -125,8 +125,7 @@ class ReducedObjective:
                 self.solver.adjoint(g, thetas, self.data, self.state, self.adj, G, grad_g)
             else:  # layer-parallel adjoint, then one local block sweep for the gradient
                 self.adj_mgrit.solve_adjoint(thetas, self.state, self.adj, self.adj.U[-1].copy())
-                h = self.adj_mgrit.history
-                self.adjoint_residual = h[-1] if h else 0.0
+                self.adjoint_residual = self.adj_mgrit.residual
                 self.solver.adjoint(g, thetas, self.data, self.state, self.adj, G, grad_g, chained=False)
         layer_values = pb.layer_regularization(gr.h, gr.n0, gr.N, thetas, prev, nxt, G)
         greg = pb.global_regularization(g, grad_g if grad_g is not None else np.zeros_like(g)) if gr.first else 0.0
@@ -163,7 +162,7 @@ class ReducedObjective:
             if gr.first:
                 self.problem.opening(g, data, traj.U[0])
             mg.solve(thetas)
-            residual = mg.history[-1] if mg.history else 0.0
+            residual = mg.residual
         return self._to_first(fn(g_last, traj.U[-1]) if gr.last else None), residual
 
     def _to_first(self, out):

@@ -25,16 +25,12 @@ def sub_rows(dst, drows, src):
 
 
 @njit(cache=True)
-def set_rows(dst, drows, a, b, wa, wb):
-    """dst[drows[i]] = wa*a[i] + wb*b[i]  (wb = 0: b is not read)."""
+def blend_rows(dst, drows, src, w):
+    """dst[drows[i]] = (1-w)*dst[drows[i]] + w*src[i]  (weighted C-relaxation)."""
     for i in range(drows.shape[0]):
-        d, x, y = dst[drows[i]], a[i], b[i]
-        if wb == 0.0:
-            for k in range(d.shape[0]):
-                d[k] = wa * x[k]
-        else:
-            for k in range(d.shape[0]):
-                d[k] = wa * x[k] + wb * y[k]
+        d, s = dst[drows[i]], src[i]
+        for k in range(d.shape[0]):
+            d[k] = (1.0 - w) * d[k] + w * s[k]
 
 
 @njit(cache=True)
