@@ -147,10 +147,8 @@ def run(comm):
         rundir.write_history(run_dir, rows, comm)
         rundir.plot_history(run_dir, rows, comm)
         rundir.save_params(run_dir, x, meta, comm)
-        if hasattr(problem, "plot"):
-            problem.plot(os.path.join(run_dir, "decision.png"),
-                         lambda data: objective.forward_outputs(x, data, lambda g, uN: problem.predict(g, uN),
-                                                                layer_parallel=False)[0])
+        problem.plot(run_dir, lambda data: objective.forward_outputs(
+            x, data, lambda g, uN: problem.predict(g, uN), layer_parallel=False)[0])
         _say(comm, f"ocnet: wrote {run_dir}")
     return 0
 

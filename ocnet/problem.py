@@ -168,6 +168,19 @@ class ControlProblem:
         """Figures of merit at the final state, e.g. {'accuracy': 0.93}."""
         return {}
 
+    def predict(self, g, uN):
+        """The model's output at the final state ``uN`` (e.g. class labels, shape (batch,)),
+        handed to ``plot`` through its ``predict`` callable.  Default: None (nothing to plot)."""
+        return None
+
+    def plot(self, folder, predict):
+        """Write the problem's own figures into the run folder ``folder`` (rank 0 writes).
+
+        Collective: every rank calls it.  ``predict(data)`` runs a layer-serial forward solve of
+        the final parameters on ``data`` (same type as the datasets) on every rank and returns
+        ``self.predict`` of the final state on rank 0, None elsewhere; so call it the same number
+        of times on every rank.  Default: no figures."""
+
     # ---- regularisation ----------------------------------------------------------------
     def layer_regularization(self, h, n0, N, thetas, prev, nxt, grad):
         """Per-layer values of gamma_tik/2 |theta[n]|^2 + gamma_ddt/2 |(theta[n]-theta[n-1])/h|^2.

@@ -1,4 +1,6 @@
 """Peaks: the paper's 2-D, 5-class benchmark (level sets of MATLAB's peaks function)."""
+import os
+
 import numpy as np
 
 from problems.resnet import Classification, ResNet
@@ -48,14 +50,15 @@ class Peaks(ResNet):
             data["val"] = sample(values["nval"], rng)
         super().__init__(values, comm, nin=2, nclasses=5, datasets=data)
 
-    def plot(self, path, predict):
-        """Decision regions of the trained network beside the true classes (collective)."""
+    def plot(self, folder, predict):
+        """``decision.png``: decision regions of the trained network beside the true classes."""
         t = np.linspace(-BOX, BOX, 161)
         X, Y = np.meshgrid(t, t)
         grid = Classification(np.vstack([X.ravel(), Y.ravel()]), label(np.vstack([X.ravel(), Y.ravel()])))
         pred = predict(grid)
         if pred is None:
             return
+        path = os.path.join(folder, "decision.png")
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt

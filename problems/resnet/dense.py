@@ -6,13 +6,13 @@
            + gamma_tik/2 sum|theta[n]|^2 + gamma_ddt/2 sum|(theta[n]-theta[n-1])/h|^2
            + gamma_tik/2 |(W_o,b_o)|^2 + gamma_class/2 |(W_c,c)|^2
 
-States are (width, batch) feature-major; the kernels live in ocnet.kernels.
+States are (width, batch) feature-major; the kernels live in problems.resnet.dense_kernels.
 """
 from dataclasses import dataclass
 
 import numpy as np
 
-from ocnet import kernels
+from . import dense_kernels as kernels
 from ocnet.errors import OcnetError
 from ocnet.problem import ControlProblem
 
