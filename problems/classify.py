@@ -1,0 +1,168 @@
+"""Classification of users' own data files with the dense ResNet (``-problem classify``).
+
+Features and labels come from files (problems/datafiles.py: .npz, .npy, .mat, CSV or
+whitespace text such as the paper's .dat files), a training file and either a validation file or
+a seeded stratified split (``-val_fraction``).  Features are standardised with the training
+set's per-feature mean and standard deviation (``-standardize 0``: as read).  The data are read
+and checked in ``__init__`` (on rank 0, then broadcast), before the run folder is made, so bad
+input writes nothing.  Plots: ``confusion.png``, and ``decision.png`` for 2-D features.
+"""
+import os
+
+import numpy as np
+
+from ocnet.errors import OcnetError
+from problems import datafiles
+from problems.resnet import Classification, ResNet
+
+
+class LabelledResNet(ResNet):
+    """A dense ResNet on labelled samples given as tables X (n, f), y (n,): standardisation from
+    the training set, class-count checks and a confusion-matrix plot (shared by the problems that
+    read data rather than generate it)."""
+
+    #: class names for plots (None: the class indices)
+    class_names = None
+
+    def setup_data(self, values, comm, train, val, nclasses=0):
+        """``train``/``val``: (X (n, f), y (n,)) or None for val; ``nclasses`` 0: max label + 1.
+
+        Raises OcnetError for a single training class, labels >= nclasses and a feature count
+        that differs between training and validation."""
+        (Xtr, ytr) = train
+        classes = np.unique(ytr)
+        if classes.size < 2:
+            raise OcnetError(f"the training labels hold a single class ({classes[0]}); classification needs at least 2")
+        C = nclasses or int(ytr.max()) + 1
+        for name, part in (("training", train), ("validation", val)):
+            if part is None:
+                continue
+            X, y = part
+            if y.max() >= C:
+                i = int(np.argmax(y))
+                src = f"-nclasses {C}" if nclasses else f"the training classes 0..{C - 1}"
+                raise OcnetError(f"{name} label {y[i]} (row {i}) is out of range of {src}")
+            if X.shape[1] != Xtr.shape[1]:
+                raise OcnetError(f"validation features have {X.shape[1]} columns, training features {Xtr.shape[1]}")
+        if values.get("standardize", True):
+            self.mean, self.scale = datafiles.standardiser(Xtr)
+        else:
+            self.mean, self.scale = np.zeros(Xtr.shape[1]), np.ones(Xtr.shape[1])
+        self.raw = {"train": train} if val is None else {"train": train, "val": val}
+        datasets = {k: self.classification(X, y) for k, (X, y) in self.raw.items()}
+        ResNet.__init__(self, values, comm, nin=Xtr.shape[1], nclasses=C, datasets=datasets)
+
+    def classification(self, X, y=None):
+        """Samples X (n, f) as the network's data: standardised, feature-major (f, n)."""
+        Z = np.ascontiguousarray(((X - self.mean) / self.scale).T)
+        return Classification(Z, np.zeros(X.shape[0], np.int64) if y is None else y)
+
+    def plot_confusion(self, folder, predict):
+        """``confusion.png``: confusion matrices (counts) of the training and validation sets."""
+        parts = [(k, self.datasets[k].y, predict(self.datasets[k])) for k in ("train", "val") if k in self.datasets]
+        if parts[0][2] is None:
+            return
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from sklearn.metrics import ConfusionMatrixDisplay
+
+        labels = np.arange(self.nclasses)
+        size = 4.5 + 0.25 * self.nclasses
+        fig, axes = plt.subplots(1, len(parts), figsize=(size * len(parts), size), squeeze=False)
+        for ax, (name, y, pred) in zip(axes[0], parts):
+            ConfusionMatrixDisplay.from_predictions(
+                y, pred, labels=labels, ax=ax, colorbar=False, display_labels=self.class_names,
+                xticks_rotation="vertical" if self.class_names else "horizontal")
+            ax.set_title(f"{name}: accuracy {np.mean(pred == y):.3f}")
+        fig.tight_layout()
+        fig.savefig(os.path.join(folder, "confusion.png"), dpi=100, bbox_inches="tight")
+        plt.close(fig)
+
+
+class FileClassification(LabelledResNet):
+    name = "classify"
+    data_options = ("train_file", "train_labels", "val_file", "val_labels", "val_fraction", "split_seed",
+                    "x_name", "y_name", "label_column", "label_base", "skip_rows")
+
+    @classmethod
+    def declare_options(cls, opts):
+        super().declare_options(opts)
+        g = cls.name
+        opts.add("train_file", str, None, "training data: .npz, .npy, .mat, or CSV/whitespace text (.csv, .dat, ...)",
+                 group=g)
+        opts.add("train_labels", str, None, "training labels in their own file (integers or one-hot rows); "
+                 "default: -y_name of a .npz/.mat file, else -label_column of the table", group=g)
+        opts.add("val_file", str, None, "validation data, same format (or use -val_fraction)", group=g)
+        opts.add("val_labels", str, None, "validation labels in their own file", group=g)
+        opts.add("val_fraction", float, 0.0, "without -val_file: this fraction of the training file becomes "
+                 "the validation set (stratified by class, seeded by -split_seed)", group=g)
+        opts.add("split_seed", int, 1, "seed of the -val_fraction split", group=g)
+        opts.add("x_name", str, "X", "variable of the features in a .npz/.mat file", group=g)
+        opts.add("y_name", str, "y", "variable of the labels in a .npz/.mat file", group=g)
+        opts.add("label_column", int, -1, "column of the labels in a table without labels file (-1: last)", group=g)
+        opts.add("label_base", int, 0, "smallest class label (e.g. 1 for MATLAB's 1..C); labels become 0..C-1", group=g)
+        opts.add("skip_rows", int, 0, "header lines to skip in text files", group=g)
+        opts.add("nclasses", int, 0, "number of classes (0: largest training label + 1)", group=g)
+        opts.add("standardize", bool, True, "standardise features by the training set's mean and std", group=g)
+
+    def __init__(self, values, comm):
+        v = values
+        if not 0.0 <= v["val_fraction"] < 1.0:
+            raise OcnetError(f"-val_fraction must be in [0, 1) (got {v['val_fraction']})")
+        if v["val_fraction"] > 0 and v["val_file"]:
+            raise OcnetError("give -val_file or -val_fraction, not both")
+        if v["val_labels"] and not v["val_file"]:
+            raise OcnetError("-val_labels needs -val_file")
+        for k in ("skip_rows", "nclasses"):
+            if v[k] < 0:
+                raise OcnetError(f"-{k} must be >= 0 (got {v[k]})")
+        if not v["train_file"]:
+            raise OcnetError("-problem classify needs -train_file (see README: Real data)")
+        train, val = datafiles.on_root(comm, lambda: self.read(v))
+        self.setup_data(values, comm, train, val, nclasses=v["nclasses"])
+
+    @staticmethod
+    def read(v):
+        """(train, val) pairs (X, y) from the files named by the options ``v`` (rank 0)."""
+        kw = dict(x_name=v["x_name"], y_name=v["y_name"], label_column=v["label_column"],
+                  skip_rows=v["skip_rows"], label_base=v["label_base"])
+        train = datafiles.read_labelled(v["train_file"], v["train_labels"], what="-train_file", **kw)
+        val = None
+        if v["val_file"]:
+            val = datafiles.read_labelled(v["val_file"], v["val_labels"], what="-val_file", **kw)
+        elif v["val_fraction"] > 0:
+            X, y = train
+            n_val = int(round(v["val_fraction"] * y.shape[0]))
+            tr, va = datafiles.stratified_split(y, n_val, v["split_seed"])
+            train, val = (X[tr], y[tr]), (X[va], y[va])
+        return train, val
+
+    def plot(self, folder, predict):
+        """``confusion.png``; for 2-D features also ``decision.png``: the predicted class over the
+        training data's bounding box, with the validation (else training) samples on top."""
+        self.plot_confusion(folder, predict)
+        if self.nin != 2:
+            return
+        X, y = self.raw.get("val", self.raw["train"])
+        lo, hi = self.raw["train"][0].min(axis=0), self.raw["train"][0].max(axis=0)
+        pad = 0.05 * (hi - lo)
+        t0 = np.linspace(lo[0] - pad[0], hi[0] + pad[0], 161)
+        t1 = np.linspace(lo[1] - pad[1], hi[1] + pad[1], 161)
+        G0, G1 = np.meshgrid(t0, t1)
+        pred = predict(self.classification(np.column_stack([G0.ravel(), G1.ravel()])))
+        if pred is None:
+            return
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5.5, 5))
+        kw = dict(cmap="viridis", vmin=0, vmax=self.nclasses - 1)
+        ax.imshow(pred.reshape(G0.shape), origin="lower", extent=(t0[0], t0[-1], t1[0], t1[-1]), aspect="auto",
+                  alpha=0.6, **kw)
+        ax.scatter(X[:, 0], X[:, 1], c=y, s=8, edgecolors="k", linewidths=0.3, **kw)
+        ax.set_title("decision regions; points: " + ("validation" if "val" in self.raw else "training") + " samples")
+        fig.tight_layout()
+        fig.savefig(os.path.join(folder, "decision.png"), dpi=100)
+        plt.close(fig)

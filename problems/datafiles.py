@@ -1,0 +1,189 @@
+"""Classification data from users' files: features (samples, features) and integer labels (samples,).
+
+Formats, chosen by the file name's ending:
+  ``.npz``  arrays named by ``x_name`` / ``y_name`` (numpy.load)
+  ``.npy``  one array (numpy.load); labels from a separate file or a label column
+  ``.mat``  MATLAB variables named by ``x_name`` / ``y_name`` (scipy.io.loadmat)
+  other     text: CSV (a comma in the first data line) or whitespace-separated columns (numpy.loadtxt),
+            e.g. the ``.dat`` files of the paper's C++ code (Guenther et al. 2020)
+Labels are integers (a vector or one column) or one-hot rows.  Every problem with the files or
+their contents raises ``OcnetError`` with one line naming the file; nothing is written.
+"""
+import os
+
+import numpy as np
+
+from ocnet.errors import OcnetError
+
+
+def _text_delimiter(path, skip_rows):
+    with open(path) as f:
+        for i, line in enumerate(f):
+            if i >= skip_rows and line.strip() and not line.lstrip().startswith("#"):
+                return "," if "," in line else None
+    return None
+
+
+def _variable(path, store, name, option):
+    keys = [k for k in store.keys() if not k.startswith("__")]
+    if name not in keys:
+        raise OcnetError(f"{path}: no variable '{name}' (option -{option}; the file holds: {', '.join(keys) or 'none'})")
+    return np.asarray(store[name])
+
+
+def read_array(path, what, name=None, option=None, skip_rows=0):
+    """The array in file ``path`` (for .npz/.mat the variable ``name``, given by option ``-option``).
+
+    ``what`` names the array in messages (e.g. '-train_file').  Raises OcnetError for a missing or
+    unreadable file, a missing variable, or an array that is not numeric."""
+    if not path:
+        raise OcnetError(f"{what}: no file given")
+    if not os.path.isfile(path):
+        raise OcnetError(f"{what}: no file '{path}'")
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        if ext == ".npz":
+            with np.load(path, allow_pickle=False) as store:
+                a = _variable(path, store, name, option)
+        elif ext == ".npy":
+            a = np.load(path, allow_pickle=False)
+        elif ext == ".mat":
+            import scipy.io
+            a = _variable(path, scipy.io.loadmat(path), name, option)
+        else:
+            import warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # numpy warns on an empty text file
+                a = np.loadtxt(path, delimiter=_text_delimiter(path, skip_rows), skiprows=skip_rows, ndmin=2)
+    except OcnetError:
+        raise
+    except (ValueError, OSError, UserWarning, NotImplementedError, TypeError) as e:
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise OcnetError(f"{what}: cannot read '{path}': {text}") from None
+    if a.dtype.kind not in "biuf":
+        raise OcnetError(f"{what}: '{path}' does not hold numbers (dtype {a.dtype})")
+    return a
+
+
+def _squeeze_labels(y, n=None):
+    """A label column (n, 1), or MATLAB's row vector (1, n) of ``n`` labels, becomes (n,)."""
+    if y.ndim == 2 and (y.shape[1] == 1 or (y.shape[0] == 1 and n is not None and y.shape[1] == n != 1)):
+        return y.reshape(-1)
+    return y
+
+
+def as_class_indices(y, what, base=0):
+    """Integer labels (n,) from integer labels (n,) / (n, 1) or one-hot rows (n, C), minus ``base``.
+
+    Raises OcnetError for non-integer values, rows that are not one-hot, and labels below 0."""
+    y = _squeeze_labels(np.asarray(y))
+    if y.ndim == 2:
+        if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
+            bad = int(np.flatnonzero(~(np.isin(y, (0, 1)).all(axis=1) & (y.sum(axis=1) == 1)))[0])
+            raise OcnetError(f"{what}: labels of {y.shape[1]} columns are not one-hot (row {bad})")
+        return np.argmax(y, axis=1).astype(np.int64)
+    if y.ndim != 1:
+        raise OcnetError(f"{what}: labels must be a vector or one-hot rows, got shape {y.shape}")
+    yf = y.astype(np.float64)
+    ok = np.isfinite(yf) & (yf == np.round(yf))
+    if not ok.all():
+        i = int(np.flatnonzero(~ok)[0])
+        raise OcnetError(f"{what}: labels must be integers (row {i}: {y[i].item()!r})")
+    yi = yf.astype(np.int64) - base
+    if yi.size and yi.min() < 0:
+        i = int(np.argmin(yi))
+        raise OcnetError(f"{what}: label {yi[i] + base} (row {i}) is out of range: labels start at {base} "
+                         f"(option -label_base)")
+    return yi
+
+
+def as_features(X, what):
+    """Features as float64 (n, f); raises OcnetError for other shapes and NaN/Inf."""
+    X = np.asarray(X)
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.ndim != 2:
+        raise OcnetError(f"{what}: features must be a (samples, features) table, got shape {X.shape}")
+    X = np.array(X, dtype=np.float64, order="C")  # .mat arrays come Fortran-ordered: same sums as other formats
+    bad = ~np.isfinite(X)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise OcnetError(f"{what}: features hold NaN or Inf (row {r}, column {c})")
+    return X
+
+
+def read_labelled(features, labels=None, x_name="X", y_name="y", label_column=-1, skip_rows=0,
+                  label_base=0, what="-train_file"):
+    """(X (n, f) float64, y (n,) int64) from a features file and an optional labels file.
+
+    Labels come from ``labels`` if given, else from the variable ``y_name`` of a .npz/.mat features
+    file, else from column ``label_column`` of a table (the remaining columns are the features)."""
+    ext = os.path.splitext(features or "")[1].lower()
+    keyed = ext in (".npz", ".mat")
+    A = read_array(features, what, x_name, "x_name", skip_rows)
+    if labels:
+        lwhat = what.replace("_file", "_labels")
+        y = read_array(labels, lwhat, y_name, "y_name", skip_rows)
+        X = A
+    elif keyed:
+        y = read_array(features, what, y_name, "y_name", skip_rows)
+        X, lwhat = A, what
+    else:
+        if A.ndim != 2 or A.shape[1] < 2:
+            raise OcnetError(f"{what}: '{features}' has {A.shape[1] if A.ndim == 2 else 1} column(s): need features "
+                             f"and a label column (-label_column), or a labels file")
+        c = label_column if label_column >= 0 else A.shape[1] + label_column
+        if not 0 <= c < A.shape[1]:
+            raise OcnetError(f"{what}: -label_column {label_column} is out of range for {A.shape[1]} columns")
+        y, X, lwhat = A[:, c], np.delete(A, c, axis=1), what
+    X = as_features(X, what)
+    y = np.atleast_1d(_squeeze_labels(np.asarray(y), X.shape[0]))
+    if y.shape[0] != X.shape[0]:
+        raise OcnetError(f"{lwhat}: {y.shape[0]} label rows for {X.shape[0]} feature rows")
+    if X.shape[0] == 0:
+        raise OcnetError(f"{what}: '{features}' holds no samples")
+    return X, as_class_indices(y, lwhat, label_base)
+
+
+def stratified_split(y, n_val, seed, n_train=None, what="-val_fraction"):
+    """Seeded stratified split of the indices of ``y``: (train indices, validation indices), each
+    sorted.  ``n_val`` samples go to validation (``n_train`` to training, default: the rest);
+    scikit-learn's train_test_split.  Raises OcnetError when a side would be empty or the
+    classes cannot be stratified."""
+    from sklearn.model_selection import train_test_split
+
+    n = y.shape[0]
+    n_train = n - n_val if n_train is None else n_train
+    if n_val < 1 or n_train < 1:
+        raise OcnetError(f"{what}: the split leaves {n_train} training and {n_val} validation samples "
+                         f"(of {n}); both must be at least 1")
+    if n_train + n_val > n:
+        raise OcnetError(f"{what}: {n_train} training + {n_val} validation samples, but only {n} are labelled")
+    try:
+        tr, va = train_test_split(np.arange(n), train_size=n_train, test_size=n_val, stratify=y, random_state=seed)
+    except ValueError as e:
+        raise OcnetError(f"{what}: cannot split {n} samples stratified by class: {e}") from None
+    return np.sort(tr), np.sort(va)
+
+
+def standardiser(X):
+    """Per-feature (mean, scale) of training features X (n, f); constant features get scale 1."""
+    mean = X.mean(axis=0)
+    scale = X.std(axis=0)
+    scale[scale == 0] = 1.0
+    return mean, scale
+
+
+def on_root(comm, load):
+    """Run ``load()`` on rank 0 only and hand its result (or its OcnetError) to every rank, so all
+    ranks see the same data and fail together with rank 0's message."""
+    result = error = None
+    if comm.Get_rank() == 0:
+        try:
+            result = load()
+        except OcnetError as e:
+            error = str(e)
+    error = comm.bcast(error, root=0)
+    if error is not None:
+        raise OcnetError(error)
+    return comm.bcast(result, root=0)

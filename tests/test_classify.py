@@ -1,0 +1,206 @@
+"""-problem classify: users' data files in every format, the split, standardisation, plots, bad input."""
+import numpy as np
+import pytest
+import scipy.io
+from petsc4py import PETSc
+
+from ocnet.cli import framework_options
+from ocnet.errors import OcnetError
+from problems import datafiles
+from problems.classify import FileClassification
+from tests.conftest import read_history, run_ocnet
+
+COMM = PETSc.COMM_WORLD.tompi4py()
+NET = ["-problem", "classify", "-N", 4, "-width", 4, "-tao_max_it", 3, "-quiet"]
+
+
+def blobs(n_per_class=40, nclasses=3, seed=0, shift=(10.0, -5.0)):
+    """2-D Gaussian blobs, sorted by class (as the paper's Peaks files are), off-centre and scaled
+    so that standardisation matters."""
+    rng = np.random.default_rng(seed)
+    centres = 3.0 * np.array([[np.cos(a), np.sin(a)] for a in 2 * np.pi * np.arange(nclasses) / nclasses])
+    X = np.vstack([c + 0.6 * rng.standard_normal((n_per_class, 2)) for c in centres])
+    X = X * [1.0, 20.0] + shift
+    y = np.repeat(np.arange(nclasses), n_per_class)
+    return X, y
+
+
+def onehot(y, C):
+    return np.eye(C)[y]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """The same training (120 samples) and validation (60) data in every supported format."""
+    d = tmp_path_factory.mktemp("data")
+    X, y = blobs(40, seed=0)
+    Xv, yv = blobs(20, seed=1)
+    f = {}
+    np.savez(d / "train.npz", X=X, y=y)
+    np.savez(d / "val.npz", X=Xv, y=yv)
+    f["npz"] = ["-train_file", d / "train.npz", "-val_file", d / "val.npz"]
+    np.save(d / "Xtr.npy", X)
+    np.save(d / "ytr.npy", y)
+    np.save(d / "Xva.npy", Xv)
+    np.save(d / "yva.npy", yv)
+    f["npy"] = ["-train_file", d / "Xtr.npy", "-train_labels", d / "ytr.npy",
+                "-val_file", d / "Xva.npy", "-val_labels", d / "yva.npy"]
+    # CSV: header line, label in the first column
+    np.savetxt(d / "train.csv", np.column_stack([y, X]), delimiter=",", header="label,x0,x1", comments="",
+               fmt="%.17g")
+    np.savetxt(d / "val.csv", np.column_stack([yv, Xv]), delimiter=",", header="label,x0,x1", comments="",
+               fmt="%.17g")
+    f["csv"] = ["-train_file", d / "train.csv", "-val_file", d / "val.csv", "-skip_rows", 1, "-label_column", 0]
+    # the paper's .dat layout: whitespace features, one-hot labels in their own file
+    for name, A in (("ftr", X), ("fva", Xv), ("ltr", onehot(y, 3)), ("lva", onehot(yv, 3))):
+        np.savetxt(d / f"{name}.dat", A, fmt="%.17g")
+    f["dat"] = ["-train_file", d / "ftr.dat", "-train_labels", d / "ltr.dat",
+                "-val_file", d / "fva.dat", "-val_labels", d / "lva.dat"]
+    # MATLAB: own variable names, 1-based labels as a (1, n) row
+    scipy.io.savemat(d / "train.mat", {"feat": X, "cls": (y + 1)[None, :]})
+    scipy.io.savemat(d / "val.mat", {"feat": Xv, "cls": (yv + 1)[:, None]})
+    f["mat"] = ["-train_file", d / "train.mat", "-val_file", d / "val.mat", "-x_name", "feat", "-y_name", "cls",
+                "-label_base", 1]
+    f["dir"] = d
+    return f
+
+
+def objectives(path):
+    return np.array([float(r["objective"]) for r in read_history(path)])
+
+
+def test_every_format_gives_the_same_run(files, tmp_path):
+    ref = None
+    for fmt in ("npz", "npy", "csv", "dat", "mat"):
+        run_ocnet(NET + files[fmt] + ["-run_dir", tmp_path / fmt])
+        J = objectives(tmp_path / fmt)
+        assert len(J) == 4
+        if ref is None:
+            ref = J
+        np.testing.assert_array_equal(J, ref, err_msg=fmt)
+
+
+def test_trains_sorted_file_rank_count_free_with_plots(files, tmp_path):
+    """The training file is sorted by class; 30 iterations separate the blobs; 1 and 2 ranks agree."""
+    args = ["-problem", "classify", "-N", 6, "-width", 4, "-tao_max_it", 30, "-quiet"] + files["npz"]
+    hist = {}
+    for p in (1, 2):
+        run_ocnet(args + ["-run_dir", tmp_path / f"p{p}"], nprocs=p)
+        hist[p] = read_history(tmp_path / f"p{p}")
+    np.testing.assert_allclose(objectives(tmp_path / "p2"), objectives(tmp_path / "p1"), rtol=1e-10, atol=0)
+    assert float(hist[1][-1]["val_accuracy"]) >= 0.95
+    for name in ("confusion.png", "decision.png", "history.csv"):
+        assert (tmp_path / "p2" / name).is_file(), name
+
+
+def test_val_fraction_split_is_stratified_and_seeded(files, tmp_path):
+    X, y = blobs(40)
+    tr, va = datafiles.stratified_split(y, 30, seed=5)
+    assert np.bincount(y[va]).tolist() == [10, 10, 10]
+    assert np.intersect1d(tr, va).size == 0 and tr.size + va.size == 120
+    tr2, va2 = datafiles.stratified_split(y, 30, seed=5)
+    assert (va2 == va).all()
+    # through the command line: 1 and 2 ranks split alike; no confusion without -val_fraction's val set
+    a = NET + ["-train_file", files["dir"] / "train.npz", "-val_fraction", 0.25]
+    for p in (1, 2):
+        run_ocnet(a + ["-run_dir", tmp_path / f"s{p}"], nprocs=p)
+    np.testing.assert_allclose(objectives(tmp_path / "s2"), objectives(tmp_path / "s1"), rtol=1e-10, atol=0)
+    assert float(read_history(tmp_path / "s1")[0]["val_accuracy"]) >= 0  # a validation set exists
+
+
+def _problem(**over):
+    opts = framework_options()
+    FileClassification.declare_options(opts)
+    values = {o.name: o.default for o in opts.options}
+    values.update(over)
+    return FileClassification(values, COMM)
+
+
+def test_standardisation_from_training_statistics_only(files):
+    d = files["dir"]
+    p = _problem(train_file=str(d / "train.npz"), val_file=str(d / "val.npz"))
+    Ztr, Zva = p.datasets["train"].X, p.datasets["val"].X
+    assert Ztr.shape == (2, 120) and Zva.shape == (2, 60)
+    np.testing.assert_allclose(Ztr.mean(axis=1), 0, atol=1e-12)
+    np.testing.assert_allclose(Ztr.std(axis=1), 1, rtol=1e-12)
+    X, _ = blobs(40, seed=0)
+    Xv, _ = blobs(20, seed=1)
+    np.testing.assert_allclose(Zva, ((Xv - X.mean(0)) / X.std(0)).T, rtol=1e-12)
+    raw = _problem(train_file=str(d / "train.npz"), standardize=False)
+    np.testing.assert_array_equal(raw.datasets["train"].X, X.T)
+    assert set(raw.datasets) == {"train"} and raw.nclasses == 3 and raw.nin == 2
+
+
+def _write_bad(d):
+    X, y = blobs(10)
+    np.savez(d / "ok.npz", X=X, y=y)
+    np.save(d / "X.npy", X)
+    np.save(d / "y_short.npy", y[:-1])
+    Xn = X.copy()
+    Xn[3, 1] = np.nan
+    np.savez(d / "nan.npz", X=Xn, y=y)
+    Xi = X.copy()
+    Xi[5, 0] = np.inf
+    np.savez(d / "inf.npz", X=Xi, y=y)
+    np.savez(d / "frac.npz", X=X, y=y + 0.5)
+    np.savez(d / "neg.npz", X=X, y=y - 1)
+    np.savez(d / "one.npz", X=X, y=np.zeros_like(y))
+    np.savez(d / "wide.npz", X=np.hstack([X, X]), y=y)
+    np.savez(d / "big.npz", X=X, y=np.where(y == 2, 7, y))
+    lab = onehot(y, 3)
+    lab[4] = [1, 1, 0]
+    np.savetxt(d / "notonehot.dat", lab)
+    np.savetxt(d / "feat.dat", X)
+    scipy.io.savemat(d / "d.mat", {"X": X, "y": y})
+    return d
+
+
+BAD = [
+    (["-train_file", "{d}/nosuch.npz"], "-train_file: no file '{d}/nosuch.npz'"),
+    (["-train_file", "{d}/ok.npz", "-val_file", "{d}/nosuch.csv"], "-val_file: no file"),
+    (["-train_file", "{d}/ok.npz", "-x_name", "features"], "no variable 'features' (option -x_name; the file holds: X, y)"),
+    (["-train_file", "{d}/d.mat", "-y_name", "labels"], "no variable 'labels' (option -y_name"),
+    (["-train_file", "{d}/X.npy", "-train_labels", "{d}/y_short.npy"], "-train_labels: 29 label rows for 30 feature rows"),
+    (["-train_file", "{d}/nan.npz"], "-train_file: features hold NaN or Inf (row 3, column 1)"),
+    (["-train_file", "{d}/ok.npz", "-val_file", "{d}/inf.npz"], "-val_file: features hold NaN or Inf (row 5, column 0)"),
+    (["-train_file", "{d}/frac.npz"], "-train_file: labels must be integers (row 0: 0.5)"),
+    (["-train_file", "{d}/neg.npz"], "label -1 (row 0) is out of range: labels start at 0"),
+    (["-train_file", "{d}/ok.npz", "-nclasses", 2], "training label 2 (row 20) is out of range of -nclasses 2"),
+    (["-train_file", "{d}/ok.npz", "-val_file", "{d}/big.npz"], "validation label 7 (row 20) is out of range of the training classes 0..2"),
+    (["-train_file", "{d}/feat.dat", "-train_labels", "{d}/notonehot.dat"], "-train_labels: labels of 3 columns are not one-hot (row 4)"),
+    (["-train_file", "{d}/one.npz"], "the training labels hold a single class (0)"),
+    (["-train_file", "{d}/ok.npz", "-val_fraction", 0.01], "the split leaves 30 training and 0 validation samples"),
+    (["-train_file", "{d}/ok.npz", "-val_fraction", 0.05], "cannot split 30 samples stratified by class"),
+    (["-train_file", "{d}/ok.npz", "-val_fraction", 1.0], "-val_fraction must be in [0, 1)"),
+    (["-train_file", "{d}/ok.npz", "-val_file", "{d}/wide.npz"], "validation features have 4 columns, training features 2"),
+    ([], "-problem classify needs -train_file"),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_dir(tmp_path_factory):
+    return _write_bad(tmp_path_factory.mktemp("bad"))
+
+
+@pytest.mark.parametrize("nprocs", [None, 2])
+@pytest.mark.parametrize("args,message", BAD, ids=[m[:40] for _, m in BAD])
+def test_bad_input_one_line_nothing_written(bad_dir, tmp_path, args, message, nprocs):
+    d = str(bad_dir)
+    run = tmp_path / "run"
+    p = run_ocnet(NET + [str(a).format(d=d) for a in args] + ["-run_dir", run], nprocs=nprocs, timeout=120,
+                  check=False)
+    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
+    ours = [line for line in (p.stdout + p.stderr).splitlines() if line.startswith("ocnet")]
+    assert len(ours) == 1 and ours[0].startswith("ocnet: error: ") and message.format(d=d) in ours[0], p.stderr
+    assert "Traceback" not in p.stdout + p.stderr
+    assert not run.exists()
+
+
+def test_label_forms():
+    assert datafiles.as_class_indices(np.array([[0, 1], [1, 0]]), "x").tolist() == [1, 0]
+    assert datafiles.as_class_indices(np.array([[2.0], [1.0]]), "x").tolist() == [2, 1]
+    assert datafiles.as_class_indices(np.array([3, 1]), "x", base=1).tolist() == [2, 0]
+    with pytest.raises(OcnetError, match="not one-hot"):
+        datafiles.as_class_indices(np.array([[0.5, 0.5], [1, 0]]), "x")
+    with pytest.raises(OcnetError, match="must be integers"):
+        datafiles.as_class_indices(np.array([np.nan, 1]), "x")
