@@ -24,6 +24,11 @@ class LabelledResNet(ResNet):
     #: class names for plots (None: the class indices)
     class_names = None
 
+    @classmethod
+    def declare_options(cls, opts):
+        super().declare_options(opts)
+        opts.add("standardize", bool, True, "standardise features by the training set's mean and std", group=cls.name)
+
     def setup_data(self, values, comm, train, val, nclasses=0):
         """``train``/``val``: (X (n, f), y (n,)) or None for val; ``nclasses`` 0: max label + 1.
 
@@ -44,7 +49,7 @@ class LabelledResNet(ResNet):
                 raise OcnetError(f"{name} label {y[i]} (row {i}) is out of range of {src}")
             if X.shape[1] != Xtr.shape[1]:
                 raise OcnetError(f"validation features have {X.shape[1]} columns, training features {Xtr.shape[1]}")
-        if values.get("standardize", True):
+        if values["standardize"]:
             self.mean, self.scale = datafiles.standardiser(Xtr)
         else:
             self.mean, self.scale = np.zeros(Xtr.shape[1]), np.ones(Xtr.shape[1])
@@ -104,7 +109,6 @@ class FileClassification(LabelledResNet):
         opts.add("label_base", int, 0, "smallest class label (e.g. 1 for MATLAB's 1..C); labels become 0..C-1", group=g)
         opts.add("skip_rows", int, 0, "header lines to skip in text files", group=g)
         opts.add("nclasses", int, 0, "number of classes (0: largest training label + 1)", group=g)
-        opts.add("standardize", bool, True, "standardise features by the training set's mean and std", group=g)
 
     def __init__(self, values, comm):
         v = values

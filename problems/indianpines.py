@@ -89,7 +89,6 @@ class IndianPines(LabelledResNet):
         opts.add("ntrain", int, 4000, "training pixels (seeded stratified split of the labelled pixels)", group=g)
         opts.add("nval", int, 2000, "validation pixels", group=g)
         opts.add("data_seed", int, 1, "seed of the training/validation split", group=g)
-        opts.add("standardize", bool, True, "standardise bands by the training pixels' mean and std", group=g)
 
     def __init__(self, values, comm):
         v = values
