@@ -90,3 +90,18 @@ def test_bad_input_one_line_nothing_written(bad_dirs, tmp_path, args, message, n
     assert len(ours) == 1 and message.format(**bad_dirs) in ours[0], p.stderr
     assert "Traceback" not in p.stdout + p.stderr
     assert not run.exists()
+
+
+def test_packaged_scene_matches_the_standard_files(tmp_path):
+    """The default data (tensorly's wheel, a declared dependency) is the 145 x 145 x 200 cube with
+    10249 labelled pixels in 16 classes; -data_dir reads the same scene from .mat files."""
+    from problems.indianpines import load_scene
+
+    cube, gt = load_scene()
+    assert cube.shape == (145, 145, 200) and gt.shape == (145, 145)
+    X, y, _ = labelled_pixels(cube, gt)
+    assert X.shape == (10249, 200) and np.bincount(y).size == 16 and y.min() == 0
+    scipy.io.savemat(tmp_path / "Indian_pines_corrected.mat", {"indian_pines_corrected": cube.astype(np.uint16)})
+    scipy.io.savemat(tmp_path / "Indian_pines_gt.mat", {"indian_pines_gt": gt.astype(np.uint8)})
+    cube2, gt2 = load_scene(str(tmp_path))
+    assert (cube2 == cube).all() and (gt2 == gt).all()
