@@ -38,7 +38,8 @@ def ocnet_row(folder):
     mode = opts.get("mode", "serial")
     tao = "oneshot TAO" if opts.get("oneshot_tao", "false") not in ("false", "0") else opts.get("tao_type", "lmvm")
     extra = f", batch {opts['batch_size']}" if opts.get("batch_size", "0") != "0" else ""
-    label = f"ocnet {mode}, {tao}{extra} ({os.path.basename(os.path.normpath(folder))})"
+    gammas = "/".join(opts.get(k, "?") for k in ("gamma_tik", "gamma_ddt", "gamma_class"))
+    label = f"ocnet {mode}, {tao}{extra}, γ {gammas} ({os.path.basename(os.path.normpath(folder))})"
     last = rows[-1]
     return label, int(last["iteration"]), float(last["val_accuracy"]), float(last["wall_time"])
 
@@ -79,7 +80,7 @@ def main():
         rows.append(ocnet_row(folder))
     head = f"Indian Pines, {a.ntrain} training / {a.nval} validation pixels (seed {a.data_seed}), standardised"
     lines = ["| model | iterations | val accuracy | time (s) |", "|---|---:|---:|---:|"]
-    lines += [f"| {n} | {it} | {100 * acc:.1f} % | {t:.1f} |" for n, it, acc, t in rows]
+    lines += [f"| {n} | {it} | {100 * acc:.2f} % | {t:.1f} |" for n, it, acc, t in rows]
     print(head)
     print("\n".join(lines))
     if a.out:
