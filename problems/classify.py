@@ -101,26 +101,25 @@ class FileClassification(LabelledResNet):
         opts.add("val_file", str, None, "validation data, same format (or use -val_fraction)", group=g)
         opts.add("val_labels", str, None, "validation labels in their own file", group=g)
         opts.add("val_fraction", float, 0.0, "without -val_file: this fraction of the training file becomes "
-                 "the validation set (stratified by class, seeded by -split_seed)", group=g)
-        opts.add("split_seed", int, 1, "seed of the -val_fraction split", group=g)
+                 "the validation set (stratified by class, seeded by -split_seed)", group=g,
+                 bounds="[0,1)")
+        opts.add("split_seed", int, 1, "seed of the -val_fraction split", group=g, bounds="[0,inf)")
         opts.add("x_name", str, "X", "variable of the features in a .npz/.mat file", group=g)
         opts.add("y_name", str, "y", "variable of the labels in a .npz/.mat file", group=g)
-        opts.add("label_column", int, -1, "column of the labels in a table without labels file (-1: last)", group=g)
-        opts.add("label_base", int, 0, "smallest class label (e.g. 1 for MATLAB's 1..C); labels become 0..C-1", group=g)
-        opts.add("skip_rows", int, 0, "header lines to skip in text files", group=g)
-        opts.add("nclasses", int, 0, "number of classes (0: largest training label + 1)", group=g)
+        opts.add("label_column", int, -1, "column of the labels in a table without labels file (-1: last)", group=g,
+                 bounds="(-inf,inf)")
+        opts.add("label_base", int, 0, "smallest class label (e.g. 1 for MATLAB's 1..C); labels become 0..C-1", group=g,
+                 bounds="[0,inf)")
+        opts.add("skip_rows", int, 0, "header lines to skip in text files", group=g, bounds="[0,inf)")
+        opts.add("nclasses", int, 0, "number of classes (0: largest training label + 1)", group=g,
+                 bounds="[0,inf)")
 
     def __init__(self, values, comm):
         v = values
-        if not 0.0 <= v["val_fraction"] < 1.0:
-            raise OcnetError(f"-val_fraction must be in [0, 1) (got {v['val_fraction']})")
         if v["val_fraction"] > 0 and v["val_file"]:
             raise OcnetError("give -val_file or -val_fraction, not both")
         if v["val_labels"] and not v["val_file"]:
             raise OcnetError("-val_labels needs -val_file")
-        for k in ("skip_rows", "nclasses"):
-            if v[k] < 0:
-                raise OcnetError(f"-{k} must be >= 0 (got {v[k]})")
         if not v["train_file"]:
             raise OcnetError("-problem classify needs -train_file (see README: Real data)")
         train, val = datafiles.on_root(comm, lambda: self.read(v))

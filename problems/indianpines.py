@@ -86,14 +86,13 @@ class IndianPines(LabelledResNet):
         g = cls.name
         opts.add("data_dir", str, None, "folder with Indian_pines_corrected.mat (or Indian_pines.mat) and "
                  "Indian_pines_gt.mat (default: the copy in the tensorly package)", group=g)
-        opts.add("ntrain", int, 4000, "training pixels (seeded stratified split of the labelled pixels)", group=g)
-        opts.add("nval", int, 2000, "validation pixels", group=g)
-        opts.add("data_seed", int, 1, "seed of the training/validation split", group=g)
+        opts.add("ntrain", int, 4000, "training pixels (seeded stratified split of the labelled pixels)", group=g,
+                 bounds="[1,inf)")
+        opts.add("nval", int, 2000, "validation pixels", group=g, bounds="[0,inf)")
+        opts.add("data_seed", int, 1, "seed of the training/validation split", group=g, bounds="[0,inf)")
 
     def __init__(self, values, comm):
         v = values
-        if v["ntrain"] < 1 or v["nval"] < 0:
-            raise OcnetError(f"-ntrain must be >= 1 and -nval >= 0 (got {v['ntrain']}, {v['nval']})")
         train, val, self.scene_shape, self.gt, self.bands = datafiles.on_root(comm, lambda: self.read(v))
         self.setup_data(values, comm, train, val, nclasses=len(CLASS_NAMES))
 

@@ -171,7 +171,7 @@ BAD = [
     (["-train_file", "{d}/one.npz"], "the training labels hold a single class (0)"),
     (["-train_file", "{d}/ok.npz", "-val_fraction", 0.01], "the split leaves 30 training and 0 validation samples"),
     (["-train_file", "{d}/ok.npz", "-val_fraction", 0.05], "cannot split 30 samples stratified by class"),
-    (["-train_file", "{d}/ok.npz", "-val_fraction", 1.0], "-val_fraction must be in [0, 1)"),
+    (["-train_file", "{d}/ok.npz", "-val_fraction", 1.0], "option -val_fraction: 1.0 is out of range, must be in [0,1)"),
     (["-train_file", "{d}/ok.npz", "-val_file", "{d}/wide.npz"], "validation features have 4 columns, training features 2"),
     ([], "-problem classify needs -train_file"),
 ]

@@ -59,7 +59,7 @@ BAD = [
     (["-data_dir", "{s}"], "do not fit"),
     (["-data_dir", "{k}"], "no variable 'indian_pines_corrected'"),
     (["-data_dir", "{d}", "-ntrain", 500, "-nval", 40], "500 training + 40 validation samples, but only"),
-    (["-data_dir", "{d}", "-ntrain", 0], "-ntrain must be >= 1"),
+    (["-data_dir", "{d}", "-ntrain", 0], "option -ntrain: 0 is out of range"),
 ]
 
 

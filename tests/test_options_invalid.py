@@ -9,9 +9,10 @@ from tests.conftest import run_ocnet
 
 LINE = re.compile(r"^  -(\S+) <(.*?)> \((.+?)\): ")
 #: invalid values of free-text options
-TEXT = {"problem": "nosuch", "run_dir": "/proc/no/such/dir", "load": "/no/such/run", "resume": "/no/such/run"}
+TEXT = {"problem": "nosuch", "run_dir": "/proc/no/such/dir", "load": "/no/such/run", "resume": "/no/such/run",
+        "x_name": "nosuch", "y_name": "nosuch", "train_labels": "/proc/no/such/path", "val_labels": "/proc/no/such/path"}
 #: arguments a problem needs to start at all (e.g. a data file)
-BASE = {}
+BASE = {"classify": ["-train_file", "tests/data/blobs.npz"]}
 
 
 FRAMEWORK_GROUPS = ("ocnet", "mgrit", "state_mgrit", "adjoint_mgrit")
