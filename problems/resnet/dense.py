@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import dense_kernels as kernels
+from . import classifier, dense_kernels as kernels
 from ocnet.errors import OcnetError
 from ocnet.problem import ControlProblem
 
@@ -177,25 +177,12 @@ class ResNet(ControlProblem):
 
     def _logits(self, g, uN):
         _, _, Wc, c = self.split_global(g)
-        return Wc @ uN.reshape(self.width, -1) + c[:, None]
+        return classifier.logits(Wc, c, uN.reshape(self.width, -1))
 
     def terminal(self, g, data, uN, lamN, grad_g):
-        _, _, Wc, _ = self.split_global(g)
+        _, _, Wc, c = self.split_global(g)
         _, _, gWc, gc = self.split_global(grad_g)
-        z = self._logits(g, uN)
-        z = z - z.max(axis=0)
-        ez = np.exp(z)
-        S = ez.sum(axis=0)
-        B = data.batch
-        idx = np.arange(B)
-        loss = np.sum(np.log(S) - z[data.y, idx]) / B
-        P = ez / S
-        P[data.y, idx] -= 1.0
-        P /= B
-        gWc += P @ uN.reshape(self.width, -1).T
-        gc += P.sum(axis=1)
-        lamN[:] = (Wc.T @ P).ravel()
-        return loss
+        return classifier.cross_entropy(Wc, c, uN.reshape(self.width, -1), data.y, lamN, gWc, gc)
 
     def predict(self, g, uN):
         return np.argmax(self._logits(g, uN), axis=0)
