@@ -110,8 +110,8 @@ class ImageProblem(ConvResNet):
         super().__init__(values, comm, (H, W, 1), self.nclasses, data)
 
     def plot(self, folder, predict):
-        """``samples.png``: the first validation images with predicted/true labels (wrong ones in
-        red); ``confusion.png``: the validation confusion matrix (training set if no validation)."""
+        """``samples.png``: 36 validation images spread over the set, predicted/true labels (wrong
+        ones in red); ``confusion.png``: the validation confusion matrix (training set if no validation)."""
         data = self.datasets.get("val") or self.datasets["train"]
         pred = predict(data)
         if pred is None:
@@ -122,15 +122,17 @@ class ImageProblem(ConvResNet):
         from sklearn.metrics import ConfusionMatrixDisplay
 
         k = min(36, data.batch)
+        show = np.linspace(0, data.batch - 1, k).astype(int)  # spread over the classes (sorted)
         cols = 6
         rows = (k + cols - 1) // cols
         fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.55 * rows), squeeze=False)
         for i, ax in enumerate(axes.ravel()):
             ax.axis("off")
             if i < k:
-                ax.imshow(data.X[:, i].reshape(self.H, self.W), cmap="gray_r", vmin=0, vmax=1)
-                ok = pred[i] == data.y[i]
-                ax.set_title(f"{pred[i]} / {data.y[i]}", fontsize=9, color="black" if ok else "red")
+                j = show[i]
+                ax.imshow(data.X[:, j].reshape(self.H, self.W), cmap="gray_r", vmin=0, vmax=1)
+                ok = pred[j] == data.y[j]
+                ax.set_title(f"{pred[j]} / {data.y[j]}", fontsize=9, color="black" if ok else "red")
         fig.suptitle("predicted / true")
         fig.tight_layout()
         fig.savefig(os.path.join(folder, "samples.png"), dpi=100)

@@ -5,10 +5,12 @@ regression, trained on the same training images and scored on the same validatio
     .venv/bin/python runs/compare_mnist.py [RUN_DIR ...]
 
 RUN_DIR: ocnet run folders of ``-problem mnist`` (their final validation accuracy, iterations and
-wall time from history.csv, the rank count and mode from options.txt).  Prints a markdown table.
+wall time from history.csv, the mode from options.txt, the rank count from summary.json or as
+``RUN_DIR:RANKS``).  Prints a markdown table.
 """
 import argparse
 import csv
+import json
 import os
 import time
 
@@ -57,12 +59,17 @@ def read_options(run):
     return opts
 
 
-def ocnet_row(run):
+def ocnet_row(spec):
+    run, _, ranks = spec.partition(":")
     with open(os.path.join(run, "history.csv")) as f:
         hist = list(csv.DictReader(f))
     last = hist[-1]
     opts = read_options(run)
-    ranks = opts.get("ranks", "?")
+    summary = os.path.join(run, "summary.json")
+    if not ranks and os.path.isfile(summary):
+        with open(summary) as f:
+            ranks = str(json.load(f).get("ranks", ""))
+    ranks = ranks or "?"
     mode = opts.get("mode", "serial")
     label = f"ocnet {mode} (N {opts.get('N', '32')}, C {opts.get('channels', '4')}, {last['iteration']} its)"
     return label, ranks, 100 * float(last["val_accuracy"]), float(last["wall_time"])
@@ -70,7 +77,7 @@ def ocnet_row(run):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="*", help="ocnet run folders (-problem mnist)")
+    ap.add_argument("runs", nargs="*", help="ocnet run folders (-problem mnist), optionally DIR:RANKS")
     ap.add_argument("--data_seed", type=int, default=1, help="the split's seed (ocnet's -data_seed)")
     a = ap.parse_args()
     rows = [ocnet_row(r) for r in a.runs] + sklearn_rows(a.data_seed)
