@@ -91,9 +91,9 @@ class ImageProblem(ConvResNet):
     def declare_options(cls, opts):
         super().declare_options(opts)
         ntrain, nval = cls.default_split
-        opts.add("ntrain", int, ntrain, "training images (stratified)", group=cls.name)
-        opts.add("nval", int, nval, "validation images (stratified)", group=cls.name)
-        opts.add("data_seed", int, 1, "seed of the training/validation split", group=cls.name)
+        opts.add("ntrain", int, ntrain, "training images (stratified)", group=cls.name, bounds="[1,inf)")
+        opts.add("nval", int, nval, "validation images (stratified)", group=cls.name, bounds="[0,inf)")
+        opts.add("data_seed", int, 1, "seed of the training/validation split", group=cls.name, bounds="[0,inf)")
 
     def load(self, values):
         """(images (n, H, W), labels (n,)) with pixels scaled to [0, 1]."""

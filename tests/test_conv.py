@@ -192,7 +192,7 @@ def test_mnist_idx_data_dir(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["-problem", "mnist", "-data_dir", "/nonexistent/mnist"], "-data_dir: no folder '/nonexistent/mnist'"),
     (["-problem", "digits", "-ntrain", 1700, "-nval", 400], "-ntrain 1700 -nval 400: need ntrain > 0"),
-    (["-problem", "digits", "-channels", 0], "-channels must be positive"),
+    (["-problem", "digits", "-channels", 0], "option -channels: 0 is out of range"),
 ])
 def test_bad_image_options(args, message):
     p = run_ocnet(args + ["-N", 2, "-quiet"], timeout=120, check=False)

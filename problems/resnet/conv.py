@@ -21,7 +21,6 @@ import numpy as np
 
 from . import conv_kernels as kernels
 from .dense import ResNet
-from ocnet.errors import OcnetError
 from ocnet.options import OptionSet
 
 
@@ -35,19 +34,18 @@ class ConvResNet(ResNet):
         super().declare_options(dense)  # activation, regularisation weights, initial scales
         for o in dense.options:
             if o.name == "width":
-                opts.add("channels", int, cls.default_channels, "channels C of the residual layers", group=o.group)
+                opts.add("channels", int, cls.default_channels, "channels C of the residual layers", group=o.group,
+                         bounds="[1,inf)")
                 continue
-            if o.name.startswith("init_"):
-                o.help = o.help.replace("width", "fan-in 9*channels") if o.name != "init_class" else \
-                    o.help.replace("width", "C*H*W")
+            o.help = {"init_open": "std (times 1/sqrt(9*C_in)) of the initial opening weights",
+                      "init_layer": "std (times 1/sqrt(9*channels)) of the initial layer weights",
+                      "init_class": "std (times 1/sqrt(C*H*W)) of the initial classifier weights"}.get(o.name, o.help)
             opts.options.append(o)
 
     def __init__(self, values, comm, shape, nclasses, datasets):
         """``shape``: (H, W, C_in) of the images; ``datasets``: Classification with X (H*W*C_in, batch)."""
         self.values, self.comm = values, comm
         C = self.channels = values["channels"]
-        if C <= 0:
-            raise OcnetError(f"-channels must be positive (got {C})")
         self.H, self.W, self.cin = shape
         self.activation = values["activation"]
         self.act = kernels.ACTIVATIONS[self.activation]
