@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 from petsc4py import PETSc
 
-from .mgrit import MGRIT, coarse_parameters
+from .mgrit import MGRIT, coarse_parameters, logged
 
 
 def reversed_grid(grid):
@@ -34,6 +34,8 @@ class AdjointMGRIT(MGRIT):
     call of the plugin's batched ``sweeps_adjoint``/``steps_adjoint``, with no copies.  The levels'
     own cache arrays stay empty: the transposed steps keep no caches."""
 
+    log_prefix = "AdjMGRIT"  # PETSc log events AdjMGRITRelax, ...
+
     def __init__(self, grid, problem, comm, settings, state, cache_size):
         self.fgrid, self.cache_size = grid, cache_size
         rcomm = comm.Split(0, grid.size - 1 - grid.rank)
@@ -46,6 +48,7 @@ class AdjointMGRIT(MGRIT):
     def alloc(shape):
         return np.zeros(shape)[::-1]
 
+    @logged("Setup")
     def set_parameters(self, thetas_local, state):
         """Per level, in forward order: theta, u and the cache of the forward step each reversed
         step transposes (coarse levels: the plugin's coarse step at u[layer] with its
@@ -132,6 +135,7 @@ class _MGRITPC:
         fine.forced = True
         fine.U[:] = 0.0
         fine.G[:] = 0.0
+        fine.f_relaxed = False
         fine.G[s.owned] = r.getArray(readonly=True).reshape(-1, S)
         if s.fgrid.last:  # initial condition row: (A x)[0] = x[0]
             fine.U[0] = fine.G[0]

@@ -5,6 +5,7 @@ never used are reported at the end.  Bad input ends every rank with one line and
 """
 import os
 import sys
+import time
 import traceback
 
 FRAMEWORK_OPTIONS = [
@@ -28,6 +29,8 @@ FRAMEWORK_OPTIONS = [
     ("batch_size", int, 0, "mini-batch size, a new batch each iteration (0: all training data)"),
     ("checkpoint_every", int, 0, "write a checkpoint into the run folder every k iterations (one-shot optimiser)"),
     ("resume", str, None, "continue the run in this folder from its last complete checkpoint"),
+    ("log_phases", bool, False, "write RUN/phases.json: time per solver phase from PETSc log events "
+     "(ocnet/phases.py; needs -run_dir)"),
     ("design_layout", str, "replicated", "optimiser vectors: replicated on every rank (history bitwise "
      "independent of the rank count) or distributed like the layers (O(N/P) memory)",
      ("replicated", "distributed")),
@@ -107,7 +110,8 @@ def run(comm):
     x = objective.design.initial(values["seed"])
     meta = {"problem": spec, "N": grid.N, "T": grid.T, "global_size": objective.design.global_size,
             "options": {k: v for k, v in values.items()
-                        if k not in ("run_dir", "load", "design_layout", "quiet", "resume", "checkpoint_every")}}
+                        if k not in ("run_dir", "load", "design_layout", "quiet", "resume", "checkpoint_every",
+                                      "log_phases")}}
     if values["load"]:
         rundir.load_params(values["load"], x, meta, comm)
     run_dir = values["run_dir"] or values["resume"]
@@ -133,9 +137,17 @@ def run(comm):
     trainer = Trainer(objective, comm, replicated, on_row=show, run_dir=run_dir,
                       checkpoint_every=values["checkpoint_every"], resume=bool(values["resume"]),
                       stop=(values["stop_state_residual"], values["stop_adjoint_residual"]))
+    if values["log_phases"]:
+        from . import phases
+        if not run_dir:
+            raise OcnetError("-log_phases needs -run_dir")
+        phases.start()
+        objective.mgrit_counts = {k: [0, 0] for k in objective.mgrit_counts}  # not the warm-up's
+    t_solve = time.perf_counter()
     if values["resume"]:
         _say(comm, f"ocnet: resuming {run_dir} at iteration {int(trainer.resume_state()['its'])}")
     reason = trainer.solve(x_opt) if max_it > 0 else trainer.evaluate_only(x_opt)
+    t_solve = time.perf_counter() - t_solve
     x = objective.design.convert(x_opt, False)
     rows = trainer.rows
     last = rows[-1] if rows else {}
@@ -147,6 +159,9 @@ def run(comm):
         rundir.write_history(run_dir, rows, comm)
         rundir.plot_history(run_dir, rows, comm)
         rundir.save_params(run_dir, x, meta, comm)
+        if values["log_phases"]:
+            phases.write(run_dir, comm, len(rows) - 1, comm.bcast(trainer.evaluations, root=0), t_solve,
+                         objective.mgrit_counts)
         problem.plot(run_dir, lambda data: objective.forward_outputs(
             x, data, lambda g, uN: problem.predict(g, uN), layer_parallel=False)[0])
         _say(comm, f"ocnet: wrote {run_dir}")
