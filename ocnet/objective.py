@@ -41,7 +41,7 @@ class ReducedObjective:
         if adjoint_mgrit is not None and adjoint_mgrit.levels > 1:
             from .adjoint_mgrit import AdjointKSP
             self.adj_mgrit = AdjointKSP(grid, problem, comm, adjoint_mgrit, self.state,
-                                          problem.cache_size(self.data))
+                                        problem.cache_size(self.data), adj=self.adj)
         self.state_residual = float("nan")
         self.adjoint_residual = float("nan")
         self._evaluated = None  # (local design, data, global parameters) of the last state solve

@@ -293,8 +293,9 @@ def _fit(x, y):
     return [max(float(a), 0.0), float(b)]
 
 
-def calibrate_steps(width=8, batches=(200, 1000, 5000), repeat=5, nsteps=64):
-    """Per-step and per-call costs of the ResNet kernels (a + b S each), one thread."""
+def calibrate_steps(width=8, batches=(200, 1000, 5000), repeat=5, nsteps=256):
+    """Per-step and per-call costs of the ResNet kernels (a + b S each), one thread, on arrays of
+    ``nsteps`` states (larger than the caches at the larger batches, as in a training run)."""
     from problems.resnet.dense import ResNet
     from problems.resnet import dense_kernels  # noqa: F401 (compiles on first use)
 
