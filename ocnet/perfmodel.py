@@ -13,7 +13,7 @@ A layer-serial solve is a chain of N steps and P - 1 messages.  An optimisation 
 ``evals`` objective+gradient evaluations (state solve, adjoint solve, parameter gradient) plus a
 validation forward solve plus the optimiser's own work (a + b * design size).
 
-Machine constants come from ``calibrate`` (JSON): step costs per state size (forward with and
+Machine constants come from ``calibrate`` (JSON; CPU times, best of several): step costs per state size (forward with and
 without cache, transposed, gradient, the serial adjoint-with-gradient step; each a + b * S per
 batched call and per step), the MPI ping-pong latency and bandwidth (2 ranks), the per-operation
 overhead of an MGRIT operation and the optimiser's per-iteration overhead, each measured here.
@@ -88,10 +88,11 @@ class Counts:
     messages: float = 0.0  # point-to-point messages of S doubles on the critical path
     collectives: float = 0.0  # allgathers / allreduces
     ops: float = 0.0  # MGRIT operations (one batched kernel call each, roughly)
+    copies: float = 0.0  # row copies, subtractions and norms of S doubles (critical path)
     per_rank: dict = field(default_factory=dict)  # level -> steps per rank (array)
 
     def add(self, other, k=1.0):
-        for f in ("fine", "coarse", "messages", "collectives", "ops"):
+        for f in ("fine", "coarse", "messages", "collectives", "ops", "copies"):
             setattr(self, f, getattr(self, f) + k * getattr(other, f))
         for l, v in other.per_rank.items():
             self.per_rank[l] = self.per_rank.get(l, 0) + k * v
@@ -155,6 +156,7 @@ def mgrit_counts(N, P, s, reverse=False, its=None):
         C = lc[l][1]
         op(l, C, msgs=1)  # fine C-point steps (+ the coarse level's halo exchange)
         op(l + 1, C, msgs=0)  # coarse steps at the same points
+        tot.copies += 2 * float(np.max(C))  # injection, and the FAS right-hand side's subtraction
         fine_relaxed[l + 1] = False
 
     def coarsest(l):
@@ -177,10 +179,12 @@ def mgrit_counts(N, P, s, reverse=False, its=None):
         if kind == "F" and l + 1 < L - 1:
             cycle(l + 1, "V")
         fine_relaxed[l] = False
+        tot.copies += float(np.max(lc[l][1]))  # C-points from the coarse level
         f_relax(l)  # correction
 
     def residual():
         op(0, lc[0][1], msgs=1, coll=1)
+        tot.copies += float(np.max(lc[0][1]))  # the sums of squares
 
     if s.fixed:
         for _ in range(its):
@@ -237,7 +241,7 @@ def solve_time(cal, c, S, step_kind, P):
     t = (c.fine + c.coarse) * step_cost(cal, step_kind, S)
     t += c.ops * (cal["overhead"]["mgrit_op"] + call_cost(cal, step_kind, S))
     t += c.messages * msg(cal, S) + c.collectives * cal["mpi"]["latency"] * max(math.log2(P), 1)
-    return t
+    return t + c.copies * cal["copy"] * S
 
 
 def predict(cal, cfg):
@@ -260,7 +264,7 @@ def predict(cal, cfg):
         # the adjoint's coarse levels linearise the coarse steps at the state once per solve
         lin = sum(float(np.max(level_counts(N, P, m, cf, True)[0])) for m, cf in _levels(N, cfg.adjoint)[1:])
         out["adjoint"] = solve_time(cal, ad, cfg.S, "adjoint", P) + setup_s \
-            + lin * step_cost(cal, "forward", cfg.S)
+            + lin * (step_cost(cal, "forward", cfg.S) + cal["copy"] * cfg.S)
         nloc = -(-N // P)
         out["gradient"] = nloc * step_cost(cal, "gradient", cfg.S) + call_cost(cal, "gradient", cfg.S)
         vs = Solver(**{**asdict(cfg.state), "its": cfg.val_its})
@@ -278,12 +282,14 @@ def predict(cal, cfg):
 
 # ---- calibration -----------------------------------------------------------------------------------
 def _best(fn, repeat):
+    """Best of ``repeat`` CPU times of fn() (s): on a shared machine wall time also counts the
+    time the process waited for a core; CPU time does not (it still counts contended memory)."""
     fn()
     best = math.inf
     for _ in range(repeat):
-        t = time.perf_counter()
+        t = time.process_time()
         fn()
-        best = min(best, time.perf_counter() - t)
+        best = min(best, time.process_time() - t)
     return best
 
 
@@ -338,7 +344,12 @@ def calibrate_steps(width=8, batches=(200, 1000, 5000), repeat=5, nsteps=256):
             per.setdefault(k, []).append((S, step))
             calls.setdefault(k, []).append((S, max(t1 - step, 0.0)))
     fit = lambda d: {k: _fit([s for s, _ in v], [t for _, t in v]) for k, v in d.items()}
-    return fit(per), fit(calls), {"width": width, "batches": list(batches), "nsteps": nsteps}
+    # a row copy (jitted, as MGRIT's injection, correction and FAS subtraction) per double
+    from . import rowops
+    rows = np.arange(0, nsteps, 4)
+    t = _best(lambda: rowops.copy_rows(out, rows, U, rows + 1), repeat)
+    copy = t / (len(rows) * U.shape[1])
+    return fit(per), fit(calls), {"width": width, "batches": list(batches), "nsteps": nsteps}, copy
 
 
 PINGPONG = r'''
@@ -433,10 +444,10 @@ def _tao_overhead(PETSc, n, its=30):
     calls = [0.0]
 
     def objgrad(tao, x, g):
-        t = time.perf_counter()
+        t = time.process_time()
         g.pointwiseMult(d, x)
         f = 0.5 * g.dot(x)
-        calls[0] += time.perf_counter() - t
+        calls[0] += time.process_time() - t
         return f
 
     tao = PETSc.TAO().create(comm=PETSc.COMM_SELF)
@@ -444,17 +455,17 @@ def _tao_overhead(PETSc, n, its=30):
     tao.setObjectiveGradient(objgrad, x.duplicate())
     tao.setTolerances(gatol=0.0, grtol=0.0, gttol=0.0)
     tao.setMaximumIterations(its)
-    t = time.perf_counter()
+    t = time.process_time()
     tao.solve(x)
-    total = time.perf_counter() - t
+    total = time.process_time() - t
     k = max(tao.getIterationNumber(), 1)
     tao.destroy()
     return (total - calls[0]) / k
 
 
 def calibrate(out, quick=False):
-    steps, calls, meta = calibrate_steps(repeat=3 if quick else 7)
-    cal = {"steps": steps, "calls": calls, "steps_meta": meta}
+    steps, calls, meta, copy = calibrate_steps(repeat=3 if quick else 7)
+    cal = {"steps": steps, "calls": calls, "steps_meta": meta, "copy": copy}
     cal["mpi"] = calibrate_mpi()
     cal["overhead"] = calibrate_overheads(cal)
     cal["machine"] = {"cpus": os.cpu_count(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
@@ -470,11 +481,16 @@ def load(path):
 
 
 # ---- predictions beyond this machine ----------------------------------------------------------------
-def mode_config(mode, N, P, state_its=2, adjoint_its=2, fine_relax="", relax="FCF", cf=4, evals=1.0,
+def mode_config(mode, N, P, state_its=2, adjoint_its=1, fine_relax="", relax=None, cf=None, evals=1.0,
                 exact_its=(4, 4, 4)):
-    """A Config with ocnet's defaults for ``mode`` (auto levels: coarsest grid at most 8 points)."""
+    """A Config with ocnet's defaults for ``mode`` (auto levels: coarsest grid at most 8 points;
+    relax/cf None: the mode's default, -mgrit_relax F -mgrit_cfactor 8 in one-shot mode)."""
+    from .cli import ONESHOT_MGRIT
     from .mgrit import MGRITSettings, auto_levels
 
+    one = mode == "oneshot"
+    relax = relax or (ONESHOT_MGRIT["relax"] if one else MGRITSettings.relax)
+    cf = cf or (ONESHOT_MGRIT["cfactor"][0] if one else 4)
     levels = auto_levels(N, MGRITSettings(cfactor=(cf,)))
     fixed = mode == "oneshot"
     si, ai, vi = (state_its, adjoint_its, state_its) if fixed else exact_its
@@ -483,12 +499,13 @@ def mode_config(mode, N, P, state_its=2, adjoint_its=2, fine_relax="", relax="FC
     return Config(mode, N, P, state=mk(si), adjoint=mk(ai), val_its=vi, evals=evals)
 
 
-def crossover(cal, N, make=mode_config, Pmax=1 << 16, **kw):
-    """Smallest P (powers of two) where one-shot per iteration beats layer-serial on 1 rank."""
+def crossover(cal, N, make=mode_config, Pmax=1 << 16, ratio=1.0, **kw):
+    """Smallest P (powers of two) where one-shot beats layer-serial on 1 rank: per iteration, or
+    with ``ratio`` = one-shot's iterations / serial's to an accuracy, in time to that accuracy."""
     ts = predict(cal, make("serial", N, 1))["total"]
     P = 1
     while P <= min(Pmax, N):
-        if predict(cal, make("oneshot", N, P, **kw))["total"] < ts:
+        if ratio * predict(cal, make("oneshot", N, P, **kw))["total"] < ts:
             return P
         P *= 2
     return None
@@ -514,7 +531,7 @@ def main(argv=None):
     p.add_argument("--Ns", default="1024,2048,4096,8192,16384")
     p.add_argument("--Ps", default="64,128,256,512,1024,2048,4096")
     p.add_argument("--state_its", type=int, default=2)
-    p.add_argument("--adjoint_its", type=int, default=2)
+    p.add_argument("--adjoint_its", type=int, default=1)
     p.add_argument("--fine_relax", default="")
     a = ap.parse_args(argv)
     if a.cmd == "calibrate":

@@ -52,13 +52,16 @@ def _max():
     return MPI.MAX
 
 
-def write(path, comm, iterations, evaluations, solve_time, mgrit_counts=None):
+def write(path, comm, iterations, evaluations, solve_time, mgrit_counts=None, cpu_time=float("nan")):
     """RUN/phases.json (collective; rank 0 writes).  ``mgrit_counts``: {solve: [MGRIT iterations,
-    solves]} for the state, adjoint and evaluation-data ("val") solves since the log started."""
+    solves]} for the state, adjoint and evaluation-data ("val") solves since the log started;
+    ``cpu_time``: the solve's CPU time (s), maximum over ranks (on a loaded machine it excludes
+    the time a rank waited for a core)."""
     events = collect(comm)
+    cpu = comm.allreduce(cpu_time, op=_max())
     if comm.Get_rank() == 0:
         doc = {"ranks": comm.Get_size(), "iterations": iterations, "evaluations": evaluations,
-               "solve_time": solve_time, "mgrit": mgrit_counts or {}, "events": events}
+               "solve_time": solve_time, "cpu_time": cpu, "mgrit": mgrit_counts or {}, "events": events}
         with open(os.path.join(path, "phases.json"), "w") as f:
             json.dump(doc, f, indent=1)
 
@@ -91,5 +94,6 @@ def summarize(run_dir):
     evals = ev["OcnetEval"]["time"] + ev["OcnetLineSearch"]["time"]
     phases["optimiser"] = max(total - evals - ev["OcnetValidation"]["time"], 0.0) / total * t_it
     per_solve = {k: (v[0] / v[1] if v[1] else float("nan")) for k, v in ph.get("mgrit", {}).items()}
-    return {"t_it": t_it, "phases": phases, "val": float(h[-1]["val_accuracy"]), "iterations": n,
+    cpu_it = ph.get("cpu_time", float("nan")) / total * t_it  # CPU time per iteration
+    return {"t_it": t_it, "cpu_it": cpu_it, "phases": phases, "val": float(h[-1]["val_accuracy"]), "iterations": n,
             "evals_per_it": (ph["evaluations"] - 1) / max(n, 1), "mgrit_its": per_solve, "dir": run_dir}

@@ -57,7 +57,7 @@ def test_level_counts_small_case():
 def test_critical_path_and_prediction_shape():
     cal = {"steps": {k: [0.0, 1e-9] for k in ("forward", "adjoint", "gradient", "serial_adjoint", "steps")},
            "calls": {k: [1e-6, 0.0] for k in ("forward", "adjoint", "gradient", "serial_adjoint", "steps")},
-           "mpi": {"latency": 1e-6, "bandwidth": 1e10}, "overhead": {"mgrit_op": 1e-5, "evaluation": 0.0,
+           "mpi": {"latency": 1e-6, "bandwidth": 1e10}, "copy": 1e-10, "overhead": {"mgrit_op": 1e-5, "evaluation": 0.0,
                                                                       "optimiser": [0.0, 0.0]}}
     s = pm.Solver(levels=4, cfactor=(4,), its=2)
     one, many = pm.mgrit_counts(1024, 1, s), pm.mgrit_counts(1024, 64, s)
