@@ -47,6 +47,13 @@ class AdjointMGRIT(MGRIT):
         own = SimpleNamespace(U=U, Cfull=np.zeros((grid.nlocal + 1, 0)))
         super().__init__(reversed_grid(grid), problem, rcomm, settings, S, 0, own)
         self.own = own
+        # the parameter gradient formed in the last F-relaxation of a fixed-cycle solve (plugins
+        # whose sweeps_adjoint and parameter_gradient take grad= and rows=; the ResNet's do)
+        import inspect
+        self.fuse = all(k in inspect.signature(f).parameters for f, k in
+                        ((problem.sweeps_adjoint, "grad"), (problem.parameter_gradient, "rows")))
+        self.grad, self._gathering = None, False
+        self.formed = np.zeros(grid.nlocal, bool)  # local layers whose gradient the solve formed
 
     @staticmethod
     def alloc(shape):
@@ -89,8 +96,29 @@ class AdjointMGRIT(MGRIT):
     def _sweeps(self, lev, runs, cache=None):  # the transposed steps keep no caches
         if len(runs):
             n, fw = lev.nrows, lev.fw
-            self.problem.sweeps_adjoint(np.ascontiguousarray((n - 1) - runs[:, ::-1]), fw.ns, self.fgrid.h * lev.m,
-                                        fw.th, fw.U, fw.C, lev.U[::-1], lev.G[::-1] if lev.forced else None)
+            fwd = np.ascontiguousarray((n - 1) - runs[:, ::-1])  # forward rows = local layers
+            kw = {}
+            if self._gathering and lev is self.levels[0]:
+                kw["grad"] = self.grad
+                for a, b in fwd:
+                    self.formed[a:b + 1] = True
+            self.problem.sweeps_adjoint(fwd, fw.ns, self.fgrid.h * lev.m, fw.th, fw.U, fw.C, lev.U[::-1],
+                                        lev.G[::-1] if lev.forced else None, **kw)
+
+    def correct(self, fine, coarse):
+        """The last cycle's correction on the finest level of a one-shot solve (fixed cycles) is
+        the last F-relaxation: it adds the parameter gradient of the layers it sweeps to
+        ``self.grad`` from the g it computes anyway (the arithmetic of parameter_gradient, so the
+        gradient is bitwise the same); ``unformed`` lists the other layers."""
+        self._gathering = self.grad is not None and self.last_cycle and fine is self.levels[0]
+        try:
+            super().correct(fine, coarse)
+        finally:
+            self._gathering = False
+
+    def unformed(self):
+        """Local layers (int64) whose parameter gradient the last solve did not form (None: all)."""
+        return np.flatnonzero(~self.formed).astype(np.int64) if self.formed.any() else None
 
     def _steps(self, lev, rows, out, out_rows=None, forced=False, cache=None):
         if not len(rows):
@@ -103,13 +131,20 @@ class AdjointMGRIT(MGRIT):
         self.problem.steps_adjoint(n - 1 - rows, fw.ns, self.fgrid.h * lev.m, fw.th, fw.U, fw.C, lev.U[::-1],
                                    out, out_rows, lev.G[::-1] if forced else None)
 
-    def solve_adjoint(self, thetas_local, state, adj, lamN, on_iteration=None):
-        """Fill adj.U (rows <-> fine points n0..n1) with the MGRIT adjoint; lamN on the last rank."""
+    def solve_adjoint(self, thetas_local, state, adj, lamN, on_iteration=None, grad=None):
+        """Fill adj.U (rows <-> fine points n0..n1) with the MGRIT adjoint; lamN on the last rank.
+        ``grad`` (local layers x parameters): a fixed-cycle solve adds the parameter gradients of
+        the layers its last F-relaxation sweeps (see ``correct``; the rest: ``unformed``)."""
         g = self.fgrid
         self.set_parameters(thetas_local, state)
         if g.last:
             self.own.U[0] = lamN
-        its = self.run("adjoint mgrit", on_iteration)
+        self.formed[:] = False
+        self.grad = grad if self.fuse else None
+        try:
+            its = self.run("adjoint mgrit", on_iteration)
+        finally:
+            self.grad = None
         self._to(adj)
         return its
 
@@ -198,13 +233,14 @@ class AdjointKSP(AdjointMGRIT):
         super().set_parameters(thetas_local, state)
         self.work.fw = self.levels[0].fw  # the operator's residuals take the fine level's steps
 
-    def solve_adjoint(self, thetas_local, state, adj, lamN):
+    def solve_adjoint(self, thetas_local, state, adj, lamN, grad=None):
+        self.formed[:] = False
         if self.ksp.getType() == "richardson" and self.ksp.getPC().getType() == "python":
             # Richardson with the MGRIT PC *is* plain MGRIT: iterate directly and skip the
             # operator applications the Krylov wrapper would add; the KSP's monitors still run,
             # and its iteration count and converged reason are set.
             ksp = self.ksp
-            its = super().solve_adjoint(thetas_local, state, adj, lamN, on_iteration=ksp.monitor)
+            its = super().solve_adjoint(thetas_local, state, adj, lamN, on_iteration=ksp.monitor, grad=grad)
             ok = self.converged
             ksp.setIterationNumber(its)
             ksp.setConvergedReason(PETSc.KSP.ConvergedReason.CONVERGED_RTOL if ok

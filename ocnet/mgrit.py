@@ -180,6 +180,7 @@ class MGRIT:
         self.extra_levels = []  # levels outside the hierarchy that communicate (flushed too)
         self.history, self.converged = [], False
         self._first = True  # skip_down applies to the very first cycle (cold start) only
+        self.last_cycle = False  # True during the last cycle of a fixed-cycle (one-shot) solve
 
     @staticmethod
     def alloc(shape):
@@ -428,8 +429,12 @@ class MGRIT:
         The iterates are those of ``_iterate``: its opening F-relaxation only prepares the
         residual of the guess, and the first cycle's F-relaxation would recompute the same values."""
         fine = self.levels[0]
-        for _ in range(self.s.max_it):
-            self.cycle(0, self.s.cycle)
+        for k in range(self.s.max_it):
+            self.last_cycle = k == self.s.max_it - 1
+            try:
+                self.cycle(0, self.s.cycle)
+            finally:
+                self.last_cycle = False
         r, unorm = self.residual_norm(fine, scale=True)
         self.history = [float("nan"), r]
         self._first = False

@@ -136,10 +136,11 @@ class ReducedObjective:
             else:  # layer-parallel adjoint, then one local block sweep for the gradient
                 with phase("OcnetAdjoint"):
                     self._count("adjoint", self.adj_mgrit.solve_adjoint(thetas, self.state, self.adj,
-                                                                         self.adj.U[-1].copy()))
+                                                                         self.adj.U[-1].copy(), grad=G))
                 self.adjoint_residual = self.adj_mgrit.residual
                 with phase("OcnetGradient"):
-                    self.solver.adjoint(g, thetas, self.data, self.state, self.adj, G, grad_g, chained=False)
+                    self.solver.adjoint(g, thetas, self.data, self.state, self.adj, G, grad_g, chained=False,
+                                        rows=self.adj_mgrit.unformed())
         with phase("OcnetGradient"):
             layer_values = pb.layer_regularization(gr.h, gr.n0, gr.N, thetas, prev, nxt, G)
             greg = pb.global_regularization(g, grad_g if grad_g is not None else np.zeros_like(g)) if gr.first else 0.0

@@ -16,7 +16,7 @@ import sys
 MODES = {
     "serial": [],
     "exact": ["-mode", "exact", "-mgrit_cfactor", 4, "-mgrit_rtol", 1e-9],
-    "oneshot": ["-mode", "oneshot", "-mgrit_cfactor", 4],
+    "oneshot": ["-mode", "oneshot"],  # its defaults: 2 state + 1 adjoint MGRIT its, F-relaxation, cfactor 8
 }
 
 
