@@ -80,7 +80,7 @@ def summarize(run_dir):
     """A finished ``-log_phases`` run: time per iteration (s; history wall time from iteration 0
     to the last, over the iterations), phases per iteration (s; shares of that time by event
     time), 'optimiser' (what the evaluations and validation leave), final validation accuracy,
-    evaluations per iteration beyond the first, MGRIT iterations per solve."""
+    objective evaluations per iteration (line-search trials included), MGRIT iterations per solve."""
     import csv
 
     with open(os.path.join(run_dir, "history.csv")) as f:

@@ -28,11 +28,13 @@ MODES = {
     "oneshot": ["-mode", "oneshot"],
     "exact": ["-mode", "exact", "-mgrit_rtol", "1e-9"],
 }
-def run_case(out, mode, N, p, its, extra, tag=""):
+def run_case(out, mode, N, p, its, extra, tag="", reuse=False):
     from ocnet import phases
     from ocnet.launch import mpiexec
 
     d = os.path.join(out, f"{mode}{tag}_N{N}_p{p}")
+    if reuse and os.path.exists(os.path.join(d, "phases.json")):
+        return phases.summarize(d)
     if os.path.isdir(d):
         import shutil
         shutil.rmtree(d)
@@ -58,7 +60,7 @@ def model_config(mode, N, p, res, extra):
     return pm.mode_config(mode, N, p, state_its=int(opt("-oneshot_state_its", 2)),
                           adjoint_its=int(opt("-oneshot_adjoint_its", 1)), fine_relax=opt("-mgrit_fine_relax", ""),
                           relax=opt("-mgrit_relax", None), cf=int(opt("-mgrit_cfactor", 0)) or None,
-                          evals=1.0 + res["evals_per_it"],
+                          evals=res["evals_per_it"],
                           exact_its=(per("state"), per("adjoint"), per("val")))
 
 
@@ -91,6 +93,7 @@ def main():
     ap.add_argument("--its", default="12,6,3", help="iterations per run: one value or one per N")
     ap.add_argument("--modes", default="serial,oneshot,exact")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--reuse", action="store_true", help="read the runs already in --out instead of running them")
     ap.add_argument("--oneshot", default="", help="extra options of the one-shot runs (a lever to try)")
     ap.add_argument("--calibration", default="runs/out/perf_calibration.json")
     ap.add_argument("--out", default="runs/out/bench_modes")
@@ -127,7 +130,7 @@ def main():
             for mode in modes:
                 best = None
                 for _ in range(a.repeat):
-                    r = run_case(out, mode, N, p, its[N], extra[mode])
+                    r = run_case(out, mode, N, p, its[N], extra[mode], reuse=a.reuse)
                     best = r if best is None or r["t_it"] < best["t_it"] else best
                 res[(N, p, mode)] = best
                 pred = pm.predict(cal, model_config(mode, N, p, best, extra[mode]))["total"]
