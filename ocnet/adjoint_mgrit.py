@@ -206,6 +206,7 @@ class AdjointKSP(AdjointMGRIT):
         self.owned = slice(0, None) if grid.last else slice(1, None)
         self.work = Level(self.grid, 1, fine.cf, fine.U.shape[1], 0, self.problem.layer_param_size,
                           alloc=self.alloc)
+        self.link(self.work)
         self.extra_levels.append(self.work)
         n = fine.U[self.owned].size
         wcomm = PETSc.COMM_WORLD

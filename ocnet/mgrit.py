@@ -177,6 +177,8 @@ class MGRIT:
             if last:
                 break
             m *= cf
+        for lev in self.levels:
+            self.link(lev)
         self.extra_levels = []  # levels outside the hierarchy that communicate (flushed too)
         self.history, self.converged = [], False
         self._first = True  # skip_down applies to the very first cycle (cold start) only
@@ -188,6 +190,18 @@ class MGRIT:
         return np.zeros(shape)
 
     # ---- communication ----------------------------------------------------------------
+    def link(self, lev):
+        """The level's neighbours: the nearest ranks to the left and right that own points on it
+        (None: none).  Halos go between them directly; ranks without points on a coarse level
+        take no part in its communication (collective, once per level).  Only messages change:
+        each halo is the same state it was when empty ranks forwarded it."""
+        owners = self.comm.allgather(bool(lev.owns))
+        r = self.grid.rank
+        left = [q for q in range(r) if owners[q]]
+        right = [q for q in range(r + 1, len(owners)) if owners[q]]
+        lev.left = left[-1] if (left and lev.owns) else None
+        lev.right = right[0] if (right and lev.owns) else None
+
     def _tag(self, lev):
         return 300 + (self.levels.index(lev) if lev in self.levels else 99)
 
@@ -199,7 +213,7 @@ class MGRIT:
         if lev.send_req is not None:
             lev.send_req.Wait()
         lev.send_buf[:] = lev.U[lev.nrows - 1]
-        lev.send_req = self.comm.Isend(lev.send_buf, dest=self.grid.rank + 1, tag=self._tag(lev))
+        lev.send_req = self.comm.Isend(lev.send_buf, dest=lev.right, tag=self._tag(lev))
 
     def flush(self):
         """Complete every pending send (end of a solve)."""
@@ -210,15 +224,14 @@ class MGRIT:
 
     @logged("Comm")
     def _recv_halo(self, lev):
-        self.comm.Recv(lev.U[0], source=self.grid.rank - 1, tag=self._tag(lev))
+        self.comm.Recv(lev.U[0], source=lev.left, tag=self._tag(lev))
 
     @logged("Comm")
     def exchange(self, lev):
-        """Halo row 0 <- last point of the nearest left rank owning one (forwarded through empty ranks)."""
-        gr = self.grid
-        if not gr.first:
+        """Halo row 0 <- last point of the nearest left rank owning one."""
+        if lev.left is not None:
             self._recv_halo(lev)
-        if not gr.last:
+        if lev.right is not None:
             self._send_last(lev)
 
     # ---- the two batched primitives every operation below goes through -----------------
@@ -245,18 +258,18 @@ class MGRIT:
 
     # ---- relaxation ---------------------------------------------------------------------
     def f_relax(self, lev, cache=None):
-        gr = self.grid
         runs = lev.f_runs
         last_c = lev.owns and lev.is_c(lev.nrows - 1)
-        if not gr.last and last_c:  # F-relaxation does not change it: send before relaxing
+        has_left, has_right = lev.left is not None, lev.right is not None
+        if has_right and last_c:  # F-relaxation does not change it: send before relaxing
             self._send_last(lev)
-        leading = len(runs) and runs[0, 0] == 1 and not gr.first
+        leading = len(runs) and runs[0, 0] == 1 and has_left
         self._sweeps(lev, runs[1:] if leading else runs, cache)
-        if not gr.first:
+        if has_left:
             self._recv_halo(lev)
             if leading:
                 self._sweeps(lev, runs[:1], cache)
-        if not gr.last and not last_c:
+        if has_right and not last_c:
             self._send_last(lev)
         lev.f_relaxed = True
 
@@ -321,13 +334,13 @@ class MGRIT:
 
     @logged("Coarse")
     def coarsest_solve(self, lev):
-        gr = self.grid
+        """The coarsest level by a sweep passed from owning rank to owning rank."""
         lev.f_relaxed = False
-        if not gr.first:
+        if lev.left is not None:
             self._recv_halo(lev)
         if lev.nrows > 1:
             self._sweeps(lev, np.array([[1, lev.nrows - 1]], np.int64))
-        if not gr.last:
+        if lev.right is not None:
             self._send_last(lev)
 
     @logged("Restrict")

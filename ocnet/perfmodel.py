@@ -161,10 +161,10 @@ def mgrit_counts(N, P, s, reverse=False, its=None):
 
     def coarsest(l):
         steps = lc[l][0]
-        crit = float(np.sum(steps))  # a chain through the ranks
+        crit = float(np.sum(steps))  # a chain through the ranks that own points (rank 0 does)
         tot.coarse += crit if l else 0.0
         tot.fine += crit if not l else 0.0
-        tot.messages += (P - 1)
+        tot.messages += int(np.count_nonzero(steps[1:])) if P > 1 else 0
         tot.ops += 1
         tot.per_rank[l] = tot.per_rank.get(l, 0) + steps
         fine_relaxed[l] = False
