@@ -69,15 +69,10 @@ def level_counts(N, P, m, cf, reverse=False):
 
 
 def _levels(N, s):
-    """(m, cf) of each level, as MGRIT builds them (min_coarse 2)."""
-    out, m = [], 1
-    for l in range(s.levels):
-        cf = s.factor(l)
-        out.append((m, cf))
-        if l == s.levels - 1 or (N // (m * cf)) + 1 < 2:
-            break
-        m *= cf
-    return out
+    """(m, cf) of each level, as MGRIT builds them (ocnet.mgrit.hierarchy, -mgrit_min_coarse 2)."""
+    from .mgrit import MGRITSettings, hierarchy
+
+    return hierarchy(N, MGRITSettings(levels=s.levels, cfactor=s.cfactor, min_coarse=2))
 
 
 @dataclass
@@ -485,7 +480,7 @@ def mode_config(mode, N, P, state_its=2, adjoint_its=1, fine_relax="", relax=Non
                 exact_its=(4, 4, 4)):
     """A Config with ocnet's defaults for ``mode`` (auto levels: coarsest grid at most 8 points;
     relax/cf None: the mode's default, -mgrit_relax F -mgrit_cfactor 8 in one-shot mode)."""
-    from .cli import ONESHOT_MGRIT
+    from .modes import ONESHOT_MGRIT
     from .mgrit import MGRITSettings, auto_levels
 
     one = mode == "oneshot"

@@ -17,9 +17,9 @@ class LinearControl(ControlProblem):
 
     @classmethod
     def declare_options(cls, opts):
-        opts.add("dim", int, 3, "state dimension", group=cls.name)
-        opts.add("gamma_tik", float, 1e-3, "Tikhonov weight", group=cls.name)
-        opts.add("gamma_ddt", float, 1e-3, "smoothness weight", group=cls.name)
+        opts.add("dim", int, 3, "state dimension", group=cls.name, bounds="[1,inf)")
+        opts.add("gamma_tik", float, 1e-3, "Tikhonov weight", group=cls.name, bounds="[0,inf)")
+        opts.add("gamma_ddt", float, 1e-3, "smoothness weight", group=cls.name, bounds="[0,inf)")
 
     def __init__(self, values, comm):
         super().__init__(values, comm)
