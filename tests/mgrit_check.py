@@ -12,11 +12,12 @@ from ocnet.grid import LayerGrid  # noqa: E402
 from ocnet.mgrit import MGRITSettings  # noqa: E402
 from ocnet.objective import ReducedObjective  # noqa: E402
 from problems.heat import Heat  # noqa: E402
+from problems.images import Digits  # noqa: E402
 from problems.peaks import Peaks  # noqa: E402
 
 N, levels, cf = map(int, sys.argv[1:4])
 extra = dict(a.split("=") for a in sys.argv[4:])
-cls = Heat if extra.pop("problem", "peaks") == "heat" else Peaks
+cls = {"heat": Heat, "peaks": Peaks, "digits": Digits}[extra.pop("problem", "peaks")]
 calls = []
 averaged = extra.pop("coarse", "") == "mean"
 if averaged:  # a plugin's own parameter restriction for coarse steps
@@ -30,7 +31,7 @@ comm = PETSc.COMM_WORLD.tompi4py()
 opts = framework_options()
 cls.declare_options(opts)
 v = {o.name: o.default for o in opts.options}
-v.update(width=4, ntrain=60, nval=0, init_layer=2.0, nx=10)
+v.update(width=4, channels=2, ntrain=60, nval=0, init_layer=2.0, nx=10)
 grid = LayerGrid.from_comm(N, 1.0, comm)
 serial = ReducedObjective(grid, cls(v, comm), comm)
 st = MGRITSettings(levels=levels, cfactor=(cf,), min_coarse=2, relax="FCF", max_it=60, rtol=1e-14, atol=1e-13)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import dense_kernels as kernels
+from . import classifier, dense_kernels as kernels
 from ocnet.problem import ControlProblem
 
 
@@ -132,9 +132,9 @@ class ResNet(ControlProblem):
         kernels.sweep_adjoint(Ks, h, self._states(U), self._states(C), self._states(Lam), gKs, gbs,
                               None if F is None else self._states(F))
 
-    def parameter_gradient(self, n0, h, thetas, U, C, Lam, G):
+    def parameter_gradient(self, n0, h, thetas, U, C, Lam, G, rows=None):
         gKs, gbs = self.split_layers(G)
-        kernels.param_gradient(h, self._states(U), self._states(C), self._states(Lam), gKs, gbs)
+        kernels.param_gradient(h, self._states(U), self._states(C), self._states(Lam), gKs, gbs, rows)
 
     # batched forms for MGRIT: one jitted call per relaxation, no Python per layer
     def _layers(self, thetas):
@@ -154,11 +154,16 @@ class ResNet(ControlProblem):
                              np.asarray(out_rows, np.int64), st(U[:0]) if F is None else st(F), F is not None,
                              cache)
 
-    def sweeps_adjoint(self, runs, ns, h, thetas, U, C, Lam, F=None):
+    def sweeps_adjoint(self, runs, ns, h, thetas, U, C, Lam, F=None, grad=None):
         Ks, _ = self._layers(thetas)
         st = self._states
-        kernels.sweeps_adjoint_kernel(np.asarray(runs, np.int64).reshape(-1, 2), Ks, h, st(C), st(Lam),
-                                      st(Lam[:0]) if F is None else st(F), F is not None)
+        runs = np.asarray(runs, np.int64).reshape(-1, 2)
+        Fs = st(Lam[:0]) if F is None else st(F)
+        if grad is None:
+            kernels.sweeps_adjoint_kernel(runs, Ks, h, st(C), st(Lam), Fs, F is not None)
+        else:
+            gKs, gbs = self.split_layers(grad)
+            kernels.sweeps_adjoint_grad(runs, Ks, h, st(U), st(C), st(Lam), Fs, F is not None, gKs, gbs)
 
     def steps_adjoint(self, rows, ns, h, thetas, U, C, Lam, out, out_rows, F=None):
         Ks, _ = self._layers(thetas)
@@ -179,25 +184,12 @@ class ResNet(ControlProblem):
 
     def _logits(self, g, uN):
         _, _, Wc, c = self.split_global(g)
-        return Wc @ uN.reshape(self.width, -1) + c[:, None]
+        return classifier.logits(Wc, c, uN.reshape(self.width, -1))
 
     def terminal(self, g, data, uN, lamN, grad_g):
-        _, _, Wc, _ = self.split_global(g)
+        _, _, Wc, c = self.split_global(g)
         _, _, gWc, gc = self.split_global(grad_g)
-        z = self._logits(g, uN)
-        z = z - z.max(axis=0)
-        ez = np.exp(z)
-        S = ez.sum(axis=0)
-        B = data.batch
-        idx = np.arange(B)
-        loss = np.sum(np.log(S) - z[data.y, idx]) / B
-        P = ez / S
-        P[data.y, idx] -= 1.0
-        P /= B
-        gWc += P @ uN.reshape(self.width, -1).T
-        gc += P.sum(axis=1)
-        lamN[:] = (Wc.T @ P).ravel()
-        return loss
+        return classifier.cross_entropy(Wc, c, uN.reshape(self.width, -1), data.y, lamN, gWc, gc)
 
     def predict(self, g, uN):
         return np.argmax(self._logits(g, uN), axis=0)
