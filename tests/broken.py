@@ -60,3 +60,10 @@ class NamedWeights(MisnamedWeights):
 class Unregularized(MisnamedWeights):
     """No layer regularisation, said explicitly."""
     regularization_options = None
+
+
+class CrashingBatchedLinear(LinearControl):
+    """A batched transposed form that raises: reported as that check's FAIL, the others still run."""
+
+    def steps_adjoint(self, rows, ns, h, thetas, U, C, Lam, out, out_rows, F=None):
+        raise ValueError("shapes do not match")

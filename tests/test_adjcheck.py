@@ -87,3 +87,11 @@ def test_wrong_jitted_form_is_named(nprocs):
         assert any(ln.startswith("FAIL  " + bad) for ln in text), (bad, p.stdout)
     for good in ("sweeps_adjoint h=", "steps_adjoint h=", "parameter_gradient", "terminal", "opening"):
         assert any(ln.startswith("PASS  " + good) for ln in text), (good, p.stdout)
+
+
+def test_raising_form_is_a_failed_check():
+    p = run_ocnet(["-problem", "tests.broken:CrashingBatchedLinear", "-N", 16, "-check_adjoint"], nprocs=2,
+                  check=False)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "FAIL  steps_adjoint h=0.0625 (fine): raised ValueError: shapes do not match" in p.stdout, p.stdout
+    assert any(ln.startswith("PASS  Taylor") for ln in p.stdout.splitlines()) and "Traceback" not in p.stderr
