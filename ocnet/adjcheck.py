@@ -489,7 +489,8 @@ def check_adjoint(problem, grid, values, db, comm, out=print):
             comps = {}
             for per_rank in gathered:
                 for c, v in (per_rank[i][1] or {}).items():
-                    comps[c] = max(comps.get(c, 0.0), v)
+                    prev = comps.get(c, 0.0)
+                    comps[c] = np.nan if np.isnan(v) or np.isnan(prev) else max(prev, v)
             ok = all(v <= tol for v in comps.values())  # a NaN fails
             failed += not ok
             text = ", ".join(c if c.startswith("raised") else f"{c} {v:.1e}" for c, v in comps.items())
@@ -497,7 +498,8 @@ def check_adjoint(problem, grid, values, db, comm, out=print):
         good = orders[valid]
         if len(good) >= 2:
             ok = bool(np.median(good) >= MIN_ORDER)
-            note = f"observed orders {' '.join(f'{o:.2f}' for o in good)} (median {np.median(good):.2f}, need >= {MIN_ORDER})"
+            note = (f"observed orders {' '.join(f'{o:.2f}' for o in good)} "
+                    f"(median {np.median(good):.2f}, need >= {MIN_ORDER})")
         else:  # the remainder is at round-off already: J is linear along d and the slope matches
             ok = bool(np.all(rem <= 10 * floor))
             note = f"remainders {' '.join(f'{r:.1e}' for r in rem)} at round-off" if ok else \
@@ -506,6 +508,6 @@ def check_adjoint(problem, grid, values, db, comm, out=print):
         out(f"{'PASS' if ok else 'FAIL'}  Taylor test of the reduced gradient (layer-serial, e = {e0:.1e} / 2^k, "
             f"k = 0..{HALVINGS}): {note}")
         n = len(results) + 1
-        out(f"ocnet: -check_adjoint: {'all ' + str(n) + ' checks passed' if not failed else f'{failed} of {n} checks FAILED'}")
+        out(f"ocnet: -check_adjoint: {f'{failed} of {n} checks FAILED' if failed else f'all {n} checks passed'}")
         status = 1 if failed else 0
     return comm.bcast(status, root=0)

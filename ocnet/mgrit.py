@@ -345,14 +345,15 @@ class MGRIT:
         nl = len(self.levels)
         asked = "" if nl == s.levels else \
             f" ({s.levels} requested; a further level would have fewer than -mgrit_min_coarse {s.min_coarse} points)"
-        lines = [f"{title}: {nl} level{'s' if nl > 1 else ''}{asked}, {s.cycle}-cycles, max_it {s.max_it}, rtol {s.rtol:g}, atol {s.atol:g}"
-                 + (", no relaxation on the first down-cycle" if s.skip_down else "")]
+        lines = [f"{title}: {nl} level{'s' if nl > 1 else ''}{asked}, {s.cycle}-cycles, max_it {s.max_it}, "
+                 f"rtol {s.rtol:g}, atol {s.atol:g}" + (", no relaxation on the first down-cycle" if s.skip_down else "")]
         for l, lev in enumerate(self.levels):
             if l == nl - 1:
                 what = "coarsest: sequential sweep across ranks"
             else:
                 relax = s.fine_relax if (l == 0 and s.fine_relax) else s.relax
-                what = f"cfactor {lev.cf}, {relax}-relaxation" + (f" (C weight {s.cweight:g})" if s.cweight != 1.0 else "")
+                what = f"cfactor {lev.cf}, {relax}-relaxation" + (
+                    f" (C weight {s.cweight:g})" if s.cweight != 1.0 else "")
             lines.append(f"  level {l}: {lev.npoints} points, m {lev.m}, step h*m {h * lev.m:.6g}, {what}; "
                          f"points per rank {' '.join(str(c[l]) for c in per_rank)}")
         return lines
@@ -460,7 +461,8 @@ def view_solves(state, adjoint, note=""):
     lines = [f"ocnet: MGRIT hierarchies{': ' + note if note else ''}"]
     for title, solver in (("state MGRIT (FAS, SNES prefix state_; validation solves alike)", state),
                           ("adjoint MGRIT (linear, backward in layers; KSP prefix adjoint_)", adjoint)):
-        lines += solver.view(title) if solver is not None else [f"{title.split(' (')[0]}: 1 level, the layer-serial sweep"]
+        lines += solver.view(title) if solver is not None else \
+            [f"{title.split(' (')[0]}: 1 level, the layer-serial sweep"]
     return lines
 
 

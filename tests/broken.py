@@ -67,3 +67,11 @@ class CrashingBatchedLinear(LinearControl):
 
     def steps_adjoint(self, rows, ns, h, thetas, U, C, Lam, out, out_rows, F=None):
         raise ValueError("shapes do not match")
+
+
+class NaNAdjointLinear(LinearControl):
+    """A transposed step that yields NaN: must FAIL, never pass as 'no difference'."""
+
+    def step_adjoint(self, n, h, theta, u, cache, lam_next, lam, grad_theta):
+        super().step_adjoint(n, h, theta, u, cache, lam_next, lam, grad_theta)
+        lam[0] = np.nan

@@ -72,9 +72,11 @@ def test_coarse_step_size_ignored_fails():
     assert any(ln.startswith("PASS  Taylor") for ln in p.stdout.splitlines()), p.stdout
 
 
-def test_accumulating_output_fails():
-    p = run_ocnet(["-problem", "tests.broken:AccumulatingLinear", "-N", 8, "-check_adjoint"], check=False)
-    assert p.returncode == 1 and any(ln.startswith("FAIL  step h=") for ln in p.stdout.splitlines()), p.stdout
+@pytest.mark.parametrize("cls", ["AccumulatingLinear", "NaNAdjointLinear"])
+def test_overwrite_contract_and_nan_fail(cls):
+    p = run_ocnet(["-problem", f"tests.broken:{cls}", "-N", 8, "-check_adjoint"], check=False)
+    assert p.returncode == 1 and any(ln.startswith("FAIL  step h=0.125 (fine): (dPhi/du)^T")
+                                     for ln in p.stdout.splitlines()), p.stdout
 
 
 @pytest.mark.parametrize("nprocs", [None, 2])
