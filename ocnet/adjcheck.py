@@ -26,7 +26,8 @@ import numpy as np
 
 from .problem import ControlProblem
 
-EPS = (1e-3, 1e-4, 1e-5, 1e-6)  # difference steps, relative to the rms of the point
+EPS = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)  # difference steps, relative to the rms of the point:
+# the smallest step past round-off also steps over no ReLU kink unless one lies within it
 DOT_TOL = 1e-6  # dot-product tests: relative difference
 SAME_TOL = 1e-10  # batched forms and forcing terms against the step-level loop (round-off only)
 MIN_ORDER = 1.8  # Taylor test: median observed order
