@@ -56,6 +56,12 @@ def _dot_error(fd, exact):
     return min(_rel(fd(e), exact) for e in EPS)
 
 
+def _worst(errors):
+    """The largest error, NaN if any is NaN (Python's max would let a NaN pass unseen)."""
+    errors = np.asarray(errors, float)
+    return float(np.nan if np.isnan(errors).any() else errors.max())
+
+
 def _same(a, b):
     """Relative max-norm difference of two arrays (0 when both are 0)."""
     m = np.max(np.abs(b)) if np.size(b) else 0.0
@@ -122,13 +128,10 @@ def check_step(b):
         eu.append(_dot_error(lambda e: mu @ b.tangent(i, du, 0 * dth, e), lam @ du))
         if b.p:
             et.append(_dot_error(lambda e: mu @ b.tangent(i, 0 * du, dth, e), gth @ dth))
-    return {"(dPhi/du)^T": max(eu), **({"(dPhi/dtheta)^T": max(et)} if et else {})}
+    return {"(dPhi/du)^T": _worst(eu), **({"(dPhi/dtheta)^T": _worst(et)} if et else {})}
 
 
 def check_opening(pb, g, data, S, rng):
-    u0 = np.empty(S)
-    pb.opening(g, data, u0)
-
     def E(x):
         out = np.empty(S)
         pb.opening(x, data, out)
@@ -490,8 +493,7 @@ def check_adjoint(problem, grid, values, db, comm, out=print):
             comps = {}
             for per_rank in gathered:
                 for c, v in (per_rank[i][1] or {}).items():
-                    prev = comps.get(c, 0.0)
-                    comps[c] = np.nan if np.isnan(v) or np.isnan(prev) else max(prev, v)
+                    comps[c] = _worst([comps.get(c, 0.0), v])
             ok = all(v <= tol for v in comps.values())  # a NaN fails
             failed += not ok
             text = ", ".join(c if c.startswith("raised") else f"{c} {v:.1e}" for c, v in comps.items())
