@@ -432,11 +432,22 @@ def _blocks(pb, grid, obj, x, hier, rng, comm):
     return out
 
 
+#: framework options that select training, not the maps: given with -check_adjoint, a warning
+IGNORED = ("run_dir", "load", "batch_size", "oneshot_tao", "oneshot_state_its", "oneshot_adjoint_its",
+           "stop_state_residual", "stop_adjoint_residual", "checkpoint_every", "resume", "design_layout")
+
+
 def check_adjoint(problem, grid, values, db, comm, out=print):
     """Run every check; rank 0 prints one PASS/FAIL line each.  Returns the exit status (0/1)."""
+    import sys
+
     from .objective import ReducedObjective
 
     rank, pb = comm.Get_rank(), problem
+    for name in IGNORED:
+        if db.hasName(name) and rank == 0:
+            print(f"ocnet: warning: -{name} is ignored by -check_adjoint (it tests the maps at a generic design "
+                  "on the full training data)", file=sys.stderr, flush=True)
     seed = values["seed"]
     rng = np.random.default_rng([seed, 99, rank])
     obj = ReducedObjective(grid, pb, comm)  # layer-serial: exact state, adjoint and gradient

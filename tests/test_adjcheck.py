@@ -97,3 +97,10 @@ def test_raising_form_is_a_failed_check():
     assert p.returncode == 1, p.stdout + p.stderr
     assert "FAIL  steps_adjoint h=0.0625 (fine): raised ValueError: shapes do not match" in p.stdout, p.stdout
     assert any(ln.startswith("PASS  Taylor") for ln in p.stdout.splitlines()) and "Traceback" not in p.stderr
+
+
+def test_training_options_are_reported(tmp_path):
+    p = run_ocnet(PLUGINS["dahlquist"] + ["-check_adjoint", "-run_dir", tmp_path / "r", "-oneshot_state_its", 3])
+    assert "ocnet: warning: -run_dir is ignored by -check_adjoint" in p.stderr
+    assert "ocnet: warning: -oneshot_state_its is ignored by -check_adjoint" in p.stderr
+    assert not (tmp_path / "r").exists()
