@@ -400,7 +400,7 @@ def _rms_vec(x):
 # ---- driver ---------------------------------------------------------------------------------
 def hierarchy_objective(problem, grid, values, db, comm):
     """The reduced objective with the MGRIT hierarchies -mode exact would build from the options."""
-    from .cli import mode_settings
+    from .modes import mode_settings
     from .objective import ReducedObjective
 
     st, ad = mode_settings(dict(values, mode="exact"), db, grid)

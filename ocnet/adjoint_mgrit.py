@@ -170,6 +170,7 @@ class AdjointKSP(AdjointMGRIT):
         ksp.setNormType(PETSc.KSP.NormType.UNPRECONDITIONED)
         ksp.setInitialGuessNonzero(True)
         ksp.setFromOptions()
+        self._view_reason = PETSc.Options("adjoint_").hasName("ksp_converged_reason")
         if ksp.getType() != "richardson":
             ksp.setPCSide(PETSc.PC.Side.RIGHT)
         self.ksp, self.A = ksp, A
@@ -189,10 +190,17 @@ class AdjointKSP(AdjointMGRIT):
             # and its iteration count and converged reason are set.
             ksp = self.ksp
             its = super().solve_adjoint(thetas_local, state, adj, lamN, on_iteration=ksp.monitor)
-            ok = self.converged
+            R = PETSc.KSP.ConvergedReason
             ksp.setIterationNumber(its)
-            ksp.setConvergedReason(PETSc.KSP.ConvergedReason.CONVERGED_RTOL if ok
-                                   else PETSc.KSP.ConvergedReason.CONVERGED_ITS)
+            if not self.tolerance_set:  # one-shot: the fixed number of cycles asked for was run
+                ksp.setConvergedReason(R.CONVERGED_ITS)
+            else:  # as a Krylov KSP would say: the iterations ran out above the tolerance
+                ksp.setConvergedReason(R.CONVERGED_RTOL if self.converged else R.DIVERGED_MAX_IT)
+            if self._view_reason:  # KSPSolve would print it; this shortcut does so itself
+                code = ksp.getConvergedReason()
+                name = next((k for k, v in vars(R).items() if k.isupper() and v == code), str(code))
+                verb = "converged" if code > 0 else "did not converge"
+                PETSc.Sys.Print(f"Linear adjoint_ solve {verb} due to {name} iterations {its}")
             return its
         self.set_parameters(thetas_local, state)
         fine = self.levels[0]
@@ -211,4 +219,5 @@ class AdjointKSP(AdjointMGRIT):
         self.exchange(fine)
         adj.U[:] = self.own.U[::-1]
         self.history = self._krylov or [0.0]
+        self.converged = self.ksp.getConvergedReason() > 0
         return self.ksp.getIterationNumber()

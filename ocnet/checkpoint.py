@@ -36,7 +36,7 @@ def warm_arrays(objective):
     return arrs
 
 
-def save(run_dir, comm, objective, its, opt_state, rows):
+def save(run_dir, comm, objective, its, opt_state, rows, meta=None):
     rank = comm.Get_rank()
     new = os.path.join(run_dir, "checkpoint.new")
     if rank == 0:
@@ -49,7 +49,7 @@ def save(run_dir, comm, objective, its, opt_state, rows):
         _kill_hook("during", its)
         np.savez(os.path.join(new, "optimizer.npz"), **opt_state)
         with open(os.path.join(new, "history.json"), "w") as f:
-            json.dump({"iteration": its, "ranks": comm.Get_size(), "rows": rows}, f)
+            json.dump({"iteration": its, "ranks": comm.Get_size(), "rows": rows, "meta": meta}, f)
         with open(os.path.join(new, "COMPLETE"), "w") as f:
             f.write(str(its))
         cur, old = os.path.join(run_dir, "checkpoint"), os.path.join(run_dir, "checkpoint.old")
@@ -68,6 +68,19 @@ def find(run_dir):
         if os.path.isfile(os.path.join(path, "COMPLETE")):
             return path
     return None
+
+
+def saved_meta(run_dir, comm):
+    """What the checkpointed run was (problem, N, T, ranks, options), or None without a checkpoint."""
+    path = find(run_dir)
+    meta = None
+    if comm.Get_rank() == 0 and path is not None:
+        try:
+            with open(os.path.join(path, "history.json")) as f:
+                meta = json.load(f).get("meta")
+        except (OSError, ValueError):
+            meta = None  # reported as a corrupt checkpoint by load
+    return comm.bcast(meta, root=0)
 
 
 def load(run_dir, comm, objective):

@@ -7,32 +7,37 @@ import os
 import sys
 import traceback
 
-FRAMEWORK_OPTIONS = [
-    ("problem", str, "peaks", "problem plugin: registered name or package.module:Class"),
-    ("N", int, 32, "number of layers (time steps)"),
-    ("T", float, 1.0, "final time; step size h = T/N"),
-    ("seed", int, 0, "seed of the initial parameters"),
-    ("run_dir", str, None, "folder for options, history.csv, plots and final parameters"),
-    ("load", str, None, "start from parameters saved in a run folder (with -tao_max_it 0: evaluate only)"),
-    ("quiet", bool, False, "no per-iteration line on stdout"),
+FRAMEWORK_OPTIONS = [  # name, type, default, help, and keywords of OptionSet.add (choices, bounds)
+    ("problem", str, "peaks", "problem plugin: registered name or package.module:Class", {}),
+    ("N", int, 32, "number of layers (time steps)", {"bounds": "[1,inf)"}),
+    ("T", float, 1.0, "final time; step size h = T/N", {"bounds": "(0,inf)"}),
+    ("seed", int, 0, "seed of the initial parameters", {"bounds": "[0,inf)"}),
+    ("run_dir", str, None, "folder for options, history.csv, plots and final parameters (new or empty)", {}),
+    ("run_dir_overwrite", bool, False, "replace the contents of an existing ocnet run folder -run_dir", {}),
+    ("load", str, None, "start from parameters saved in a run folder (with -tao_max_it 0: evaluate only)", {}),
+    ("quiet", bool, False, "no per-iteration line on stdout", {}),
     ("mode", str, "serial", "serial: layer-serial sweeps; exact: MGRIT state and adjoint solved to "
      "-mgrit_rtol; oneshot: -oneshot_state_its / -oneshot_adjoint_its warm-started MGRIT iterations "
-     "per evaluation (inexact gradient)", ("serial", "exact", "oneshot")),
-    ("oneshot_state_its", int, 2, "state MGRIT iterations per evaluation in -mode oneshot"),
-    ("oneshot_adjoint_its", int, 2, "adjoint MGRIT iterations per evaluation in -mode oneshot"),
+     "per evaluation (inexact gradient)", {"choices": ("serial", "exact", "oneshot")}),
+    ("oneshot_state_its", int, 2, "state MGRIT iterations per evaluation in -mode oneshot", {"bounds": "[1,inf)"}),
+    ("oneshot_adjoint_its", int, 2, "adjoint MGRIT iterations per evaluation in -mode oneshot", {"bounds": "[1,inf)"}),
     ("oneshot_tao", bool, False, "optimise with the paper's one-shot TAO (python type ocnet.oneshot.OneShot: "
-     "L-BFGS + Armijo backtracking that re-runs only the state); overrides -tao_type"),
+     "L-BFGS + Armijo backtracking that re-runs only the state); overrides -tao_type", {}),
+    ("unconverged", str, "warn", "-mode exact: an MGRIT solve that ends at -mgrit_max_it above its tolerance "
+     "warns (rate-limited) or stops the run", {"choices": ("warn", "stop")}),
     ("stop_state_residual", float, 0.0, "MGRIT modes: the gradient-norm tests count only while the state "
-     "MGRIT residual is below this; stop (reason CONVERGED_USER) when also |g| <= -tao_gatol (0: off)"),
-    ("stop_adjoint_residual", float, 0.0, "the same for the adjoint MGRIT residual (0: off)"),
-    ("batch_size", int, 0, "mini-batch size, a new batch each iteration (0: all training data)"),
-    ("checkpoint_every", int, 0, "write a checkpoint into the run folder every k iterations (one-shot optimiser)"),
-    ("resume", str, None, "continue the run in this folder from its last complete checkpoint"),
+     "MGRIT residual is below this; stop (reason CONVERGED_USER) when also |g| <= -tao_gatol (0: off)",
+     {"bounds": "[0,inf)"}),
+    ("stop_adjoint_residual", float, 0.0, "the same for the adjoint MGRIT residual (0: off)", {"bounds": "[0,inf)"}),
+    ("batch_size", int, 0, "mini-batch size, a new batch each iteration (0: all training data)", {"bounds": "[0,inf)"}),
+    ("checkpoint_every", int, 0, "write a checkpoint into the run folder every k iterations (one-shot optimiser)",
+     {"bounds": "[0,inf)"}),
+    ("resume", str, None, "continue the run in this folder from its last complete checkpoint", {}),
     ("design_layout", str, "replicated", "optimiser vectors: replicated on every rank (history bitwise "
      "independent of the rank count) or distributed like the layers (O(N/P) memory)",
-     ("replicated", "distributed")),
+     {"choices": ("replicated", "distributed")}),
     ("check_adjoint", bool, False, "instead of training: dot-product tests of the plugin's transposed maps "
-     "(every MGRIT step size) and a Taylor test of the reduced gradient; exit 0 if all pass, 1 if not"),
+     "(every MGRIT step size) and a Taylor test of the reduced gradient; exit 0 if all pass, 1 if not", {}),
 ]
 TAO_DEFAULTS = {"tao_type": "lmvm", "tao_max_it": "300", "tao_gatol": "1e-6"}
 # PETSc's VecMDot/VecMAXPY switch to a BLAS gemv when the vectors happen to lie evenly spaced in
@@ -45,8 +50,8 @@ def framework_options():
     from .options import OptionSet
 
     opts = OptionSet()
-    for name, typ, default, text, *choices in FRAMEWORK_OPTIONS:
-        opts.add(name, typ, default, text, *choices)
+    for name, typ, default, text, kw in FRAMEWORK_OPTIONS:
+        opts.add(name, typ, default, text, **kw)
     return opts
 
 
@@ -59,11 +64,12 @@ def run(comm):
     from petsc4py import PETSc
 
     from . import rundir
-    from .errors import OcnetError
+    from .errors import NumericalFailure, OcnetError
     from .grid import LayerGrid
     from .objective import ReducedObjective
     from .mgrit import declare_options as mgrit_options
-    from .optimize import Trainer, check_tao_type
+    from .modes import inactive_options, mode_settings
+    from .optimize import Trainer, accepted_stops, check_tao_type, reason_name
     from .options import OptionSet
     from .plugins import load_problem_class
 
@@ -80,7 +86,10 @@ def run(comm):
     spec = opts.get("problem", db)
     cls = load_problem_class(spec)
     mgrit_options(opts)
-    cls.declare_options(opts)
+    popts = OptionSet()
+    cls.declare_options(popts)
+    plugin_keys = [o.name for o in popts.options]
+    opts.extend(popts)
     if want_help:
         _say(comm, "ocnet: layer-parallel optimal-control training with PETSc\n" + opts.help_text()
              + "\n  (and any -tao_* option of PETSc TAO; defaults: "
@@ -99,15 +108,16 @@ def run(comm):
         if not db.hasName(k):
             db.setValue(k, v)
     check_tao_type(db)
-    max_it = OptionSet().add("tao_max_it", int, 300, "").get("tao_max_it", db)
-    if max_it < 0:
-        raise OcnetError(f"-tao_max_it must be >= 0 (got {max_it})")
+    max_it = OptionSet().add("tao_max_it", int, 300, "", bounds="[0,inf)").get("tao_max_it", db)
     if max_it == 0:  # evaluation only: TAO itself rejects 0 iterations
         db.delValue("tao_max_it")
 
     state_s, adj_s = mode_settings(values, db, grid)
+    for line in inactive_options(values, db, grid, (state_s, adj_s)):
+        _say(comm, f"ocnet: warning: {line}", sys.stderr)
     objective = ReducedObjective(grid, problem, comm, state_mgrit=state_s, adjoint_mgrit=adj_s,
-                                 batch_size=values["batch_size"], seed=values["seed"])
+                                 batch_size=values["batch_size"], seed=values["seed"],
+                                 unconverged=values["unconverged"])
     if values["mgrit_view"]:
         from .mgrit import view_solves
         _say(comm, "ocnet: -mgrit_view: -mode serial builds no MGRIT (layer-serial sweeps; use -mode exact or oneshot)"
@@ -115,22 +125,20 @@ def run(comm):
     replicated = values["design_layout"] == "replicated"
     x = objective.design.initial(values["seed"])
     meta = {"problem": spec, "N": grid.N, "T": grid.T, "global_size": objective.design.global_size,
-            "options": {k: v for k, v in values.items()
-                        if k not in ("run_dir", "load", "design_layout", "quiet", "resume", "checkpoint_every")}}
+            "ranks": grid.size, "model_options": sorted(plugin_keys),
+            "data_options": sorted(getattr(cls, "data_options", ())),
+            "options": {k: v for k, v in values.items() if k not in RUN_CONTROL}}
     if values["load"]:
         rundir.load_params(values["load"], x, meta, comm)
     run_dir = values["run_dir"] or values["resume"]
-    for k in ("stop_state_residual", "stop_adjoint_residual"):
-        if not values[k] >= 0.0:
-            raise OcnetError(f"-{k} must be >= 0 (got {values[k]})")
-    if values["checkpoint_every"] < 0:
-        raise OcnetError(f"-checkpoint_every must be >= 0 (got {values['checkpoint_every']})")
     if values["checkpoint_every"] and not run_dir:
         raise OcnetError("-checkpoint_every needs -run_dir")
-    if values["resume"] and not os.path.isdir(values["resume"]):
-        raise OcnetError(f"-resume: no run folder '{values['resume']}'")
-    if run_dir:
-        rundir.prepare(run_dir, comm)
+    if values["resume"]:
+        if values["run_dir"] and os.path.abspath(values["run_dir"]) != os.path.abspath(values["resume"]):
+            raise OcnetError("-resume continues in its own folder: drop -run_dir (or give the same folder)")
+        rundir.check_resume(values["resume"], meta, comm)
+    elif run_dir:
+        rundir.prepare(run_dir, comm, overwrite=values["run_dir_overwrite"])
 
     def show(row):
         if not values["quiet"]:
@@ -141,46 +149,52 @@ def run(comm):
     objective.evaluate(x_opt, x_opt.duplicate())  # JIT warm-up, so wall_time measures the solve
     trainer = Trainer(objective, comm, replicated, on_row=show, run_dir=run_dir,
                       checkpoint_every=values["checkpoint_every"], resume=bool(values["resume"]),
-                      stop=(values["stop_state_residual"], values["stop_adjoint_residual"]))
+                      stop=(values["stop_state_residual"], values["stop_adjoint_residual"]), meta=meta)
     if values["resume"]:
         _say(comm, f"ocnet: resuming {run_dir} at iteration {int(trainer.resume_state()['its'])}")
-    reason = trainer.solve(x_opt) if max_it > 0 else trainer.evaluate_only(x_opt)
+    try:
+        code = trainer.solve(x_opt) if max_it > 0 else trainer.evaluate_only(x_opt)
+    except NumericalFailure:
+        if run_dir and trainer.last_good is not None:  # collective: every rank raised it
+            x = objective.design.convert(trainer.last_good, False)
+            last = trainer.rows[-1]["iteration"]
+            summary = {"reason": "DIVERGED_NAN", "iterations": last, "ranks": grid.size,
+                       "note": f"the run failed after iteration {last}; params.petsc holds that iteration's design"}
+            rundir.write_all(run_dir, comm, trainer.rows, x, meta, summary)
+            _say(comm, f"ocnet: kept the parameters of iteration {last} in {run_dir}", sys.stderr)
+        raise
+    reason = reason_name(code)
     x = objective.design.convert(x_opt, False)
     rows = trainer.rows
     last = rows[-1] if rows else {}
     _say(comm, f"ocnet: {problem.name} N={grid.N} ranks={grid.size}: TAO {trainer.tao.getType()} stopped "
-               f"after {last.get('iteration', 0)} iterations (reason {reason}); "
+               f"after {last.get('iteration', 0)} iterations ({reason}); "
                f"objective {last.get('objective', float('nan')):.6e}, val accuracy {last.get('val_accuracy', float('nan')):.4f}")
+    summary = {"reason": reason, "reason_code": int(code), "iterations": int(last.get("iteration", 0)),
+               "ranks": grid.size, "mode": values["mode"], "wall_time": last.get("wall_time"),
+               "machine": rundir.machine()}
+    if values["mode"] == "oneshot" or values["batch_size"]:  # the history holds inexact numbers
+        final = objective.exact_evaluation(x_opt)
+        summary["final_exact"] = final
+        _say(comm, "ocnet: at the final parameters, exact (layer-serial) forward solve on all training data: "
+                   + ", ".join(f"{k} {v:.6g}" for k, v in final.items()))
+    if objective.unconverged_count:
+        summary["unconverged_solves"] = objective.unconverged_count
+        _say(comm, f"ocnet: warning: {objective.unconverged_count} exact-mode MGRIT solves ended above their "
+                   "tolerance (see history.csv state_mgrit_its/adjoint_mgrit_its)", sys.stderr)
     if run_dir:
-        rundir.write_options(run_dir, comm)
-        rundir.write_history(run_dir, rows, comm)
-        rundir.plot_history(run_dir, rows, comm)
-        rundir.save_params(run_dir, x, meta, comm)
+        rundir.write_all(run_dir, comm, rows, x, meta, summary)
         problem.plot(run_dir, lambda data: objective.forward_outputs(
             x, data, lambda g, uN: problem.predict(g, uN), layer_parallel=False)[0])
         _say(comm, f"ocnet: wrote {run_dir}")
+    if code < 0 and code not in accepted_stops():
+        raise NumericalFailure(f"TAO stopped with {reason}")
     return 0
 
 
-def mode_settings(values, db, grid):
-    """MGRIT settings of the state and adjoint solves for -mode serial|exact|oneshot."""
-    from .errors import OcnetError
-    from .mgrit import auto_levels, settings_for
-
-    out = []
-    for which, its in (("state", values["oneshot_state_its"]), ("adjoint", values["oneshot_adjoint_its"])):
-        st = settings_for(values, db, which)
-        if values["mode"] == "serial":
-            st.levels = 1
-        else:
-            if not (db.hasName("mgrit_levels") or db.hasName(f"{which}_mgrit_levels")):
-                st.levels = auto_levels(grid.N, st)
-            if values["mode"] == "oneshot":
-                if its < 1:
-                    raise OcnetError(f"-oneshot_{which}_its must be >= 1 (got {its})")
-                st.max_it, st.rtol, st.atol = its, 0.0, 0.0
-        out.append(st)
-    return out
+#: options that control a run but do not define it (not compared on -load/-resume)
+RUN_CONTROL = ("run_dir", "run_dir_overwrite", "load", "design_layout", "quiet", "resume", "checkpoint_every",
+               "mgrit_view", "check_adjoint")
 
 
 def report_unused(comm):
@@ -194,40 +208,59 @@ def report_unused(comm):
     return unused
 
 
-def _crash(comm):
-    """An unexpected error on some rank: show where, then end every rank (never a hang)."""
-    sys.stderr.write(f"[rank {comm.Get_rank()}] " + traceback.format_exc())
-    sys.stderr.flush()
-    if comm.Get_size() > 1:
-        comm.Abort(1)
-    return 1
-
-
 def main(argv=None):
     argv = list(sys.argv if argv is None else argv)
+    missing = unreadable_options_files(argv)
+    if missing:  # PETSc would fail in its initialisation with a multi-line error on every rank
+        if os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMI_RANK", "0")) == "0":
+            print(f"ocnet: error: -options_file: cannot read '{missing}'", file=sys.stderr)
+        return 2
     import petsc4py
 
     petsc4py.init(argv)
     from petsc4py import PETSc
 
-    from .errors import OcnetError
+    from .errors import ErrorChannel
+    from .numba_cache import install
 
+    install()  # a damaged Numba cache file recompiles instead of failing every run
     comm = PETSc.COMM_WORLD.tompi4py()
+    channel = ErrorChannel(comm)
     try:
         status = run(comm)
-    except OcnetError as e:
-        _say(comm, f"ocnet: error: {e}", sys.stderr)
-        return 2
-    except PETSc.Error as e:  # e.g. a TAO option PETSc rejects: collective, report its reason
-        if isinstance(e.__cause__, OcnetError):
-            _say(comm, f"ocnet: error: {e.__cause__}", sys.stderr)
-            return 2
-        if e.__cause__ is not None:  # a Python error inside a PETSc callback: a bug, not input
-            return _crash(comm)
-        lines = [ln.split("] ", 1)[-1] for ln in str(e).splitlines() if ln.strip()]
-        _say(comm, f"ocnet: error: PETSc: {lines[-1] if lines else e}", sys.stderr)
-        return 2
-    except Exception:
-        return _crash(comm)
+    except BaseException as e:  # noqa: B902 - every failure ends every rank (KeyboardInterrupt too)
+        return channel.finish(*describe(e, comm))
     report_unused(comm)
     return status
+
+
+def unreadable_options_files(argv):
+    """The first -options_file argument that is not a readable file (None if all are)."""
+    for flag, value in zip(argv, argv[1:]):
+        if flag == "-options_file" and not (os.path.isfile(value) and os.access(value, os.R_OK)):
+            return value
+    return None
+
+
+def describe(e, comm):
+    """(exit status, text to print) of an exception on this rank (None text: PeerStop)."""
+    from petsc4py import PETSc
+
+    from .errors import OcnetError, PeerStop
+
+    if isinstance(e, PETSc.Error) and e.__cause__ is not None:  # raised inside a PETSc callback
+        e = e.__cause__
+    if isinstance(e, PeerStop):
+        return 2, None
+    if isinstance(e, OcnetError):
+        return e.status, f"ocnet: error: {e}"
+    if isinstance(e, PETSc.Error):  # e.g. a TAO option PETSc rejects: report its reason
+        lines = [ln.split("] ", 1)[-1] for ln in str(e).splitlines() if ln.strip()]
+        return 2, f"ocnet: error: PETSc: {lines[-1] if lines else e}"
+    if isinstance(e, MemoryError):
+        return 2, ("ocnet: error: out of memory: use fewer layers (-N), a smaller state or data set, "
+                   "mini-batches (-batch_size) or more ranks")
+    if isinstance(e, KeyboardInterrupt):
+        return 130, "ocnet: interrupted"
+    tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    return 1, f"[rank {comm.Get_rank()}] {tb}ocnet: error: internal error ({type(e).__name__}: {e}); please report it"

@@ -26,7 +26,7 @@ class LayerGrid:
     def __post_init__(self):
         if self.N <= 0:
             raise OcnetError(f"the number of layers must be positive (got -N {self.N})")
-        if not self.T > 0:
+        if not 0 < self.T < float("inf"):
             raise OcnetError(f"the final time must be positive (got -T {self.T})")
         if self.size > self.N:
             raise OcnetError(f"{self.size} MPI ranks for only {self.N} layers: use at most N ranks")

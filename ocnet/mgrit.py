@@ -61,36 +61,39 @@ class MGRITSettings:
     @classmethod
     def declare(cls, opts, prefix):
         g = f"{prefix}mgrit"
-        opts.add(f"{prefix}mgrit_levels", int, cls.levels, "MGRIT levels (1 = layer-serial sweep)", group=g)
-        opts.add(f"{prefix}mgrit_cfactor", str, "4", "coarsening factor, one value or one per level (comma-separated)", group=g)
-        opts.add(f"{prefix}mgrit_min_coarse", int, cls.min_coarse, "stop coarsening below this many points", group=g)
+        opts.add(f"{prefix}mgrit_levels", int, cls.levels, "MGRIT levels (1 = layer-serial sweep)", group=g,
+                 bounds="[1,inf)")
+        opts.add(f"{prefix}mgrit_cfactor", str, "4", "coarsening factor (>= 2), one value or one per level "
+                 "(comma-separated)", group=g)
+        opts.add(f"{prefix}mgrit_min_coarse", int, cls.min_coarse, "stop coarsening below this many points",
+                 group=g, bounds="[2,inf)")
         opts.add(f"{prefix}mgrit_relax", str, cls.relax, "relaxation", choices=RELAXATIONS, group=g)
         opts.add(f"{prefix}mgrit_fine_relax", str, "", "relaxation on the finest level (default: -mgrit_relax)",
                  choices=("",) + RELAXATIONS, group=g)
-        opts.add(f"{prefix}mgrit_cweight", float, cls.cweight, "weight of C-relaxation (1 = plain)", group=g)
+        opts.add(f"{prefix}mgrit_cweight", float, cls.cweight, "weight of C-relaxation (1 = plain)", group=g,
+                 bounds="(0,2]")
         opts.add(f"{prefix}mgrit_cycle", str, cls.cycle, "cycle type", choices=("V", "F"), group=g)
         opts.add(f"{prefix}mgrit_skip_down", bool, False, "skip relaxation on the first down-cycle", group=g)
-        opts.add(f"{prefix}mgrit_max_it", int, cls.max_it, "maximum MGRIT iterations per solve", group=g)
-        opts.add(f"{prefix}mgrit_rtol", float, cls.rtol, "relative tolerance on the C-point residual", group=g)
-        opts.add(f"{prefix}mgrit_atol", float, cls.atol, "absolute tolerance on the C-point residual", group=g)
+        opts.add(f"{prefix}mgrit_max_it", int, cls.max_it, "maximum MGRIT iterations per solve", group=g,
+                 bounds="[1,inf)")
+        opts.add(f"{prefix}mgrit_rtol", float, cls.rtol, "relative tolerance on the C-point residual", group=g,
+                 bounds="[0,1]")
+        opts.add(f"{prefix}mgrit_atol", float, cls.atol, "absolute tolerance on the C-point residual", group=g,
+                 bounds="[0,inf)")
         opts.add(f"{prefix}mgrit_monitor", bool, False, "print residual norm and convergence factor", group=g)
 
     @classmethod
-    def from_values(cls, values, prefix):
+    def from_values(cls, values, prefix, flags=None):
+        """Settings from option values (ranges are checked when the options are read);
+        ``flags``: the option name each value came from, for messages."""
         v = {k[len(prefix) + len("mgrit_"):]: values[k] for k in values if k.startswith(f"{prefix}mgrit_")}
-        flag = f"-{prefix}mgrit_"
-        if v["levels"] < 1:
-            raise OcnetError(f"{flag}levels must be >= 1 (got {v['levels']})")
+        flag = (flags or {}).get(f"{prefix}mgrit_cfactor", f"{prefix}mgrit_cfactor")
         try:
             cf = tuple(int(c) for c in str(v["cfactor"]).split(","))
         except ValueError:
-            raise OcnetError(f"{flag}cfactor: expected integers, got '{v['cfactor']}'") from None
+            raise OcnetError(f"option -{flag}: expected integers, got '{v['cfactor']}'") from None
         if any(c < 2 for c in cf):
-            raise OcnetError(f"{flag}cfactor must be >= 2 (got {v['cfactor']})")
-        if v["max_it"] < 1:
-            raise OcnetError(f"{flag}max_it must be >= 1")
-        if not 0.0 < v["cweight"] <= 2.0:
-            raise OcnetError(f"{flag}cweight must be in (0, 2] (got {v['cweight']})")
+            raise OcnetError(f"option -{flag}: coarsening factors must be >= 2 (got {v['cfactor']})")
         return cls(v["levels"], cf, v["min_coarse"], v["relax"], v["fine_relax"], v["cweight"], v["cycle"],
                    v["skip_down"], v["max_it"], v["rtol"], v["atol"], v["monitor"])
 
@@ -145,18 +148,12 @@ class MGRIT:
         self.grid, self.problem, self.comm, self.s = grid, problem, comm, settings
         p = problem.layer_param_size
         self.levels = []
-        m = 1
-        for l in range(settings.levels):
-            cf = settings.factor(l)
-            last = l == settings.levels - 1 or (grid.N // (m * cf)) + 1 < settings.min_coarse
+        for l, (m, cf) in enumerate(hierarchy(grid.N, settings)):
             if l == 0:
                 lev = Level(grid, m, cf, state_size, cache_size, p, traj.U, traj.Cfull, alloc=self.alloc)
             else:
                 lev = Level(grid, m, cf, state_size, cache_size, p, alloc=self.alloc)
             self.levels.append(lev)
-            if last:
-                break
-            m *= cf
         self.extra_levels = []  # levels outside the hierarchy that communicate (flushed too)
         self.history, self.converged = [], False
         self._first = True  # skip_down applies to the very first cycle (cold start) only
@@ -359,14 +356,20 @@ class MGRIT:
         return lines
 
     @property
+    def tolerance_set(self):
+        """Whether solves stop on a tolerance (exact mode) rather than after fixed cycles."""
+        return self.s.rtol > 0.0 or self.s.atol > 0.0
+
+    @property
     def residual(self):
         """The C-point residual norm at the end of the last solve (0 for the one-level sweep)."""
         return self.history[-1] if self.history else 0.0
 
-    def solve(self, thetas_local):
-        """MGRIT iterations on the fine trajectory (its row 0 holds u[0] on rank 0)."""
+    def solve(self, thetas_local, label="mgrit"):
+        """MGRIT iterations on the fine trajectory (its row 0 holds u[0] on rank 0); ``label``
+        names the solve in -mgrit_monitor lines."""
         self.set_parameters(thetas_local)
-        return self.run()
+        return self.run(label)
 
     def run(self, label="mgrit", on_iteration=None):
         """One level: the serial sweep itself (bitwise); more: MGRIT iterations."""
@@ -411,7 +414,9 @@ class MGRIT:
                 on_iteration(it, self.history[-1])
             if self.s.monitor and self.comm.Get_rank() == 0:
                 rho = self.history[-1] / self.history[-2] if self.history[-2] > 0 else 0.0
-                print(f"  {label} it {it:3d}  |r| {self.history[-1]:.6e}  rho {rho:.3f}", flush=True)
+                note = ("  (first cycle of a warm start: its residual was below the coarse grid's "
+                        "error; see README, MGRIT)") if it == 1 and rho > 1 else ""
+                print(f"  {label} it {it:3d}  |r| {self.history[-1]:.6e}  rho {rho:.3f}{note}", flush=True)
         self.converged = self.history[-1] <= tol
         return self.s.max_it
 
@@ -431,6 +436,20 @@ class MGRIT:
         return self.s.max_it
 
 
+def hierarchy(N, settings):
+    """[(m_l, cf_l)] of the levels built for N steps: level l has spacing m_l (fine steps per
+    point) and coarsens by cf_l; coarsening stops at ``settings.levels`` levels or before a level
+    would have fewer than ``min_coarse`` points."""
+    out, m = [], 1
+    for l in range(settings.levels):
+        cf = settings.factor(l)
+        out.append((m, cf))
+        if l == settings.levels - 1 or (N // (m * cf)) + 1 < settings.min_coarse:
+            break
+        m *= cf
+    return out
+
+
 def coarse_parameters(problem, allth, starts, m):
     """Parameters of the coarse steps whose first fine layers are ``starts`` (m layers each)."""
     if not len(starts):
@@ -440,12 +459,13 @@ def coarse_parameters(problem, allth, starts, m):
 
 def settings_for(values, db, which):
     """MGRIT settings of one solve: -{which}_mgrit_X overrides -mgrit_X."""
-    merged = {}
+    merged, flags = {}, {}
     for k, v in values.items():
         if k.startswith("mgrit_"):
             pk = f"{which}_{k}"
-            merged[k] = values[pk] if pk in values and db.hasName(pk) else v
-    return MGRITSettings.from_values(merged, "")
+            given = pk in values and db.hasName(pk)  # (-state_mgrit_view is not an option)
+            merged[k], flags[k] = (values[pk], pk) if given else (v, k)
+    return MGRITSettings.from_values(merged, "", flags)
 
 
 def declare_options(opts):

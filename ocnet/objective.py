@@ -3,9 +3,13 @@
 Sums across ranks are formed in one fixed order on rank 0 (layer by layer), so the objective is
 the same number for every rank count given the same design.
 """
-import numpy as np
+import sys
 
-from .errors import OcnetError
+import numpy as np
+from mpi4py import MPI
+
+from .errors import NumericalFailure, OcnetError
+from .grid import block_bounds
 from .layout import Design, Trajectory
 from .serial import LayerSerial
 
@@ -14,7 +18,7 @@ TAG_HALO_L, TAG_HALO_R, TAG_LOSS = 21, 22, 23
 
 class ReducedObjective:
     def __init__(self, grid, problem, comm, solver=None, state_mgrit=None, adjoint_mgrit=None,
-                 batch_size=0, seed=0):
+                 batch_size=0, seed=0, unconverged="warn"):
         self.grid, self.problem, self.comm = grid, problem, comm
         self.design = Design(grid, problem, comm)
         self.solver = solver or LayerSerial(grid, problem, comm)
@@ -43,6 +47,9 @@ class ReducedObjective:
                                           problem.cache_size(self.data))
         self.state_residual = float("nan")
         self.adjoint_residual = float("nan")
+        self.state_its = self.adjoint_its = float("nan")  # MGRIT iterations of the last solves
+        self.unconverged = unconverged  # 'warn' or 'stop': exact solves that miss their tolerance
+        self.unconverged_count = 0
         self._evaluated = None  # (local design, data, global parameters) of the last state solve
         self._evaluations = {}  # id(data) -> (data, Trajectory, MGRIT or None), allocated once
 
@@ -71,7 +78,6 @@ class ReducedObjective:
             reqs += [comm.Irecv(prev, source=left, tag=TAG_HALO_R), comm.Isend(np.ascontiguousarray(thetas[0]), dest=left, tag=TAG_HALO_L)]
         if not gr.last:
             reqs += [comm.Irecv(nxt, source=right, tag=TAG_HALO_L), comm.Isend(np.ascontiguousarray(thetas[-1]), dest=right, tag=TAG_HALO_R)]
-        from mpi4py import MPI
         MPI.Request.Waitall(reqs)
         return prev, nxt
 
@@ -107,13 +113,15 @@ class ReducedObjective:
         else:  # layer-parallel state solve; warm-started from the previous trajectory
             if gr.first:
                 pb.opening(g, self.data, self.state.U[0])
-            self.state_snes.solve(thetas)
+            self.state_its = self.state_snes.solve(thetas)
             self.state_residual = self.mgrit.residual
+            self._check_converged(self.mgrit, "state")
         self._evaluated = (self.design.local(x).copy(), self.data, g_last)
         loss, gterm = 0.0, None
         if gr.last:
             gterm = np.zeros(pb.global_param_size)
-            loss = pb.terminal(g_last, self.data, self.state.U[-1], self.adj.U[-1], gterm)
+            lamN = self.adj.U[-1] if grad is not None else np.empty(self.state.U.shape[1])
+            loss = pb.terminal(g_last, self.data, self.state.U[-1], lamN, gterm)
         prev, nxt = self._theta_halos(thetas)
         if grad is None:
             G = np.zeros_like(thetas)
@@ -124,15 +132,68 @@ class ReducedObjective:
             if self.adj_mgrit is None:
                 self.solver.adjoint(g, thetas, self.data, self.state, self.adj, G, grad_g)
             else:  # layer-parallel adjoint, then one local block sweep for the gradient
-                self.adj_mgrit.solve_adjoint(thetas, self.state, self.adj, self.adj.U[-1].copy())
+                self.adjoint_its = self.adj_mgrit.solve_adjoint(thetas, self.state, self.adj, self.adj.U[-1].copy())
                 self.adjoint_residual = self.adj_mgrit.residual
+                self._check_converged(self.adj_mgrit, "adjoint")
                 self.solver.adjoint(g, thetas, self.data, self.state, self.adj, G, grad_g, chained=False)
         layer_values = pb.layer_regularization(gr.h, gr.n0, gr.N, thetas, prev, nxt, G)
         greg = pb.global_regularization(g, grad_g if grad_g is not None else np.zeros_like(g)) if gr.first else 0.0
         J = self._assemble(loss, greg, layer_values, gterm, grad_g, grad is not None)
+        finite = np.isfinite(J)
+        if grad is not None:
+            finite = self.comm.allreduce(bool(finite and np.isfinite(ga).all()), op=MPI.LAND)
+        if not finite:  # J is the same on every rank and the flag is reduced: a collective stop
+            self._nonfinite(J, thetas, g, grad is not None)
         if grad is not None:
             self.design.put_local(grad, ga)
         return J
+
+    def _check_converged(self, mg, what):
+        """An exact-mode (tolerance) solve that ended above its tolerance: warn (the 1st, 10th,
+        100th, ... time) or stop, per -unconverged.  ``converged`` comes from a reduction, so
+        every rank decides alike."""
+        if not mg.tolerance_set or mg.converged:
+            return
+        self.unconverged_count += 1
+        n = self.unconverged_count
+        prefix = {"state": "state_", "adjoint": "adjoint_"}.get(what.split()[-1], "state_")
+        text = (f"{what} MGRIT stopped after {mg.s.max_it} iterations with residual {mg.residual:.3e}, "
+                f"above its tolerance (-{prefix}mgrit_rtol {mg.s.rtol:g}, -{prefix}mgrit_atol {mg.s.atol:g})")
+        if self.unconverged == "stop":
+            raise NumericalFailure(text + "; raise -mgrit_max_it, or use -unconverged warn")
+        if self.comm.Get_rank() == 0 and (n < 10 and n == 1 or n in (10, 100) or n % 1000 == 0):
+            print(f"ocnet: warning: {text} ({n} unconverged solve{'s' * (n > 1)} so far; "
+                  f"raise -{prefix}mgrit_max_it, or -unconverged stop to make this an error)",
+                  file=sys.stderr, flush=True)
+
+    def _nonfinite(self, J, thetas, g, with_adjoint):
+        """Raise NumericalFailure on every rank, saying what went non-finite and where."""
+        gr = self.grid
+
+        def first_bad(rows, offset):  # first layer index with a non-finite entry, or None
+            bad = np.flatnonzero(~np.isfinite(rows).all(axis=1)) if rows.size else []
+            return int(bad[0]) + offset if len(bad) else None
+
+        mine = {"design": first_bad(thetas, gr.n0),
+                "global": g is not None and not np.isfinite(g).all(),
+                "state": first_bad(self.state.U[0 if gr.first else 1:], gr.n0 + (0 if gr.first else 1)),
+                "adjoint": first_bad(self.adj.U[0 if gr.first else 1:], gr.n0 + (0 if gr.first else 1))
+                if with_adjoint else None}
+        allr = self.comm.allgather(mine)
+        where = []
+        if any(r["global"] for r in allr):
+            where.append("the design's global (opening/terminal) parameters")
+        for key, what in (("design", "the design's layer parameters"), ("state", "the state"),
+                          ("adjoint", "the adjoint")):
+            hits = [(r[key], rank) for rank, r in enumerate(allr) if r[key] is not None]
+            if hits:
+                n, rank = min(hits)
+                lo, hi = block_bounds(gr.N, gr.size, rank)
+                where.append(f"{what} from layer {n} (rank {rank}, layers {lo}..{hi - 1})")
+        what = "objective" if not np.isfinite(J) else "gradient"
+        raise NumericalFailure(f"non-finite {what} (J = {J}): " + ("; ".join(where) if where else
+                               "non-finite in the objective's terms only") +
+                               "; try a smaller step (-T, -N), smaller initial weights or a stronger regularisation")
 
     def evaluation(self, data, layer_parallel=True):
         """(Trajectory, MGRIT or None) of an evaluation dataset, allocated once.  In the MGRIT
@@ -147,7 +208,7 @@ class ReducedObjective:
                              self.problem.cache_size(data), entry[1])
         return entry[1], (entry[2] if layer_parallel else None)
 
-    def forward_outputs(self, x, data, fn, layer_parallel=True):
+    def forward_outputs(self, x, data, fn, layer_parallel=True, label="evaluation"):
         """Forward solve on ``data``: (fn(g, uN) of the last rank on rank 0, None elsewhere;
         the MGRIT residual on every rank, nan for the layer-serial sweep).  In the MGRIT modes
         the solve is MGRIT unless ``layer_parallel`` is false."""
@@ -161,8 +222,9 @@ class ReducedObjective:
         else:  # as the state solve in evaluate: u[0] on rank 0 first, then warm-started MGRIT
             if gr.first:
                 self.problem.opening(g, data, traj.U[0])
-            mg.solve(thetas)
+            mg.solve(thetas, label=f"{label} state mgrit")
             residual = mg.residual
+            self._check_converged(mg, f"{label} state")
         return self._to_first(fn(g_last, traj.U[-1]) if gr.last else None), residual
 
     def _to_first(self, out):
@@ -177,12 +239,11 @@ class ReducedObjective:
 
     def _state_at(self, x, data):
         """True (on every rank) when the last state solve was at design ``x`` on ``data``."""
-        from mpi4py import MPI
         ev = self._evaluated
         same = ev is not None and ev[1] is data and np.array_equal(ev[0], self.design.local(x))
         return bool(self.comm.allreduce(int(same), op=MPI.MIN))
 
-    def metrics(self, x, name):
+    def metrics(self, x, name, layer_parallel=True):
         """The problem's metrics on dataset ``name`` (every rank), with the forward solve's
         ``state_residual``; {} when the problem has no such dataset."""
         data = self.problem.datasets.get(name)
@@ -195,5 +256,24 @@ class ReducedObjective:
             out = self._to_first(self.problem.metrics(g_last, data, self.state.U[-1]) if self.grid.last else None)
             residual = self.state_residual
         else:
-            out, residual = self.forward_outputs(x, data, lambda g, uN: self.problem.metrics(g, data, uN))
+            out, residual = self.forward_outputs(x, data, lambda g, uN: self.problem.metrics(g, data, uN),
+                                                 layer_parallel, label=name)
         return dict(self.comm.bcast(out, root=0), state_residual=residual)
+
+    def exact_evaluation(self, x):
+        """Objective and metrics at ``x`` with layer-serial (exact) forward solves on the full
+        training data: what an inexact (one-shot, mini-batch) run's numbers stand for."""
+        saved = self.mgrit, self.data, self.state
+        # the full data may be larger than the mini-batch the state trajectory was sized for
+        self.mgrit, self.data, self.state = None, self.full, self.evaluation(self.full, layer_parallel=False)[0]
+        try:
+            J = self.evaluate(x)
+            out = {"objective": J}
+            for name in ("train", "val"):
+                acc = self.metrics(x, name, layer_parallel=False).get("accuracy")
+                if acc is not None:
+                    out[f"{name}_accuracy"] = acc
+        finally:
+            self.mgrit, self.data, self.state = saved
+            self._evaluated = None
+        return out

@@ -1,12 +1,13 @@
 """PETSc TAO glue: objective/gradient callback, per-iteration monitor and history rows."""
+import contextlib
 import math
+import time
 
 import numpy as np
-import time
 
 from petsc4py import PETSc
 
-from .errors import OcnetError
+from .errors import OcnetError, PeerStop
 
 
 def check_tao_type(db):
@@ -30,11 +31,13 @@ class Trainer:
     """
 
     def __init__(self, objective, comm, replicated=True, on_row=None, run_dir=None,
-                 checkpoint_every=0, resume=False, stop=(0.0, 0.0)):
-        self.obj, self.comm = objective, comm
+                 checkpoint_every=0, resume=False, stop=(0.0, 0.0), meta=None):
+        self.obj, self.comm, self.meta = objective, comm, meta
         self.run_dir, self.checkpoint_every, self.resume = run_dir, checkpoint_every, resume
         self._resumed = None
         self.rows = []
+        self._in_callback = False
+        self.last_good = None  # the design of the last recorded iteration (kept when a run fails)
         self.on_row = on_row
         self.t0 = None
         self.replicated = replicated
@@ -70,18 +73,29 @@ class Trainer:
 
     def _objgrad(self, tao, x, g):
         self._command(("eval",), x)
-        return self.obj.evaluate(x, g)
+        with self._callback():
+            return self.obj.evaluate(x, g)
 
     def _obj(self, tao, x):
         """Objective only: the state solve (the one-shot line search uses this)."""
         self._command(("obj",), x)
-        return self.obj.evaluate(x)
+        with self._callback():
+            return self.obj.evaluate(x)
 
     def _monitor(self, tao):
         its, f, gnorm, _, step, _ = tao.getSolutionStatus()  # step: the last line-search step
         x = tao.getSolution()
         self._command(("monitor", its, f, gnorm, step), x)
-        self._record(its, f, gnorm, step, x)
+        with self._callback():
+            self._record(its, f, gnorm, step, x)
+
+    @contextlib.contextmanager
+    def _callback(self):
+        """Marks the collective part of a callback: an error inside it happened while the other
+        ranks took part (they fail too, or the error channel aborts), not while they wait."""
+        self._in_callback = True
+        yield
+        self._in_callback = False  # not reached on an error: Trainer.solve reads the flag then
 
     def resume_state(self):
         """Rank 0's optimiser: the restored optimiser state (None for a fresh start)."""
@@ -94,7 +108,7 @@ class Trainer:
 
     def _checkpoint(self, its, state):
         from . import checkpoint
-        checkpoint.save(self.run_dir, self.comm, self.obj, its, state, self.rows)
+        checkpoint.save(self.run_dir, self.comm, self.obj, its, state, self.rows, self.meta)
 
     def _serve(self, x):
         """Ranks > 0 of the replicated layout: follow rank 0's commands until it stops."""
@@ -111,6 +125,8 @@ class Trainer:
                 self._record(*cmd[1:], x)
             elif cmd[0] == "checkpoint":
                 self._checkpoint(cmd[1], cmd[2])
+            elif cmd[0] == "error":
+                raise PeerStop()
             else:
                 return cmd[1]
 
@@ -123,8 +139,12 @@ class Trainer:
                "step_length": float(step),
                "state_residual": self.obj.state_residual,
                "adjoint_residual": self.obj.adjoint_residual,
-               "val_state_residual": val.get("state_residual", math.nan)}
+               "val_state_residual": val.get("state_residual", math.nan),
+               "state_mgrit_its": self.obj.state_its, "adjoint_mgrit_its": self.obj.adjoint_its}
         self.rows.append(row)
+        if self.last_good is None:
+            self.last_good = x.duplicate()
+        x.copy(self.last_good)
         self.obj.next_batch(int(its) + 1)
         if self.on_row:
             self.on_row(row)
@@ -138,14 +158,43 @@ class Trainer:
         self._record(0, f, g.norm(), 0.0, x)
         return 0
 
+    def _tao_solve(self, x):
+        """tao.solve, re-raising an ocnet error from inside a callback as itself."""
+        try:
+            self.tao.solve(x)
+        except PETSc.Error as e:
+            if isinstance(e.__cause__, OcnetError):
+                raise e.__cause__ from None
+            raise
+
     def solve(self, x):
         self.t0 = time.perf_counter()
         if not self.root_only:
-            self.tao.solve(x)
+            self._tao_solve(x)
             return self.tao.getConvergedReason()
         if self.comm.Get_rank() == 0:
-            self.tao.solve(x)
+            try:
+                self._tao_solve(x)
+            except BaseException:
+                if not self._in_callback:  # the others wait for a command: tell them to stop
+                    self._command(("error",), x)
+                raise
             reason = self.tao.getConvergedReason()
             self._command(("stop", reason), x)
             return reason
         return self._serve(x)
+
+
+def reason_name(code):
+    """PETSc's name of a TAO converged reason, e.g. -6 -> 'DIVERGED_LS_FAILURE'."""
+    R = PETSc.TAO.ConvergedReason
+    names = {v: k for k, v in vars(R).items() if k.isupper() and isinstance(v, int)}
+    return names.get(int(code), str(code))
+
+
+def accepted_stops():
+    R = PETSc.TAO.ConvergedReason
+    # stops that end an optimisation normally: the iteration budget, a line search that can no
+    # longer decrease the objective (typical near an optimum) and TAO's own step limits
+    return tuple(getattr(R, n) for n in ("DIVERGED_MAXITS", "DIVERGED_LS_FAILURE", "DIVERGED_MAXFCN",
+                                         "DIVERGED_TR_REDUCTION") if hasattr(R, n))

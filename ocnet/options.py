@@ -4,6 +4,7 @@ Every ocnet knob is a PETSc option (command line, ``-options_file`` or environme
 declared once with a type, default and help line; ``-help`` prints the declarations, and a value
 of the wrong type is reported as one clear line instead of a PETSc traceback.
 """
+import math
 from dataclasses import dataclass, field
 
 from .errors import OcnetError
@@ -12,14 +13,34 @@ _TRUE = {"", "1", "true", "yes", "on", "t", "y"}
 _FALSE = {"0", "false", "no", "off", "f", "n"}
 
 
+def parse_bounds(spec):
+    """Interval notation -> (lo, lo_open, hi, hi_open): '[0,inf)', '(0,2]', '[1,inf)'."""
+    spec = spec.replace(" ", "")
+    lo, hi = spec[1:-1].split(",")
+    return float(lo), spec[0] == "(", float(hi), spec[-1] == ")"
+
+
 @dataclass
 class Option:
+    """A declared option.  ``bounds``: the admissible interval of a number in interval notation,
+    e.g. '[0,inf)' (checked when read; a real number must also be finite)."""
+
     name: str
     type: type
     default: object
     help: str
     choices: tuple = ()
     group: str = "ocnet"
+    bounds: str = ""
+
+    def check_range(self, value, text):
+        if self.type is float and not math.isfinite(value):
+            raise OcnetError(f"option -{self.name}: expected a finite real number, got '{text}'")
+        if not self.bounds:
+            return
+        lo, lo_open, hi, hi_open = parse_bounds(self.bounds)
+        if value < lo or value > hi or (lo_open and value == lo) or (hi_open and value == hi):
+            raise OcnetError(f"option -{self.name}: {text} is out of range, must be in {self.bounds}")
 
     def parse(self, text):
         flag = f"-{self.name}"
@@ -39,6 +60,8 @@ class Option:
             raise OcnetError(f"option {flag}: expected {kind}, got '{text}'") from None
         if self.choices and value not in self.choices:
             raise OcnetError(f"option {flag}: '{text}' is not one of {', '.join(map(str, self.choices))}")
+        if self.type in (int, float):
+            self.check_range(value, text)
         return value
 
 
@@ -48,8 +71,11 @@ class OptionSet:
 
     options: list = field(default_factory=list)
 
-    def add(self, name, type, default, help, choices=(), group="ocnet"):
-        self.options.append(Option(name, type, default, help, tuple(choices), group))
+    def add(self, name, type, default, help, choices=(), group="ocnet", bounds=""):
+        """Declare an option; ``bounds`` (numbers): admissible interval, e.g. '[0,inf)'."""
+        if bounds:
+            parse_bounds(bounds)  # a malformed declaration fails here, at start-up
+        self.options.append(Option(name, type, default, help, tuple(choices), group, bounds))
         return self
 
     def extend(self, other):
@@ -77,6 +103,8 @@ class OptionSet:
                 group = o.group
                 lines.append(f"{group} options:")
             kind = "|".join(map(str, o.choices)) if o.choices else o.type.__name__
+            if o.bounds:
+                kind += f" in {o.bounds}"
             default = "" if o.default is None else o.default
             lines.append(f"  -{o.name} <{default}> ({kind}): {o.help}")
         return "\n".join(lines)

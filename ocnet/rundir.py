@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import platform
 
 import numpy as np
 from petsc4py import PETSc
@@ -9,19 +10,85 @@ from petsc4py import PETSc
 from .errors import OcnetError, collective_check
 
 HISTORY_COLUMNS = ["iteration", "objective", "gradient_norm", "train_accuracy", "val_accuracy", "wall_time",
-                   "step_length", "state_residual", "adjoint_residual", "val_state_residual"]
+                   "step_length", "state_residual", "adjoint_residual", "val_state_residual",
+                   "state_mgrit_its", "adjoint_mgrit_its"]
 PARAMS = "params.petsc"
 META = "params.json"
 
 
-def prepare(path, comm):
+MARKER = ".ocnet-run"
+
+
+def prepare(path, comm, overwrite=False):
+    """Create the run folder; an existing non-empty one is refused (a run never mixes its files
+    with another's) unless ``overwrite`` and it is an ocnet run folder, whose contents are then
+    removed.  Collective; one line on every rank for any refusal."""
     ok, msg = True, ""
     if comm.Get_rank() == 0:
         try:
-            os.makedirs(path, exist_ok=True)
+            ok, msg = _prepare(path, overwrite)
         except OSError as e:
-            ok, msg = False, f"cannot create run folder '{path}': {e.strerror}"
+            ok, msg = False, f"-run_dir: cannot create folder '{path}': {e.strerror}"
     collective_check(comm, comm.bcast(ok), comm.bcast(msg))
+
+
+def _prepare(path, overwrite):
+    import shutil
+    if os.path.exists(path) and not os.path.isdir(path):
+        return False, f"-run_dir '{path}' exists and is not a folder"
+    entries = os.listdir(path) if os.path.isdir(path) else []
+    if entries:
+        if not overwrite:
+            return False, (f"-run_dir '{path}' is not empty: choose a new folder, or add -run_dir_overwrite "
+                           "to replace an earlier run there")
+        if MARKER not in entries:
+            return False, (f"-run_dir_overwrite: '{path}' is not an ocnet run folder (no {MARKER}); "
+                           "refusing to delete its contents")
+        for name in entries:
+            full = os.path.join(path, name)
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full)
+            else:
+                os.remove(full)
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, MARKER), "w") as f:
+        f.write("written by ocnet; -run_dir_overwrite may replace this folder's contents\n")
+    return True, ""
+
+
+def differences(saved, meta, keys):
+    """'-key saved (now current)' for each of ``keys`` whose value differs."""
+    out = []
+    for k in keys:
+        a, b = saved.get(k), meta.get(k)
+        if a != b and not (isinstance(a, (int, float)) and isinstance(b, (int, float)) and float(a) == float(b)):
+            out.append(f"-{k} {a} (now {b})")
+    return out
+
+
+def model_differences(saved, meta):
+    """Differences in what shapes the model: problem, N, T, the plugin's options except the
+    ones it names as data selection (``data_options``)."""
+    top = differences(saved, meta, ("problem", "N", "T"))
+    so, mo = saved.get("options", {}), meta.get("options", {})
+    skip = set(meta.get("data_options", ()))
+    keys = [k for k in meta.get("model_options", ()) if k not in skip]
+    return top + differences(so, mo, keys)
+
+
+def check_resume(path, meta, comm):
+    """-resume: the folder's run must be this run (same options, same rank count)."""
+    from . import checkpoint
+    collective_check(comm, os.path.isdir(path), f"-resume: no run folder '{path}'")
+    saved = checkpoint.saved_meta(path, comm)
+    if saved is None:
+        return  # no checkpoint: reported by the checkpoint loader
+    diff = differences(saved, meta, ("problem", "N", "T", "ranks"))
+    diff += differences(saved.get("options", {}), meta["options"],
+                        sorted(set(saved.get("options", {})) | set(meta["options"])))
+    if diff:
+        raise OcnetError(f"-resume: '{path}' holds a run with other settings: {', '.join(diff)}; "
+                         "resume with the same settings (-tao_max_it may change)")
 
 
 def write_options(path, comm):
@@ -106,9 +173,11 @@ def load_params(source, x, meta, comm):
         except (OSError, ValueError) as e:
             collective_check(comm, False, f"-load: unreadable '{meta_file}': {e}")
     if saved is not None:
-        for key in ("problem", "N", "global_size"):
-            if saved.get(key) != meta.get(key):
-                raise OcnetError(f"-load: '{source}' holds parameters for {key}={saved.get(key)}, this run has {key}={meta.get(key)}")
+        diff = model_differences(saved, meta) if "options" in saved else differences(saved, meta, ("problem", "N"))
+        if not diff and saved.get("global_size") != meta.get("global_size"):
+            diff = [f"parameter count {saved.get('global_size')} (now {meta.get('global_size')})"]
+        if diff:
+            raise OcnetError(f"-load: '{source}' holds parameters of another model: {', '.join(diff)}")
     viewer = PETSc.Viewer().createBinary(vec_file, mode="r", comm=x.getComm())
     try:
         x.load(viewer)
@@ -116,3 +185,28 @@ def load_params(source, x, meta, comm):
         raise OcnetError(f"-load: '{vec_file}' is not a parameter file of this run's size") from None
     finally:
         viewer.destroy()
+    bad = x.getComm().tompi4py().allreduce(int(np.count_nonzero(~np.isfinite(x.getArray(readonly=True)))))
+    if bad:
+        raise OcnetError(f"-load: '{vec_file}' holds {bad} non-finite parameter value(s)")
+
+
+def write_all(run_dir, comm, rows, x, meta, summary):
+    """options.txt, history.csv, training.png, params.petsc/json and summary.json (collective)."""
+    write_options(run_dir, comm)
+    write_history(run_dir, rows, comm)
+    plot_history(run_dir, rows, comm)
+    save_params(run_dir, x, meta, comm)
+    if comm.Get_rank() == 0:
+        with open(os.path.join(run_dir, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=1)
+
+
+def machine():
+    """CPU model and core count, for run records (figures depend on the CPU and its BLAS)."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} cores"

@@ -17,9 +17,11 @@ class _MGRITSolve:
         its = m.iterate("state mgrit", on_iteration=snes.monitor)  # monitors run live
         snes.setIterationNumber(its)
         snes.setFunctionNorm(m.history[-1])
-        ok = m.converged
-        snes.setConvergedReason(PETSc.SNES.ConvergedReason.CONVERGED_FNORM_RELATIVE if ok
-                                else PETSc.SNES.ConvergedReason.DIVERGED_MAX_IT)
+        R = PETSc.SNES.ConvergedReason
+        if not m.tolerance_set:  # one-shot: a fixed number of cycles was asked for and run
+            snes.setConvergedReason(R.CONVERGED_ITS)
+        else:
+            snes.setConvergedReason(R.CONVERGED_FNORM_RELATIVE if m.converged else R.DIVERGED_MAX_IT)
 
 
 class StateSNES:

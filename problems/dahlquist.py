@@ -13,10 +13,11 @@ class Dahlquist(ControlProblem):
 
     @classmethod
     def declare_options(cls, opts):
-        opts.add("lambda", float, -1.0, "decay rate lambda (implicit Euler is stable for lambda <= 0)", group=cls.name)
-        opts.add("target", float, 0.5, "target value of u(T)", group=cls.name)
-        opts.add("gamma_tik", float, 1e-4, "Tikhonov weight", group=cls.name)
-        opts.add("gamma_ddt", float, 0.0, "smoothness weight", group=cls.name)
+        opts.add("lambda", float, -1.0, "decay rate lambda (implicit Euler is stable for lambda <= 0)", group=cls.name,
+                 bounds="(-inf,inf)")
+        opts.add("target", float, 0.5, "target value of u(T)", group=cls.name, bounds="(-inf,inf)")
+        opts.add("gamma_tik", float, 1e-4, "Tikhonov weight", group=cls.name, bounds="[0,inf)")
+        opts.add("gamma_ddt", float, 0.0, "smoothness weight", group=cls.name, bounds="[0,inf)")
 
     def __init__(self, values, comm):
         super().__init__(values, comm)

@@ -14,10 +14,10 @@ class Heat(ControlProblem):
 
     @classmethod
     def declare_options(cls, opts):
-        opts.add("nx", int, 64, "interior grid points", group=cls.name)
-        opts.add("kappa", float, 0.1, "diffusivity", group=cls.name)
-        opts.add("gamma_tik", float, 1e-4, "Tikhonov weight", group=cls.name)
-        opts.add("gamma_ddt", float, 1e-4, "smoothness weight", group=cls.name)
+        opts.add("nx", int, 64, "interior grid points", group=cls.name, bounds="[1,inf)")
+        opts.add("kappa", float, 0.1, "diffusivity", group=cls.name, bounds="[0,inf)")
+        opts.add("gamma_tik", float, 1e-4, "Tikhonov weight", group=cls.name, bounds="[0,inf)")
+        opts.add("gamma_ddt", float, 1e-4, "smoothness weight", group=cls.name, bounds="[0,inf)")
 
     def __init__(self, values, comm):
         super().__init__(values, comm)

@@ -32,19 +32,18 @@ def sample(n, rng, nclasses=5):
 
 class Peaks(ResNet):
     name = "peaks"
+    #: options that select data, not the model: -load may evaluate saved parameters on other data
+    data_options = ("ntrain", "nval", "data_seed")
 
     @classmethod
     def declare_options(cls, opts):
         super().declare_options(opts)
-        opts.add("ntrain", int, 5000, "training points on [-3,3]^2", group=cls.name)
-        opts.add("nval", int, 200, "validation points", group=cls.name)
-        opts.add("data_seed", int, 1, "seed of the generated data set", group=cls.name)
+        opts.add("ntrain", int, 5000, "training points on [-3,3]^2", group=cls.name, bounds="[1,inf)")
+        opts.add("nval", int, 200, "validation points", group=cls.name, bounds="[0,inf)")
+        opts.add("data_seed", int, 1, "seed of the generated data set", group=cls.name, bounds="[0,inf)")
 
     def __init__(self, values, comm):
         rng = np.random.default_rng(values["data_seed"])
-        if values["ntrain"] <= 0 or values["nval"] < 0:
-            from ocnet.errors import OcnetError
-            raise OcnetError("-ntrain must be positive and -nval non-negative")
         data = {"train": sample(values["ntrain"], rng)}
         if values["nval"]:
             data["val"] = sample(values["nval"], rng)

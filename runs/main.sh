@@ -9,4 +9,4 @@ MPI=(mpiexec)
 [ "$(id -u)" = 0 ] && MPI+=(--allow-run-as-root)
 "${MPI[@]}" -q -n 1 true >/dev/null 2>&1 && MPI+=(-q)   # quiet where this Open MPI supports it
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-exec "${MPI[@]}" --oversubscribe -n 2 .venv/bin/ocnet -options_file runs/peaks.opts -run_dir runs/out/peaks "$@"
+exec "${MPI[@]}" --oversubscribe -n 2 .venv/bin/ocnet -options_file runs/peaks.opts -run_dir runs/out/peaks -run_dir_overwrite "$@"

@@ -48,8 +48,8 @@ class MisnamedWeights(LinearControl):
 
     @classmethod
     def declare_options(cls, opts):
-        opts.add("dim", int, 3, "state dimension", group=cls.name)
-        opts.add("tik", float, 1e-3, "Tikhonov weight", group=cls.name)
+        opts.add("dim", int, 3, "state dimension", group=cls.name, bounds="[1,inf)")
+        opts.add("tik", float, 1e-3, "Tikhonov weight", group=cls.name, bounds="[0,inf)")
 
 
 class NamedWeights(MisnamedWeights):

@@ -10,19 +10,19 @@ SMALL = ["-N", 4, "-width", 4, "-ntrain", 100, "-nval", 20, "-tao_max_it", 3, "-
 BAD = [
     (["-problem", "nosuch"], "unknown problem 'nosuch'"),
     (["-problem", "nosuch.mod:Cls"], "cannot load problem"),
-    (["-N", 0], "number of layers must be positive"),
+    (["-N", 0], "option -N: 0 is out of range, must be in [1,inf)"),
     (["-N", "abc"], "option -N: expected an integer, got 'abc'"),
     (["-activation", "sigmoid"], "option -activation: 'sigmoid' is not one of"),
     (["-gamma_tik", "x1"], "option -gamma_tik: expected a real number"),
     (["-load", "/nonexistent/run"], "-load: no parameter file"),
     (["-tao_type", "nosuch"], "unknown TAO type 'nosuch'"),
-    (["-tao_max_it", -3], "-tao_max_it must be >= 0"),
-    (["-mgrit_levels", 0], "-mgrit_levels must be >= 1"),
+    (["-tao_max_it", -3], "option -tao_max_it: -3 is out of range, must be in [0,inf)"),
+    (["-mgrit_levels", 0], "option -mgrit_levels: 0 is out of range, must be in [1,inf)"),
     (["-batch_size", 5000], "-batch_size 5000: must be between 1 and the 100 training samples"),
     (["-mode", "fast"], "option -mode: 'fast' is not one of serial, exact, oneshot"),
-    (["-state_mgrit_cfactor", 1], "-mgrit_cfactor must be >= 2"),
+    (["-state_mgrit_cfactor", 1], "option -state_mgrit_cfactor: coarsening factors must be >= 2"),
     (["-mgrit_relax", "FF"], "option -mgrit_relax: 'FF' is not one of F, FCF, FCFCF"),
-    (["-stop_adjoint_residual", -1e-3], "-stop_adjoint_residual must be >= 0 (got -0.001)"),
+    (["-stop_adjoint_residual", -1e-3], "option -stop_adjoint_residual: -0.001 is out of range"),
     (["-tao_ls_type", "nosuch"], "PETSc: Unable to find requested TaoLineSearch type nosuch"),
 ]
 
@@ -84,7 +84,7 @@ def test_load_wrong_size(tmp_path):
     run1 = tmp_path / "r"
     run_ocnet(SMALL + ["-run_dir", run1])
     p = run_ocnet(["-N", 8] + SMALL[2:] + ["-load", run1], check=False)
-    assert p.returncode == 2 and "holds parameters for N=4" in p.stderr
+    assert p.returncode == 2 and "holds parameters of another model: -N 4 (now 8)" in p.stderr
 
 
 def test_mgrit_training_matches_serial(tmp_path):

@@ -1,6 +1,6 @@
 """-stop_state_residual / -stop_adjoint_residual: the gradient-norm stop waits for small MGRIT
 residuals and then ends the run with TAO's CONVERGED_USER (8); same runs on 1 and 2 ranks."""
-import re
+import json
 
 import numpy as np
 import pytest
@@ -13,8 +13,8 @@ ONESHOT_TAO = ["-tao_type", "python", "-tao_python_type", "ocnet.oneshot.OneShot
 
 
 def run(args, path, nprocs=None):
-    out = run_ocnet(BASE + args + ["-run_dir", path], nprocs=nprocs).stdout
-    reason = int(re.search(r"\(reason (-?\d+)\)", out).group(1))
+    run_ocnet(BASE + args + ["-run_dir", path], nprocs=nprocs)
+    reason = json.loads((path / "summary.json").read_text())["reason_code"]
     h = read_history(path)
     return reason, {k: np.array([float(r[k]) for r in h]) for k in h[0]}
 

@@ -17,11 +17,11 @@ class LinearControl(ControlProblem):
 
     @classmethod
     def declare_options(cls, opts):            # become PETSc options: -dim, -gamma_tik, ...
-        opts.add("dim", int, 3, "state dimension", group=cls.name)
+        opts.add("dim", int, 3, "state dimension", group=cls.name, bounds="[1,inf)")
         # the weights of the default layer_regularization, named by regularization_options
         # (default ("gamma_tik", "gamma_ddt"); None: no layer regularisation)
-        opts.add("gamma_tik", float, 1e-3, "Tikhonov weight", group=cls.name)
-        opts.add("gamma_ddt", float, 1e-3, "smoothness weight", group=cls.name)
+        opts.add("gamma_tik", float, 1e-3, "Tikhonov weight", group=cls.name, bounds="[0,inf)")
+        opts.add("gamma_ddt", float, 1e-3, "smoothness weight", group=cls.name, bounds="[0,inf)")
 
     def __init__(self, values, comm):
         super().__init__(values, comm)        # reads the regularisation weights

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import dense_kernels as kernels
-from ocnet.errors import OcnetError
 from ocnet.problem import ControlProblem
 
 
@@ -36,20 +35,23 @@ class ResNet(ControlProblem):
     @classmethod
     def declare_options(cls, opts):
         g = cls.name
-        opts.add("width", int, cls.default_width, "network width (state features per sample)", group=g)
+        opts.add("width", int, cls.default_width, "network width (state features per sample)", group=g,
+                 bounds="[1,inf)")
         opts.add("activation", str, "smoothrelu", "activation sigma", choices=tuple(kernels.ACTIVATIONS), group=g)
-        opts.add("gamma_tik", float, 1e-7, "Tikhonov weight on layer and opening parameters", group=g)
-        opts.add("gamma_ddt", float, 1e-5, "smoothness weight on (theta[n]-theta[n-1])/h", group=g)
-        opts.add("gamma_class", float, 1e-7, "Tikhonov weight on the classifier", group=g)
-        opts.add("init_open", float, 1.0, "std of the initial opening weights", group=g)
-        opts.add("init_layer", float, 1.0, "std (times 1/sqrt(width)) of initial layer weights", group=g)
-        opts.add("init_class", float, 1.0, "std (times 1/sqrt(width)) of initial classifier weights", group=g)
+        opts.add("gamma_tik", float, 1e-7, "Tikhonov weight on layer and opening parameters", group=g,
+                 bounds="[0,inf)")
+        opts.add("gamma_ddt", float, 1e-5, "smoothness weight on (theta[n]-theta[n-1])/h", group=g,
+                 bounds="[0,inf)")
+        opts.add("gamma_class", float, 1e-7, "Tikhonov weight on the classifier", group=g, bounds="[0,inf)")
+        opts.add("init_open", float, 1.0, "std of the initial opening weights", group=g, bounds="[0,inf)")
+        opts.add("init_layer", float, 1.0, "std (times 1/sqrt(width)) of initial layer weights", group=g,
+                 bounds="[0,inf)")
+        opts.add("init_class", float, 1.0, "std (times 1/sqrt(width)) of initial classifier weights", group=g,
+                 bounds="[0,inf)")
 
     def __init__(self, values, comm, nin, nclasses, datasets):
         super().__init__(values, comm)
         self.width = w = values["width"]
-        if w <= 0:
-            raise OcnetError(f"-width must be positive (got {w})")
         self.activation = values["activation"]
         self.act = kernels.ACTIVATIONS[self.activation]
         self.gamma_tik = values["gamma_tik"]

@@ -1,0 +1,63 @@
+"""The three modes (-mode serial|exact|oneshot): the MGRIT settings of the state and adjoint
+solves each implies, and the options a configuration leaves unused (reported, never ignored)."""
+from .mgrit import auto_levels, hierarchy, settings_for
+
+
+def mode_settings(values, db, grid):
+    """MGRIT settings of the state and adjoint solves for -mode serial|exact|oneshot."""
+    out = []
+    for which, its in (("state", values["oneshot_state_its"]), ("adjoint", values["oneshot_adjoint_its"])):
+        st = settings_for(values, db, which)
+        if values["mode"] == "serial":
+            st.levels = 1
+        else:
+            if not (db.hasName("mgrit_levels") or db.hasName(f"{which}_mgrit_levels")):
+                st.levels = auto_levels(grid.N, st)
+            if values["mode"] == "oneshot":
+                st.max_it, st.rtol, st.atol = its, 0.0, 0.0
+        out.append(st)
+    return out
+
+
+
+def inactive_options(values, db, grid, settings):
+    """One line for each option given that this configuration does not use, saying why."""
+    mode = values["mode"]
+    given = [k for k in db.getAll() if k in values]
+    out = []
+    mgrit_like = [k for k in given if "mgrit_" in k and k != "mgrit_view"]  # -mgrit_view reports serial itself
+    if mode == "serial":
+        for k in mgrit_like + [k for k in given if k in ("oneshot_state_its", "oneshot_adjoint_its", "unconverged",
+                                                        "stop_state_residual", "stop_adjoint_residual")]:
+            out.append(f"-{k} has no effect in -mode serial (layer-serial sweeps, no MGRIT): "
+                       "use -mode exact or -mode oneshot")
+        return out
+    if mode == "exact":
+        out += [f"-{k} has no effect in -mode exact (solves run to -mgrit_rtol/-mgrit_atol): "
+                f"use -mode oneshot" for k in given if k in ("oneshot_state_its", "oneshot_adjoint_its")]
+    if mode == "oneshot":
+        out += [f"-{k} has no effect in -mode oneshot (each solve runs -oneshot_state_its / "
+                f"-oneshot_adjoint_its cycles): use those, or -mode exact"
+                for k in mgrit_like if k.rsplit("mgrit_", 1)[1] in ("max_it", "rtol", "atol")]
+        if "unconverged" in given:
+            out.append("-unconverged has no effect in -mode oneshot (fixed cycle counts): use -mode exact")
+    auto = [w for w, st in zip(("state", "adjoint"), settings)  # levels chosen by ocnet, N too short
+            if st.levels == 1 and not {f"{w}_mgrit_levels", "mgrit_levels"} & set(given)]
+    if auto:
+        solves = " and ".join(auto) + (" solves are" if len(auto) > 1 else " solve is")
+        out.append(f"-mode {mode}: N={grid.N} is too short for a coarse level (coarsening factor "
+                   f"{settings[0].factor(0)}), so the {solves} the layer-serial sweep")
+    for which, st in zip(("state", "adjoint"), settings):
+        built = hierarchy(grid.N, st)
+        for k in (f"{which}_mgrit_levels", "mgrit_levels"):
+            if k in given and st.levels > len(built):
+                out.append(f"-{k} {st.levels}: the {which} hierarchy of N={grid.N} has only {len(built)} "
+                           f"level(s) (coarsening factors {','.join(map(str, st.cfactor))}, -mgrit_min_coarse "
+                           f"{st.min_coarse}){'; one level is the layer-serial sweep' if len(built) == 1 else ''}")
+                break
+        for k in (f"{which}_mgrit_cfactor", "mgrit_cfactor"):
+            if k in given and len(st.cfactor) > max(len(built) - 1, 1):
+                out.append(f"-{k} {values[k]}: the {which} hierarchy has {len(built)} level(s), so only the "
+                           f"first {max(len(built) - 1, 1)} factor(s) are used")
+                break
+    return list(dict.fromkeys(out))

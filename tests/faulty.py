@@ -1,0 +1,42 @@
+"""Plugins that fail on purpose, for the robustness tests."""
+import numpy as np
+
+from tests.toy import LinearControl
+
+
+class Poisoned(LinearControl):
+    """LinearControl whose terminal value turns NaN from the ``nan_at``-th evaluation on (a run
+    that goes non-finite after some good iterations).  Every rank counts the same evaluations."""
+
+    name = "poisoned"
+    data_options = ("nan_at",)  # not part of the model: -load may evaluate with another value
+
+    @classmethod
+    def declare_options(cls, opts):
+        super().declare_options(opts)
+        opts.add("nan_at", int, 5, "evaluation from which the objective is NaN", group=cls.name, bounds="[0,inf)")
+
+    def __init__(self, values, comm):
+        super().__init__(values, comm)
+        self.count = 0
+
+    def terminal(self, g, data, uN, lamN, grad_g):
+        self.count += 1
+        value = super().terminal(g, data, uN, lamN, grad_g)
+        return np.nan if self.count >= self.values["nan_at"] else value
+
+
+class FailsOnRank(LinearControl):
+    """Raises a plain Python error in ``step`` on one rank only (a bug in a plugin)."""
+
+    name = "fails"
+
+    @classmethod
+    def declare_options(cls, opts):
+        super().declare_options(opts)
+        opts.add("fail_rank", int, 1, "rank whose step raises", group=cls.name, bounds="[0,inf)")
+
+    def step(self, n, h, theta, u, out, cache):
+        if self.comm.Get_rank() == self.values["fail_rank"]:
+            raise ZeroDivisionError("deliberate failure in step")
+        super().step(n, h, theta, u, out, cache)

@@ -1,0 +1,202 @@
+"""Every bad run ends cleanly and says why (issue 8): no hangs, no silent no-ops, honest reports.
+
+Each case is a command line that once went wrong; under mpiexec every error must end every rank
+with a non-zero status well within the subprocess timeout (a hang fails the test, never the suite).
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tests.conftest import read_history, run_ocnet
+
+PEAKS = ["-N", 4, "-width", 4, "-ntrain", 100, "-nval", 20, "-tao_max_it", 3, "-quiet"]
+DAHL = ["-problem", "dahlquist", "-N", 8, "-tao_max_it", 3, "-quiet"]
+TOY = ["-problem", "tests.faulty:Poisoned", "-N", 8, "-quiet"]
+
+
+def ocnet_lines(p):
+    return [ln for ln in (p.stdout + p.stderr).splitlines() if ln.startswith("ocnet")]
+
+
+def one_error(p, status, text):
+    errors = [ln for ln in ocnet_lines(p) if ln.startswith("ocnet: error:")]
+    assert p.returncode == status, (p.returncode, p.stdout, p.stderr)
+    assert len(errors) == 1 and text in errors[0], p.stderr
+    assert "Traceback" not in p.stdout + p.stderr
+
+
+# ---- 1. an error on one rank ends every rank -------------------------------------------------
+@pytest.mark.parametrize("nprocs", [2, 3])
+def test_error_inside_optimizer_on_rank0_ends_all_ranks(nprocs):
+    p = run_ocnet(DAHL + ["-tao_type", "nls"], nprocs=nprocs, timeout=30, check=False)
+    one_error(p, 2, "TaoSetHessian")
+
+
+@pytest.mark.parametrize("nprocs", [2, 3])
+def test_plugin_bug_on_one_rank_ends_all_ranks(nprocs):
+    p = run_ocnet(["-problem", "tests.faulty:FailsOnRank", "-N", 8, "-fail_rank", nprocs - 1, "-quiet"],
+                  nprocs=nprocs, timeout=30, check=False)
+    assert p.returncode == 1, (p.returncode, p.stderr)
+    assert "ZeroDivisionError: deliberate failure in step" in p.stderr  # a bug: with its traceback
+
+
+@pytest.mark.parametrize("nprocs", [None, 2])
+def test_missing_options_file(nprocs):
+    one_error(run_ocnet(["-options_file", "/no/such.opts"], nprocs=nprocs, timeout=30, check=False), 2,
+              "-options_file: cannot read '/no/such.opts'")
+
+
+# ---- 2. non-finite numbers stop the run, say where, keep the last good parameters ------------
+@pytest.mark.parametrize("nprocs", [None, 2])
+def test_nonfinite_objective_stops_and_keeps_last_good(tmp_path, nprocs):
+    run = tmp_path / "r"
+    p = run_ocnet(TOY + ["-nan_at", 6, "-tao_max_it", 20, "-run_dir", run], nprocs=nprocs, timeout=60, check=False)
+    one_error(p, 3, "non-finite objective")
+    hist = read_history(run)
+    assert len(hist) >= 2 and all(np.isfinite(float(r["objective"])) for r in hist)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["reason"] == "DIVERGED_NAN" and summary["iterations"] == int(hist[-1]["iteration"])
+    # the kept parameters reproduce the last good row
+    p2 = run_ocnet(TOY + ["-nan_at", 10**6, "-load", run, "-tao_max_it", 0, "-run_dir", tmp_path / "e"])
+    assert float(read_history(tmp_path / "e")[0]["objective"]) == pytest.approx(float(hist[-1]["objective"]),
+                                                                                 rel=1e-12), p2.stdout
+
+
+@pytest.mark.parametrize("nprocs", [None, 2])
+def test_overflowing_state_named_with_its_layer(nprocs):
+    p = run_ocnet(PEAKS + ["-init_layer", 1e200, "-activation", "relu"], nprocs=nprocs, timeout=60, check=False)
+    one_error(p, 3, "non-finite")
+    assert "the state from layer" in p.stderr
+
+
+def test_nonfinite_options_and_loaded_nan(tmp_path):
+    one_error(run_ocnet(PEAKS + ["-T", "inf"], check=False), 2, "option -T: expected a finite real number")
+    one_error(run_ocnet(PEAKS + ["-gamma_ddt", "nan"], check=False), 2, "finite")
+    run = tmp_path / "r"
+    run_ocnet(PEAKS + ["-run_dir", run])
+    raw = bytearray((run / "params.petsc").read_bytes())
+    vals = np.frombuffer(raw, ">f8", offset=8).copy()  # PETSc binary Vec: classid, n, big-endian reals
+    vals[3] = np.nan
+    raw[8:] = vals.astype(">f8").tobytes()
+    (run / "params.petsc").write_bytes(bytes(raw))
+    for nprocs in (None, 2):
+        p = run_ocnet(PEAKS + ["-load", run, "-tao_max_it", 0], nprocs=nprocs, timeout=60, check=False)
+        one_error(p, 2, "holds 1 non-finite parameter value")
+
+
+# ---- 3. options that would do nothing are reported -------------------------------------------
+@pytest.mark.parametrize("args,expected", [
+    (["-mode", "serial", "-mgrit_levels", 3, "-mgrit_monitor"],
+     ["-mgrit_levels has no effect in -mode serial", "-mgrit_monitor has no effect in -mode serial"]),
+    (["-mode", "exact", "-N", 8, "-mgrit_levels", 2, "-mgrit_cfactor", "4,2"],
+     ["-mgrit_cfactor 4,2: the state hierarchy has 2 level(s), so only the first 1 factor(s) are used"]),
+    (["-mode", "exact", "-N", 3, "-mgrit_levels", 4],
+     ["-mgrit_levels 4: the state hierarchy of N=3 has only 1 level(s)"]),
+    (["-mode", "oneshot", "-mgrit_max_it", 7], ["-mgrit_max_it has no effect in -mode oneshot"]),
+    (["-mode", "exact", "-oneshot_state_its", 1], ["-oneshot_state_its has no effect in -mode exact"]),
+    (["-mode", "exact", "-N", 3], ["-mode exact: N=3 is too short for a coarse level"]),
+])
+def test_inactive_options_warn(args, expected):
+    p = run_ocnet(PEAKS + args)
+    warnings = [ln for ln in ocnet_lines(p) if ln.startswith("ocnet: warning:")]
+    for text in expected:
+        assert sum(text in w for w in warnings) == 1, (text, warnings)
+
+
+@pytest.mark.parametrize("args,text", [
+    (["-mgrit_min_coarse", 0], "option -mgrit_min_coarse: 0 is out of range, must be in [2,inf)"),
+    (["-mgrit_min_coarse", -5], "option -mgrit_min_coarse: -5 is out of range"),
+    (["-gamma_tik", -1], "option -gamma_tik: -1 is out of range, must be in [0,inf)"),
+    (["-gamma_ddt", -1], "option -gamma_ddt: -1 is out of range"),
+    (["-problem", "dahlquist", "-gamma_tik", -1], "option -gamma_tik: -1 is out of range"),
+    (["-problem", "heat", "-kappa", -0.1], "option -kappa: -0.1 is out of range"),
+])
+def test_out_of_range_values(args, text):
+    for nprocs in (None, 2, 3):
+        one_error(run_ocnet(PEAKS + args, nprocs=nprocs, timeout=60, check=False), 2, text)
+
+
+# ---- 5. unconverged exact solves are visible ------------------------------------------------
+def test_unconverged_exact_solves_warn_and_stop(tmp_path):
+    args = PEAKS + ["-N", 16, "-mode", "exact", "-mgrit_max_it", 1, "-mgrit_rtol", 1e-12]
+    p = run_ocnet(args + ["-run_dir", tmp_path / "w", "-adjoint_ksp_converged_reason"])
+    warnings = [ln for ln in ocnet_lines(p) if "above its tolerance" in ln]
+    assert warnings and len(warnings) <= 3, warnings  # rate-limited (1st, 10th, 100th, ...)
+    assert "DIVERGED_MAX_IT" in p.stdout + p.stderr  # the adjoint KSP tells the truth
+    hist = read_history(tmp_path / "w")
+    assert all(float(r["state_mgrit_its"]) == 1 and float(r["adjoint_mgrit_its"]) == 1 for r in hist)
+    assert json.loads((tmp_path / "w" / "summary.json").read_text())["unconverged_solves"] > 0
+    one_error(run_ocnet(args + ["-unconverged", "stop"], nprocs=2, timeout=60, check=False), 3,
+              "state MGRIT stopped after 1 iterations")
+
+
+# ---- 6. resume / load into a different problem ---------------------------------------------
+ONESHOT = ["-width", 4, "-ntrain", 100, "-nval", 20, "-quiet", "-mode", "oneshot", "-mgrit_cfactor", 2,
+           "-oneshot_tao", "-checkpoint_every", 2]
+
+
+def test_resume_and_load_with_other_settings(tmp_path):
+    run = tmp_path / "r"
+    run_ocnet(ONESHOT + ["-N", 8, "-tao_max_it", 4, "-run_dir", run])
+    p = run_ocnet(ONESHOT + ["-N", 16, "-tao_max_it", 6, "-resume", run], check=False)
+    one_error(p, 2, "-N 8 (now 16)")
+    p = run_ocnet(ONESHOT + ["-N", 8, "-tao_max_it", 6, "-resume", run], nprocs=2, timeout=60, check=False)
+    one_error(p, 2, "-ranks 1 (now 2)")
+    for extra, text in ((["-T", 2], "-T 1.0 (now 2.0)"), (["-activation", "tanh"], "-activation smoothrelu (now tanh)")):
+        p = run_ocnet(ONESHOT[:-2] + ["-N", 8, "-load", run, "-tao_max_it", 0] + extra, check=False)
+        one_error(p, 2, text)
+    # data-selecting options may differ: the saved model is evaluated on other data
+    run_ocnet(ONESHOT[:-2] + ["-N", 8, "-load", run, "-tao_max_it", 0, "-ntrain", 50])
+
+
+# ---- 7. run folders are never mixed ----------------------------------------------------------
+def test_run_folder_refused_unless_overwrite(tmp_path):
+    run = tmp_path / "r"
+    run_ocnet(PEAKS + ["-run_dir", run])
+    assert (run / "decision.png").exists()
+    one_error(run_ocnet(DAHL + ["-run_dir", run], check=False), 2, "is not empty")
+    run_ocnet(DAHL + ["-run_dir", run, "-run_dir_overwrite"])
+    assert not (run / "decision.png").exists() and (run / "params.petsc").exists()
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    one_error(run_ocnet(DAHL + ["-run_dir", other, "-run_dir_overwrite"], check=False), 2,
+              "is not an ocnet run folder")
+    assert (other / "notes.txt").read_text() == "keep me"
+
+
+# ---- 8. reported numbers say what they are ---------------------------------------------------
+def test_reason_names_and_exact_final_numbers(tmp_path):
+    run = tmp_path / "o"
+    p = run_ocnet(PEAKS + ["-N", 8, "-mode", "oneshot", "-run_dir", run], nprocs=2, timeout=120)
+    assert "(DIVERGED_MAXITS)" in p.stdout
+    assert "exact (layer-serial) forward solve on all training data: objective" in p.stdout
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["reason"] == "DIVERGED_MAXITS" and "final_exact" in summary and summary["machine"]
+    # the exact objective is what a serial evaluation of the saved parameters gives
+    ev = tmp_path / "ev"
+    run_ocnet(PEAKS + ["-N", 8, "-load", run, "-tao_max_it", 0, "-run_dir", ev])
+    assert summary["final_exact"]["objective"] == pytest.approx(float(read_history(ev)[0]["objective"]), rel=1e-12)
+
+
+def test_validation_monitor_lines_are_labelled():
+    p = run_ocnet(PEAKS + ["-N", 8, "-mode", "exact", "-mgrit_monitor", "-tao_max_it", 1])
+    assert "val state mgrit it" in p.stdout
+
+
+# ---- 9. a corrupt Numba cache recompiles ------------------------------------------------------
+def test_corrupt_numba_cache_recompiles(tmp_path, monkeypatch):
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "cache"))
+    run_ocnet(PEAKS)
+    files = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "cache") for f in fs]
+    assert any(f.endswith(".nbi") for f in files) and any(f.endswith(".nbc") for f in files)
+    for f in files:
+        with open(f, "r+b") as fh:  # keep the leading version pickle of an index, damage the rest
+            data = fh.read()
+            fh.seek(len(data) // 2)
+            fh.write(b"\x00garbage" * 8)
+    p = run_ocnet(PEAKS)
+    assert "recompiling: corrupt Numba cache file" in p.stderr
+    run_ocnet(PEAKS)  # and the cache works again
