@@ -5,6 +5,7 @@ never used are reported at the end.  Bad input ends every rank with one line and
 """
 import os
 import sys
+import time
 import traceback
 
 FRAMEWORK_OPTIONS = [  # name, type, default, help, and keywords of OptionSet.add (choices, bounds)
@@ -18,9 +19,10 @@ FRAMEWORK_OPTIONS = [  # name, type, default, help, and keywords of OptionSet.ad
     ("quiet", bool, False, "no per-iteration line on stdout", {}),
     ("mode", str, "serial", "serial: layer-serial sweeps; exact: MGRIT state and adjoint solved to "
      "-mgrit_rtol; oneshot: -oneshot_state_its / -oneshot_adjoint_its warm-started MGRIT iterations "
-     "per evaluation (inexact gradient)", {"choices": ("serial", "exact", "oneshot")}),
+     "per evaluation (inexact gradient; unless given, -mgrit_relax F -mgrit_cfactor 8)",
+     {"choices": ("serial", "exact", "oneshot")}),
     ("oneshot_state_its", int, 2, "state MGRIT iterations per evaluation in -mode oneshot", {"bounds": "[1,inf)"}),
-    ("oneshot_adjoint_its", int, 2, "adjoint MGRIT iterations per evaluation in -mode oneshot", {"bounds": "[1,inf)"}),
+    ("oneshot_adjoint_its", int, 1, "adjoint MGRIT iterations per evaluation in -mode oneshot", {"bounds": "[1,inf)"}),
     ("oneshot_tao", bool, False, "optimise with the paper's one-shot TAO (python type ocnet.oneshot.OneShot: "
      "L-BFGS + Armijo backtracking that re-runs only the state); overrides -tao_type", {}),
     ("unconverged", str, "warn", "-mode exact: an MGRIT solve that ends at -mgrit_max_it above its tolerance "
@@ -33,6 +35,8 @@ FRAMEWORK_OPTIONS = [  # name, type, default, help, and keywords of OptionSet.ad
     ("checkpoint_every", int, 0, "write a checkpoint into the run folder every k iterations (one-shot optimiser)",
      {"bounds": "[0,inf)"}),
     ("resume", str, None, "continue the run in this folder from its last complete checkpoint", {}),
+    ("log_phases", bool, False, "write RUN/phases.json: time per solver phase from PETSc log events "
+     "(ocnet/phases.py; needs -run_dir)", {}),
     ("design_layout", str, "replicated", "optimiser vectors: replicated on every rank (history bitwise "
      "independent of the rank count) or distributed like the layers (O(N/P) memory)",
      {"choices": ("replicated", "distributed")}),
@@ -150,6 +154,13 @@ def run(comm):
     trainer = Trainer(objective, comm, replicated, on_row=show, run_dir=run_dir,
                       checkpoint_every=values["checkpoint_every"], resume=bool(values["resume"]),
                       stop=(values["stop_state_residual"], values["stop_adjoint_residual"]), meta=meta)
+    if values["log_phases"]:  # events from here on: the solve, not the warm-up
+        from . import phases
+        if not run_dir:
+            raise OcnetError("-log_phases needs -run_dir")
+        phases.start()
+        objective.mgrit_counts = {k: [0, 0] for k in objective.mgrit_counts}
+    t_solve, cpu_solve = time.perf_counter(), time.process_time()
     if values["resume"]:
         _say(comm, f"ocnet: resuming {run_dir} at iteration {int(trainer.resume_state()['its'])}")
     try:
@@ -163,6 +174,10 @@ def run(comm):
             rundir.write_all(run_dir, comm, trainer.rows, x, meta, summary)
             _say(comm, f"ocnet: kept the parameters of iteration {last} in {run_dir}", sys.stderr)
         raise
+    t_solve, cpu_solve = time.perf_counter() - t_solve, time.process_time() - cpu_solve
+    if values["log_phases"]:
+        phases.write(run_dir, comm, len(trainer.rows) - 1, comm.bcast(trainer.evaluations, root=0), t_solve,
+                     objective.mgrit_counts, cpu_solve)
     reason = reason_name(code)
     x = objective.design.convert(x_opt, False)
     rows = trainer.rows
@@ -194,7 +209,7 @@ def run(comm):
 
 #: options that control a run but do not define it (not compared on -load/-resume)
 RUN_CONTROL = ("run_dir", "run_dir_overwrite", "load", "design_layout", "quiet", "resume", "checkpoint_every",
-               "mgrit_view", "check_adjoint")
+               "log_phases", "mgrit_view", "check_adjoint")
 
 
 def report_unused(comm):

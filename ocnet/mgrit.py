@@ -29,13 +29,28 @@ def event(name):
     return _EVENTS[name]
 
 
+class phase:
+    """``with phase(name):`` times a block as the PETSc log event ``name``."""
+
+    def __init__(self, name):
+        self.ev = event(name)
+
+    def __enter__(self):
+        self.ev.begin()
+
+    def __exit__(self, *exc):
+        self.ev.end()
+
+
 def logged(name):
+    """Log a method as the event ``<self.log_prefix><name>`` (state MGRIT: ``MGRITRelax``, ...;
+    the adjoint's: ``AdjMGRITRelax``, ...), so -log_view and runs/bench_modes.py tell them apart."""
     def wrap(fn):
-        def inner(*a, **k):
-            ev = event(name)
+        def inner(self, *a, **k):
+            ev = event(self.log_prefix + name)
             ev.begin()
             try:
-                return fn(*a, **k)
+                return fn(self, *a, **k)
             finally:
                 ev.end()
         inner.__name__, inner.__doc__ = fn.__name__, fn.__doc__
@@ -129,6 +144,9 @@ class Level:
         # page faults that were measured to slow the C-point steps down twofold
         self.work = np.zeros((2, len(self.c_rows), S))
         self.send_buf, self.send_req = np.zeros(S), None  # see MGRIT._send_last
+        # True right after an F-relaxation until a C-point changes: a second F-relaxation would
+        # recompute bitwise the same F-points, so MGRIT.relax skips it (see there)
+        self.f_relaxed = False
 
     def point(self, r):
         return self.p0 + r
@@ -144,6 +162,8 @@ class Level:
 class MGRIT:
     """State solve A(u) = g, A(u)[j] = u[j] - Phi_j(u[j-1]), by FAS MGRIT V-cycles."""
 
+    log_prefix = "MGRIT"  # PETSc log events MGRITRelax, MGRITRestrict, ...
+
     def __init__(self, grid, problem, comm, settings, state_size, cache_size, traj):
         self.grid, self.problem, self.comm, self.s = grid, problem, comm, settings
         p = problem.layer_param_size
@@ -154,9 +174,12 @@ class MGRIT:
             else:
                 lev = Level(grid, m, cf, state_size, cache_size, p, alloc=self.alloc)
             self.levels.append(lev)
+        for lev in self.levels:
+            self.link(lev)
         self.extra_levels = []  # levels outside the hierarchy that communicate (flushed too)
         self.history, self.converged = [], False
         self._first = True  # skip_down applies to the very first cycle (cold start) only
+        self.last_cycle = False  # True during the last cycle of a fixed-cycle (one-shot) solve
 
     @staticmethod
     def alloc(shape):
@@ -164,6 +187,18 @@ class MGRIT:
         return np.zeros(shape)
 
     # ---- communication ----------------------------------------------------------------
+    def link(self, lev):
+        """The level's neighbours: the nearest ranks to the left and right that own points on it
+        (None: none).  Halos go between them directly; ranks without points on a coarse level
+        take no part in its communication (collective, once per level).  Only messages change:
+        each halo is the same state it was when empty ranks forwarded it."""
+        owners = self.comm.allgather(bool(lev.owns))
+        r = self.grid.rank
+        left = [q for q in range(r) if owners[q]]
+        right = [q for q in range(r + 1, len(owners)) if owners[q]]
+        lev.left = left[-1] if (left and lev.owns) else None
+        lev.right = right[0] if (right and lev.owns) else None
+
     def _tag(self, lev):
         return 300 + (self.levels.index(lev) if lev in self.levels else 99)
 
@@ -175,7 +210,7 @@ class MGRIT:
         if lev.send_req is not None:
             lev.send_req.Wait()
         lev.send_buf[:] = lev.U[lev.nrows - 1]
-        lev.send_req = self.comm.Isend(lev.send_buf, dest=self.grid.rank + 1, tag=self._tag(lev))
+        lev.send_req = self.comm.Isend(lev.send_buf, dest=lev.right, tag=self._tag(lev))
 
     def flush(self):
         """Complete every pending send (end of a solve)."""
@@ -184,17 +219,16 @@ class MGRIT:
                 lev.send_req.Wait()
                 lev.send_req = None
 
-    @logged("MGRITComm")
+    @logged("Comm")
     def _recv_halo(self, lev):
-        self.comm.Recv(lev.U[0], source=self.grid.rank - 1, tag=self._tag(lev))
+        self.comm.Recv(lev.U[0], source=lev.left, tag=self._tag(lev))
 
-    @logged("MGRITComm")
+    @logged("Comm")
     def exchange(self, lev):
-        """Halo row 0 <- last point of the nearest left rank owning one (forwarded through empty ranks)."""
-        gr = self.grid
-        if not gr.first:
+        """Halo row 0 <- last point of the nearest left rank owning one."""
+        if lev.left is not None:
             self._recv_halo(lev)
-        if not gr.last:
+        if lev.right is not None:
             self._send_last(lev)
 
     # ---- the two batched primitives every operation below goes through -----------------
@@ -221,19 +255,20 @@ class MGRIT:
 
     # ---- relaxation ---------------------------------------------------------------------
     def f_relax(self, lev, cache=None):
-        gr = self.grid
         runs = lev.f_runs
         last_c = lev.owns and lev.is_c(lev.nrows - 1)
-        if not gr.last and last_c:  # F-relaxation does not change it: send before relaxing
+        has_left, has_right = lev.left is not None, lev.right is not None
+        if has_right and last_c:  # F-relaxation does not change it: send before relaxing
             self._send_last(lev)
-        leading = len(runs) and runs[0, 0] == 1 and not gr.first
+        leading = len(runs) and runs[0, 0] == 1 and has_left
         self._sweeps(lev, runs[1:] if leading else runs, cache)
-        if not gr.first:
+        if has_left:
             self._recv_halo(lev)
             if leading:
                 self._sweeps(lev, runs[:1], cache)
-        if not gr.last and not last_c:
+        if has_right and not last_c:
             self._send_last(lev)
+        lev.f_relaxed = True
 
     def point_residuals(self, lev, out):
         """out[i] = U[r] - Phi(U[r-1]) for the owned rows r in order (the first rank's row 0,
@@ -251,22 +286,28 @@ class MGRIT:
     def c_relax(self, lev, cache=None):
         # the halo row is valid after the preceding F-relaxation
         rows, w = lev.c_rows, self.s.cweight
+        lev.f_relaxed = False
         if w == 1.0:  # straight into U: the steps read F-rows and write C-rows
             self._steps(lev, rows, lev.U, rows, forced=lev.forced, cache=cache)
         else:
             rowops.blend_rows(lev.U, rows, self._c_values(lev, cache), w)
 
-    @logged("MGRITRelax")
+    @logged("Relax")
     def relax(self, lev):
         kind = self.s.fine_relax if (lev is self.levels[0] and self.s.fine_relax) else self.s.relax
         # pre-relaxation: its caches are all recomputed before a solve ends (by the correction's
-        # F-relaxation and the residual), so the plugin need not store them
-        self.f_relax(lev, cache=False)
+        # F-relaxation and the residual), so the plugin need not store them.  Its opening
+        # F-relaxation is skipped when the level was F-relaxed since its C-points last changed
+        # (the second and later cycles of a solve, and the first after the residual of the
+        # guess): it would recompute the same values bitwise (F-points depend only on the
+        # C-points, the halo and the parameters), so the iterates do not change.
+        if not lev.f_relaxed:
+            self.f_relax(lev, cache=False)
         for _ in range(len(kind) // 2):
             self.c_relax(lev, cache=False)
             self.f_relax(lev, cache=False)
 
-    @logged("MGRITResidual")
+    @logged("Residual")
     def residual_norm(self, lev, scale=False):
         """||g - A(u)|| over C-points, summed in point order (rank-count free); with ``scale``
         also ||u|| over the same points (for the round-off floor of the residual)."""
@@ -277,6 +318,7 @@ class MGRIT:
         return (float(np.sqrt(tot[0])), float(np.sqrt(tot[1]))) if scale else float(np.sqrt(tot[0]))
 
     # ---- levels -------------------------------------------------------------------------
+    @logged("Setup")
     def set_parameters(self, thetas_local):
         """Per-level step parameters: the plugin's ``coarse_parameters`` (default: injection of
         theta at the first fine layer) of the fine layers each coarse step spans."""
@@ -287,32 +329,35 @@ class MGRIT:
             for lev in self.levels[1:]:
                 lev.thetas[1:] = coarse_parameters(self.problem, allth, lev.ns[1:], lev.m)
 
-    @logged("MGRITCoarse")
+    @logged("Coarse")
     def coarsest_solve(self, lev):
-        gr = self.grid
-        if not gr.first:
+        """The coarsest level by a sweep passed from owning rank to owning rank."""
+        lev.f_relaxed = False
+        if lev.left is not None:
             self._recv_halo(lev)
         if lev.nrows > 1:
             self._sweeps(lev, np.array([[1, lev.nrows - 1]], np.int64))
-        if not gr.last:
+        if lev.right is not None:
             self._send_last(lev)
 
-    @logged("MGRITRestrict")
+    @logged("Restrict")
     def restrict(self, fine, coarse):
         """FAS: coarse u <- injected fine C-points; coarse g = g_c + Phi(u_{c-1}) - Phi_H(u_H)."""
         rows = fine.c_rows  # the fine halo is valid after the last F-relaxation
         inj = np.r_[0, rows] if self.grid.first else rows
         rowops.copy_rows(coarse.U, fine.coarse_rows(inj, coarse), fine.U, inj)
+        coarse.f_relaxed = False
         self.exchange(coarse)
         R = fine.coarse_rows(rows, coarse)
         self._steps(fine, rows, coarse.G, R, forced=fine.forced, cache=False)
         self._steps(coarse, R, fine.work[1])
         rowops.sub_rows(coarse.G, R, fine.work[1])
 
-    @logged("MGRITInterp")
+    @logged("Interp")
     def correct(self, fine, coarse):
         rows = fine.c_rows
         rowops.copy_rows(fine.U, rows, coarse.U, fine.coarse_rows(rows, coarse))
+        fine.f_relaxed = False
         self.f_relax(fine)
 
     def cycle(self, l=0, kind="V", skip=False):
@@ -383,6 +428,8 @@ class MGRIT:
     def iterate(self, label="mgrit", on_iteration=None):
         """Cycles until the C-point residual is below max(atol, rtol*|r0|) or max_it.
         ``on_iteration(k, rnorm)`` is called as each residual is known (PETSc monitors)."""
+        for lev in self.levels:  # the trajectory or parameters changed since the last solve
+            lev.f_relaxed = False
         try:
             return self._iterate(label, on_iteration)
         finally:
@@ -425,8 +472,12 @@ class MGRIT:
         The iterates are those of ``_iterate``: its opening F-relaxation only prepares the
         residual of the guess, and the first cycle's F-relaxation would recompute the same values."""
         fine = self.levels[0]
-        for _ in range(self.s.max_it):
-            self.cycle(0, self.s.cycle)
+        for k in range(self.s.max_it):
+            self.last_cycle = k == self.s.max_it - 1
+            try:
+                self.cycle(0, self.s.cycle)
+            finally:
+                self.last_cycle = False
         r, unorm = self.residual_norm(fine, scale=True)
         self.history = [float("nan"), r]
         self._first = False

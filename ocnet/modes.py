@@ -3,11 +3,20 @@ solves each implies, and the options a configuration leaves unused (reported, ne
 from .mgrit import auto_levels, hierarchy, settings_for
 
 
+# -mode oneshot's MGRIT defaults where neither -mgrit_X nor -state_/-adjoint_mgrit_X is given
+# (README "Scaling": the measured levers; one-shot accuracy held at N = 32 and 256)
+ONESHOT_MGRIT = {"relax": "F", "cfactor": (8,)}
+
+
 def mode_settings(values, db, grid):
     """MGRIT settings of the state and adjoint solves for -mode serial|exact|oneshot."""
     out = []
     for which, its in (("state", values["oneshot_state_its"]), ("adjoint", values["oneshot_adjoint_its"])):
         st = settings_for(values, db, which)
+        if values["mode"] == "oneshot":
+            for k, v in ONESHOT_MGRIT.items():
+                if not (db.hasName(f"mgrit_{k}") or db.hasName(f"{which}_mgrit_{k}")):
+                    setattr(st, k, v)
         if values["mode"] == "serial":
             st.levels = 1
         else:

@@ -11,6 +11,7 @@ from mpi4py import MPI
 from .errors import NumericalFailure, OcnetError
 from .grid import block_bounds
 from .layout import Design, Trajectory
+from .mgrit import phase
 from .serial import LayerSerial
 
 TAG_HALO_L, TAG_HALO_R, TAG_LOSS = 21, 22, 23
@@ -44,7 +45,7 @@ class ReducedObjective:
         if adjoint_mgrit is not None and adjoint_mgrit.levels > 1:
             from .adjoint_mgrit import AdjointKSP
             self.adj_mgrit = AdjointKSP(grid, problem, comm, adjoint_mgrit, self.state,
-                                          problem.cache_size(self.data))
+                                        problem.cache_size(self.data), adj=self.adj)
         self.state_residual = float("nan")
         self.adjoint_residual = float("nan")
         self.state_its = self.adjoint_its = float("nan")  # MGRIT iterations of the last solves
@@ -52,6 +53,13 @@ class ReducedObjective:
         self.unconverged_count = 0
         self._evaluated = None  # (local design, data, global parameters) of the last state solve
         self._evaluations = {}  # id(data) -> (data, Trajectory, MGRIT or None), allocated once
+        # MGRIT iterations and solves so far: state, adjoint, evaluation data (phases.json)
+        self.mgrit_counts = {"state": [0, 0], "adjoint": [0, 0], "val": [0, 0]}
+
+    def _count(self, which, its):
+        c = self.mgrit_counts[which]
+        c[0] += its
+        c[1] += 1
 
     def next_batch(self, iteration):
         """Draw the mini-batch of an optimisation iteration (seeded by (seed, iteration))."""
@@ -108,14 +116,16 @@ class ReducedObjective:
         gr, pb = self.grid, self.problem
         g, thetas = self.design.split(self.design.local(x))
         g_last = self.solver.share_global(g)
-        if self.mgrit is None:
-            self.solver.forward(g, thetas, self.data, self.state)
-        else:  # layer-parallel state solve; warm-started from the previous trajectory
-            if gr.first:
-                pb.opening(g, self.data, self.state.U[0])
-            self.state_its = self.state_snes.solve(thetas)
-            self.state_residual = self.mgrit.residual
-            self._check_converged(self.mgrit, "state")
+        with phase("OcnetState"):
+            if self.mgrit is None:
+                self.solver.forward(g, thetas, self.data, self.state)
+            else:  # layer-parallel state solve; warm-started from the previous trajectory
+                if gr.first:
+                    pb.opening(g, self.data, self.state.U[0])
+                self.state_its = self.state_snes.solve(thetas)
+                self._count("state", self.state_its)
+                self.state_residual = self.mgrit.residual
+                self._check_converged(self.mgrit, "state")
         self._evaluated = (self.design.local(x).copy(), self.data, g_last)
         loss, gterm = 0.0, None
         if gr.last:
@@ -129,16 +139,23 @@ class ReducedObjective:
         else:
             ga = np.zeros(self.design.local_size)
             grad_g, G = self.design.split(ga)
-            if self.adj_mgrit is None:
-                self.solver.adjoint(g, thetas, self.data, self.state, self.adj, G, grad_g)
+            if self.adj_mgrit is None:  # (the serial sweep forms the gradient as it goes)
+                with phase("OcnetAdjoint"):
+                    self.solver.adjoint(g, thetas, self.data, self.state, self.adj, G, grad_g)
             else:  # layer-parallel adjoint, then one local block sweep for the gradient
-                self.adjoint_its = self.adj_mgrit.solve_adjoint(thetas, self.state, self.adj, self.adj.U[-1].copy())
+                with phase("OcnetAdjoint"):
+                    self.adjoint_its = self.adj_mgrit.solve_adjoint(thetas, self.state, self.adj,
+                                                                    self.adj.U[-1].copy(), grad=G)
+                self._count("adjoint", self.adjoint_its)
                 self.adjoint_residual = self.adj_mgrit.residual
                 self._check_converged(self.adj_mgrit, "adjoint")
-                self.solver.adjoint(g, thetas, self.data, self.state, self.adj, G, grad_g, chained=False)
-        layer_values = pb.layer_regularization(gr.h, gr.n0, gr.N, thetas, prev, nxt, G)
-        greg = pb.global_regularization(g, grad_g if grad_g is not None else np.zeros_like(g)) if gr.first else 0.0
-        J = self._assemble(loss, greg, layer_values, gterm, grad_g, grad is not None)
+                with phase("OcnetGradient"):
+                    self.solver.adjoint(g, thetas, self.data, self.state, self.adj, G, grad_g, chained=False,
+                                        rows=self.adj_mgrit.unformed())
+        with phase("OcnetGradient"):
+            layer_values = pb.layer_regularization(gr.h, gr.n0, gr.N, thetas, prev, nxt, G)
+            greg = pb.global_regularization(g, grad_g if grad_g is not None else np.zeros_like(g)) if gr.first else 0.0
+            J = self._assemble(loss, greg, layer_values, gterm, grad_g, grad is not None)
         finite = np.isfinite(J)
         if grad is not None:
             finite = self.comm.allreduce(bool(finite and np.isfinite(ga).all()), op=MPI.LAND)
@@ -222,7 +239,7 @@ class ReducedObjective:
         else:  # as the state solve in evaluate: u[0] on rank 0 first, then warm-started MGRIT
             if gr.first:
                 self.problem.opening(g, data, traj.U[0])
-            mg.solve(thetas, label=f"{label} state mgrit")
+            self._count("val", mg.solve(thetas, label=f"{label} state mgrit"))
             residual = mg.residual
             self._check_converged(mg, f"{label} state")
         return self._to_first(fn(g_last, traj.U[-1]) if gr.last else None), residual

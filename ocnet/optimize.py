@@ -8,6 +8,7 @@ import numpy as np
 from petsc4py import PETSc
 
 from .errors import OcnetError, PeerStop
+from .mgrit import phase
 
 
 def check_tao_type(db):
@@ -39,6 +40,7 @@ class Trainer:
         self._in_callback = False
         self.last_good = None  # the design of the last recorded iteration (kept when a run fails)
         self.on_row = on_row
+        self.evaluations = self._evals_since_monitor = 0  # rank 0's optimiser callbacks
         self.t0 = None
         self.replicated = replicated
         self.tao = PETSc.TAO().create(comm=PETSc.COMM_SELF if replicated else objective.design.comm)
@@ -72,17 +74,26 @@ class Trainer:
             self.comm.Bcast(np.array(x.getArray(readonly=True)), root=0)
 
     def _objgrad(self, tao, x, g):
-        self._command(("eval",), x)
-        with self._callback():
-            return self.obj.evaluate(x, g)
+        with self._eval_phase():
+            self._command(("eval",), x)
+            with self._callback():
+                return self.obj.evaluate(x, g)
 
     def _obj(self, tao, x):
         """Objective only: the state solve (the one-shot line search uses this)."""
-        self._command(("obj",), x)
-        with self._callback():
-            return self.obj.evaluate(x)
+        with self._eval_phase():
+            self._command(("obj",), x)
+            with self._callback():
+                return self.obj.evaluate(x)
+
+    def _eval_phase(self):
+        """Log event of an evaluation (rank 0's count): OcnetLineSearch after the iteration's first."""
+        self.evaluations += 1
+        self._evals_since_monitor += 1
+        return phase("OcnetLineSearch" if self._evals_since_monitor > 1 else "OcnetEval")
 
     def _monitor(self, tao):
+        self._evals_since_monitor = 0
         its, f, gnorm, _, step, _ = tao.getSolutionStatus()  # step: the last line-search step
         x = tao.getSolution()
         self._command(("monitor", its, f, gnorm, step), x)
@@ -131,8 +142,9 @@ class Trainer:
                 return cmd[1]
 
     def _record(self, its, f, gnorm, step, x):
-        train = self.obj.metrics(x, "train").get("accuracy", math.nan)
-        val = self.obj.metrics(x, "val")
+        with phase("OcnetValidation"):
+            train = self.obj.metrics(x, "train").get("accuracy", math.nan)
+            val = self.obj.metrics(x, "val")
         row = {"iteration": int(its), "objective": float(f), "gradient_norm": float(gnorm),
                "train_accuracy": train, "val_accuracy": val.get("accuracy", math.nan),
                "wall_time": self.comm.bcast(time.perf_counter() - self.t0, root=0),

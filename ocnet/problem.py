@@ -120,11 +120,12 @@ class ControlProblem:
             if F is not None:
                 Lam[k] += F[k]
 
-    def parameter_gradient(self, n0, h, thetas, U, C, Lam, G):
-        """G[k] += dPhi_k/dtheta^T Lam[k+1] for every k, with the adjoint given at every layer
-        (MGRIT's); unlike ``sweep_adjoint`` nothing is propagated."""
+    def parameter_gradient(self, n0, h, thetas, U, C, Lam, G, rows=None):
+        """G[k] += dPhi_k/dtheta^T Lam[k+1] for every k (or only the k in ``rows``, an int64
+        array), with the adjoint given at every layer (MGRIT's); unlike ``sweep_adjoint`` nothing
+        is propagated."""
         scratch = np.empty(U.shape[1])
-        for k in range(thetas.shape[0]):
+        for k in (range(thetas.shape[0]) if rows is None else rows):
             self.step_adjoint(n0 + k, h, thetas[k], U[k], C[k], Lam[k + 1], scratch, G[k])
 
     def coarse_parameters(self, blocks):
@@ -161,18 +162,22 @@ class ControlProblem:
             if F is not None:
                 o += F[r]
 
-    def sweeps_adjoint(self, runs, ns, h, thetas, U, C, Lam, F=None):
-        """Backward runs without gradients: for each (a, b) and k = b..a,
-        Lam[k] = (dPhi_k/du)^T Lam[k+1] (+ F[k]), the step taken at U[k] with thetas[k], C[k].
+    def sweeps_adjoint(self, runs, ns, h, thetas, U, C, Lam, F=None, grad=None):
+        """Backward runs: for each (a, b) and k = b..a, Lam[k] = (dPhi_k/du)^T Lam[k+1] (+ F[k]),
+        the step taken at U[k] with thetas[k], C[k].  ``grad`` (rows like thetas): also
+        grad[k] += (dPhi_k/dtheta)^T Lam[k+1], the arithmetic of ``parameter_gradient`` (one-shot
+        adjoint MGRIT forms the gradient in its last F-relaxation this way).
         As ``sweeps``: consecutive layers go to ``sweep_adjoint``, coarse ones step by step."""
         scratch = np.zeros(thetas.shape[1])
         for a, b in runs:
             if ns[b] - ns[a] == b - a:
+                G = np.zeros((b - a + 1, thetas.shape[1])) if grad is None else grad[a:b + 1]
                 self.sweep_adjoint(ns[a], h, thetas[a:b + 1], U[a:b + 2], C[a:b + 1], Lam[a:b + 2],
-                                   np.zeros((b - a + 1, thetas.shape[1])), None if F is None else F[a:b + 1])
+                                   G, None if F is None else F[a:b + 1])
                 continue
             for k in range(b, a - 1, -1):
-                self.step_adjoint(ns[k], h, thetas[k], U[k], C[k], Lam[k + 1], Lam[k], scratch)
+                self.step_adjoint(ns[k], h, thetas[k], U[k], C[k], Lam[k + 1], Lam[k],
+                                  scratch if grad is None else grad[k])
                 if F is not None:
                     Lam[k] += F[k]
 

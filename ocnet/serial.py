@@ -37,14 +37,18 @@ class LayerSerial:
         if not gr.last:
             comm.Send(U[-1], dest=gr.rank + 1, tag=TAG_STATE)
 
-    def adjoint(self, g, thetas, data, traj, lam, G, grad_g, chained=True):
+    def adjoint(self, g, thetas, data, traj, lam, G, grad_g, chained=True, rows=None):
         """Backward sweep; lam.U[-1] must hold dJ/du[N] on the last rank.  Adds to G and grad_g (rank 0).
 
         ``chained=False``: the adjoint is already known at every layer (adjoint MGRIT); only the
-        parameter gradient is formed from it, layer by layer, without communication."""
+        parameter gradient is formed from it, layer by layer, without communication (``rows``:
+        only of these local layers, the rest being formed already; None: all)."""
         gr, comm, L = self.grid, self.comm, lam.U
         if not chained:
-            self.problem.parameter_gradient(gr.n0, gr.h, thetas, traj.U, traj.C, L, G)
+            if rows is None:
+                self.problem.parameter_gradient(gr.n0, gr.h, thetas, traj.U, traj.C, L, G)
+            elif len(rows):
+                self.problem.parameter_gradient(gr.n0, gr.h, thetas, traj.U, traj.C, L, G, rows=rows)
             if gr.first:
                 self.problem.opening_adjoint(g, data, L[0], grad_g)
             return

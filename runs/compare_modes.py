@@ -2,6 +2,7 @@
 N = 32 and N = 256 on 1 and 2 ranks, with the same TAO (lmvm) budget.
 
     .venv/bin/python runs/compare_modes.py [--max_it 300] [--Ns 32,256] [--ranks 1,2] [--out runs/out/compare]
+        [--modes serial,exact,oneshot] [--oneshot "-oneshot_adjoint_its 1"]   (extra one-shot options)
 
 Writes OUT/table.md (final objective, validation accuracy, wall time) and OUT/compare_N*.png
 (objective and validation accuracy against iteration and against wall time, MGRIT residuals).
@@ -15,15 +16,18 @@ import sys
 MODES = {
     "serial": [],
     "exact": ["-mode", "exact", "-mgrit_cfactor", 4, "-mgrit_rtol", 1e-9],
-    "oneshot": ["-mode", "oneshot", "-mgrit_cfactor", 4],
+    "oneshot": ["-mode", "oneshot"],  # its defaults: 2 state + 1 adjoint MGRIT its, F-relaxation, cfactor 8
 }
 
 
-def run(root, out, mode, N, p, max_it):
+def run(root, out, mode, N, p, max_it, extra=()):
     d = os.path.join(out, f"{mode}_N{N}_p{p}")
+    if os.path.isdir(d):  # a fresh run folder (ocnet refuses to write into a used one)
+        import shutil
+        shutil.rmtree(d)
     from ocnet.launch import mpiexec
     cmd = mpiexec(p) + [sys.executable, "-m", "ocnet", "-options_file", "runs/peaks.opts", "-N", str(N),
-                 "-tao_max_it", str(max_it), "-quiet", "-run_dir", d] + [str(a) for a in MODES[mode]]
+                 "-tao_max_it", str(max_it), "-quiet", "-run_dir", d] + [str(a) for a in MODES[mode]] + list(extra)
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
     if r.returncode != 0:
@@ -38,7 +42,11 @@ def main():
     ap.add_argument("--Ns", default="32,256")
     ap.add_argument("--ranks", default="1,2")
     ap.add_argument("--out", default="runs/out/compare")
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--oneshot", default="", help="extra options of the one-shot runs")
     a = ap.parse_args()
+    import shlex
+    extra = {"oneshot": shlex.split(a.oneshot)}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = os.path.join(root, a.out)
     os.makedirs(out, exist_ok=True)
@@ -47,8 +55,8 @@ def main():
     results = {}
     for N in map(int, a.Ns.split(",")):
         for p in map(int, a.ranks.split(",")):
-            for mode in MODES:
-                h = run(root, out, mode, N, p, a.max_it)
+            for mode in a.modes.split(","):
+                h = run(root, out, mode, N, p, a.max_it, extra.get(mode, ()))
                 results[(N, p, mode)] = h
                 last = h[-1]
                 lines.append(f"| {N} | {p} | {mode} | {last['iteration']} | {float(last['objective']):.4f} | "

@@ -131,9 +131,9 @@ class ResNet(ControlProblem):
         kernels.sweep_adjoint(Ks, h, self._states(U), self._states(C), self._states(Lam), gKs, gbs,
                               None if F is None else self._states(F))
 
-    def parameter_gradient(self, n0, h, thetas, U, C, Lam, G):
+    def parameter_gradient(self, n0, h, thetas, U, C, Lam, G, rows=None):
         gKs, gbs = self.split_layers(G)
-        kernels.param_gradient(h, self._states(U), self._states(C), self._states(Lam), gKs, gbs)
+        kernels.param_gradient(h, self._states(U), self._states(C), self._states(Lam), gKs, gbs, rows)
 
     # batched forms for MGRIT: one jitted call per relaxation, no Python per layer
     def _layers(self, thetas):
@@ -153,11 +153,16 @@ class ResNet(ControlProblem):
                              np.asarray(out_rows, np.int64), st(U[:0]) if F is None else st(F), F is not None,
                              cache)
 
-    def sweeps_adjoint(self, runs, ns, h, thetas, U, C, Lam, F=None):
+    def sweeps_adjoint(self, runs, ns, h, thetas, U, C, Lam, F=None, grad=None):
         Ks, _ = self._layers(thetas)
         st = self._states
-        kernels.sweeps_adjoint_kernel(np.asarray(runs, np.int64).reshape(-1, 2), Ks, h, st(C), st(Lam),
-                                      st(Lam[:0]) if F is None else st(F), F is not None)
+        runs = np.asarray(runs, np.int64).reshape(-1, 2)
+        Fs = st(Lam[:0]) if F is None else st(F)
+        if grad is None:
+            kernels.sweeps_adjoint_kernel(runs, Ks, h, st(C), st(Lam), Fs, F is not None)
+        else:
+            gKs, gbs = self.split_layers(grad)
+            kernels.sweeps_adjoint_grad(runs, Ks, h, st(U), st(C), st(Lam), Fs, F is not None, gKs, gbs)
 
     def steps_adjoint(self, rows, ns, h, thetas, U, C, Lam, out, out_rows, F=None):
         Ks, _ = self._layers(thetas)

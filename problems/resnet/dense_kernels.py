@@ -124,39 +124,17 @@ def sweep_kernel(act, Ks, bs, h, U, D, F, forced):
 @njit(cache=True)
 def sweep_adjoint_kernel(Ks, h, U, D, L, gKs, gbs, F, forced):
     """Backward over the block from L[-1]: g = h D[k]*L[k+1], L[k] = L[k+1] + Ks[k]^T g
-    (+ F[k] if forced), gKs[k] += g U[k]^T, gbs[k] += g 1."""
-    w, B = U.shape[1], U.shape[2]
-    g = np.empty((w, B))
-    gK = np.empty((w, w))
-    gb = np.empty(w)
-    ones = np.ones(B)
-    for k in range(Ks.shape[0] - 1, -1, -1):
-        _scale_rows(h, D[k], L[k + 1], g)
-        np.dot(Ks[k].T, g, L[k])
-        _add(L[k], L[k + 1])
-        if forced:
-            _add(L[k], F[k])
-        np.dot(g, U[k].T, gK)
-        np.dot(g, ones, gb)
-        gKs[k] += gK
-        gbs[k] += gb
+    (+ F[k] if forced), gKs[k] += g U[k]^T, gbs[k] += g 1 (one run of sweeps_adjoint_grad_kernel)."""
+    runs = np.empty((1, 2), np.int64)
+    runs[0, 0], runs[0, 1] = 0, Ks.shape[0] - 1
+    sweeps_adjoint_grad_kernel(runs, Ks, h, U, D, L, F, forced, gKs, gbs)
 
 
 @njit(cache=True)
 def param_gradient_kernel(h, U, D, L, gKs, gbs):
     """gKs[k] += g U[k]^T, gbs[k] += g 1 with g = h D[k]*L[k+1], for every k independently
     (the adjoint L is given at every layer, e.g. by MGRIT)."""
-    w, B = U.shape[1], U.shape[2]
-    g = np.empty((w, B))
-    gK = np.empty((w, w))
-    gb = np.empty(w)
-    ones = np.ones(B)
-    for k in range(D.shape[0]):
-        _scale_rows(h, D[k], L[k + 1], g)
-        np.dot(g, U[k].T, gK)
-        np.dot(g, ones, gb)
-        gKs[k] += gK
-        gbs[k] += gb
+    param_gradient_rows_kernel(np.arange(D.shape[0]), h, U, D, L, gKs, gbs)
 
 
 @njit(cache=True)
@@ -205,6 +183,45 @@ def sweeps_adjoint_kernel(runs, Ks, h, D, L, F, forced):
 
 
 @njit(cache=True)
+def sweeps_adjoint_grad_kernel(runs, Ks, h, U, D, L, F, forced, gKs, gbs):
+    """``sweeps_adjoint_kernel`` that also forms each step's parameter gradient from the g it
+    computes: gKs[k] += g U[k]^T, gbs[k] += g 1 (the arithmetic of ``param_gradient_kernel``)."""
+    w, B = L.shape[1], L.shape[2]
+    g = np.empty((w, B))
+    gK = np.empty((w, w))
+    gb = np.empty(w)
+    ones = np.ones(B)
+    for i in range(runs.shape[0]):
+        for k in range(runs[i, 1], runs[i, 0] - 1, -1):
+            _scale_rows(h, D[k], L[k + 1], g)
+            np.dot(Ks[k].T, g, L[k])
+            _add(L[k], L[k + 1])
+            if forced:
+                _add(L[k], F[k])
+            np.dot(g, U[k].T, gK)
+            np.dot(g, ones, gb)
+            gKs[k] += gK
+            gbs[k] += gb
+
+
+@njit(cache=True)
+def param_gradient_rows_kernel(rows, h, U, D, L, gKs, gbs):
+    """``param_gradient_kernel`` for the layers k in ``rows`` only."""
+    w, B = U.shape[1], U.shape[2]
+    g = np.empty((w, B))
+    gK = np.empty((w, w))
+    gb = np.empty(w)
+    ones = np.ones(B)
+    for i in range(rows.shape[0]):
+        k = rows[i]
+        _scale_rows(h, D[k], L[k + 1], g)
+        np.dot(g, U[k].T, gK)
+        np.dot(g, ones, gb)
+        gKs[k] += gK
+        gbs[k] += gb
+
+
+@njit(cache=True)
 def steps_adjoint_kernel(rows, Ks, h, D, L, out, out_rows, F, forced):
     """Independent transposed steps, k = rows[i]:
     out[out_rows[i]] = L[k+1] + Ks[k]^T (h D[k]*L[k+1]) (+ F[k])."""
@@ -219,10 +236,24 @@ def steps_adjoint_kernel(rows, Ks, h, D, L, out, out_rows, F, forced):
             _add(out[o], F[k])
 
 
-def param_gradient(h, U, D, L, gKs, gbs):
+def param_gradient(h, U, D, L, gKs, gbs, rows=None):
+    """gKs, gbs += the parameter gradients of every layer (or of ``rows``), formed in zeroed
+    temporaries first (so a layer's result does not depend on what gKs held)."""
     gK = np.zeros(gKs.shape)
     gb = np.zeros(gbs.shape)
-    param_gradient_kernel(h, U, D, L, gK, gb)
+    if rows is None:
+        param_gradient_kernel(h, U, D, L, gK, gb)
+    else:
+        param_gradient_rows_kernel(np.asarray(rows, np.int64), h, U, D, L, gK, gb)
+    gKs += gK
+    gbs += gb
+
+
+def sweeps_adjoint_grad(runs, Ks, h, U, D, L, F, forced, gKs, gbs):
+    """sweeps_adjoint_grad_kernel with the gradients formed as in ``param_gradient``."""
+    gK = np.zeros(gKs.shape)
+    gb = np.zeros(gbs.shape)
+    sweeps_adjoint_grad_kernel(runs, Ks, h, U, D, L, F, forced, gK, gb)
     gKs += gK
     gbs += gb
 

@@ -1,0 +1,99 @@
+"""Where a run's time goes: PETSc log events of the solver's phases, written as ``phases.json``.
+
+``-log_phases`` (with ``-run_dir``) starts PETSc's event log after the JIT warm-up and writes
+``RUN/phases.json`` at the end: per event the time in seconds (maximum over ranks) and the call
+count (rank 0), with the number of optimisation iterations, objective evaluations (line-search
+trials included) and the solve's wall time.  runs/bench_modes.py and runs/scaling.py read it.
+
+Events (the MGRIT ones are nested in their solve; ``*Comm`` is nested in relaxation, residual
+and coarse solve, so the columns of one solve do not add up to its total):
+
+    OcnetEval        the first objective (+ gradient) evaluation of each iteration (rank 0's callbacks)
+    OcnetLineSearch  the evaluations after it (line-search trials); OcnetEval + OcnetLineSearch: all
+    OcnetState       state solve (serial sweep or MGRIT)          OcnetAdjoint  adjoint solve
+    OcnetGradient    parameter gradient from a given adjoint, regularisation, sums across ranks
+    OcnetValidation  per-iteration metrics (train accuracy, validation forward solve)
+    MGRIT{Setup,Relax,Restrict,Coarse,Interp,Residual,Comm}, AdjMGRIT{...}   (ocnet/mgrit.py)
+"""
+import json
+import os
+
+from .mgrit import event, phase
+
+TOP = ("OcnetEval", "OcnetLineSearch", "OcnetState", "OcnetAdjoint", "OcnetGradient", "OcnetValidation")
+PARTS = ("Setup", "Relax", "Restrict", "Coarse", "Interp", "Residual", "Comm")
+EVENTS = TOP + tuple(f"MGRIT{p}" for p in PARTS) + tuple(f"AdjMGRIT{p}" for p in PARTS)
+
+__all__ = ["phase", "start", "collect", "write", "EVENTS"]
+
+
+def start():
+    """Begin PETSc's default event log (collective; events before this call are not counted)."""
+    from petsc4py import PETSc
+
+    PETSc.Log.begin()
+    for name in EVENTS:  # registered on every rank in one order
+        event(name)
+
+
+def collect(comm):
+    """{event: {"time": max over ranks (s), "count": rank 0's calls}} for every event in EVENTS."""
+    out = {}
+    for name in EVENTS:
+        info = event(name).getPerfInfo()
+        t = comm.allreduce(float(info.get("time", 0.0)), op=_max())
+        out[name] = {"time": t, "count": int(info.get("count", 0))}
+    return out
+
+
+def _max():
+    from mpi4py import MPI
+
+    return MPI.MAX
+
+
+def write(path, comm, iterations, evaluations, solve_time, mgrit_counts=None, cpu_time=float("nan")):
+    """RUN/phases.json (collective; rank 0 writes).  ``mgrit_counts``: {solve: [MGRIT iterations,
+    solves]} for the state, adjoint and evaluation-data ("val") solves since the log started;
+    ``cpu_time``: the solve's CPU time (s), maximum over ranks (on a loaded machine it excludes
+    the time a rank waited for a core)."""
+    events = collect(comm)
+    cpu = comm.allreduce(cpu_time, op=_max())
+    if comm.Get_rank() == 0:
+        doc = {"ranks": comm.Get_size(), "iterations": iterations, "evaluations": evaluations,
+               "solve_time": solve_time, "cpu_time": cpu, "mgrit": mgrit_counts or {}, "events": events}
+        with open(os.path.join(path, "phases.json"), "w") as f:
+            json.dump(doc, f, indent=1)
+
+
+# phase columns of a run: (label, events); the MGRIT parts are nested in state/adjoint
+COLUMNS = [
+    ("state", ["OcnetState"]), ("adjoint", ["OcnetAdjoint"]), ("gradient", ["OcnetGradient"]),
+    ("validation", ["OcnetValidation"]), ("ls_extra", ["OcnetLineSearch"]),
+    ("relax", ["MGRITRelax", "AdjMGRITRelax"]), ("restrict", ["MGRITRestrict", "AdjMGRITRestrict"]),
+    ("coarse", ["MGRITCoarse", "AdjMGRITCoarse"]), ("residual", ["MGRITResidual", "AdjMGRITResidual"]),
+    ("comm", ["MGRITComm", "AdjMGRITComm"]),
+]
+
+
+def summarize(run_dir):
+    """A finished ``-log_phases`` run: time per iteration (s; history wall time from iteration 0
+    to the last, over the iterations), phases per iteration (s; shares of that time by event
+    time), 'optimiser' (what the evaluations and validation leave), final validation accuracy,
+    objective evaluations per iteration (line-search trials included), MGRIT iterations per solve."""
+    import csv
+
+    with open(os.path.join(run_dir, "history.csv")) as f:
+        h = list(csv.DictReader(f))
+    with open(os.path.join(run_dir, "phases.json")) as f:
+        ph = json.load(f)
+    n = int(h[-1]["iteration"])
+    t_it = (float(h[-1]["wall_time"]) - float(h[0]["wall_time"])) / max(n, 1)
+    ev, total = ph["events"], max(ph["solve_time"], 1e-300)
+    phases = {lab: sum(ev[k]["time"] for k in names) / total * t_it for lab, names in COLUMNS}
+    evals = ev["OcnetEval"]["time"] + ev["OcnetLineSearch"]["time"]
+    phases["optimiser"] = max(total - evals - ev["OcnetValidation"]["time"], 0.0) / total * t_it
+    per_solve = {k: (v[0] / v[1] if v[1] else float("nan")) for k, v in ph.get("mgrit", {}).items()}
+    cpu_it = ph.get("cpu_time", float("nan")) / total * t_it  # CPU time per iteration
+    return {"t_it": t_it, "cpu_it": cpu_it, "phases": phases, "val": float(h[-1]["val_accuracy"]), "iterations": n,
+            "evals_per_it": (ph["evaluations"] - 1) / max(n, 1), "mgrit_its": per_solve, "dir": run_dir}

@@ -1,0 +1,163 @@
+"""Strong and weak scaling of any ocnet options file over a list of rank counts.
+
+    .venv/bin/python runs/scaling.py [--options runs/peaks.opts] [--kind strong|weak] [--ranks 1,2]
+        [--N 1024] [--modes oneshot] [--its 5] [--repeat 3] [--launcher auto|mpiexec|srun]
+        [--extra "-mgrit_fine_relax F"] [--out runs/out/scaling] [--dry-run]
+
+strong: N layers on every rank count; weak: N layers per rank (N * ranks in all).  Each (ranks,
+mode) runs --repeat times as ``LAUNCHER -n P python -m ocnet -options_file F -N ... -log_phases``;
+the layer-serial baseline runs once per N on 1 rank (also --repeat times).  ``--launcher auto``
+uses ``srun`` inside a Slurm allocation (SLURM_JOB_ID set and srun found) and mpiexec (bound to
+cores) otherwise.  ``--dry-run`` prints the commands only.
+
+Writes OUT/scaling.csv (ranks, N, mode, time per iteration: min and median over the repeats,
+per-phase times of the fastest repeat, MGRIT iterations per state/adjoint solve, speed-up over
+layer-serial on 1 rank at the same N, parallel efficiency = speed-up / ranks) and three plots:
+OUT/time.png (time per iteration against ranks, log-log, with the ideal line t(1 rank)/P and the
+serial time), OUT/speedup.png and OUT/efficiency.png.
+"""
+import argparse
+import csv
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+MODE_ARGS = {"serial": [], "oneshot": ["-mode", "oneshot"], "exact": ["-mode", "exact"]}
+
+
+def launcher(kind, p):
+    if kind == "auto":
+        kind = "srun" if os.environ.get("SLURM_JOB_ID") and shutil.which("srun") else "mpiexec"
+    if kind == "srun":
+        return ["srun", "--ntasks", str(p), "--cpu-bind=cores", "--kill-on-bad-exit=1"]
+    from ocnet.launch import mpiexec
+    return mpiexec(p, bind=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--options", default="runs/peaks.opts")
+    ap.add_argument("--kind", default="strong", choices=("strong", "weak"))
+    ap.add_argument("--ranks", default="1,2")
+    ap.add_argument("--N", type=int, default=1024, help="layers (strong) or layers per rank (weak)")
+    ap.add_argument("--modes", default="oneshot", help="comma list of serial, oneshot, exact")
+    ap.add_argument("--its", type=int, default=5, help="optimisation iterations per run")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--launcher", default="auto", choices=("auto", "mpiexec", "srun"))
+    ap.add_argument("--extra", default="", help="more ocnet options for every run")
+    ap.add_argument("--out", default="runs/out/scaling")
+    ap.add_argument("--dry-run", action="store_true")
+    a = ap.parse_args()
+    from ocnet import phases
+
+    out = os.path.abspath(a.out)
+    ranks = [int(p) for p in a.ranks.split(",")]
+    modes = [m for m in a.modes.split(",") if m]
+    bad = [m for m in modes if m not in MODE_ARGS]
+    if bad:
+        sys.exit(f"scaling.py: error: unknown mode(s) {', '.join(bad)}")
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+
+    def run(mode, N, p, rep):
+        d = os.path.join(out, f"{mode}_N{N}_p{p}_r{rep}")
+        cmd = launcher(a.launcher, p) + [sys.executable, "-m", "ocnet", "-options_file", a.options, "-N", str(N),
+                                         "-tao_max_it", str(a.its), "-quiet", "-log_phases", "-run_dir", d] \
+            + MODE_ARGS[mode] + shlex.split(a.extra)
+        print(" ".join(shlex.quote(c) for c in cmd), flush=True)
+        if a.dry_run:
+            return None
+        if os.path.isdir(d):
+            shutil.rmtree(d)
+        r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.exit(f"run failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+        return phases.summarize(d)
+
+    def best_of(mode, N, p):
+        res = [run(mode, N, p, k) for k in range(a.repeat)]
+        if a.dry_run:
+            return None
+        ts = [r["t_it"] for r in res]
+        best = min(res, key=lambda r: r["t_it"])
+        return dict(best, t_min=min(ts), t_median=statistics.median(ts))
+
+    Ns = {p: (a.N if a.kind == "strong" else a.N * p) for p in ranks}
+    serial = {N: best_of("serial", N, 1) for N in sorted(set(Ns.values()))}
+    rows = []
+    for mode in modes:
+        for p in ranks:
+            N = Ns[p]
+            r = serial[N] if (mode == "serial" and p == 1) else best_of(mode, N, p)
+            if a.dry_run:
+                continue
+            sp = serial[N]["t_min"] / r["t_min"]
+            row = {"ranks": p, "N": N, "mode": mode, "time_per_it_min": r["t_min"], "time_per_it_median": r["t_median"]}
+            row.update({f"t_{k}": v for k, v in r["phases"].items()})
+            row.update({"state_mgrit_its": r["mgrit_its"].get("state", float("nan")),
+                        "adjoint_mgrit_its": r["mgrit_its"].get("adjoint", float("nan")),
+                        "serial_1rank_time_per_it": serial[N]["t_min"], "speedup": sp, "efficiency": sp / p,
+                        "val_accuracy": r["val"]})
+            rows.append(row)
+            print(f"  {mode:8s} ranks {p:4d}  N {N:6d}  {1e3 * r['t_min']:9.1f} ms/it (median {1e3 * r['t_median']:.1f})"
+                  f"  speed-up {sp:6.2f}  efficiency {sp / p:5.2f}", flush=True)
+    if a.dry_run:
+        return
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "scaling.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    plot(rows, out, a.kind, serial)
+    print(f"wrote {out}/scaling.csv, time.png, speedup.png, efficiency.png")
+
+
+def plot(rows, out, kind, serial):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = list(dict.fromkeys(r["mode"] for r in rows))
+    by = {m: sorted((r for r in rows if r["mode"] == m), key=lambda r: r["ranks"]) for m in modes}
+    title = f"{kind} scaling" + (f", N = {rows[0]['N']}" if kind == "strong" else f", N/rank = {rows[0]['N'] // rows[0]['ranks']}")
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for m, rs in by.items():
+        P = [r["ranks"] for r in rs]
+        ax.loglog(P, [r["time_per_it_min"] for r in rs], "o-", label=m)
+        ideal = [rs[0]["time_per_it_min"] * (P[0] / p if kind == "strong" else 1.0) for p in P]
+        ax.loglog(P, ideal, ":", color=ax.lines[-1].get_color(), label=f"{m}, ideal")
+    P = sorted({r["ranks"] for r in rows})
+    ax.loglog(P, [next(r for r in rows if r["ranks"] == p)["serial_1rank_time_per_it"] for p in P], "k--",
+              label="layer-serial, 1 rank")
+    ax.set_xlabel("MPI ranks")
+    ax.set_ylabel("time per iteration (s)")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "time.png"), dpi=90)
+    plt.close(fig)
+    for key, name, ylab in (("speedup", "speedup.png", "speed-up over layer-serial, 1 rank"),
+                            ("efficiency", "efficiency.png", "parallel efficiency (speed-up / ranks)")):
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        for m, rs in by.items():
+            ax.plot([r["ranks"] for r in rs], [r[key] for r in rs], "o-", label=m)
+        if key == "speedup":
+            ax.plot(P, P, "k:", label="ideal")
+        else:
+            ax.axhline(1.0, color="k", ls=":", label="ideal")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("MPI ranks")
+        ax.set_ylabel(ylab)
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, name), dpi=90)
+        plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
