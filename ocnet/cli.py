@@ -40,6 +40,8 @@ FRAMEWORK_OPTIONS = [  # name, type, default, help, and keywords of OptionSet.ad
     ("design_layout", str, "replicated", "optimiser vectors: replicated on every rank (history bitwise "
      "independent of the rank count) or distributed like the layers (O(N/P) memory)",
      {"choices": ("replicated", "distributed")}),
+    ("check_adjoint", bool, False, "instead of training: dot-product tests of the plugin's transposed maps "
+     "(every MGRIT step size) and a Taylor test of the reduced gradient; exit 0 if all pass, 1 if not", {}),
 ]
 TAO_DEFAULTS = {"tao_type": "lmvm", "tao_max_it": "300", "tao_gatol": "1e-6"}
 # PETSc's VecMDot/VecMAXPY switch to a BLAS gemv when the vectors happen to lie evenly spaced in
@@ -100,6 +102,9 @@ def run(comm):
     values = opts.read(db)
     grid = LayerGrid.from_comm(values["N"], values["T"], comm)
     problem = cls(values, comm)
+    if values["check_adjoint"]:  # instead of training (ocnet/adjcheck.py)
+        from .adjcheck import check_adjoint
+        return check_adjoint(problem, grid, values, db, comm)
     if values["oneshot_tao"]:  # overrides -tao_type (e.g. one from an options file)
         db.setValue("tao_type", "python")
         db.setValue("tao_python_type", "ocnet.oneshot.OneShot")
@@ -117,6 +122,10 @@ def run(comm):
     objective = ReducedObjective(grid, problem, comm, state_mgrit=state_s, adjoint_mgrit=adj_s,
                                  batch_size=values["batch_size"], seed=values["seed"],
                                  unconverged=values["unconverged"])
+    if values["mgrit_view"]:
+        from .mgrit import view_solves
+        _say(comm, "ocnet: -mgrit_view: -mode serial builds no MGRIT (layer-serial sweeps; use -mode exact or oneshot)"
+             if values["mode"] == "serial" else "\n".join(view_solves(objective.mgrit, objective.adj_mgrit)))
     replicated = values["design_layout"] == "replicated"
     x = objective.design.initial(values["seed"])
     meta = {"problem": spec, "N": grid.N, "T": grid.T, "global_size": objective.design.global_size,
@@ -200,7 +209,7 @@ def run(comm):
 
 #: options that control a run but do not define it (not compared on -load/-resume)
 RUN_CONTROL = ("run_dir", "run_dir_overwrite", "load", "design_layout", "quiet", "resume", "checkpoint_every",
-               "log_phases")
+               "log_phases", "mgrit_view", "check_adjoint")
 
 
 def report_unused(comm):

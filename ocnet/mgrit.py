@@ -375,6 +375,31 @@ class MGRIT:
             self.cycle(l + 1, "V")
         self.correct(lev, self.levels[l + 1])
 
+    def view(self, title):
+        """``-mgrit_view``: the hierarchy as built, as text lines on every rank (collective): per
+        level its points, spacing m (fine layers per step), step size h*m, coarsening factor,
+        relaxation and the points each rank owns, in world-rank order."""
+        from mpi4py import MPI
+
+        s, h = self.s, self.grid.h
+        owned = [lev.nrows - (0 if self.grid.first else 1) for lev in self.levels]
+        per_rank = [c for _, c in sorted(self.comm.allgather((MPI.COMM_WORLD.Get_rank(), owned)))]
+        nl = len(self.levels)
+        asked = "" if nl == s.levels else \
+            f" ({s.levels} requested; a further level would have fewer than -mgrit_min_coarse {s.min_coarse} points)"
+        lines = [f"{title}: {nl} level{'s' if nl > 1 else ''}{asked}, {s.cycle}-cycles, max_it {s.max_it}, "
+                 f"rtol {s.rtol:g}, atol {s.atol:g}" + (", no relaxation on the first down-cycle" if s.skip_down else "")]
+        for l, lev in enumerate(self.levels):
+            if l == nl - 1:
+                what = "coarsest: sequential sweep across ranks"
+            else:
+                relax = s.fine_relax if (l == 0 and s.fine_relax) else s.relax
+                what = f"cfactor {lev.cf}, {relax}-relaxation" + (
+                    f" (C weight {s.cweight:g})" if s.cweight != 1.0 else "")
+            lines.append(f"  level {l}: {lev.npoints} points, m {lev.m}, step h*m {h * lev.m:.6g}, {what}; "
+                         f"points per rank {' '.join(str(c[l]) for c in per_rank)}")
+        return lines
+
     @property
     def tolerance_set(self):
         """Whether solves stop on a tolerance (exact mode) rather than after fixed cycles."""
@@ -489,15 +514,27 @@ def settings_for(values, db, which):
     for k, v in values.items():
         if k.startswith("mgrit_"):
             pk = f"{which}_{k}"
-            given = db.hasName(pk)
+            given = pk in values and db.hasName(pk)  # (-state_mgrit_view is not an option)
             merged[k], flags[k] = (values[pk], pk) if given else (v, k)
     return MGRITSettings.from_values(merged, "", flags)
 
 
 def declare_options(opts):
     MGRITSettings.declare(opts, "")
+    opts.add("mgrit_view", bool, False, "print the MGRIT hierarchies of the state and adjoint solves as built "
+             "(levels, points, coarsening factors, step sizes h*m, relaxation, points per rank)", group="mgrit")
     MGRITSettings.declare(opts, "state_")
     MGRITSettings.declare(opts, "adjoint_")
+
+
+def view_solves(state, adjoint, note=""):
+    """``-mgrit_view`` lines of the state and adjoint solvers (None: a one-level layer-serial sweep)."""
+    lines = [f"ocnet: MGRIT hierarchies{': ' + note if note else ''}"]
+    for title, solver in (("state MGRIT (FAS, SNES prefix state_; validation solves alike)", state),
+                          ("adjoint MGRIT (linear, backward in layers; KSP prefix adjoint_)", adjoint)):
+        lines += solver.view(title) if solver is not None else \
+            [f"{title.split(' (')[0]}: 1 level, the layer-serial sweep"]
+    return lines
 
 
 def auto_levels(N, settings, coarsest=8):

@@ -34,7 +34,7 @@ def inactive_options(values, db, grid, settings):
     mode = values["mode"]
     given = [k for k in db.getAll() if k in values]
     out = []
-    mgrit_like = [k for k in given if "mgrit_" in k]
+    mgrit_like = [k for k in given if "mgrit_" in k and k != "mgrit_view"]  # -mgrit_view reports serial itself
     if mode == "serial":
         for k in mgrit_like + [k for k in given if k in ("oneshot_state_its", "oneshot_adjoint_its", "unconverged",
                                                         "stop_state_residual", "stop_adjoint_residual")]:

@@ -8,30 +8,48 @@ A plugin supplies the maps and the transposed Jacobian actions (the discrete adj
 owns the layer distribution, communication, sweeps/cycles and the optimiser.  States, caches and
 parameters are flat float64 arrays; the solver allocates them.  The default ``sweep`` methods loop
 over ``step``; a plugin with jitted kernels overrides them so that no Python runs per layer.
+CONTRACT.md is the long form: when MGRIT calls each method, on which level, with which step size.
+``ocnet -check_adjoint`` tests a plugin's transposed maps (ocnet/adjcheck.py).
 """
 import numpy as np
 
+from .errors import OcnetError
 from .options import OptionSet
 
 
 class ControlProblem:
     #: name used in messages and run folders
     name = "problem"
-    #: per-layer and global parameter sizes (set in __init__)
+    #: per-layer and global parameter sizes p and G (set in __init__)
     layer_param_size = 0
     global_param_size = 0
-    #: regularisation weights used by the default ``layer_regularization``
-    gamma_tik = 0.0
-    gamma_ddt = 0.0
+    #: names of the declared options holding (gamma_tik, gamma_ddt), the weights of the default
+    #: ``layer_regularization``; ``__init__`` reads them into ``layer_weights``.  None: the plugin
+    #: has no layer regularisation (or overrides ``layer_regularization``).
+    regularization_options = ("gamma_tik", "gamma_ddt")
 
     @classmethod
     def declare_options(cls, opts: OptionSet):
         """Add the plugin's own options (name, type, default, help) to ``opts``."""
 
     def __init__(self, values, comm):
-        """``values``: dict of the declared options (framework and plugin); ``comm``: the world."""
+        """``values``: dict of the declared options (framework and plugin); ``comm``: the world.
+        Sets ``layer_weights`` = (gamma_tik, gamma_ddt) from ``regularization_options`` ((0, 0)
+        if None).  Raises OcnetError if those options are not declared: regularisation is never
+        switched off by a name that does not match."""
         self.values = values
         self.comm = comm
+        names = self.regularization_options
+        if names is None:
+            self.layer_weights = (0.0, 0.0)
+            return
+        missing = [n for n in names if n not in values]
+        if len(names) != 2 or missing:
+            raise OcnetError(
+                f"problem '{self.name}': regularization_options = {tuple(names)} must name the two declared options "
+                f"holding the Tikhonov and smoothness weights{' (undeclared: ' + ', '.join(missing) + ')' if missing else ''}; "
+                "declare them, or set regularization_options = None for no layer regularisation")
+        self.layer_weights = tuple(float(values[n]) for n in names)
 
     # ---- data --------------------------------------------------------------------------
     #: dataset name -> opaque data object handed back to opening/terminal/metrics; 'train' is
@@ -39,6 +57,7 @@ class ControlProblem:
     datasets = {}
 
     def state_size(self, data):
+        """S: doubles per state (e.g. width * batch) for ``data``; required."""
         raise NotImplementedError
 
     def subset(self, data, idx):
@@ -63,24 +82,31 @@ class ControlProblem:
 
     # ---- maps and adjoints -------------------------------------------------------------
     def opening(self, g, data, u0):
-        """u0[:] = E(g; data)."""
+        """u0[:] = E(g; data); g (G,), u0 (S,).  Rank 0, before every state solve."""
         raise NotImplementedError
 
     def opening_adjoint(self, g, data, lam0, grad_g):
-        """grad_g += (dE/dg)^T lam0."""
+        """grad_g += (dE/dg)^T lam0; lam0 (S,), grad_g (G,).  Rank 0, after every adjoint solve.
+        Default: nothing (E independent of g)."""
 
     def step(self, n, h, theta, u, out, cache):
-        """out[:] = Phi_n(u; theta, h); fill ``cache`` for the adjoint."""
+        """out[:] = Phi_n(u; theta, h); fill ``cache`` (Sc,) for the adjoint.  theta (p,), u, out (S,).
+
+        ``n``: fine index of the step's first layer.  MGRIT's level l calls it with h*m_l and
+        n = j*m_l (m_l fine layers per step, parameters from ``coarse_parameters``): honour ``h``."""
         raise NotImplementedError
 
     def step_adjoint(self, n, h, theta, u, cache, lam_next, lam, grad_theta):
-        """lam[:] = (dPhi/du)^T lam_next;  grad_theta += (dPhi/dtheta)^T lam_next."""
+        """lam[:] = (dPhi_n/du)^T lam_next;  grad_theta += (dPhi_n/dtheta)^T lam_next, the Jacobians
+        at ``u``; ``cache`` is what ``step(n, h, theta, u, ...)`` wrote.  Also at coarse h*m_l
+        (adjoint MGRIT).  ``ocnet -check_adjoint`` tests it against differences of ``step``."""
         raise NotImplementedError
 
     def sweep(self, n0, h, thetas, U, C, F=None):
         """U[k+1] = Phi_{n0+k}(U[k]) (+ F[k]) for k = 0..len(thetas)-1 (U has len(thetas)+1 rows).
 
-        ``F`` is a forcing term (MGRIT's coarse-level right-hand side), None on the fine level."""
+        thetas (K, p), U (K+1, S), C (K, Sc): C[k] is the cache of the step from U[k].  The layer-serial
+        forward solve.  ``F`` (K, S): a forcing term (MGRIT's right-hand side), else None."""
         for k in range(thetas.shape[0]):
             self.step(n0 + k, h, thetas[k], U[k], U[k + 1], C[k])
             if F is not None:
@@ -166,11 +192,13 @@ class ControlProblem:
                 o += F[k]
 
     def terminal(self, g, data, uN, lamN, grad_g):
-        """Return L(uN, g); set lamN[:] = dL/duN and add dL/dg to grad_g."""
+        """Return L(uN, g); set lamN[:] = dL/duN and add dL/dg to grad_g.  uN, lamN (S,).  Last rank,
+        every evaluation."""
         raise NotImplementedError
 
     def metrics(self, g, data, uN):
-        """Figures of merit at the final state, e.g. {'accuracy': 0.93}."""
+        """Figures of merit at the final state, e.g. {'accuracy': 0.93}: last rank, after every
+        iteration on 'train' and 'val'; 'accuracy' is written to history.csv.  Default {}."""
         return {}
 
     def predict(self, g, uN):
@@ -188,13 +216,15 @@ class ControlProblem:
 
     # ---- regularisation ----------------------------------------------------------------
     def layer_regularization(self, h, n0, N, thetas, prev, nxt, grad):
-        """Per-layer values of gamma_tik/2 |theta[n]|^2 + gamma_ddt/2 |(theta[n]-theta[n-1])/h|^2.
+        """Per-layer values of gamma_tik/2 |theta[n]|^2 + gamma_ddt/2 |(theta[n]-theta[n-1])/h|^2
+        (Guenther et al., SIMODS 2020), weights from ``layer_weights``.
 
-        ``prev``/``nxt`` are theta[n0-1] / theta[n0+nl] (None at the ends of the grid).  Adds the
-        gradient to ``grad`` (same shape as ``thetas``) and returns one value per local layer, the
-        smoothness term of the pair (n-1, n) being counted on layer n.
+        ``thetas``: (nl, p), this rank's layers n0..n0+nl-1; ``prev``/``nxt``: theta[n0-1] /
+        theta[n0+nl] (None at the ends of the grid).  Adds the gradient to ``grad`` (nl, p) and
+        returns (nl,) values, the smoothness term of the pair (n-1, n) counted on layer n.
+        Every rank, every evaluation.
         """
-        tik, ddt = self.gamma_tik, self.gamma_ddt
+        tik, ddt = self.layer_weights
         values = 0.5 * tik * np.einsum("ij,ij->i", thetas, thetas)
         grad += tik * thetas
         if ddt != 0.0:
@@ -210,5 +240,6 @@ class ControlProblem:
         return values
 
     def global_regularization(self, g, grad_g):
-        """Regularisation of the global parameters; adds its gradient to grad_g."""
+        """Regularisation of the global parameters g (G,); adds its gradient to grad_g.  Rank 0.
+        Default 0."""
         return 0.0

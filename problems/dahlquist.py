@@ -22,7 +22,6 @@ class Dahlquist(ControlProblem):
     def __init__(self, values, comm):
         super().__init__(values, comm)
         self.lam = values["lambda"]
-        self.gamma_tik, self.gamma_ddt = values["gamma_tik"], values["gamma_ddt"]
         self.datasets = {"train": values["target"]}
 
     def state_size(self, data):

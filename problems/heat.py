@@ -26,7 +26,6 @@ class Heat(ControlProblem):
         self.dx = 1.0 / (nx + 1)
         self.x = np.arange(1, nx + 1) * self.dx
         self.b = np.exp(-100 * (self.x - 0.3) ** 2)
-        self.gamma_tik, self.gamma_ddt = values["gamma_tik"], values["gamma_ddt"]
         self.datasets = {"train": 0.5 * np.sin(2 * np.pi * self.x) ** 2}
         self._bands = {}
 

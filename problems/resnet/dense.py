@@ -55,7 +55,6 @@ class ResNet(ControlProblem):
         self.activation = values["activation"]
         self.act = kernels.ACTIVATIONS[self.activation]
         self.gamma_tik = values["gamma_tik"]
-        self.gamma_ddt = values["gamma_ddt"]
         self.gamma_class = values["gamma_class"]
         self.nin, self.nclasses = nin, nclasses
         self.datasets = datasets

@@ -1,0 +1,77 @@
+"""Deliberately wrong plugins: ``ocnet -check_adjoint`` must FAIL them (tests/test_adjcheck.py)."""
+import numpy as np
+
+from problems.peaks import Peaks
+from tests.toy import LinearControl
+
+
+class UntransposedLinear(LinearControl):
+    """The README example with A where A^T belongs: still 'trains', but the gradient is wrong."""
+
+    def step_adjoint(self, n, h, theta, u, cache, lam_next, lam, grad_theta):
+        L = lam_next.reshape(len(theta), -1)
+        lam[:] = (L + h * self.A @ L).ravel()
+        grad_theta += h * L.sum(axis=1)
+
+
+class FineOnlyLinear(LinearControl):
+    """A transposed step right only at the fine step size (it ignores its argument h): the
+    layer-serial gradient is exact, adjoint MGRIT's coarse levels are wrong."""
+
+    def step_adjoint(self, n, h, theta, u, cache, lam_next, lam, grad_theta):
+        super().step_adjoint(n, self.values["T"] / self.values["N"], theta, u, cache, lam_next, lam, grad_theta)
+
+
+class AccumulatingLinear(LinearControl):
+    """Adds into lam instead of overwriting it (the contract says lam[:] = ...)."""
+
+    def step_adjoint(self, n, h, theta, u, cache, lam_next, lam, grad_theta):
+        L = lam_next.reshape(len(theta), -1)
+        lam += (L + h * self.A.T @ L).ravel()
+        grad_theta += h * L.sum(axis=1)
+
+
+class UntransposedPeaks(Peaks):
+    """The ResNet whose layer-serial transposed sweep uses K[n] untransposed; MGRIT's batched
+    transposed forms stay right (so the checker must tell which form is wrong)."""
+
+    def sweep_adjoint(self, n0, h, thetas, U, C, Lam, G, F=None):
+        Ks, _ = self.split_layers(thetas)
+        Kt = np.ascontiguousarray(Ks.transpose(0, 2, 1))
+        super().sweep_adjoint(n0, h, np.concatenate([Kt.reshape(len(Ks), -1), thetas[:, Ks[0].size:]], axis=1),
+                              U, C, Lam, G, F)
+
+
+class MisnamedWeights(LinearControl):
+    """Declares its regularisation weights under its own names but does not say so: before
+    regularization_options this silently trained without regularisation; now an error."""
+
+    @classmethod
+    def declare_options(cls, opts):
+        opts.add("dim", int, 3, "state dimension", group=cls.name, bounds="[1,inf)")
+        opts.add("tik", float, 1e-3, "Tikhonov weight", group=cls.name, bounds="[0,inf)")
+
+
+class NamedWeights(MisnamedWeights):
+    """The same, with its names declared: the default layer_regularization uses them."""
+    regularization_options = ("tik", "tik")
+
+
+class Unregularized(MisnamedWeights):
+    """No layer regularisation, said explicitly."""
+    regularization_options = None
+
+
+class CrashingBatchedLinear(LinearControl):
+    """A batched transposed form that raises: reported as that check's FAIL, the others still run."""
+
+    def steps_adjoint(self, rows, ns, h, thetas, U, C, Lam, out, out_rows, F=None):
+        raise ValueError("shapes do not match")
+
+
+class NaNAdjointLinear(LinearControl):
+    """A transposed step that yields NaN: must FAIL, never pass as 'no difference'."""
+
+    def step_adjoint(self, n, h, theta, u, cache, lam_next, lam, grad_theta):
+        super().step_adjoint(n, h, theta, u, cache, lam_next, lam, grad_theta)
+        lam[0] = np.nan

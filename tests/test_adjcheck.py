@@ -1,0 +1,106 @@
+"""ocnet -check_adjoint: passes for every built-in plugin and the README example on 1 and 2 ranks,
+and fails (exit 1) for deliberately wrong transposed maps, naming the wrong ones."""
+import re
+
+import pytest
+
+from tests.conftest import run_ocnet
+
+PLUGINS = {
+    "peaks": ["-problem", "peaks", "-N", 16, "-width", 4, "-ntrain", 40, "-nval", 0],
+    "peaks-relu": ["-problem", "peaks", "-N", 16, "-width", 4, "-ntrain", 40, "-nval", 0, "-activation", "relu"],
+    "dahlquist": ["-problem", "dahlquist", "-N", 16],
+    "heat": ["-problem", "heat", "-N", 16, "-nx", 12],
+    "readme": ["-problem", "tests.toy:LinearControl", "-N", 16],
+}
+
+
+def lines(p, status):
+    out = p.stdout.splitlines()
+    return [ln for ln in out if ln.startswith(status + "  ")]
+
+
+@pytest.mark.parametrize("nprocs", [None, 2])
+@pytest.mark.parametrize("plugin", sorted(PLUGINS))
+def test_builtin_plugins_pass(plugin, nprocs):
+    p = run_ocnet(PLUGINS[plugin] + ["-check_adjoint", "-mgrit_cfactor", 2], nprocs=nprocs, timeout=300, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert not lines(p, "FAIL") and "checks passed" in p.stdout, p.stdout
+    ok = lines(p, "PASS")
+    # fine and coarse step sizes of the hierarchy -mode exact builds (cfactor 2: h*2, h*4, ...)
+    steps = [ln for ln in ok if ln.startswith("PASS  step ")]
+    assert len(steps) >= 3 and "(fine)" in steps[0] and "m=2)" in steps[1], ok
+    assert any("Taylor test" in ln for ln in ok)
+    m = re.search(r"median (\d\.\d+)", p.stdout)
+    assert m is None or float(m.group(1)) > 1.8
+    if plugin.startswith("peaks"):  # its jitted batched forms are all tested
+        for form in ("sweep ", "sweep_adjoint", "parameter_gradient", "sweeps ", "steps ", "sweeps_adjoint",
+                     "steps_adjoint", "global_regularization", "opening", "terminal"):
+            assert any(ln.startswith("PASS  " + form) for ln in ok), (form, p.stdout)
+
+
+def test_exact_mode_hierarchy_and_view():
+    """With -mode exact options the checker tests the step sizes those options build, and shows them."""
+    p = run_ocnet(PLUGINS["heat"] + ["-check_adjoint", "-mode", "exact", "-mgrit_levels", 3, "-mgrit_cfactor", 4,
+                                     "-adjoint_mgrit_cfactor", 2, "-mgrit_view"], check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    steps = [ln.split(":")[0] for ln in lines(p, "PASS") if ln.startswith("PASS  step ")]
+    assert steps == ["PASS  step h=0.0625 (fine)", "PASS  step h*m=0.125 (coarse, m=2)",
+                     "PASS  step h*m=0.25 (coarse, m=4)", "PASS  step h*m=1 (coarse, m=16)"], steps
+    assert "level 2: 2 points, m 16" in p.stdout and "level 2: 5 points, m 4" in p.stdout, p.stdout
+
+
+@pytest.mark.parametrize("nprocs", [None, 2])
+def test_untransposed_matrix_fails(nprocs):
+    p = run_ocnet(["-problem", "tests.broken:UntransposedLinear", "-N", 16, "-check_adjoint"], nprocs=nprocs,
+                  check=False)
+    assert p.returncode == 1, p.stdout + p.stderr
+    failed = lines(p, "FAIL")
+    assert any(ln.startswith("FAIL  step h=0.0625 (fine): (dPhi/du)^T") for ln in failed), p.stdout
+    assert any("Taylor test" in ln for ln in failed), p.stdout
+    assert any(ln.startswith("PASS  opening") for ln in lines(p, "PASS"))  # only the wrong map fails
+    assert "checks FAILED" in p.stdout and "Traceback" not in p.stderr
+
+
+def test_coarse_step_size_ignored_fails():
+    """A transposed step right only at the fine h: the Taylor test passes (layer-serial), the
+    coarse-level dot-product tests fail -- adjoint MGRIT would converge to a wrong fixed point."""
+    p = run_ocnet(["-problem", "tests.broken:FineOnlyLinear", "-N", 16, "-check_adjoint"], check=False)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert any(ln.startswith("PASS  step h=0.0625 (fine)") for ln in p.stdout.splitlines()), p.stdout
+    assert any(ln.startswith("FAIL  step h*m=") for ln in p.stdout.splitlines()), p.stdout
+    assert any(ln.startswith("PASS  Taylor") for ln in p.stdout.splitlines()), p.stdout
+
+
+@pytest.mark.parametrize("cls", ["AccumulatingLinear", "NaNAdjointLinear"])
+def test_overwrite_contract_and_nan_fail(cls):
+    p = run_ocnet(["-problem", f"tests.broken:{cls}", "-N", 8, "-check_adjoint"], check=False)
+    assert p.returncode == 1 and any(ln.startswith("FAIL  step h=0.125 (fine): (dPhi/du)^T")
+                                     for ln in p.stdout.splitlines()), p.stdout
+
+
+@pytest.mark.parametrize("nprocs", [None, 2])
+def test_wrong_jitted_form_is_named(nprocs):
+    p = run_ocnet(PLUGINS["peaks"] + ["-problem", "tests.broken:UntransposedPeaks", "-check_adjoint"],
+                  nprocs=nprocs, check=False)
+    assert p.returncode == 1, p.stdout + p.stderr
+    text = p.stdout.splitlines()
+    for bad in ("step h=", "sweep_adjoint h=", "Taylor"):
+        assert any(ln.startswith("FAIL  " + bad) for ln in text), (bad, p.stdout)
+    for good in ("sweeps_adjoint h=", "steps_adjoint h=", "parameter_gradient", "terminal", "opening"):
+        assert any(ln.startswith("PASS  " + good) for ln in text), (good, p.stdout)
+
+
+def test_raising_form_is_a_failed_check():
+    p = run_ocnet(["-problem", "tests.broken:CrashingBatchedLinear", "-N", 16, "-check_adjoint"], nprocs=2,
+                  check=False)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "FAIL  steps_adjoint h=0.0625 (fine): raised ValueError: shapes do not match" in p.stdout, p.stdout
+    assert any(ln.startswith("PASS  Taylor") for ln in p.stdout.splitlines()) and "Traceback" not in p.stderr
+
+
+def test_training_options_are_reported(tmp_path):
+    p = run_ocnet(PLUGINS["dahlquist"] + ["-check_adjoint", "-run_dir", tmp_path / "r", "-oneshot_state_its", 3])
+    assert "ocnet: warning: -run_dir is ignored by -check_adjoint" in p.stderr
+    assert "ocnet: warning: -oneshot_state_its is ignored by -check_adjoint" in p.stderr
+    assert not (tmp_path / "r").exists()
