@@ -425,11 +425,16 @@ class MGRIT:
             return 0
         return self.iterate(label, on_iteration)
 
+    def invalidate(self):
+        """Forget that levels are F-relaxed: call after changing U or the parameters from
+        outside a solve and before a bare ``cycle`` (``iterate`` does it itself)."""
+        for lev in self.levels:
+            lev.f_relaxed = False
+
     def iterate(self, label="mgrit", on_iteration=None):
         """Cycles until the C-point residual is below max(atol, rtol*|r0|) or max_it.
         ``on_iteration(k, rnorm)`` is called as each residual is known (PETSc monitors)."""
-        for lev in self.levels:  # the trajectory or parameters changed since the last solve
-            lev.f_relaxed = False
+        self.invalidate()  # the trajectory or parameters changed since the last solve
         try:
             return self._iterate(label, on_iteration)
         finally:

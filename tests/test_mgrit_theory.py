@@ -30,6 +30,7 @@ def propagator(N, m, lam, relax):
     for j in range(nc):
         U[:] = 0.0
         U[(j + 1) * m] = 1.0
+        mg.invalidate()  # U was set from outside a solve
         mg.cycle()
         E[:, j] = U[m::m, 0]
     return E
