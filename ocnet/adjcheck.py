@@ -24,7 +24,7 @@ prints one PASS/FAIL line per check.  Exit status 0 if all pass, 1 otherwise.
 """
 import numpy as np
 
-from .problem import ControlProblem
+from .problem import accepts, ControlProblem
 
 EPS = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)  # difference steps, relative to the rms of the point:
 # the smallest step past round-off also steps over no ReLU kink unless one lies within it
@@ -302,6 +302,8 @@ def check_parameter_gradient(b):
     dTH = np.array([b.dth(i) for i in range(k)]).reshape(k, b.p)
     fd = lambda e, rows=range(k): sum(Lam[i + 1] @ b.tangent(i, 0 * U[i], dTH[i], e, u=U[i]) for i in rows)  # noqa
     out = {"dot": _dot_error(fd, np.sum(G * dTH))}
+    if not accepts(pb.parameter_gradient, "rows"):  # optional extension (one-shot gradient fusion)
+        return out
     rows = np.arange(0, k, 2, dtype=np.int64)  # rows=: only those layers, the others untouched
     G = G0.copy()
     pb.parameter_gradient(n0, b.h, b.TH, U, C, Lam, G, rows=rows)
@@ -350,6 +352,8 @@ def check_sweeps_adjoint(b):
     rows = np.concatenate([np.arange(a, z + 1) for a, z in runs])
     out["forcing"] = _forcing_error(LF, F, rows, one)
     # grad=: also grad[k] += (dPhi_k/dtheta)^T Lam[k+1] along the runs (the one-shot gradient)
+    if not accepts(pb.sweeps_adjoint, "grad"):  # optional extension
+        return out
     L2 = b.noise(k + 1, b.S)
     for z, mu in mus.items():
         L2[z + 1] = mu

@@ -16,6 +16,7 @@ import numpy as np
 from petsc4py import PETSc
 
 from . import rowops
+from .problem import accepts
 from .mgrit import MGRIT, coarse_parameters, logged
 
 
@@ -49,9 +50,7 @@ class AdjointMGRIT(MGRIT):
         self.own = own
         # the parameter gradient formed in the last F-relaxation of a fixed-cycle solve (plugins
         # whose sweeps_adjoint and parameter_gradient take grad= and rows=; the ResNet's do)
-        import inspect
-        self.fuse = all(k in inspect.signature(f).parameters for f, k in
-                        ((problem.sweeps_adjoint, "grad"), (problem.parameter_gradient, "rows")))
+        self.fuse = accepts(problem.sweeps_adjoint, "grad") and accepts(problem.parameter_gradient, "rows")
         self.grad, self._gathering = None, False
         self.formed = np.zeros(grid.nlocal, bool)  # local layers whose gradient the solve formed
 

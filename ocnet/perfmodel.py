@@ -111,10 +111,8 @@ def mgrit_counts(N, P, s, reverse=False, its=None):
     lc = [level_counts(N, P, m, cf, reverse) for m, cf in levs]
     tot = Counts()
     fine_relaxed = [False] * L
-    rank_ops = np.zeros(P)
 
     def op(l, steps, msgs=1, coll=0):
-        nonlocal tot
         crit = float(np.max(steps)) if np.ndim(steps) else float(steps)
         if l == 0:
             tot.fine += crit
@@ -244,7 +242,6 @@ def predict(cal, cfg):
     N, P = cfg.N, cfg.P
     out = {}
     if cfg.mode == "serial":
-        c = serial_counts(N, P)
         out["state"] = N * step_cost(cal, "forward", cfg.S) + (P - 1) * msg(cal, cfg.S) + P * call_cost(cal, "forward", cfg.S)
         out["adjoint"] = N * step_cost(cal, "serial_adjoint", cfg.S) + (P - 1) * msg(cal, cfg.S) \
             + P * call_cost(cal, "serial_adjoint", cfg.S)
@@ -298,7 +295,6 @@ def calibrate_steps(width=8, batches=(200, 1000, 5000), repeat=5, nsteps=256):
     """Per-step and per-call costs of the ResNet kernels (a + b S each), one thread, on arrays of
     ``nsteps`` states (larger than the caches at the larger batches, as in a training run)."""
     from problems.resnet.dense import ResNet
-    from problems.resnet import dense_kernels  # noqa: F401 (compiles on first use)
 
     class _Net(ResNet):
         name = "calibration"

@@ -17,6 +17,13 @@ from .errors import OcnetError
 from .options import OptionSet
 
 
+def accepts(method, keyword):
+    """Whether a plugin method takes ``keyword`` (the contract's optional extensions, e.g.
+    ``sweeps_adjoint(grad=)``, ``parameter_gradient(rows=)``; a plugin may predate them)."""
+    import inspect
+    return keyword in inspect.signature(method).parameters
+
+
 class ControlProblem:
     #: name used in messages and run folders
     name = "problem"

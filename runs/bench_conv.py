@@ -9,7 +9,6 @@ Before timing, the script checks that PyTorch's float64 loss and gradient are oc
 """
 import argparse
 import os
-import time
 
 for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(v, "1")

@@ -14,7 +14,6 @@ measurement, the performance model's prediction (ocnet/perfmodel.py; calibrated 
 """
 import argparse
 import csv
-import json
 import os
 import shlex
 import subprocess

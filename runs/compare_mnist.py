@@ -17,7 +17,6 @@ import time
 for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(v, "1")
 
-import numpy as np  # noqa: E402
 
 from problems.images import MNIST, load_mnist, stratified_split  # noqa: E402
 

@@ -12,6 +12,9 @@ PLUGINS = {
     "dahlquist": ["-problem", "dahlquist", "-N", 16],
     "heat": ["-problem", "heat", "-N", 16, "-nx", 12],
     "readme": ["-problem", "tests.toy:LinearControl", "-N", 16],
+    "classify": ["-problem", "classify", "-train_file", "tests/data/blobs.npz", "-N", 16],
+    "digits": ["-problem", "digits", "-N", 16, "-channels", 2],
+    "mnist": ["-problem", "mnist", "-N", 16, "-channels", 1],
 }
 
 

@@ -105,3 +105,9 @@ def test_packaged_scene_matches_the_standard_files(tmp_path):
     scipy.io.savemat(tmp_path / "Indian_pines_gt.mat", {"indian_pines_gt": gt.astype(np.uint8)})
     cube2, gt2 = load_scene(str(tmp_path))
     assert (cube2 == cube).all() and (gt2 == gt).all()
+
+
+@pytest.mark.parametrize("nprocs", [None, 2])
+def test_check_adjoint_passes(data_dir, nprocs):
+    p = run_ocnet(NET + ["-data_dir", data_dir, "-ntrain", 60, "-nval", 40, "-N", 16, "-check_adjoint"], nprocs=nprocs)
+    assert "all" in p.stdout and "checks passed" in p.stdout and "FAIL" not in p.stdout

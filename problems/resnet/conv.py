@@ -22,6 +22,7 @@ import numpy as np
 from . import conv_kernels as kernels
 from .dense import ResNet
 from ocnet.options import OptionSet
+from ocnet.problem import ControlProblem
 
 
 class ConvResNet(ResNet):
@@ -44,13 +45,12 @@ class ConvResNet(ResNet):
 
     def __init__(self, values, comm, shape, nclasses, datasets):
         """``shape``: (H, W, C_in) of the images; ``datasets``: Classification with X (H*W*C_in, batch)."""
-        self.values, self.comm = values, comm
+        ControlProblem.__init__(self, values, comm)  # layer_weights from -gamma_tik, -gamma_ddt
         C = self.channels = values["channels"]
         self.H, self.W, self.cin = shape
         self.activation = values["activation"]
         self.act = kernels.ACTIVATIONS[self.activation]
-        self.gamma_tik = values["gamma_tik"]
-        self.gamma_ddt = values["gamma_ddt"]
+        self.gamma_tik = values["gamma_tik"]  # the opening's Tikhonov weight (global_regularization)
         self.gamma_class = values["gamma_class"]
         self.width = self.H * self.W * C  # state features per sample (the classifier's input)
         self.nin, self.nclasses = self.H * self.W * self.cin, nclasses
