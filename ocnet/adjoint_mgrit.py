@@ -17,6 +17,7 @@ from petsc4py import PETSc
 
 from . import rowops
 from .problem import accepts
+from .reasons import reason_name
 from .mgrit import MGRIT, coarse_parameters, logged
 
 
@@ -250,7 +251,7 @@ class AdjointKSP(AdjointMGRIT):
                 ksp.setConvergedReason(R.CONVERGED_RTOL if self.converged else R.DIVERGED_MAX_IT)
             if self._view_reason:  # KSPSolve would print it; this shortcut does so itself
                 code = ksp.getConvergedReason()
-                name = next((k for k, v in vars(R).items() if k.isupper() and v == code), str(code))
+                name = reason_name(code, R)
                 verb = "converged" if code > 0 else "did not converge"
                 PETSc.Sys.Print(f"Linear adjoint_ solve {verb} due to {name} iterations {its}")
             return its

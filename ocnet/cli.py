@@ -73,7 +73,8 @@ def run(comm):
     from .objective import ReducedObjective
     from .mgrit import declare_options as mgrit_options
     from .modes import inactive_options, mode_settings
-    from .optimize import Trainer, accepted_stops, check_tao_type, reason_name
+    from .optimize import Trainer, accepted_stops, check_tao_type
+    from .reasons import reason_name
     from .options import OptionSet
     from .plugins import load_problem_class
 
@@ -102,6 +103,10 @@ def run(comm):
     values = opts.read(db)
     grid = LayerGrid.from_comm(values["N"], values["T"], comm)
     problem = cls(values, comm)
+    if values["load"]:  # the loaded model's own state (e.g. its input standardisation), before data are used
+        state = rundir.saved_model_state(values["load"], comm)
+        if state:
+            problem.set_model_state(state)
     if values["check_adjoint"]:  # instead of training (ocnet/adjcheck.py)
         from .adjcheck import check_adjoint
         return check_adjoint(problem, grid, values, db, comm)
@@ -131,7 +136,8 @@ def run(comm):
     meta = {"problem": spec, "N": grid.N, "T": grid.T, "global_size": objective.design.global_size,
             "ranks": grid.size, "model_options": sorted(plugin_keys),
             "data_options": sorted(getattr(cls, "data_options", ())),
-            "options": {k: v for k, v in values.items() if k not in RUN_CONTROL}}
+            "options": {k: v for k, v in values.items() if k not in RUN_CONTROL},
+            "model_state": problem.model_state()}
     if values["load"]:
         rundir.load_params(values["load"], x, meta, comm)
     run_dir = values["run_dir"] or values["resume"]

@@ -128,9 +128,13 @@ class Level:
         self.p0 = 0 if grid.first else j_lo - 1
         self.nrows = max(j_hi - self.p0 + 1, 1)
         self.owns = j_hi >= j_lo
-        self.U = alloc((self.nrows, S)) if U is None else U
+        # U, G and the C-point scratch are allocated on first use: a level's G (right-hand side)
+        # is read only where it is forced (coarse levels; the adjoint's fine level inside a
+        # Krylov PC), and the adjoint KSP's operator level only by a Krylov method (each saves a
+        # whole trajectory of memory where it is not used)
+        self._alloc, self._S, self._U, self._work = alloc, S, U, None
+        self._G = alloc((self.nrows, S)) if m > 1 else None  # coarse levels: forced, allocated now
         self.C = alloc((self.nrows, Sc)) if C is None else C
-        self.G = alloc((self.nrows, S))
         self.thetas = np.zeros((self.nrows, p))
         self.forced = m > 1  # G is a right-hand side (coarse levels; the fine level inside a PC)
         rows = np.arange(self.nrows)
@@ -140,13 +144,30 @@ class Level:
         f = np.flatnonzero(~is_c[1:]) + 1  # runs of consecutive F rows, as (first, last) pairs
         cut = np.flatnonzero(np.diff(f) > 1)
         self.f_runs = np.stack([np.r_[f[:1], f[cut + 1]], np.r_[f[cut], f[-1:]]], axis=1).astype(np.int64)
-        # C-point scratch, allocated (and touched) once: fresh large temporaries per cycle cost
-        # page faults that were measured to slow the C-point steps down twofold
-        self.work = np.zeros((2, len(self.c_rows), S))
+        # C-point scratch (``work``), allocated (and touched) once: fresh large temporaries per
+        # cycle cost page faults that were measured to slow the C-point steps down twofold
         self.send_buf, self.send_req = np.zeros(S), None  # see MGRIT._send_last
         # True right after an F-relaxation until a C-point changes: a second F-relaxation would
         # recompute bitwise the same F-points, so MGRIT.relax skips it (see there)
         self.f_relaxed = False
+
+    @property
+    def U(self):
+        if self._U is None:
+            self._U = self._alloc((self.nrows, self._S))
+        return self._U
+
+    @property
+    def G(self):
+        if self._G is None:
+            self._G = self._alloc((self.nrows, self._S))
+        return self._G
+
+    @property
+    def work(self):
+        if self._work is None:
+            self._work = np.zeros((2, len(self.c_rows), self._S))
+        return self._work
 
     def point(self, r):
         return self.p0 + r

@@ -33,7 +33,7 @@ class ReducedObjective:
                 raise OcnetError(f"-batch_size {batch_size}: must be between 1 and the {n} training samples")
             self.next_batch(0)
         self.state = self._trajectory(self.data)
-        self.adj = self._trajectory(self.data)
+        self.adj = self._trajectory(self.data, cache=False)  # adjoints need no step caches
         self.mgrit = None
         if state_mgrit is not None and state_mgrit.levels > 1:
             from .mgrit import MGRIT
@@ -69,8 +69,9 @@ class ReducedObjective:
         idx = np.sort(np.random.default_rng([self.seed, 7, iteration]).permutation(n)[: self.batch_size])
         self.data = self.problem.subset(self.full, idx)
 
-    def _trajectory(self, data):
-        return Trajectory(self.grid, self.problem.state_size(data), self.problem.cache_size(data), self.comm)
+    def _trajectory(self, data, cache=True):
+        return Trajectory(self.grid, self.problem.state_size(data), self.problem.cache_size(data) if cache else 0,
+                          self.comm)
 
     def _theta_halos(self, thetas):
         """theta[n0-1] and theta[n1] from the neighbours (None at the ends of the grid)."""
@@ -212,18 +213,18 @@ class ReducedObjective:
                                "non-finite in the objective's terms only") +
                                "; try a smaller step (-T, -N), smaller initial weights or a stronger regularisation")
 
-    def evaluation(self, data, layer_parallel=True):
-        """(Trajectory, MGRIT or None) of an evaluation dataset, allocated once.  In the MGRIT
-        modes a layer-parallel solve gets its own MGRIT (the state solve's settings) on that
-        trajectory, so each solve is warm-started from the dataset's previous one."""
+    def evaluation(self, data):
+        """(Trajectory, MGRIT) of an evaluation dataset's layer-parallel solves (MGRIT modes),
+        allocated once: each solve is warm-started from the dataset's previous one, with the
+        state solve's settings.  (Layer-serial evaluations keep no trajectory: ``forward_last``.)"""
         entry = self._evaluations.get(id(data))
         if entry is None or entry[0] is not data:
-            entry = self._evaluations[id(data)] = [data, self._trajectory(data), None]
-        if layer_parallel and self.mgrit is not None and entry[2] is None:
             from .mgrit import MGRIT
-            entry[2] = MGRIT(self.grid, self.problem, self.comm, self.mgrit.s, entry[1].state_size,
-                             self.problem.cache_size(data), entry[1])
-        return entry[1], (entry[2] if layer_parallel else None)
+            traj = self._trajectory(data)
+            mg = MGRIT(self.grid, self.problem, self.comm, self.mgrit.s, traj.state_size,
+                       self.problem.cache_size(data), traj)
+            entry = self._evaluations[id(data)] = [data, traj, mg]
+        return entry[1], entry[2]
 
     def forward_outputs(self, x, data, fn, layer_parallel=True, label="evaluation"):
         """Forward solve on ``data``: (fn(g, uN) of the last rank on rank 0, None elsewhere;
@@ -232,17 +233,18 @@ class ReducedObjective:
         gr = self.grid
         g, thetas = self.design.split(self.design.local(x))
         g_last = self.solver.share_global(g)
-        traj, mg = self.evaluation(data, layer_parallel)
         residual = float("nan")
-        if mg is None:
-            self.solver.forward(g, thetas, data, traj)
+        if not (layer_parallel and self.mgrit is not None):  # layer-serial: no trajectory kept
+            uN = self.solver.forward_last(g, thetas, data)
         else:  # as the state solve in evaluate: u[0] on rank 0 first, then warm-started MGRIT
+            traj, mg = self.evaluation(data)
             if gr.first:
                 self.problem.opening(g, data, traj.U[0])
             self._count("val", mg.solve(thetas, label=f"{label} state mgrit"))
             residual = mg.residual
             self._check_converged(mg, f"{label} state")
-        return self._to_first(fn(g_last, traj.U[-1]) if gr.last else None), residual
+            uN = traj.U[-1]
+        return self._to_first(fn(g_last, uN) if gr.last else None), residual
 
     def _to_first(self, out):
         """A value of the last rank on rank 0 (None elsewhere)."""
@@ -281,8 +283,11 @@ class ReducedObjective:
         """Objective and metrics at ``x`` with layer-serial (exact) forward solves on the full
         training data: what an inexact (one-shot, mini-batch) run's numbers stand for."""
         saved = self.mgrit, self.data, self.state
-        # the full data may be larger than the mini-batch the state trajectory was sized for
-        self.mgrit, self.data, self.state = None, self.full, self.evaluation(self.full, layer_parallel=False)[0]
+        # the state trajectory itself when it fits the full data (its one-shot iterate is not
+        # needed any more, and a later MGRIT solve starts by invalidating its levels); a
+        # temporary one when it was sized for mini-batches
+        traj = self.state if self.state.state_size == self.problem.state_size(self.full) else self._trajectory(self.full)
+        self.mgrit, self.data, self.state = None, self.full, traj
         try:
             J = self.evaluate(x)
             out = {"objective": J}

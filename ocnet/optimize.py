@@ -197,13 +197,6 @@ class Trainer:
         return self._serve(x)
 
 
-def reason_name(code):
-    """PETSc's name of a TAO converged reason, e.g. -6 -> 'DIVERGED_LS_FAILURE'."""
-    R = PETSc.TAO.ConvergedReason
-    names = {v: k for k, v in vars(R).items() if k.isupper() and isinstance(v, int)}
-    return names.get(int(code), str(code))
-
-
 def accepted_stops():
     R = PETSc.TAO.ConvergedReason
     # stops that end an optimisation normally: the iteration budget, a line search that can no

@@ -213,6 +213,16 @@ class ControlProblem:
         handed to ``plot`` through its ``predict`` callable.  Default: None (nothing to plot)."""
         return None
 
+    def model_state(self):
+        """What the trained model is besides its parameters, as a JSON-able dict (e.g. the input
+        standardisation computed from the training data); saved in the run folder's params.json and
+        handed to ``set_model_state`` by ``-load``.  Default: {} (the parameters are all)."""
+        return {}
+
+    def set_model_state(self, state):
+        """Adopt the ``model_state`` a loaded model was saved with (every rank, before the objective
+        is built, so the data sets may be rebuilt here).  Raise OcnetError when it does not fit."""
+
     def plot(self, folder, predict):
         """Write the problem's own figures into the run folder ``folder`` (rank 0 writes).
 

@@ -159,6 +159,20 @@ def save_params(path, x, meta, comm):
     comm.Barrier()
 
 
+def saved_model_state(source, comm):
+    """The ``model_state`` saved with the parameters in ``source`` (a run folder or its params.petsc);
+    {} when there is none (also for folders saved before it existed)."""
+    folder = source if os.path.isdir(source) else os.path.dirname(source) or "."
+    state = {}
+    if comm.Get_rank() == 0:
+        try:
+            with open(os.path.join(folder, META)) as f:
+                state = json.load(f).get("model_state") or {}
+        except (OSError, ValueError):
+            pass  # load_params reports a missing or unreadable file
+    return comm.bcast(state, root=0)
+
+
 def load_params(source, x, meta, comm):
     """Load parameters from a run folder (or a params.petsc file) into ``x``; checks they fit."""
     folder = source if os.path.isdir(source) else os.path.dirname(source) or "."

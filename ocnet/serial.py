@@ -37,6 +37,29 @@ class LayerSerial:
         if not gr.last:
             comm.Send(U[-1], dest=gr.rank + 1, tag=TAG_STATE)
 
+    def forward_last(self, g, thetas, data, chunk=8):
+        """The state after this rank's last layer, (S,), from a forward solve that keeps no
+        trajectory: the block is swept ``chunk`` layers at a time through a (chunk+1)-row buffer,
+        so evaluations and predictions on large data (a plot's grid, a whole scene) take
+        O(chunk) states of memory instead of O(N).  Steps depend only on (layer, h, theta, u)
+        (the plugin contract), so the states are bitwise those of ``forward``."""
+        gr, comm, pb = self.grid, self.comm, self.problem
+        nl = thetas.shape[0]
+        rows = max(1, min(chunk, nl))
+        U = np.zeros((rows + 1, pb.state_size(data)))
+        C = np.zeros((rows, pb.cache_size(data)))
+        if gr.first:
+            pb.opening(g, data, U[0])
+        else:
+            comm.Recv(U[0], source=gr.rank - 1, tag=TAG_STATE)
+        for k0 in range(0, nl, rows):
+            n = min(rows, nl - k0)
+            pb.sweep(gr.n0 + k0, gr.h, thetas[k0:k0 + n], U[:n + 1], C[:n])
+            U[0] = U[n]
+        if not gr.last:
+            comm.Send(U[0], dest=gr.rank + 1, tag=TAG_STATE)
+        return U[0]
+
     def adjoint(self, g, thetas, data, traj, lam, G, grad_g, chained=True, rows=None):
         """Backward sweep; lam.U[-1] must hold dJ/du[N] on the last rank.  Adds to G and grad_g (rank 0).
 

@@ -57,6 +57,19 @@ class LabelledResNet(ResNet):
         datasets = {k: self.classification(X, y) for k, (X, y) in self.raw.items()}
         ResNet.__init__(self, values, comm, nin=Xtr.shape[1], nclasses=C, datasets=datasets)
 
+    def model_state(self):
+        """The input standardisation the parameters were trained with (saved with them)."""
+        return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}
+
+    def set_model_state(self, state):
+        """A loaded model keeps the standardisation it was trained with, whatever the training file
+        now is: the data sets are rebuilt with it.  Raises OcnetError for another feature count."""
+        mean, scale = np.asarray(state["mean"], float), np.asarray(state["scale"], float)
+        if mean.shape != self.mean.shape or scale.shape != self.scale.shape:
+            raise OcnetError(f"-load: the model was trained on {mean.size} features, the data have {self.mean.size}")
+        self.mean, self.scale = mean, scale
+        self.datasets = {k: self.classification(X, y) for k, (X, y) in self.raw.items()}
+
     def classification(self, X, y=None):
         """Samples X (n, f) as the network's data: standardised, feature-major (f, n)."""
         Z = np.ascontiguousarray(((X - self.mean) / self.scale).T)

@@ -14,6 +14,7 @@ PLUGINS = {
     "readme": ["-problem", "tests.toy:LinearControl", "-N", 16],
     "classify": ["-problem", "classify", "-train_file", "tests/data/blobs.npz", "-N", 16],
     "digits": ["-problem", "digits", "-N", 16, "-channels", 2],
+    "digits-pool": ["-problem", "digits", "-N", 16, "-channels", 2, "-pool", 2],
     "mnist": ["-problem", "mnist", "-N", 16, "-channels", 1],
 }
 

@@ -108,6 +108,28 @@ def test_val_fraction_split_is_stratified_and_seeded(files, tmp_path):
     assert float(read_history(tmp_path / "s1")[0]["val_accuracy"]) >= 0  # a validation set exists
 
 
+def test_load_keeps_the_trained_standardisation(files, tmp_path):
+    """-load evaluates with the statistics the parameters were trained with, saved in params.json,
+    even when the training file now is another one (other mean and std): the validation objective
+    and accuracy of the trained run are reproduced."""
+    d = files["dir"]
+    run_ocnet(NET + files["npz"] + ["-tao_max_it", 10, "-run_dir", tmp_path / "a"])
+    X, y = blobs(40, seed=0)
+    np.savez(tmp_path / "other.npz", X=X[::2] * 2.0 + 7.0, y=y[::2])
+    args = ["-problem", "classify", "-N", 4, "-width", 4, "-quiet", "-tao_max_it", 0, "-val_file", d / "val.npz",
+            "-load", tmp_path / "a"]
+    run_ocnet(args + ["-train_file", tmp_path / "other.npz", "-run_dir", tmp_path / "b"])
+    last, again = read_history(tmp_path / "a")[-1], read_history(tmp_path / "b")[-1]
+    assert again["val_accuracy"] == last["val_accuracy"]
+    p = _problem(train_file=str(tmp_path / "other.npz"))
+    state = p.model_state()
+    assert not np.allclose(state["mean"], X.mean(0))
+    p.set_model_state({"mean": X.mean(0).tolist(), "scale": X.std(0).tolist()})
+    np.testing.assert_allclose(p.datasets["train"].X, ((X[::2] * 2.0 + 7.0 - X.mean(0)) / X.std(0)).T, rtol=1e-12)
+    with pytest.raises(OcnetError, match="trained on 3 features"):
+        p.set_model_state({"mean": [0, 0, 0], "scale": [1, 1, 1]})
+
+
 def _problem(**over):
     opts = framework_options()
     FileClassification.declare_options(opts)

@@ -108,6 +108,25 @@ def test_taylor_conv(act, reg):
     assert np.all(orders > 1.8), (orders, rem)
 
 
+@pytest.mark.parametrize("pool", [2, 4])
+def test_pooled_classifier(pool):
+    """-pool p: the features are p x p means of each channel, features_adjoint is their transpose
+    (a dot test), and the whole gradient passes the Taylor test."""
+    obj = build(Digits, N=2, channels=2, ntrain=20, nval=0, pool=pool, gamma_class=1e-3)
+    pb = obj.problem
+    assert pb.nfeat == 2 * 64 // pool ** 2 and pb.global_param_size == pb.n_open + 10 * pb.nfeat + 10
+    rng = np.random.default_rng(pool)
+    u = rng.standard_normal(pb.width * 3)
+    f = pb.features(u)
+    U = u.reshape(8, 8, 2, 3)
+    assert np.allclose(f.reshape(8 // pool, 8 // pool, 2, 3)[1, 0], U[pool:2 * pool, :pool].mean(axis=(0, 1)))
+    lf, lam = rng.standard_normal(f.size), np.empty_like(u)
+    pb.features_adjoint(lf, lam)
+    assert abs(lf @ f.ravel() - lam @ u) < 1e-12 * abs(lam @ u)
+    orders, rem = taylor_orders(obj, eps0=1e-2)
+    assert np.all(orders > 1.8), (orders, rem)
+
+
 SCRIPT = os.path.join(os.path.dirname(__file__), "mgrit_check.py")
 
 
@@ -193,6 +212,7 @@ def test_mnist_idx_data_dir(tmp_path):
     (["-problem", "mnist", "-data_dir", "/nonexistent/mnist"], "-data_dir: no folder '/nonexistent/mnist'"),
     (["-problem", "digits", "-ntrain", 1700, "-nval", 400], "-ntrain 1700 -nval 400: need ntrain > 0"),
     (["-problem", "digits", "-channels", 0], "option -channels: 0 is out of range"),
+    (["-problem", "digits", "-pool", 3], "-pool 3 does not divide the 8 x 8 images"),
 ])
 def test_bad_image_options(args, message):
     p = run_ocnet(args + ["-N", 2, "-quiet"], timeout=120, check=False)

@@ -159,7 +159,8 @@ class ResNet(ControlProblem):
         runs = np.asarray(runs, np.int64).reshape(-1, 2)
         Fs = st(Lam[:0]) if F is None else st(F)
         if grad is None:
-            kernels.sweeps_adjoint_kernel(runs, Ks, h, st(C), st(Lam), Fs, F is not None)
+            kernels.sweeps_adjoint_kernel(runs, Ks, h, st(C[:0]), st(C), st(Lam), Fs, F is not None, False,
+                                          Ks[:0], Ks[:0, 0])
         else:
             gKs, gbs = self.split_layers(grad)
             kernels.sweeps_adjoint_grad(runs, Ks, h, st(U), st(C), st(Lam), Fs, F is not None, gKs, gbs)
@@ -181,14 +182,29 @@ class ResNet(ControlProblem):
         self.sweep_adjoint(n, h, theta[None], u[None], cache[None], L, grad_theta[None])
         lam[:] = L[0]
 
+    def features(self, uN):
+        """The classifier's input (features, batch) from the flat final state ``uN``: the state itself
+        here; a member may reduce it (the convolutional one average-pools)."""
+        return uN.reshape(self.width, -1)
+
+    def features_adjoint(self, lamF, lamN):
+        """Set the flat ``lamN`` to the transpose of ``features`` applied to ``lamF`` (features * batch)."""
+        lamN[:] = lamF
+
     def _logits(self, g, uN):
         _, _, Wc, c = self.split_global(g)
-        return classifier.logits(Wc, c, uN.reshape(self.width, -1))
+        return classifier.logits(Wc, c, self.features(uN))
 
     def terminal(self, g, data, uN, lamN, grad_g):
         _, _, Wc, c = self.split_global(g)
         _, _, gWc, gc = self.split_global(grad_g)
-        return classifier.cross_entropy(Wc, c, uN.reshape(self.width, -1), data.y, lamN, gWc, gc)
+        feats = self.features(uN)
+        if feats.shape[0] == self.width:
+            return classifier.cross_entropy(Wc, c, feats, data.y, lamN, gWc, gc)
+        lamF = np.empty(feats.size)
+        loss = classifier.cross_entropy(Wc, c, feats, data.y, lamF, gWc, gc)
+        self.features_adjoint(lamF, lamN)
+        return loss
 
     def predict(self, g, uN):
         return np.argmax(self._logits(g, uN), axis=0)

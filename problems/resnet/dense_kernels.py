@@ -124,10 +124,10 @@ def sweep_kernel(act, Ks, bs, h, U, D, F, forced):
 @njit(cache=True)
 def sweep_adjoint_kernel(Ks, h, U, D, L, gKs, gbs, F, forced):
     """Backward over the block from L[-1]: g = h D[k]*L[k+1], L[k] = L[k+1] + Ks[k]^T g
-    (+ F[k] if forced), gKs[k] += g U[k]^T, gbs[k] += g 1 (one run of sweeps_adjoint_grad_kernel)."""
+    (+ F[k] if forced), gKs[k] += g U[k]^T, gbs[k] += g 1 (one run of sweeps_adjoint_kernel)."""
     runs = np.empty((1, 2), np.int64)
     runs[0, 0], runs[0, 1] = 0, Ks.shape[0] - 1
-    sweeps_adjoint_grad_kernel(runs, Ks, h, U, D, L, F, forced, gKs, gbs)
+    sweeps_adjoint_kernel(runs, Ks, h, U, D, L, F, forced, True, gKs, gbs)
 
 
 @njit(cache=True)
@@ -168,24 +168,30 @@ def steps_kernel(act, rows, Ks, bs, h, U, D, out, out_rows, F, forced, keep):
 
 
 @njit(cache=True)
-def sweeps_adjoint_kernel(runs, Ks, h, D, L, F, forced):
-    """Backward runs without gradients: for each run (a, b) and k = b..a,
-    L[k] = L[k+1] + Ks[k]^T (h D[k]*L[k+1]) (+ F[k]) (the arithmetic of sweep_adjoint_kernel)."""
-    w, B = L.shape[1], L.shape[2]
-    g = np.empty((w, B))
-    for i in range(runs.shape[0]):
-        for k in range(runs[i, 1], runs[i, 0] - 1, -1):
-            _scale_rows(h, D[k], L[k + 1], g)
-            np.dot(Ks[k].T, g, L[k])
-            _add(L[k], L[k + 1])
-            if forced:
-                _add(L[k], F[k])
+def _layer_adjoint(Kk, h, Dk, Lnext, out, g, Fk, forced):
+    """out = Lnext + Kk^T g (+ Fk) with g = h Dk*Lnext (left in ``g``): one transposed step."""
+    _scale_rows(h, Dk, Lnext, g)
+    np.dot(Kk.T, g, out)
+    _add(out, Lnext)
+    if forced:
+        _add(out, Fk)
 
 
 @njit(cache=True)
-def sweeps_adjoint_grad_kernel(runs, Ks, h, U, D, L, F, forced, gKs, gbs):
-    """``sweeps_adjoint_kernel`` that also forms each step's parameter gradient from the g it
-    computes: gKs[k] += g U[k]^T, gbs[k] += g 1 (the arithmetic of ``param_gradient_kernel``)."""
+def _gradient_add(g, Uk, gK, gb, ones, gKk, gbk):
+    """gKk += g Uk^T, gbk += g 1 (through the temporaries gK, gb)."""
+    np.dot(g, Uk.T, gK)
+    np.dot(g, ones, gb)
+    gKk += gK
+    gbk += gb
+
+
+@njit(cache=True)
+def sweeps_adjoint_kernel(runs, Ks, h, U, D, L, F, forced, grad, gKs, gbs):
+    """Backward runs: for each run (a, b) and k = b..a, L[k] = L[k+1] + Ks[k]^T g (+ F[k]) with
+    g = h D[k]*L[k+1]; with ``grad`` also each step's parameter gradient from that g,
+    gKs[k] += g U[k]^T, gbs[k] += g 1 (the arithmetic of ``param_gradient_kernel``; without it U,
+    gKs, gbs are not read)."""
     w, B = L.shape[1], L.shape[2]
     g = np.empty((w, B))
     gK = np.empty((w, w))
@@ -193,15 +199,9 @@ def sweeps_adjoint_grad_kernel(runs, Ks, h, U, D, L, F, forced, gKs, gbs):
     ones = np.ones(B)
     for i in range(runs.shape[0]):
         for k in range(runs[i, 1], runs[i, 0] - 1, -1):
-            _scale_rows(h, D[k], L[k + 1], g)
-            np.dot(Ks[k].T, g, L[k])
-            _add(L[k], L[k + 1])
-            if forced:
-                _add(L[k], F[k])
-            np.dot(g, U[k].T, gK)
-            np.dot(g, ones, gb)
-            gKs[k] += gK
-            gbs[k] += gb
+            _layer_adjoint(Ks[k], h, D[k], L[k + 1], L[k], g, F[k] if forced else g, forced)
+            if grad:
+                _gradient_add(g, U[k], gK, gb, ones, gKs[k], gbs[k])
 
 
 @njit(cache=True)
@@ -215,10 +215,7 @@ def param_gradient_rows_kernel(rows, h, U, D, L, gKs, gbs):
     for i in range(rows.shape[0]):
         k = rows[i]
         _scale_rows(h, D[k], L[k + 1], g)
-        np.dot(g, U[k].T, gK)
-        np.dot(g, ones, gb)
-        gKs[k] += gK
-        gbs[k] += gb
+        _gradient_add(g, U[k], gK, gb, ones, gKs[k], gbs[k])
 
 
 @njit(cache=True)
@@ -229,11 +226,7 @@ def steps_adjoint_kernel(rows, Ks, h, D, L, out, out_rows, F, forced):
     g = np.empty((w, B))
     for i in range(rows.shape[0]):
         k, o = rows[i], out_rows[i]
-        _scale_rows(h, D[k], L[k + 1], g)
-        np.dot(Ks[k].T, g, out[o])
-        _add(out[o], L[k + 1])
-        if forced:
-            _add(out[o], F[k])
+        _layer_adjoint(Ks[k], h, D[k], L[k + 1], out[o], g, F[k] if forced else g, forced)
 
 
 def param_gradient(h, U, D, L, gKs, gbs, rows=None):
@@ -250,10 +243,10 @@ def param_gradient(h, U, D, L, gKs, gbs, rows=None):
 
 
 def sweeps_adjoint_grad(runs, Ks, h, U, D, L, F, forced, gKs, gbs):
-    """sweeps_adjoint_grad_kernel with the gradients formed as in ``param_gradient``."""
+    """sweeps_adjoint_kernel with the gradients, formed as in ``param_gradient``."""
     gK = np.zeros(gKs.shape)
     gb = np.zeros(gbs.shape)
-    sweeps_adjoint_grad_kernel(runs, Ks, h, U, D, L, F, forced, gK, gb)
+    sweeps_adjoint_kernel(runs, Ks, h, U, D, L, F, forced, True, gK, gb)
     gKs += gK
     gbs += gb
 
