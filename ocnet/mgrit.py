@@ -68,6 +68,7 @@ class MGRITSettings:
     cweight: float = 1.0
     cycle: str = "V"
     skip_down: bool = False
+    warm_skip: bool = False
     max_it: int = 20
     rtol: float = 1e-9
     atol: float = 0.0
@@ -89,6 +90,8 @@ class MGRITSettings:
                  bounds="(0,2]")
         opts.add(f"{prefix}mgrit_cycle", str, cls.cycle, "cycle type", choices=("V", "F"), group=g)
         opts.add(f"{prefix}mgrit_skip_down", bool, False, "skip relaxation on the first down-cycle", group=g)
+        opts.add(f"{prefix}mgrit_warm_skip", bool, False, "fixed-cycle (one-shot) solves: no relaxation on the "
+                 "first down-cycle of every solve (the warm start's F-points are restricted)", group=g)
         opts.add(f"{prefix}mgrit_max_it", int, cls.max_it, "maximum MGRIT iterations per solve", group=g,
                  bounds="[1,inf)")
         opts.add(f"{prefix}mgrit_rtol", float, cls.rtol, "relative tolerance on the C-point residual", group=g,
@@ -110,7 +113,7 @@ class MGRITSettings:
         if any(c < 2 for c in cf):
             raise OcnetError(f"option -{flag}: coarsening factors must be >= 2 (got {v['cfactor']})")
         return cls(v["levels"], cf, v["min_coarse"], v["relax"], v["fine_relax"], v["cweight"], v["cycle"],
-                   v["skip_down"], v["max_it"], v["rtol"], v["atol"], v["monitor"])
+                   v["skip_down"], v["warm_skip"], v["max_it"], v["rtol"], v["atol"], v["monitor"])
 
     def factor(self, level):
         return self.cfactor[min(level, len(self.cfactor) - 1)]
@@ -409,7 +412,8 @@ class MGRIT:
         asked = "" if nl == s.levels else \
             f" ({s.levels} requested; a further level would have fewer than -mgrit_min_coarse {s.min_coarse} points)"
         lines = [f"{title}: {nl} level{'s' if nl > 1 else ''}{asked}, {s.cycle}-cycles, max_it {s.max_it}, "
-                 f"rtol {s.rtol:g}, atol {s.atol:g}" + (", no relaxation on the first down-cycle" if s.skip_down else "")]
+                 f"rtol {s.rtol:g}, atol {s.atol:g}" + (", no relaxation on the first down-cycle" if s.skip_down else "")
+                 + (", no relaxation on the first down-cycle of each fixed-cycle solve" if s.warm_skip else "")]
         for l, lev in enumerate(self.levels):
             if l == nl - 1:
                 what = "coarsest: sequential sweep across ranks"
@@ -500,8 +504,8 @@ class MGRIT:
         fine = self.levels[0]
         for k in range(self.s.max_it):
             self.last_cycle = k == self.s.max_it - 1
-            try:
-                self.cycle(0, self.s.cycle)
+            try:  # warm_skip: the first cycle restricts the warm start's F-points unrelaxed
+                self.cycle(0, self.s.cycle, skip=self.s.warm_skip and k == 0)
             finally:
                 self.last_cycle = False
         r, unorm = self.residual_norm(fine, scale=True)

@@ -6,6 +6,9 @@ from .mgrit import auto_levels, hierarchy, settings_for
 # -mode oneshot's MGRIT defaults where neither -mgrit_X nor -state_/-adjoint_mgrit_X is given
 # (README "Scaling": the measured levers; one-shot accuracy held at N = 32 and 256)
 ONESHOT_MGRIT = {"relax": "F", "cfactor": (8,)}
+# ... and per solve: the state's first cycle restricts the warm start unrelaxed (the adjoint's
+# must relax: measured, README "Scaling")
+ONESHOT_SOLVE = {"state": {"warm_skip": True}, "adjoint": {}}
 
 
 def mode_settings(values, db, grid):
@@ -14,7 +17,7 @@ def mode_settings(values, db, grid):
     for which, its in (("state", values["oneshot_state_its"]), ("adjoint", values["oneshot_adjoint_its"])):
         st = settings_for(values, db, which)
         if values["mode"] == "oneshot":
-            for k, v in ONESHOT_MGRIT.items():
+            for k, v in {**ONESHOT_MGRIT, **ONESHOT_SOLVE[which]}.items():
                 if not (db.hasName(f"mgrit_{k}") or db.hasName(f"{which}_mgrit_{k}")):
                     setattr(st, k, v)
         if values["mode"] == "serial":
@@ -43,7 +46,8 @@ def inactive_options(values, db, grid, settings):
         return out
     if mode == "exact":
         out += [f"-{k} has no effect in -mode exact (solves run to -mgrit_rtol/-mgrit_atol): "
-                f"use -mode oneshot" for k in given if k in ("oneshot_state_its", "oneshot_adjoint_its")]
+                f"use -mode oneshot" for k in given if k in ("oneshot_state_its", "oneshot_adjoint_its")
+                or k.endswith("mgrit_warm_skip")]
     if mode == "oneshot":
         out += [f"-{k} has no effect in -mode oneshot (each solve runs -oneshot_state_its / "
                 f"-oneshot_adjoint_its cycles): use those, or -mode exact"

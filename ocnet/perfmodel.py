@@ -45,6 +45,7 @@ class Solver:
     cycle: str = "V"
     its: float = 2.0
     fixed: bool = True  # one-shot: fixed cycles, residual once at the end; else to tolerance
+    warm_skip: bool = False  # fixed cycles: no relaxation on the first cycle's way down
 
     def factor(self, level):
         return self.cfactor[min(level, len(self.cfactor) - 1)]
@@ -162,13 +163,14 @@ def mgrit_counts(N, P, s, reverse=False, its=None):
         tot.per_rank[l] = tot.per_rank.get(l, 0) + steps
         fine_relaxed[l] = False
 
-    def cycle(l, kind):
+    def cycle(l, kind, skip=False):
         if l == L - 1:
             coarsest(l)
             return
-        relax(l)
+        if not skip:
+            relax(l)
         restrict(l)
-        cycle(l + 1, kind)
+        cycle(l + 1, kind, skip)
         if kind == "F" and l + 1 < L - 1:
             cycle(l + 1, "V")
         fine_relaxed[l] = False
@@ -180,8 +182,8 @@ def mgrit_counts(N, P, s, reverse=False, its=None):
         tot.copies += float(np.max(lc[0][1]))  # the sums of squares
 
     if s.fixed:
-        for _ in range(its):
-            cycle(0, s.cycle)
+        for k in range(its):
+            cycle(0, s.cycle, skip=s.warm_skip and k == 0)
         residual()
     else:
         f_relax(0)
@@ -476,7 +478,7 @@ def mode_config(mode, N, P, state_its=2, adjoint_its=1, fine_relax="", relax=Non
                 exact_its=(4, 4, 4)):
     """A Config with ocnet's defaults for ``mode`` (auto levels: coarsest grid at most 8 points;
     relax/cf None: the mode's default, -mgrit_relax F -mgrit_cfactor 8 in one-shot mode)."""
-    from .modes import ONESHOT_MGRIT
+    from .modes import ONESHOT_MGRIT, ONESHOT_SOLVE
     from .mgrit import MGRITSettings, auto_levels
 
     one = mode == "oneshot"
@@ -485,9 +487,10 @@ def mode_config(mode, N, P, state_its=2, adjoint_its=1, fine_relax="", relax=Non
     levels = auto_levels(N, MGRITSettings(cfactor=(cf,)))
     fixed = mode == "oneshot"
     si, ai, vi = (state_its, adjoint_its, state_its) if fixed else exact_its
-    mk = lambda its: Solver(levels=levels if mode != "serial" else 1, cfactor=(cf,), relax=relax,
-                            fine_relax=fine_relax, its=its, fixed=fixed)
-    return Config(mode, N, P, state=mk(si), adjoint=mk(ai), val_its=vi, evals=evals)
+    mk = lambda its, which: Solver(levels=levels if mode != "serial" else 1, cfactor=(cf,), relax=relax,
+                                   fine_relax=fine_relax, its=its, fixed=fixed,
+                                   warm_skip=one and ONESHOT_SOLVE[which].get("warm_skip", False))
+    return Config(mode, N, P, state=mk(si, "state"), adjoint=mk(ai, "adjoint"), val_its=vi, evals=evals)
 
 
 def crossover(cal, N, make=mode_config, Pmax=1 << 16, ratio=1.0, **kw):

@@ -45,12 +45,12 @@ class Counting(LinearControl):
 
 
 N, levels, cf, its = map(int, sys.argv[1:5])
-relax, fine_relax, cycle, fixed, which = sys.argv[5:10]
+relax, fine_relax, cycle, fixed, which, warm = sys.argv[5:11]
 comm = PETSc.COMM_WORLD.tompi4py()
 grid = LayerGrid.from_comm(N, 1.0, comm)
 pb = Counting({"dim": 2, "gamma_tik": 0.0, "gamma_ddt": 0.0}, comm, grid.h)
 st = MGRITSettings(levels=levels, cfactor=(cf,), relax=relax, fine_relax="" if fine_relax == "-" else fine_relax,
-                   cycle=cycle, max_it=its, rtol=0.0 if fixed == "1" else 1e-300, atol=0.0)
+                   cycle=cycle, max_it=its, rtol=0.0 if fixed == "1" else 1e-300, atol=0.0, warm_skip=warm == "1")
 traj = Trajectory(grid, 2, 0, comm)
 thetas = np.full((grid.nlocal, 2), 0.1)
 if which == "state":
