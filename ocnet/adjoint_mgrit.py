@@ -226,7 +226,8 @@ class AdjointKSP(AdjointMGRIT):
         if ksp.getType() != "richardson":
             ksp.setPCSide(PETSc.PC.Side.RIGHT)
         self.ksp, self.A = ksp, A
-        self.x, self.b = A.createVecs()
+        self.x = self.b = None  # the Krylov path's Vecs, created on its first solve (the Richardson
+        # shortcut needs neither: two trajectories of memory saved)
         self.history = []
         self._krylov = []  # residual norms of a Krylov solve
         ksp.setMonitor(lambda k, it, rnorm: self._krylov.append(rnorm))
@@ -258,6 +259,8 @@ class AdjointKSP(AdjointMGRIT):
         self.set_parameters(thetas_local, state)
         fine = self.levels[0]
         S = fine.U.shape[1]
+        if self.x is None:
+            self.x, self.b = self.A.createVecs()
         with self.b as b:
             b[:] = 0.0
             if self.fgrid.last:

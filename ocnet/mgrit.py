@@ -204,6 +204,7 @@ class MGRIT:
         self.history, self.converged = [], False
         self._first = True  # skip_down applies to the very first cycle (cold start) only
         self.last_cycle = False  # True during the last cycle of a fixed-cycle (one-shot) solve
+        self._fixed = False  # True during a fixed-cycle solve
 
     @staticmethod
     def alloc(shape):
@@ -382,7 +383,10 @@ class MGRIT:
         rows = fine.c_rows
         rowops.copy_rows(fine.U, rows, coarse.U, fine.coarse_rows(rows, coarse))
         fine.f_relaxed = False
-        self.f_relax(fine)
+        # before the last cycle of a fixed-cycle (one-shot) solve the steps' caches need not be
+        # stored: the last cycle's correction rewrites every F-row's, the closing residual every
+        # C-row's (bitwise the same iterates; the caches go to a scratch, less memory traffic)
+        self.f_relax(fine, cache=False if (self._fixed and not self.last_cycle) else None)
 
     def cycle(self, l=0, kind="V", skip=False):
         """One V- or F-cycle from level l (F: a V-cycle is repeated from each coarse level up).
@@ -503,11 +507,11 @@ class MGRIT:
         residual of the guess, and the first cycle's F-relaxation would recompute the same values."""
         fine = self.levels[0]
         for k in range(self.s.max_it):
-            self.last_cycle = k == self.s.max_it - 1
+            self.last_cycle, self._fixed = k == self.s.max_it - 1, True
             try:  # warm_skip: the first cycle restricts the warm start's F-points unrelaxed
                 self.cycle(0, self.s.cycle, skip=self.s.warm_skip and k == 0)
             finally:
-                self.last_cycle = False
+                self.last_cycle = self._fixed = False
         r, unorm = self.residual_norm(fine, scale=True)
         self.history = [float("nan"), r]
         self._first = False

@@ -6,9 +6,9 @@ from .mgrit import auto_levels, hierarchy, settings_for
 # -mode oneshot's MGRIT defaults where neither -mgrit_X nor -state_/-adjoint_mgrit_X is given
 # (README "Scaling": the measured levers; one-shot accuracy held at N = 32 and 256)
 ONESHOT_MGRIT = {"relax": "F", "cfactor": (8,)}
-# ... and per solve: the state's first cycle restricts the warm start unrelaxed (the adjoint's
-# must relax: measured, README "Scaling")
-ONESHOT_SOLVE = {"state": {"warm_skip": True}, "adjoint": {}}
+# ... and per solve (none: -state_mgrit_warm_skip cut R to 2.7 on Peaks but broke lmvm's line
+# search on Indian Pines and on MNIST with 1 state iteration; measured, README "Scaling")
+ONESHOT_SOLVE = {"state": {}, "adjoint": {}}
 
 
 def mode_settings(values, db, grid):

@@ -85,10 +85,11 @@ class Counts:
     collectives: float = 0.0  # allgathers / allreduces
     ops: float = 0.0  # MGRIT operations (one batched kernel call each, roughly)
     copies: float = 0.0  # row copies, subtractions and norms of S doubles (critical path)
+    point: float = 0.0  # of fine + coarse: independent C-point steps (C-relaxation, restriction, residual)
     per_rank: dict = field(default_factory=dict)  # level -> steps per rank (array)
 
     def add(self, other, k=1.0):
-        for f in ("fine", "coarse", "messages", "collectives", "ops", "copies"):
+        for f in ("fine", "coarse", "messages", "collectives", "ops", "copies", "point"):
             setattr(self, f, getattr(self, f) + k * getattr(other, f))
         for l, v in other.per_rank.items():
             self.per_rank[l] = self.per_rank.get(l, 0) + k * v
@@ -113,12 +114,13 @@ def mgrit_counts(N, P, s, reverse=False, its=None):
     tot = Counts()
     fine_relaxed = [False] * L
 
-    def op(l, steps, msgs=1, coll=0):
+    def op(l, steps, msgs=1, coll=0, point=False):
         crit = float(np.max(steps)) if np.ndim(steps) else float(steps)
         if l == 0:
             tot.fine += crit
         else:
             tot.coarse += crit
+        tot.point += crit if point else 0.0
         tot.messages += msgs if P > 1 else 0
         tot.collectives += coll if P > 1 else 0
         tot.ops += 1
@@ -135,7 +137,7 @@ def mgrit_counts(N, P, s, reverse=False, its=None):
         fine_relaxed[l] = True
 
     def c_relax(l):
-        op(l, lc[l][1], msgs=0)
+        op(l, lc[l][1], msgs=0, point=True)
         fine_relaxed[l] = False
 
     def relax(l):
@@ -148,8 +150,8 @@ def mgrit_counts(N, P, s, reverse=False, its=None):
 
     def restrict(l):
         C = lc[l][1]
-        op(l, C, msgs=1)  # fine C-point steps (+ the coarse level's halo exchange)
-        op(l + 1, C, msgs=0)  # coarse steps at the same points
+        op(l, C, msgs=1, point=True)  # fine C-point steps (+ the coarse level's halo exchange)
+        op(l + 1, C, msgs=0, point=True)  # coarse steps at the same points
         tot.copies += 2 * float(np.max(C))  # injection, and the FAS right-hand side's subtraction
         fine_relaxed[l + 1] = False
 
@@ -178,7 +180,7 @@ def mgrit_counts(N, P, s, reverse=False, its=None):
         f_relax(l)  # correction
 
     def residual():
-        op(0, lc[0][1], msgs=1, coll=1)
+        op(0, lc[0][1], msgs=1, coll=1, point=True)
         tot.copies += float(np.max(lc[0][1]))  # the sums of squares
 
     if s.fixed:
@@ -231,9 +233,18 @@ def msg(cal, S):
     return cal["mpi"]["latency"] + 8.0 * S / cal["mpi"]["bandwidth"]
 
 
+#: the calibrated kind of an independent (C-point) step of a sweep kind; older calibrations
+#: without it cost those steps as sweep steps
+POINT_KIND = {"forward": "point", "adjoint": "point_adjoint"}
+
+
 def solve_time(cal, c, S, step_kind, P):
-    """Time of a solve's critical path from its counts."""
-    t = (c.fine + c.coarse) * step_cost(cal, step_kind, S)
+    """Time of a solve's critical path from its counts: sweep steps (F-relaxation, coarsest
+    level) at the sweep's cost, independent C-point steps (C-relaxation, restriction, residual:
+    each reads its input state from memory, not from cache) at their own calibrated cost."""
+    point = POINT_KIND.get(step_kind)
+    point = point if point in cal["steps"] else step_kind
+    t = (c.fine + c.coarse - c.point) * step_cost(cal, step_kind, S) + c.point * step_cost(cal, point, S)
     t += c.ops * (cal["overhead"]["mgrit_op"] + call_cost(cal, step_kind, S))
     t += c.messages * msg(cal, S) + c.collectives * cal["mpi"]["latency"] * max(math.log2(P), 1)
     return t + c.copies * cal["copy"] * S
@@ -428,6 +439,67 @@ def calibrate_overheads(cal, N=64, batch=50, repeat=5):
             "optimiser_points": opt}
 
 
+def calibrate_in_cycle(cal, N=128, batches=(1000, 5000), repeat=5):
+    """C-point steps and row copies as they run inside an MGRIT cycle: each right after an
+    F-relaxation has swept the trajectory through the caches, so its input rows come from memory
+    (measured here up to 2x a sweep step, and copies several times the cached copy above).  Adds
+    ``steps["point"]`` (a + b S per step, from the state's C-point steps), ``steps["point_adjoint"]``
+    (the transposed steps scaled by the same factor over their sweep cost) and ``copy`` (per
+    double) to ``cal``."""
+    import petsc4py
+    petsc4py.init([])
+    from petsc4py import PETSc
+    from . import rowops
+    from .cli import framework_options
+    from .grid import LayerGrid
+    from .mgrit import MGRIT, MGRITSettings
+    from .objective import ReducedObjective
+    from problems.peaks import Peaks
+
+    comm = PETSc.COMM_SELF.tompi4py()
+    opts = framework_options()
+    Peaks.declare_options(opts)
+    pts, copies = [], []
+    for B in batches:
+        v = {o.name: o.default for o in opts.options}
+        v.update(ntrain=B, nval=0)
+        obj = ReducedObjective(LayerGrid(N, 1.0, 1, 0), Peaks(v, comm), comm)
+        x = obj.design.initial(0, replicated=True)
+        g, th = obj.design.split(obj.design.local(x))
+        obj.problem.opening(g, obj.data, obj.state.U[0])
+        st = MGRITSettings(levels=2, cfactor=(4,), relax="F", max_it=1, rtol=0.0, atol=0.0)
+        m = MGRIT(obj.grid, obj.problem, comm, st, obj.state.state_size, obj.problem.cache_size(obj.data), obj.state)
+        m.solve(th)
+        f, c = m.levels
+        S, rows = obj.state.state_size, f.c_rows
+        crow = f.coarse_rows(rows, c)
+
+        def after_sweep(op):
+            best = float("inf")
+            for _ in range(repeat):
+                f.f_relaxed = False
+                m.f_relax(f, cache=False)  # the caches now hold the last F-rows, as in a cycle
+                t = time.perf_counter()
+                op()
+                best = min(best, time.perf_counter() - t)
+            return best
+
+        one = rows[:1]
+        t_many = after_sweep(lambda: m._steps(f, rows, f.work[0], cache=True))
+        t_one = after_sweep(lambda: m._steps(f, one, f.work[0], cache=True))
+        pts.append((S, (t_many - t_one) / (len(rows) - 1)))
+        copies.append(after_sweep(lambda: rowops.copy_rows(c.U, crow, f.U, rows)) / (len(rows) * S))
+    a, b = _fit(*zip(*pts))
+    S0 = pts[-1][0]
+    ratio = (a + b * S0) / step_cost(cal, "forward", S0)
+    adj = cal["steps"]["adjoint"]
+    cal["steps"]["point"] = [a, b]
+    cal["steps"]["point_adjoint"] = [adj[0] * ratio, adj[1] * ratio]
+    cal["copy_cached"] = cal["copy"]
+    cal["copy"] = copies[-1]
+    return cal
+
+
 def _tao_overhead(PETSc, n, its=30):
     """Seconds per iteration of TAO lmvm's own work on a cheap separable quadratic of size n."""
     x = PETSc.Vec().createSeq(n)
@@ -461,6 +533,7 @@ def calibrate(out, quick=False):
     cal = {"steps": steps, "calls": calls, "steps_meta": meta, "copy": copy}
     cal["mpi"] = calibrate_mpi()
     cal["overhead"] = calibrate_overheads(cal)
+    calibrate_in_cycle(cal, repeat=3 if quick else 5)
     cal["machine"] = {"cpus": os.cpu_count(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:

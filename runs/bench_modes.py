@@ -3,7 +3,7 @@
     .venv/bin/python runs/bench_modes.py [--Ns 256,1024,4096] [--ranks 1,2] [--its 12,6,3]
         [--repeat 1] [--oneshot "-oneshot_adjoint_its 1"] [--calibration FILE] [--out runs/out/bench_modes]
 
-Every (N, ranks, mode) is one ``ocnet -options_file runs/peaks.opts -log_phases`` run (ranks bound
+Every (N, ranks, mode) is one ``ocnet -options_file runs/peaks.opts -init_layer 1e-3 -log_phases`` run (ranks bound
 to cores) of ``--its`` TAO lmvm iterations (one value, or one per N).  Time per iteration is the
 history's wall time from iteration 0 to the last over the iterations (optimiser, evaluations and
 line-search trials, validation), best of --repeat; its split into phases comes from the PETSc log
@@ -27,6 +27,12 @@ MODES = {
     "oneshot": ["-mode", "oneshot"],
     "exact": ["-mode", "exact", "-mgrit_rtol", "1e-9"],
 }
+# initial layer weights at the paper's scale (1e-3): with the default std 1 the smoothness term
+# gamma_ddt/2 sum |(theta[n]-theta[n-1])/h|^2 of i.i.d. random layers grows like N^2 (J = 8.6e4 at
+# N = 1024, 5.5e6 at N = 4096, where lmvm's first line search then failed in the MGRIT modes)
+INIT = ["-init_layer", "1e-3"]
+
+
 def run_case(out, mode, N, p, its, extra, tag="", reuse=False):
     from ocnet import phases
     from ocnet.launch import mpiexec
@@ -38,7 +44,7 @@ def run_case(out, mode, N, p, its, extra, tag="", reuse=False):
         import shutil
         shutil.rmtree(d)
     cmd = mpiexec(p, bind=True) + [sys.executable, "-m", "ocnet", "-options_file", "runs/peaks.opts", "-N", str(N),
-                                   "-tao_max_it", str(its), "-quiet", "-log_phases", "-run_dir", d] + extra
+                                   "-tao_max_it", str(its), "-quiet", "-log_phases", "-run_dir", d] + INIT + extra
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if r.returncode != 0:

@@ -74,15 +74,15 @@ def test_mini_batches(tmp_path, mode):
     np.testing.assert_allclose(h2, h1, rtol=1e-10, atol=0)
 
 
-def test_oneshot_default_warm_skip_state_only():
-    """-mode oneshot: the state solves (not the adjoint's) skip the first down-cycle's relaxation
-    by default; -state_mgrit_warm_skip 0 turns it off; exact mode reports it unused."""
+def test_warm_skip_option():
+    """-state_mgrit_warm_skip: only the state solves skip the first down-cycle's relaxation (off
+    by default); exact mode reports it unused."""
     args = ["-problem", "dahlquist", "-N", 64, "-mgrit_view", "-tao_max_it", 1, "-quiet"]
     note = "no relaxation on the first down-cycle of each fixed-cycle solve"
-    lines = run_ocnet(args + ["-mode", "oneshot"]).stdout.splitlines()
+    lines = run_ocnet(args + ["-mode", "oneshot", "-state_mgrit_warm_skip", 1]).stdout.splitlines()
     state = [ln for ln in lines if note in ln]
     assert len(state) == 1 and "state" in state[0].lower(), lines
-    off = run_ocnet(args + ["-mode", "oneshot", "-state_mgrit_warm_skip", 0]).stdout
+    off = run_ocnet(args + ["-mode", "oneshot"]).stdout
     assert note not in off
     p = run_ocnet(args + ["-mode", "exact", "-mgrit_warm_skip", 1])
     assert "-mgrit_warm_skip has no effect in -mode exact" in p.stderr, p.stderr
