@@ -395,17 +395,14 @@ def calibrate_mpi():
     return {"latency": lat, "bandwidth": bw, "pingpong": pts}
 
 
-def calibrate_overheads(cal, N=64, batch=50, repeat=5):
-    """Per-operation overhead of an MGRIT operation (a tiny state, so the steps cost little: the
-    measured time of fixed cycles minus the modelled step costs, divided by the operations), the
-    per-evaluation overhead of the objective beyond the solves, and the optimiser's per-iteration
-    cost (TAO lmvm on a quadratic of the design's size, a + b n)."""
+def _peaks_objective(N, batch):
+    """(ReducedObjective, design, local thetas) of a 1-rank Peaks problem of ``batch`` samples with
+    its initial state u[0] set: the calibration runs' subject."""
     import petsc4py
     petsc4py.init([])
     from petsc4py import PETSc
     from .cli import framework_options
     from .grid import LayerGrid
-    from .mgrit import MGRIT, MGRITSettings
     from .objective import ReducedObjective
     from problems.peaks import Peaks
 
@@ -418,6 +415,21 @@ def calibrate_overheads(cal, N=64, batch=50, repeat=5):
     x = obj.design.initial(0, replicated=True)
     g, th = obj.design.split(obj.design.local(x))
     obj.problem.opening(g, obj.data, obj.state.U[0])
+    return obj, x, th
+
+
+def calibrate_overheads(cal, N=64, batch=50, repeat=5):
+    """Per-operation overhead of an MGRIT operation (a tiny state, so the steps cost little: the
+    measured time of fixed cycles minus the modelled step costs, divided by the operations), the
+    per-evaluation overhead of the objective beyond the solves, and the optimiser's per-iteration
+    cost (TAO lmvm on a quadratic of the design's size, a + b n)."""
+    import petsc4py
+    petsc4py.init([])
+    from petsc4py import PETSc
+    from .mgrit import MGRIT, MGRITSettings
+
+    comm = PETSc.COMM_SELF.tompi4py()
+    obj, x, th = _peaks_objective(N, batch)
     s = Solver(levels=3, cfactor=(4,), relax="FCF", its=2)
     st = MGRITSettings(levels=3, cfactor=(4,), relax="FCF", max_it=2, rtol=0.0, atol=0.0)
     m = MGRIT(obj.grid, obj.problem, comm, st, obj.state.state_size, obj.problem.cache_size(obj.data), obj.state)
@@ -450,23 +462,12 @@ def calibrate_in_cycle(cal, N=128, batches=(1000, 5000), repeat=5):
     petsc4py.init([])
     from petsc4py import PETSc
     from . import rowops
-    from .cli import framework_options
-    from .grid import LayerGrid
     from .mgrit import MGRIT, MGRITSettings
-    from .objective import ReducedObjective
-    from problems.peaks import Peaks
 
     comm = PETSc.COMM_SELF.tompi4py()
-    opts = framework_options()
-    Peaks.declare_options(opts)
     pts, copies = [], []
     for B in batches:
-        v = {o.name: o.default for o in opts.options}
-        v.update(ntrain=B, nval=0)
-        obj = ReducedObjective(LayerGrid(N, 1.0, 1, 0), Peaks(v, comm), comm)
-        x = obj.design.initial(0, replicated=True)
-        g, th = obj.design.split(obj.design.local(x))
-        obj.problem.opening(g, obj.data, obj.state.U[0])
+        obj, _, th = _peaks_objective(N, B)
         st = MGRITSettings(levels=2, cfactor=(4,), relax="F", max_it=1, rtol=0.0, atol=0.0)
         m = MGRIT(obj.grid, obj.problem, comm, st, obj.state.state_size, obj.problem.cache_size(obj.data), obj.state)
         m.solve(th)
