@@ -530,11 +530,11 @@ def _tao_overhead(PETSc, n, its=30):
 
 
 def calibrate(out, quick=False):
-    steps, calls, meta, copy = calibrate_steps(repeat=3 if quick else 7)
+    steps, calls, meta, copy = calibrate_steps(repeat=3 if quick else 21)
     cal = {"steps": steps, "calls": calls, "steps_meta": meta, "copy": copy}
     cal["mpi"] = calibrate_mpi()
     cal["overhead"] = calibrate_overheads(cal)
-    calibrate_in_cycle(cal, repeat=3 if quick else 5)
+    calibrate_in_cycle(cal, repeat=3 if quick else 11)
     cal["machine"] = {"cpus": os.cpu_count(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:

@@ -132,12 +132,16 @@ def main():
     rows = []
     for N in Ns:
         for p in ranks:
+            # repetitions interleave the modes (serial, oneshot, exact, serial, ...), so that a
+            # slow spell of a shared machine does not fall on one mode's runs only
+            for rep in range(a.repeat):
+                for mode in modes:
+                    tag = f"_r{rep}" if a.repeat > 1 else ""  # each repetition keeps its folder (--reuse)
+                    r = run_case(out, mode, N, p, its[N], extra[mode], tag=tag, reuse=a.reuse)
+                    best = res.get((N, p, mode))
+                    res[(N, p, mode)] = r if best is None or r["t_it"] < best["t_it"] else best
             for mode in modes:
-                best = None
-                for _ in range(a.repeat):
-                    r = run_case(out, mode, N, p, its[N], extra[mode], reuse=a.reuse)
-                    best = r if best is None or r["t_it"] < best["t_it"] else best
-                res[(N, p, mode)] = best
+                best = res[(N, p, mode)]
                 pred = pm.predict(cal, model_config(mode, N, p, best, extra[mode]))["total"]
                 err = (pred - best["t_it"]) / best["t_it"]
                 err_cpu = (pred - best["cpu_it"]) / best["cpu_it"]
