@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,3 +32,8 @@ def run_ocnet(args, nprocs=None, timeout=300, check=True):
 def read_history(path):
     with open(os.path.join(path, "history.csv")) as f:
         return list(csv.DictReader(f))
+
+
+def history_column(path, name="objective"):
+    """One column of a run folder's history.csv as floats."""
+    return np.array([float(r[name]) for r in read_history(path)])

@@ -8,7 +8,7 @@ from ocnet.cli import framework_options
 from ocnet.errors import OcnetError
 from problems import datafiles
 from problems.classify import FileClassification
-from tests.conftest import read_history, run_ocnet
+from tests.conftest import history_column, read_history, run_ocnet
 
 COMM = PETSc.COMM_WORLD.tompi4py()
 NET = ["-problem", "classify", "-N", 4, "-width", 4, "-tao_max_it", 3, "-quiet"]
@@ -65,15 +65,11 @@ def files(tmp_path_factory):
     return f
 
 
-def objectives(path):
-    return np.array([float(r["objective"]) for r in read_history(path)])
-
-
 def test_every_format_gives_the_same_run(files, tmp_path):
     ref = None
     for fmt in ("npz", "npy", "csv", "dat", "mat"):
         run_ocnet(NET + files[fmt] + ["-run_dir", tmp_path / fmt])
-        J = objectives(tmp_path / fmt)
+        J = history_column(tmp_path / fmt)
         assert len(J) == 4
         if ref is None:
             ref = J
@@ -87,7 +83,7 @@ def test_trains_sorted_file_rank_count_free_with_plots(files, tmp_path):
     for p in (1, 2):
         run_ocnet(args + ["-run_dir", tmp_path / f"p{p}"], nprocs=p)
         hist[p] = read_history(tmp_path / f"p{p}")
-    np.testing.assert_allclose(objectives(tmp_path / "p2"), objectives(tmp_path / "p1"), rtol=1e-10, atol=0)
+    np.testing.assert_allclose(history_column(tmp_path / "p2"), history_column(tmp_path / "p1"), rtol=1e-10, atol=0)
     assert float(hist[1][-1]["val_accuracy"]) >= 0.95
     for name in ("confusion.png", "decision.png", "history.csv"):
         assert (tmp_path / "p2" / name).is_file(), name
@@ -104,7 +100,7 @@ def test_val_fraction_split_is_stratified_and_seeded(files, tmp_path):
     a = NET + ["-train_file", files["dir"] / "train.npz", "-val_fraction", 0.25]
     for p in (1, 2):
         run_ocnet(a + ["-run_dir", tmp_path / f"s{p}"], nprocs=p)
-    np.testing.assert_allclose(objectives(tmp_path / "s2"), objectives(tmp_path / "s1"), rtol=1e-10, atol=0)
+    np.testing.assert_allclose(history_column(tmp_path / "s2"), history_column(tmp_path / "s1"), rtol=1e-10, atol=0)
     assert float(read_history(tmp_path / "s1")[0]["val_accuracy"]) >= 0  # a validation set exists
 
 

@@ -12,7 +12,7 @@ from petsc4py import PETSc
 from ocnet.cli import framework_options
 from problems.images import MNIST, Digits
 from problems.resnet import conv_kernels as ck
-from tests.conftest import mpiexec_prefix, read_history, run_ocnet
+from tests.conftest import history_column, mpiexec_prefix, run_ocnet
 from tests.test_gradient import REGS, build, taylor_orders
 from tests.test_kernels import SIGMA
 
@@ -143,14 +143,10 @@ DIGITS = ["-problem", "digits", "-N", 8, "-channels", 2, "-ntrain", 100, "-nval"
           "-quiet", "-mgrit_cfactor", 2]
 
 
-def column(path, name="objective"):
-    return np.array([float(r[name]) for r in read_history(path)])
-
-
 def test_exact_matches_serial_and_plots(tmp_path):
     run_ocnet(DIGITS + ["-run_dir", tmp_path / "s"])
     run_ocnet(DIGITS + ["-mode", "exact", "-mgrit_rtol", 1e-12, "-run_dir", tmp_path / "e"], nprocs=2)
-    s, e = column(tmp_path / "s"), column(tmp_path / "e")
+    s, e = history_column(tmp_path / "s"), history_column(tmp_path / "e")
     assert len(s) == len(e) == 11 and s[-1] < 0.8 * s[0]
     np.testing.assert_allclose(e, s, rtol=1e-8)
     for name in ("samples.png", "confusion.png"):
@@ -162,10 +158,10 @@ def test_ranks_agree(tmp_path, mode):
     for p in (1, 2, 3):
         run_ocnet(DIGITS + ["-mode", mode, "-run_dir", tmp_path / f"p{p}"], nprocs=p)
     for name in ("objective", "val_accuracy"):
-        ref = column(tmp_path / "p1", name)
+        ref = history_column(tmp_path / "p1", name)
         assert len(ref) == 11
         for p in (2, 3):
-            np.testing.assert_allclose(column(tmp_path / f"p{p}", name), ref, rtol=1e-10, atol=0, err_msg=name)
+            np.testing.assert_allclose(history_column(tmp_path / f"p{p}", name), ref, rtol=1e-10, atol=0, err_msg=name)
 
 
 def problem(cls, **over):

@@ -2,25 +2,22 @@
 import numpy as np
 import pytest
 
-from tests.conftest import read_history, run_ocnet
+from tests.conftest import history_column, read_history, run_ocnet
 
 BASE = ["-N", 24, "-width", 4, "-ntrain", 300, "-nval", 50, "-tao_max_it", 20, "-quiet", "-mgrit_cfactor", 2]
-
-
-def objectives(path, column="objective"):
-    return np.array([float(r[column]) for r in read_history(path)])
 
 
 def test_exact_reproduces_serial(tmp_path):
     run_ocnet(BASE + ["-run_dir", tmp_path / "s"])
     run_ocnet(BASE + ["-mode", "exact", "-mgrit_rtol", 1e-12, "-run_dir", tmp_path / "e"], nprocs=2)
-    s, e = objectives(tmp_path / "s"), objectives(tmp_path / "e")
+    s, e = history_column(tmp_path / "s"), history_column(tmp_path / "e")
     assert len(s) == len(e) == 21
     np.testing.assert_allclose(e, s, rtol=1e-8)
     # validation by MGRIT to tolerance (exact) and by the layer-serial sweep (serial) agree
-    np.testing.assert_array_equal(objectives(tmp_path / "e", "val_accuracy"), objectives(tmp_path / "s", "val_accuracy"))
-    assert np.isnan(objectives(tmp_path / "s", "val_state_residual")).all()
-    assert (objectives(tmp_path / "e", "val_state_residual") < 1e-8).all()
+    np.testing.assert_array_equal(history_column(tmp_path / "e", "val_accuracy"),
+                                  history_column(tmp_path / "s", "val_accuracy"))
+    assert np.isnan(history_column(tmp_path / "s", "val_state_residual")).all()
+    assert (history_column(tmp_path / "e", "val_state_residual") < 1e-8).all()
 
 
 @pytest.mark.parametrize("mode", ["exact", "oneshot"])
@@ -28,10 +25,11 @@ def test_mode_rank_count_free(tmp_path, mode):
     for p in (1, 2, 3):
         run_ocnet(BASE + ["-mode", mode, "-run_dir", tmp_path / f"p{p}"], nprocs=p)
     for column in ("objective", "val_accuracy", "train_accuracy", "val_state_residual"):
-        ref = objectives(tmp_path / "p1", column)
+        ref = history_column(tmp_path / "p1", column)
         for p in (2, 3):
-            np.testing.assert_allclose(objectives(tmp_path / f"p{p}", column), ref, rtol=1e-10, atol=0, err_msg=column)
-    assert (objectives(tmp_path / "p1", "val_state_residual") >= 0.0).all()  # validated through MGRIT
+            np.testing.assert_allclose(history_column(tmp_path / f"p{p}", column), ref, rtol=1e-10, atol=0,
+                                       err_msg=column)
+    assert (history_column(tmp_path / "p1", "val_state_residual") >= 0.0).all()  # validated through MGRIT
 
 
 def test_oneshot_trains(tmp_path):
@@ -46,7 +44,7 @@ def test_oneshot_tao_type(tmp_path):
     args = BASE + ["-mode", "oneshot", "-tao_type", "python", "-tao_python_type", "ocnet.oneshot.OneShot"]
     for p in (1, 2):
         run_ocnet(args + ["-run_dir", tmp_path / f"p{p}"], nprocs=p)
-    h1, h2 = objectives(tmp_path / "p1"), objectives(tmp_path / "p2")
+    h1, h2 = history_column(tmp_path / "p1"), history_column(tmp_path / "p2")
     assert len(h1) == 21 and h1[-1] < 0.8 * h1[0]
     np.testing.assert_allclose(h2, h1, rtol=1e-10, atol=0)
 
@@ -57,10 +55,10 @@ def test_oneshot_tao_flag(tmp_path):
     base = BASE + ["-mode", "oneshot", "-tao_max_it", 4]
     run_ocnet(base + ["-oneshot_tao", "-run_dir", tmp_path / "flag"])
     run_ocnet(base + ["-tao_type", "python", "-tao_python_type", "ocnet.oneshot.OneShot", "-run_dir", tmp_path / "type"])
-    assert np.array_equal(objectives(tmp_path / "flag"), objectives(tmp_path / "type"))
+    assert np.array_equal(history_column(tmp_path / "flag"), history_column(tmp_path / "type"))
     p = run_ocnet(base + ["-oneshot_tao", "-tao_type", "lmvm", "-run_dir", tmp_path / "over"])
     assert "TAO python" in p.stdout
-    assert np.array_equal(objectives(tmp_path / "over"), objectives(tmp_path / "type"))
+    assert np.array_equal(history_column(tmp_path / "over"), history_column(tmp_path / "type"))
 
 
 @pytest.mark.parametrize("mode", ["serial", "oneshot"])
@@ -69,7 +67,7 @@ def test_mini_batches(tmp_path, mode):
     args = BASE + ["-mode", mode, "-batch_size", 64]
     for p in (1, 2):
         run_ocnet(args + ["-run_dir", tmp_path / f"p{p}"], nprocs=p)
-    h1, h2 = objectives(tmp_path / "p1"), objectives(tmp_path / "p2")
+    h1, h2 = history_column(tmp_path / "p1"), history_column(tmp_path / "p2")
     assert h1[-1] < h1[0]
     np.testing.assert_allclose(h2, h1, rtol=1e-10, atol=0)
 

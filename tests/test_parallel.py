@@ -1,7 +1,7 @@
 """The same training on 1, 2 and 3 ranks: objective histories agree to round-off (1e-10 relative)."""
 import numpy as np
 
-from tests.conftest import read_history, run_ocnet
+from tests.conftest import history_column, run_ocnet
 
 
 def test_history_independent_of_rank_count(tmp_path):
@@ -10,7 +10,7 @@ def test_history_independent_of_rank_count(tmp_path):
     hist = {}
     for p in (1, 2, 3):
         run_ocnet(args + ["-run_dir", tmp_path / f"p{p}"], nprocs=p)
-        hist[p] = np.array([float(r["objective"]) for r in read_history(tmp_path / f"p{p}")])
+        hist[p] = history_column(tmp_path / f"p{p}")
     assert len(hist[1]) == 26
     for p in (2, 3):
         assert len(hist[p]) == len(hist[1])
