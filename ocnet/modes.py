@@ -6,9 +6,8 @@ from .mgrit import auto_levels, hierarchy, settings_for
 # -mode oneshot's MGRIT defaults where neither -mgrit_X nor -state_/-adjoint_mgrit_X is given
 # (README "Scaling": the measured levers; one-shot accuracy held at N = 32 and 256)
 ONESHOT_MGRIT = {"relax": "F", "cfactor": (8,)}
-# ... and per solve (none: -state_mgrit_warm_skip cut R to 2.7 on Peaks but broke lmvm's line
+# (-state_mgrit_warm_skip is not among them: it cut R to 2.7 on Peaks but broke lmvm's line
 # search on Indian Pines and on MNIST with 1 state iteration; measured, README "Scaling")
-ONESHOT_SOLVE = {"state": {}, "adjoint": {}}
 
 
 def mode_settings(values, db, grid):
@@ -17,7 +16,7 @@ def mode_settings(values, db, grid):
     for which, its in (("state", values["oneshot_state_its"]), ("adjoint", values["oneshot_adjoint_its"])):
         st = settings_for(values, db, which)
         if values["mode"] == "oneshot":
-            for k, v in {**ONESHOT_MGRIT, **ONESHOT_SOLVE[which]}.items():
+            for k, v in ONESHOT_MGRIT.items():
                 if not (db.hasName(f"mgrit_{k}") or db.hasName(f"{which}_mgrit_{k}")):
                     setattr(st, k, v)
         if values["mode"] == "serial":

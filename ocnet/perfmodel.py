@@ -552,7 +552,7 @@ def mode_config(mode, N, P, state_its=2, adjoint_its=1, fine_relax="", relax=Non
                 exact_its=(4, 4, 4)):
     """A Config with ocnet's defaults for ``mode`` (auto levels: coarsest grid at most 8 points;
     relax/cf None: the mode's default, -mgrit_relax F -mgrit_cfactor 8 in one-shot mode)."""
-    from .modes import ONESHOT_MGRIT, ONESHOT_SOLVE
+    from .modes import ONESHOT_MGRIT
     from .mgrit import MGRITSettings, auto_levels
 
     one = mode == "oneshot"
@@ -561,10 +561,9 @@ def mode_config(mode, N, P, state_its=2, adjoint_its=1, fine_relax="", relax=Non
     levels = auto_levels(N, MGRITSettings(cfactor=(cf,)))
     fixed = mode == "oneshot"
     si, ai, vi = (state_its, adjoint_its, state_its) if fixed else exact_its
-    mk = lambda its, which: Solver(levels=levels if mode != "serial" else 1, cfactor=(cf,), relax=relax,
-                                   fine_relax=fine_relax, its=its, fixed=fixed,
-                                   warm_skip=one and ONESHOT_SOLVE[which].get("warm_skip", False))
-    return Config(mode, N, P, state=mk(si, "state"), adjoint=mk(ai, "adjoint"), val_its=vi, evals=evals)
+    mk = lambda its: Solver(levels=levels if mode != "serial" else 1, cfactor=(cf,), relax=relax,
+                            fine_relax=fine_relax, its=its, fixed=fixed)
+    return Config(mode, N, P, state=mk(si), adjoint=mk(ai), val_its=vi, evals=evals)
 
 
 def crossover(cal, N, make=mode_config, Pmax=1 << 16, ratio=1.0, **kw):

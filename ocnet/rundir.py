@@ -159,14 +159,20 @@ def save_params(path, x, meta, comm):
     comm.Barrier()
 
 
+def _load_files(source):
+    """(parameter file, its params.json) of a -load source: a run folder or a params.petsc file."""
+    if os.path.isdir(source):
+        return os.path.join(source, PARAMS), os.path.join(source, META)
+    return source, os.path.join(os.path.dirname(source) or ".", META)
+
+
 def saved_model_state(source, comm):
     """The ``model_state`` saved with the parameters in ``source`` (a run folder or its params.petsc);
     {} when there is none (also for folders saved before it existed)."""
-    folder = source if os.path.isdir(source) else os.path.dirname(source) or "."
     state = {}
     if comm.Get_rank() == 0:
         try:
-            with open(os.path.join(folder, META)) as f:
+            with open(_load_files(source)[1]) as f:
                 state = json.load(f).get("model_state") or {}
         except (OSError, ValueError):
             pass  # load_params reports a missing or unreadable file
@@ -175,9 +181,7 @@ def saved_model_state(source, comm):
 
 def load_params(source, x, meta, comm):
     """Load parameters from a run folder (or a params.petsc file) into ``x``; checks they fit."""
-    folder = source if os.path.isdir(source) else os.path.dirname(source) or "."
-    vec_file = os.path.join(source, PARAMS) if os.path.isdir(source) else source
-    meta_file = os.path.join(folder, META)
+    vec_file, meta_file = _load_files(source)
     collective_check(comm, os.path.isfile(vec_file), f"-load: no parameter file '{vec_file}'")
     saved = None
     if os.path.isfile(meta_file):

@@ -26,16 +26,25 @@ class LayerSerial:
             return buf
         return None
 
+    def _first_state(self, g, data, u0):
+        """u0 <- this block's first state: the opening map on rank 0, else the left neighbour's last."""
+        gr = self.grid
+        if gr.first:
+            self.problem.opening(g, data, u0)
+        else:
+            self.comm.Recv(u0, source=gr.rank - 1, tag=TAG_STATE)
+
+    def _pass_on(self, u):
+        """This block's last state to the right neighbour."""
+        if not self.grid.last:
+            self.comm.Send(u, dest=self.grid.rank + 1, tag=TAG_STATE)
+
     def forward(self, g, thetas, data, traj):
         """Fill traj.U with the states; rank 0 applies the opening map."""
-        gr, comm, U = self.grid, self.comm, traj.U
-        if gr.first:
-            self.problem.opening(g, data, U[0])
-        else:
-            comm.Recv(U[0], source=gr.rank - 1, tag=TAG_STATE)
+        gr, U = self.grid, traj.U
+        self._first_state(g, data, U[0])
         self.problem.sweep(gr.n0, gr.h, thetas, U, traj.C)
-        if not gr.last:
-            comm.Send(U[-1], dest=gr.rank + 1, tag=TAG_STATE)
+        self._pass_on(U[-1])
 
     def forward_last(self, g, thetas, data, chunk=8):
         """The state after this rank's last layer, (S,), from a forward solve that keeps no
@@ -43,21 +52,17 @@ class LayerSerial:
         so evaluations and predictions on large data (a plot's grid, a whole scene) take
         O(chunk) states of memory instead of O(N).  Steps depend only on (layer, h, theta, u)
         (the plugin contract), so the states are bitwise those of ``forward``."""
-        gr, comm, pb = self.grid, self.comm, self.problem
+        gr, pb = self.grid, self.problem
         nl = thetas.shape[0]
         rows = max(1, min(chunk, nl))
         U = np.zeros((rows + 1, pb.state_size(data)))
         C = np.zeros((rows, pb.cache_size(data)))
-        if gr.first:
-            pb.opening(g, data, U[0])
-        else:
-            comm.Recv(U[0], source=gr.rank - 1, tag=TAG_STATE)
+        self._first_state(g, data, U[0])
         for k0 in range(0, nl, rows):
             n = min(rows, nl - k0)
             pb.sweep(gr.n0 + k0, gr.h, thetas[k0:k0 + n], U[:n + 1], C[:n])
             U[0] = U[n]
-        if not gr.last:
-            comm.Send(U[0], dest=gr.rank + 1, tag=TAG_STATE)
+        self._pass_on(U[0])
         return U[0]
 
     def adjoint(self, g, thetas, data, traj, lam, G, grad_g, chained=True, rows=None):
