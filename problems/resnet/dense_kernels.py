@@ -45,7 +45,7 @@ LN2_LO = 1.90821492927058770002e-10
 
 
 @njit(cache=True, error_model="numpy")
-def _tanh_update(z, b, h, u, out, dsig):
+def _tanh_update(z, b, h, u, out, dsig, F, forced):
     """The tanh case in three SIMD passes: e = exp(-2|x|) by Cody-Waite reduction, a degree-12
     polynomial and the exponent added through an int64 view (libm's exp is scalar in Numba);
     then tanh = sign(x) (1-e)/(1+e).  Accurate to a few ulp."""
@@ -66,28 +66,37 @@ def _tanh_update(z, b, h, u, out, dsig):
             nint[s] = np.int64(n)
         for s in range(B):
             wi[s] += nint[s] << 52
-        ui, oi, di = u[i], out[i], dsig[i]
+        ui, oi, di, fi = u[i], out[i], dsig[i], F[i if forced else 0]
         for s in range(B):
             e = work[s]
             t = (1.0 - e) / (1.0 + e)
             t = t if zi[s] + bi >= 0.0 else -t
-            oi[s] = ui[s] + h * t
+            v = ui[s] + h * t
+            oi[s] = v + fi[s] if forced else v
             di[s] = 1.0 - t * t
 
 
 @njit(cache=True, error_model="numpy")
 def activate_update(act, z, b, h, u, out, dsig):
     """out = u + h*act(z + b), dsig = act'(z + b), row-wise bias b."""
+    activate_update_forced(act, z, b, h, u, out, dsig, z, False)
+
+
+@njit(cache=True, error_model="numpy")
+def activate_update_forced(act, z, b, h, u, out, dsig, F, forced):
+    """``activate_update`` with, if ``forced``, the MGRIT forcing F added in the same pass:
+    out = (u + h*act(z + b)) + F, rounded as the separate pass would (one memory pass fewer)."""
     if act == 0:
-        _tanh_update(z, b, h, u, out, dsig)
+        _tanh_update(z, b, h, u, out, dsig, F, forced)
         return
     w, B = z.shape
     for i in range(w):
         bi = b[i]
-        zi, ui, oi, di = z[i], u[i], out[i], dsig[i]
+        zi, ui, oi, di, fi = z[i], u[i], out[i], dsig[i], F[i if forced else 0]
         for s in range(B):
             a, d = activation(act, zi[s] + bi)
-            oi[s] = ui[s] + h * a
+            v = ui[s] + h * a
+            oi[s] = v + fi[s] if forced else v
             di[s] = d
 
 
@@ -101,12 +110,14 @@ def _scale_rows(h, dsig, lam_next, g):
 
 
 @njit(cache=True)
-def _add(a, b):
+def _add2(a, b, c, with_c):
+    """a = (a + b) + c (with_c) or a + b, in one pass, rounded as two separate passes would."""
     w, B = a.shape
     for i in range(w):
-        ai, bi = a[i], b[i]
+        ai, bi, ci = a[i], b[i], c[i if with_c else 0]
         for s in range(B):
-            ai[s] += bi[s]
+            v = ai[s] + bi[s]
+            ai[s] = v + ci[s] if with_c else v
 
 
 @njit(cache=True)
@@ -116,9 +127,7 @@ def sweep_kernel(act, Ks, bs, h, U, D, F, forced):
     z = np.empty(U.shape[1:])
     for k in range(Ks.shape[0]):
         np.dot(Ks[k], U[k], z)
-        activate_update(act, z, bs[k], h, U[k], U[k + 1], D[k])
-        if forced:
-            _add(U[k + 1], F[k])
+        activate_update_forced(act, z, bs[k], h, U[k], U[k + 1], D[k], F[k] if forced else z, forced)
 
 
 @njit(cache=True)
@@ -148,9 +157,8 @@ def sweeps_kernel(act, runs, Ks, bs, h, U, D, F, forced, keep):
     for i in range(runs.shape[0]):
         for k in range(runs[i, 0], runs[i, 1] + 1):
             np.dot(Ks[k], U[k - 1], z)
-            activate_update(act, z, bs[k], h, U[k - 1], U[k], D[k] if keep else scratch)
-            if forced:
-                _add(U[k], F[k])
+            activate_update_forced(act, z, bs[k], h, U[k - 1], U[k], D[k] if keep else scratch,
+                                   F[k] if forced else z, forced)
 
 
 @njit(cache=True)
@@ -162,9 +170,8 @@ def steps_kernel(act, rows, Ks, bs, h, U, D, out, out_rows, F, forced, keep):
     for i in range(rows.shape[0]):
         r, o = rows[i], out_rows[i]
         np.dot(Ks[r], U[r - 1], z)
-        activate_update(act, z, bs[r], h, U[r - 1], out[o], D[r] if keep else scratch)
-        if forced:
-            _add(out[o], F[r])
+        activate_update_forced(act, z, bs[r], h, U[r - 1], out[o], D[r] if keep else scratch,
+                               F[r] if forced else z, forced)
 
 
 @njit(cache=True)
@@ -172,9 +179,7 @@ def _layer_adjoint(Kk, h, Dk, Lnext, out, g, Fk, forced):
     """out = Lnext + Kk^T g (+ Fk) with g = h Dk*Lnext (left in ``g``): one transposed step."""
     _scale_rows(h, Dk, Lnext, g)
     np.dot(Kk.T, g, out)
-    _add(out, Lnext)
-    if forced:
-        _add(out, Fk)
+    _add2(out, Lnext, Fk, forced)
 
 
 @njit(cache=True)
