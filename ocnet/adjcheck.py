@@ -226,6 +226,21 @@ def check_sweeps(b):
         _forward_reference(b, runs, Ur, F)
         rows = np.concatenate([np.arange(a, z + 1) for a, z in runs])
         out[label] = _same(U[rows], Ur[rows])
+    if not accepts(b.pb.sweeps, "ahead") or b.k < 2:  # optional extension (MGRIT's C-point look-ahead)
+        return out
+    # ahead=(A, arows): also the step out of each run's last row z into A[arows[i]] (runs that end
+    # before the last row; row z+1 itself untouched), in reversed order
+    runs = np.array([[1, 1], [3, b.k - 1]] if b.k >= 4 else [[1, b.k - 1]], np.int64)
+    for label, F in (("ahead=", None), ("ahead= forcing", b.noise(b.k + 1, b.S))):
+        U, A = U0.copy(), b.noise(len(runs), b.S)
+        arows = np.arange(len(runs), dtype=np.int64)[::-1].copy()
+        b.pb.sweeps(runs, ns, b.h, th, U, np.zeros((b.k + 1, b.Sc)), F, cache=True, ahead=(A, arows))
+        ref = b.noise(len(runs), b.S)
+        b.pb.steps(runs[arows >= 0, 1] + 1, ns, b.h, th, U, np.zeros((b.k + 1, b.Sc)), ref, arows[arows >= 0], F,
+                   cache=True)
+        after = runs[:, 1] + 1
+        out[label] = max(_same(A[arows[arows >= 0]], ref[arows[arows >= 0]]),
+                         _same(U[after[after <= b.k]], U0[after[after <= b.k]]))
     return out
 
 
@@ -364,6 +379,24 @@ def check_sweeps_adjoint(b):
     dTH = np.array([b.dth(i) for i in range(k)]).reshape(k, b.p)
     fd = lambda e: sum(L2[i + 1] @ b.tangent(i, np.zeros(b.S), dTH[i], e) for i in rows)  # noqa: E731
     out["grad="] = _dot_error(fd, np.sum(G[rows] * dTH[rows]))
+    if not accepts(pb.sweeps_adjoint, "ahead") or runs[-1, 0] < 1:  # optional extension
+        return out
+    # ahead=(A, arows): also the transposed step k = a-1 before each run into A[arows[i]] (Lam[a-1]
+    # untouched; with grad= its gradient too): the first run starts at row 0 and has none (-1)
+    arows = np.r_[-1, np.arange(len(runs) - 1)][: len(runs)].astype(np.int64)
+    before = runs[arows >= 0, 0] - 1
+    for label, F in (("ahead=", None), ("ahead= forcing", b.noise(k, b.S))):
+        L3, A = L2.copy(), b.noise(len(runs), b.S)
+        L3[before] = b.noise(len(before), b.S)
+        keep = L3[before].copy()
+        G3 = np.zeros((k, b.p))
+        pb.sweeps_adjoint(runs, ns, b.h, TH, U, C, L3, F, grad=G3, ahead=(A, arows))
+        ref = b.noise(len(runs), b.S)
+        pb.steps_adjoint(before, ns, b.h, TH, U, C, L3, ref, arows[arows >= 0], F)
+        rows3 = np.r_[rows, before]
+        fd = lambda e: sum(L3[i + 1] @ b.tangent(i, np.zeros(b.S), dTH[i], e) for i in rows3)  # noqa: E731
+        out[label] = max(_same(A[arows[arows >= 0]], ref[arows[arows >= 0]]), _same(L3[before], keep),
+                         _dot_error(fd, np.sum(G3[rows3] * dTH[rows3])))
     return out
 
 

@@ -49,6 +49,7 @@ class AdjointMGRIT(MGRIT):
         own = SimpleNamespace(U=U, Cfull=np.zeros((grid.nlocal + 1, 0)))
         super().__init__(reversed_grid(grid), problem, rcomm, settings, S, 0, own)
         self.own = own
+        self._ahead = accepts(problem.sweeps_adjoint, "ahead")  # the C-point look-ahead (MGRIT.f_relax)
         # the parameter gradient formed in the last F-relaxation of a fixed-cycle solve (plugins
         # whose sweeps_adjoint and parameter_gradient take grad= and rows=; the ResNet's do)
         self.fuse = accepts(problem.sweeps_adjoint, "grad") and accepts(problem.parameter_gradient, "rows")
@@ -93,15 +94,23 @@ class AdjointMGRIT(MGRIT):
                 pb.steps(j + 1, ns_b, g.h * lev.m, th_b, U, C_b, scratch, np.arange(n - 1))
             lev.fw = SimpleNamespace(ns=ns_b[1:], th=th_b[1:], U=U, C=C_b[1:])
 
-    def _sweeps(self, lev, runs, cache=None):  # the transposed steps keep no caches
+    def _sweeps(self, lev, runs, cache=None, ahead=None):  # the transposed steps keep no caches
         if len(runs):
             n, fw = lev.nrows, lev.fw
             fwd = np.ascontiguousarray((n - 1) - runs[:, ::-1])  # forward rows = local layers
             kw = {}
+            if ahead is not None:  # the look-ahead of a reversed run is forward row a-1
+                out, rows = ahead
+                if out.strides[0] < 0:  # a level array (stored back to front): its forward view
+                    rows = np.where(rows >= 0, out.shape[0] - 1 - rows, -1)
+                    out = out[::-1]
+                kw["ahead"] = (out, rows)
             if self._gathering and lev is self.levels[0]:
                 kw["grad"] = self.grad
-                for a, b in fwd:
+                for i, (a, b) in enumerate(fwd):
                     self.formed[a:b + 1] = True
+                    if ahead is not None and ahead[1][i] >= 0:
+                        self.formed[a - 1] = True
             self.problem.sweeps_adjoint(fwd, fw.ns, self.fgrid.h * lev.m, fw.th, fw.U, fw.C, lev.U[::-1],
                                         lev.G[::-1] if lev.forced else None, **kw)
 

@@ -16,6 +16,7 @@ from petsc4py import PETSc
 
 from . import rowops
 from .errors import OcnetError
+from .problem import accepts
 
 RELAXATIONS = ("F", "FCF", "FCFCF")
 ROUNDOFF = 64 * np.finfo(float).eps  # residual floor relative to |u| over the C-points
@@ -153,6 +154,20 @@ class Level:
         # True right after an F-relaxation until a C-point changes: a second F-relaxation would
         # recompute bitwise the same F-points, so MGRIT.relax skips it (see there)
         self.f_relaxed = False
+        # C-point look-ahead (MGRIT.f_relax): None, or whether the caches were kept when the
+        # F-relaxation also stepped into each C-row, Phi(U[c-1]) (+ G[c]), into the next coarser
+        # level's G at the C-row's coarse row (``ahead_rows``)
+        self.ahead, self.ahead_rows = None, None
+
+    @property
+    def f_relaxed(self):
+        return self._f_relaxed
+
+    @f_relaxed.setter
+    def f_relaxed(self, value):
+        self._f_relaxed = value
+        if not value:  # C-points changed: the look-ahead values are stale
+            self.ahead = None
 
     @property
     def U(self):
@@ -203,6 +218,7 @@ class MGRIT:
         self.extra_levels = []  # levels outside the hierarchy that communicate (flushed too)
         self.history, self.converged = [], False
         self._first = True  # skip_down applies to the very first cycle (cold start) only
+        self._ahead = accepts(problem.sweeps, "ahead")  # the C-point look-ahead (f_relax)
         self.last_cycle = False  # True during the last cycle of a fixed-cycle (one-shot) solve
         self._fixed = False  # True during a fixed-cycle solve
 
@@ -257,12 +273,15 @@ class MGRIT:
             self._send_last(lev)
 
     # ---- the two batched primitives every operation below goes through -----------------
-    def _sweeps(self, lev, runs, cache=None):
+    def _sweeps(self, lev, runs, cache=None, ahead=None):
         """In-place sweeps of the row runs ``runs`` (k x 2) from the row before each (+ forcing).
-        ``cache``: whether the steps' caches will be read (default: the finest level's are)."""
+        ``cache``: whether the steps' caches will be read (default: the finest level's are).
+        ``ahead`` (out, out_rows): also the step out of run i's last row into out[out_rows[i]]
+        (none where out_rows[i] < 0), the plugin's ``sweeps(ahead=)``."""
         if len(runs):
+            kw = {} if ahead is None else {"ahead": ahead}
             self.problem.sweeps(runs, lev.ns, self.grid.h * lev.m, lev.thetas, lev.U, lev.C,
-                                lev.G if lev.forced else None, cache=lev.m == 1 if cache is None else cache)
+                                lev.G if lev.forced else None, cache=lev.m == 1 if cache is None else cache, **kw)
 
     def _steps(self, lev, rows, out, out_rows=None, forced=False, cache=None):
         """out[out_rows[i]] = Phi(U[r-1]) (+ G[r] if ``forced``), r = rows[i] (default out_rows:
@@ -274,26 +293,56 @@ class MGRIT:
                                lev.G if forced else None, cache=lev.m == 1 if cache is None else cache)
 
     def _c_values(self, lev, cache=None):
-        """Phi(U[r-1]) (+ G[r] on forced levels) for the level's C-rows, into its scratch."""
+        """(phi, phi_rows): phi[phi_rows[i]] = Phi(U[r-1]) (+ G[r] on forced levels) for the
+        level's C-rows r = c_rows[i]: the F-relaxation's look-ahead when it is valid (and kept
+        the caches if they are wanted), else computed into the level's scratch."""
+        keep = lev.m == 1 if cache is None else cache
+        if lev.ahead is not None and (lev.ahead or not keep):
+            coarse = self.levels[self.levels.index(lev) + 1]
+            return coarse.G, lev.coarse_rows(lev.c_rows, coarse)
         self._steps(lev, lev.c_rows, lev.work[0], forced=lev.forced, cache=cache)
-        return lev.work[0]
+        return lev.work[0], np.arange(len(lev.c_rows))
+
+    def _lookahead(self, lev):
+        """(coarse level, coarse row per F-run or -1) of the look-ahead of ``lev``'s F-relaxation
+        (None: the coarsest level, a level outside the hierarchy, or a plugin without it)."""
+        if not self._ahead or lev not in self.levels[:-1]:
+            return None
+        coarse = self.levels[self.levels.index(lev) + 1]
+        if lev.ahead_rows is None:  # static: the C-row after each run, on this level's layout
+            nxt = lev.f_runs[:, 1] + 1
+            rows = np.full(len(nxt), -1, np.int64)
+            ok = nxt < lev.nrows
+            rows[ok] = lev.coarse_rows(nxt[ok], coarse)
+            lev.ahead_rows = rows
+        return coarse
 
     # ---- relaxation ---------------------------------------------------------------------
     def f_relax(self, lev, cache=None):
+        """F-relaxation; where the plugin's sweeps take ``ahead=``, each F-run's sweep also takes
+        the step into the C-row after it (the C-point values that the restriction, the residual
+        and C-relaxation need next, computed while the run's last state is in cache; bitwise the
+        separate steps), into the coarser level's G (``Level.ahead``)."""
         runs = lev.f_runs
         last_c = lev.owns and lev.is_c(lev.nrows - 1)
         has_left, has_right = lev.left is not None, lev.right is not None
         if has_right and last_c:  # F-relaxation does not change it: send before relaxing
             self._send_last(lev)
         leading = len(runs) and runs[0, 0] == 1 and has_left
-        self._sweeps(lev, runs[1:] if leading else runs, cache)
+        coarse = self._lookahead(lev)
+        ahead = lambda sl: None if coarse is None else (coarse.G, lev.ahead_rows[sl])
+        self._sweeps(lev, runs[1:] if leading else runs, cache, ahead(slice(1 if leading else 0, None)))
         if has_left:
             self._recv_halo(lev)
             if leading:
-                self._sweeps(lev, runs[:1], cache)
+                self._sweeps(lev, runs[:1], cache, ahead(slice(0, 1)))
+            elif coarse is not None and lev.nrows > 1:  # a C-row right after the halo
+                one = np.array([1], np.int64)
+                self._steps(lev, one, coarse.G, lev.coarse_rows(one, coarse), forced=lev.forced, cache=cache)
         if has_right and not last_c:
             self._send_last(lev)
         lev.f_relaxed = True
+        lev.ahead = None if coarse is None else (lev.m == 1 if cache is None else cache)
 
     def point_residuals(self, lev, out):
         """out[i] = U[r] - Phi(U[r-1]) for the owned rows r in order (the first rank's row 0,
@@ -311,11 +360,18 @@ class MGRIT:
     def c_relax(self, lev, cache=None):
         # the halo row is valid after the preceding F-relaxation
         rows, w = lev.c_rows, self.s.cweight
-        lev.f_relaxed = False
-        if w == 1.0:  # straight into U: the steps read F-rows and write C-rows
+        if lev.ahead is not None:  # the F-relaxation's look-ahead holds the new C-point values
+            phi, prow = self._c_values(lev, cache)
+            if w == 1.0:
+                rowops.copy_rows(lev.U, rows, phi, prow)
+            else:
+                rowops.blend_rows(lev.U, rows, phi, prow, w)
+        elif w == 1.0:  # straight into U: the steps read F-rows and write C-rows
             self._steps(lev, rows, lev.U, rows, forced=lev.forced, cache=cache)
         else:
-            rowops.blend_rows(lev.U, rows, self._c_values(lev, cache), w)
+            phi, prow = self._c_values(lev, cache)
+            rowops.blend_rows(lev.U, rows, phi, prow, w)
+        lev.f_relaxed = False
 
     @logged("Relax")
     def relax(self, lev):
@@ -338,7 +394,8 @@ class MGRIT:
         also ||u|| over the same points (for the round-off floor of the residual)."""
         self.exchange(lev)
         sq = np.empty((len(lev.c_rows), 2))
-        rowops.residual_sumsq(self._c_values(lev), lev.U, lev.c_rows, sq)
+        phi, prow = self._c_values(lev)
+        rowops.residual_sumsq(phi, prow, lev.U, lev.c_rows, sq)
         tot = np.sum(np.concatenate(self.comm.allgather(sq)), axis=0)
         return (float(np.sqrt(tot[0])), float(np.sqrt(tot[1]))) if scale else float(np.sqrt(tot[0]))
 
@@ -374,7 +431,9 @@ class MGRIT:
         coarse.f_relaxed = False
         self.exchange(coarse)
         R = fine.coarse_rows(rows, coarse)
-        self._steps(fine, rows, coarse.G, R, forced=fine.forced, cache=False)
+        if fine.ahead is None:  # else the F-relaxation left Phi(u_{c-1}) (+ g_c) in coarse.G[R]
+            self._steps(fine, rows, coarse.G, R, forced=fine.forced, cache=False)
+        fine.ahead = None  # coarse.G[R] becomes the coarse right-hand side
         self._steps(coarse, R, fine.work[1])
         rowops.sub_rows(coarse.G, R, fine.work[1])
 

@@ -148,7 +148,9 @@ class ControlProblem:
         and coarse sweeps; rows are indexed by the point a step goes *into*).  ``cache=False``:
         MGRIT will not read these caches (coarse levels, pre-relaxation); a plugin may skip them.
         Runs of consecutive layers (the finest level) go to ``sweep``; on coarse levels, whose
-        layer indices step by the coarsening factor, each step goes to ``step`` with its own n."""
+        layer indices step by the coarsening factor, each step goes to ``step`` with its own n.
+        A jitted override may also take ``ahead=(A, arows)``, MGRIT's C-point look-ahead
+        (CONTRACT.md); this default does not, and MGRIT then takes those steps by ``steps``."""
         for a, b in runs:
             if ns[b] - ns[a] == b - a:
                 self.sweep(ns[a], h, thetas[a:b + 1], U[a - 1:b + 1], C[a:b + 1],

@@ -25,10 +25,10 @@ def sub_rows(dst, drows, src):
 
 
 @njit(cache=True)
-def blend_rows(dst, drows, src, w):
-    """dst[drows[i]] = (1-w)*dst[drows[i]] + w*src[i]  (weighted C-relaxation)."""
+def blend_rows(dst, drows, src, srows, w):
+    """dst[drows[i]] = (1-w)*dst[drows[i]] + w*src[srows[i]]  (weighted C-relaxation)."""
     for i in range(drows.shape[0]):
-        d, s = dst[drows[i]], src[i]
+        d, s = dst[drows[i]], src[srows[i]]
         for k in range(d.shape[0]):
             d[k] = (1.0 - w) * d[k] + w * s[k]
 
@@ -50,9 +50,9 @@ def _sumsq(x, y, use_y):
 
 
 @njit(cache=True)
-def residual_sumsq(phi, U, rows, out):
-    """out[i, 0] = |phi[i] - U[rows[i]]|^2, out[i, 1] = |U[rows[i]]|^2."""
+def residual_sumsq(phi, prows, U, rows, out):
+    """out[i, 0] = |phi[prows[i]] - U[rows[i]]|^2, out[i, 1] = |U[rows[i]]|^2."""
     for i in range(rows.shape[0]):
         u = U[rows[i]]
-        out[i, 0] = _sumsq(phi[i], u, True)
+        out[i, 0] = _sumsq(phi[prows[i]], u, True)
         out[i, 1] = _sumsq(u, u, False)

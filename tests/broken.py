@@ -75,3 +75,20 @@ class NaNAdjointLinear(LinearControl):
     def step_adjoint(self, n, h, theta, u, cache, lam_next, lam, grad_theta):
         super().step_adjoint(n, h, theta, u, cache, lam_next, lam, grad_theta)
         lam[0] = np.nan
+
+
+class LookaheadIntoStatePeaks(Peaks):
+    """The ResNet whose sweeps(ahead=) also writes the look-ahead step into U[b+1] (the C-point
+    MGRIT relaxes separately) and drops it from the adjoint's look-ahead output."""
+
+    def sweeps(self, runs, ns, h, thetas, U, C, F=None, cache=True, ahead=None):
+        super().sweeps(runs, ns, h, thetas, U, C, F, cache, ahead)
+        if ahead is not None:
+            for (a, b), r in zip(runs, ahead[1]):
+                if r >= 0:
+                    U[b + 1] = ahead[0][r]
+
+    def sweeps_adjoint(self, runs, ns, h, thetas, U, C, Lam, F=None, grad=None, ahead=None):
+        super().sweeps_adjoint(runs, ns, h, thetas, U, C, Lam, F, grad, ahead)
+        if ahead is not None:
+            ahead[0][ahead[1][ahead[1] >= 0]] = 0.0

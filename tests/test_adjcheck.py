@@ -108,3 +108,15 @@ def test_training_options_are_reported(tmp_path):
     assert "ocnet: warning: -run_dir is ignored by -check_adjoint" in p.stderr
     assert "ocnet: warning: -oneshot_state_its is ignored by -check_adjoint" in p.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_wrong_lookahead_is_named():
+    """The optional ahead= of the batched sweeps (MGRIT's C-point look-ahead) is checked too."""
+    p = run_ocnet(PLUGINS["peaks"] + ["-problem", "tests.broken:LookaheadIntoStatePeaks", "-check_adjoint"],
+                  check=False)
+    assert p.returncode == 1, p.stdout + p.stderr
+    text = p.stdout.splitlines()
+    for bad in ("sweeps h=", "sweeps_adjoint h="):
+        assert any(ln.startswith("FAIL  " + bad) and "ahead=" in ln for ln in text), (bad, p.stdout)
+    for good in ("sweep h=", "steps h=", "steps_adjoint h=", "Taylor"):
+        assert any(ln.startswith("PASS  " + good) for ln in text), (good, p.stdout)

@@ -140,11 +140,17 @@ class ResNet(ControlProblem):
         Ks, bs = self.split_layers(thetas)
         return np.ascontiguousarray(Ks), np.ascontiguousarray(bs)
 
-    def sweeps(self, runs, ns, h, thetas, U, C, F=None, cache=True):
+    def _ahead(self, ahead, L):
+        """(array, rows) of a sweeps look-ahead (ControlProblem.sweeps), in kernel form."""
+        if ahead is None:
+            return self._states(L[:0]), np.zeros(0, np.int64)
+        return self._states(ahead[0]), np.asarray(ahead[1], np.int64)
+
+    def sweeps(self, runs, ns, h, thetas, U, C, F=None, cache=True, ahead=None):
         Ks, bs = self._layers(thetas)
         st = self._states
         kernels.sweeps_kernel(self.act, np.asarray(runs, np.int64).reshape(-1, 2), Ks, bs, h, st(U), st(C),
-                              st(U[:0]) if F is None else st(F), F is not None, cache)
+                              st(U[:0]) if F is None else st(F), F is not None, cache, *self._ahead(ahead, U))
 
     def steps(self, rows, ns, h, thetas, U, C, out, out_rows, F=None, cache=True):
         Ks, bs = self._layers(thetas)
@@ -153,17 +159,18 @@ class ResNet(ControlProblem):
                              np.asarray(out_rows, np.int64), st(U[:0]) if F is None else st(F), F is not None,
                              cache)
 
-    def sweeps_adjoint(self, runs, ns, h, thetas, U, C, Lam, F=None, grad=None):
+    def sweeps_adjoint(self, runs, ns, h, thetas, U, C, Lam, F=None, grad=None, ahead=None):
         Ks, _ = self._layers(thetas)
         st = self._states
         runs = np.asarray(runs, np.int64).reshape(-1, 2)
         Fs = st(Lam[:0]) if F is None else st(F)
         if grad is None:
             kernels.sweeps_adjoint_kernel(runs, Ks, h, st(C[:0]), st(C), st(Lam), Fs, F is not None, False,
-                                          Ks[:0], Ks[:0, 0])
+                                          Ks[:0], Ks[:0, 0], *self._ahead(ahead, Lam))
         else:
             gKs, gbs = self.split_layers(grad)
-            kernels.sweeps_adjoint_grad(runs, Ks, h, st(U), st(C), st(Lam), Fs, F is not None, gKs, gbs)
+            kernels.sweeps_adjoint_grad(runs, Ks, h, st(U), st(C), st(Lam), Fs, F is not None, gKs, gbs,
+                                        *self._ahead(ahead, Lam))
 
     def steps_adjoint(self, rows, ns, h, thetas, U, C, Lam, out, out_rows, F=None):
         Ks, _ = self._layers(thetas)

@@ -136,7 +136,7 @@ def sweep_adjoint_kernel(Ks, h, U, D, L, gKs, gbs, F, forced):
     (+ F[k] if forced), gKs[k] += g U[k]^T, gbs[k] += g 1 (one run of sweeps_adjoint_kernel)."""
     runs = np.empty((1, 2), np.int64)
     runs[0, 0], runs[0, 1] = 0, Ks.shape[0] - 1
-    sweeps_adjoint_kernel(runs, Ks, h, U, D, L, F, forced, True, gKs, gbs)
+    sweeps_adjoint_kernel(runs, Ks, h, U, D, L, F, forced, True, gKs, gbs, L, runs[0, :0])
 
 
 @njit(cache=True)
@@ -147,10 +147,12 @@ def param_gradient_kernel(h, U, D, L, gKs, gbs):
 
 
 @njit(cache=True)
-def sweeps_kernel(act, runs, Ks, bs, h, U, D, F, forced, keep):
+def sweeps_kernel(act, runs, Ks, bs, h, U, D, F, forced, keep, A, arows):
     """Several runs on one array (rows indexed by the point a step goes into): for each run
     (a, b) and k = a..b, U[k] = U[k-1] + h*act(Ks[k] U[k-1] + bs[k]) (+ F[k]), D[k] = act'(.)
-    (``keep`` false: D goes to a cache-resident scratch, saving a third of the memory traffic).
+    (``keep`` false: D goes to a cache-resident scratch, saving a third of the memory traffic);
+    then, where arows[i] >= 0, the look-ahead step into row b+1 written to A[arows[i]] (the
+    arithmetic of ``steps_kernel``; ``arows`` empty: none).
     The arithmetic of ``sweep_kernel``, so a one-run call reproduces it bitwise."""
     z = np.empty(U.shape[1:])
     scratch = np.empty(U.shape[1:])
@@ -158,6 +160,11 @@ def sweeps_kernel(act, runs, Ks, bs, h, U, D, F, forced, keep):
         for k in range(runs[i, 0], runs[i, 1] + 1):
             np.dot(Ks[k], U[k - 1], z)
             activate_update_forced(act, z, bs[k], h, U[k - 1], U[k], D[k] if keep else scratch,
+                                   F[k] if forced else z, forced)
+        if arows.shape[0] and arows[i] >= 0:
+            k = runs[i, 1] + 1
+            np.dot(Ks[k], U[k - 1], z)
+            activate_update_forced(act, z, bs[k], h, U[k - 1], A[arows[i]], D[k] if keep else scratch,
                                    F[k] if forced else z, forced)
 
 
@@ -192,11 +199,12 @@ def _gradient_add(g, Uk, gK, gb, ones, gKk, gbk):
 
 
 @njit(cache=True)
-def sweeps_adjoint_kernel(runs, Ks, h, U, D, L, F, forced, grad, gKs, gbs):
+def sweeps_adjoint_kernel(runs, Ks, h, U, D, L, F, forced, grad, gKs, gbs, A, arows):
     """Backward runs: for each run (a, b) and k = b..a, L[k] = L[k+1] + Ks[k]^T g (+ F[k]) with
     g = h D[k]*L[k+1]; with ``grad`` also each step's parameter gradient from that g,
     gKs[k] += g U[k]^T, gbs[k] += g 1 (the arithmetic of ``param_gradient_kernel``; without it U,
-    gKs, gbs are not read)."""
+    gKs, gbs are not read); then, where arows[i] >= 0, the look-ahead step k = a-1 written to
+    A[arows[i]] instead of L[k] (with its gradient too; ``arows`` empty: none)."""
     w, B = L.shape[1], L.shape[2]
     g = np.empty((w, B))
     gK = np.empty((w, w))
@@ -205,6 +213,11 @@ def sweeps_adjoint_kernel(runs, Ks, h, U, D, L, F, forced, grad, gKs, gbs):
     for i in range(runs.shape[0]):
         for k in range(runs[i, 1], runs[i, 0] - 1, -1):
             _layer_adjoint(Ks[k], h, D[k], L[k + 1], L[k], g, F[k] if forced else g, forced)
+            if grad:
+                _gradient_add(g, U[k], gK, gb, ones, gKs[k], gbs[k])
+        if arows.shape[0] and arows[i] >= 0:
+            k = runs[i, 0] - 1
+            _layer_adjoint(Ks[k], h, D[k], L[k + 1], A[arows[i]], g, F[k] if forced else g, forced)
             if grad:
                 _gradient_add(g, U[k], gK, gb, ones, gKs[k], gbs[k])
 
@@ -247,11 +260,11 @@ def param_gradient(h, U, D, L, gKs, gbs, rows=None):
     gbs += gb
 
 
-def sweeps_adjoint_grad(runs, Ks, h, U, D, L, F, forced, gKs, gbs):
+def sweeps_adjoint_grad(runs, Ks, h, U, D, L, F, forced, gKs, gbs, A, arows):
     """sweeps_adjoint_kernel with the gradients, formed as in ``param_gradient``."""
     gK = np.zeros(gKs.shape)
     gb = np.zeros(gbs.shape)
-    sweeps_adjoint_kernel(runs, Ks, h, U, D, L, F, forced, True, gK, gb)
+    sweeps_adjoint_kernel(runs, Ks, h, U, D, L, F, forced, True, gK, gb, A, arows)
     gKs += gK
     gbs += gb
 
