@@ -55,6 +55,9 @@ class AdjointMGRIT(MGRIT):
         self.fuse = accepts(problem.sweeps_adjoint, "grad") and accepts(problem.parameter_gradient, "rows")
         self.grad, self._gathering = None, False
         self.formed = np.zeros(grid.nlocal, bool)  # local layers whose gradient the solve formed
+        # the state's MGRIT (with keep_coarse), whose coarse levels may hold this solve's coarse
+        # linearisation after its solve (set by ReducedObjective; None: always computed here)
+        self.state_mgrit = None
 
     @staticmethod
     def alloc(shape):
@@ -67,11 +70,15 @@ class AdjointMGRIT(MGRIT):
         ``coarse_parameters``, as on the state's levels).
         On the finest level reversed row r transposes local layer nrows-1-r: plain views."""
         g, pb = self.fgrid, self.problem
-        allth = None
+        # the forward layer order: the reversed communicator's ranks reversed (collective, so on
+        # every rank, whether or not its levels come from the state's)
+        allth = np.concatenate(self.comm.allgather(thetas_local)[::-1]) if len(self.levels) > 1 else None
         for lev in self.levels:
             n = lev.nrows
             if lev.m == 1:
                 lev.fw = SimpleNamespace(ns=g.n0 + np.arange(n), th=thetas_local, U=state.U, C=state.C)
+                continue
+            if self._from_state(lev, state):
                 continue
             r = np.arange(1, n)
             j = n - 1 - r
@@ -83,8 +90,6 @@ class AdjointMGRIT(MGRIT):
                                np.zeros(n + 1, np.int64), np.zeros((n, state.state_size)),
                                np.zeros((max(n - 1, 0), state.state_size)))
             th_b, C_b, ns_b, U, scratch = lev.fw_base
-            if allth is None:  # the forward layer order: the reversed communicator's ranks reversed
-                allth = np.concatenate(self.comm.allgather(thetas_local)[::-1])
             th_b[j + 1] = coarse_parameters(pb, allth, layer, lev.m)
             ns_b[j + 1] = layer
             # jitted row copy: numpy's fancy-index copy (a temporary of the whole block) was
@@ -93,6 +98,27 @@ class AdjointMGRIT(MGRIT):
             if n > 1:
                 pb.steps(j + 1, ns_b, g.h * lev.m, th_b, U, C_b, scratch, np.arange(n - 1))
             lev.fw = SimpleNamespace(ns=ns_b[1:], th=th_b[1:], U=U, C=C_b[1:])
+
+    def _from_state(self, lev, state):
+        """Point the level's forward arrays at the state MGRIT's level of the same spacing m when
+        its last solve left there, in place, every coarse step this rank transposes: the same
+        states (its C-points were copied into the trajectory), parameters and caches (its final
+        F-relaxation with look-ahead, or coarsest sweep, kept them), so the views give bitwise
+        the values the steps below would recompute.  False: compute them."""
+        src, g, n = self.state_mgrit, self.fgrid, lev.nrows
+        if src is None or not src.coarse_final or g.N % lev.m or src.levels[0].U is not state.U:
+            return False
+        slev = next((s for s in src.levels[1:] if s.m == lev.m), None)
+        if slev is None or n < 2:
+            return False
+        # reversed row r = 1..n-1 transposes the forward step from coarse point N/m - p0 - r
+        # (forward row j = n-1-r); the first of them, j = 0, is state row q0 - p0
+        row0 = g.N // lev.m - lev.p0 - (n - 1) - slev.p0
+        if row0 < 0 or row0 + n - 1 > slev.nrows - 1:  # a step this rank's state level lacks
+            return False
+        sl = slice(row0 + 1, row0 + n)
+        lev.fw = SimpleNamespace(ns=slev.ns[sl], th=slev.thetas[sl], U=slev.U[row0:row0 + n - 1], C=slev.C[sl])
+        return True
 
     def _sweeps(self, lev, runs, cache=None, ahead=None):  # the transposed steps keep no caches
         if len(runs):

@@ -219,6 +219,11 @@ class MGRIT:
         self.history, self.converged = [], False
         self._first = True  # skip_down applies to the very first cycle (cold start) only
         self._ahead = accepts(problem.sweeps, "ahead")  # the C-point look-ahead (f_relax)
+        # keep_coarse: the coarse levels' last F-relaxations and coarsest sweep keep their step
+        # caches, so that after a solve every coarse level holds the states, parameters and
+        # caches of its steps at the final iterate (``coarse_final``): the adjoint's coarse
+        # linearisation, which AdjointMGRIT.set_parameters then reads instead of recomputing
+        self.keep_coarse, self.coarse_final, self._cycled = False, False, False
         self.last_cycle = False  # True during the last cycle of a fixed-cycle (one-shot) solve
         self._fixed = False  # True during a fixed-cycle solve
 
@@ -418,7 +423,7 @@ class MGRIT:
         if lev.left is not None:
             self._recv_halo(lev)
         if lev.nrows > 1:
-            self._sweeps(lev, np.array([[1, lev.nrows - 1]], np.int64))
+            self._sweeps(lev, np.array([[1, lev.nrows - 1]], np.int64), cache=self._final_cache())
         if lev.right is not None:
             self._send_last(lev)
 
@@ -445,7 +450,14 @@ class MGRIT:
         # before the last cycle of a fixed-cycle (one-shot) solve the steps' caches need not be
         # stored: the last cycle's correction rewrites every F-row's, the closing residual every
         # C-row's (bitwise the same iterates; the caches go to a scratch, less memory traffic)
-        self.f_relax(fine, cache=False if (self._fixed and not self.last_cycle) else None)
+        self.f_relax(fine, cache=self._final_cache())
+
+    def _final_cache(self):
+        """The cache flag of a level's last sweep in a cycle: none before the last cycle of a
+        fixed-cycle solve; the finest level's (default), and with ``keep_coarse`` every level's."""
+        if self._fixed and not self.last_cycle:
+            return False
+        return True if self.keep_coarse else None
 
     def cycle(self, l=0, kind="V", skip=False):
         """One V- or F-cycle from level l (F: a V-cycle is repeated from each coarse level up).
@@ -461,6 +473,7 @@ class MGRIT:
         if kind == "F" and l + 1 < len(self.levels) - 1:
             self.cycle(l + 1, "V")
         self.correct(lev, self.levels[l + 1])
+        self._cycled = True
 
     def view(self, title):
         """``-mgrit_view``: the hierarchy as built, as text lines on every rank (collective): per
@@ -518,15 +531,20 @@ class MGRIT:
         outside a solve and before a bare ``cycle`` (``iterate`` does it itself)."""
         for lev in self.levels:
             lev.f_relaxed = False
+        self.coarse_final = False
 
     def iterate(self, label="mgrit", on_iteration=None):
         """Cycles until the C-point residual is below max(atol, rtol*|r0|) or max_it.
         ``on_iteration(k, rnorm)`` is called as each residual is known (PETSc monitors)."""
         self.invalidate()  # the trajectory or parameters changed since the last solve
+        self._cycled = False
         try:
-            return self._iterate(label, on_iteration)
+            its = self._iterate(label, on_iteration)
         finally:
             self.flush()
+        # a solve that ran no cycle (a converged warm start) left the coarse levels as they were
+        self.coarse_final = self.keep_coarse and self._ahead and self._cycled
+        return its
 
     def _iterate(self, label, on_iteration):
         fine = self.levels[0]

@@ -4,7 +4,9 @@ Numba (``@njit(cache=True)``) reads its index (``*.nbi``) and data (``*.nbc``) f
 and lets a truncated or damaged file raise ``UnpicklingError``/``EOFError`` in every later run
 (it treats only a missing file as a miss).  ``install`` wraps the two readers of
 ``numba.core.caching.IndexDataCacheFile`` so that such a file is removed and the function is
-compiled again (and re-cached).  Where a Numba version lacks these methods nothing is changed.
+compiled again (and re-cached); and ``Cache._load_overload``, for a data file that unpickles but
+whose compiled code does not load (damaged LLVM bitcode: "LLVM bitcode parsing error").  Where a
+Numba version lacks these methods nothing is changed.
 """
 import os
 import sys
@@ -44,6 +46,22 @@ def install():
             raise OSError(f"corrupt Numba cache file {name}") from e
 
     F._load_index, F._load_data = _load_index, _load_data
+
+    from numba.core.caching import Cache
+    if not hasattr(Cache, "_load_overload"):
+        return
+    load_overload = Cache._load_overload
+
+    def _load_overload(self, sig, target_context):
+        try:
+            return load_overload(self, sig, target_context)
+        except OSError:
+            raise
+        except Exception as e:  # the code itself is damaged: drop the function's index (a miss)
+            _drop(getattr(getattr(self, "_cache_file", None), "_index_path", None), e)
+            return None
+
+    Cache._load_overload = _load_overload
 
 
 def _drop(path, err):

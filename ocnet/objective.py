@@ -46,6 +46,9 @@ class ReducedObjective:
             from .adjoint_mgrit import AdjointKSP
             self.adj_mgrit = AdjointKSP(grid, problem, comm, adjoint_mgrit, self.state,
                                         problem.cache_size(self.data), adj=self.adj)
+            if self.mgrit is not None:  # the adjoint's coarse linearisation from the state's levels
+                self.mgrit.keep_coarse = True
+                self.adj_mgrit.state_mgrit = self.mgrit
         self.state_residual = float("nan")
         self.adjoint_residual = float("nan")
         self.state_its = self.adjoint_its = float("nan")  # MGRIT iterations of the last solves
