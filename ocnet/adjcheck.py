@@ -255,6 +255,13 @@ def check_steps(b):
                    cache=True)
         ref = np.array([b.phi(r - 1, U[r - 1], th[r]) + (0 if F is None else F[r]) for r in rows])
         out[label] = _same(o[::-1], ref)
+    if accepts(b.pb.steps, "minus"):  # optional extension (MGRIT's FAS restriction in place)
+        o = b.noise(len(rows), b.S)
+        before = o.copy()
+        b.pb.steps(rows, ns, b.h, th, U, np.zeros((b.k + 1, b.Sc)), o, np.arange(len(rows))[::-1].copy(),
+                   cache=False, minus=True)
+        ref = np.array([b.phi(r - 1, U[r - 1], th[r]) for r in rows])
+        out["minus="] = _same(before[::-1] - o[::-1], ref)
     return out
 
 
@@ -416,6 +423,11 @@ def check_steps_adjoint(b):
     o2 = b.noise(len(rows), b.S)
     pb.steps_adjoint(rows, ns, b.h, TH, U, C, Lam, o2, orows, F)
     out["forcing"] = _same(o2[orows] - o[orows], F[rows])  # independent steps: F is added once
+    if accepts(pb.steps_adjoint, "minus"):  # optional extension (MGRIT's FAS restriction in place)
+        o3 = b.noise(len(rows), b.S)
+        before = o3.copy()
+        pb.steps_adjoint(rows, ns, b.h, TH, U, C, Lam, o3, orows, minus=True)
+        out["minus="] = _same(before - o3, o)
     return out
 
 

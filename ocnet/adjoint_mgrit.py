@@ -50,6 +50,7 @@ class AdjointMGRIT(MGRIT):
         super().__init__(reversed_grid(grid), problem, rcomm, settings, S, 0, own)
         self.own = own
         self._ahead = accepts(problem.sweeps_adjoint, "ahead")  # the C-point look-ahead (MGRIT.f_relax)
+        self._minus = accepts(problem.steps_adjoint, "minus")  # (MGRIT.restrict)
         # the parameter gradient formed in the last F-relaxation of a fixed-cycle solve (plugins
         # whose sweeps_adjoint and parameter_gradient take grad= and rows=; the ResNet's do)
         self.fuse = accepts(problem.sweeps_adjoint, "grad") and accepts(problem.parameter_gradient, "rows")
@@ -155,7 +156,7 @@ class AdjointMGRIT(MGRIT):
         """Local layers (int64) whose parameter gradient the last solve did not form (None: all)."""
         return np.flatnonzero(~self.formed).astype(np.int64) if self.formed.any() else None
 
-    def _steps(self, lev, rows, out, out_rows=None, forced=False, cache=None):
+    def _steps(self, lev, rows, out, out_rows=None, forced=False, cache=None, minus=False):
         if not len(rows):
             return
         n, fw = lev.nrows, lev.fw
@@ -163,8 +164,9 @@ class AdjointMGRIT(MGRIT):
             out_rows = np.arange(len(rows))
         if out.strides[0] < 0:  # a level array (stored back to front): its forward-order view
             out, out_rows = out[::-1], out.shape[0] - 1 - out_rows
+        kw = {"minus": True} if minus else {}
         self.problem.steps_adjoint(n - 1 - rows, fw.ns, self.fgrid.h * lev.m, fw.th, fw.U, fw.C, lev.U[::-1],
-                                   out, out_rows, lev.G[::-1] if forced else None)
+                                   out, out_rows, lev.G[::-1] if forced else None, **kw)
 
     def solve_adjoint(self, thetas_local, state, adj, lamN, on_iteration=None, grad=None):
         """Fill adj.U (rows <-> fine points n0..n1) with the MGRIT adjoint; lamN on the last rank.

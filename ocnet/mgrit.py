@@ -219,6 +219,7 @@ class MGRIT:
         self.history, self.converged = [], False
         self._first = True  # skip_down applies to the very first cycle (cold start) only
         self._ahead = accepts(problem.sweeps, "ahead")  # the C-point look-ahead (f_relax)
+        self._minus = accepts(problem.steps, "minus")  # FAS right-hand side in place (restrict)
         # keep_coarse: the coarse levels' last F-relaxations and coarsest sweep keep their step
         # caches, so that after a solve every coarse level holds the states, parameters and
         # caches of its steps at the final iterate (``coarse_final``): the adjoint's coarse
@@ -288,14 +289,16 @@ class MGRIT:
             self.problem.sweeps(runs, lev.ns, self.grid.h * lev.m, lev.thetas, lev.U, lev.C,
                                 lev.G if lev.forced else None, cache=lev.m == 1 if cache is None else cache, **kw)
 
-    def _steps(self, lev, rows, out, out_rows=None, forced=False, cache=None):
+    def _steps(self, lev, rows, out, out_rows=None, forced=False, cache=None, minus=False):
         """out[out_rows[i]] = Phi(U[r-1]) (+ G[r] if ``forced``), r = rows[i] (default out_rows:
         0, 1, ...): the steps into ``rows``, independently, in one call; ``out`` may be lev.U.
-        The steps' caches are kept (the fine level's are the adjoint's linearisation)."""
+        The steps' caches are kept (the fine level's are the adjoint's linearisation).
+        ``minus``: out[out_rows[i]] -= Phi(U[r-1]) (the plugin's ``steps(minus=)``)."""
         if len(rows):
+            kw = {"minus": True} if minus else {}
             self.problem.steps(rows, lev.ns, self.grid.h * lev.m, lev.thetas, lev.U, lev.C, out,
                                np.arange(len(rows)) if out_rows is None else out_rows,
-                               lev.G if forced else None, cache=lev.m == 1 if cache is None else cache)
+                               lev.G if forced else None, cache=lev.m == 1 if cache is None else cache, **kw)
 
     def _c_values(self, lev, cache=None):
         """(phi, phi_rows): phi[phi_rows[i]] = Phi(U[r-1]) (+ G[r] on forced levels) for the
@@ -439,8 +442,11 @@ class MGRIT:
         if fine.ahead is None:  # else the F-relaxation left Phi(u_{c-1}) (+ g_c) in coarse.G[R]
             self._steps(fine, rows, coarse.G, R, forced=fine.forced, cache=False)
         fine.ahead = None  # coarse.G[R] becomes the coarse right-hand side
-        self._steps(coarse, R, fine.work[1])
-        rowops.sub_rows(coarse.G, R, fine.work[1])
+        if self._minus:  # the coarse steps subtracted in place (bitwise the separate pass)
+            self._steps(coarse, R, coarse.G, R, minus=True)
+        else:
+            self._steps(coarse, R, fine.work[1])
+            rowops.sub_rows(coarse.G, R, fine.work[1])
 
     @logged("Interp")
     def correct(self, fine, coarse):

@@ -152,12 +152,12 @@ class ResNet(ControlProblem):
         kernels.sweeps_kernel(self.act, np.asarray(runs, np.int64).reshape(-1, 2), Ks, bs, h, st(U), st(C),
                               st(U[:0]) if F is None else st(F), F is not None, cache, *self._ahead(ahead, U))
 
-    def steps(self, rows, ns, h, thetas, U, C, out, out_rows, F=None, cache=True):
+    def steps(self, rows, ns, h, thetas, U, C, out, out_rows, F=None, cache=True, minus=False):
         Ks, bs = self._layers(thetas)
         st = self._states
         kernels.steps_kernel(self.act, np.asarray(rows, np.int64), Ks, bs, h, st(U), st(C), st(out),
                              np.asarray(out_rows, np.int64), st(U[:0]) if F is None else st(F), F is not None,
-                             cache)
+                             cache, minus)
 
     def sweeps_adjoint(self, runs, ns, h, thetas, U, C, Lam, F=None, grad=None, ahead=None):
         Ks, _ = self._layers(thetas)
@@ -172,12 +172,12 @@ class ResNet(ControlProblem):
             kernels.sweeps_adjoint_grad(runs, Ks, h, st(U), st(C), st(Lam), Fs, F is not None, gKs, gbs,
                                         *self._ahead(ahead, Lam))
 
-    def steps_adjoint(self, rows, ns, h, thetas, U, C, Lam, out, out_rows, F=None):
+    def steps_adjoint(self, rows, ns, h, thetas, U, C, Lam, out, out_rows, F=None, minus=False):
         Ks, _ = self._layers(thetas)
         st = self._states
         kernels.steps_adjoint_kernel(np.asarray(rows, np.int64), Ks, h, st(C), st(Lam), st(out),
                                      np.asarray(out_rows, np.int64), st(Lam[:0]) if F is None else st(F),
-                                     F is not None)
+                                     F is not None, minus)
 
     def step(self, n, h, theta, u, out, cache):
         U = np.stack([u, out])

@@ -45,7 +45,7 @@ LN2_LO = 1.90821492927058770002e-10
 
 
 @njit(cache=True, error_model="numpy")
-def _tanh_update(z, b, h, u, out, dsig, F, forced):
+def _tanh_update(z, b, h, u, out, dsig, F, forced, minus):
     """The tanh case in three SIMD passes: e = exp(-2|x|) by Cody-Waite reduction, a degree-12
     polynomial and the exponent added through an int64 view (libm's exp is scalar in Numba);
     then tanh = sign(x) (1-e)/(1+e).  Accurate to a few ulp."""
@@ -72,22 +72,26 @@ def _tanh_update(z, b, h, u, out, dsig, F, forced):
             t = (1.0 - e) / (1.0 + e)
             t = t if zi[s] + bi >= 0.0 else -t
             v = ui[s] + h * t
-            oi[s] = v + fi[s] if forced else v
+            if minus:
+                oi[s] = oi[s] - v
+            else:
+                oi[s] = v + fi[s] if forced else v
             di[s] = 1.0 - t * t
 
 
 @njit(cache=True, error_model="numpy")
 def activate_update(act, z, b, h, u, out, dsig):
     """out = u + h*act(z + b), dsig = act'(z + b), row-wise bias b."""
-    activate_update_forced(act, z, b, h, u, out, dsig, z, False)
+    activate_update_forced(act, z, b, h, u, out, dsig, z, False, False)
 
 
 @njit(cache=True, error_model="numpy")
-def activate_update_forced(act, z, b, h, u, out, dsig, F, forced):
+def activate_update_forced(act, z, b, h, u, out, dsig, F, forced, minus):
     """``activate_update`` with, if ``forced``, the MGRIT forcing F added in the same pass:
-    out = (u + h*act(z + b)) + F, rounded as the separate pass would (one memory pass fewer)."""
+    out = (u + h*act(z + b)) + F, rounded as the separate pass would (one memory pass fewer);
+    ``minus``: out = out - (u + h*act(z + b)) instead (FAS restriction, unforced)."""
     if act == 0:
-        _tanh_update(z, b, h, u, out, dsig, F, forced)
+        _tanh_update(z, b, h, u, out, dsig, F, forced, minus)
         return
     w, B = z.shape
     for i in range(w):
@@ -96,7 +100,10 @@ def activate_update_forced(act, z, b, h, u, out, dsig, F, forced):
         for s in range(B):
             a, d = activation(act, zi[s] + bi)
             v = ui[s] + h * a
-            oi[s] = v + fi[s] if forced else v
+            if minus:
+                oi[s] = oi[s] - v
+            else:
+                oi[s] = v + fi[s] if forced else v
             di[s] = d
 
 
@@ -127,7 +134,7 @@ def sweep_kernel(act, Ks, bs, h, U, D, F, forced):
     z = np.empty(U.shape[1:])
     for k in range(Ks.shape[0]):
         np.dot(Ks[k], U[k], z)
-        activate_update_forced(act, z, bs[k], h, U[k], U[k + 1], D[k], F[k] if forced else z, forced)
+        activate_update_forced(act, z, bs[k], h, U[k], U[k + 1], D[k], F[k] if forced else z, forced, False)
 
 
 @njit(cache=True)
@@ -160,25 +167,26 @@ def sweeps_kernel(act, runs, Ks, bs, h, U, D, F, forced, keep, A, arows):
         for k in range(runs[i, 0], runs[i, 1] + 1):
             np.dot(Ks[k], U[k - 1], z)
             activate_update_forced(act, z, bs[k], h, U[k - 1], U[k], D[k] if keep else scratch,
-                                   F[k] if forced else z, forced)
+                                   F[k] if forced else z, forced, False)
         if arows.shape[0] and arows[i] >= 0:
             k = runs[i, 1] + 1
             np.dot(Ks[k], U[k - 1], z)
             activate_update_forced(act, z, bs[k], h, U[k - 1], A[arows[i]], D[k] if keep else scratch,
-                                   F[k] if forced else z, forced)
+                                   F[k] if forced else z, forced, False)
 
 
 @njit(cache=True)
-def steps_kernel(act, rows, Ks, bs, h, U, D, out, out_rows, F, forced, keep):
+def steps_kernel(act, rows, Ks, bs, h, U, D, out, out_rows, F, forced, keep, minus):
     """Independent steps into rows r = rows[i]: out[out_rows[i]] = U[r-1] + h*act(Ks[r] U[r-1]
-    + bs[r]) (+ F[r]), D[r] = act'(.) (``keep`` false: D to scratch)."""
+    + bs[r]) (+ F[r]), D[r] = act'(.) (``keep`` false: D to scratch); ``minus``: out[out_rows[i]]
+    minus that step instead."""
     z = np.empty(U.shape[1:])
     scratch = np.empty(U.shape[1:])
     for i in range(rows.shape[0]):
         r, o = rows[i], out_rows[i]
         np.dot(Ks[r], U[r - 1], z)
         activate_update_forced(act, z, bs[r], h, U[r - 1], out[o], D[r] if keep else scratch,
-                               F[r] if forced else z, forced)
+                               F[r] if forced else z, forced, minus)
 
 
 @njit(cache=True)
@@ -237,14 +245,31 @@ def param_gradient_rows_kernel(rows, h, U, D, L, gKs, gbs):
 
 
 @njit(cache=True)
-def steps_adjoint_kernel(rows, Ks, h, D, L, out, out_rows, F, forced):
+def _sub_sum(a, z, b):
+    """a = a - (z + b), rounded as z + b formed first (a transposed step subtracted from a)."""
+    w, B = a.shape
+    for i in range(w):
+        ai, zi, bi = a[i], z[i], b[i]
+        for s in range(B):
+            ai[s] = ai[s] - (zi[s] + bi[s])
+
+
+@njit(cache=True)
+def steps_adjoint_kernel(rows, Ks, h, D, L, out, out_rows, F, forced, minus):
     """Independent transposed steps, k = rows[i]:
-    out[out_rows[i]] = L[k+1] + Ks[k]^T (h D[k]*L[k+1]) (+ F[k])."""
+    out[out_rows[i]] = L[k+1] + Ks[k]^T (h D[k]*L[k+1]) (+ F[k]); ``minus``: out[out_rows[i]]
+    minus that unforced step instead."""
     w, B = L.shape[1], L.shape[2]
     g = np.empty((w, B))
+    z = np.empty((w, B)) if minus else g[:0]
     for i in range(rows.shape[0]):
         k, o = rows[i], out_rows[i]
-        _layer_adjoint(Ks[k], h, D[k], L[k + 1], out[o], g, F[k] if forced else g, forced)
+        if minus:
+            _scale_rows(h, D[k], L[k + 1], g)
+            np.dot(Ks[k].T, g, z)
+            _sub_sum(out[o], z, L[k + 1])
+        else:
+            _layer_adjoint(Ks[k], h, D[k], L[k + 1], out[o], g, F[k] if forced else g, forced)
 
 
 def param_gradient(h, U, D, L, gKs, gbs, rows=None):
