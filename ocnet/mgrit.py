@@ -158,6 +158,9 @@ class Level:
         # F-relaxation also stepped into each C-row, Phi(U[c-1]) (+ G[c]), into the next coarser
         # level's G at the C-row's coarse row (``ahead_rows``)
         self.ahead, self.ahead_rows = None, None
+        # True from a correction until a C-point changes: the coarser level's points still hold
+        # this level's C-points (they were copied from there), so a restriction need not inject
+        self.injected = False
 
     @property
     def f_relaxed(self):
@@ -168,6 +171,7 @@ class Level:
         self._f_relaxed = value
         if not value:  # C-points changed: the look-ahead values are stale
             self.ahead = None
+            self.injected = False
 
     @property
     def U(self):
@@ -434,8 +438,9 @@ class MGRIT:
     def restrict(self, fine, coarse):
         """FAS: coarse u <- injected fine C-points; coarse g = g_c + Phi(u_{c-1}) - Phi_H(u_H)."""
         rows = fine.c_rows  # the fine halo is valid after the last F-relaxation
-        inj = np.r_[0, rows] if self.grid.first else rows
-        rowops.copy_rows(coarse.U, fine.coarse_rows(inj, coarse), fine.U, inj)
+        if not fine.injected:  # (else coarse.U holds them: the correction copied them from there)
+            inj = np.r_[0, rows] if self.grid.first else rows
+            rowops.copy_rows(coarse.U, fine.coarse_rows(inj, coarse), fine.U, inj)
         coarse.f_relaxed = False
         self.exchange(coarse)
         R = fine.coarse_rows(rows, coarse)
@@ -453,6 +458,7 @@ class MGRIT:
         rows = fine.c_rows
         rowops.copy_rows(fine.U, rows, coarse.U, fine.coarse_rows(rows, coarse))
         fine.f_relaxed = False
+        fine.injected = True  # coarse.U's points are fine's C-points until a C-point changes
         # before the last cycle of a fixed-cycle (one-shot) solve the steps' caches need not be
         # stored: the last cycle's correction rewrites every F-row's, the closing residual every
         # C-row's (bitwise the same iterates; the caches go to a scratch, less memory traffic)
