@@ -229,6 +229,7 @@ class MGRIT:
         # caches of its steps at the final iterate (``coarse_final``): the adjoint's coarse
         # linearisation, which AdjointMGRIT.set_parameters then reads instead of recomputing
         self.keep_coarse, self.coarse_final, self._cycled = False, False, False
+        self._final_thetas = None  # the fine parameters of the solve that left coarse_final
         self.last_cycle = False  # True during the last cycle of a fixed-cycle (one-shot) solve
         self._fixed = False  # True during a fixed-cycle solve
 
@@ -548,15 +549,27 @@ class MGRIT:
     def iterate(self, label="mgrit", on_iteration=None):
         """Cycles until the C-point residual is below max(atol, rtol*|r0|) or max_it.
         ``on_iteration(k, rnorm)`` is called as each residual is known (PETSc monitors)."""
+        was_final = self.coarse_final
         self.invalidate()  # the trajectory or parameters changed since the last solve
         self._cycled = False
         try:
             its = self._iterate(label, on_iteration)
         finally:
             self.flush()
-        # a solve that ran no cycle (a converged warm start) left the coarse levels as they were
-        self.coarse_final = self.keep_coarse and self._ahead and self._cycled
+        self.coarse_final = self.keep_coarse and self._ahead and (self._cycled or was_final and self._unchanged())
+        if self.coarse_final and self._cycled:
+            self._final_thetas = self.levels[0].thetas.copy()
         return its
+
+    def _unchanged(self):
+        """After a solve that ran no cycle (a converged warm start, e.g. the gradient evaluation
+        at a line search's accepted point): whether the coarse levels still describe the
+        trajectory, i.e. the parameters and u[0] are those of the solve that left them (the
+        C-points did not change, the F-points were recomputed from them)."""
+        fine = self.levels[0]
+        if self._final_thetas is None or not np.array_equal(fine.thetas, self._final_thetas):
+            return False
+        return not self.grid.first or np.array_equal(fine.U[0], self.levels[1].U[0])
 
     def _iterate(self, label, on_iteration):
         fine = self.levels[0]

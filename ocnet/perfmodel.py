@@ -46,6 +46,8 @@ class Solver:
     its: float = 2.0
     fixed: bool = True  # one-shot: fixed cycles, residual once at the end; else to tolerance
     warm_skip: bool = False  # fixed cycles: no relaxation on the first cycle's way down
+    ahead: bool = True  # the plugin's sweeps take ahead= (C-point look-ahead; the ResNet's do)
+    minus: bool = True  # the plugin's steps take minus= (FAS right-hand side in place)
 
     def factor(self, level):
         return self.cfactor[min(level, len(self.cfactor) - 1)]
@@ -67,6 +69,33 @@ def level_counts(N, P, m, cf, reverse=False):
     steps = np.maximum(j_hi - a + 1, 0)
     c = np.where(steps > 0, j_hi // cf - (a - 1) // cf, 0)
     return steps, c, steps - c
+
+
+def level_rows(N, P, m, reverse=False):
+    """(p0, nrows) per rank of the level of spacing m, as ocnet.mgrit.Level lays it out."""
+    b = np.array([block_bounds(N, P, r) for r in range(P)], dtype=np.int64)
+    if reverse:
+        b = (N - b[::-1])[:, ::-1]
+    first = np.arange(P) == 0
+    lo = np.where(first, 0, b[:, 0] + 1)
+    j_lo, j_hi = -(-lo // m), b[:, 1] // m
+    p0 = np.where(first, 0, j_lo - 1)
+    return p0, np.maximum(j_hi - p0 + 1, 1)
+
+
+def adjoint_setup_steps(N, P, m):
+    """Per (forward) rank: the coarse steps the adjoint's set-up takes on its level of spacing m,
+    0 where AdjointMGRIT._from_state finds them all in the state MGRIT's level (views)."""
+    p0s, ns = level_rows(N, P, m)
+    p0a, na = level_rows(N, P, m, reverse=True)
+    out = np.zeros(P)
+    for r in range(P):
+        q = P - 1 - r  # this rank's block on the reversed grid
+        n = na[q]
+        row0 = N // m - p0a[q] - (n - 1) - p0s[r]
+        if N % m or n < 2 or row0 < 0 or row0 + n - 1 > ns[r] - 1:
+            out[r] = max(n - 1, 0)
+    return out
 
 
 def _levels(N, s):
@@ -103,9 +132,18 @@ def serial_counts(N, P):
 
 
 def mgrit_counts(N, P, s, reverse=False, its=None):
-    """Counts of one MGRIT solve with ``its`` cycles (default s.its, rounded): the fixed-cycle path
-    (one-shot) or the tolerance loop (opening F-relaxation, a residual after every cycle)."""
-    its = int(round(s.its if its is None else its))
+    """Counts of one MGRIT solve with ``its`` cycles (default s.its): the fixed-cycle path
+    (one-shot) or the tolerance loop (opening F-relaxation, a residual after every cycle).  A
+    fractional count (an average over solves, e.g. 3.2) mixes the two neighbouring whole counts."""
+    its = float(s.its if its is None else its)
+    lo = math.floor(its)
+    if its == lo:
+        return _mgrit_counts(N, P, s, reverse, int(lo))
+    w = its - lo
+    return Counts().add(_mgrit_counts(N, P, s, reverse, lo), 1.0 - w).add(_mgrit_counts(N, P, s, reverse, lo + 1), w)
+
+
+def _mgrit_counts(N, P, s, reverse, its):
     levs = _levels(N, s)
     if len(levs) == 1:
         return serial_counts(N, P)
@@ -113,6 +151,11 @@ def mgrit_counts(N, P, s, reverse=False, its=None):
     lc = [level_counts(N, P, m, cf, reverse) for m, cf in levs]
     tot = Counts()
     fine_relaxed = [False] * L
+    ahead = [False] * L  # as ocnet.mgrit.Level.ahead: the C-point values of the last F-relaxation
+    injected = [False] * L  # as Level.injected: the coarser level holds this level's C-points
+
+    def changed(l):  # C-points changed (Level.f_relaxed = False)
+        fine_relaxed[l] = ahead[l] = injected[l] = False
 
     def op(l, steps, msgs=1, coll=0, point=False):
         crit = float(np.max(steps)) if np.ndim(steps) else float(steps)
@@ -133,12 +176,16 @@ def mgrit_counts(N, P, s, reverse=False, its=None):
         # and as many ranks as it spans
         pts = max(float(np.max(lc[l][0])), 1.0)
         hops = 1 if pts >= cf - 1 else math.ceil((cf - 1) / pts)
-        op(l, F, msgs=hops)
-        fine_relaxed[l] = True
+        look = s.ahead and l < L - 1  # and the step into each C-point, in the same sweep
+        op(l, F + lc[l][1] if look else F, msgs=hops)
+        fine_relaxed[l], ahead[l] = True, look
 
     def c_relax(l):
-        op(l, lc[l][1], msgs=0, point=True)
-        fine_relaxed[l] = False
+        if ahead[l]:  # the look-ahead's values copied in
+            tot.copies += float(np.max(lc[l][1]))
+        else:
+            op(l, lc[l][1], msgs=0, point=True)
+        changed(l)
 
     def relax(l):
         kind = s.fine_relax if (l == 0 and s.fine_relax) else s.relax
@@ -150,10 +197,13 @@ def mgrit_counts(N, P, s, reverse=False, its=None):
 
     def restrict(l):
         C = lc[l][1]
-        op(l, C, msgs=1, point=True)  # fine C-point steps (+ the coarse level's halo exchange)
+        # fine C-point steps (+ the coarse level's halo exchange); none after a look-ahead
+        op(l, 0 if ahead[l] else C, msgs=1, point=True)
+        ahead[l] = False
         op(l + 1, C, msgs=0, point=True)  # coarse steps at the same points
-        tot.copies += 2 * float(np.max(C))  # injection, and the FAS right-hand side's subtraction
-        fine_relaxed[l + 1] = False
+        # injection (not right after a correction), and the FAS subtraction (not with minus=)
+        tot.copies += float(np.max(C)) * ((not injected[l]) + (not s.minus))
+        changed(l + 1)
 
     def coarsest(l):
         steps = lc[l][0]
@@ -163,7 +213,7 @@ def mgrit_counts(N, P, s, reverse=False, its=None):
         tot.messages += int(np.count_nonzero(steps[1:])) if P > 1 else 0
         tot.ops += 1
         tot.per_rank[l] = tot.per_rank.get(l, 0) + steps
-        fine_relaxed[l] = False
+        changed(l)
 
     def cycle(l, kind, skip=False):
         if l == L - 1:
@@ -175,12 +225,13 @@ def mgrit_counts(N, P, s, reverse=False, its=None):
         cycle(l + 1, kind, skip)
         if kind == "F" and l + 1 < L - 1:
             cycle(l + 1, "V")
-        fine_relaxed[l] = False
+        changed(l)
         tot.copies += float(np.max(lc[l][1]))  # C-points from the coarse level
+        injected[l] = True
         f_relax(l)  # correction
 
-    def residual():
-        op(0, lc[0][1], msgs=1, coll=1, point=True)
+    def residual():  # the C-point steps: the last F-relaxation's look-ahead where there is one
+        op(0, 0 if ahead[0] else lc[0][1], msgs=1, coll=1, point=True)
         tot.copies += float(np.max(lc[0][1]))  # the sums of squares
 
     if s.fixed:
@@ -267,7 +318,10 @@ def predict(cal, cfg):
         setup_s = (P > 1) * cal["mpi"]["latency"] * max(math.log2(P), 1) + 8.0 * cfg.p * N / cal["mpi"]["bandwidth"] * (P > 1)
         out["state"] = solve_time(cal, st, cfg.S, "forward", P) + setup_s
         # the adjoint's coarse levels linearise the coarse steps at the state once per solve
-        lin = sum(float(np.max(level_counts(N, P, m, cf, True)[0])) for m, cf in _levels(N, cfg.adjoint)[1:])
+        # (none where the state MGRIT's levels hold them: AdjointMGRIT._from_state)
+        reuse = _levels(N, cfg.adjoint) == _levels(N, cfg.state) and cfg.state.ahead
+        lin = sum(float(np.max(adjoint_setup_steps(N, P, m) if reuse else level_counts(N, P, m, cf, True)[0]))
+                  for m, cf in _levels(N, cfg.adjoint)[1:])
         out["adjoint"] = solve_time(cal, ad, cfg.S, "adjoint", P) + setup_s \
             + lin * (step_cost(cal, "forward", cfg.S) + cal["copy"] * cfg.S)
         nloc = -(-N // P)

@@ -13,6 +13,7 @@ from ocnet.grid import LayerGrid  # noqa: E402
 from ocnet.layout import Trajectory  # noqa: E402
 from ocnet.mgrit import MGRIT, MGRITSettings  # noqa: E402
 from ocnet.adjoint_mgrit import AdjointMGRIT  # noqa: E402
+from ocnet.problem import ControlProblem  # noqa: E402
 from tests.toy import LinearControl  # noqa: E402
 
 
@@ -44,11 +45,46 @@ class Counting(LinearControl):
         super().steps_adjoint(rows, ns, h, thetas, U, C, Lam, out, out_rows, F)
 
 
+class CountingAhead(Counting):
+    """With the optional extensions the ResNet's kernels have: the C-point look-ahead of the
+    sweeps (ahead=, its steps counted with the sweep's) and the FAS subtraction (minus=)."""
+
+    def sweeps(self, runs, ns, h, thetas, U, C, F=None, cache=True, ahead=None):
+        super().sweeps(runs, ns, h, thetas, U, C, F, cache)
+        if ahead is not None:
+            A, arows = ahead
+            rows = np.array([b + 1 for (a, b), r in zip(runs, arows) if r >= 0], np.int64)
+            self._add(h, len(rows))
+            ControlProblem.steps(self, rows, ns, h, thetas, U, C, A, arows[arows >= 0], F, cache)
+
+    def steps(self, rows, ns, h, thetas, U, C, out, out_rows, F=None, cache=True, minus=False):
+        if not minus:
+            return super().steps(rows, ns, h, thetas, U, C, out, out_rows, F, cache)
+        tmp = np.empty((len(rows), U.shape[1]))
+        super().steps(rows, ns, h, thetas, U, C, tmp, np.arange(len(rows)), F, cache)
+        out[out_rows] -= tmp
+
+    def sweeps_adjoint(self, runs, ns, h, thetas, U, C, Lam, F=None, ahead=None):
+        super().sweeps_adjoint(runs, ns, h, thetas, U, C, Lam, F)
+        if ahead is not None:
+            A, arows = ahead
+            rows = np.array([a - 1 for (a, b), r in zip(runs, arows) if r >= 0], np.int64)
+            self._add(h, len(rows))
+            ControlProblem.steps_adjoint(self, rows, ns, h, thetas, U, C, Lam, A, arows[arows >= 0], F)
+
+    def steps_adjoint(self, rows, ns, h, thetas, U, C, Lam, out, out_rows, F=None, minus=False):
+        if not minus:
+            return super().steps_adjoint(rows, ns, h, thetas, U, C, Lam, out, out_rows, F)
+        tmp = np.empty((len(rows), Lam.shape[1]))
+        super().steps_adjoint(rows, ns, h, thetas, U, C, Lam, tmp, np.arange(len(rows)), F)
+        out[out_rows] -= tmp
+
+
 N, levels, cf, its = map(int, sys.argv[1:5])
-relax, fine_relax, cycle, fixed, which, warm = sys.argv[5:11]
+relax, fine_relax, cycle, fixed, which, warm, ahead = sys.argv[5:12]
 comm = PETSc.COMM_WORLD.tompi4py()
 grid = LayerGrid.from_comm(N, 1.0, comm)
-pb = Counting({"dim": 2, "gamma_tik": 0.0, "gamma_ddt": 0.0}, comm, grid.h)
+pb = (CountingAhead if ahead == "1" else Counting)({"dim": 2, "gamma_tik": 0.0, "gamma_ddt": 0.0}, comm, grid.h)
 st = MGRITSettings(levels=levels, cfactor=(cf,), relax=relax, fine_relax="" if fine_relax == "-" else fine_relax,
                    cycle=cycle, max_it=its, rtol=0.0 if fixed == "1" else 1e-300, atol=0.0, warm_skip=warm == "1")
 traj = Trajectory(grid, 2, 0, comm)

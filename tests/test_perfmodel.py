@@ -14,9 +14,10 @@ from tests.conftest import ROOT, mpiexec_prefix
 SCRIPT = os.path.join(os.path.dirname(__file__), "perf_counts.py")
 
 
-def measured(P, N, levels, cf, its, relax="FCF", fine_relax="-", cycle="V", fixed=True, which="state", warm=False):
+def measured(P, N, levels, cf, its, relax="FCF", fine_relax="-", cycle="V", fixed=True, which="state", warm=False,
+             ahead=False):
     cmd = mpiexec_prefix(P) + [sys.executable, SCRIPT, str(N), str(levels), str(cf), str(its), relax, fine_relax,
-                               cycle, "1" if fixed else "0", which, "1" if warm else "0"]
+                               cycle, "1" if fixed else "0", which, "1" if warm else "0", "1" if ahead else "0"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT,
                        env=dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONPATH=ROOT))
     assert p.returncode == 0, p.stdout + p.stderr
@@ -24,20 +25,27 @@ def measured(P, N, levels, cf, its, relax="FCF", fine_relax="-", cycle="V", fixe
     return [{int(k): v for k, v in c.items()} for c in json.loads(line.split(None, 1)[1])]
 
 
-@pytest.mark.parametrize("P,N,levels,cf,its,relax,fine_relax,cycle,fixed,which,warm", [
-    (1, 37, 3, 3, 2, "FCF", "-", "V", True, "state", False),
-    (2, 64, 3, 4, 2, "FCF", "F", "V", True, "state", False),
-    (3, 45, 3, 3, 3, "FCFCF", "-", "F", True, "state", False),
-    (3, 50, 2, 4, 2, "F", "-", "V", False, "state", False),
-    (2, 64, 4, 2, 1, "FCF", "-", "V", True, "adjoint", False),
-    (3, 37, 3, 3, 2, "FCF", "F", "V", False, "adjoint", False),
-    (2, 67, 3, 4, 2, "F", "-", "V", True, "state", True),  # one-shot's state: -mgrit_warm_skip
-    (3, 64, 3, 4, 2, "FCF", "-", "F", True, "adjoint", True),
+@pytest.mark.parametrize("P,N,levels,cf,its,relax,fine_relax,cycle,fixed,which,warm,ahead", [
+    (1, 37, 3, 3, 2, "FCF", "-", "V", True, "state", False, False),
+    (2, 64, 3, 4, 2, "FCF", "F", "V", True, "state", False, False),
+    (3, 45, 3, 3, 3, "FCFCF", "-", "F", True, "state", False, False),
+    (3, 50, 2, 4, 2, "F", "-", "V", False, "state", False, False),
+    (2, 64, 4, 2, 1, "FCF", "-", "V", True, "adjoint", False, False),
+    (3, 37, 3, 3, 2, "FCF", "F", "V", False, "adjoint", False, False),
+    (2, 67, 3, 4, 2, "F", "-", "V", True, "state", True, False),  # one-shot's state: -mgrit_warm_skip
+    (3, 64, 3, 4, 2, "FCF", "-", "F", True, "adjoint", True, False),
+    # with the plugin extensions ahead= and minus= (the ResNet's): look-ahead steps in the sweeps
+    (1, 37, 3, 3, 2, "FCF", "-", "V", True, "state", False, True),
+    (3, 45, 3, 3, 3, "FCFCF", "-", "F", True, "state", False, True),
+    (3, 50, 2, 4, 2, "F", "-", "V", False, "state", False, True),
+    (2, 64, 4, 2, 1, "FCF", "-", "V", True, "adjoint", False, True),
+    (3, 37, 3, 3, 2, "FCF", "F", "V", False, "adjoint", False, True),
+    (2, 67, 3, 8, 2, "F", "-", "V", True, "state", True, True),
 ])
-def test_counts_match_mgrit(P, N, levels, cf, its, relax, fine_relax, cycle, fixed, which, warm):
-    got = measured(P, N, levels, cf, its, relax, fine_relax, cycle, fixed, which, warm)
+def test_counts_match_mgrit(P, N, levels, cf, its, relax, fine_relax, cycle, fixed, which, warm, ahead):
+    got = measured(P, N, levels, cf, its, relax, fine_relax, cycle, fixed, which, warm, ahead)
     s = pm.Solver(levels=levels, cfactor=(cf,), relax=relax, fine_relax="" if fine_relax == "-" else fine_relax,
-                  cycle=cycle, its=its, fixed=fixed, warm_skip=warm)
+                  cycle=cycle, its=its, fixed=fixed, warm_skip=warm, ahead=ahead, minus=ahead)
     c = pm.mgrit_counts(N, P, s, reverse=which == "adjoint")
     ms = [m for m, _ in pm._levels(N, s)]
     for r in range(P):
