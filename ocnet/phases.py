@@ -93,7 +93,16 @@ def summarize(run_dir):
     phases = {lab: sum(ev[k]["time"] for k in names) / total * t_it for lab, names in COLUMNS}
     evals = ev["OcnetEval"]["time"] + ev["OcnetLineSearch"]["time"]
     phases["optimiser"] = max(total - evals - ev["OcnetValidation"]["time"], 0.0) / total * t_it
-    per_solve = {k: (v[0] / v[1] if v[1] else float("nan")) for k, v in ph.get("mgrit", {}).items()}
+    # MGRIT iterations per solve within the timed iterations: without the initial evaluation's
+    # solves (history row 0; before the first iteration, and often cheaper: an exact-mode state
+    # solve from the initial guess may converge at once)
+    per_solve = {}
+    for k, (its, solves) in ph.get("mgrit", {}).items():
+        col = {"state": "state_mgrit_its", "adjoint": "adjoint_mgrit_its"}.get(k)
+        first = h[0].get(col, "") if col else ""
+        if solves > 1 and first not in ("", "nan"):
+            its, solves = its - float(first), solves - 1
+        per_solve[k] = its / solves if solves else float("nan")
     cpu_it = ph.get("cpu_time", float("nan")) / total * t_it  # CPU time per iteration
     return {"t_it": t_it, "cpu_it": cpu_it, "phases": phases, "val": float(h[-1]["val_accuracy"]), "iterations": n,
             "evals_per_it": (ph["evaluations"] - 1) / max(n, 1), "mgrit_its": per_solve, "dir": run_dir}
