@@ -301,4 +301,6 @@ class ReducedObjective:
         finally:
             self.mgrit, self.data, self.state = saved
             self._evaluated = None
+            if self.mgrit is not None:  # the trajectory was overwritten: its coarse levels are stale
+                self.mgrit.invalidate()
         return out

@@ -24,6 +24,6 @@ LAUNCHER=auto
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 CMD=("$PYTHON" runs/scaling.py --kind "$KIND" --options "${OPTIONS:-runs/peaks.opts}" --N "${N:-$DEFAULT_N}"
      --ranks "$RANKS" --modes "${MODES:-oneshot}" --its "${ITS:-5}" --repeat "${REPEAT:-3}"
-     --launcher "$LAUNCHER" --extra "${EXTRA:-}" --out "${OUT:-runs/out/slurm_${KIND}_${SLURM_JOB_ID:-local}}")
+     --launcher "$LAUNCHER" --extra "${EXTRA--init_layer 1e-3}" --out "${OUT:-runs/out/slurm_${KIND}_${SLURM_JOB_ID:-local}}")
 echo "+ ${CMD[*]} $DRY"
 "${CMD[@]}" $DRY
