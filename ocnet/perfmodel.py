@@ -319,8 +319,8 @@ def predict(cal, cfg):
         out["state"] = solve_time(cal, st, cfg.S, "forward", P) + setup_s
         # the adjoint's coarse levels linearise the coarse steps at the state once per solve
         # (none where the state MGRIT's levels hold them: AdjointMGRIT._from_state)
-        reuse = _levels(N, cfg.adjoint) == _levels(N, cfg.state) and cfg.state.ahead
-        lin = sum(float(np.max(adjoint_setup_steps(N, P, m) if reuse else level_counts(N, P, m, cf, True)[0]))
+        state_ms = {m for m, _ in _levels(N, cfg.state)[1:]} if cfg.state.ahead else set()
+        lin = sum(float(np.max(adjoint_setup_steps(N, P, m) if m in state_ms else level_counts(N, P, m, cf, True)[0]))
                   for m, cf in _levels(N, cfg.adjoint)[1:])
         out["adjoint"] = solve_time(cal, ad, cfg.S, "adjoint", P) + setup_s \
             + lin * (step_cost(cal, "forward", cfg.S) + cal["copy"] * cfg.S)
