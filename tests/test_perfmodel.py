@@ -25,23 +25,23 @@ def measured(P, N, levels, cf, its, relax="FCF", fine_relax="-", cycle="V", fixe
     return [{int(k): v for k, v in c.items()} for c in json.loads(line.split(None, 1)[1])]
 
 
-@pytest.mark.parametrize("P,N,levels,cf,its,relax,fine_relax,cycle,fixed,which,warm,ahead", [
-    (1, 37, 3, 3, 2, "FCF", "-", "V", True, "state", False, False),
-    (2, 64, 3, 4, 2, "FCF", "F", "V", True, "state", False, False),
-    (3, 45, 3, 3, 3, "FCFCF", "-", "F", True, "state", False, False),
-    (3, 50, 2, 4, 2, "F", "-", "V", False, "state", False, False),
-    (2, 64, 4, 2, 1, "FCF", "-", "V", True, "adjoint", False, False),
-    (3, 37, 3, 3, 2, "FCF", "F", "V", False, "adjoint", False, False),
-    (2, 67, 3, 4, 2, "F", "-", "V", True, "state", True, False),  # one-shot's state: -mgrit_warm_skip
-    (3, 64, 3, 4, 2, "FCF", "-", "F", True, "adjoint", True, False),
-    # with the plugin extensions ahead= and minus= (the ResNet's): look-ahead steps in the sweeps
-    (1, 37, 3, 3, 2, "FCF", "-", "V", True, "state", False, True),
-    (3, 45, 3, 3, 3, "FCFCF", "-", "F", True, "state", False, True),
-    (3, 50, 2, 4, 2, "F", "-", "V", False, "state", False, True),
-    (2, 64, 4, 2, 1, "FCF", "-", "V", True, "adjoint", False, True),
-    (3, 37, 3, 3, 2, "FCF", "F", "V", False, "adjoint", False, True),
-    (2, 67, 3, 8, 2, "F", "-", "V", True, "state", True, True),
-])
+CASES = [  # P, N, levels, cf, its, relax, fine_relax, cycle, fixed, which, warm
+    (1, 37, 3, 3, 2, "FCF", "-", "V", True, "state", False),
+    (2, 64, 3, 4, 2, "FCF", "F", "V", True, "state", False),
+    (3, 45, 3, 3, 3, "FCFCF", "-", "F", True, "state", False),
+    (3, 50, 2, 4, 2, "F", "-", "V", False, "state", False),
+    (2, 64, 4, 2, 1, "FCF", "-", "V", True, "adjoint", False),
+    (3, 37, 3, 3, 2, "FCF", "F", "V", False, "adjoint", False),
+    (2, 67, 3, 4, 2, "F", "-", "V", True, "state", True),  # one-shot's state: -mgrit_warm_skip
+    (3, 64, 3, 4, 2, "FCF", "-", "F", True, "adjoint", True),
+]
+
+
+# each case with and without the plugin extensions ahead= and minus= (the ResNet's: look-ahead
+# steps in the sweeps), and one-shot's defaults (F, cfactor 8) with them
+@pytest.mark.parametrize("P,N,levels,cf,its,relax,fine_relax,cycle,fixed,which,warm,ahead",
+                         [c + (a,) for c in CASES for a in (False, True)]
+                         + [(2, 67, 3, 8, 2, "F", "-", "V", True, "state", True, True)])
 def test_counts_match_mgrit(P, N, levels, cf, its, relax, fine_relax, cycle, fixed, which, warm, ahead):
     got = measured(P, N, levels, cf, its, relax, fine_relax, cycle, fixed, which, warm, ahead)
     s = pm.Solver(levels=levels, cfactor=(cf,), relax=relax, fine_relax="" if fine_relax == "-" else fine_relax,
