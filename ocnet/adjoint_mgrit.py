@@ -21,6 +21,14 @@ from .reasons import reason_name
 from .mgrit import MGRIT, coarse_parameters, logged
 
 
+def _forward_view(out, rows):
+    """(array, rows) in forward order: a level array (stored back to front) as its reversed view,
+    its row indices mapped alike (negative entries, "none", kept)."""
+    if out.strides[0] >= 0:
+        return out, rows
+    return out[::-1], np.where(rows >= 0, out.shape[0] - 1 - rows, rows)
+
+
 def reversed_grid(grid):
     return SimpleNamespace(N=grid.N, T=grid.T, h=grid.h, size=grid.size, rank=grid.size - 1 - grid.rank,
                            n0=grid.N - grid.n1, n1=grid.N - grid.n0, first=grid.last, last=grid.first,
@@ -127,11 +135,7 @@ class AdjointMGRIT(MGRIT):
             fwd = np.ascontiguousarray((n - 1) - runs[:, ::-1])  # forward rows = local layers
             kw = {}
             if ahead is not None:  # the look-ahead of a reversed run is forward row a-1
-                out, rows = ahead
-                if out.strides[0] < 0:  # a level array (stored back to front): its forward view
-                    rows = np.where(rows >= 0, out.shape[0] - 1 - rows, -1)
-                    out = out[::-1]
-                kw["ahead"] = (out, rows)
+                kw["ahead"] = _forward_view(*ahead)
             if self._gathering and lev is self.levels[0]:
                 kw["grad"] = self.grad
                 for i, (a, b) in enumerate(fwd):
@@ -162,8 +166,7 @@ class AdjointMGRIT(MGRIT):
         n, fw = lev.nrows, lev.fw
         if out_rows is None:
             out_rows = np.arange(len(rows))
-        if out.strides[0] < 0:  # a level array (stored back to front): its forward-order view
-            out, out_rows = out[::-1], out.shape[0] - 1 - out_rows
+        out, out_rows = _forward_view(out, out_rows)
         kw = {"minus": True} if minus else {}
         self.problem.steps_adjoint(n - 1 - rows, fw.ns, self.fgrid.h * lev.m, fw.th, fw.U, fw.C, lev.U[::-1],
                                    out, out_rows, lev.G[::-1] if forced else None, **kw)

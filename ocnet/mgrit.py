@@ -311,17 +311,24 @@ class MGRIT:
         the caches if they are wanted), else computed into the level's scratch."""
         keep = lev.m == 1 if cache is None else cache
         if lev.ahead is not None and (lev.ahead or not keep):
-            coarse = self.levels[self.levels.index(lev) + 1]
+            coarse = self._coarser(lev)
             return coarse.G, lev.coarse_rows(lev.c_rows, coarse)
         self._steps(lev, lev.c_rows, lev.work[0], forced=lev.forced, cache=cache)
         return lev.work[0], np.arange(len(lev.c_rows))
 
+    def _coarser(self, lev):
+        """The next coarser level of ``lev`` (None: the coarsest, or a level outside the hierarchy)."""
+        for fine, coarse in zip(self.levels, self.levels[1:]):
+            if fine is lev:
+                return coarse
+        return None
+
     def _lookahead(self, lev):
         """(coarse level, coarse row per F-run or -1) of the look-ahead of ``lev``'s F-relaxation
         (None: the coarsest level, a level outside the hierarchy, or a plugin without it)."""
-        if not self._ahead or lev not in self.levels[:-1]:
+        coarse = self._coarser(lev) if self._ahead else None
+        if coarse is None:
             return None
-        coarse = self.levels[self.levels.index(lev) + 1]
         if lev.ahead_rows is None:  # static: the C-row after each run, on this level's layout
             nxt = lev.f_runs[:, 1] + 1
             rows = np.full(len(nxt), -1, np.int64)

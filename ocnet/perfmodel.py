@@ -58,27 +58,27 @@ def level_counts(N, P, m, cf, reverse=False):
     """Per rank (arrays of length P): steps (rows > 0), C-point steps and F-point steps of the level
     whose points are fine indices j*m, as ocnet.mgrit.Level lays it out.  ``reverse``: the adjoint's
     reversed grid (rank r owns the reversed block of rank P-1-r)."""
-    b = np.array([block_bounds(N, P, r) for r in range(P)], dtype=np.int64)
-    if reverse:
-        b = (N - b[::-1])[:, ::-1]
-    n0, n1 = b[:, 0], b[:, 1]
-    first = np.arange(P) == 0
-    lo = np.where(first, 0, n0 + 1)
-    j_lo, j_hi = -(-lo // m), n1 // m
+    _, j_lo, j_hi = _level_points(N, P, m, reverse)
     a = np.maximum(j_lo, 1)  # step rows: points a..j_hi (point 0 has no step)
     steps = np.maximum(j_hi - a + 1, 0)
     c = np.where(steps > 0, j_hi // cf - (a - 1) // cf, 0)
     return steps, c, steps - c
 
 
-def level_rows(N, P, m, reverse=False):
-    """(p0, nrows) per rank of the level of spacing m, as ocnet.mgrit.Level lays it out."""
+def _level_points(N, P, m, reverse=False):
+    """Per rank: (is rank 0, first owned point j_lo, last owned point j_hi) of the level of
+    spacing m (points j*m), as ocnet.mgrit.Level lays it out (rank 0 also owns point 0)."""
     b = np.array([block_bounds(N, P, r) for r in range(P)], dtype=np.int64)
     if reverse:
         b = (N - b[::-1])[:, ::-1]
     first = np.arange(P) == 0
     lo = np.where(first, 0, b[:, 0] + 1)
-    j_lo, j_hi = -(-lo // m), b[:, 1] // m
+    return first, -(-lo // m), b[:, 1] // m
+
+
+def level_rows(N, P, m, reverse=False):
+    """(p0, nrows) per rank of the level of spacing m, as ocnet.mgrit.Level lays it out."""
+    first, j_lo, j_hi = _level_points(N, P, m, reverse)
     p0 = np.where(first, 0, j_lo - 1)
     return p0, np.maximum(j_hi - p0 + 1, 1)
 
@@ -444,27 +444,15 @@ if r == 0:
 
 CONCURRENT = r'''
 import sys, time, json
-import numpy as np
 import petsc4py
 petsc4py.init([])
-from petsc4py import PETSc
 sys.path.insert(0, sys.argv[1])
-from ocnet.cli import framework_options
-from ocnet.grid import LayerGrid
 from ocnet.mgrit import MGRIT, MGRITSettings
-from ocnet.objective import ReducedObjective
-from problems.peaks import Peaks
-N, B = int(sys.argv[2]), int(sys.argv[3])
-comm = PETSc.COMM_WORLD.tompi4py()
-opts = framework_options(); Peaks.declare_options(opts)
-v = {o.name: o.default for o in opts.options}; v.update(ntrain=B, nval=0)
-obj = ReducedObjective(LayerGrid.from_comm(N, 1.0, comm), Peaks(v, comm), comm)
-x = obj.design.initial(0)
-g, th = obj.design.split(obj.design.local(x))
+from ocnet.perfmodel import _peaks_objective
+obj, x, th = _peaks_objective(int(sys.argv[2]), int(sys.argv[3]), world=True)
+comm = obj.comm
 st = MGRITSettings(levels=3, cfactor=(8,), relax="F", max_it=2, rtol=0.0, atol=0.0)
 m = MGRIT(obj.grid, obj.problem, comm, st, obj.state.state_size, obj.problem.cache_size(obj.data), obj.state)
-if obj.grid.first:
-    obj.problem.opening(g, obj.data, obj.state.U[0])
 m.solve(th)
 best = 1e9
 for rep in range(int(sys.argv[4])):
@@ -518,9 +506,10 @@ def calibrate_mpi():
     return {"latency": lat, "bandwidth": bw, "pingpong": pts}
 
 
-def _peaks_objective(N, batch):
-    """(ReducedObjective, design, local thetas) of a 1-rank Peaks problem of ``batch`` samples with
-    its initial state u[0] set: the calibration runs' subject."""
+def _peaks_objective(N, batch, world=False):
+    """(ReducedObjective, design, local thetas) of a Peaks problem of ``batch`` samples with its
+    initial state u[0] set (rank 0): the calibration runs' subject; on one rank, or with
+    ``world`` its layers distributed over PETSc's COMM_WORLD."""
     import petsc4py
     petsc4py.init([])
     from petsc4py import PETSc
@@ -529,15 +518,16 @@ def _peaks_objective(N, batch):
     from .objective import ReducedObjective
     from problems.peaks import Peaks
 
-    comm = PETSc.COMM_SELF.tompi4py()
+    comm = (PETSc.COMM_WORLD if world else PETSc.COMM_SELF).tompi4py()
     opts = framework_options()
     Peaks.declare_options(opts)
     v = {o.name: o.default for o in opts.options}
     v.update(ntrain=batch, nval=0)
-    obj = ReducedObjective(LayerGrid(N, 1.0, 1, 0), Peaks(v, comm), comm)
+    obj = ReducedObjective(LayerGrid.from_comm(N, 1.0, comm), Peaks(v, comm), comm)
     x = obj.design.initial(0, replicated=True)
     g, th = obj.design.split(obj.design.local(x))
-    obj.problem.opening(g, obj.data, obj.state.U[0])
+    if obj.grid.first:
+        obj.problem.opening(g, obj.data, obj.state.U[0])
     return obj, x, th
 
 
