@@ -12,8 +12,8 @@ import os
 import numpy as np
 
 from ocnet.errors import OcnetError
-from problems import datafiles
-from problems.resnet import Classification, ResNet
+from . import datafiles
+from .resnet import Classification, ResNet
 
 
 class LabelledResNet(ResNet):

@@ -14,8 +14,8 @@ import os
 import numpy as np
 
 from ocnet.errors import OcnetError
-from problems.resnet import Classification
-from problems.resnet.conv import ConvResNet
+from .resnet import Classification
+from .resnet.conv import ConvResNet
 
 
 def stratified_split(y, ntrain, nval, seed):

@@ -18,8 +18,8 @@ import os
 import numpy as np
 
 from ocnet.errors import OcnetError
-from problems import datafiles
-from problems.classify import LabelledResNet
+from . import datafiles
+from .classify import LabelledResNet
 
 CLASS_NAMES = ("Alfalfa", "Corn-notill", "Corn-mintill", "Corn", "Grass-pasture", "Grass-trees",
                "Grass-pasture-mowed", "Hay-windrowed", "Oats", "Soybean-notill", "Soybean-mintill",

@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 
-from problems.resnet import Classification, ResNet
+from .resnet import Classification, ResNet
 
 BOX = 3.0
 

@@ -20,10 +20,10 @@ petsc4py.init([])
 from petsc4py import PETSc  # noqa: E402
 
 from bench_gradient import best  # noqa: E402  (runs/ is the script's folder)
-from ocnet.cli import framework_options  # noqa: E402
-from ocnet.grid import LayerGrid  # noqa: E402
-from ocnet.objective import ReducedObjective  # noqa: E402
-from problems.resnet import Classification, ConvResNet  # noqa: E402
+from ocnet.run.cli import framework_options  # noqa: E402
+from ocnet.base.grid import LayerGrid  # noqa: E402
+from ocnet.optim.objective import ReducedObjective  # noqa: E402
+from ocnet_problems.resnet import Classification, ConvResNet  # noqa: E402
 
 COMM = PETSc.COMM_WORLD.tompi4py()
 

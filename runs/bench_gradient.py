@@ -18,10 +18,10 @@ import petsc4py  # noqa: E402
 petsc4py.init([])
 from petsc4py import PETSc  # noqa: E402
 
-from ocnet.cli import framework_options  # noqa: E402
-from ocnet.grid import LayerGrid  # noqa: E402
-from ocnet.objective import ReducedObjective  # noqa: E402
-from problems.resnet import Classification, ResNet  # noqa: E402
+from ocnet.run.cli import framework_options  # noqa: E402
+from ocnet.base.grid import LayerGrid  # noqa: E402
+from ocnet.optim.objective import ReducedObjective  # noqa: E402
+from ocnet_problems.resnet import Classification, ResNet  # noqa: E402
 
 CASES = [(8, 5000, 32, 2, 5), (8, 5000, 256, 2, 5), (220, 4000, 29, 20, 10)]
 COMM = PETSc.COMM_WORLD.tompi4py()

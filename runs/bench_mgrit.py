@@ -17,11 +17,11 @@ INNER = r'''
 import sys, time, numpy as np, petsc4py
 petsc4py.init([])
 from petsc4py import PETSc
-from ocnet.cli import framework_options
-from ocnet.grid import LayerGrid
-from ocnet.mgrit import MGRITSettings
-from ocnet.objective import ReducedObjective
-from problems.peaks import Peaks
+from ocnet.run.cli import framework_options
+from ocnet.base.grid import LayerGrid
+from ocnet.mgrit.solver import MGRITSettings
+from ocnet.optim.objective import ReducedObjective
+from ocnet_problems.peaks import Peaks
 N, levels, cf, repeat = map(int, sys.argv[1:5])
 comm = PETSc.COMM_WORLD.tompi4py()
 opts = framework_options(); Peaks.declare_options(opts)
@@ -56,7 +56,7 @@ def main():
     a = ap.parse_args()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONPATH=root)
-    from ocnet.launch import mpiexec
+    from ocnet.run.launch import mpiexec
     print(f"Peaks width 8, batch 5000, N={a.N}, levels={a.levels}, cfactor={a.cfactor}, FCF: one V-cycle")
     def launch(p, N):
         """p ranks under mpiexec; p = 0: one plain (singleton MPI) process, left to the OS scheduler

@@ -7,10 +7,10 @@ Every (N, ranks, mode) is one ``ocnet -options_file runs/peaks.opts -init_layer 
 to cores) of ``--its`` TAO lmvm iterations (one value, or one per N).  Time per iteration is the
 history's wall time from iteration 0 to the last over the iterations (optimiser, evaluations and
 line-search trials, validation), best of --repeat; its split into phases comes from the PETSc log
-events in the run's phases.json (ocnet/phases.py), as shares of that time.  Prints
+events in the run's phases.json (ocnet/perfmodel/phases.py), as shares of that time.  Prints
 R = t_oneshot / t_serial on one rank and the validation accuracy each run reached, and, beside the
-measurement, the performance model's prediction (ocnet/perfmodel.py; calibrated by
-``python -m ocnet.perfmodel calibrate`` first when --calibration does not exist) with its error.
+measurement, the performance model's prediction (ocnet/perfmodel/model.py; calibrated by
+``python -m ocnet.perfmodel.model calibrate`` first when --calibration does not exist) with its error.
 """
 import argparse
 import csv
@@ -34,8 +34,8 @@ INIT = ["-init_layer", "1e-3"]
 
 
 def run_case(out, mode, N, p, its, extra, tag="", reuse=False):
-    from ocnet import phases
-    from ocnet.launch import mpiexec
+    from ocnet.perfmodel import phases
+    from ocnet.run.launch import mpiexec
 
     d = os.path.join(out, f"{mode}{tag}_N{N}_p{p}")
     if reuse and os.path.exists(os.path.join(d, "phases.json")):
@@ -55,8 +55,7 @@ def run_case(out, mode, N, p, its, extra, tag="", reuse=False):
 def model_config(mode, N, p, res, extra):
     """The perfmodel Config of a measured run: the options it ran with, and its measured counts
     (evaluations per iteration; MGRIT iterations per solve in exact mode)."""
-    from ocnet import perfmodel as pm
-
+    from ocnet.perfmodel import model as pm
     def opt(name, default):
         return extra[extra.index(name) + 1] if name in extra else default
 
@@ -114,8 +113,8 @@ def main():
     modes = a.modes.split(",")
     extra = {m: list(MODES[m]) + (shlex.split(a.oneshot) if m == "oneshot" else []) for m in modes}
 
-    from ocnet import perfmodel as pm
-    from ocnet.phases import COLUMNS as PHASES
+    from ocnet.perfmodel import model as pm
+    from ocnet.perfmodel.phases import COLUMNS as PHASES
     cal_path = os.path.join(ROOT, a.calibration)
     if not os.path.exists(cal_path):
         print(f"calibrating the performance model -> {a.calibration}", flush=True)
@@ -190,7 +189,7 @@ def main():
                   f"(iterations to 90 %: serial {k_s}, one-shot {k_o}, from the N = {n_acc} runs)")
     print("  speed-up at P = 256, N = 4096: "
           f"{pm.predict(cal, pm.mode_config('serial', 4096, 1))['total'] / pm.predict(cal, pm.mode_config('oneshot', 4096, 256))['total']:.1f}x"
-          "  (python -m ocnet.perfmodel predict: the full table)")
+          "  (python -m ocnet.perfmodel.model predict: the full table)")
     print(f"wrote {out}/table.md")
 
 

@@ -21,8 +21,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from problems import datafiles  # noqa: E402
-from problems.indianpines import IndianPines  # noqa: E402
+from ocnet_problems import datafiles  # noqa: E402
+from ocnet_problems.indianpines import IndianPines  # noqa: E402
 
 
 def ocnet_row(folder):

@@ -18,7 +18,7 @@ for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(v, "1")
 
 
-from problems.images import MNIST, load_mnist, stratified_split  # noqa: E402
+from ocnet_problems.images import MNIST, load_mnist, stratified_split  # noqa: E402
 
 
 def split(seed, ntrain=MNIST.default_split[0], nval=MNIST.default_split[1]):

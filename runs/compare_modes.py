@@ -25,7 +25,7 @@ def run(root, out, mode, N, p, max_it, extra=()):
     if os.path.isdir(d):  # a fresh run folder (ocnet refuses to write into a used one)
         import shutil
         shutil.rmtree(d)
-    from ocnet.launch import mpiexec
+    from ocnet.run.launch import mpiexec
     cmd = mpiexec(p) + [sys.executable, "-m", "ocnet", "-options_file", "runs/peaks.opts", "-N", str(N),
                  "-tao_max_it", str(max_it), "-quiet", "-run_dir", d] + [str(a) for a in MODES[mode]] + list(extra)
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")

@@ -16,12 +16,12 @@ import petsc4py
 petsc4py.init([])
 from petsc4py import PETSc  # noqa: E402
 
-from ocnet.cli import framework_options  # noqa: E402
-from ocnet.grid import LayerGrid  # noqa: E402
-from ocnet.mgrit import MGRIT, MGRITSettings, auto_levels  # noqa: E402
-from ocnet.objective import ReducedObjective  # noqa: E402
-from problems.heat import Heat  # noqa: E402
-from problems.peaks import Peaks  # noqa: E402
+from ocnet.run.cli import framework_options  # noqa: E402
+from ocnet.base.grid import LayerGrid  # noqa: E402
+from ocnet.mgrit.solver import MGRIT, MGRITSettings, auto_levels  # noqa: E402
+from ocnet.optim.objective import ReducedObjective  # noqa: E402
+from ocnet_problems.heat import Heat  # noqa: E402
+from ocnet_problems.peaks import Peaks  # noqa: E402
 
 COMM = PETSc.COMM_WORLD.tompi4py()
 NS = [64, 128, 256, 512, 1024, 2048, 4096]

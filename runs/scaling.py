@@ -35,7 +35,7 @@ def launcher(kind, p):
         kind = "srun" if os.environ.get("SLURM_JOB_ID") and shutil.which("srun") else "mpiexec"
     if kind == "srun":
         return ["srun", "--ntasks", str(p), "--cpu-bind=cores", "--kill-on-bad-exit=1"]
-    from ocnet.launch import mpiexec
+    from ocnet.run.launch import mpiexec
     return mpiexec(p, bind=True)
 
 
@@ -53,8 +53,7 @@ def main():
     ap.add_argument("--out", default="runs/out/scaling")
     ap.add_argument("--dry-run", action="store_true")
     a = ap.parse_args()
-    from ocnet import phases
-
+    from ocnet.perfmodel import phases
     out = os.path.abspath(a.out)
     ranks = [int(p) for p in a.ranks.split(",")]
     modes = [m for m in a.modes.split(",") if m]

@@ -1,7 +1,7 @@
 """Deliberately wrong plugins: ``ocnet -check_adjoint`` must FAIL them (tests/test_adjcheck.py)."""
 import numpy as np
 
-from problems.peaks import Peaks
+from ocnet_problems.peaks import Peaks
 from tests.toy import LinearControl
 
 

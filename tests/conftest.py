@@ -13,7 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def mpiexec_prefix(n):
     if shutil.which("mpiexec") is None:
         pytest.fail("mpiexec not found: the test suite needs MPI (README set-up installs it)")
-    from ocnet.launch import mpiexec
+    from ocnet.run.launch import mpiexec
     return mpiexec(n)
 
 

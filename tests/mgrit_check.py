@@ -7,13 +7,13 @@ import petsc4py
 petsc4py.init([])
 from petsc4py import PETSc  # noqa: E402
 
-from ocnet.cli import framework_options  # noqa: E402
-from ocnet.grid import LayerGrid  # noqa: E402
-from ocnet.mgrit import MGRITSettings  # noqa: E402
-from ocnet.objective import ReducedObjective  # noqa: E402
-from problems.heat import Heat  # noqa: E402
-from problems.images import Digits  # noqa: E402
-from problems.peaks import Peaks  # noqa: E402
+from ocnet.run.cli import framework_options  # noqa: E402
+from ocnet.base.grid import LayerGrid  # noqa: E402
+from ocnet.mgrit.solver import MGRITSettings  # noqa: E402
+from ocnet.optim.objective import ReducedObjective  # noqa: E402
+from ocnet_problems.heat import Heat  # noqa: E402
+from ocnet_problems.images import Digits  # noqa: E402
+from ocnet_problems.peaks import Peaks  # noqa: E402
 
 N, levels, cf = map(int, sys.argv[1:4])
 extra = dict(a.split("=") for a in sys.argv[4:])

@@ -9,11 +9,11 @@ import petsc4py
 petsc4py.init([])
 from petsc4py import PETSc  # noqa: E402
 
-from ocnet.grid import LayerGrid  # noqa: E402
-from ocnet.layout import Trajectory  # noqa: E402
-from ocnet.mgrit import MGRIT, MGRITSettings  # noqa: E402
-from ocnet.adjoint_mgrit import AdjointMGRIT  # noqa: E402
-from ocnet.problem import ControlProblem  # noqa: E402
+from ocnet.base.grid import LayerGrid  # noqa: E402
+from ocnet.optim.layout import Trajectory  # noqa: E402
+from ocnet.mgrit.solver import MGRIT, MGRITSettings  # noqa: E402
+from ocnet.mgrit.adjoint import AdjointMGRIT  # noqa: E402
+from ocnet.plugin.problem import ControlProblem  # noqa: E402
 from tests.toy import LinearControl  # noqa: E402
 
 

@@ -6,7 +6,7 @@ import pytest
 from tests.conftest import run_ocnet
 
 ARGS = ["-N", 12, "-width", 4, "-ntrain", 200, "-nval", 20, "-tao_max_it", 14, "-quiet", "-mode", "oneshot",
-        "-mgrit_cfactor", 2, "-tao_type", "python", "-tao_python_type", "ocnet.oneshot.OneShot",
+        "-mgrit_cfactor", 2, "-tao_type", "python", "-tao_python_type", "ocnet.optim.oneshot.OneShot",
         "-checkpoint_every", 3]
 
 

@@ -4,10 +4,10 @@ import pytest
 import scipy.io
 from petsc4py import PETSc
 
-from ocnet.cli import framework_options
-from ocnet.errors import OcnetError
-from problems import datafiles
-from problems.classify import FileClassification
+from ocnet.run.cli import framework_options
+from ocnet.base.errors import OcnetError
+from ocnet_problems import datafiles
+from ocnet_problems.classify import FileClassification
 from tests.conftest import history_column, read_history, run_ocnet
 
 COMM = PETSc.COMM_WORLD.tompi4py()

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from petsc4py import PETSc
 
-from ocnet.cli import framework_options
-from ocnet.errors import OcnetError
+from ocnet.run.cli import framework_options
+from ocnet.base.errors import OcnetError
 from tests import broken
 from tests.conftest import ROOT, run_ocnet
 from tests.toy import LinearControl

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from petsc4py import PETSc
 
-from ocnet.cli import framework_options
-from problems.images import MNIST, Digits
-from problems.resnet import conv_kernels as ck
+from ocnet.run.cli import framework_options
+from ocnet_problems.images import MNIST, Digits
+from ocnet_problems.resnet import conv_kernels as ck
 from tests.conftest import history_column, mpiexec_prefix, run_ocnet
 from tests.test_gradient import REGS, build, taylor_orders
 from tests.test_kernels import SIGMA

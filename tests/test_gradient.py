@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 from petsc4py import PETSc
 
-from ocnet.cli import framework_options
-from ocnet.grid import LayerGrid
-from ocnet.objective import ReducedObjective
-from problems.peaks import Peaks
+from ocnet.run.cli import framework_options
+from ocnet.base.grid import LayerGrid
+from ocnet.optim.objective import ReducedObjective
+from ocnet_problems.peaks import Peaks
 from tests.toy import LinearControl
 
 COMM = PETSc.COMM_WORLD.tompi4py()
@@ -78,8 +78,8 @@ def test_taylor_step_contract_plugin():
 
 
 def test_taylor_heat_and_dahlquist():
-    from problems.dahlquist import Dahlquist
-    from problems.heat import Heat
+    from ocnet_problems.dahlquist import Dahlquist
+    from ocnet_problems.heat import Heat
 
     for cls, over in ((Heat, dict(N=9, nx=12)), (Dahlquist, dict(N=9))):
         obj = build(cls, **over)

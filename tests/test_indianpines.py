@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from problems.indianpines import labelled_pixels
+from ocnet_problems.indianpines import labelled_pixels
 from tests.conftest import read_history, run_ocnet
 
 NET = ["-problem", "indianpines", "-N", 4, "-width", 6, "-T", 2, "-activation", "tanh", "-quiet"]
@@ -95,7 +95,7 @@ def test_bad_input_one_line_nothing_written(bad_dirs, tmp_path, args, message, n
 def test_packaged_scene_matches_the_standard_files(tmp_path):
     """The default data (tensorly's wheel, a declared dependency) is the 145 x 145 x 200 cube with
     10249 labelled pixels in 16 classes; -data_dir reads the same scene from .mat files."""
-    from problems.indianpines import load_scene
+    from ocnet_problems.indianpines import load_scene
 
     cube, gt = load_scene()
     assert cube.shape == (145, 145, 200) and gt.shape == (145, 145)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from problems.resnet import dense_kernels as kernels
+from ocnet_problems.resnet import dense_kernels as kernels
 
 SIGMA = {
     "tanh": (np.tanh, lambda z: 1 - np.tanh(z) ** 2),

@@ -2,10 +2,10 @@
 on the same data; otherwise it runs its own forward solve.  Both must give the same numbers."""
 from petsc4py import PETSc
 
-from ocnet.cli import framework_options
-from ocnet.grid import LayerGrid
-from ocnet.objective import ReducedObjective
-from problems.peaks import Peaks
+from ocnet.run.cli import framework_options
+from ocnet.base.grid import LayerGrid
+from ocnet.optim.objective import ReducedObjective
+from ocnet_problems.peaks import Peaks
 
 COMM = PETSc.COMM_WORLD.tompi4py()
 

@@ -3,11 +3,11 @@ iterates must be bitwise those of the tolerance-driven loop run for the same num
 import numpy as np
 from petsc4py import PETSc
 
-from ocnet.cli import framework_options
-from ocnet.grid import LayerGrid
-from ocnet.mgrit import MGRIT, MGRITSettings
-from ocnet.objective import ReducedObjective
-from problems.peaks import Peaks
+from ocnet.run.cli import framework_options
+from ocnet.base.grid import LayerGrid
+from ocnet.mgrit.solver import MGRIT, MGRITSettings
+from ocnet.optim.objective import ReducedObjective
+from ocnet_problems.peaks import Peaks
 
 COMM = PETSc.COMM_WORLD.tompi4py()
 

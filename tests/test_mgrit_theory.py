@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from petsc4py import PETSc
 
-from ocnet.cli import framework_options
-from ocnet.grid import LayerGrid
-from ocnet.mgrit import MGRIT, MGRITSettings
-from ocnet.objective import ReducedObjective
-from problems.dahlquist import Dahlquist
+from ocnet.run.cli import framework_options
+from ocnet.base.grid import LayerGrid
+from ocnet.mgrit.solver import MGRIT, MGRITSettings
+from ocnet.optim.objective import ReducedObjective
+from ocnet_problems.dahlquist import Dahlquist
 
 COMM = PETSc.COMM_WORLD.tompi4py()
 

@@ -41,7 +41,7 @@ def test_oneshot_trains(tmp_path):
 
 def test_oneshot_tao_type(tmp_path):
     """The paper's one-shot optimiser (TAO python type): trains, same history on 1 and 2 ranks."""
-    args = BASE + ["-mode", "oneshot", "-tao_type", "python", "-tao_python_type", "ocnet.oneshot.OneShot"]
+    args = BASE + ["-mode", "oneshot", "-tao_type", "python", "-tao_python_type", "ocnet.optim.oneshot.OneShot"]
     for p in (1, 2):
         run_ocnet(args + ["-run_dir", tmp_path / f"p{p}"], nprocs=p)
     h1, h2 = history_column(tmp_path / "p1"), history_column(tmp_path / "p2")
@@ -54,7 +54,7 @@ def test_oneshot_tao_flag(tmp_path):
     overrides another -tao_type (e.g. one from an options file)."""
     base = BASE + ["-mode", "oneshot", "-tao_max_it", 4]
     run_ocnet(base + ["-oneshot_tao", "-run_dir", tmp_path / "flag"])
-    run_ocnet(base + ["-tao_type", "python", "-tao_python_type", "ocnet.oneshot.OneShot", "-run_dir", tmp_path / "type"])
+    run_ocnet(base + ["-tao_type", "python", "-tao_python_type", "ocnet.optim.oneshot.OneShot", "-run_dir", tmp_path / "type"])
     assert np.array_equal(history_column(tmp_path / "flag"), history_column(tmp_path / "type"))
     p = run_ocnet(base + ["-oneshot_tao", "-tao_type", "lmvm", "-run_dir", tmp_path / "over"])
     assert "TAO python" in p.stdout

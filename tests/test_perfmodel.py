@@ -1,4 +1,4 @@
-"""ocnet.perfmodel counts exactly the steps MGRIT takes (per level and rank), and its critical path
+"""ocnet.perfmodel.model counts exactly the steps MGRIT takes (per level and rank), and its critical path
 and predictions behave as a model must (no timing here: the bench validates the times)."""
 import json
 import os
@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from ocnet import perfmodel as pm
+from ocnet.perfmodel import model as pm
 from tests.conftest import ROOT, mpiexec_prefix
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "perf_counts.py")

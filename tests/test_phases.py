@@ -1,7 +1,7 @@
-"""-log_phases: RUN/phases.json holds the solver's PETSc log events, read back by ocnet.phases."""
+"""-log_phases: RUN/phases.json holds the solver's PETSc log events, read back by ocnet.perfmodel.phases."""
 import json
 
-from ocnet import phases
+from ocnet.perfmodel import phases
 from tests.conftest import run_ocnet
 
 BASE = ["-N", 16, "-width", 4, "-ntrain", 200, "-nval", 40, "-tao_max_it", 3, "-quiet", "-log_phases"]

@@ -11,7 +11,7 @@ from tests.conftest import read_history, run_ocnet
 # against changes of the one-shot defaults: FCF relaxation, 2 state + 2 adjoint iterations
 BASE = ["-N", 24, "-width", 4, "-ntrain", 300, "-nval", 50, "-tao_max_it", 20, "-quiet", "-mgrit_cfactor", 2,
         "-tao_gatol", 1.0, "-mgrit_relax", "FCF", "-oneshot_adjoint_its", 2]
-ONESHOT_TAO = ["-tao_type", "python", "-tao_python_type", "ocnet.oneshot.OneShot"]
+ONESHOT_TAO = ["-tao_type", "python", "-tao_python_type", "ocnet.optim.oneshot.OneShot"]
 
 
 def run(args, path, nprocs=None):

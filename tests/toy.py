@@ -2,7 +2,7 @@
 identical): a linear ODE on a batch of samples, written only against the step-level contract (no
 jitted sweeps) to exercise the defaults."""
 import numpy as np
-from ocnet.problem import ControlProblem
+from ocnet.plugin.problem import ControlProblem
 
 
 class Data:

@@ -13,12 +13,12 @@ and coarse solve, so the columns of one solve do not add up to its total):
     OcnetState       state solve (serial sweep or MGRIT)          OcnetAdjoint  adjoint solve
     OcnetGradient    parameter gradient from a given adjoint, regularisation, sums across ranks
     OcnetValidation  per-iteration metrics (train accuracy, validation forward solve)
-    MGRIT{Setup,Relax,Restrict,Coarse,Interp,Residual,Comm}, AdjMGRIT{...}   (ocnet/mgrit.py)
+    MGRIT{Setup,Relax,Restrict,Coarse,Interp,Residual,Comm}, AdjMGRIT{...}   (ocnet/mgrit/solver.py)
 """
 import json
 import os
 
-from .mgrit import event, phase
+from ..mgrit.solver import event, phase
 
 TOP = ("OcnetEval", "OcnetLineSearch", "OcnetState", "OcnetAdjoint", "OcnetGradient", "OcnetValidation")
 PARTS = ("Setup", "Relax", "Restrict", "Coarse", "Interp", "Residual", "Comm")

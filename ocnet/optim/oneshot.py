@@ -1,5 +1,5 @@
 """The paper's one-shot optimiser as a PETSc TAO of type python (``-tao_type python
--tao_python_type ocnet.oneshot.OneShot``, or ``-mode oneshot -oneshot_tao``).
+-tao_python_type ocnet.optim.oneshot.OneShot``, or ``-mode oneshot -oneshot_tao``).
 
 Per iteration: one inexact objective+gradient (k_state state and k_adjoint adjoint MGRIT
 iterations, warm-started), an L-BFGS direction from the stored pairs (dot products of PETSc

@@ -4,7 +4,7 @@ import os
 import shutil
 import subprocess
 
-from .errors import OcnetError
+from ..base.errors import OcnetError
 
 
 @functools.lru_cache(maxsize=None)

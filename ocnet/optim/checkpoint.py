@@ -10,7 +10,7 @@ import shutil
 
 import numpy as np
 
-from .errors import OcnetError, collective_check
+from ..base.errors import OcnetError, collective_check
 
 NAMES = ("checkpoint", "checkpoint.old", "checkpoint.new")
 

@@ -16,9 +16,9 @@ import numpy as np
 from petsc4py import PETSc
 
 from . import rowops
-from .problem import accepts
-from .reasons import reason_name
-from .mgrit import MGRIT, coarse_parameters, logged
+from ..plugin.problem import accepts
+from ..base.reasons import reason_name
+from .solver import MGRIT, coarse_parameters, logged
 
 
 def _forward_view(out, rows):
@@ -240,7 +240,7 @@ class AdjointKSP(AdjointMGRIT):
     MGRIT: ``-adjoint_ksp_type richardson`` (default) is plain MGRIT, ``gmres`` accelerates it."""
 
     def __init__(self, grid, problem, comm, settings, state, cache_size, adj=None):
-        from .mgrit import Level
+        from .solver import Level
         super().__init__(grid, problem, comm, settings, state, cache_size, adj)
         fine = self.levels[0]
         self.owned = slice(0, None) if grid.last else slice(1, None)

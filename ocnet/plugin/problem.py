@@ -9,12 +9,12 @@ owns the layer distribution, communication, sweeps/cycles and the optimiser.  St
 parameters are flat float64 arrays; the solver allocates them.  The default ``sweep`` methods loop
 over ``step``; a plugin with jitted kernels overrides them so that no Python runs per layer.
 CONTRACT.md is the long form: when MGRIT calls each method, on which level, with which step size.
-``ocnet -check_adjoint`` tests a plugin's transposed maps (ocnet/adjcheck.py).
+``ocnet -check_adjoint`` tests a plugin's transposed maps (ocnet/plugin/adjcheck.py).
 """
 import numpy as np
 
-from .errors import OcnetError
-from .options import OptionSet
+from ..base.errors import OcnetError
+from ..base.options import OptionSet
 
 
 def accepts(method, keyword):

@@ -4,7 +4,7 @@
     python -m ocnet.perfmodel predict   [--calibration FILE] [--Ns 1024,4096,16384] [--Ps 64,...,4096]
 
 The model counts, for every rank, the forward, adjoint and gradient steps and the messages of each
-operation of an MGRIT solve (the cycles of ocnet/mgrit.py: F- and C-relaxation, FAS restriction,
+operation of an MGRIT solve (the cycles of ocnet/mgrit/solver.py: F- and C-relaxation, FAS restriction,
 the serial sweep of the coarsest level passed rank to rank, correction, residual norms) from the
 same block distribution and C-point pattern as the solver.  An operation costs its slowest rank's
 steps plus a fixed per-operation overhead plus its messages on the critical path (alpha + 8 S /
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, asdict
 
 import numpy as np
 
-from .grid import block_bounds
+from ..base.grid import block_bounds
 
 RELAX_C = {"F": 0, "FCF": 1, "FCFCF": 2}
 
@@ -56,7 +56,7 @@ class Solver:
 # ---- counting ------------------------------------------------------------------------------------
 def level_counts(N, P, m, cf, reverse=False):
     """Per rank (arrays of length P): steps (rows > 0), C-point steps and F-point steps of the level
-    whose points are fine indices j*m, as ocnet.mgrit.Level lays it out.  ``reverse``: the adjoint's
+    whose points are fine indices j*m, as ocnet.mgrit.solver.Level lays it out.  ``reverse``: the adjoint's
     reversed grid (rank r owns the reversed block of rank P-1-r)."""
     _, j_lo, j_hi = _level_points(N, P, m, reverse)
     a = np.maximum(j_lo, 1)  # step rows: points a..j_hi (point 0 has no step)
@@ -67,7 +67,7 @@ def level_counts(N, P, m, cf, reverse=False):
 
 def _level_points(N, P, m, reverse=False):
     """Per rank: (is rank 0, first owned point j_lo, last owned point j_hi) of the level of
-    spacing m (points j*m), as ocnet.mgrit.Level lays it out (rank 0 also owns point 0)."""
+    spacing m (points j*m), as ocnet.mgrit.solver.Level lays it out (rank 0 also owns point 0)."""
     b = np.array([block_bounds(N, P, r) for r in range(P)], dtype=np.int64)
     if reverse:
         b = (N - b[::-1])[:, ::-1]
@@ -77,7 +77,7 @@ def _level_points(N, P, m, reverse=False):
 
 
 def level_rows(N, P, m, reverse=False):
-    """(p0, nrows) per rank of the level of spacing m, as ocnet.mgrit.Level lays it out."""
+    """(p0, nrows) per rank of the level of spacing m, as ocnet.mgrit.solver.Level lays it out."""
     first, j_lo, j_hi = _level_points(N, P, m, reverse)
     p0 = np.where(first, 0, j_lo - 1)
     return p0, np.maximum(j_hi - p0 + 1, 1)
@@ -99,8 +99,8 @@ def adjoint_setup_steps(N, P, m):
 
 
 def _levels(N, s):
-    """(m, cf) of each level, as MGRIT builds them (ocnet.mgrit.hierarchy, -mgrit_min_coarse 2)."""
-    from .mgrit import MGRITSettings, hierarchy
+    """(m, cf) of each level, as MGRIT builds them (ocnet.mgrit.solver.hierarchy, -mgrit_min_coarse 2)."""
+    from ..mgrit.solver import MGRITSettings, hierarchy
 
     return hierarchy(N, MGRITSettings(levels=s.levels, cfactor=s.cfactor, min_coarse=2))
 
@@ -151,7 +151,7 @@ def _mgrit_counts(N, P, s, reverse, its):
     lc = [level_counts(N, P, m, cf, reverse) for m, cf in levs]
     tot = Counts()
     fine_relaxed = [False] * L
-    ahead = [False] * L  # as ocnet.mgrit.Level.ahead: the C-point values of the last F-relaxation
+    ahead = [False] * L  # as ocnet.mgrit.solver.Level.ahead: the C-point values of the last F-relaxation
     injected = [False] * L  # as Level.injected: the coarser level holds this level's C-points
 
     def changed(l):  # C-points changed (Level.f_relaxed = False)
@@ -371,7 +371,7 @@ def _fit(x, y):
 def calibrate_steps(width=8, batches=(200, 1000, 5000), repeat=5, nsteps=256):
     """Per-step and per-call costs of the ResNet kernels (a + b S each), one thread, on arrays of
     ``nsteps`` states (larger than the caches at the larger batches, as in a training run)."""
-    from problems.resnet.dense import ResNet
+    from ocnet_problems.resnet.dense import ResNet
 
     class _Net(ResNet):
         name = "calibration"
@@ -413,7 +413,7 @@ def calibrate_steps(width=8, batches=(200, 1000, 5000), repeat=5, nsteps=256):
             calls.setdefault(k, []).append((S, max(t1 - step, 0.0)))
     fit = lambda d: {k: _fit([s for s, _ in v], [t for _, t in v]) for k, v in d.items()}
     # a row copy (jitted, as MGRIT's injection, correction and FAS subtraction) per double
-    from . import rowops
+    from ..mgrit import rowops
     rows = np.arange(0, nsteps, 4)
     t = _best(lambda: rowops.copy_rows(out, rows, U, rows + 1), repeat)
     copy = t / (len(rows) * U.shape[1])
@@ -447,8 +447,8 @@ import sys, time, json
 import petsc4py
 petsc4py.init([])
 sys.path.insert(0, sys.argv[1])
-from ocnet.mgrit import MGRIT, MGRITSettings
-from ocnet.perfmodel import _peaks_objective
+from ocnet.mgrit.solver import MGRIT, MGRITSettings
+from ocnet.perfmodel.model import _peaks_objective
 obj, x, th = _peaks_objective(int(sys.argv[2]), int(sys.argv[3]), world=True)
 comm = obj.comm
 st = MGRITSettings(levels=3, cfactor=(8,), relax="F", max_it=2, rtol=0.0, atol=0.0)
@@ -472,7 +472,7 @@ def calibrate_concurrency(cal, N=512, batch=5000, repeat=7):
     solves (1.0: the model's critical path explains it).  predict() scales the state, adjoint,
     gradient and validation times of P > 1 runs by it."""
     import subprocess
-    from .launch import mpiexec
+    from ..run.launch import mpiexec
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     t = {}
@@ -492,7 +492,7 @@ def calibrate_concurrency(cal, N=512, batch=5000, repeat=7):
 def calibrate_mpi():
     """Half round-trip times of 2-rank ping-pongs: latency (8 bytes) and bandwidth (large messages)."""
     import subprocess
-    from .launch import mpiexec
+    from ..run.launch import mpiexec
 
     p = subprocess.run(mpiexec(2, bind=True) + [sys.executable, "-c", PINGPONG], capture_output=True, text=True,
                        timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
@@ -513,10 +513,10 @@ def _peaks_objective(N, batch, world=False):
     import petsc4py
     petsc4py.init([])
     from petsc4py import PETSc
-    from .cli import framework_options
-    from .grid import LayerGrid
-    from .objective import ReducedObjective
-    from problems.peaks import Peaks
+    from ..run.cli import framework_options
+    from ..base.grid import LayerGrid
+    from ..optim.objective import ReducedObjective
+    from ocnet_problems.peaks import Peaks
 
     comm = (PETSc.COMM_WORLD if world else PETSc.COMM_SELF).tompi4py()
     opts = framework_options()
@@ -539,7 +539,7 @@ def calibrate_overheads(cal, N=64, batch=50, repeat=5):
     import petsc4py
     petsc4py.init([])
     from petsc4py import PETSc
-    from .mgrit import MGRIT, MGRITSettings
+    from ..mgrit.solver import MGRIT, MGRITSettings
 
     comm = PETSc.COMM_SELF.tompi4py()
     obj, x, th = _peaks_objective(N, batch)
@@ -574,8 +574,8 @@ def calibrate_in_cycle(cal, N=128, batches=(1000, 5000), repeat=5):
     import petsc4py
     petsc4py.init([])
     from petsc4py import PETSc
-    from . import rowops
-    from .mgrit import MGRIT, MGRITSettings
+    from ..mgrit import rowops
+    from ..mgrit.solver import MGRIT, MGRITSettings
 
     comm = PETSc.COMM_SELF.tompi4py()
     pts, copies = [], []
@@ -666,8 +666,8 @@ def mode_config(mode, N, P, state_its=2, adjoint_its=1, fine_relax="", relax=Non
                 exact_its=(4, 4, 4)):
     """A Config with ocnet's defaults for ``mode`` (auto levels: coarsest grid at most 8 points;
     relax/cf None: the mode's default, -mgrit_relax F -mgrit_cfactor 8 in one-shot mode)."""
-    from .modes import ONESHOT_MGRIT
-    from .mgrit import MGRITSettings, auto_levels
+    from ..optim.modes import ONESHOT_MGRIT
+    from ..mgrit.solver import MGRITSettings, auto_levels
 
     one = mode == "oneshot"
     relax = relax or (ONESHOT_MGRIT["relax"] if one else MGRITSettings.relax)

@@ -2,7 +2,7 @@
 import importlib
 from importlib.metadata import entry_points
 
-from .errors import OcnetError
+from ..base.errors import OcnetError
 from .problem import ControlProblem
 
 GROUP = "ocnet.problems"
@@ -26,5 +26,5 @@ def load_problem_class(spec):
             raise OcnetError(f"unknown problem '{spec}' (registered: {known}; or use package.module:Class)")
         cls = eps[spec].load()
     if not (isinstance(cls, type) and issubclass(cls, ControlProblem)):
-        raise OcnetError(f"problem '{spec}' is not an ocnet.problem.ControlProblem subclass")
+        raise OcnetError(f"problem '{spec}' is not an ocnet.plugin.problem.ControlProblem subclass")
     return cls

@@ -15,8 +15,8 @@ import numpy as np
 from petsc4py import PETSc
 
 from . import rowops
-from .errors import OcnetError
-from .problem import accepts
+from ..base.errors import OcnetError
+from ..plugin.problem import accepts
 
 RELAXATIONS = ("F", "FCF", "FCFCF")
 ROUNDOFF = 64 * np.finfo(float).eps  # residual floor relative to |u| over the C-points

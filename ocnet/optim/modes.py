@@ -1,6 +1,6 @@
 """The three modes (-mode serial|exact|oneshot): the MGRIT settings of the state and adjoint
 solves each implies, and the options a configuration leaves unused (reported, never ignored)."""
-from .mgrit import auto_levels, hierarchy, settings_for
+from ..mgrit.solver import auto_levels, hierarchy, settings_for
 
 
 # -mode oneshot's MGRIT defaults where neither -mgrit_X nor -state_/-adjoint_mgrit_X is given

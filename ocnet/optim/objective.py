@@ -8,11 +8,11 @@ import sys
 import numpy as np
 from mpi4py import MPI
 
-from .errors import NumericalFailure, OcnetError
-from .grid import block_bounds
+from ..base.errors import NumericalFailure, OcnetError
+from ..base.grid import block_bounds
 from .layout import Design, Trajectory
-from .mgrit import phase
-from .serial import LayerSerial
+from ..mgrit.solver import phase
+from ..mgrit.serial import LayerSerial
 
 TAG_HALO_L, TAG_HALO_R, TAG_LOSS = 21, 22, 23
 
@@ -36,14 +36,14 @@ class ReducedObjective:
         self.adj = self._trajectory(self.data, cache=False)  # adjoints need no step caches
         self.mgrit = None
         if state_mgrit is not None and state_mgrit.levels > 1:
-            from .mgrit import MGRIT
-            from .state_snes import StateSNES
+            from ..mgrit.solver import MGRIT
+            from ..mgrit.state_snes import StateSNES
             self.mgrit = MGRIT(grid, problem, comm, state_mgrit, self.state.state_size,
                                problem.cache_size(self.data), self.state)
             self.state_snes = StateSNES(self.mgrit, self.state, problem, comm)
         self.adj_mgrit = None
         if adjoint_mgrit is not None and adjoint_mgrit.levels > 1:
-            from .adjoint_mgrit import AdjointKSP
+            from ..mgrit.adjoint import AdjointKSP
             self.adj_mgrit = AdjointKSP(grid, problem, comm, adjoint_mgrit, self.state,
                                         problem.cache_size(self.data), adj=self.adj)
             if self.mgrit is not None:  # the adjoint's coarse linearisation from the state's levels
@@ -222,7 +222,7 @@ class ReducedObjective:
         state solve's settings.  (Layer-serial evaluations keep no trajectory: ``forward_last``.)"""
         entry = self._evaluations.get(id(data))
         if entry is None or entry[0] is not data:
-            from .mgrit import MGRIT
+            from ..mgrit.solver import MGRIT
             traj = self._trajectory(data)
             mg = MGRIT(self.grid, self.problem, self.comm, self.mgrit.s, traj.state_size,
                        self.problem.cache_size(data), traj)

@@ -23,7 +23,7 @@ FRAMEWORK_OPTIONS = [  # name, type, default, help, and keywords of OptionSet.ad
      {"choices": ("serial", "exact", "oneshot")}),
     ("oneshot_state_its", int, 2, "state MGRIT iterations per evaluation in -mode oneshot", {"bounds": "[1,inf)"}),
     ("oneshot_adjoint_its", int, 1, "adjoint MGRIT iterations per evaluation in -mode oneshot", {"bounds": "[1,inf)"}),
-    ("oneshot_tao", bool, False, "optimise with the paper's one-shot TAO (python type ocnet.oneshot.OneShot: "
+    ("oneshot_tao", bool, False, "optimise with the paper's one-shot TAO (python type ocnet.optim.oneshot.OneShot: "
      "L-BFGS + Armijo backtracking that re-runs only the state); overrides -tao_type", {}),
     ("unconverged", str, "warn", "-mode exact: an MGRIT solve that ends at -mgrit_max_it above its tolerance "
      "warns (rate-limited) or stops the run", {"choices": ("warn", "stop")}),
@@ -36,7 +36,7 @@ FRAMEWORK_OPTIONS = [  # name, type, default, help, and keywords of OptionSet.ad
      {"bounds": "[0,inf)"}),
     ("resume", str, None, "continue the run in this folder from its last complete checkpoint", {}),
     ("log_phases", bool, False, "write RUN/phases.json: time per solver phase from PETSc log events "
-     "(ocnet/phases.py; needs -run_dir)", {}),
+     "(ocnet/perfmodel/phases.py; needs -run_dir)", {}),
     ("design_layout", str, "replicated", "optimiser vectors: replicated on every rank (history bitwise "
      "independent of the rank count) or distributed like the layers (O(N/P) memory)",
      {"choices": ("replicated", "distributed")}),
@@ -51,7 +51,7 @@ VEC_DEFAULTS = {"vec_mdot_use_gemv": "0", "vec_maxpy_use_gemv": "0"}
 
 
 def framework_options():
-    from .options import OptionSet
+    from ..base.options import OptionSet
 
     opts = OptionSet()
     for name, typ, default, text, kw in FRAMEWORK_OPTIONS:
@@ -68,15 +68,15 @@ def run(comm):
     from petsc4py import PETSc
 
     from . import rundir
-    from .errors import NumericalFailure, OcnetError
-    from .grid import LayerGrid
-    from .objective import ReducedObjective
-    from .mgrit import declare_options as mgrit_options
-    from .modes import inactive_options, mode_settings
-    from .optimize import Trainer, accepted_stops, check_tao_type
-    from .reasons import reason_name
-    from .options import OptionSet
-    from .plugins import load_problem_class
+    from ..base.errors import NumericalFailure, OcnetError
+    from ..base.grid import LayerGrid
+    from ..optim.objective import ReducedObjective
+    from ..mgrit.solver import declare_options as mgrit_options
+    from ..optim.modes import inactive_options, mode_settings
+    from ..optim.optimize import Trainer, accepted_stops, check_tao_type
+    from ..base.reasons import reason_name
+    from ..base.options import OptionSet
+    from ..plugin.loader import load_problem_class
 
     db = PETSc.Options()
     if not db.hasName("options_left"):
@@ -107,12 +107,12 @@ def run(comm):
         state = rundir.saved_model_state(values["load"], comm)
         if state:
             problem.set_model_state(state)
-    if values["check_adjoint"]:  # instead of training (ocnet/adjcheck.py)
-        from .adjcheck import check_adjoint
+    if values["check_adjoint"]:  # instead of training (ocnet/plugin/adjcheck.py)
+        from ..plugin.adjcheck import check_adjoint
         return check_adjoint(problem, grid, values, db, comm)
     if values["oneshot_tao"]:  # overrides -tao_type (e.g. one from an options file)
         db.setValue("tao_type", "python")
-        db.setValue("tao_python_type", "ocnet.oneshot.OneShot")
+        db.setValue("tao_python_type", "ocnet.optim.oneshot.OneShot")
     for k, v in TAO_DEFAULTS.items():
         if not db.hasName(k):
             db.setValue(k, v)
@@ -128,7 +128,7 @@ def run(comm):
                                  batch_size=values["batch_size"], seed=values["seed"],
                                  unconverged=values["unconverged"])
     if values["mgrit_view"]:
-        from .mgrit import view_solves
+        from ..mgrit.solver import view_solves
         _say(comm, "ocnet: -mgrit_view: -mode serial builds no MGRIT (layer-serial sweeps; use -mode exact or oneshot)"
              if values["mode"] == "serial" else "\n".join(view_solves(objective.mgrit, objective.adj_mgrit)))
     replicated = values["design_layout"] == "replicated"
@@ -161,7 +161,7 @@ def run(comm):
                       checkpoint_every=values["checkpoint_every"], resume=bool(values["resume"]),
                       stop=(values["stop_state_residual"], values["stop_adjoint_residual"]), meta=meta)
     if values["log_phases"]:  # events from here on: the solve, not the warm-up
-        from . import phases
+        from ..perfmodel import phases
         if not run_dir:
             raise OcnetError("-log_phases needs -run_dir")
         phases.start()
@@ -241,8 +241,8 @@ def main(argv=None):
     petsc4py.init(argv)
     from petsc4py import PETSc
 
-    from .errors import ErrorChannel
-    from .numba_cache import install
+    from ..base.errors import ErrorChannel
+    from ..base.numba_cache import install
 
     install()  # a damaged Numba cache file recompiles instead of failing every run
     comm = PETSc.COMM_WORLD.tompi4py()
@@ -267,7 +267,7 @@ def describe(e, comm):
     """(exit status, text to print) of an exception on this rank (None text: PeerStop)."""
     from petsc4py import PETSc
 
-    from .errors import OcnetError, PeerStop
+    from ..base.errors import OcnetError, PeerStop
 
     if isinstance(e, PETSc.Error) and e.__cause__ is not None:  # raised inside a PETSc callback
         e = e.__cause__

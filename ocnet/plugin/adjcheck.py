@@ -469,8 +469,8 @@ def _rms_vec(x):
 # ---- driver ---------------------------------------------------------------------------------
 def hierarchy_objective(problem, grid, values, db, comm):
     """The reduced objective with the MGRIT hierarchies -mode exact would build from the options."""
-    from .modes import mode_settings
-    from .objective import ReducedObjective
+    from ..optim.modes import mode_settings
+    from ..optim.objective import ReducedObjective
 
     st, ad = mode_settings(dict(values, mode="exact"), db, grid)
     return ReducedObjective(grid, problem, comm, state_mgrit=st, adjoint_mgrit=ad)
@@ -478,7 +478,7 @@ def hierarchy_objective(problem, grid, values, db, comm):
 
 def _blocks(pb, grid, obj, x, hier, rng, comm):
     """(label, Block or None, fine?) for the fine step size and each coarse h*m of the hierarchy."""
-    from .mgrit import coarse_parameters
+    from ..mgrit.solver import coarse_parameters
 
     data = pb.datasets["train"]
     Sc = pb.cache_size(data)
@@ -510,8 +510,8 @@ def check_adjoint(problem, grid, values, db, comm, out=print):
     """Run every check; rank 0 prints one PASS/FAIL line each.  Returns the exit status (0/1)."""
     import sys
 
-    from .errors import NumericalFailure
-    from .objective import ReducedObjective
+    from ..base.errors import NumericalFailure
+    from ..optim.objective import ReducedObjective
 
     rank, pb = comm.Get_rank(), problem
     for name in IGNORED:
@@ -528,7 +528,7 @@ def check_adjoint(problem, grid, values, db, comm, out=print):
     obj.evaluate(x)  # forward states at x: the linearisation points
     hier = hierarchy_objective(pb, grid, values, db, comm)
     if values.get("mgrit_view"):
-        from .mgrit import view_solves
+        from ..mgrit.solver import view_solves
         lines = view_solves(hier.mgrit, hier.adj_mgrit, "the hierarchy -check_adjoint tests (that of -mode exact)")
         if rank == 0:
             out("\n".join(lines))

@@ -7,7 +7,7 @@ import platform
 import numpy as np
 from petsc4py import PETSc
 
-from .errors import OcnetError, collective_check
+from ..base.errors import OcnetError, collective_check
 
 HISTORY_COLUMNS = ["iteration", "objective", "gradient_norm", "train_accuracy", "val_accuracy", "wall_time",
                    "step_length", "state_residual", "adjoint_residual", "val_state_residual",
@@ -78,7 +78,7 @@ def model_differences(saved, meta):
 
 def check_resume(path, meta, comm):
     """-resume: the folder's run must be this run (same options, same rank count)."""
-    from . import checkpoint
+    from ..optim import checkpoint
     collective_check(comm, os.path.isdir(path), f"-resume: no run folder '{path}'")
     saved = checkpoint.saved_meta(path, comm)
     if saved is None:

@@ -7,8 +7,8 @@ import numpy as np
 
 from petsc4py import PETSc
 
-from .errors import OcnetError, PeerStop
-from .mgrit import phase
+from ..base.errors import OcnetError, PeerStop
+from ..mgrit.solver import phase
 
 
 def check_tao_type(db):
@@ -28,7 +28,7 @@ class Trainer:
     the design, and every rank takes part in the layer-parallel evaluation.  One optimiser
     instance means one sequence of iterates, so the history does not depend on the rank count.
     Distributed layout: one TAO on all ranks over the distributed design Vec.
-    ``stop``: the -stop_state_residual / -stop_adjoint_residual thresholds (see ocnet.stopping).
+    ``stop``: the -stop_state_residual / -stop_adjoint_residual thresholds (see ocnet.optim.stopping).
     """
 
     def __init__(self, objective, comm, replicated=True, on_row=None, run_dir=None,
@@ -56,7 +56,7 @@ class Trainer:
             from .oneshot import OneShot
             if not isinstance(ctx, OneShot):
                 raise OcnetError("-checkpoint_every/-resume need the one-shot optimiser "
-                                 "(-tao_type python -tao_python_type ocnet.oneshot.OneShot): PETSc's "
+                                 "(-tao_type python -tao_python_type ocnet.optim.oneshot.OneShot): PETSc's "
                                  "built-in TAO types do not expose their internal state")
             ctx.trainer = self
         if resume:

@@ -1,0 +1,5 @@
+import sys
+
+from .model import main
+
+sys.exit(main())

@@ -1,0 +1,2 @@
+"""The run machinery: the ``ocnet`` command line (cli), run folders and their files (rundir),
+and launching ocnet under MPI (launch).  May import every other ocnet package."""
