@@ -1,0 +1,183 @@
+"""The documentation: docs/ builds with Sphinx with warnings as errors, README.md stays within
+12 KB and its links resolve, and the docs' examples are run: Python code only by literalinclude
+from files the tests run, every shell command checked against the options and flags the code
+declares, and the -check_adjoint / -mgrit_view listings compared with real output."""
+import glob
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, run_ocnet
+
+DOCS = os.path.join(ROOT, "docs")
+PAGES = sorted(glob.glob(os.path.join(DOCS, "**", "*.md"), recursive=True))
+README = os.path.join(ROOT, "README.md")
+
+
+def read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def test_sphinx_build_warnings_are_errors(tmp_path):
+    cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-q", "-b", "html", DOCS,
+           str(tmp_path / "html")]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert p.returncode == 0, f"sphinx-build failed ({p.returncode}):\n{p.stdout}\n{p.stderr}"
+    assert not re.search(r"WARNING|ERROR", p.stderr), p.stderr
+    html = read(tmp_path / "html" / "user" / "options.html")
+    for name in ("-N", "-mode", "-mgrit_cfactor", "-adjoint_mgrit_relax", "-problem peaks", "-train_file",
+                 "-tao_type lmvm"):  # the generated option tables are there
+        assert f">{name}<" in html.replace('<span class="pre">', "").replace("</span>", ""), name
+
+
+def test_readme_size_and_links():
+    size = os.path.getsize(README)
+    assert size <= 12288, f"README.md is {size} bytes (limit 12288)"
+    text = read(README)
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text)
+    assert len(links) >= 10
+    for link in links:
+        if "://" not in link:
+            assert os.path.exists(os.path.join(ROOT, link)), f"README links to missing {link}"
+
+
+def fenced(text, lang):
+    return re.findall(rf"^```{lang}\n(.*?)^```", text, flags=re.S | re.M)
+
+
+def test_python_examples_come_from_tested_files():
+    """No inline Python in the docs: every example is literalinclude'd from a file under tests/,
+    runs/ or examples/ (or setup.cfg), and every examples/ file is run by this module."""
+    includes = []
+    for page in PAGES:
+        text = read(page)
+        assert not fenced(text, "python"), f"{page}: inline python block (literalinclude a tested file)"
+        includes += [(page, inc) for inc in re.findall(r"^```\{literalinclude\} (\S+)", text, flags=re.M)]
+    assert includes
+    for page, inc in includes:
+        path = os.path.relpath(os.path.normpath(os.path.join(os.path.dirname(page), inc)), ROOT)
+        assert os.path.exists(os.path.join(ROOT, path)), f"{page}: {inc} does not exist"
+        assert path.split(os.sep)[0] in ("tests", "runs", "examples") or path == "setup.cfg", (page, path)
+    this = read(__file__)
+    for ex in glob.glob(os.path.join(ROOT, "examples", "*.py")):
+        assert f"examples/{os.path.basename(ex)}" in this, f"{ex} is not run by tests/test_docs.py"
+
+
+def shell_commands():
+    """(page, tokens) of every command in the docs' and README's bash blocks."""
+    out = []
+    for page in PAGES + [README]:
+        for block in fenced(read(page), "bash"):
+            for line in block.replace("\\\n", " ").splitlines():
+                for part in line.split("&&"):
+                    toks = shlex.split(part, comments=True)
+                    while toks and re.match(r"^[A-Z_]+=", toks[0]):  # VAR=value prefixes
+                        toks = toks[1:]
+                    if toks:
+                        out.append((os.path.relpath(page, ROOT), toks))
+    return out
+
+
+PETSC_PREFIXES = ("tao_", "state_snes_", "adjoint_ksp_", "log_view", "help", "options_file", "vec_")
+
+
+def ocnet_declared(problem):
+    from ocnet.base.options import OptionSet
+    from ocnet.mgrit.solver import declare_options
+    from ocnet.plugin.loader import load_problem_class
+    from ocnet.run.cli import framework_options
+
+    opts = framework_options()
+    declare_options(opts)
+    popts = OptionSet()
+    load_problem_class(problem).declare_options(popts)
+    return {o.name for o in opts.options + popts.options}
+
+
+def check_ocnet_command(page, args):
+    problem = "peaks"
+    for i, a in enumerate(args):
+        if a == "-options_file":
+            path = os.path.join(ROOT, args[i + 1])
+            assert os.path.exists(path), f"{page}: options file {args[i + 1]} missing"
+            m = re.search(r"^-problem\s+(\S+)", read(path), flags=re.M)
+            problem = m.group(1) if m else problem
+        if a == "-problem":
+            problem = args[i + 1]
+    declared = ocnet_declared(problem)
+    for a in args:
+        if re.match(r"^-[A-Za-z]", a):
+            name = a[1:]
+            assert name in declared or name.startswith(PETSC_PREFIXES), \
+                f"{page}: ocnet option {a} (problem {problem}) is not declared"
+
+
+def test_shell_commands_match_the_code():
+    cmds = shell_commands()
+    kinds = set()
+    for page, toks in cmds:
+        if toks[0] == "mpiexec":
+            assert toks[1] == "-n" and toks[2].isdigit(), (page, toks)
+            toks = toks[3:]
+        prog = toks[0]
+        if prog.endswith("bin/ocnet") or toks[:3] == [".venv/bin/python", "-m", "ocnet"]:
+            kinds.add("ocnet")
+            check_ocnet_command(page, toks[1:] if prog.endswith("bin/ocnet") else toks[3:])
+        elif prog.endswith("bin/python") and toks[1] == "-m":
+            kinds.add("module")
+            assert toks[2] == "ocnet.perfmodel" and toks[3] in read(
+                os.path.join(ROOT, "ocnet", "perfmodel", "__main__.py")), (page, toks)
+        elif prog.endswith("bin/python") or prog == "bash":
+            kinds.add(prog.rsplit("/", 1)[-1])
+            script = os.path.join(ROOT, toks[1])
+            assert os.path.exists(script), f"{page}: {toks[1]} does not exist"
+            text = read(script)
+            here = os.path.dirname(script)  # and the files it sources from its folder (runs/slurm/common.sh)
+            text += "".join(read(os.path.join(here, f)) for f in os.listdir(here)
+                            if f != os.path.basename(script) and f in text and os.path.isfile(os.path.join(here, f)))
+            for t in toks[2:]:
+                if t.startswith("--"):
+                    flag = t.split("=")[0]
+                    assert f'"{flag}"' in text or f"{flag})" in text or f"{flag}|" in text, \
+                        f"{page}: {toks[1]} has no option {flag}"
+        else:
+            assert prog.endswith("sphinx-build"), f"{page}: unchecked command {' '.join(toks)}"
+    assert {"ocnet", "python", "bash", "module"} <= kinds, kinds
+
+
+def test_first_plot_example(tmp_path):
+    run = tmp_path / "run"
+    run_ocnet(["-N", 4, "-width", 4, "-ntrain", 200, "-nval", 50, "-tao_max_it", 3, "-quiet", "-run_dir", run])
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "examples/first_plot.py"), str(run)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert re.match(r"wrote .*first_plot.png: 4 iterations, final validation accuracy \d+\.\d %", p.stdout)
+    assert (run / "first_plot.png").stat().st_size > 10000
+
+
+def listing(page):
+    """The command (bash block) and the output (text block) of a docs page."""
+    text = read(os.path.join(DOCS, page))
+    cmd = shlex.split(fenced(text, "bash")[0].strip())
+    return cmd, fenced(text, "text")[0]
+
+
+def test_check_adjoint_listing():
+    cmd, expected = listing("plugins/checker.md")
+    assert cmd[:3] == [".venv/bin/python", "-m", "ocnet"]
+    out = run_ocnet(cmd[3:]).stdout
+    mask = lambda s: re.sub(r"\d+(\.\d+)?(e[-+]\d+)?", "#", s).strip()  # noqa: E731
+    assert mask(out) == mask(expected)
+
+
+def test_mgrit_view_listing():
+    cmd, expected = listing("plugins/mgrit-view.md")
+    assert cmd[:4] == ["mpiexec", "-n", "2", ".venv/bin/ocnet"]
+    out = run_ocnet(cmd[4:], nprocs=2).stdout
+    block = out[out.index("ocnet: MGRIT hierarchies"):]
+    assert block.startswith(expected), block
