@@ -44,15 +44,54 @@ html_theme_options = {"description": "layer-parallel training as discrete optima
                       "fixed_sidebar": True}
 
 
-# Docstrings are written for reading in the source: |x| means a norm there, not a reST
-# substitution.  Escape '|' outside ``literals`` so autodoc renders it as written.
-def _escape_bars(app, what, name, obj, options, lines):
+# Docstrings are written for reading in the source; two adjustments make autodoc render them as
+# they read there (so they need no reST-specific edits):
+# - indented blocks (the equations of dense.py, the format list of datafiles.py) become literal
+#   blocks;
+# - '|' outside literals means a norm, not a reST substitution: it is escaped.
+def _literal_blocks(lines):
+    out, i = [], 0
+    while i < len(lines):
+        line = lines[i]
+        indented = line[:1].isspace() and line.strip()
+        prev = out[-1] if out else ""
+        if indented and not (prev.rstrip().endswith("::") or prev.lstrip().startswith((".. ", "- ", "* "))):
+            if prev.strip() and prev.rstrip().endswith(":"):  # "Formats:" right above the block
+                out[-1] = prev.rstrip() + ":"
+                out.append("")
+            elif not prev.strip() and len(out) >= 2 and out[-2].strip() and not out[-2].rstrip().endswith("::"):
+                out.insert(len(out) - 1, "")
+                out.insert(len(out) - 1, "::")
+            else:
+                out.append(line)
+                i += 1
+                continue
+            while i < len(lines) and (not lines[i].strip() or lines[i][:1].isspace()):
+                out.append(lines[i])
+                i += 1
+            if i < len(lines) and out[-1].strip():
+                out.append("")
+            continue
+        out.append(line)
+        i += 1
+    return out
+
+
+def _process_docstring(app, what, name, obj, options, lines):
     import re
 
-    for i, line in enumerate(lines):
-        parts = re.split(r"(``.*?``)", line)
-        lines[i] = "".join(p if p.startswith("``") else p.replace("|", r"\|") for p in parts)
+    out, literal = [], False
+    for line in _literal_blocks(lines):
+        if line.strip() and not line[:1].isspace():
+            literal = False
+        if not literal:
+            parts = re.split(r"(``.*?``)", line)
+            line = "".join(p if p.startswith("``") else p.replace("|", r"\|") for p in parts)
+        if line.rstrip().endswith("::"):
+            literal = True
+        out.append(line)
+    lines[:] = out
 
 
 def setup(app):
-    app.connect("autodoc-process-docstring", _escape_bars)
+    app.connect("autodoc-process-docstring", _process_docstring)

@@ -46,7 +46,7 @@ def _table(header, rows, widths):
 
 
 def _kind(o):
-    kind = " | ".join(map(str, o.choices)) if o.choices else o.type.__name__
+    kind = " | ".join(str(c) if c != "" else '""' for c in o.choices) if o.choices else o.type.__name__
     return kind
 
 
