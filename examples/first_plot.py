@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import sys
+from datetime import datetime, timezone
 
 import matplotlib
 
@@ -18,6 +19,7 @@ with open(os.path.join(run, "history.csv")) as f:
     rows = list(csv.DictReader(f))
 with open(os.path.join(run, "summary.json")) as f:
     summary = json.load(f)
+day = datetime.fromtimestamp(os.path.getmtime(os.path.join(run, "summary.json")), timezone.utc).date()
 
 it = [int(r["iteration"]) for r in rows]
 fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
@@ -27,8 +29,8 @@ b.plot(it, [100 * float(r["val_accuracy"]) for r in rows])
 b.set_title("validation accuracy (%)")
 for ax in (a, b):
     ax.set_xlabel("iteration")
-# a figure carries its machine: summary.json records the machine (CPU model, cores) the run used
-fig.suptitle(f"{os.path.basename(os.path.normpath(run))} on {summary.get('machine', '?')}", fontsize=9)
+# a figure carries its machine and date: summary.json records the machine (CPU model, cores)
+fig.suptitle(f"{os.path.basename(os.path.normpath(run))} on {summary.get('machine', '?')}, {day}", fontsize=9)
 fig.tight_layout()
 out = os.path.join(run, "first_plot.png")
 fig.savefig(out, dpi=100)
