@@ -34,4 +34,4 @@ fig.suptitle(f"{os.path.basename(os.path.normpath(run))} on {summary.get('machin
 fig.tight_layout()
 out = os.path.join(run, "first_plot.png")
 fig.savefig(out, dpi=100)
-print(f"wrote {out}: {len(rows)} iterations, final validation accuracy {100 * float(rows[-1]['val_accuracy']):.1f} %")
+print(f"wrote {out}: {it[-1]} iterations, final validation accuracy {100 * float(rows[-1]['val_accuracy']):.1f} %")

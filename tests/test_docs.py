@@ -156,7 +156,7 @@ def test_first_plot_example(tmp_path):
     p = subprocess.run([sys.executable, os.path.join(ROOT, "examples/first_plot.py"), str(run)],
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert p.returncode == 0, p.stderr
-    assert re.match(r"wrote .*first_plot.png: 4 iterations, final validation accuracy \d+\.\d %", p.stdout)
+    assert re.match(r"wrote .*first_plot.png: 3 iterations, final validation accuracy \d+\.\d %", p.stdout)
     assert (run / "first_plot.png").stat().st_size > 10000
 
 
