@@ -199,3 +199,35 @@ def test_api_reference_lists_every_module():
                 modules.add(name)
     missing = sorted(modules - documented - {"ocnet", "ocnet_problems"})
     assert not missing, f"modules without an automodule in docs/api/: {missing}"
+
+
+MACHINE = re.compile(r"AMD EPYC|Intel Xeon|\bVM\b|Zen \d")
+DATE = re.compile(r"20\d\d-\d\d-\d\d|issue 19")
+
+
+def tables(text):
+    """(header line, the text between the previous table or heading and this table) per table."""
+    out, prose = [], []
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("|") and i + 1 < len(lines) and re.match(r"^\|[-:| ]+\|$", lines[i + 1]):
+            out.append((line, "\n".join(prose)))
+            prose = []
+        elif line.startswith("#"):
+            prose = []
+        elif not line.startswith("|"):
+            prose.append(line)
+    return out
+
+
+@pytest.mark.parametrize("page", ["README.md"] + sorted(
+    os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(DOCS, "results", "*.md"))))
+def test_measured_tables_carry_machine_and_date(page):
+    """Every table of measurements says on which machine and when: in its own columns or in the
+    text right above it."""
+    found = tables(read(os.path.join(ROOT, page)))
+    for header, prose in found:
+        if "CPU (lscpu)" in header:  # the list of machines itself
+            continue
+        has_columns = re.search(r"machine|CPU", header) and re.search(r"date", header)
+        assert has_columns or (MACHINE.search(prose) and DATE.search(prose)), f"{page}: table {header[:60]}"
