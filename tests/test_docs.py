@@ -23,6 +23,10 @@ def read(path):
         return f.read()
 
 
+def fenced(text, lang):
+    return re.findall(rf"^```{lang}\n(.*?)^```", text, flags=re.S | re.M)
+
+
 def test_sphinx_build_warnings_are_errors(tmp_path):
     cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-q", "-b", "html", DOCS,
            str(tmp_path / "html")]
@@ -46,26 +50,35 @@ def test_readme_size_and_links():
             assert os.path.exists(os.path.join(ROOT, link)), f"README links to missing {link}"
 
 
-def fenced(text, lang):
-    return re.findall(rf"^```{lang}\n(.*?)^```", text, flags=re.S | re.M)
-
-
 def test_python_examples_come_from_tested_files():
-    """No inline Python in the docs: every example is literalinclude'd from a file under tests/,
-    runs/ or examples/ (or setup.cfg), and every examples/ file is run by this module."""
+    """Python in the docs is literalinclude'd from code the tests run (tests/, runs/, examples/,
+    ocnet/, problems/, setup.cfg), and every examples/ file is run by this module."""
     includes = []
     for page in PAGES:
-        text = read(page)
-        assert not fenced(text, "python"), f"{page}: inline python block (literalinclude a tested file)"
-        includes += [(page, inc) for inc in re.findall(r"^```\{literalinclude\} (\S+)", text, flags=re.M)]
+        includes += [(page, inc) for inc in re.findall(r"^```\{literalinclude\} (\S+)", read(page), flags=re.M)]
     assert includes
     for page, inc in includes:
         path = os.path.relpath(os.path.normpath(os.path.join(os.path.dirname(page), inc)), ROOT)
         assert os.path.exists(os.path.join(ROOT, path)), f"{page}: {inc} does not exist"
-        assert path.split(os.sep)[0] in ("tests", "runs", "examples") or path == "setup.cfg", (page, path)
+        assert path.split(os.sep)[0] in ("tests", "runs", "examples", "ocnet", "problems") or path == "setup.cfg", \
+            (page, path)
     this = read(__file__)
     for ex in glob.glob(os.path.join(ROOT, "examples", "*.py")):
         assert f"examples/{os.path.basename(ex)}" in this, f"{ex} is not run by tests/test_docs.py"
+
+
+def test_inline_python_blocks_run(tmp_path):
+    """Inline python blocks (the README's plugin example; any in docs/) run, page by page, in
+    order, in one namespace (as a reader would paste them), from the repository root."""
+    pages = [p for p in PAGES + [README] if fenced(read(p), "python")]
+    assert README in pages
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+    for page in pages:
+        script = tmp_path / "blocks.py"
+        script.write_text("\n".join(fenced(read(page), "python")))
+        p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT, env=env,
+                           timeout=300)
+        assert p.returncode == 0, f"{page}: its python blocks fail:\n{p.stderr}"
 
 
 def shell_commands():
@@ -87,6 +100,9 @@ PETSC_PREFIXES = ("tao_", "state_snes_", "adjoint_ksp_", "log_view", "help", "op
 
 
 def ocnet_declared(problem):
+    """Option names ocnet reads with this problem (framework, MGRIT, the problem's; a placeholder
+    problem that does not import, e.g. mypkg.mod:MyProblem, contributes none)."""
+    from ocnet.base.errors import OcnetError
     from ocnet.base.options import OptionSet
     from ocnet.mgrit.solver import declare_options
     from ocnet.plugin.loader import load_problem_class
@@ -94,9 +110,11 @@ def ocnet_declared(problem):
 
     opts = framework_options()
     declare_options(opts)
-    popts = OptionSet()
-    load_problem_class(problem).declare_options(popts)
-    return {o.name for o in opts.options + popts.options}
+    try:
+        load_problem_class(problem).declare_options(opts)
+    except OcnetError:
+        assert ":" in problem, f"-problem {problem} is not registered"
+    return {o.name for o in opts.options}
 
 
 def check_ocnet_command(page, args):
@@ -117,22 +135,35 @@ def check_ocnet_command(page, args):
                 f"{page}: ocnet option {a} (problem {problem}) is not declared"
 
 
+def ocnet_args(toks):
+    """The arguments of an ocnet invocation in a command line (None if it runs no ocnet)."""
+    for i, t in enumerate(toks):
+        start = i + 1 if t.endswith("bin/ocnet") or t == "ocnet" else \
+            i + 2 if t == "-m" and toks[i + 1:i + 2] == ["ocnet"] else None
+        if start is not None:
+            rest = toks[start:]
+            ends = [k for k, a in enumerate(rest) if a in ("|", ">", "2>&1", ";", "&")]
+            return rest[:ends[0]] if ends else rest
+    return None
+
+
 def test_shell_commands_match_the_code():
-    cmds = shell_commands()
+    """Every ocnet command line in a bash block uses declared options (and existing options
+    files); every script it runs exists and has the --flags given."""
     kinds = set()
-    for page, toks in cmds:
+    for page, toks in shell_commands():
+        args = ocnet_args(toks)
+        if args is not None:
+            kinds.add("ocnet")
+            check_ocnet_command(page, args)
+            continue
         if toks[0] == "mpiexec":
-            assert toks[1] == "-n" and toks[2].isdigit(), (page, toks)
             toks = toks[3:]
         prog = toks[0]
-        if prog.endswith("bin/ocnet") or toks[:3] == [".venv/bin/python", "-m", "ocnet"]:
-            kinds.add("ocnet")
-            check_ocnet_command(page, toks[1:] if prog.endswith("bin/ocnet") else toks[3:])
-        elif prog.endswith("bin/python") and toks[1] == "-m":
+        if prog.endswith("bin/python") and toks[1:3] == ["-m", "ocnet.perfmodel"]:
             kinds.add("module")
-            assert toks[2] == "ocnet.perfmodel" and f'"{toks[3]}"' in read(
-                os.path.join(ROOT, "ocnet", "perfmodel", "model.py")), (page, toks)
-        elif prog.endswith("bin/python") or prog == "bash":
+            assert f'"{toks[3]}"' in read(os.path.join(ROOT, "ocnet", "perfmodel", "model.py")), (page, toks)
+        elif (prog.endswith("bin/python") or prog == "bash") and toks[1].startswith(("runs/", "examples/")):
             kinds.add(prog.rsplit("/", 1)[-1])
             script = os.path.join(ROOT, toks[1])
             assert os.path.exists(script), f"{page}: {toks[1]} does not exist"
@@ -145,8 +176,6 @@ def test_shell_commands_match_the_code():
                     flag = t.split("=")[0]
                     assert f'"{flag}"' in text or f"{flag})" in text or f"{flag}|" in text, \
                         f"{page}: {toks[1]} has no option {flag}"
-        else:
-            assert prog.endswith("sphinx-build"), f"{page}: unchecked command {' '.join(toks)}"
     assert {"ocnet", "python", "bash", "module"} <= kinds, kinds
 
 
