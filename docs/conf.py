@@ -41,7 +41,9 @@ autoclass_content = "class"
 html_theme = "alabaster"
 html_title = "ocnet"
 html_theme_options = {"description": "layer-parallel training as discrete optimal control, with PETSc",
-                      "fixed_sidebar": True}
+                      "fixed_sidebar": True, "page_width": "1240px", "sidebar_width": "230px"}
+html_static_path = ["_static"]
+html_css_files = ["ocnet.css"]
 
 
 # Docstrings are written for reading in the source; two adjustments make autodoc render them as
