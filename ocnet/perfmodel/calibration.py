@@ -342,7 +342,7 @@ def calibrate(out, args, steps=256, quick=False, say=print):
     say(f"calibrating problem '{spec}' ({pb.name}): " + ", ".join(
         f"{k} S = {pb.state_size(d)}" for k, d in sets.items()) + f", p = {pb.layer_param_size}, {steps} layers")
     arrays = {k: Arrays(pb, values, d, steps, comm) for k, d in sets.items()}
-    per, calls, points = {}, {}, {}
+    calls, points = {}, {}
     for k, arr in arrays.items():
         for kind, (step, call) in time_forms(arr, repeat).items():
             points.setdefault(kind, []).append((arr.S, step))

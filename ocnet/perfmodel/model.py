@@ -493,7 +493,7 @@ def main(argv=None):
     pr = cal["problem"]
     print(f"PREDICTED (model, calibration {a.calibration} of {cal['machine']['when']}) for "
           f"{' '.join(pr['args'])}: S = {pr['S']}, S_val = {pr['S_val']}, p = {pr['p']}")
-    print(f"time per iteration on 1 rank, layer-serial: " + ", ".join(
+    print("time per iteration on 1 rank, layer-serial: " + ", ".join(
         f"N = {N}: {1e3 * predict(cal, mode_config('serial', N, 1, cal=cal))['total']:.1f} ms" for N in Ns))
     print(f"speed-up of one-shot ({a.state_its}+{a.adjoint_its} MGRIT its) per iteration over layer-serial on 1 rank")
     print("| N | " + " | ".join(f"P={P}" for P in Ps) + " | crossover P |")
