@@ -124,10 +124,11 @@ def main():
 
     head = ["case", "ranks", "mode", "its", "evals/it", "MGRIT its s/a", "t/it (ms)", "cpu/it (ms)", "model (ms)",
             "err vs t", "err vs cpu"]
-    rows, errs = [], []
+    rows, errs, skipped = [], [], []
     for name, args in cases.items():
         cal = calibrate(name, args, out, env, a.quick, a.reuse)
         if cal is None:
+            skipped.append(name)
             continue
         res = {}
         for p in ranks:
@@ -157,6 +158,7 @@ def main():
              f"{a.repeat}; {cpu_model() or 'CPU unknown'}, {os.cpu_count()} CPUs; "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
              "cases: " + "; ".join(f"{n} = `{' '.join(os.path.relpath(x, ROOT) if os.path.isabs(x) else x for x in v)}`"
+                                  + (" (skipped: an option the problem does not read)" if n in skipped else "")
                                   for n, v in cases.items()), "",
              "| " + " | ".join(head) + " |", "|---|---:|---|" + "---:|" * (len(head) - 3)]
     lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
