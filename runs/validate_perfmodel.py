@@ -1,7 +1,7 @@
 """The performance model against measured time per iteration, for several problems: one table.
 
     .venv/bin/python runs/validate_perfmodel.py [--case NAME="OCNET OPTIONS" ...] [--N 256] [--ranks 1,2]
-        [--modes serial,exact,oneshot] [--its 6] [--repeat 2] [--quick] [--reuse] [--out runs/out/perfmodel]
+        [--modes serial,exact,oneshot] [--its 6] [--repeat 3] [--quick] [--reuse] [--out runs/out/perfmodel]
 
 For every case (default: ``tanh`` = Peaks with -activation tanh, ``double`` = Peaks with the two-layer
 block -block double, ``heat`` = the heat equation) the model is calibrated for that problem (``python -m
@@ -91,7 +91,7 @@ def main():
     ap.add_argument("--ranks", default="1,2")
     ap.add_argument("--modes", default="serial,exact,oneshot")
     ap.add_argument("--its", type=int, default=6, help="TAO iterations per run")
-    ap.add_argument("--repeat", type=int, default=2, help="runs per (case, ranks, mode): the fastest counts")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per (case, ranks, mode): the fastest counts")
     ap.add_argument("--quick", action="store_true", help="a rough calibration (fewer repetitions)")
     ap.add_argument("--reuse", action="store_true", help="reuse calibrations and runs already in --out")
     ap.add_argument("--pythonpath", default="", help="folder(s) of an out-of-tree plugin (':'-separated)")

@@ -144,6 +144,18 @@ class Arrays:
         }
 
 
+#: bytes per (layers x state) array of the calibration: a plugin with a large state is timed on fewer
+#: layers (at least MIN_LAYERS), so that its four trajectories fit in memory
+ARRAY_BYTES = 512 << 20
+MIN_LAYERS = 16
+
+
+def layers_for(S, want):
+    """Layers to time a state of S doubles on: ``want``, fewer where (want + 1) S doubles would
+    exceed ARRAY_BYTES, never fewer than MIN_LAYERS."""
+    return int(min(want, max(MIN_LAYERS, ARRAY_BYTES // (8 * max(S, 1)) - 1)))
+
+
 def _best(fn, repeat):
     """Best of ``repeat`` CPU times of fn() (s), after one untimed call (JIT, first touch)."""
     fn()
@@ -322,9 +334,10 @@ def _extensions(pb):
 
 def calibrate(out, args, steps=256, quick=False, say=print):
     """Measure the unit costs of the plugin problem given by ocnet options ``args`` (a list, e.g.
-    ["-problem", "heat", "-nx", "512"]; PETSc must be initialised with them) on ``steps`` layers,
-    write them as JSON to ``out`` and return them (dict; keys in the module docstring).  Raises
-    OcnetError for a bad problem or option, RuntimeError when an MPI calibration run fails."""
+    ["-problem", "heat", "-nx", "512"]; PETSc must be initialised with them) on ``steps`` layers
+    (fewer for a large state: ``layers_for``), write them as JSON to ``out`` and return them (dict;
+    keys in the module docstring; seconds, sizes in doubles).  Raises OcnetError for a bad problem
+    or option, RuntimeError when an MPI calibration run fails."""
     from petsc4py import PETSc
 
     from ..base.errors import OcnetError
@@ -339,16 +352,19 @@ def calibrate(out, args, steps=256, quick=False, say=print):
         raise OcnetError(f"problem '{spec}' has no 'train' data set")
     if pb.datasets.get("val") is not None:
         sets["val"] = pb.datasets["val"]
+    big = max(max(pb.state_size(d), pb.cache_size(d)) for d in sets.values())
+    K = layers_for(big, steps)
     say(f"calibrating problem '{spec}' ({pb.name}): " + ", ".join(
-        f"{k} S = {pb.state_size(d)}" for k, d in sets.items()) + f", p = {pb.layer_param_size}, {steps} layers")
-    arrays = {k: Arrays(pb, values, d, steps, comm) for k, d in sets.items()}
+        f"{k} S = {pb.state_size(d)}" for k, d in sets.items()) + f", p = {pb.layer_param_size}, {K} layers"
+        + (f" (not {steps}: {big} doubles per state)" if K < steps else ""))
+    arrays = {k: Arrays(pb, values, d, K, comm) for k, d in sets.items()}
     calls, points = {}, {}
     for k, arr in arrays.items():
         for kind, (step, call) in time_forms(arr, repeat).items():
             points.setdefault(kind, []).append((arr.S, step))
             calls.setdefault(kind, []).append((arr.S, call))
     cal = {"steps": {k: _line(v) for k, v in points.items()}, "calls": {k: _line(v) for k, v in calls.items()},
-           "steps_points": points, "steps_meta": {"layers": steps, "repeat": repeat}}
+           "steps_points": points, "steps_meta": {"layers": K, "repeat": repeat}}
     # C-point steps and copies as they run inside a cycle (train; val where it differs in size)
     tr = arrays["train"]
     pts = []
@@ -372,7 +388,7 @@ def calibrate(out, args, steps=256, quick=False, say=print):
                       "p": pb.layer_param_size, "G": pb.global_param_size, "extensions": _extensions(pb)}
     say("timed the batched forms; MPI ping-pong and the 2-rank concurrency run next")
     cal["mpi"] = calibrate_mpi()
-    cal["concurrency"] = calibrate_concurrency(cal, args, repeat=3 if quick else 5)
+    cal["concurrency"] = calibrate_concurrency(cal, args, N=max(64, layers_for(big, 512)), repeat=3 if quick else 5)
     cal["machine"] = {"cpus": os.cpu_count(), "cpu": cpu_model(),
                       "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
