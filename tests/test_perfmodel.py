@@ -164,3 +164,25 @@ def test_calibrate_any_plugin_and_predict(tmp_path):
     p = perfmodel(["predict", "--calibration", str(out), "--Ns", "64", "--Ps", "2,4"])
     assert p.returncode == 0, p.stdout + p.stderr
     assert "S = 16, S_val = None, p = 1" in p.stdout and "| 64 |" in p.stdout
+
+
+def test_validation_script_table_for_any_problem(tmp_path):
+    """runs/validate_perfmodel.py calibrates each case for its own problem, runs it, and prints one
+    table row per (case, ranks, mode) with the model beside the measurement; a case whose options the
+    problem does not read is skipped and named as such (no timing asserted: the numbers are the bench's)."""
+    script = os.path.join(ROOT, "runs", "validate_perfmodel.py")
+    p = subprocess.run([sys.executable, script, "--case", "heat=-problem heat -nx 8", "--case",
+                        "notheat=-problem heat -nx 8 -block double", "--N", "16", "--its", "2", "--repeat", "1",
+                        "--ranks", "1", "--modes", "serial,oneshot", "--quick", "--out", "res"],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                       env=dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "[notheat] skipped: ocnet: warning: option -block was given but never used" in p.stdout
+    with open(tmp_path / "res" / "table.md") as f:
+        table = f.read()
+    rows = [ln.split(" | ") for ln in table.splitlines() if ln.startswith("| heat |")]
+    assert [(r[1], r[2]) for r in rows] == [("1", "serial"), ("1", "oneshot")], table
+    assert all(float(r[8]) > 0 for r in rows)  # the model's prediction (ms) beside the measurement
+    assert "notheat = `-problem heat -nx 8 -block double` (skipped" in table
+    with open(tmp_path / "res" / "heat" / "calibration.json") as f:
+        assert json.load(f)["problem"]["S"] == 8
