@@ -11,7 +11,9 @@ TAO iterations with ``-log_phases`` (runs/bench_modes.py's runner, ranks bound t
 ``--repeat``, repetitions interleaved over the modes), and the table shows measured time per
 iteration (wall, and CPU of the busiest rank: on a shared machine the waits for a core are not in
 it), the prediction for that run's options and measured counts (evaluations per iteration, MGRIT
-iterations per exact-mode solve) and the error against both.  A case whose options the problem
+iterations per exact-mode solve) and the error against both; the load average before the runs says
+whether the machine was quiet enough for the wall times to mean anything (the model predicts
+processes that each have a core).  A case whose options the problem
 does not read (e.g. -block before that option exists) is skipped with a line saying so.
 
 Options files in a case are relative to the folder the script is called from; ``--pythonpath``
@@ -124,7 +126,7 @@ def main():
 
     head = ["case", "ranks", "mode", "its", "evals/it", "MGRIT its s/a", "t/it (ms)", "cpu/it (ms)", "model (ms)",
             "err vs t", "err vs cpu"]
-    rows, errs, skipped = [], [], []
+    rows, errs, skipped, loads = [], [], [], []  # loads: 1-minute load average before each run
     for name, args in cases.items():
         cal = calibrate(name, args, out, env, a.quick, a.reuse)
         if cal is None:
@@ -135,6 +137,7 @@ def main():
             for rep in range(a.repeat):
                 for mode in modes:
                     tag = f"_r{rep}" if a.repeat > 1 else ""
+                    loads.append(os.getloadavg()[0])
                     r = bench_modes.run_case(os.path.join(out, name), mode, a.N, p, a.its, MODES[mode], tag=tag,
                                              reuse=a.reuse, base=args, env={"PYTHONPATH": env["PYTHONPATH"]}
                                              if paths else None)
@@ -162,6 +165,11 @@ def main():
                                   for n, v in cases.items()), "",
              "| " + " | ".join(head) + " |", "|---|---:|---|" + "---:|" * (len(head) - 3)]
     lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    busy = max(loads) if loads else 0.0
+    # this script's own runs load the machine by up to max(ranks): more than the CPUs means other work
+    lines += ["", f"load average (1 min) before the runs: {min(loads):.1f} to {busy:.1f} on {os.cpu_count()} CPUs"
+              + (" -- a busy machine: processes waited for cores, so wall times exceed what the model predicts "
+                 "(a process with its own core); rerun on a quiet machine" if busy > (os.cpu_count() or 1) else "")]
     within = sum(e <= 0.2 for e, _ in errs)
     within_c = sum(ec <= 0.2 for _, ec in errs)
     lines += ["", f"max |error| {100 * max(e for e, _ in errs):.0f} % against wall time ({within} of {len(errs)} "
