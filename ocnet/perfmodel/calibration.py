@@ -45,10 +45,6 @@ import numpy as np
 
 from . import model as pm
 
-#: forms the model counts: kind -> what it times (see the module docstring)
-KINDS = ("forward", "serial_forward", "adjoint", "serial_adjoint", "gradient", "steps")
-
-
 # ---- the subject: a plugin problem built from ocnet options ----------------------------------------
 def build_problem(comm):
     """(spec, values, problem) built from PETSc's option database as ``ocnet`` builds them
