@@ -158,7 +158,7 @@ def test_calibrate_any_plugin_and_predict(tmp_path):
                                 "fuse": True}
     for k in pm.POINT_KIND.values():
         assert k in cal["steps"]
-    for k in ("forward", "serial_forward", "adjoint", "serial_adjoint", "gradient", "steps"):
+    for k in ("forward", "serial_forward", "adjoint", "serial_adjoint", "gradient", "steps", "adjoint_cycle"):
         assert pm.step_cost(cal, k, 16) > 0, k  # a Python step costs something at any size
     assert cal["concurrency"]["factor"] >= 1.0 and cal["mpi"]["bandwidth"] > 0
     p = perfmodel(["predict", "--calibration", str(out), "--Ns", "64", "--Ps", "2,4"])

@@ -21,7 +21,9 @@ What is measured (JSON keys of the calibration file):
   ``steps`` (independent ``steps``); each on K consecutive layers and on one (step = the difference
   over K - 1, call = the rest); ``steps_points`` keeps the measured (S, seconds) pairs.
 - ``steps.point`` / ``steps.point_adjoint`` and ``copy``: C-point steps and row copies inside a
-  two-level MGRIT cycle of the plugin (their input rows come from memory after an F-relaxation).
+  two-level MGRIT cycle of the plugin (their input rows come from memory after an F-relaxation);
+  ``steps.adjoint_cycle``: a transposed step of an adjoint MGRIT F-relaxation (short runs between
+  C-points), the cost of the adjoint solves' sweep steps.
 - ``overhead``: ``mgrit_op`` (ocnet's own cost per MGRIT operation, measured with a plugin whose
   steps do nothing), ``evaluation`` (one objective + gradient evaluation besides its solves: ocnet's
   part, measured the same way, plus the plugin's opening, terminal, opening_adjoint and global
@@ -216,6 +218,31 @@ def time_in_cycle(arrays, repeat, comm):
     return max(t_many - t_one, 0.0) / max(len(rows) - 1, 1), copy
 
 
+def time_adjoint_cycle(arrays, repeat, comm):
+    """Seconds per transposed step of the finest level's F-relaxation inside a two-level adjoint
+    MGRIT cycle (cfactor 4) of the plugin on ``arrays``: runs of 3 layers between C-points (and the
+    look-ahead into each C-point where the plugin's sweeps_adjoint takes ahead=), whose first
+    adjoint row and every state and cache row come from memory — measured up to 1.2x the long
+    sweep of ``time_forms`` (tanh ResNet, 5000 samples)."""
+    from types import SimpleNamespace
+
+    from ..mgrit.adjoint import AdjointMGRIT
+    from ..mgrit.solver import MGRITSettings
+
+    st = MGRITSettings(levels=2, cfactor=(4,), relax="F", max_it=1, rtol=0.0, atol=0.0)
+    am = AdjointMGRIT(arrays.grid, arrays.problem, comm, st, arrays.traj, arrays.Sc)
+    am.solve_adjoint(arrays.th, arrays.traj, SimpleNamespace(U=np.empty_like(arrays.Lam)), arrays.Lam[-1].copy())
+    f = am.levels[0]
+    _, nc, nf = pm.level_counts(arrays.K, 1, 1, 4, reverse=True)
+    n = int(nf[0] + (nc[0] if am._ahead else 0))
+
+    def relax():
+        f.f_relaxed = False
+        am.f_relax(f, cache=False)
+
+    return _best(relax, repeat) / max(n, 1)
+
+
 class NoOp:
     """Factory of a plugin whose steps do nothing (state size 8, one parameter per layer): what
     remains of an MGRIT solve or an evaluation is ocnet's own work (indexing, halos, norms, sums)."""
@@ -370,6 +397,7 @@ def calibrate(out, args, steps=256, quick=False, say=print):
         if k == "train":
             cal["copy"] = copy
     cal["steps"]["point"] = _line(pts)
+    cal["steps"]["adjoint_cycle"] = _line([(tr.S, time_adjoint_cycle(tr, repeat, comm))])
     fwd = pm.step_cost(cal, "forward", tr.S)
     ratio = pm.step_cost(cal, "point", tr.S) / fwd if fwd > 0 else 1.0
     cal["steps"]["point_adjoint"] = [v * ratio for v in cal["steps"]["adjoint"]]

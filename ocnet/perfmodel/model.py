@@ -313,13 +313,20 @@ def msg(cal, S):
 POINT_KIND = {"forward": "point", "adjoint": "point_adjoint"}
 
 
+#: the calibrated kind of a sweep step inside an MGRIT cycle, where one differs from the long
+#: sweep's (the adjoint's short F-runs: calibration.time_adjoint_cycle); older calibrations: none
+CYCLE_KIND = {"adjoint": "adjoint_cycle"}
+
+
 def solve_time(cal, c, S, step_kind, P):
     """Time of a solve's critical path from its counts: sweep steps (F-relaxation, coarsest
-    level) at the sweep's cost, independent C-point steps (C-relaxation, restriction, residual:
-    each reads its input state from memory, not from cache) at their own calibrated cost."""
+    level) at the sweep's cost in a cycle, independent C-point steps (C-relaxation, restriction,
+    residual: each reads its input state from memory, not from cache) at their own calibrated cost."""
     point = POINT_KIND.get(step_kind)
     point = point if point in cal["steps"] else step_kind
-    t = (c.fine + c.coarse - c.point) * step_cost(cal, step_kind, S) + c.point * step_cost(cal, point, S)
+    sweep = CYCLE_KIND.get(step_kind)
+    sweep = sweep if sweep in cal["steps"] else step_kind
+    t = (c.fine + c.coarse - c.point) * step_cost(cal, sweep, S) + c.point * step_cost(cal, point, S)
     t += c.ops * (cal["overhead"]["mgrit_op"] + call_cost(cal, step_kind, S))
     t += c.messages * msg(cal, S) + c.collectives * cal["mpi"]["latency"] * max(math.log2(P), 1)
     return t + c.copies * cal["copy"] * S
