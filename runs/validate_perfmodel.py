@@ -137,7 +137,9 @@ def main():
             for rep in range(a.repeat):
                 for mode in modes:
                     tag = f"_r{rep}" if a.repeat > 1 else ""
-                    loads.append(os.getloadavg()[0])
+                    if not (a.reuse and os.path.exists(os.path.join(out, name, f"{mode}{tag}_N{a.N}_p{p}",
+                                                                       "phases.json"))):
+                        loads.append(os.getloadavg()[0])  # a run that runs now (not one reused)
                     r = bench_modes.run_case(os.path.join(out, name), mode, a.N, p, a.its, MODES[mode], tag=tag,
                                              reuse=a.reuse, base=args, env={"PYTHONPATH": env["PYTHONPATH"]}
                                              if paths else None)
@@ -167,7 +169,8 @@ def main():
     lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
     busy = max(loads) if loads else 0.0
     # this script's own runs load the machine by up to max(ranks): more than the CPUs means other work
-    lines += ["", f"load average (1 min) before the runs: {min(loads):.1f} to {busy:.1f} on {os.cpu_count()} CPUs"
+    lines += ["", (f"load average (1 min) before the runs: {min(loads):.1f} to {busy:.1f} on {os.cpu_count()} CPUs"
+                   if loads else "all runs reused (--reuse): no load average recorded")
               + (" -- a busy machine: processes waited for cores, so wall times exceed what the model predicts "
                  "(a process with its own core); rerun on a quiet machine" if busy > (os.cpu_count() or 1) else "")]
     within = sum(e <= 0.2 for e, _ in errs)
