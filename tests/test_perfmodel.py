@@ -130,7 +130,8 @@ def perfmodel(args, cwd=ROOT, timeout=600):
 @pytest.mark.parametrize("args,text", [
     (["calibrate", "--problem", "nosuch"], "ocnet: error: unknown problem 'nosuch'"),
     (["calibrate", "-options_file", "nope.opts"], "ocnet: error: -options_file: cannot read 'nope.opts'"),
-    (["calibrate", "--problem", "heat", "-nx", "0"], "ocnet: error: "),
+    (["calibrate", "--problem", "heat", "-nx", "0"], "ocnet: error: option -nx"),
+    (["calibrate", "--problem", "heat", "--steps", "4"], "ocnet: error: --steps 4: at least 8 layers"),
     (["predict", "--calibration", "nope.json"], "ocnet: error: "),
 ])
 def test_bad_input_one_line(args, text, tmp_path):
