@@ -10,7 +10,8 @@ line-search trials, validation), best of --repeat; its split into phases comes f
 events in the run's phases.json (ocnet/perfmodel/phases.py), as shares of that time.  Prints
 R = t_oneshot / t_serial on one rank and the validation accuracy each run reached, and, beside the
 measurement, the performance model's prediction (ocnet/perfmodel/model.py; calibrated by
-``python -m ocnet.perfmodel.model calibrate`` first when --calibration does not exist) with its error.
+``python -m ocnet.perfmodel calibrate -options_file runs/peaks.opts -init_layer 1e-3`` first when
+--calibration does not exist) with its error.  Any problem and option set: runs/validate_perfmodel.py.
 """
 import argparse
 import csv
@@ -33,28 +34,33 @@ MODES = {
 INIT = ["-init_layer", "1e-3"]
 
 
-def run_case(out, mode, N, p, its, extra, tag="", reuse=False):
+def run_case(out, mode, N, p, its, extra, tag="", reuse=False, base=None, env=None):
+    """One ``-log_phases`` run (ranks bound to cores) in OUT/MODE{tag}_N{N}_p{p}, summarised
+    (ocnet.perfmodel.phases.summarize); ``base``: the options that define the problem (default:
+    runs/peaks.opts with -init_layer 1e-3); ``env``: extra environment (e.g. PYTHONPATH)."""
     from ocnet.perfmodel import phases
     from ocnet.run.launch import mpiexec
 
+    base = ["-options_file", "runs/peaks.opts"] + INIT if base is None else list(base)
     d = os.path.join(out, f"{mode}{tag}_N{N}_p{p}")
     if reuse and os.path.exists(os.path.join(d, "phases.json")):
         return phases.summarize(d)
     if os.path.isdir(d):
         import shutil
         shutil.rmtree(d)
-    cmd = mpiexec(p, bind=True) + [sys.executable, "-m", "ocnet", "-options_file", "runs/peaks.opts", "-N", str(N),
-                                   "-tao_max_it", str(its), "-quiet", "-log_phases", "-run_dir", d] + INIT + extra
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    cmd = mpiexec(p, bind=True) + [sys.executable, "-m", "ocnet"] + base + [
+        "-N", str(N), "-tao_max_it", str(its), "-quiet", "-log_phases", "-run_dir", d] + extra
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", **(env or {}))
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{r.stdout}\n{r.stderr}")
     return phases.summarize(d)
 
 
-def model_config(mode, N, p, res, extra):
+def model_config(mode, N, p, res, extra, cal=None):
     """The perfmodel Config of a measured run: the options it ran with, and its measured counts
-    (evaluations per iteration; MGRIT iterations per solve in exact mode)."""
+    (evaluations per iteration; MGRIT iterations per solve in exact mode); ``cal``: the
+    calibration (its plugin's batched-form extensions shape the counts)."""
     from ocnet.perfmodel import model as pm
     def opt(name, default):
         return extra[extra.index(name) + 1] if name in extra else default
@@ -65,7 +71,7 @@ def model_config(mode, N, p, res, extra):
                           adjoint_its=int(opt("-oneshot_adjoint_its", 1)), fine_relax=opt("-mgrit_fine_relax", ""),
                           relax=opt("-mgrit_relax", None), cf=int(opt("-mgrit_cfactor", 0)) or None,
                           evals=res["evals_per_it"],
-                          exact_its=(per("state"), per("adjoint"), per("val")))
+                          exact_its=(per("state"), per("adjoint"), per("val")), cal=cal)
 
 
 def to_accuracy(folder, target=0.9):
@@ -118,7 +124,8 @@ def main():
     cal_path = os.path.join(ROOT, a.calibration)
     if not os.path.exists(cal_path):
         print(f"calibrating the performance model -> {a.calibration}", flush=True)
-        pm.calibrate(cal_path)
+        subprocess.run([sys.executable, "-m", "ocnet.perfmodel", "calibrate", "--out", cal_path, "-options_file",
+                        "runs/peaks.opts"] + INIT, cwd=ROOT, check=True)
     cal = pm.load(cal_path)
 
     print(f"Peaks (width 8, 5000 train / 200 val), TAO lmvm; one-shot options: {' '.join(extra.get('oneshot', []))}")
@@ -141,7 +148,7 @@ def main():
                     res[(N, p, mode)] = r if best is None or r["t_it"] < best["t_it"] else best
             for mode in modes:
                 best = res[(N, p, mode)]
-                pred = pm.predict(cal, model_config(mode, N, p, best, extra[mode]))["total"]
+                pred = pm.predict(cal, model_config(mode, N, p, best, extra[mode], cal))["total"]
                 err = (pred - best["t_it"]) / best["t_it"]
                 err_cpu = (pred - best["cpu_it"]) / best["cpu_it"]
                 ph = best["phases"]
@@ -176,7 +183,7 @@ def main():
     for N in Ns:
         if (N, 1, "serial") not in res or (N, 1, "oneshot") not in res:
             continue
-        make = lambda mode, n, P: model_config(mode, n, P, res[(N, 1, mode)], extra[mode])
+        make = lambda mode, n, P: model_config(mode, n, P, res[(N, 1, mode)], extra[mode], cal)
         cp = pm.crossover(cal, N, make=make)
         print(f"  N = {N}: one-shot beats serial per iteration from P = {cp} ranks")
         for n_acc, (k_s, k_o) in to_accuracy(os.path.join(ROOT, a.accuracy_runs)).items():
@@ -188,7 +195,7 @@ def main():
             print(f"  N = {N}: one-shot beats serial in time to 90 % validation accuracy from P = {cpa} ranks "
                   f"(iterations to 90 %: serial {k_s}, one-shot {k_o}, from the N = {n_acc} runs)")
     print("  speed-up at P = 256, N = 4096: "
-          f"{pm.predict(cal, pm.mode_config('serial', 4096, 1))['total'] / pm.predict(cal, pm.mode_config('oneshot', 4096, 256))['total']:.1f}x"
+          f"{pm.predict(cal, pm.mode_config('serial', 4096, 1, cal=cal))['total'] / pm.predict(cal, pm.mode_config('oneshot', 4096, 256, cal=cal))['total']:.1f}x"
           "  (python -m ocnet.perfmodel.model predict: the full table)")
     print(f"wrote {out}/table.md")
 

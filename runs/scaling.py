@@ -2,13 +2,20 @@
 
     .venv/bin/python runs/scaling.py [--options runs/peaks.opts] [--kind strong|weak] [--ranks 1,2]
         [--N 1024] [--modes oneshot] [--its 5] [--repeat 3] [--launcher auto|mpiexec|srun]
-        [--extra "-mgrit_fine_relax F"] [--out runs/out/scaling] [--dry-run]
+        [--extra "-mgrit_fine_relax F"] [--pythonpath DIR] [--out runs/out/scaling] [--dry-run]
 
 strong: N layers on every rank count; weak: N layers per rank (N * ranks in all).  Each (ranks,
 mode) runs --repeat times as ``LAUNCHER -n P python -m ocnet -options_file F -N ... -log_phases``;
 the layer-serial baseline runs once per N on 1 rank (also --repeat times).  ``--launcher auto``
 uses ``srun`` inside a Slurm allocation (SLURM_JOB_ID set and srun found) and mpiexec (bound to
 cores) otherwise.  ``--dry-run`` prints the commands only.
+
+Paths (``--options``, ``--out``, ``--pythonpath``, ``-options_file`` in ``--extra``) are relative to
+the folder the script is called from; the runs themselves start in the ocnet checkout.  ``--pythonpath
+DIR`` (a folder, or several joined by ':') holds an out-of-tree plugin (``-problem module:Class``): it
+is put in front of PYTHONPATH for every rank.  Before anything runs (and with ``--dry-run``) the
+options file must be readable and the problem (``-problem`` of the options file, overridden by
+``--extra``'s) importable; else one line on stderr and exit status 2.
 
 Writes OUT/scaling.csv (ranks, N, mode, time per iteration: min and median over the repeats,
 per-phase times of the fastest repeat, MGRIT iterations per state/adjoint solve, speed-up over
@@ -30,6 +37,61 @@ sys.path.insert(0, ROOT)
 MODE_ARGS = {"serial": [], "oneshot": ["-mode", "oneshot"], "exact": ["-mode", "exact"]}
 
 
+def fail(text):
+    """One line on stderr, exit status 2 (bad input)."""
+    print(f"scaling.py: error: {text}", file=sys.stderr)
+    sys.exit(2)
+
+
+def absolute_options(args):
+    """ocnet options with every ``-options_file PATH`` made absolute (relative to the caller's folder)."""
+    out = list(args)
+    for i, a in enumerate(out[:-1]):
+        if a == "-options_file":
+            out[i + 1] = os.path.abspath(out[i + 1])
+    return out
+
+
+def problem_spec(options_file, extra):
+    """The ``-problem`` a run of these options uses: the last one of ``extra`` (given after the
+    file), else the file's last, else ocnet's default 'peaks'."""
+    spec = "peaks"
+    with open(options_file) as f:
+        words = [w for line in f for w in line.split("#", 1)[0].split()]
+    for args in (words, extra):
+        for a, b in zip(args, args[1:]):
+            if a == "-problem":
+                spec = b
+    return spec
+
+
+CHECK = """
+import sys
+from ocnet.base.errors import OcnetError
+from ocnet.plugin.loader import load_problem_class
+try:
+    load_problem_class(sys.argv[1])
+except OcnetError as e:
+    print(e)
+    sys.exit(2)
+"""
+
+
+def check_inputs(options, extra, env):
+    """The options file readable and the problem importable with ``env``'s PYTHONPATH (in a
+    fresh interpreter, as the ranks will load it); one line and exit 2 otherwise."""
+    if not (os.path.isfile(options) and os.access(options, os.R_OK)):
+        fail(f"--options: cannot read '{options}'")
+    bad = [f for a, f in zip(extra, extra[1:]) if a == "-options_file" and not os.access(f, os.R_OK)]
+    if bad:
+        fail(f"--extra: -options_file: cannot read '{bad[0]}'")
+    spec = problem_spec(options, extra)
+    r = subprocess.run([sys.executable, "-c", CHECK, spec], cwd=ROOT, env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        why = (r.stdout.strip() or r.stderr.strip() or "failed").splitlines()[-1]
+        fail(f"{why} (PYTHONPATH {env.get('PYTHONPATH', '')!r}; give the plugin's folder with --pythonpath)")
+
+
 def launcher(kind, p):
     if kind == "auto":
         kind = "srun" if os.environ.get("SLURM_JOB_ID") and shutil.which("srun") else "mpiexec"
@@ -41,7 +103,8 @@ def launcher(kind, p):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--options", default="runs/peaks.opts")
+    ap.add_argument("--options", default=os.path.join(ROOT, "runs", "peaks.opts"),
+                    help="ocnet options file, relative to this folder (default: the checkout's runs/peaks.opts)")
     ap.add_argument("--kind", default="strong", choices=("strong", "weak"))
     ap.add_argument("--ranks", default="1,2")
     ap.add_argument("--N", type=int, default=1024, help="layers (strong) or layers per rank (weak)")
@@ -50,6 +113,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--launcher", default="auto", choices=("auto", "mpiexec", "srun"))
     ap.add_argument("--extra", default="", help="more ocnet options for every run")
+    ap.add_argument("--pythonpath", default="", help="folder(s) of an out-of-tree plugin (':'-separated), "
+                                                    "put in front of PYTHONPATH for every rank")
     ap.add_argument("--out", default="runs/out/scaling")
     ap.add_argument("--dry-run", action="store_true")
     a = ap.parse_args()
@@ -59,14 +124,25 @@ def main():
     modes = [m for m in a.modes.split(",") if m]
     bad = [m for m in modes if m not in MODE_ARGS]
     if bad:
-        sys.exit(f"scaling.py: error: unknown mode(s) {', '.join(bad)}")
+        fail(f"unknown mode(s) {', '.join(bad)}")
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    paths = [os.path.abspath(d) for d in a.pythonpath.split(os.pathsep) if d]
+    missing = [d for d in paths if not os.path.isdir(d)]
+    if missing:
+        fail(f"--pythonpath: no folder '{missing[0]}'")
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [env.get("PYTHONPATH")] if p])
+    options = os.path.abspath(a.options)
+    extra = absolute_options(shlex.split(a.extra))
+    check_inputs(options, extra, env)
+    if paths:  # the ranks inherit it (srun exports the environment; mpiexec's local ranks inherit it)
+        print(f"export PYTHONPATH={shlex.quote(env['PYTHONPATH'])}", flush=True)
 
     def run(mode, N, p, rep):
         d = os.path.join(out, f"{mode}_N{N}_p{p}_r{rep}")
-        cmd = launcher(a.launcher, p) + [sys.executable, "-m", "ocnet", "-options_file", a.options, "-N", str(N),
+        cmd = launcher(a.launcher, p) + [sys.executable, "-m", "ocnet", "-options_file", options, "-N", str(N),
                                          "-tao_max_it", str(a.its), "-quiet", "-log_phases", "-run_dir", d] \
-            + MODE_ARGS[mode] + shlex.split(a.extra)
+            + MODE_ARGS[mode] + extra
         print(" ".join(shlex.quote(c) for c in cmd), flush=True)
         if a.dry_run:
             return None

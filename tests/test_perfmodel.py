@@ -64,11 +64,19 @@ def test_level_counts_small_case():
     assert pm.serial_counts(8, 2).messages == 1
 
 
+def synthetic_calibration(S=40000, S_val=1600, p=72, G=64, extensions=None):
+    """A calibration dict of made-up unit costs (1 ns per double per step) for a problem of sizes
+    S, S_val, p, G, shaped as ocnet.perfmodel.calibration writes it."""
+    kinds = ("forward", "serial_forward", "adjoint", "gradient", "serial_adjoint", "steps")
+    return {"steps": {k: [0.0, 1e-9] for k in kinds}, "calls": {k: [1e-6, 0.0] for k in kinds},
+            "mpi": {"latency": 1e-6, "bandwidth": 1e10}, "copy": 1e-10,
+            "overhead": {"mgrit_op": 1e-5, "evaluation": 0.0, "optimiser": [0.0, 0.0]},
+            "problem": {"args": [], "spec": "x", "name": "x", "S": S, "S_val": S_val, "Sc": S, "p": p, "G": G,
+                        "extensions": extensions}}
+
+
 def test_critical_path_and_prediction_shape():
-    cal = {"steps": {k: [0.0, 1e-9] for k in ("forward", "adjoint", "gradient", "serial_adjoint", "steps")},
-           "calls": {k: [1e-6, 0.0] for k in ("forward", "adjoint", "gradient", "serial_adjoint", "steps")},
-           "mpi": {"latency": 1e-6, "bandwidth": 1e10}, "copy": 1e-10, "overhead": {"mgrit_op": 1e-5, "evaluation": 0.0,
-                                                                      "optimiser": [0.0, 0.0]}}
+    cal = synthetic_calibration()
     s = pm.Solver(levels=4, cfactor=(4,), its=2)
     one, many = pm.mgrit_counts(1024, 1, s), pm.mgrit_counts(1024, 64, s)
     assert one.messages == 0 and many.messages > 0
@@ -78,3 +86,104 @@ def test_critical_path_and_prediction_shape():
     osh = [pm.predict(cal, pm.mode_config("oneshot", 1024, P))["total"] for P in (1, 16, 256)]
     assert ser[1] >= ser[0] and osh[1] < osh[0] / 4
     assert np.isfinite(osh).all()
+
+
+@pytest.mark.parametrize("mode", ["serial", "exact", "oneshot"])
+def test_prediction_reads_sizes_from_the_calibration(mode):
+    """S, S_val, p and G come from the calibration's problem: with steps costing b S, doubling S
+    doubles the state and adjoint solves; no validation data, no validation solve; p sizes the
+    design (the optimiser's cost, a + b n)."""
+    base = synthetic_calibration()
+    big = synthetic_calibration(S=80000)
+    cfg = pm.mode_config(mode, 256, 2, cal=base)
+    t1, t2 = pm.predict(base, cfg), pm.predict(big, cfg)
+    work = lambda t: t["state"] + t["adjoint"] + t["gradient"]
+    overhead = lambda c: pm.predict(dict(c, steps={k: [0.0, 0.0] for k in c["steps"]}), cfg)
+    # the step part doubles; calls, operations and messages do not scale with the steps
+    assert work(t2) - work(overhead(big)) == pytest.approx(2 * (work(t1) - work(overhead(base))), rel=1e-9)
+    assert pm.predict(synthetic_calibration(S_val=None), cfg)["validation"] == 0.0 < t1["validation"]
+    opt = lambda c: pm.predict(dict(c, overhead=dict(c["overhead"], optimiser=[0.0, 1.0])), cfg)["optimiser"]
+    assert opt(base) == 256 * 72 + 64 and opt(synthetic_calibration(p=10, G=0)) == 2560
+    assert pm.Config(mode, 256, 2).resolved(base).n_design == 256 * 72 + 64
+    with pytest.raises(ValueError, match="calibrate --problem"):
+        pm.predict({k: v for k, v in base.items() if k != "problem"}, pm.Config(mode, 256, 2))
+
+
+def test_extension_flags_shape_the_counts():
+    """A plugin without the batched-form extensions (ahead=, minus=, grad=: the plain contract)
+    gets a model that counts the separate steps MGRIT then takes, as test_counts_match_mgrit checks."""
+    plain = synthetic_calibration(extensions={"ahead": False, "minus": False, "adjoint_ahead": False,
+                                              "adjoint_minus": False, "fuse": False})
+    cfg = pm.mode_config("oneshot", 512, 4, cal=plain)
+    assert (cfg.state.ahead, cfg.state.minus, cfg.adjoint.ahead, cfg.adjoint.fuse) == (False,) * 4
+    rich = pm.mode_config("oneshot", 512, 4, cal=synthetic_calibration())
+    assert (rich.state.ahead, rich.state.minus, rich.adjoint.fuse) == (True,) * 3
+    # without the look-ahead, restriction and residual take C-point steps of their own
+    assert pm.mgrit_counts(512, 4, cfg.state).point > pm.mgrit_counts(512, 4, rich.state).point
+
+
+def perfmodel(args, cwd=ROOT, timeout=600):
+    return subprocess.run([sys.executable, "-m", "ocnet.perfmodel", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1"))
+
+
+@pytest.mark.parametrize("args,text", [
+    (["calibrate", "--problem", "nosuch"], "ocnet: error: unknown problem 'nosuch'"),
+    (["calibrate", "-options_file", "nope.opts"], "ocnet: error: -options_file: cannot read 'nope.opts'"),
+    (["calibrate", "--problem", "heat", "-nx", "0"], "ocnet: error: option -nx"),
+    (["calibrate", "--problem", "heat", "--steps", "4"], "ocnet: error: --steps 4: at least 8 layers"),
+    (["predict", "--calibration", "nope.json"], "ocnet: error: "),
+])
+def test_bad_input_one_line(args, text, tmp_path):
+    p = perfmodel(args + (["--out", str(tmp_path / "c.json")] if args[0] == "calibrate" else []), cwd=tmp_path)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith(text), p.stdout + p.stderr
+
+
+def test_calibrate_any_plugin_and_predict(tmp_path):
+    """``calibrate`` builds the problem from ocnet options as a run does (plugin options parsed,
+    an unknown one reported), measures its own sizes (heat on 16 points: S = 16, p = 1, no
+    validation data, the contract's default forms), and ``predict`` reads them back."""
+    out = tmp_path / "heat.json"
+    p = perfmodel(["calibrate", "--problem", "heat", "-nx", "16", "-kappa", "0.2", "-activation", "tanh", "--steps", "16",
+                   "--quick", "--out", str(out)])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "option -activation was given but never used" in p.stderr
+    with open(out) as f:
+        cal = json.load(f)
+    pr = cal["problem"]
+    assert (pr["spec"], pr["name"], pr["S"], pr["S_val"], pr["p"], pr["G"]) == ("heat", "heat", 16, None, 1, 0)
+    assert pr["args"] == ["-problem", "heat", "-nx", "16", "-kappa", "0.2", "-activation", "tanh"]
+    # the contract's defaults: no look-ahead nor in-place FAS (the ResNet's), but grad=/rows= (fused gradient)
+    assert pr["extensions"] == {"ahead": False, "minus": False, "adjoint_ahead": False, "adjoint_minus": False,
+                                "fuse": True}
+    for k in pm.POINT_KIND.values():
+        assert k in cal["steps"]
+    for k in ("forward", "serial_forward", "adjoint", "serial_adjoint", "gradient", "steps", "adjoint_cycle"):
+        assert pm.step_cost(cal, k, 16) > 0, k  # a Python step costs something at any size
+    assert cal["concurrency"]["factor"] >= 1.0 and cal["mpi"]["bandwidth"] > 0
+    p = perfmodel(["predict", "--calibration", str(out), "--Ns", "64", "--Ps", "2,4"])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "S = 16, S_val = None, p = 1" in p.stdout and "| 64 |" in p.stdout
+
+
+def test_validation_script_table_for_any_problem(tmp_path):
+    """runs/validate_perfmodel.py calibrates each case for its own problem, runs it, and prints one
+    table row per (case, ranks, mode) with the model beside the measurement; a case whose options the
+    problem does not read is skipped and named as such (no timing asserted: the numbers are the bench's)."""
+    script = os.path.join(ROOT, "runs", "validate_perfmodel.py")
+    p = subprocess.run([sys.executable, script, "--case", "heat=-problem heat -nx 8", "--case",
+                        "notheat=-problem heat -nx 8 -block double", "--N", "16", "--its", "2", "--repeat", "1",
+                        "--ranks", "1", "--modes", "serial,oneshot", "--quick", "--out", "res"],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                       env=dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "[notheat] skipped: ocnet: warning: option -block was given but never used" in p.stdout
+    with open(tmp_path / "res" / "table.md") as f:
+        table = f.read()
+    rows = [ln.split(" | ") for ln in table.splitlines() if ln.startswith("| heat |")]
+    assert [(r[1], r[2]) for r in rows] == [("1", "serial"), ("1", "oneshot")], table
+    assert all(float(r[8]) > 0 for r in rows)  # the model's prediction (ms) beside the measurement
+    assert "notheat = `-problem heat -nx 8 -block double` (skipped" in table
+    with open(tmp_path / "res" / "heat" / "calibration.json") as f:
+        assert json.load(f)["problem"]["S"] == 8

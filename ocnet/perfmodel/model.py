@@ -1,6 +1,6 @@
-"""Performance model: predicted time per optimisation iteration of -mode serial|exact|oneshot.
+"""Performance model: predicted time per optimisation iteration of -mode serial|exact|oneshot for a plugin problem.
 
-    python -m ocnet.perfmodel calibrate [--out runs/out/perf_calibration.json]
+    python -m ocnet.perfmodel calibrate --problem SPEC [--out FILE] [ocnet options of the problem ...]
     python -m ocnet.perfmodel predict   [--calibration FILE] [--Ns 1024,4096,16384] [--Ps 64,...,4096]
 
 The model counts, for every rank, the forward, adjoint and gradient steps and the messages of each
@@ -10,22 +10,21 @@ same block distribution and C-point pattern as the solver.  An operation costs i
 steps plus a fixed per-operation overhead plus its messages on the critical path (alpha + 8 S /
 beta each, S doubles); operations follow each other (each waits for halos from its neighbours).
 A layer-serial solve is a chain of N steps and P - 1 messages.  An optimisation iteration is
-``evals`` objective+gradient evaluations (state solve, adjoint solve, parameter gradient) plus a
-validation forward solve plus the optimiser's own work (a + b * design size).
+``evals`` objective+gradient evaluations (state solve, adjoint solve, parameter gradient, the
+plugin's opening/terminal/regularisation) plus a validation forward solve and the metrics plus the
+optimiser's own work (a + b * design size).
 
-Machine constants come from ``calibrate`` (JSON; CPU times, best of several): step costs per state size (forward with and
-without cache, transposed, gradient, the serial adjoint-with-gradient step; each a + b * S per
-batched call and per step), the MPI ping-pong latency and bandwidth (2 ranks), the per-operation
-overhead of an MGRIT operation and the optimiser's per-iteration overhead, each measured here.
-Reference: Guenther et al., SIMODS 2020, section 3 (MGRIT complexity), and Falgout et al., SISC
-2014 (MGRIT) for the cycle structure.
+The unit costs come from ``calibrate`` (ocnet/perfmodel/calibration.py), which times the given
+plugin's own batched forms at its own state size S and parameter size p (JSON; CPU times, best of
+several); ``predict`` reads S, S_val, p and the plugin's optional extensions from that file.  What
+the model assumes is in docs/hpc/perfmodel.md (e.g. a step's cost is independent of the layer
+index n and of the step size h).  Reference: Guenther et al., SIMODS 2020, section 3 (MGRIT
+complexity), and Falgout et al., SISC 2014 (MGRIT) for the cycle structure.
 """
 import argparse
 import json
 import math
-import os
 import sys
-import time
 from dataclasses import dataclass, field, asdict
 
 import numpy as np
@@ -48,6 +47,7 @@ class Solver:
     warm_skip: bool = False  # fixed cycles: no relaxation on the first cycle's way down
     ahead: bool = True  # the plugin's sweeps take ahead= (C-point look-ahead; the ResNet's do)
     minus: bool = True  # the plugin's steps take minus= (FAS right-hand side in place)
+    fuse: bool = True  # adjoint: the plugin's sweeps_adjoint takes grad= (one-shot gradient in the last F-relaxation)
 
     def factor(self, level):
         return self.cfactor[min(level, len(self.cfactor) - 1)]
@@ -250,34 +250,58 @@ def _mgrit_counts(N, P, s, reverse, its):
 # ---- the model -------------------------------------------------------------------------------------
 @dataclass
 class Config:
-    """One run: N layers on P ranks; S, S_val: state sizes (doubles) of training and validation data;
-    n_design: design size; evals: objective+gradient evaluations per iteration."""
+    """One run: N layers on P ranks.  S, S_val: state sizes (doubles) of the training and validation
+    data (S_val 0: no validation data); p, G: parameters per layer and global; n_design: design size
+    (N p + G); evals: objective+gradient evaluations per iteration.  None: from the calibration's
+    problem (``resolved``)."""
     mode: str
     N: int
     P: int
-    S: int = 8 * 5000
-    S_val: int = 8 * 200
-    n_design: int = 0
-    p: int = 72  # parameters per layer
+    S: int = None
+    S_val: int = None
+    n_design: int = None
+    p: int = None
+    G: int = None
     state: Solver = field(default_factory=Solver)
     adjoint: Solver = field(default_factory=Solver)
     val_its: float = 2.0
     evals: float = 1.0
 
-    def __post_init__(self):
-        if not self.n_design:
-            self.n_design = self.N * self.p + 64
+    def resolved(self, cal):
+        """A copy with the sizes left None taken from ``cal["problem"]`` (the calibrated problem).
+        Raises ValueError when the calibration has no problem section (an older calibration)."""
+        pr = cal.get("problem")
+        if pr is None and None in (self.S, self.S_val, self.p, self.G):
+            raise ValueError("the calibration names no problem (it predates per-problem calibration): "
+                             "run python -m ocnet.perfmodel calibrate --problem SPEC")
+        pick = lambda v, k: pr[k] if v is None else v
+        S, S_val, p, G = pick(self.S, "S"), pick(self.S_val, "S_val"), pick(self.p, "p"), pick(self.G, "G")
+        n = self.n_design if self.n_design is not None else self.N * p + G
+        return Config(self.mode, self.N, self.P, S, S_val or 0, n, p, G, self.state, self.adjoint, self.val_its,
+                      self.evals)
+
+
+def extension_flags(cal, adjoint=False):
+    """Solver flags (ahead, minus; adjoint: and fuse) of the calibrated plugin's optional batched-form
+    extensions; {} for a calibration without them (the Solver defaults: the ResNet's)."""
+    e = cal.get("problem", {}).get("extensions")
+    if e is None:
+        return {}
+    if adjoint:
+        return {"ahead": e["adjoint_ahead"], "minus": e["adjoint_minus"], "fuse": e["fuse"]}
+    return {"ahead": e["ahead"], "minus": e["minus"]}
 
 
 def step_cost(cal, kind, S):
-    """Seconds per step of ``kind`` at state size S (linear fit through the calibrated sizes)."""
+    """Seconds per step of ``kind`` at state size S (a + b S through the calibrated sizes, >= 0)."""
     a, b = cal["steps"][kind]
-    return a + b * S
+    return max(a + b * S, 0.0)
 
 
 def call_cost(cal, kind, S):
+    """Seconds per batched call of ``kind`` besides its steps at state size S (>= 0)."""
     a, b = cal["calls"][kind]
-    return a + b * S
+    return max(a + b * S, 0.0)
 
 
 def msg(cal, S):
@@ -289,77 +313,87 @@ def msg(cal, S):
 POINT_KIND = {"forward": "point", "adjoint": "point_adjoint"}
 
 
+#: the calibrated kind of a sweep step inside an MGRIT cycle, where one differs from the long
+#: sweep's (the adjoint's short F-runs: calibration.time_adjoint_cycle); older calibrations: none
+CYCLE_KIND = {"adjoint": "adjoint_cycle"}
+
+
 def solve_time(cal, c, S, step_kind, P):
     """Time of a solve's critical path from its counts: sweep steps (F-relaxation, coarsest
-    level) at the sweep's cost, independent C-point steps (C-relaxation, restriction, residual:
-    each reads its input state from memory, not from cache) at their own calibrated cost."""
+    level) at the sweep's cost in a cycle, independent C-point steps (C-relaxation, restriction,
+    residual: each reads its input state from memory, not from cache) at their own calibrated cost."""
     point = POINT_KIND.get(step_kind)
     point = point if point in cal["steps"] else step_kind
-    t = (c.fine + c.coarse - c.point) * step_cost(cal, step_kind, S) + c.point * step_cost(cal, point, S)
+    sweep = CYCLE_KIND.get(step_kind)
+    sweep = sweep if sweep in cal["steps"] else step_kind
+    t = (c.fine + c.coarse - c.point) * step_cost(cal, sweep, S) + c.point * step_cost(cal, point, S)
     t += c.ops * (cal["overhead"]["mgrit_op"] + call_cost(cal, step_kind, S))
     t += c.messages * msg(cal, S) + c.collectives * cal["mpi"]["latency"] * max(math.log2(P), 1)
     return t + c.copies * cal["copy"] * S
 
 
+def _serial_chain(cal, kind, N, P, S, chunk=None):
+    """A layer-serial sweep through P ranks: N steps, P - 1 messages, one call per rank (or, with
+    ``chunk``, one per ``chunk`` layers: ``forward_last``, the evaluation data's serial solve)."""
+    calls = P if chunk is None else sum(-(-(hi - lo) // chunk) for lo, hi in (block_bounds(N, P, r) for r in range(P)))
+    return N * step_cost(cal, kind, S) + (P - 1) * msg(cal, S) + calls * call_cost(cal, kind, S)
+
+
 def predict(cal, cfg):
-    """{phase: seconds per iteration} and 'total' for one Config."""
-    N, P = cfg.N, cfg.P
+    """{phase: seconds per iteration} and 'total' for one Config (sizes from the calibration's
+    problem where the Config leaves them None)."""
+    cfg = cfg.resolved(cal)
+    N, P, S, Sv = cfg.N, cfg.P, cfg.S, cfg.S_val
+    oh = cal["overhead"]
+    nloc = -(-N // P)
     out = {}
     if cfg.mode == "serial":
-        out["state"] = N * step_cost(cal, "forward", cfg.S) + (P - 1) * msg(cal, cfg.S) + P * call_cost(cal, "forward", cfg.S)
-        out["adjoint"] = N * step_cost(cal, "serial_adjoint", cfg.S) + (P - 1) * msg(cal, cfg.S) \
-            + P * call_cost(cal, "serial_adjoint", cfg.S)
+        fw = "serial_forward" if "serial_forward" in cal["steps"] else "forward"
+        out["state"] = _serial_chain(cal, fw, N, P, S)
+        out["adjoint"] = _serial_chain(cal, "serial_adjoint", N, P, S)
         out["gradient"] = 0.0
-        out["validation"] = N * step_cost(cal, "forward", cfg.S_val) + (P - 1) * msg(cal, cfg.S_val) \
-            + P * call_cost(cal, "forward", cfg.S_val)
+        out["validation"] = _serial_chain(cal, fw, N, P, Sv, chunk=8) if Sv else 0.0
     else:
         st = mgrit_counts(N, P, cfg.state)
         ad = mgrit_counts(N, P, cfg.adjoint, reverse=True)
         setup_s = (P > 1) * cal["mpi"]["latency"] * max(math.log2(P), 1) + 8.0 * cfg.p * N / cal["mpi"]["bandwidth"] * (P > 1)
-        out["state"] = solve_time(cal, st, cfg.S, "forward", P) + setup_s
+        out["state"] = solve_time(cal, st, S, "forward", P) + setup_s
         # the adjoint's coarse levels linearise the coarse steps at the state once per solve
         # (none where the state MGRIT's levels hold them: AdjointMGRIT._from_state)
         state_ms = {m for m, _ in _levels(N, cfg.state)[1:]} if cfg.state.ahead else set()
         lin = sum(float(np.max(adjoint_setup_steps(N, P, m) if m in state_ms else level_counts(N, P, m, cf, True)[0]))
                   for m, cf in _levels(N, cfg.adjoint)[1:])
-        out["adjoint"] = solve_time(cal, ad, cfg.S, "adjoint", P) + setup_s \
-            + lin * (step_cost(cal, "forward", cfg.S) + cal["copy"] * cfg.S)
-        nloc = -(-N // P)
-        if cfg.adjoint.fixed and cfg.adjoint.ahead:
-            # one-shot: the adjoint's last F-relaxation (and its look-ahead) forms every layer's
-            # gradient from the g its transposed steps compute anyway: the extra cost of an
-            # adjoint step with its gradient over one without (no separate pass, no call)
-            extra = max(step_cost(cal, "serial_adjoint", cfg.S) - step_cost(cal, "adjoint", cfg.S), 0.0)
-            out["gradient"] = nloc * extra
+        out["adjoint"] = solve_time(cal, ad, S, "adjoint", P) + setup_s \
+            + lin * (step_cost(cal, "forward", S) + cal["copy"] * S)
+        if cfg.adjoint.fixed and cfg.adjoint.fuse and len(_levels(N, cfg.adjoint)) > 1:
+            # one-shot: the adjoint's last F-relaxation (and its look-ahead) forms the gradient of
+            # the layers it sweeps from the g its transposed steps compute anyway: the extra cost of
+            # an adjoint step with its gradient over one without; the C-points it does not reach
+            # (no look-ahead) by parameter_gradient(rows=)
+            extra = max(step_cost(cal, "serial_adjoint", S) - step_cost(cal, "adjoint", S), 0.0)
+            rest = 0 if cfg.adjoint.ahead else nloc // cfg.adjoint.factor(0)
+            out["gradient"] = (nloc - rest) * extra + (rest > 0) * (
+                rest * step_cost(cal, "gradient", S) + call_cost(cal, "gradient", S))
         else:
-            out["gradient"] = nloc * step_cost(cal, "gradient", cfg.S) + call_cost(cal, "gradient", cfg.S)
-        vs = Solver(**{**asdict(cfg.state), "its": cfg.val_its})
-        vc = mgrit_counts(N, P, vs)
-        out["validation"] = solve_time(cal, vc, cfg.S_val, "forward", P) + setup_s
+            out["gradient"] = nloc * step_cost(cal, "gradient", S) + call_cost(cal, "gradient", S)
+        if Sv:
+            vs = Solver(**{**asdict(cfg.state), "its": cfg.val_its})
+            out["validation"] = solve_time(cal, mgrit_counts(N, P, vs), Sv, "forward", P) + setup_s
+        else:
+            out["validation"] = 0.0
     ev = cfg.evals
     for k in ("state", "adjoint", "gradient"):
         out[k] *= ev
     if P > 1:  # ranks running at once share the node (calibrate_concurrency; older calibrations: 1)
         for k in ("state", "adjoint", "gradient", "validation"):
             out[k] *= cal.get("concurrency", {}).get("factor", 1.0)
-    out["evaluation"] = ev * cal["overhead"]["evaluation"] + (P > 1) * ev * (
+    out["validation"] += oh.get("metrics", 0.0)
+    a, b = oh.get("regularization", (0.0, 0.0))
+    out["evaluation"] = ev * (oh["evaluation"] + a + b * nloc) + (P > 1) * ev * (
         cal["mpi"]["latency"] * max(math.log2(P), 1) + 8.0 * cfg.n_design / cal["mpi"]["bandwidth"])
-    out["optimiser"] = cal["overhead"]["optimiser"][0] + cal["overhead"]["optimiser"][1] * cfg.n_design
+    out["optimiser"] = oh["optimiser"][0] + oh["optimiser"][1] * cfg.n_design
     out["total"] = sum(out.values())
     return out
-
-
-# ---- calibration -----------------------------------------------------------------------------------
-def _best(fn, repeat):
-    """Best of ``repeat`` CPU times of fn() (s): on a shared machine wall time also counts the
-    time the process waited for a core; CPU time does not (it still counts contended memory)."""
-    fn()
-    best = math.inf
-    for _ in range(repeat):
-        t = time.process_time()
-        fn()
-        best = min(best, time.process_time() - t)
-    return best
 
 
 def _fit(x, y):
@@ -368,292 +402,12 @@ def _fit(x, y):
     return [max(float(a), 0.0), float(b)]
 
 
-def calibrate_steps(width=8, batches=(200, 1000, 5000), repeat=5, nsteps=256):
-    """Per-step and per-call costs of the ResNet kernels (a + b S each), one thread, on arrays of
-    ``nsteps`` states (larger than the caches at the larger batches, as in a training run)."""
-    from ocnet_problems.resnet.dense import ResNet
+def calibrate(out, args, steps=256, quick=False):
+    """Calibrate for the plugin problem of ocnet options ``args`` (ocnet/perfmodel/calibration.py:
+    PETSc must be initialised with ``args``); returns the calibration dict and writes it to ``out``."""
+    from .calibration import calibrate as run
 
-    class _Net(ResNet):
-        name = "calibration"
-
-    v = {"width": width, "activation": "smoothrelu", "gamma_tik": 0.0, "gamma_ddt": 0.0, "gamma_class": 0.0,
-         "init_open": 1.0, "init_layer": 1.0, "init_class": 1.0}
-    pb = _Net(v, None, 2, 5, {})
-    rng = np.random.default_rng(0)
-    per, calls = {}, {}
-    for B in batches:
-        S = width * B
-        n = nsteps
-        th = np.stack([pb.initial_layer_parameters(k, rng) for k in range(n + 1)]) * 0.5
-        U = rng.standard_normal((n + 1, S))
-        C = np.abs(rng.standard_normal((n + 1, S)))
-        L = rng.standard_normal((n + 1, S))
-        G = np.zeros((n, th.shape[1]))
-        ns = np.arange(n + 1)
-        h = 1.0 / n
-        run = np.array([[1, n]], np.int64)
-        one = np.array([[1, 1]], np.int64)
-        out = np.empty((n, S))
-        kinds = {
-            "forward": (lambda: pb.sweeps(run, ns, h, th, U, C, cache=True),
-                        lambda: pb.sweeps(one, ns, h, th, U, C, cache=True)),
-            "adjoint": (lambda: pb.sweeps_adjoint(np.array([[0, n - 1]], np.int64), ns, h, th, U, C, L),
-                        lambda: pb.sweeps_adjoint(np.array([[0, 0]], np.int64), ns, h, th, U, C, L)),
-            "gradient": (lambda: pb.parameter_gradient(0, h, th[:n], U, C[:n], L, G),
-                         lambda: pb.parameter_gradient(0, h, th[:1], U[:2], C[:1], L[:2], G[:1])),
-            "serial_adjoint": (lambda: pb.sweep_adjoint(0, h, th[:n], U, C[:n], L, G),
-                               lambda: pb.sweep_adjoint(0, h, th[:1], U[:2], C[:1], L[:2], G[:1])),
-            "steps": (lambda: pb.steps(np.arange(1, n + 1), ns, h, th, U, C, out, np.arange(n), cache=False),
-                      lambda: pb.steps(np.arange(1, 2), ns, h, th, U, C, out, np.arange(1), cache=False)),
-        }
-        for k, (many, single) in kinds.items():
-            tm, t1 = _best(many, repeat), _best(single, repeat)
-            step = (tm - t1) / (n - 1)
-            per.setdefault(k, []).append((S, step))
-            calls.setdefault(k, []).append((S, max(t1 - step, 0.0)))
-    fit = lambda d: {k: _fit([s for s, _ in v], [t for _, t in v]) for k, v in d.items()}
-    # a row copy (jitted, as MGRIT's injection, correction and FAS subtraction) per double
-    from ..mgrit import rowops
-    rows = np.arange(0, nsteps, 4)
-    t = _best(lambda: rowops.copy_rows(out, rows, U, rows + 1), repeat)
-    copy = t / (len(rows) * U.shape[1])
-    return fit(per), fit(calls), {"width": width, "batches": list(batches), "nsteps": nsteps}, copy
-
-
-PINGPONG = r'''
-import sys, time, json, numpy as np
-from mpi4py import MPI
-comm = MPI.COMM_WORLD
-r = comm.Get_rank()
-res = []
-for n in (1, 1000, 40000, 400000):
-    buf = np.zeros(n)
-    best = 1e9
-    for rep in range(30 if n < 100000 else 10):
-        comm.Barrier(); t = time.perf_counter()
-        if r == 0:
-            comm.Send(buf, 1, 7); comm.Recv(buf, 1, 8)
-        else:
-            comm.Recv(buf, 0, 7); comm.Send(buf, 0, 8)
-        best = min(best, (time.perf_counter() - t) / 2)
-    res.append((8 * n, best))
-if r == 0:
-    print("PINGPONG", json.dumps(res))
-'''
-
-
-CONCURRENT = r'''
-import sys, time, json
-import petsc4py
-petsc4py.init([])
-sys.path.insert(0, sys.argv[1])
-from ocnet.mgrit.solver import MGRIT, MGRITSettings
-from ocnet.perfmodel.model import _peaks_objective
-obj, x, th = _peaks_objective(int(sys.argv[2]), int(sys.argv[3]), world=True)
-comm = obj.comm
-st = MGRITSettings(levels=3, cfactor=(8,), relax="F", max_it=2, rtol=0.0, atol=0.0)
-m = MGRIT(obj.grid, obj.problem, comm, st, obj.state.state_size, obj.problem.cache_size(obj.data), obj.state)
-m.solve(th)
-best = 1e9
-for rep in range(int(sys.argv[4])):
-    comm.Barrier(); t = time.perf_counter()
-    m.solve(th)
-    comm.Barrier(); best = min(best, time.perf_counter() - t)
-if comm.Get_rank() == 0:
-    print("CONCURRENT", json.dumps(best))
-'''
-
-
-def calibrate_concurrency(cal, N=512, batch=5000, repeat=7):
-    """What the counts miss when several ranks run at once (they share the node's memory
-    bandwidth and caches): a one-shot state solve (3 levels, cfactor 8, F, 2 cycles) of Peaks,
-    N = 512, width 8 x 5000, on 1 and on 2 ranks bound to cores (best of ``repeat``); the factor
-    is the measured 2-rank/1-rank time ratio over the ratio the model predicts for the same two
-    solves (1.0: the model's critical path explains it).  predict() scales the state, adjoint,
-    gradient and validation times of P > 1 runs by it."""
-    import subprocess
-    from ..run.launch import mpiexec
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    t = {}
-    for P in (1, 2):
-        p = subprocess.run(mpiexec(P, bind=True) + [sys.executable, "-c", CONCURRENT, root, str(N), str(batch),
-                                                    str(repeat)], capture_output=True, text=True, timeout=600,
-                           env=dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1"))
-        line = [ln for ln in p.stdout.splitlines() if ln.startswith("CONCURRENT")]
-        if not line:
-            raise RuntimeError(f"concurrency calibration failed:\n{p.stdout}\n{p.stderr}")
-        t[P] = json.loads(line[0].split(None, 1)[1])
-    s = Solver(levels=3, cfactor=(8,), relax="F", its=2, fixed=True)
-    model = {P: solve_time(cal, mgrit_counts(N, P, s), 8 * batch, "forward", P) for P in (1, 2)}
-    return {"factor": max((t[2] / t[1]) / (model[2] / model[1]), 1.0), "measured": t, "model": model}
-
-
-def calibrate_mpi():
-    """Half round-trip times of 2-rank ping-pongs: latency (8 bytes) and bandwidth (large messages)."""
-    import subprocess
-    from ..run.launch import mpiexec
-
-    p = subprocess.run(mpiexec(2, bind=True) + [sys.executable, "-c", PINGPONG], capture_output=True, text=True,
-                       timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    line = [ln for ln in p.stdout.splitlines() if ln.startswith("PINGPONG")]
-    if not line:
-        raise RuntimeError(f"ping-pong failed:\n{p.stdout}\n{p.stderr}")
-    pts = json.loads(line[0].split(None, 1)[1])
-    lat = pts[0][1]
-    (b1, t1), (b2, t2) = pts[-2], pts[-1]
-    bw = (b2 - b1) / max(t2 - t1, 1e-12)
-    return {"latency": lat, "bandwidth": bw, "pingpong": pts}
-
-
-def _peaks_objective(N, batch, world=False):
-    """(ReducedObjective, design, local thetas) of a Peaks problem of ``batch`` samples with its
-    initial state u[0] set (rank 0): the calibration runs' subject; on one rank, or with
-    ``world`` its layers distributed over PETSc's COMM_WORLD."""
-    import petsc4py
-    petsc4py.init([])
-    from petsc4py import PETSc
-    from ..run.cli import framework_options
-    from ..base.grid import LayerGrid
-    from ..optim.objective import ReducedObjective
-    from ocnet_problems.peaks import Peaks
-
-    comm = (PETSc.COMM_WORLD if world else PETSc.COMM_SELF).tompi4py()
-    opts = framework_options()
-    Peaks.declare_options(opts)
-    v = {o.name: o.default for o in opts.options}
-    v.update(ntrain=batch, nval=0)
-    obj = ReducedObjective(LayerGrid.from_comm(N, 1.0, comm), Peaks(v, comm), comm)
-    x = obj.design.initial(0, replicated=True)
-    g, th = obj.design.split(obj.design.local(x))
-    if obj.grid.first:
-        obj.problem.opening(g, obj.data, obj.state.U[0])
-    return obj, x, th
-
-
-def calibrate_overheads(cal, N=64, batch=50, repeat=5):
-    """Per-operation overhead of an MGRIT operation (a tiny state, so the steps cost little: the
-    measured time of fixed cycles minus the modelled step costs, divided by the operations), the
-    per-evaluation overhead of the objective beyond the solves, and the optimiser's per-iteration
-    cost (TAO lmvm on a quadratic of the design's size, a + b n)."""
-    import petsc4py
-    petsc4py.init([])
-    from petsc4py import PETSc
-    from ..mgrit.solver import MGRIT, MGRITSettings
-
-    comm = PETSc.COMM_SELF.tompi4py()
-    obj, x, th = _peaks_objective(N, batch)
-    s = Solver(levels=3, cfactor=(4,), relax="FCF", its=2)
-    st = MGRITSettings(levels=3, cfactor=(4,), relax="FCF", max_it=2, rtol=0.0, atol=0.0)
-    m = MGRIT(obj.grid, obj.problem, comm, st, obj.state.state_size, obj.problem.cache_size(obj.data), obj.state)
-    t = _best(lambda: m.solve(th), repeat)
-    c = mgrit_counts(N, 1, s)
-    S = obj.state.state_size
-    model = (c.fine + c.coarse) * step_cost(cal, "forward", S) + c.ops * call_cost(cal, "forward", S)
-    mgrit_op = max(t - model, 0.0) / c.ops
-    # the objective beyond its solves: terminal, regularisation, sums (serial evaluate minus sweeps)
-    gv = x.duplicate()
-    t_eval = _best(lambda: obj.evaluate(x, gv), repeat)
-    sweeps = N * (step_cost(cal, "forward", S) + step_cost(cal, "serial_adjoint", S)) \
-        + call_cost(cal, "forward", S) + call_cost(cal, "serial_adjoint", S)
-    evaluation = max(t_eval - sweeps, 0.0)
-    opt = []
-    for n in (10_000, 200_000):
-        opt.append((n, _tao_overhead(PETSc, n)))
-    return {"mgrit_op": mgrit_op, "evaluation": evaluation, "optimiser": _fit(*zip(*opt)),
-            "optimiser_points": opt}
-
-
-def calibrate_in_cycle(cal, N=128, batches=(1000, 5000), repeat=5):
-    """C-point steps and row copies as they run inside an MGRIT cycle: each right after an
-    F-relaxation has swept the trajectory through the caches, so its input rows come from memory
-    (measured here up to 2x a sweep step, and copies several times the cached copy above).  Adds
-    ``steps["point"]`` (a + b S per step, from the state's C-point steps), ``steps["point_adjoint"]``
-    (the transposed steps scaled by the same factor over their sweep cost) and ``copy`` (per
-    double) to ``cal``."""
-    import petsc4py
-    petsc4py.init([])
-    from petsc4py import PETSc
-    from ..mgrit import rowops
-    from ..mgrit.solver import MGRIT, MGRITSettings
-
-    comm = PETSc.COMM_SELF.tompi4py()
-    pts, copies = [], []
-    for B in batches:
-        obj, _, th = _peaks_objective(N, B)
-        st = MGRITSettings(levels=2, cfactor=(4,), relax="F", max_it=1, rtol=0.0, atol=0.0)
-        m = MGRIT(obj.grid, obj.problem, comm, st, obj.state.state_size, obj.problem.cache_size(obj.data), obj.state)
-        m.solve(th)
-        f, c = m.levels
-        S, rows = obj.state.state_size, f.c_rows
-        crow = f.coarse_rows(rows, c)
-
-        def after_sweep(op):
-            best = float("inf")
-            for _ in range(repeat):
-                f.f_relaxed = False
-                m.f_relax(f, cache=False)  # the caches now hold the last F-rows, as in a cycle
-                t = time.perf_counter()
-                op()
-                best = min(best, time.perf_counter() - t)
-            return best
-
-        one = rows[:1]
-        t_many = after_sweep(lambda: m._steps(f, rows, f.work[0], cache=True))
-        t_one = after_sweep(lambda: m._steps(f, one, f.work[0], cache=True))
-        pts.append((S, (t_many - t_one) / (len(rows) - 1)))
-        copies.append(after_sweep(lambda: rowops.copy_rows(c.U, crow, f.U, rows)) / (len(rows) * S))
-    a, b = _fit(*zip(*pts))
-    S0 = pts[-1][0]
-    ratio = (a + b * S0) / step_cost(cal, "forward", S0)
-    adj = cal["steps"]["adjoint"]
-    cal["steps"]["point"] = [a, b]
-    cal["steps"]["point_adjoint"] = [adj[0] * ratio, adj[1] * ratio]
-    cal["copy_cached"] = cal["copy"]
-    cal["copy"] = copies[-1]
-    return cal
-
-
-def _tao_overhead(PETSc, n, its=30):
-    """Seconds per iteration of TAO lmvm's own work on a cheap separable quadratic of size n."""
-    x = PETSc.Vec().createSeq(n)
-    x.set(1.0)
-    d = PETSc.Vec().createSeq(n)
-    d.setArray(np.linspace(1.0, 10.0, n))
-    calls = [0.0]
-
-    def objgrad(tao, x, g):
-        t = time.process_time()
-        g.pointwiseMult(d, x)
-        f = 0.5 * g.dot(x)
-        calls[0] += time.process_time() - t
-        return f
-
-    tao = PETSc.TAO().create(comm=PETSc.COMM_SELF)
-    tao.setType("lmvm")
-    tao.setObjectiveGradient(objgrad, x.duplicate())
-    tao.setTolerances(gatol=0.0, grtol=0.0, gttol=0.0)
-    tao.setMaximumIterations(its)
-    t = time.process_time()
-    tao.solve(x)
-    total = time.process_time() - t
-    k = max(tao.getIterationNumber(), 1)
-    tao.destroy()
-    return (total - calls[0]) / k
-
-
-def calibrate(out, quick=False):
-    steps, calls, meta, copy = calibrate_steps(repeat=3 if quick else 21)
-    cal = {"steps": steps, "calls": calls, "steps_meta": meta, "copy": copy}
-    cal["mpi"] = calibrate_mpi()
-    cal["overhead"] = calibrate_overheads(cal)
-    calibrate_in_cycle(cal, repeat=3 if quick else 11)
-    cal["concurrency"] = calibrate_concurrency(cal, repeat=3 if quick else 7)
-    cal["machine"] = {"cpus": os.cpu_count(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(cal, f, indent=1)
-    return cal
+    return run(out, args, steps, quick)
 
 
 def load(path):
@@ -663,9 +417,11 @@ def load(path):
 
 # ---- predictions beyond this machine ----------------------------------------------------------------
 def mode_config(mode, N, P, state_its=2, adjoint_its=1, fine_relax="", relax=None, cf=None, evals=1.0,
-                exact_its=(4, 4, 4)):
+                exact_its=(4, 4, 4), cal=None):
     """A Config with ocnet's defaults for ``mode`` (auto levels: coarsest grid at most 8 points;
-    relax/cf None: the mode's default, -mgrit_relax F -mgrit_cfactor 8 in one-shot mode)."""
+    relax/cf None: the mode's default, -mgrit_relax F -mgrit_cfactor 8 in one-shot mode); ``cal``:
+    the calibration whose plugin's batched-form extensions (ahead=, minus=, grad=) shape the
+    counts (None: the ResNet's, all present)."""
     from ..optim.modes import ONESHOT_MGRIT
     from ..mgrit.solver import MGRITSettings, auto_levels
 
@@ -675,14 +431,16 @@ def mode_config(mode, N, P, state_its=2, adjoint_its=1, fine_relax="", relax=Non
     levels = auto_levels(N, MGRITSettings(cfactor=(cf,)))
     fixed = mode == "oneshot"
     si, ai, vi = (state_its, adjoint_its, state_its) if fixed else exact_its
-    mk = lambda its: Solver(levels=levels if mode != "serial" else 1, cfactor=(cf,), relax=relax,
-                            fine_relax=fine_relax, its=its, fixed=fixed)
-    return Config(mode, N, P, state=mk(si), adjoint=mk(ai), val_its=vi, evals=evals)
+    mk = lambda its, adj: Solver(levels=levels if mode != "serial" else 1, cfactor=(cf,), relax=relax,
+                                 fine_relax=fine_relax, its=its, fixed=fixed,
+                                 **(extension_flags(cal, adj) if cal is not None else {}))
+    return Config(mode, N, P, state=mk(si, False), adjoint=mk(ai, True), val_its=vi, evals=evals)
 
 
-def crossover(cal, N, make=mode_config, Pmax=1 << 16, ratio=1.0, **kw):
+def crossover(cal, N, make=None, Pmax=1 << 16, ratio=1.0, **kw):
     """Smallest P (powers of two) where one-shot beats layer-serial on 1 rank: per iteration, or
     with ``ratio`` = one-shot's iterations / serial's to an accuracy, in time to that accuracy."""
+    make = make or (lambda mode, n, P, **k: mode_config(mode, n, P, cal=cal, **k))
     ts = predict(cal, make("serial", N, 1))["total"]
     P = 1
     while P <= min(Pmax, N):
@@ -695,19 +453,26 @@ def crossover(cal, N, make=mode_config, Pmax=1 << 16, ratio=1.0, **kw):
 def speedup_table(cal, Ns, Ps, **kw):
     rows = []
     for N in Ns:
-        ts = predict(cal, mode_config("serial", N, 1))["total"]
-        rows.append([N] + [ts / predict(cal, mode_config("oneshot", N, P, **kw))["total"] if P <= N else float("nan")
-                           for P in Ps])
+        ts = predict(cal, mode_config("serial", N, 1, cal=cal))["total"]
+        rows.append([N] + [ts / predict(cal, mode_config("oneshot", N, P, cal=cal, **kw))["total"] if P <= N
+                           else float("nan") for P in Ps])
     return rows
 
 
 def main(argv=None):
+    """``python -m ocnet.perfmodel calibrate|predict ...``; returns the exit status (2 and one
+    line ``ocnet: error: ...`` on bad input)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["calibrate"]:  # its own parser: the rest are ocnet options of the problem
+        from .calibration import main as calibrate_main
+
+        return calibrate_main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m ocnet.perfmodel", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    c = sub.add_parser("calibrate", help="measure the machine constants, write JSON")
-    c.add_argument("--out", default="runs/out/perf_calibration.json")
-    c.add_argument("--quick", action="store_true")
-    p = sub.add_parser("predict", help="predicted speed-up of one-shot over layer-serial on 1 rank")
+    sub.add_parser("calibrate", help="time a plugin problem's forms and ocnet's overheads, write JSON "
+                                     "(calibrate --help: its options)")
+    p = sub.add_parser("predict", help="predicted time per iteration and speed-up of one-shot over layer-serial "
+                                       "on 1 rank, for the calibrated problem")
     p.add_argument("--calibration", default="runs/out/perf_calibration.json")
     p.add_argument("--Ns", default="1024,2048,4096,8192,16384")
     p.add_argument("--Ps", default="64,128,256,512,1024,2048,4096")
@@ -715,17 +480,29 @@ def main(argv=None):
     p.add_argument("--adjoint_its", type=int, default=1)
     p.add_argument("--fine_relax", default="")
     a = ap.parse_args(argv)
-    if a.cmd == "calibrate":
-        cal = calibrate(a.out, a.quick)
-        print(json.dumps({k: cal[k] for k in ("steps", "mpi", "overhead")}, indent=1))
-        print(f"wrote {a.out}")
-        return 0
-    cal = load(a.calibration)
-    Ns = [int(n) for n in a.Ns.split(",")]
-    Ps = [int(n) for n in a.Ps.split(",")]
+    try:
+        Ns = [int(n) for n in a.Ns.split(",")]
+        Ps = [int(n) for n in a.Ps.split(",")]
+    except ValueError:
+        print(f"ocnet: error: --Ns/--Ps: expected comma-separated integers, got '{a.Ns}' / '{a.Ps}'", file=sys.stderr)
+        return 2
+    try:
+        cal = load(a.calibration)
+    except (OSError, ValueError) as e:
+        print(f"ocnet: error: --calibration: cannot read '{a.calibration}' ({getattr(e, 'strerror', None) or e}); "
+              "run python -m ocnet.perfmodel calibrate --problem SPEC first", file=sys.stderr)
+        return 2
+    if "problem" not in cal:
+        print(f"ocnet: error: {a.calibration} names no problem (it predates per-problem calibration): run "
+              "python -m ocnet.perfmodel calibrate --problem SPEC", file=sys.stderr)
+        return 2
     kw = dict(state_its=a.state_its, adjoint_its=a.adjoint_its, fine_relax=a.fine_relax)
-    print(f"PREDICTED (model, calibration {a.calibration} of {cal['machine']['when']}): speed-up of one-shot "
-          f"({a.state_its}+{a.adjoint_its} MGRIT its) per iteration over layer-serial on 1 rank")
+    pr = cal["problem"]
+    print(f"PREDICTED (model, calibration {a.calibration} of {cal['machine']['when']}) for "
+          f"{' '.join(pr['args'])}: S = {pr['S']}, S_val = {pr['S_val']}, p = {pr['p']}")
+    print("time per iteration on 1 rank, layer-serial: " + ", ".join(
+        f"N = {N}: {1e3 * predict(cal, mode_config('serial', N, 1, cal=cal))['total']:.1f} ms" for N in Ns))
+    print(f"speed-up of one-shot ({a.state_its}+{a.adjoint_its} MGRIT its) per iteration over layer-serial on 1 rank")
     print("| N | " + " | ".join(f"P={P}" for P in Ps) + " | crossover P |")
     print("|---:|" + "---:|" * (len(Ps) + 1))
     for row in speedup_table(cal, Ns, Ps, **kw):

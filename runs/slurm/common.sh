@@ -1,4 +1,6 @@
 # Shared body of strong.sbatch and weak.sbatch (sourced; KIND and DEFAULT_N set by the caller).
+# Relative paths (OPTIONS, OUT, PLUGIN_PATH) are relative to the folder the job starts in: the
+# submit folder under sbatch, the current folder under bash.
 DRY=""
 for arg in "$@"; do
   case "$arg" in
@@ -7,7 +9,6 @@ for arg in "$@"; do
   esac
 done
 OCNET_ROOT="${OCNET_ROOT:-$(cd "$HERE/../.." && pwd)}"
-cd "$OCNET_ROOT"
 if [ -n "${OCNET_SETUP:-}" ]; then
   eval "$OCNET_SETUP"
 fi
@@ -22,8 +23,9 @@ fi
 LAUNCHER=auto
 [ -n "$DRY" ] && [ -z "${SLURM_JOB_ID:-}" ] && LAUNCHER=srun  # show the srun lines outside Slurm too
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
-CMD=("$PYTHON" runs/scaling.py --kind "$KIND" --options "${OPTIONS:-runs/peaks.opts}" --N "${N:-$DEFAULT_N}"
-     --ranks "$RANKS" --modes "${MODES:-oneshot}" --its "${ITS:-5}" --repeat "${REPEAT:-3}"
-     --launcher "$LAUNCHER" --extra "${EXTRA--init_layer 1e-3}" --out "${OUT:-runs/out/slurm_${KIND}_${SLURM_JOB_ID:-local}}")
+CMD=("$PYTHON" "$OCNET_ROOT/runs/scaling.py" --kind "$KIND" --options "${OPTIONS:-$OCNET_ROOT/runs/peaks.opts}"
+     --N "${N:-$DEFAULT_N}" --ranks "$RANKS" --modes "${MODES:-oneshot}" --its "${ITS:-5}" --repeat "${REPEAT:-3}"
+     --launcher "$LAUNCHER" --pythonpath "${PLUGIN_PATH:-}" --extra "${EXTRA:-}"
+     --out "${OUT:-scaling_${KIND}_${SLURM_JOB_ID:-local}}")
 echo "+ ${CMD[*]} $DRY"
 "${CMD[@]}" $DRY

@@ -1,0 +1,63 @@
+"""runs/scaling.py for an out-of-tree plugin: relative --options and --pythonpath from another
+folder run the study; --dry-run stops with one line (exit 2) for an unreadable options file or a
+problem that does not import."""
+import csv
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+from tests.test_slurm import PLUGIN
+
+SCRIPT = os.path.join(ROOT, "runs", "scaling.py")
+
+
+def scaling(args, cwd, timeout=600):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k != "PYTHONPATH"}
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd, env=env)
+
+
+def plugin_folder(tmp_path):
+    (tmp_path / "plug").mkdir()
+    (tmp_path / "plug" / "tinyplug.py").write_text(PLUGIN)
+    (tmp_path / "tiny.opts").write_text("# an out-of-tree plugin\n-problem tinyplug:Tiny\n-T 1\n")
+
+
+def test_out_of_tree_plugin_from_another_folder(tmp_path):
+    plugin_folder(tmp_path)
+    p = scaling(["--options", "tiny.opts", "--pythonpath", "plug", "--ranks", "1,2", "--modes", "serial,oneshot",
+                 "--N", "16", "--its", "2", "--repeat", "1", "--launcher", "mpiexec", "--out", "res"], tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    with open(tmp_path / "res" / "scaling.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["mode"], r["ranks"]) for r in rows] == [("serial", "1"), ("serial", "2"), ("oneshot", "1"),
+                                                       ("oneshot", "2")], rows
+    assert all(float(r["time_per_it_min"]) > 0 for r in rows)
+    # the runs' folders are the caller's, and they ran the plugin
+    with open(tmp_path / "res" / "oneshot_N16_p2_r0" / "params.json") as f:
+        assert "tinyplug:Tiny" in f.read()
+
+
+def test_dry_run_missing_options_file(tmp_path):
+    p = scaling(["--options", "nope.opts", "--dry-run"], tmp_path)
+    assert p.returncode == 2 and p.stdout == "", p.stdout + p.stderr
+    assert p.stderr.strip() == f"scaling.py: error: --options: cannot read '{tmp_path / 'nope.opts'}'"
+
+
+def test_dry_run_unimportable_problem(tmp_path):
+    plugin_folder(tmp_path)
+    p = scaling(["--options", "tiny.opts", "--dry-run"], tmp_path)  # no --pythonpath: not importable
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and p.stdout == "" and len(lines) == 1, p.stdout + p.stderr
+    assert lines[0].startswith("scaling.py: error: cannot load problem 'tinyplug:Tiny'") and "tinyplug" in lines[0]
+    p = scaling(["--options", "tiny.opts", "--dry-run", "--extra", "-problem nosuch"], tmp_path)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and "unknown problem 'nosuch'" in lines[0], p.stderr
+    # with the folder it passes, and prints the commands only
+    p = scaling(["--options", "tiny.opts", "--pythonpath", "plug", "--dry-run", "--ranks", "1", "--repeat", "1",
+                 "--launcher", "mpiexec"], tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert f"export PYTHONPATH={tmp_path / 'plug'}" in p.stdout
+    assert not (tmp_path / "runs").exists() and not os.path.exists(tmp_path / "res")
