@@ -11,24 +11,12 @@ import numpy as np
 from numba import njit
 
 
-# ---- activations: return (sigma(x), sigma'(x)); branch-free so the loops vectorise ----------
-# (tanh has its own multi-pass kernel, _tanh_update, below)
-@njit(inline="always")
-def act_relu(x):
-    return max(x, 0.0), (1.0 if x > 0.0 else 0.0)
-
-
-@njit(inline="always")
-def act_smoothrelu(x):
-    # Guenther et al.: 0 below -0.1, x above 0.1, C^1 quadratic 2.5x^2 + 0.5x + 0.025 between;
-    # written with the clamp c = clip(x, -0.1, 0.1) so it has no branches.
-    c = min(max(x, -0.1), 0.1)
-    return (2.5 * c + 0.5) * c + 0.025 + max(x - 0.1, 0.0), 5.0 * c + 0.5
-
-
+# ---- activations: the framework's public ones (ocnet.plugin.activations), (sigma(x), sigma'(x)),
+# branch-free so the loops vectorise (tanh has its own multi-pass kernel, _tanh_update, below).
 # Kernels take the activation as an integer code (a loop-invariant branch, which the compiler
 # unswitches): passing jitted functions as arguments breaks Numba's on-disk cache.
-ACTIVATIONS = {"tanh": 0, "relu": 1, "smoothrelu": 2}
+from ocnet.plugin.activations import ACTIVATIONS, LN2_HI, LN2_LO, LOG2E  # noqa: E402,F401
+from ocnet.plugin.activations import relu as act_relu, smoothrelu as act_smoothrelu  # noqa: E402
 
 
 @njit(inline="always")
@@ -37,11 +25,6 @@ def activation(kind, x):
     if kind == 1:
         return act_relu(x)
     return act_smoothrelu(x)
-
-
-LOG2E = 1.4426950408889634
-LN2_HI = 6.93147180369123816490e-01
-LN2_LO = 1.90821492927058770002e-10
 
 
 @njit(cache=True, error_model="numpy")
