@@ -115,3 +115,22 @@ def test_model_loads_after_implementation_change(tmp_path):
     p = run_ocnet(["-problem", "peaks"] + base + ["-tao_max_it", 0, "-block", "double", "-load", tmp_path / "a"],
                   check=False)
     assert p.returncode == 2 and "another model" in p.stderr, p.stdout + p.stderr
+
+
+def test_docs_example_is_toy_fast():
+    import os
+
+    from tests.conftest import ROOT
+    doc = open(os.path.join(ROOT, "docs", "plugins", "fast.md")).read()
+    section = doc.split("## 5. Worked example", 1)[1]
+    block = section.split("```python\n", 1)[1].split("```", 1)[0]
+    code = open(os.path.join(ROOT, "tests", "toy_fast.py")).read().split('"""', 2)[2].lstrip("\n")
+    assert block == code
+
+
+def test_fast_example_same_as_numpy(tmp_path):
+    """The worked example: the kernels give the numpy plugin's iterates (round-off apart)."""
+    args = ["-N", 8, "-tao_max_it", 6, "-quiet"]
+    run_ocnet(["-problem", "tests.toy:LinearControl"] + args + ["-run_dir", tmp_path / "a"])
+    run_ocnet(["-problem", "tests.toy_fast:LinearControlFast"] + args + ["-run_dir", tmp_path / "b"])
+    np.testing.assert_allclose(history_column(tmp_path / "b"), history_column(tmp_path / "a"), rtol=1e-9)
