@@ -288,30 +288,18 @@ def _generic(klass):
 
 def stale_forms(problem):
     """The batched forms ``problem`` would run that were written for another step, as
-    [(form, defining class)], and the step definition's class.
+    [(form, defining class)], and the class that defines the step.
 
     A form is stale when the class that defines it is a proper ancestor of the class that defines
-    the step (the most derived class defining ``step``/``step_adjoint`` or the two kernels), e.g.
-    a subclass of Peaks that overrides ``step`` but inherits the ResNet's jitted ``sweep``.
-    Forms bound on the instance (``ocnet.plugin.kernels.use_kernels``) and generic ones are never
-    stale.  Raises OcnetError when a step and its transpose come from different classes (one of
-    them written for another step)."""
+    the step (the most derived class defining ``step``, ``step_adjoint`` or one of the two
+    kernels), e.g. a subclass of Peaks that overrides ``step`` but inherits the ResNet's jitted
+    ``sweep``.  Forms bound on the instance (``ocnet.plugin.kernels.use_kernels``) and generic
+    ones are never stale.  Raises OcnetError when the step or its transpose is inherited from a
+    class whose forms are stale (it may be written with them, as the ResNet's is: override both)."""
     cls = type(problem)
     mro = cls.__mro__
-    owners = []
-    for pair in STEP_DEFINERS:
-        d = [defining_class(cls, n) for n in pair]
-        if None in d or all(_generic(k) and k is ControlProblem for k in d):
-            continue
-        a, b = d
-        if a is not b and not (_generic(a) and _generic(b)):
-            lo, hi = (a, b) if mro.index(a) < mro.index(b) else (b, a)  # lo: the more derived
-            if hi is not ControlProblem and lo is not ControlProblem:
-                nl = pair[0] if lo is a else pair[1]
-                nh = pair[1] if lo is a else pair[0]
-                raise OcnetError(f"problem '{problem.name}': {lo.__qualname__} overrides {nl} but inherits {nh} from "
-                                 f"{hi.__qualname__}, written for another step; override both")
-        owners += [k for k in d if k is not ControlProblem]
+    owners = [d for pair in STEP_DEFINERS for d in (defining_class(cls, n) for n in pair)
+              if d is not None and not _generic(d)]
     if not owners:
         return [], None
     owner = min(owners, key=mro.index)  # the most derived step definition
@@ -322,6 +310,14 @@ def stale_forms(problem):
         d = defining_class(cls, name)
         if not _generic(d) and d is not owner and issubclass(owner, d):
             stale.append((name, d))
+    below = {d for _, d in stale}
+    for pair in STEP_DEFINERS:
+        for name, other in (pair, pair[::-1]):
+            d = defining_class(cls, name)
+            if d in below and defining_class(cls, other) is owner:
+                raise OcnetError(f"problem '{problem.name}': {owner.__qualname__} overrides {other} but inherits {name} "
+                                 f"from {d.__qualname__}, written with {d.__qualname__}'s batched forms for another "
+                                 f"step; override {name} too")
     return stale, owner
 
 
