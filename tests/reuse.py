@@ -93,3 +93,4 @@ class KernelPeaks(Peaks):
 class EmptyKernelProblem(KernelProblem):
     """A KernelProblem without kernels: one line at construction."""
     name = "nokernels"
+    regularization_options = None

@@ -201,7 +201,7 @@ class GeneratedForms:
         L, lrev = _fwd(Lam)
         Fs, frev = (L[:0], False) if F is None else _fwd(F)
         A, arows = (L[:0], _NO_ROWS) if ahead is None else (ahead[0], np.asarray(ahead[1], np.int64))
-        G = thetas[:0] if grad is None else grad
+        G = np.empty((0, thetas.shape[1])) if grad is None else grad  # (thetas may be read-only)
         self.mod.sweeps_adjoint(np.asarray(runs, np.int64).reshape(-1, 2), np.asarray(ns, np.int64), h, _c(thetas),
                                 _c(U), _c(C), L, lrev, _c(Fs), F is not None, frev, G, grad is not None, A, arows,
                                 *self._a(U.shape[1]))
