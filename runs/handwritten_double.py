@@ -16,7 +16,7 @@ Options as Peaks' (-width, -hidden_width, -activation, ...); -block is ignored (
 import numpy as np
 from numba import njit
 
-from ocnet.plugin.activations import activate
+from ocnet.plugin.activations import activate, add_row_sums
 from ocnet_problems.peaks import Peaks
 
 
@@ -70,12 +70,7 @@ def _adj(W1, W2, h, u, a, d, Ln, out, r, t, F, forced, minus, want_lam, grad, gW
         np.dot(r, u.T, g1)
         np.dot(Ln, a.T, g2)
         gW1 += g1
-        for i in range(q):
-            acc = 0.0
-            ri = r[i]
-            for s in range(B):
-                acc += ri[s]
-            gb1[i] += acc
+        add_row_sums(r, gb1)
         w = g2.shape[0]
         for i in range(w):
             for j in range(q):

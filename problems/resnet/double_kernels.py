@@ -17,7 +17,7 @@ activation is ocnet.plugin.activations.activate.  ``args`` = (w, q, activation c
 import numpy as np
 from numba import njit
 
-from ocnet.plugin.activations import activate
+from ocnet.plugin.activations import activate, add_row_sums
 
 
 @njit(cache=True)
@@ -67,10 +67,7 @@ def double_step_adjoint(n, h, theta, u, cache, lam_next, lam, grad, work, args):
         for i in range(q):
             for j in range(w):
                 grad[i * w + j] += g1[i, j]
-            acc = 0.0
-            for s in range(B):
-                acc += R[i, s]
-            grad[o + i] += acc
+        add_row_sums(R, grad[o:o + q])
         o2 = o + q
         for i in range(w):
             for j in range(q):
