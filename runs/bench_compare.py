@@ -8,10 +8,9 @@ Each repetition runs A and B once (alternating which goes first, so a machine sh
 work slows both alike), each ``ocnet ... -tao_max_it ITS -quiet -run_dir DIR`` under mpiexec with
 --np ranks bound to cores.  Two figures per run: the wall time per iteration (the history's wall
 time from iteration 0 to the last over the iterations: optimiser, evaluations, line-search
-trials, validation) and the CPU time per iteration and rank, from the CPU time of all ranks of
-this run minus that of a run of ITS/4 iterations, over the iteration difference (start-up and
-compilation cancel; time the process waited for a core on a shared machine does not count,
-which makes it the steadier figure there).  Prints every repetition, the best of N and the
+trials, validation) and the solve's CPU time per iteration (``-log_phases``: phases.json's
+cpu_time, the maximum over ranks, over the iterations; time a process waited for a core on a
+shared machine does not count, which makes it the steadier figure there).  Prints every repetition, the best of N and the
 median of each, their ratios B/A, and the final objective of each (the same model and initial
 design give the same iterates: a check that both computed the same).
 ``--pythonpath``: folders put on PYTHONPATH (a plugin outside the package, e.g. runs/); relative
@@ -39,24 +38,25 @@ def per_iteration(run_dir):
 
 
 def run(opts, common, nprocs, its, out, pythonpath):
-    """(wall s per iteration, final J, iterations, CPU s of all ranks) of one run."""
-    import resource
+    """(wall s per iteration, final J, iterations, CPU s per iteration) of one run; the CPU time is
+    the solve's (``-log_phases``: phases.json's cpu_time, the maximum over ranks)."""
+    import json
 
     from ocnet.run.launch import mpiexec
 
     if os.path.isdir(out):
         shutil.rmtree(out)
     cmd = mpiexec(nprocs, bind=True) + [sys.executable, "-m", "ocnet", *shlex.split(common), *shlex.split(opts),
-                                        "-tao_max_it", str(its), "-quiet", "-run_dir", out]
+                                        "-tao_max_it", str(its), "-quiet", "-log_phases", "-run_dir", out]
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([ROOT, *pythonpath, os.environ.get("PYTHONPATH", "")]))
-    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
         sys.exit(f"{shlex.join(cmd)} failed:\n{r.stdout}\n{r.stderr}")
-    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    return (*per_iteration(out), cpu)
+    with open(os.path.join(out, "phases.json")) as f:
+        ph = json.load(f)
+    t, J, n = per_iteration(out)
+    return t, J, n, ph["cpu_time"] / max(ph["iterations"], 1)
 
 
 def main():
@@ -82,17 +82,14 @@ def main():
     for k, v in sets.items():
         print(f"# {k}: {v}")
     cpus = {"A": [], "B": []}
-    short = max(1, a.its // 4)
     for rep in range(a.reps):
         order = ("A", "B") if rep % 2 == 0 else ("B", "A")
         for k in order:
-            t, J, its, cpu = run(sets[k], a.common, a.np, a.its, os.path.join(out, f"{k}_{rep}"), paths)
-            _, _, its0, cpu0 = run(sets[k], a.common, a.np, short, os.path.join(out, f"{k}_{rep}s"), paths)
-            c = (cpu - cpu0) / (its - its0) / a.np if its > its0 else float("nan")
+            t, J, its, c = run(sets[k], a.common, a.np, a.its, os.path.join(out, f"{k}_{rep}"), paths)
             times[k].append(t)
             cpus[k].append(c)
             final[k] = J
-            print(f"rep {rep} {k}: wall {1e3 * t:8.2f} ms/it   CPU {1e3 * c:8.2f} ms/it per rank  "
+            print(f"rep {rep} {k}: wall {1e3 * t:8.2f} ms/it   CPU {1e3 * c:8.2f} ms/it  "
                   f"({its} its, final J {J:.10e})", flush=True)
     for what, data in (("wall", times), ("CPU ", cpus)):
         best = {k: min(v) for k, v in data.items()}
