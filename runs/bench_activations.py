@@ -5,12 +5,14 @@
 For each activation: sigma(z + b) and sigma'(z + b) of a (rows, batch) array with a per-row bias,
 by ``activations.activate`` (one jitted call) and by numpy (the obvious vectorised expressions:
 np.tanh and 1 - t^2; np.maximum and x > 0; np.clip for SmoothReLU), timed interleaved, best of
---reps runs of --number calls.  Prints both times per call, the ratio numpy / ocnet, and the
+--reps runs of --number calls, CPU time of the process (other work on a shared machine does not
+count).  Prints both times per call, the ratio numpy / ocnet, and the
 largest difference of the two results (ulp-level for tanh, 0 for the others).
 """
 import argparse
 import os
 import sys
+import time
 import timeit
 
 import numpy as np
@@ -56,8 +58,9 @@ def main():
         fn = NUMPY[name]
         tn, to = [], []
         for _ in range(a.reps):  # interleaved
-            tn.append(timeit.timeit(lambda: fn(z, b), number=a.number) / a.number)
-            to.append(timeit.timeit(lambda: activate(code, z, b, out, d), number=a.number) / a.number)
+            tn.append(timeit.Timer(lambda: fn(z, b), timer=time.process_time).timeit(a.number) / a.number)
+            to.append(timeit.Timer(lambda: activate(code, z, b, out, d), timer=time.process_time).timeit(a.number)
+                      / a.number)
         ra, rd = fn(z, b)
         diff = max(np.abs(ra - out).max(), np.abs(rd - d).max())
         print(f"{name:12s} {1e6 * min(tn):10.1f} {1e6 * min(to):10.1f} {min(tn) / min(to):12.2f} {diff:11.1e}")

@@ -41,9 +41,8 @@ def test_adjoint_ksp_types(ksp):
     assert p.returncode == 0 and "OK" in p.stdout, p.stdout + p.stderr
 
 
-@pytest.mark.parametrize("nprocs", [1, 2, 3])
 @pytest.mark.parametrize("variant", ["block=double", "problem=kerneltoy"])
-@pytest.mark.parametrize("N,levels,cf", [(21, 1, 3), (37, 3, 3)])
+@pytest.mark.parametrize("nprocs,N,levels,cf", [(2, 21, 1, 3), (1, 37, 3, 3), (3, 37, 3, 3)])
 def test_generated_forms_match_serial(nprocs, variant, N, levels, cf):
     """Forms generated from two kernels (ocnet.plugin.kernels): the ResNet's -block double and
     the two-kernel test plugin; one level bitwise the layer-serial solve, three to 1e-10."""
