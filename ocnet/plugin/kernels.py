@@ -267,20 +267,3 @@ class KernelProblem(ControlProblem):
     def step_adjoint(self, n, h, theta, u, cache, lam_next, lam, grad_theta):
         """The transposed step through ``step_adjoint_kernel``."""
         raise OcnetError("KernelProblem.__init__ was not called")
-
-
-def forms_origin(problem, name):
-    """Where ``problem``'s method ``name`` comes from, for messages: 'generated from the kernels
-    ...' for forms bound by ``use_kernels``, 'the generic loop (ControlProblem)' for the
-    contract's defaults, else the name of the class that defines it."""
-    gen = getattr(problem, "_generated_forms", None)
-    if gen is not None and name in problem.__dict__:
-        return gen.describe()
-    if name in problem.__dict__:
-        return "an instance attribute"
-    for klass in type(problem).__mro__:
-        if name in klass.__dict__:
-            if klass is ControlProblem:
-                return "the generic loop (ControlProblem)"
-            return klass.__qualname__
-    return "?"
