@@ -40,8 +40,7 @@ the cache folder after changing them.  Generated modules live in ``$NUMBA_CACHE_
 or, without that variable, ``~/.cache/ocnet/kernels``.
 
 A problem that chooses its kernels per instance (e.g. by an option) calls ``use_kernels`` in its
-``__init__`` (the ResNet's ``-block double`` does); ``forms_origin`` says for messages where a
-batched form comes from.
+``__init__`` (the ResNet's ``-block double`` does).
 """
 import hashlib
 import importlib.util
