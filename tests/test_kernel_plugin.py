@@ -134,3 +134,31 @@ def test_fast_example_same_as_numpy(tmp_path):
     run_ocnet(["-problem", "tests.toy:LinearControl"] + args + ["-run_dir", tmp_path / "a"])
     run_ocnet(["-problem", "tests.toy_fast:LinearControlFast"] + args + ["-run_dir", tmp_path / "b"])
     np.testing.assert_allclose(history_column(tmp_path / "b"), history_column(tmp_path / "a"), rtol=1e-9)
+
+
+CACHE_PROBE = """
+import sys
+import numpy as np
+sys.path.insert(0, {root!r})
+from tests.kernel_toy import KernelToy
+pb = KernelToy(dict(dim=3, nsamples=8, toy_act="tanh", gamma_tik=0.0, gamma_ddt=0.0), None)
+th, U, C = np.full((2, 12), 0.1), np.ones((3, 24)), np.zeros((2, 24))
+pb.sweep(0, 0.1, th, U, C)
+mod = pb._generated_forms.mod
+print("hits", sum(mod.sweep.stats.cache_hits.values()), "misses", sum(mod.sweep.stats.cache_misses.values()))
+"""
+
+
+def test_generated_forms_cached_on_disk(tmp_path):
+    """A second process loads the generated loops from Numba's disk cache (no compilation)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    out = [subprocess.run([sys.executable, "-c", CACHE_PROBE.format(root=ROOT)], capture_output=True, text=True,
+                          env=env, timeout=300).stdout.split() for _ in range(2)]
+    assert out[0][:4] == ["hits", "0", "misses", "1"], out
+    assert out[1][:4] == ["hits", "1", "misses", "0"], out
+    assert any(f.startswith("ocnet_kernels_") for f in os.listdir(tmp_path / "ocnet_kernels"))
