@@ -1,7 +1,10 @@
 """Helper run under mpiexec by test_mgrit: state, adjoint and gradient by MGRIT vs layer-serial."""
+import os
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests.kernel_toy
 import petsc4py
 
 petsc4py.init([])
@@ -17,7 +20,10 @@ from ocnet_problems.peaks import Peaks  # noqa: E402
 
 N, levels, cf = map(int, sys.argv[1:4])
 extra = dict(a.split("=") for a in sys.argv[4:])
-cls = {"heat": Heat, "peaks": Peaks, "digits": Digits}[extra.pop("problem", "peaks")]
+from tests.kernel_toy import KernelToy  # noqa: E402
+
+cls = {"heat": Heat, "peaks": Peaks, "digits": Digits, "kerneltoy": KernelToy}[extra.pop("problem", "peaks")]
+block = extra.pop("block", "single")  # block=double: the ResNet's two-layer block (generated forms)
 calls = []
 averaged = extra.pop("coarse", "") == "mean"
 if averaged:  # a plugin's own parameter restriction for coarse steps
@@ -32,6 +38,8 @@ opts = framework_options()
 cls.declare_options(opts)
 v = {o.name: o.default for o in opts.options}
 v.update(width=4, channels=2, ntrain=60, nval=0, init_layer=2.0, nx=10)
+if block == "double":
+    v.update(block="double", hidden_width=5, activation="tanh", init_layer=1.0)
 grid = LayerGrid.from_comm(N, 1.0, comm)
 serial = ReducedObjective(grid, cls(v, comm), comm)
 st = MGRITSettings(levels=levels, cfactor=(cf,), min_coarse=2, relax="FCF", max_it=60, rtol=1e-14, atol=1e-13)

@@ -9,6 +9,10 @@ from tests.conftest import run_ocnet
 PLUGINS = {
     "peaks": ["-problem", "peaks", "-N", 16, "-width", 4, "-ntrain", 40, "-nval", 0],
     "peaks-relu": ["-problem", "peaks", "-N", 16, "-width", 4, "-ntrain", 40, "-nval", 0, "-activation", "relu"],
+    "peaks-double": ["-problem", "peaks", "-N", 16, "-width", 3, "-ntrain", 40, "-nval", 0, "-block", "double",
+                     "-activation", "tanh"],
+    "classify-double": ["-problem", "classify", "-train_file", "tests/data/blobs.npz", "-N", 16, "-block", "double",
+                        "-hidden_width", 5, "-activation", "relu"],
     "dahlquist": ["-problem", "dahlquist", "-N", 16],
     "heat": ["-problem", "heat", "-N", 16, "-nx", 12],
     "readme": ["-problem", "tests.toy:LinearControl", "-N", 16],

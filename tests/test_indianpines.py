@@ -111,3 +111,10 @@ def test_packaged_scene_matches_the_standard_files(tmp_path):
 def test_check_adjoint_passes(data_dir, nprocs):
     p = run_ocnet(NET + ["-data_dir", data_dir, "-ntrain", 60, "-nval", 40, "-N", 16, "-check_adjoint"], nprocs=nprocs)
     assert "all" in p.stdout and "checks passed" in p.stdout and "FAIL" not in p.stdout
+
+
+def test_check_adjoint_passes_double_block(data_dir):
+    """-block double (the two-layer block from two kernels) on Indian Pines' data."""
+    p = run_ocnet(NET + ["-data_dir", data_dir, "-ntrain", 60, "-nval", 40, "-N", 8, "-block", "double",
+                        "-hidden_width", 6, "-check_adjoint"], nprocs=2)
+    assert "checks passed" in p.stdout and "FAIL" not in p.stdout, p.stdout

@@ -39,3 +39,14 @@ def test_adjoint_ksp_types(ksp):
                        env=dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                                 PETSC_OPTIONS=f"-adjoint_ksp_type {ksp}"))
     assert p.returncode == 0 and "OK" in p.stdout, p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("variant", ["block=double", "problem=kerneltoy"])
+@pytest.mark.parametrize("nprocs,N,levels,cf", [(2, 21, 1, 3), (1, 37, 3, 3), (3, 37, 3, 3)])
+def test_generated_forms_match_serial(nprocs, variant, N, levels, cf):
+    """Forms generated from two kernels (ocnet.plugin.kernels): the ResNet's -block double and
+    the two-kernel test plugin; one level bitwise the layer-serial solve, three to 1e-10."""
+    cmd = mpiexec_prefix(nprocs) + [sys.executable, SCRIPT, str(N), str(levels), str(cf), variant]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1"))
+    assert p.returncode == 0 and "OK" in p.stdout, p.stdout + p.stderr

@@ -84,3 +84,23 @@ def test_warm_skip_option():
     assert note not in off
     p = run_ocnet(args + ["-mode", "exact", "-mgrit_warm_skip", 1])
     assert "-mgrit_warm_skip has no effect in -mode exact" in p.stderr, p.stderr
+
+
+DOUBLE = ["-block", "double", "-activation", "tanh", "-hidden_width", 6]
+
+
+def test_double_block_exact_reproduces_serial(tmp_path):
+    """-block double (forms generated from two kernels): exact = serial (one level bitwise: test_mgrit)."""
+    run_ocnet(BASE + DOUBLE + ["-run_dir", tmp_path / "s"])
+    run_ocnet(BASE + DOUBLE + ["-mode", "exact", "-mgrit_rtol", 1e-12, "-run_dir", tmp_path / "e"], nprocs=2)
+    s, e = history_column(tmp_path / "s"), history_column(tmp_path / "e")
+    assert len(s) == len(e) == 21 and s[-1] < 0.9 * s[0]
+    np.testing.assert_allclose(e, s, rtol=1e-8)
+
+
+@pytest.mark.parametrize("mode", ["serial", "oneshot"])
+def test_double_block_rank_count_free(tmp_path, mode):
+    args = BASE + DOUBLE + ["-mode", mode, "-tao_max_it", 8]
+    for p in (1, 3):
+        run_ocnet(args + ["-run_dir", tmp_path / f"p{p}"], nprocs=p)
+    np.testing.assert_allclose(history_column(tmp_path / "p3"), history_column(tmp_path / "p1"), rtol=1e-10, atol=0)

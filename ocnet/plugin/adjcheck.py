@@ -24,7 +24,7 @@ prints one PASS/FAIL line per check.  Exit status 0 if all pass, 1 otherwise.
 """
 import numpy as np
 
-from .problem import accepts, ControlProblem
+from .problem import accepts, ControlProblem, defining_class
 
 EPS = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)  # difference steps, relative to the rms of the point:
 # the smallest step past round-off also steps over no ReLU kink unless one lies within it
@@ -37,8 +37,26 @@ HALVINGS = 7  # Taylor test: e = e0, e0/2, ..., e0/2^HALVINGS
 
 
 def overrides(problem, name):
-    """True if the plugin's class replaces the contract's default ``name``."""
+    """True if the plugin replaces the contract's default ``name`` (in its class, or on the
+    instance: forms generated from kernels, ocnet.plugin.kernels)."""
+    if name in vars(problem):
+        return getattr(vars(problem)[name], "__func__", None) is not getattr(ControlProblem, name)
     return getattr(type(problem), name) is not getattr(ControlProblem, name)
+
+
+def origin(problem, name):
+    """Where the plugin's method ``name`` comes from, for FAIL lines: the class whose body defines
+    it, or the kernels it was generated from (ocnet.plugin.kernels.use_kernels)."""
+    bound = vars(problem).get(name)
+    if bound is not None:
+        gen = getattr(problem, "_generated_forms", None)
+        if gen is not None and getattr(bound, "__self__", None) is gen:
+            return gen.describe()
+        if getattr(bound, "__func__", None) is getattr(ControlProblem, name, None):
+            return "ControlProblem (the generic loop)"
+        return "an instance attribute"
+    klass = defining_class(type(problem), name)
+    return klass.__qualname__ if klass is not None else "?"
 
 
 def _rms(a):
@@ -538,22 +556,25 @@ def check_adjoint(problem, grid, values, db, comm, out=print):
     g_last = obj.solver.share_global(g)
     results = []  # (name, {component: error} or None on ranks without data, tolerance)
 
-    def add(name, run, fn, *args, tol=DOT_TOL):
-        """Run a (local) check on the ranks where ``run``; an exception in the plugin is a FAIL."""
+    def add(name, run, fn, *args, tol=DOT_TOL, source=None):
+        """Run a (local) check on the ranks where ``run``; an exception in the plugin is a FAIL.
+        ``source``: where the tested method comes from, named on a FAIL line."""
         res = None
         if run:
             try:
                 res = fn(*args)
             except Exception as e:  # noqa: BLE001 -- reported as the check's failure, run continues
                 res = {f"raised {type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}": np.inf}
-        results.append((name, res, tol))
+        results.append((name, res, tol, source))
 
+    step_source = f"step_adjoint from {origin(pb, 'step_adjoint')}, step from {origin(pb, 'step')}"
     for label, blk, fine in _blocks(pb, grid, obj, x, hier, rng, comm):
-        add(f"step {label}", blk is not None, check_step, blk)
+        add(f"step {label}", blk is not None, check_step, blk, source=step_source)
         for name, fn in (FINE_FORMS if fine else ()) + ALL_LEVEL_FORMS:
             if overrides(pb, name):
                 add(f"{name} {label}", blk is not None, fn, blk,
-                    tol=SAME_TOL if name in ("sweep", "sweeps", "steps") else DOT_TOL)
+                    tol=SAME_TOL if name in ("sweep", "sweeps", "steps") else DOT_TOL,
+                    source=f"{name} from {origin(pb, name)}")
     G = pb.global_param_size
     if G:
         add("opening", grid.first, check_opening, pb, g, data, obj.state.U.shape[1], rng)
@@ -574,7 +595,7 @@ def check_adjoint(problem, grid, values, db, comm, out=print):
         out(f"ocnet: -check_adjoint {pb.name} N={grid.N} ranks={grid.size}: dot-product tests (relative difference; "
             f"tolerance {DOT_TOL:g}; forward forms vs the step loop and forcing terms: {SAME_TOL:g}) at a generic design")
         failed = 0
-        for i, (name, _, tol) in enumerate(results):
+        for i, (name, _, tol, source) in enumerate(results):
             comps = {}
             for per_rank in gathered:
                 for c, v in (per_rank[i][1] or {}).items():
@@ -582,7 +603,7 @@ def check_adjoint(problem, grid, values, db, comm, out=print):
             ok = all(v <= tol for v in comps.values())  # a NaN fails
             failed += not ok
             text = ", ".join(c if c.startswith("raised") else f"{c} {v:.1e}" for c, v in comps.items())
-            out(f"{'PASS' if ok else 'FAIL'}  {name}: {text}")
+            out(f"{'PASS' if ok else 'FAIL'}  {name}: {text}" + ("" if ok or source is None else f"  [{source}]"))
         steps = f", e = {e0:.1e} / 2^k, k = 0..{HALVINGS}" if not broken else ""
         if broken:
             ok, note = False, broken

@@ -262,3 +262,85 @@ class ControlProblem:
         """Regularisation of the global parameters g (G,); adds its gradient to grad_g.  Rank 0.
         Default 0."""
         return 0.0
+
+
+# ---- safe reuse: batched forms written for another step ------------------------------------
+#: the batched forms of the contract (CONTRACT.md, "Batched forms")
+BATCHED_FORMS = ("sweep", "sweep_adjoint", "parameter_gradient", "sweeps", "steps", "sweeps_adjoint",
+                 "steps_adjoint")
+#: what defines a problem's step: the step-level pair, or a KernelProblem's two kernels
+STEP_DEFINERS = (("step", "step_adjoint"), ("step_kernel", "step_adjoint_kernel"))
+
+
+def defining_class(cls, name):
+    """The class in ``cls``'s MRO whose body defines ``name`` (None if none does)."""
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            return klass
+    return None
+
+
+def _generic(klass):
+    """Classes whose batched forms work for any step: ControlProblem's loops over ``step``, and
+    those that declare ``_generic_forms = True`` in their body (KernelProblem's generated forms)."""
+    return klass is None or klass is ControlProblem or klass.__dict__.get("_generic_forms", False)
+
+
+def stale_forms(problem):
+    """The batched forms ``problem`` would run that were written for another step, as
+    [(form, defining class)], and the class that defines the step.
+
+    A form is stale when the class that defines it is a proper ancestor of the class that defines
+    the step (the most derived class defining ``step``, ``step_adjoint`` or one of the two
+    kernels), e.g. a subclass of Peaks that overrides ``step`` but inherits the ResNet's jitted
+    ``sweep``.  Forms bound on the instance (``ocnet.plugin.kernels.use_kernels``) and generic
+    ones are never stale.  Raises OcnetError when the step or its transpose is inherited from a
+    class whose forms are stale (it may be written with them, as the ResNet's is: override both)."""
+    cls = type(problem)
+    mro = cls.__mro__
+    owners = [d for pair in STEP_DEFINERS for d in (defining_class(cls, n) for n in pair)
+              if d is not None and not _generic(d)]
+    if not owners:
+        return [], None
+    owner = min(owners, key=mro.index)  # the most derived step definition
+    stale = []
+    for name in BATCHED_FORMS:
+        if name in vars(problem):
+            continue
+        d = defining_class(cls, name)
+        if not _generic(d) and d is not owner and issubclass(owner, d):
+            stale.append((name, d))
+    below = {d for _, d in stale}
+    for pair in STEP_DEFINERS:
+        for name, other in (pair, pair[::-1]):
+            d = defining_class(cls, name)
+            if d in below and defining_class(cls, other) is owner:
+                raise OcnetError(f"problem '{problem.name}': {owner.__qualname__} overrides {other} but inherits {name} "
+                                 f"from {d.__qualname__}, written with {d.__qualname__}'s batched forms for another "
+                                 f"step; override {name} too")
+    return stale, owner
+
+
+def guard_forms(problem, say=None):
+    """Make sure ``problem`` never runs batched forms written for another step (``stale_forms``):
+    they are replaced on the instance by the forms generated from its kernels when it has them
+    (``ocnet.plugin.kernels``), else by ControlProblem's generic loops over ``step``; ``say``
+    (if given) gets one line naming them.  Returns the replaced [(form, class)].  Raises OcnetError
+    for a step whose transpose comes from another class."""
+    import types
+    stale, owner = stale_forms(problem)
+    if not stale:
+        return stale
+    gen = getattr(problem, "_generated_forms", None)
+    for name, _ in stale:
+        setattr(problem, name, getattr(gen, name) if gen is not None
+                else types.MethodType(getattr(ControlProblem, name), problem))
+    if say is not None:
+        by = {}
+        for name, d in stale:
+            by.setdefault(d.__qualname__, []).append(name)
+        inherited = "; ".join(f"{', '.join(v)} from {k}" for k, v in by.items())
+        say(f"ocnet: note: problem '{problem.name}': {owner.__qualname__} defines its own step, so the inherited "
+            f"batched forms ({inherited}) written for another step are replaced by "
+            f"{'the ones generated from its kernels' if gen is not None else 'the generic loops over step (slow: see docs/plugins/fast.md)'}")
+    return stale

@@ -77,6 +77,7 @@ def run(comm):
     from ..base.reasons import reason_name
     from ..base.options import OptionSet
     from ..plugin.loader import load_problem_class
+    from ..plugin.problem import guard_forms
 
     db = PETSc.Options()
     if not db.hasName("options_left"):
@@ -103,6 +104,8 @@ def run(comm):
     values = opts.read(db)
     grid = LayerGrid.from_comm(values["N"], values["T"], comm)
     problem = cls(values, comm)
+    # batched forms inherited from a class with another step never run (ocnet/plugin/problem.py)
+    guard_forms(problem, say=lambda line: _say(comm, line, sys.stderr))
     if values["load"]:  # the loaded model's own state (e.g. its input standardisation), before data are used
         state = rundir.saved_model_state(values["load"], comm)
         if state:
@@ -133,7 +136,9 @@ def run(comm):
              if values["mode"] == "serial" else "\n".join(view_solves(objective.mgrit, objective.adj_mgrit)))
     replicated = values["design_layout"] == "replicated"
     x = objective.design.initial(values["seed"])
-    meta = {"problem": spec, "N": grid.N, "T": grid.T, "global_size": objective.design.global_size,
+    meta = {"problem": spec, "model": problem.name,
+            "shapes": [int(problem.layer_param_size), int(problem.global_param_size)],
+            "N": grid.N, "T": grid.T, "global_size": objective.design.global_size,
             "ranks": grid.size, "model_options": sorted(plugin_keys),
             "data_options": sorted(getattr(cls, "data_options", ())),
             "options": {k: v for k, v in values.items() if k not in RUN_CONTROL},

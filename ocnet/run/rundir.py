@@ -69,10 +69,14 @@ def differences(saved, meta, keys):
 def model_differences(saved, meta):
     """Differences in what shapes the model: problem, N, T, the plugin's options except the
     ones it names as data selection (``data_options``)."""
-    top = differences(saved, meta, ("problem", "N", "T"))
+    # a model is its plugin's name and parameter shapes, not the import string: a faster
+    # implementation of the same model (another class or module) loads it (runs saved before
+    # "model" was recorded compare the import string)
+    top = differences(saved, meta, ("model", "shapes", "N", "T") if "model" in saved else ("problem", "N", "T"))
     so, mo = saved.get("options", {}), meta.get("options", {})
     skip = set(meta.get("data_options", ()))
-    keys = [k for k in meta.get("model_options", ()) if k not in skip]
+    # an option the saved run did not have (added by a newer implementation) is not a difference
+    keys = [k for k in meta.get("model_options", ()) if k not in skip and ("model" not in saved or k in so)]
     return top + differences(so, mo, keys)
 
 

@@ -41,6 +41,8 @@ class ConvResNet(ResNet):
         dense = OptionSet()
         super().declare_options(dense)  # activation, regularisation weights, initial scales
         for o in dense.options:
+            if o.name in ("block", "hidden_width"):  # the dense family's blocks only
+                continue
             if o.name == "width":
                 opts.add("channels", int, cls.default_channels, "channels C of the residual layers", group=o.group,
                          bounds="[1,inf)")

@@ -1,19 +1,31 @@
 """The paper's residual network as a control problem (Guenther et al., SIMODS 2020).
 
     u[0]   = sigma(W_o x + b_o)                       dense opening layer
-    u[n+1] = u[n] + h sigma(K[n] u[n] + b[n])         theta[n] = (K[n], b[n])
+    u[n+1] = u[n] + h sigma(K[n] u[n] + b[n])         theta[n] = (K[n], b[n])     (-block single)
+    u[n+1] = u[n] + h W2[n] sigma(W1[n] u[n] + b1[n]) theta[n] = (W1, b1, W2)    (-block double)
     J      = CE(softmax(W_c u[N] + c), y)             mean cross-entropy
            + gamma_tik/2 sum|theta[n]|^2 + gamma_ddt/2 sum|(theta[n]-theta[n-1])/h|^2
            + gamma_tik/2 |(W_o,b_o)|^2 + gamma_class/2 |(W_c,c)|^2
 
-States are (width, batch) feature-major; the kernels live in problems.resnet.dense_kernels.
+States are (width, batch) feature-major; the single block's hand-written batched forms live in
+problems.resnet.dense_kernels, the double block's two kernels in problems.resnet.double_kernels
+(its batched forms are generated from them by ocnet.plugin.kernels).
+
+Reusing a member's data, opening and classifier with a new block (docs/plugins/fast.md): subclass
+the problem (e.g. Peaks) and call ``ocnet.plugin.kernels.use_kernels(self, step, step_adjoint)``
+in ``__init__`` after setting ``layer_param_size``, with ``cache_size``, ``kernel_args``,
+``work_size`` and ``initial_layer_parameters`` for the new step -- as ``-block double`` does.
 """
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import classifier, dense_kernels as kernels
+from . import classifier, dense_kernels as kernels, double_kernels
+from ocnet.plugin.kernels import use_kernels
 from ocnet.plugin.problem import ControlProblem
+
+#: residual blocks of the dense family (-block)
+BLOCKS = ("single", "double")
 
 
 @dataclass
@@ -31,6 +43,9 @@ class Classification:
 class ResNet(ControlProblem):
     name = "resnet"
     default_width = 8
+    #: -block and its hidden width (0: the single block); set in __init__
+    block = "single"
+    hidden = 0
 
     @classmethod
     def declare_options(cls, opts):
@@ -38,6 +53,10 @@ class ResNet(ControlProblem):
         opts.add("width", int, cls.default_width, "network width (state features per sample)", group=g,
                  bounds="[1,inf)")
         opts.add("activation", str, "smoothrelu", "activation sigma", choices=tuple(kernels.ACTIVATIONS), group=g)
+        opts.add("block", str, "single", "residual block: single u + h sigma(K u + b), or double "
+                 "u + h W2 sigma(W1 u + b1) with -hidden_width hidden features", choices=BLOCKS, group=g)
+        opts.add("hidden_width", int, 0, "hidden features of -block double (0: 2 * width)", group=g,
+                 bounds="[0,inf)")
         opts.add("gamma_tik", float, 1e-7, "Tikhonov weight on layer and opening parameters", group=g,
                  bounds="[0,inf)")
         opts.add("gamma_ddt", float, 1e-5, "smoothness weight on (theta[n]-theta[n-1])/h", group=g,
@@ -58,7 +77,14 @@ class ResNet(ControlProblem):
         self.gamma_class = values["gamma_class"]
         self.nin, self.nclasses = nin, nclasses
         self.datasets = datasets
-        self.layer_param_size = w * w + w
+        self.block = values.get("block", "single")
+        if self.block == "double":  # every form generated from the two kernels (ocnet.plugin.kernels)
+            q = self.hidden = values["hidden_width"] or 2 * w
+            self.layer_param_size = 2 * w * q + q
+            use_kernels(self, double_kernels.double_step, double_kernels.double_step_adjoint)
+        else:
+            self.hidden = 0
+            self.layer_param_size = w * w + w
         self.n_open = w * nin + w
         self.global_param_size = self.n_open + nclasses * w + nclasses
 
@@ -78,6 +104,11 @@ class ResNet(ControlProblem):
 
     def initial_layer_parameters(self, n, rng):
         w = self.width
+        if self.block == "double":  # W1 ~ N(0, init_layer^2/w), b1 = 0, W2 ~ N(0, init_layer^2/q)
+            q, s = self.hidden, self.values["init_layer"]
+            W1 = rng.standard_normal((q, w)) * s / np.sqrt(w)
+            W2 = rng.standard_normal((w, q)) * s / np.sqrt(q)
+            return np.concatenate([W1.ravel(), np.zeros(q), W2.ravel()])
         K = rng.standard_normal((w, w)) * self.values["init_layer"] / np.sqrt(w)
         return np.concatenate([K.ravel(), np.zeros(w)])
 
@@ -98,7 +129,16 @@ class ResNet(ControlProblem):
         return self.width * data.batch
 
     def cache_size(self, data):
+        if self.block == "double":  # sigma(z) and sigma'(z) of the hidden layer
+            return 2 * self.hidden * data.batch
         return self.width * data.batch
+
+    # ---- the two kernels' constants and scratch (-block double; ocnet.plugin.kernels) ------
+    def kernel_args(self, S):
+        return (self.width, self.hidden, self.act)
+
+    def work_size(self, S):
+        return self.hidden * (S // self.width) + 2 * self.hidden * self.width
 
     def _states(self, A):
         return A.reshape(A.shape[0], self.width, A.shape[1] // self.width)

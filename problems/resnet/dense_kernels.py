@@ -11,100 +11,22 @@ import numpy as np
 from numba import njit
 
 
-# ---- activations: return (sigma(x), sigma'(x)); branch-free so the loops vectorise ----------
-# (tanh has its own multi-pass kernel, _tanh_update, below)
-@njit(inline="always")
-def act_relu(x):
-    return max(x, 0.0), (1.0 if x > 0.0 else 0.0)
-
-
-@njit(inline="always")
-def act_smoothrelu(x):
-    # Guenther et al.: 0 below -0.1, x above 0.1, C^1 quadratic 2.5x^2 + 0.5x + 0.025 between;
-    # written with the clamp c = clip(x, -0.1, 0.1) so it has no branches.
-    c = min(max(x, -0.1), 0.1)
-    return (2.5 * c + 0.5) * c + 0.025 + max(x - 0.1, 0.0), 5.0 * c + 0.5
-
-
+# ---- activations: the framework's public ones (ocnet.plugin.activations), (sigma(x), sigma'(x)),
+# branch-free so the loops vectorise (tanh has its own multi-pass kernel, _tanh_update, below).
 # Kernels take the activation as an integer code (a loop-invariant branch, which the compiler
 # unswitches): passing jitted functions as arguments breaks Numba's on-disk cache.
-ACTIVATIONS = {"tanh": 0, "relu": 1, "smoothrelu": 2}
-
-
-@njit(inline="always")
-def activation(kind, x):
-    """ReLU (1) or SmoothReLU (2); tanh (0) goes through _tanh_update instead."""
-    if kind == 1:
-        return act_relu(x)
-    return act_smoothrelu(x)
-
-
-LOG2E = 1.4426950408889634
-LN2_HI = 6.93147180369123816490e-01
-LN2_LO = 1.90821492927058770002e-10
-
-
-@njit(cache=True, error_model="numpy")
-def _tanh_update(z, b, h, u, out, dsig, F, forced, minus):
-    """The tanh case in three SIMD passes: e = exp(-2|x|) by Cody-Waite reduction, a degree-12
-    polynomial and the exponent added through an int64 view (libm's exp is scalar in Numba);
-    then tanh = sign(x) (1-e)/(1+e).  Accurate to a few ulp."""
-    w, B = z.shape
-    work = np.empty(B)
-    nint = np.empty(B, np.int64)
-    wi = work.view(np.int64)
-    for i in range(w):
-        bi = b[i]
-        zi = z[i]
-        for s in range(B):
-            a = min(2.0 * abs(zi[s] + bi), 40.0)  # exp(-40) is below half an ulp of 1
-            n = np.floor(-a * LOG2E + 0.5)
-            r = (-a - n * LN2_HI) - n * LN2_LO
-            work[s] = 1.0 + r * (1.0 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120 + r * (
-                1 / 720 + r * (1 / 5040 + r * (1 / 40320 + r * (1 / 362880 + r * (1 / 3628800 + r * (
-                    1 / 39916800 + r * (1 / 479001600))))))))))))
-            nint[s] = np.int64(n)
-        for s in range(B):
-            wi[s] += nint[s] << 52
-        ui, oi, di, fi = u[i], out[i], dsig[i], F[i if forced else 0]
-        for s in range(B):
-            e = work[s]
-            t = (1.0 - e) / (1.0 + e)
-            t = t if zi[s] + bi >= 0.0 else -t
-            v = ui[s] + h * t
-            if minus:
-                oi[s] = oi[s] - v
-            else:
-                oi[s] = v + fi[s] if forced else v
-            di[s] = 1.0 - t * t
+from ocnet.plugin.activations import ACTIVATIONS, LN2_HI, LN2_LO, LOG2E  # noqa: E402,F401
+from ocnet.plugin.activations import relu as act_relu, smoothrelu as act_smoothrelu  # noqa: E402
+from ocnet.plugin.activations import activation  # noqa: E402,F401
+# the fused residual update out = u + h*act(z + b) (+ F), dsig = act'(z + b), and its tanh case
+from ocnet.plugin.activations import residual_update as activate_update_forced  # noqa: E402
+from ocnet.plugin.activations import tanh_residual_update as _tanh_update  # noqa: E402,F401
 
 
 @njit(cache=True, error_model="numpy")
 def activate_update(act, z, b, h, u, out, dsig):
     """out = u + h*act(z + b), dsig = act'(z + b), row-wise bias b."""
     activate_update_forced(act, z, b, h, u, out, dsig, z, False, False)
-
-
-@njit(cache=True, error_model="numpy")
-def activate_update_forced(act, z, b, h, u, out, dsig, F, forced, minus):
-    """``activate_update`` with, if ``forced``, the MGRIT forcing F added in the same pass:
-    out = (u + h*act(z + b)) + F, rounded as the separate pass would (one memory pass fewer);
-    ``minus``: out = out - (u + h*act(z + b)) instead (FAS restriction, unforced)."""
-    if act == 0:
-        _tanh_update(z, b, h, u, out, dsig, F, forced, minus)
-        return
-    w, B = z.shape
-    for i in range(w):
-        bi = b[i]
-        zi, ui, oi, di, fi = z[i], u[i], out[i], dsig[i], F[i if forced else 0]
-        for s in range(B):
-            a, d = activation(act, zi[s] + bi)
-            v = ui[s] + h * a
-            if minus:
-                oi[s] = oi[s] - v
-            else:
-                oi[s] = v + fi[s] if forced else v
-            di[s] = d
 
 
 @njit(cache=True)

@@ -1,0 +1,268 @@
+"""Fast plugins from two kernels: every batched form compiled from one jitted step and its transpose.
+
+Write the step of your problem and its transposed Jacobian once, as two Numba-jitted functions on a
+single state, and derive the plugin from ``KernelProblem``::
+
+    from numba import njit
+    from ocnet.plugin.kernels import KernelProblem
+
+    @njit(cache=True)
+    def my_step(n, h, theta, u, out, cache, work, args):
+        ...                                    # out[:] = Phi_n(u; theta, h); fill cache (e.g. sigma')
+
+    @njit(cache=True)
+    def my_step_adjoint(n, h, theta, u, cache, lam_next, lam, grad, work, args):
+        ...                                    # if lam.size: lam[:] = (dPhi_n/du)^T lam_next
+                                               # if grad.size: grad += (dPhi_n/dtheta)^T lam_next
+
+    class MyProblem(KernelProblem):
+        step_kernel = my_step
+        step_adjoint_kernel = my_step_adjoint
+        def kernel_args(self, S): return (self.width,)       # constants the kernels need (a tuple)
+        def work_size(self, S): return 2 * S                  # doubles of scratch per call (default 0)
+        ...                                                   # data, opening, terminal as usual
+
+``u, out, cache, lam_next, lam, grad, work`` are flat C-contiguous float64 arrays (reshape them
+in the kernel, e.g. ``u.reshape(w, -1)``), ``theta`` (p,), ``n`` the fine layer index of the
+step (MGRIT's coarse levels call it with ``n = j*m`` and ``h*m``), ``args`` the tuple of
+``kernel_args``.  ``lam`` has size 0 when only the parameter gradient is wanted
+(``parameter_gradient``), ``grad`` size 0 when it is not (the transposed sweeps of adjoint MGRIT).
+
+ocnet then supplies ``step``, ``step_adjoint`` and all nine batched forms of the contract
+(``sweep``, ``sweep_adjoint``, ``parameter_gradient`` with ``rows=``, ``sweeps`` with forcing,
+``cache=`` and ``ahead=``, ``steps`` with ``minus=``, ``sweeps_adjoint`` with ``grad=`` and
+``ahead=``, ``steps_adjoint`` with ``minus=``) as compiled loops that call the kernels: no Python
+per layer or per C-point on any MGRIT level.  The loops are the source of ``kernel_loops``,
+copied per kernel pair into a generated module whose name hashes the source files of the two
+kernels, so Numba's on-disk cache (``cache=True``) serves a second run and a changed kernel file
+gets fresh code.  A kernel's callees in *other* files are not hashed (as in Numba itself): clear
+the cache folder after changing them.  Generated modules live in ``$NUMBA_CACHE_DIR/ocnet_kernels``
+or, without that variable, ``~/.cache/ocnet/kernels``.
+
+A problem that chooses its kernels per instance (e.g. by an option) calls ``use_kernels`` in its
+``__init__`` (the ResNet's ``-block double`` does).
+"""
+import hashlib
+import importlib.util
+import inspect
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+from ..base.errors import OcnetError
+from .problem import BATCHED_FORMS, ControlProblem, defining_class
+
+_COMPILED = {}  # (step kernel, adjoint kernel) -> generated module
+
+
+def cache_folder():
+    """Where the generated loop modules (and Numba's cache of them) live."""
+    base = os.environ.get("NUMBA_CACHE_DIR")
+    if base:
+        return os.path.join(base, "ocnet_kernels")
+    return os.path.join(os.path.expanduser("~"), ".cache", "ocnet", "kernels")
+
+
+def _is_kernel(f):
+    return hasattr(f, "py_func") and hasattr(f, "compile")
+
+
+def _source_fingerprint(kernel):
+    """Text that changes when the kernel (or anything else in its source file) changes."""
+    fn = kernel.py_func
+    try:
+        path = inspect.getsourcefile(fn)
+        with open(path, "rb") as f:
+            text = f.read()
+    except (TypeError, OSError):  # defined interactively: its code object is all there is
+        path, text = "<none>", repr((fn.__code__.co_code, fn.__code__.co_consts)).encode()
+    return f"{fn.__module__}:{fn.__qualname__}:{path}:".encode() + text
+
+
+def compile_forms(step_kernel, step_adjoint_kernel):
+    """The module of compiled batched forms for this kernel pair (built once per process).
+
+    Raises OcnetError when either is not a Numba dispatcher (``@njit``) or the cache folder
+    cannot be written."""
+    for what, k in (("step_kernel", step_kernel), ("step_adjoint_kernel", step_adjoint_kernel)):
+        if not _is_kernel(k):
+            raise OcnetError(f"{what} must be a Numba-jitted function (@numba.njit), not {type(k).__name__}")
+    key = (step_kernel, step_adjoint_kernel)
+    if key in _COMPILED:
+        return _COMPILED[key]
+    import numba
+
+    from . import activations, kernel_loops
+    template = open(kernel_loops.__file__, "rb").read()
+    h = hashlib.sha256(template)
+    for part in (_source_fingerprint(step_kernel), _source_fingerprint(step_adjoint_kernel),
+                 open(activations.__file__, "rb").read(), numba.__version__.encode()):
+        h.update(part)
+    name = f"ocnet_kernels_{h.hexdigest()[:20]}"
+    folder = cache_folder()
+    path = os.path.join(folder, name + ".py")
+    try:
+        if not os.path.isfile(path):  # written once: rewriting would change its stamp and void Numba's cache
+            os.makedirs(folder, exist_ok=True)
+            header = (f"# generated by ocnet.plugin.kernels for {step_kernel.py_func.__module__}."
+                      f"{step_kernel.py_func.__qualname__} / {step_adjoint_kernel.py_func.__qualname__}\n").encode()
+            fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(header + template)
+            os.replace(tmp, path)  # atomic: ranks racing to write it write the same text
+    except OSError as e:
+        raise OcnetError(f"cannot write the compiled-forms module into '{folder}': {e}") from None
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.STEP, mod.STEP_ADJOINT = step_kernel, step_adjoint_kernel  # globals, read at the first compile
+    sys.modules[name] = mod
+    _COMPILED[key] = mod
+    return mod
+
+
+def _fwd(X):
+    """(array in forward row order, reversed?) for a row array that MGRIT may hand over back to
+    front (its adjoint levels): the loops index the flipped, C-ordered view."""
+    if X.ndim == 2 and X.shape[0] > 1 and X.strides[0] < 0:
+        return X[::-1], True
+    return X, False
+
+
+def _c(X):
+    """A read-only row array as C-contiguous (copied only if it is not)."""
+    return X if X.flags.c_contiguous else np.ascontiguousarray(X)
+
+
+_NO_ROWS = np.zeros(0, np.int64)
+
+
+class GeneratedForms:
+    """The contract's step-level and batched methods of one problem, from its two kernels.
+
+    ``problem`` supplies ``kernel_args(S)`` and ``work_size(S)``; the methods have the contract's
+    signatures (CONTRACT.md) and are bound onto the problem by ``use_kernels``."""
+
+    def __init__(self, problem, step_kernel, step_adjoint_kernel):
+        self.problem = problem
+        self.kernels = (step_kernel, step_adjoint_kernel)
+        self.mod = compile_forms(step_kernel, step_adjoint_kernel)
+        self._args = {}
+
+    def describe(self):
+        a, b = self.kernels
+        return f"generated from the kernels {a.py_func.__qualname__} and {b.py_func.__qualname__}"
+
+    def _a(self, S):
+        """(work size, args) for states of size S (asked of the problem once per S)."""
+        r = self._args.get(S)
+        if r is None:
+            args = self.problem.kernel_args(S)
+            if not isinstance(args, tuple):
+                raise OcnetError(f"problem '{self.problem.name}': kernel_args must return a tuple, "
+                                 f"not {type(args).__name__}")
+            r = self._args[S] = (int(self.problem.work_size(S)), args)
+        return r
+
+    # ---- step level ----------------------------------------------------------------------
+    def step(self, n, h, theta, u, out, cache):
+        self.mod.one_step(n, h, _c(theta), u, out, cache, *self._a(u.shape[0]))
+
+    def step_adjoint(self, n, h, theta, u, cache, lam_next, lam, grad_theta):
+        self.mod.one_step_adjoint(n, h, _c(theta), u, cache, lam_next, lam, grad_theta, *self._a(u.shape[0]))
+
+    # ---- batched forms ---------------------------------------------------------------------
+    def sweep(self, n0, h, thetas, U, C, F=None):
+        self.mod.sweep(n0, h, _c(thetas), U, C, U[:0] if F is None else _c(F), F is not None, *self._a(U.shape[1]))
+
+    def sweep_adjoint(self, n0, h, thetas, U, C, Lam, G, F=None):
+        self.mod.sweep_adjoint(n0, h, _c(thetas), _c(U), _c(C), Lam, G, Lam[:0] if F is None else _c(F),
+                               F is not None, *self._a(U.shape[1]))
+
+    def parameter_gradient(self, n0, h, thetas, U, C, Lam, G, rows=None):
+        rows_ = _NO_ROWS if rows is None else np.asarray(rows, np.int64)
+        self.mod.parameter_gradient(n0, h, _c(thetas), _c(U), _c(C), _c(Lam), G, rows_, rows is None,
+                                    *self._a(U.shape[1]))
+
+    def sweeps(self, runs, ns, h, thetas, U, C, F=None, cache=True, ahead=None):
+        A, arows = (U[:0], _NO_ROWS) if ahead is None else (ahead[0], np.asarray(ahead[1], np.int64))
+        self.mod.sweeps(np.asarray(runs, np.int64).reshape(-1, 2), np.asarray(ns, np.int64), h, _c(thetas), U, C,
+                        U[:0] if F is None else _c(F), F is not None, bool(cache), A, arows, *self._a(U.shape[1]))
+
+    def steps(self, rows, ns, h, thetas, U, C, out, out_rows, F=None, cache=True, minus=False):
+        self.mod.steps(np.asarray(rows, np.int64), np.asarray(ns, np.int64), h, _c(thetas), U, C, out,
+                       np.asarray(out_rows, np.int64), U[:0] if F is None else _c(F), F is not None, bool(cache),
+                       bool(minus), *self._a(U.shape[1]))
+
+    def sweeps_adjoint(self, runs, ns, h, thetas, U, C, Lam, F=None, grad=None, ahead=None):
+        L, lrev = _fwd(Lam)
+        Fs, frev = (L[:0], False) if F is None else _fwd(F)
+        A, arows = (L[:0], _NO_ROWS) if ahead is None else (ahead[0], np.asarray(ahead[1], np.int64))
+        G = np.empty((0, thetas.shape[1])) if grad is None else grad  # (thetas may be read-only)
+        self.mod.sweeps_adjoint(np.asarray(runs, np.int64).reshape(-1, 2), np.asarray(ns, np.int64), h, _c(thetas),
+                                _c(U), _c(C), L, lrev, _c(Fs), F is not None, frev, G, grad is not None, A, arows,
+                                *self._a(U.shape[1]))
+
+    def steps_adjoint(self, rows, ns, h, thetas, U, C, Lam, out, out_rows, F=None, minus=False):
+        L, lrev = _fwd(Lam)
+        Fs, frev = (L[:0], False) if F is None else _fwd(F)
+        self.mod.steps_adjoint(np.asarray(rows, np.int64), np.asarray(ns, np.int64), h, _c(thetas), _c(U), _c(C),
+                               L, lrev, out, np.asarray(out_rows, np.int64), _c(Fs), F is not None, frev,
+                               bool(minus), *self._a(U.shape[1]))
+
+
+def use_kernels(problem, step_kernel, step_adjoint_kernel, names=None):
+    """Bind the forms generated from the two kernels onto ``problem`` (instance attributes, so
+    they win over any class's methods): ``step``, ``step_adjoint`` and every batched form (or
+    only ``names``).  Returns the ``GeneratedForms``.  For problems choosing their step at run
+    time (the ResNet's ``-block``); a class with fixed kernels derives from ``KernelProblem``."""
+    forms = GeneratedForms(problem, step_kernel, step_adjoint_kernel)
+    for name in ("step", "step_adjoint") + BATCHED_FORMS if names is None else names:
+        setattr(problem, name, getattr(forms, name))
+    problem._generated_forms = forms
+    return forms
+
+
+class KernelProblem(ControlProblem):
+    """A plugin written as two jitted kernels (see the module docstring): set the class attributes
+    ``step_kernel`` and ``step_adjoint_kernel``, and define ``kernel_args``/``work_size`` if the
+    kernels need constants or scratch.  Everything else (data, opening, terminal, ...) as for
+    ``ControlProblem``.  A subclass may replace the kernels; the forms follow them."""
+
+    #: its forms work for any kernels (ocnet.plugin.problem.stale_forms)
+    _generic_forms = True
+    #: the forward step, @njit: (n, h, theta, u, out, cache, work, args)
+    step_kernel = None
+    #: its transpose, @njit: (n, h, theta, u, cache, lam_next, lam, grad, work, args)
+    step_adjoint_kernel = None
+
+    def kernel_args(self, S):
+        """The constant tuple handed to the kernels as ``args`` for states of size S (e.g. the
+        width, to reshape the flat state).  Default ``()``."""
+        return ()
+
+    def work_size(self, S):
+        """Doubles of scratch (``work``) the kernels need per call for states of size S.  Default 0."""
+        return 0
+
+    def __init__(self, values, comm):
+        super().__init__(values, comm)
+        cls = type(self)
+        if cls.step_kernel is None or cls.step_adjoint_kernel is None:
+            raise OcnetError(f"problem '{self.name}': a KernelProblem sets both step_kernel and "
+                             "step_adjoint_kernel (Numba-jitted functions)")
+        # forms a subclass writes by hand stay (guard_forms replaces them if written for other kernels)
+        own = [n for n in ("step", "step_adjoint") + BATCHED_FORMS
+               if defining_class(cls, n) in (ControlProblem, KernelProblem)]
+        use_kernels(self, cls.step_kernel, cls.step_adjoint_kernel, own)
+
+    # The methods below only document the signatures; ``use_kernels`` binds the generated ones.
+    def step(self, n, h, theta, u, out, cache):
+        """out[:] = Phi_n(u; theta, h) through ``step_kernel``."""
+        raise OcnetError("KernelProblem.__init__ was not called")
+
+    def step_adjoint(self, n, h, theta, u, cache, lam_next, lam, grad_theta):
+        """The transposed step through ``step_adjoint_kernel``."""
+        raise OcnetError("KernelProblem.__init__ was not called")

@@ -1,0 +1,164 @@
+"""Fast plugins from two kernels (ocnet.plugin.kernels) and safe reuse of the built-ins.
+
+A plugin written only as two jitted kernels (tests/kernel_toy.py: layer-dependent, with a cache)
+passes -check_adjoint for every generated form on 1, 2 and 3 ranks, exact = serial, and its
+histories are rank-count free in all three modes; inherited batched forms written for another
+step never run; a model loads after its implementation changed."""
+import numpy as np
+import pytest
+
+from tests.conftest import history_column, run_ocnet
+
+TOY = ["-problem", "tests.kernel_toy:KernelToy", "-N", 12]
+TRAIN = TOY + ["-tao_max_it", 8, "-quiet", "-mgrit_cfactor", 2]
+# every generated form, with each optional extension the checker exercises
+FORMS = {"sweep ": ("plain", "forcing"), "sweep_adjoint ": ("dot", "forcing"),
+         "parameter_gradient ": ("dot", "rows="), "sweeps ": ("plain", "forcing", "ahead=", "ahead= forcing"),
+         "steps ": ("plain", "forcing", "minus="), "sweeps_adjoint ": ("dot", "forcing", "grad=", "ahead="),
+         "steps_adjoint ": ("dot", "forcing", "minus=")}
+
+
+def lines(p, status):
+    return [ln for ln in p.stdout.splitlines() if ln.startswith(status + "  ")]
+
+
+@pytest.mark.parametrize("nprocs", [None, 2, 3])
+def test_two_kernels_pass_check_adjoint(nprocs):
+    p = run_ocnet(TOY + ["-check_adjoint", "-mgrit_cfactor", 2], nprocs=nprocs, check=False)
+    assert p.returncode == 0 and not lines(p, "FAIL") and "checks passed" in p.stdout, p.stdout + p.stderr
+    ok = lines(p, "PASS")
+    for form, parts in FORMS.items():
+        found = [ln for ln in ok if ln.startswith("PASS  " + form)]
+        assert found, (form, p.stdout)
+        for part in parts:
+            assert any(part + " " in ln for ln in found), (form, part, p.stdout)
+    # the all-level forms are tested at coarse step sizes too (layer index n = j*m, h*m)
+    assert any(ln.startswith("PASS  sweeps_adjoint h*m=") for ln in ok), p.stdout
+    assert any(ln.startswith("PASS  Taylor") for ln in ok)
+
+
+@pytest.mark.parametrize("act", ["relu", "smoothrelu"])
+def test_two_kernels_other_activations(act):
+    p = run_ocnet(TOY + ["-check_adjoint", "-mgrit_cfactor", 2, "-toy_act", act], check=False)
+    assert p.returncode == 0 and not lines(p, "FAIL"), p.stdout + p.stderr
+
+
+def test_two_kernels_exact_is_serial(tmp_path):
+    run_ocnet(TRAIN + ["-run_dir", tmp_path / "s"])
+    run_ocnet(TRAIN + ["-mode", "exact", "-mgrit_rtol", 1e-13, "-run_dir", tmp_path / "e"], nprocs=2)
+    s, e = history_column(tmp_path / "s"), history_column(tmp_path / "e")
+    assert len(s) == len(e) == 9 and s[-1] < 0.9 * s[0]
+    np.testing.assert_allclose(e, s, rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("mode", ["serial", "exact", "oneshot"])
+def test_two_kernels_rank_count_free(tmp_path, mode):
+    for p in (1, 2, 3):
+        run_ocnet(TRAIN + ["-mode", mode, "-run_dir", tmp_path / f"p{p}"], nprocs=p)
+    ref = history_column(tmp_path / "p1")
+    for p in (2, 3):
+        np.testing.assert_allclose(history_column(tmp_path / f"p{p}"), ref, rtol=1e-10, atol=0)
+
+
+def test_wrong_kernel_is_named():
+    p = run_ocnet(["-problem", "tests.reuse:WrongKernelToy", "-N", 8, "-check_adjoint"], check=False)
+    assert p.returncode == 1, p.stdout + p.stderr
+    bad = lines(p, "FAIL")
+    assert any(ln.startswith("FAIL  step h=") and "step_adjoint from generated from the kernels toy_step and "
+               "wrong_adjoint" in ln for ln in bad), p.stdout
+    assert any(ln.startswith("FAIL  sweep_adjoint h=") and "[sweep_adjoint from generated from the kernels" in ln
+               for ln in bad), p.stdout
+    assert any(ln.startswith("PASS  sweep h=") for ln in lines(p, "PASS")), p.stdout  # the forward forms are right
+
+
+def test_inherited_forms_for_another_step_do_not_run():
+    """A Peaks subclass with its own step: the ResNet's jitted forms (for its step) are replaced by
+    the generic loops, with one line naming them; every check then passes."""
+    args = ["-problem", "tests.reuse:HalfStepPeaks", "-N", 8, "-width", 3, "-ntrain", 30, "-nval", 0]
+    p = run_ocnet(args + ["-check_adjoint"], check=False)
+    notes = [ln for ln in p.stderr.splitlines() if ln.startswith("ocnet: note:")]
+    assert len(notes) == 1 and "HalfStepPeaks defines its own step" in notes[0], p.stderr
+    assert "sweep, sweep_adjoint, parameter_gradient, sweeps, steps, sweeps_adjoint, steps_adjoint from ResNet" \
+        in notes[0], notes
+    assert p.returncode == 0 and not lines(p, "FAIL"), p.stdout + p.stderr
+
+
+def test_step_without_its_transpose_is_one_line():
+    p = run_ocnet(["-problem", "tests.reuse:StepOnlyPeaks", "-N", 4, "-tao_max_it", 1], check=False)
+    ours = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.startswith("ocnet")]
+    assert p.returncode == 2 and len(ours) == 1, p.stdout + p.stderr
+    assert "StepOnlyPeaks overrides step but inherits step_adjoint from ResNet" in ours[0]
+
+
+def test_kernels_missing_is_one_line():
+    p = run_ocnet(["-problem", "tests.reuse:EmptyKernelProblem", "-N", 4], check=False)
+    ours = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.startswith("ocnet")]
+    assert p.returncode == 2 and len(ours) == 1 and "step_kernel and step_adjoint_kernel" in ours[0], \
+        p.stdout + p.stderr
+
+
+def test_builtin_data_with_new_block():
+    """use_kernels: Peaks' data, opening and classifier with a block from two kernels."""
+    p = run_ocnet(["-problem", "tests.reuse:KernelPeaks", "-N", 8, "-width", 3, "-ntrain", 30, "-nval", 0,
+                   "-check_adjoint", "-mgrit_cfactor", 2], check=False)
+    assert p.returncode == 0 and not lines(p, "FAIL"), p.stdout + p.stderr
+    assert any(ln.startswith("PASS  sweeps_adjoint") for ln in lines(p, "PASS")), p.stdout
+
+
+def test_model_loads_after_implementation_change(tmp_path):
+    base = ["-N", 6, "-width", 3, "-ntrain", 40, "-nval", 0, "-quiet"]
+    run_ocnet(["-problem", "peaks"] + base + ["-tao_max_it", 2, "-run_dir", tmp_path / "a"])
+    p = run_ocnet(["-problem", "tests.reuse:FasterPeaks"] + base + ["-tao_max_it", 0, "-load", tmp_path / "a",
+                                                                    "-run_dir", tmp_path / "b"], check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    np.testing.assert_allclose(history_column(tmp_path / "b")[0], history_column(tmp_path / "a")[-1], rtol=1e-12)
+    p = run_ocnet(["-problem", "peaks"] + base + ["-tao_max_it", 0, "-block", "double", "-load", tmp_path / "a"],
+                  check=False)
+    assert p.returncode == 2 and "another model" in p.stderr, p.stdout + p.stderr
+
+
+def test_docs_example_is_toy_fast():
+    import os
+
+    from tests.conftest import ROOT
+    doc = open(os.path.join(ROOT, "docs", "plugins", "fast.md")).read()
+    section = doc.split("## 5. Worked example", 1)[1]
+    block = section.split("```python\n", 1)[1].split("```", 1)[0]
+    code = open(os.path.join(ROOT, "tests", "toy_fast.py")).read().split('"""', 2)[2].lstrip("\n")
+    assert block == code
+
+
+def test_fast_example_same_as_numpy(tmp_path):
+    """The worked example: the kernels give the numpy plugin's iterates (round-off apart)."""
+    args = ["-N", 8, "-tao_max_it", 6, "-quiet"]
+    run_ocnet(["-problem", "tests.toy:LinearControl"] + args + ["-run_dir", tmp_path / "a"])
+    run_ocnet(["-problem", "tests.toy_fast:LinearControlFast"] + args + ["-run_dir", tmp_path / "b"])
+    np.testing.assert_allclose(history_column(tmp_path / "b"), history_column(tmp_path / "a"), rtol=1e-9)
+
+
+CACHE_PROBE = """
+import sys
+import numpy as np
+sys.path.insert(0, {root!r})
+from tests.kernel_toy import KernelToy
+pb = KernelToy(dict(dim=3, nsamples=8, toy_act="tanh", gamma_tik=0.0, gamma_ddt=0.0), None)
+th, U, C = np.full((2, 12), 0.1), np.ones((3, 24)), np.zeros((2, 24))
+pb.sweep(0, 0.1, th, U, C)
+mod = pb._generated_forms.mod
+print("hits", sum(mod.sweep.stats.cache_hits.values()), "misses", sum(mod.sweep.stats.cache_misses.values()))
+"""
+
+
+def test_generated_forms_cached_on_disk(tmp_path):
+    """A second process loads the generated loops from Numba's disk cache (no compilation)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    out = [subprocess.run([sys.executable, "-c", CACHE_PROBE.format(root=ROOT)], capture_output=True, text=True,
+                          env=env, timeout=300).stdout.split() for _ in range(2)]
+    assert out[0][:4] == ["hits", "0", "misses", "1"], out
+    assert out[1][:4] == ["hits", "1", "misses", "0"], out
+    assert any(f.startswith("ocnet_kernels_") for f in os.listdir(tmp_path / "ocnet_kernels"))
