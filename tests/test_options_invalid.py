@@ -72,3 +72,11 @@ def test_every_option_rejects_an_invalid_value(problem):
         assert f"-{name}" in lines[0] or name == "problem", (name, lines[0])
         checked += 1
     assert checked > 0
+
+
+def test_hidden_width_without_double_block_is_reported():
+    """-hidden_width shapes only -block double; with the single block it is an error, not ignored."""
+    p = run_ocnet(["-problem", "peaks", "-N", 4, "-tao_max_it", 1, "-hidden_width", 6], check=False)
+    lines = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.startswith("ocnet: error:")]
+    assert p.returncode == 2 and len(lines) == 1 and "-hidden_width" in lines[0], p.stderr
+    assert "Traceback" not in p.stderr

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import classifier, dense_kernels as kernels, double_kernels
+from ocnet.base.errors import OcnetError
 from ocnet.plugin.kernels import use_kernels
 from ocnet.plugin.problem import ControlProblem
 
@@ -83,6 +84,9 @@ class ResNet(ControlProblem):
             self.layer_param_size = 2 * w * q + q
             use_kernels(self, double_kernels.double_step, double_kernels.double_step_adjoint)
         else:
+            if values.get("hidden_width"):  # an option given is honoured or reported
+                raise OcnetError(f"-hidden_width {values['hidden_width']} applies to -block double only "
+                                 "(the single block has no hidden layer)")
             self.hidden = 0
             self.layer_param_size = w * w + w
         self.n_open = w * nin + w
