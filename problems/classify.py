@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from ocnet.errors import OcnetError
+from ocnet.base.errors import OcnetError
 from . import datafiles
 from .resnet import Classification, ResNet
 

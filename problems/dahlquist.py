@@ -3,7 +3,7 @@ u[n+1] = (u[n] + h theta[n]) / (1 - h lam),  u[0] = g,  J = 1/2 (u[N] - target)^
 A scalar linear problem for MGRIT convergence studies (the exact two-level theory applies)."""
 import numpy as np
 
-from ocnet.problem import ControlProblem
+from ocnet.plugin.problem import ControlProblem
 
 
 class Dahlquist(ControlProblem):

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from ocnet.errors import OcnetError
+from ocnet.base.errors import OcnetError
 
 
 def _text_delimiter(path, skip_rows):

@@ -4,7 +4,7 @@ One control amplitude per layer; the step is a tridiagonal solve (factorised onc
 import numpy as np
 from scipy.linalg import solve_banded
 
-from ocnet.problem import ControlProblem
+from ocnet.plugin.problem import ControlProblem
 
 
 class Heat(ControlProblem):

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from ocnet.errors import OcnetError
+from ocnet.base.errors import OcnetError
 from .resnet import Classification
 from .resnet.conv import ConvResNet
 

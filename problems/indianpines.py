@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from ocnet.errors import OcnetError
+from ocnet.base.errors import OcnetError
 from . import datafiles
 from .classify import LabelledResNet
 

@@ -27,9 +27,9 @@ import numpy as np
 
 from . import conv_kernels as kernels
 from .dense import ResNet
-from ocnet.errors import OcnetError
-from ocnet.options import OptionSet
-from ocnet.problem import ControlProblem
+from ocnet.base.errors import OcnetError
+from ocnet.base.options import OptionSet
+from ocnet.plugin.problem import ControlProblem
 
 
 class ConvResNet(ResNet):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import classifier, dense_kernels as kernels
-from ocnet.problem import ControlProblem
+from ocnet.plugin.problem import ControlProblem
 
 
 @dataclass
