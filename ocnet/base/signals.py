@@ -66,16 +66,36 @@ def _handler(signum, frame):
         if _rank0():
             _say(f"ocnet: {name}: stopped before the first iteration (nothing to save); exit status "
                  f"{INTERRUPTED_STATUS}")
-        os._exit(INTERRUPTED_STATUS)
+        _abort_all()
     if _state["phase"] == "run" and _rank0():
         _say(f"ocnet: {name}: stopping at the end of this iteration after saving "
              "(a second signal ends at once)")
+
+
+def _abort_all():
+    """End this rank now, and the job with it: MPI_Abort when MPI runs with more than one rank
+    (the others may be blocked in a collective with this one), else _exit."""
+    try:
+        import sys
+        if "mpi4py.MPI" in sys.modules:
+            from mpi4py import MPI
+            if MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
+                MPI.COMM_WORLD.Abort(INTERRUPTED_STATUS)
+    except Exception:  # noqa: BLE001 - fall back to ending this rank
+        pass
+    os._exit(INTERRUPTED_STATUS)
 
 
 def install():
     """Install the handlers (main thread; call once at start-up, before any work)."""
     for s in SIGNALS:
         signal.signal(s, _handler)
+
+
+def uninstall():
+    """The default actions again (once everything is written: a signal then ends at once)."""
+    for s in SIGNALS:
+        signal.signal(s, signal.SIG_DFL)
 
 
 def on_early_stop(fn):
@@ -137,6 +157,12 @@ def test_hook(stage, its=0):
     if rank != want:
         return
     pid = os.getppid() if target == "parent" else int(target[4:]) if target.startswith("pid=") else os.getpid()
+    stamp = os.environ.get("OCNET_TEST_SIGNAL_STAMP")
+    if stamp:  # when the signal went out (the tests time the stop from here)
+        import time
+        with open(stamp + ".tmp", "w") as f:
+            f.write(repr(time.time()))
+        os.replace(stamp + ".tmp", stamp)
     os.kill(pid, getattr(signal, "SIG" + parts[2]))
 
 

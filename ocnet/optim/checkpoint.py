@@ -20,9 +20,11 @@ NAMES = ("checkpoint", "checkpoint.old", "checkpoint.new")
 
 
 def _kill_hook(stage, its):
-    """Test hook: OCNET_TEST_KILL=stage:iteration sends SIGKILL to this process there."""
+    """Test hook: OCNET_TEST_KILL=stage:iteration[:rank] sends SIGKILL to this process there
+    (stages: ``during`` a checkpoint's writing, ``after`` a whole save; rank 0 unless given)."""
     spec = os.environ.get("OCNET_TEST_KILL", "")
-    if spec == f"{stage}:{its}":
+    rank = os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMI_RANK", "0"))
+    if spec in (f"{stage}:{its}", f"{stage}:{its}:{rank}") and (spec.count(":") == 2 or rank == "0"):
         os.kill(os.getpid(), 9)
 
 
@@ -71,7 +73,6 @@ def save(run_dir, comm, objective, its, opt_state, rows, meta=None):
         os.replace(new, cur)
         shutil.rmtree(old, ignore_errors=True)
     comm.Barrier()
-    _kill_hook("after", its)
 
 
 def find(run_dir):

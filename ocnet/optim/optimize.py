@@ -151,7 +151,7 @@ class Trainer:
         checkpoint.save(self.run_dir, self.comm, self.obj, its, self._opt_state(x), self.rows, self.meta)
         rundir.save_params(self.run_dir, self.obj.design.convert(x, False), dict(self.meta or {}, iteration=its),
                            self.comm)
-        checkpoint._kill_hook("params", its)
+        checkpoint._kill_hook("after", its)
         self.saved_its = its
         self._last_save = time.perf_counter()
 
@@ -237,8 +237,11 @@ class Trainer:
         try:
             self.tao.solve(x)
         except PETSc.Error as e:
-            if isinstance(e.__cause__, OcnetError):
-                raise e.__cause__ from None
+            cause = e  # a callback's error, wrapped once per PETSc level it crossed (a python TAO: twice)
+            while isinstance(cause, PETSc.Error) and cause.__cause__ is not None:
+                cause = cause.__cause__
+            if isinstance(cause, OcnetError):
+                raise cause from None
             raise
 
     def _restore(self, x):

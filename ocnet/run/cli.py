@@ -298,6 +298,15 @@ def main(argv=None):
     except BaseException as e:  # noqa: B902 - every failure ends every rank (KeyboardInterrupt too)
         return channel.finish(*describe(e, comm))
     report_unused(comm)
+    if signals.agreed(comm) or status == signals.INTERRUPTED_STATUS:  # collective: every rank decides alike
+        # every rank has written its part of the run folder; end now, without MPI_Finalize:
+        # mpiexec, when it was signalled itself, is busy killing the job and would hold the
+        # ranks' finalisation until it SIGKILLs them
+        comm.Barrier()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    signals.uninstall()  # everything is written: a signal during MPI's finalisation ends the rank
     return status
 
 
@@ -380,7 +389,7 @@ def describe(e, comm):
 
     from ..base.errors import OcnetError, PeerStop
 
-    if isinstance(e, PETSc.Error) and e.__cause__ is not None:  # raised inside a PETSc callback
+    while isinstance(e, PETSc.Error) and e.__cause__ is not None:  # raised inside a PETSc callback
         e = e.__cause__
     if isinstance(e, PeerStop):
         return 2, None
