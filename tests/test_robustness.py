@@ -48,6 +48,48 @@ def test_missing_options_file(nprocs):
               "-options_file: cannot read '/no/such.opts'")
 
 
+BAD_LINES = [
+    ("-this is not an option line", "has more than an option and its value"),
+    ("N 16", "is not an option line"),
+    ('-problem "peaks', "unbalanced double quote"),
+    ("alias -a", "is not 'alias -newname -oldname'"),
+]
+
+
+@pytest.mark.parametrize("line,text,nprocs", [b + (n,) for b, n in zip(BAD_LINES, (2, None, None, None))],
+                         ids=[t for _, t in BAD_LINES])
+def test_malformed_options_file(tmp_path, nprocs, line, text):
+    """A line PETSc cannot parse: one line naming the file and line, exit 2 (PETSc would print its
+    error block and a traceback on every rank); comments, quoted values and blank lines pass."""
+    opts = tmp_path / "bad.opts"
+    opts.write_text("# a comment\n\n-N 4   # trailing comment\n-problem \"peaks\"\n" + line + "\n")
+    p = run_ocnet(["-options_file", opts] + PEAKS, nprocs=nprocs, timeout=120, check=False)
+    one_error(p, 2, f"-options_file '{opts}', line 5: ")
+    assert text in p.stderr and "PETSc" not in p.stderr and "---" not in p.stderr, p.stderr
+    if "quote" in text:  # the same file without the bad line runs
+        good = tmp_path / "good.opts"
+        good.write_text("# a comment\n\n-N 4   # trailing comment\n-problem \"peaks\"\n")
+        run_ocnet(["-options_file", good] + PEAKS, nprocs=nprocs, timeout=120)
+
+
+def test_nested_malformed_options_file(tmp_path):
+    inner, outer = tmp_path / "inner.opts", tmp_path / "outer.opts"
+    inner.write_text("-N 4 5\n")
+    outer.write_text(f"-options_file {inner}\n")
+    one_error(run_ocnet(["-options_file", outer] + PEAKS, timeout=120, check=False), 2,
+              f"-options_file '{inner}', line 1: ")
+
+
+# ---- derived values that under- or overflow: range-checked where they are derived ------------
+@pytest.mark.parametrize("args,text,nprocs", [
+    (["-T", "1e-320"], "-T 1e-320 with -N 4: the step h = T/N = 2.5e-321 is out of range", 2),
+    (["-T", "1e300", "-N", 4], "the step h = T/N = 2.5e+299 is out of range", None),
+    (["-T", "1e-100", "-gamma_ddt", "1e300"], "the smoothness weight gamma_ddt/h^2", 2),
+], ids=["h-underflow", "h-overflow", "weight-overflow"])
+def test_derived_values_range_checked(args, text, nprocs):
+    one_error(run_ocnet(PEAKS + args, nprocs=nprocs, timeout=120, check=False), 2, text)
+
+
 # ---- 2. non-finite numbers stop the run, say where, keep the last good parameters ------------
 @pytest.mark.parametrize("nprocs", [None, 2])
 def test_nonfinite_objective_stops_and_keeps_last_good(tmp_path, nprocs):

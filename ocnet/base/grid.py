@@ -37,7 +37,7 @@ class LayerGrid:
             raise OcnetError(f"the final time must be positive (got -T {self.T})")
         h = self.T / self.N
         if not H_MIN <= h <= H_MAX:  # derived values: h*h under- or overflows (a division by 0 or inf)
-            raise OcnetError(f"-T {self.T:g} with -N {self.N}: the step h = T/N = {h:.3g} is out of range; "
+            raise OcnetError(f"-T {self.T!r} with -N {self.N}: the step h = T/N = {h:.3g} is out of range; "
                              f"h and h^2 must be normal floating-point numbers ({H_MIN:.3g} <= h <= {H_MAX:.3g})")
         if self.size > self.N:
             raise OcnetError(f"{self.size} MPI ranks for only {self.N} layers: use at most N ranks")
