@@ -103,17 +103,20 @@ def resume_finishes(folder, args, nprocs, max_it):
     return p
 
 
-@pytest.mark.parametrize("nprocs,sig", [(1, signal.SIGINT), (2, signal.SIGTERM)])
+@pytest.mark.parametrize("nprocs,sig", [(1, signal.SIGINT), (2, signal.SIGTERM), (3, signal.SIGUSR1)])
 def test_signal_mid_run(tmp_path, nprocs, sig):
     """The test signals mpiexec once the run has written 5 history rows (an arbitrary moment of
-    an iteration); the run stops at the end of that iteration, saved."""
+    an iteration); the run stops at the end of that iteration, saved.  mpiexec forwards SIGUSR1 at
+    once and returns the ranks' status 4; SIGTERM/SIGINT reach the ranks after Open MPI's
+    odls_base_sigkill_timeout (5 s here) and mpiexec returns its own status."""
     run = tmp_path / "run"
     p, out, err = launch(ARGS + ["-tao_max_it", 100000, "-run_dir", run] + ["-checkpoint_seconds", 0] * (nprocs > 1),
                          nprocs, tmp_path)  # saving every iteration: the signal often lands in a save
     hist = run / "history.csv"
-    took, _ = watch(p, trigger=lambda: hist.exists() and hist.read_text().count("\n") > 5, sig=sig)
+    took, status = watch(p, trigger=lambda: hist.exists() and hist.read_text().count("\n") > 5, sig=sig)
     o, e = outputs(out, err)
     assert took is not None and took < STOP_SECONDS, (took, o, e)
+    assert status != 0 and (status == 4 or sig != signal.SIGUSR1), (status, e)
     assert "Traceback" not in e, e
     its = check_consistent(run)
     assert its >= 4
