@@ -1,9 +1,10 @@
 """Checkpoint/restart: a run killed with SIGKILL (after a checkpoint, or while writing one) and
 resumed ends with parameters bitwise identical to an uninterrupted run on the same rank count."""
+import json
 
 import pytest
 
-from tests.conftest import run_ocnet
+from tests.conftest import read_history, run_ocnet
 
 ARGS = ["-N", 12, "-width", 4, "-ntrain", 200, "-nval", 20, "-tao_max_it", 14, "-quiet", "-mode", "oneshot",
         "-mgrit_cfactor", 2, "-tao_type", "python", "-tao_python_type", "ocnet.optim.oneshot.OneShot",
@@ -16,12 +17,16 @@ def test_kill_and_resume_bitwise(tmp_path, nprocs, kill, monkeypatch):
     run_ocnet(ARGS + ["-run_dir", ref], nprocs=nprocs)
     monkeypatch.setenv("OCNET_TEST_KILL", kill)
     p = run_ocnet(ARGS + ["-run_dir", cut], nprocs=nprocs, check=False)
-    assert p.returncode != 0 and not (cut / "params.petsc").exists()
-    monkeypatch.delenv("OCNET_TEST_KILL")
-    out = run_ocnet(ARGS + ["-resume", cut], nprocs=nprocs).stdout
+    assert p.returncode != 0 and not (cut / "summary.json").exists()
     its = int(kill.split(":")[1])
     resumed_at = its if kill.startswith("after") else its - 3  # killed mid-write: the previous one
+    # the killed folder: the parameters of the last complete save, the rows appended up to the kill
+    assert json.loads((cut / "params.json").read_text())["iteration"] == resumed_at
+    assert int(read_history(cut)[-1]["iteration"]) == its
+    monkeypatch.delenv("OCNET_TEST_KILL")
+    out = run_ocnet(ARGS + ["-resume", cut], nprocs=nprocs).stdout
     assert f"resuming {cut} at iteration {resumed_at}" in out
+    assert [r["iteration"] for r in read_history(cut)] == [str(i) for i in range(15)]
     assert (ref / "params.petsc").read_bytes() == (cut / "params.petsc").read_bytes()
 
 
@@ -32,8 +37,10 @@ def test_resume_errors(tmp_path):
     p = run_ocnet(ARGS + ["-resume", tmp_path / "empty"], check=False)
     assert p.returncode == 2 and "no complete checkpoint" in p.stderr
     run_ocnet(ARGS + ["-run_dir", tmp_path / "r", "-tao_max_it", 4])
-    (tmp_path / "r" / "checkpoint" / "optimizer.npz").write_bytes(b"garbage")
+    (tmp_path / "r" / "checkpoint" / "rank0.npz").write_bytes(b"garbage")
     p = run_ocnet(ARGS + ["-resume", tmp_path / "r"], check=False)
     assert p.returncode == 2 and "corrupt checkpoint" in p.stderr and "Traceback" not in p.stderr
-    p = run_ocnet(ARGS[:-2] + ["-tao_type", "lmvm", "-checkpoint_every", 2, "-run_dir", tmp_path / "x"], check=False)
-    assert p.returncode == 2 and "need the one-shot optimiser" in p.stderr
+    p = run_ocnet(ARGS + ["-resume", tmp_path / "r", "-N", 16], check=False)
+    assert p.returncode == 2 and "other settings: -N 12 (now 16)" in p.stderr, p.stderr
+    p = run_ocnet(ARGS[:-2] + ["-checkpoint_every", 2], check=False)
+    assert p.returncode == 2 and "-checkpoint_every needs -run_dir" in p.stderr

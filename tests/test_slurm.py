@@ -90,3 +90,86 @@ class Tiny(ControlProblem):
         lamN[:] = uN - data
         return 0.5 * float((uN - data) @ (uN - data))
 '''
+
+
+# ---- runs/slurm/train.sbatch: USR1 before the limit, save, requeue, resume ---------------------
+def test_train_template_parses_and_dry_runs(tmp_path):
+    p = subprocess.run(["bash", "-n", os.path.join(SLURM, "train.sbatch")], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    text = open(os.path.join(SLURM, "train.sbatch")).read()
+    assert "#SBATCH --signal=B:USR1@" in text and "#SBATCH --requeue" in text
+    e = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    e.update(PYTHON=sys.executable, RUN_DIR=str(tmp_path / "r"))
+    p = subprocess.run(["bash", os.path.join(SLURM, "train.sbatch"), "--dry-run"], capture_output=True, text=True,
+                       timeout=120, env=e)
+    assert p.returncode == 0, p.stderr
+    peaks = os.path.join(os.path.dirname(SLURM), "peaks.opts")
+    assert f"-m ocnet -options_file {peaks} -run_dir {tmp_path / 'r'}" in p.stdout, p.stdout
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / ".ocnet-run").write_text("")
+    p = subprocess.run(["bash", os.path.join(SLURM, "train.sbatch"), "--dry-run"], capture_output=True, text=True,
+                       timeout=120, env=e)
+    assert f"-resume {tmp_path / 'r'}" in p.stdout, p.stdout  # a requeued job continues the folder
+
+
+def test_train_template_requeues_and_resumes(tmp_path):
+    """The batch script with stand-ins for srun (runs the command on one rank) and scontrol
+    (records its arguments): USR1 to the script mid-run stops the run saved (status 4) and
+    requeues the job; the requeued start (same job id) resumes the folder and finishes."""
+    import signal
+    import time
+
+    from tests.conftest import read_history
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "srun").write_text('#!/bin/bash\n[ "$1" = --ntasks ] && shift 2\nexec "$@"\n')
+    (bin_ / "scontrol").write_text(f'#!/bin/bash\necho "$@" >> {tmp_path}/scontrol.log\n')
+    for f in ("srun", "scontrol"):
+        os.chmod(bin_ / f, 0o755)
+    opts = tmp_path / "small.opts"
+    opts.write_text("-N 16\n-width 8\n-ntrain 1000\n-nval 50\n-tao_gatol 0\n-quiet\n-tao_max_it 150\n")
+    run = tmp_path / "run"
+    e = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    e.update(PYTHON=sys.executable, RUN_DIR=str(run), OPTIONS=str(opts), SLURM_JOB_ID="4242", SLURM_NTASKS="1",
+             PATH=f"{bin_}:{os.environ['PATH']}", OMP_NUM_THREADS="1")
+    script = os.path.join(SLURM, "train.sbatch")
+    p = subprocess.Popen(["bash", script], stdout=open(tmp_path / "out1", "w"), stderr=subprocess.STDOUT, env=e)
+    hist, start = run / "history.csv", time.time()
+    while not (hist.exists() and hist.read_text().count("\n") > 4):
+        assert p.poll() is None and time.time() - start < 300, open(tmp_path / "out1").read()
+        time.sleep(0.05)
+    os.kill(p.pid, signal.SIGUSR1)  # what Slurm's --signal=B:USR1@120 does
+    assert p.wait(timeout=300) == 4, open(tmp_path / "out1").read()
+    assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
+    stopped = int(read_history(run)[-1]["iteration"])
+    assert 4 <= stopped < 150
+    e["SLURM_RESTART_COUNT"] = "1"  # the requeued job
+    p = subprocess.run(["bash", script], capture_output=True, text=True, env=e, timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert f"resuming {run} at iteration {stopped}" in p.stdout
+    assert [int(r["iteration"]) for r in read_history(run)] == list(range(151))
+    assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]  # not requeued again
+
+
+def test_train_template_relative_paths_plugin_folder_and_checks(tmp_path):
+    """train.sbatch from another folder: OPTIONS, RUN_DIR and PLUGIN_PATH relative to it; the dry run
+    loads the out-of-tree problem, and fails with one line for a missing options file or an
+    unimportable problem."""
+    (tmp_path / "plug").mkdir()
+    (tmp_path / "plug" / "tinyplug.py").write_text(PLUGIN)
+    (tmp_path / "tiny.opts").write_text("-problem tinyplug:Tiny\n")
+    e = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    e.update(PYTHON=sys.executable, OPTIONS="tiny.opts", RUN_DIR="r", PLUGIN_PATH="plug")
+    script = os.path.join(SLURM, "train.sbatch")
+
+    def dry_train(**extra):
+        return subprocess.run(["bash", script, "--dry-run"], capture_output=True, text=True, timeout=300,
+                              cwd=tmp_path, env={**e, **extra})
+    p = dry_train()
+    assert p.returncode == 0, p.stderr
+    assert "-m ocnet -options_file tiny.opts -run_dir r" in p.stdout, p.stdout
+    p = dry_train(OPTIONS="missing.opts")
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "missing.opts" in p.stderr, p.stderr
+    p = dry_train(PLUGIN_PATH="")
+    errs = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert p.returncode == 2 and len(errs) == 1 and "tinyplug" in errs[0], p.stderr

@@ -2,7 +2,8 @@
 
 Exit status: 0 done, 1 a bug (traceback), 2 bad input or an unusable configuration (one line),
 3 the run failed numerically (a non-finite objective or gradient, or an unconverged exact solve
-under ``-unconverged stop``; one line, the last good parameters kept in the run folder).
+under ``-unconverged stop``; one line, the last good parameters kept in the run folder),
+4 stopped by a signal after saving the run folder (ocnet.base.signals; docs/hpc/long-runs.md).
 
 ``finish`` makes every rank end on an error raised on any rank at any moment: the failing ranks
 wait a few seconds on a non-blocking barrier of a communicator reserved for this; when every

@@ -4,9 +4,16 @@ N steps (layers) n = 0..N-1 map state u[n] to u[n+1]; h = T/N.  Rank r owns a co
 of steps [n0, n1) and the states u[n0+1..n1] they produce (rank 0 also owns u[0]).  Blocks differ
 in size by at most one, so any N and any rank count P <= N work.
 """
+import math
+import sys
 from dataclasses import dataclass
 
 from .errors import OcnetError
+
+#: the step h = T/N enters as h, 1/h and 1/h^2 (the smoothness term); all must be normal finite
+#: floating-point numbers, so h^2 must lie in [smallest normal, largest finite]
+H_MIN = math.sqrt(sys.float_info.min) * 1.0000001
+H_MAX = math.sqrt(sys.float_info.max) * 0.9999999
 
 
 def block_bounds(N, size, rank):
@@ -28,6 +35,10 @@ class LayerGrid:
             raise OcnetError(f"the number of layers must be positive (got -N {self.N})")
         if not 0 < self.T < float("inf"):
             raise OcnetError(f"the final time must be positive (got -T {self.T})")
+        h = self.T / self.N
+        if not H_MIN <= h <= H_MAX:  # derived values: h*h under- or overflows (a division by 0 or inf)
+            raise OcnetError(f"-T {self.T!r} with -N {self.N}: the step h = T/N = {h:.3g} is out of range; "
+                             f"h and h^2 must be normal floating-point numbers ({H_MIN:.3g} <= h <= {H_MAX:.3g})")
         if self.size > self.N:
             raise OcnetError(f"{self.size} MPI ranks for only {self.N} layers: use at most N ranks")
 

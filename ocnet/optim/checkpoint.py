@@ -1,12 +1,16 @@
-"""Checkpoint/restart of the one-shot optimiser: design, optimiser state, MGRIT warm starts.
+"""Checkpoint/restart of every optimiser: design, optimiser state, history, MGRIT warm starts.
 
-A checkpoint is a folder ``checkpoint`` in the run folder: every rank writes its own trajectory
-file, rank 0 the optimiser state and the history, then a ``COMPLETE`` marker; the folder is
-written as ``checkpoint.new`` and swapped in by renames, so a crash at any moment leaves one
-complete checkpoint (``checkpoint`` or, mid-swap, ``checkpoint.old``)."""
+A checkpoint is a folder ``checkpoint`` in the run folder: every rank writes its own file
+``rank<r>.npz`` (its MGRIT warm starts and its part of the optimiser state: the design, and the
+optimiser's memory where it has one), rank 0 the history and what the run is (``history.json``),
+then a ``COMPLETE`` marker; the folder is written as ``checkpoint.new`` and swapped in by
+renames, so a crash at any moment leaves one complete checkpoint (``checkpoint`` or, mid-swap,
+``checkpoint.old``).  The mini-batch of an iteration is a function of (-seed, iteration), so the
+iteration number restores the mini-batch sequence."""
 import json
 import os
 import shutil
+import zipfile
 
 import numpy as np
 
@@ -16,9 +20,11 @@ NAMES = ("checkpoint", "checkpoint.old", "checkpoint.new")
 
 
 def _kill_hook(stage, its):
-    """Test hook: OCNET_TEST_KILL=stage:iteration sends SIGKILL to this process there."""
+    """Test hook: OCNET_TEST_KILL=stage:iteration[:rank] sends SIGKILL to this process there
+    (stages: ``during`` a checkpoint's writing, ``after`` a whole save; rank 0 unless given)."""
     spec = os.environ.get("OCNET_TEST_KILL", "")
-    if spec == f"{stage}:{its}":
+    rank = os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMI_RANK", "0"))
+    if spec in (f"{stage}:{its}", f"{stage}:{its}:{rank}") and (spec.count(":") == 2 or rank == "0"):
         os.kill(os.getpid(), 9)
 
 
@@ -36,18 +42,26 @@ def warm_arrays(objective):
     return arrs
 
 
+OPT = "opt__"  # prefix of the optimiser-state arrays in rank<r>.npz
+
+
 def save(run_dir, comm, objective, its, opt_state, rows, meta=None):
+    """Collective: write the checkpoint of iteration ``its`` (``opt_state``: this rank's
+    optimiser state, a dict of arrays and numbers; ``rows``: the history up to ``its``)."""
     rank = comm.Get_rank()
     new = os.path.join(run_dir, "checkpoint.new")
     if rank == 0:
         shutil.rmtree(new, ignore_errors=True)
         os.makedirs(new)
     comm.Barrier()
-    np.savez(os.path.join(new, f"rank{rank}.npz"), **warm_arrays(objective))
+    arrays = dict(warm_arrays(objective))
+    arrays.update({OPT + k: np.asarray(v) for k, v in opt_state.items()})
+    np.savez(os.path.join(new, f"rank{rank}.npz"), **arrays)
+    from ..base.signals import test_hook
+    test_hook("save", its)
     comm.Barrier()
     if rank == 0:
         _kill_hook("during", its)
-        np.savez(os.path.join(new, "optimizer.npz"), **opt_state)
         with open(os.path.join(new, "history.json"), "w") as f:
             json.dump({"iteration": its, "ranks": comm.Get_size(), "rows": rows, "meta": meta}, f)
         with open(os.path.join(new, "COMPLETE"), "w") as f:
@@ -59,7 +73,6 @@ def save(run_dir, comm, objective, its, opt_state, rows, meta=None):
         os.replace(new, cur)
         shutil.rmtree(old, ignore_errors=True)
     comm.Barrier()
-    _kill_hook("after", its)
 
 
 def find(run_dir):
@@ -84,7 +97,8 @@ def saved_meta(run_dir, comm):
 
 
 def load(run_dir, comm, objective):
-    """Restore the warm starts on every rank; return (optimiser state, history rows) on all ranks."""
+    """Restore the warm starts on every rank; return (this rank's optimiser state, history rows,
+    iteration).  Raises OcnetError (every rank) for a missing, corrupt or other-rank-count one."""
     path = find(run_dir) if os.path.isdir(run_dir) else None
     collective_check(comm, path is not None, f"-resume: no complete checkpoint in '{run_dir}'")
     try:
@@ -95,12 +109,16 @@ def load(run_dir, comm, objective):
                              f"{comm.Get_size()} (restart on the same rank count)")
         with np.load(os.path.join(path, f"rank{comm.Get_rank()}.npz")) as z:
             for key, arr in warm_arrays(objective).items():
+                if z[key].shape != arr.shape:
+                    raise ValueError(f"warm start '{key}' has shape {z[key].shape}, expected {arr.shape}")
                 arr[...] = z[key]
-        with np.load(os.path.join(path, "optimizer.npz")) as z:
-            opt = {k: z[k] for k in z.files}
+            opt = {k[len(OPT):]: z[k] for k in z.files if k.startswith(OPT)}
+        its, rows = int(meta["iteration"]), list(meta["rows"])
+        if rows and int(rows[-1]["iteration"]) != its:
+            raise ValueError(f"its history ends at iteration {rows[-1]['iteration']}, not {its}")
     except OcnetError:
         raise
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
         collective_check(comm, False, f"-resume: corrupt checkpoint in '{path}': {e}")
     collective_check(comm, True, "")
-    return opt, meta["rows"]
+    return opt, rows, its

@@ -17,6 +17,7 @@ class OneShot:
         self.m, self.c1, self.shrink, self.ls_max = 5, 1e-4, 0.5, 20
         self.pairs = []
         self.trainer = None  # set by ocnet's Trainer: checkpoint/restart hooks
+        self.current = None  # (x, g, f, step, its) of the iteration being monitored (checkpoints)
 
     def setFromOptions(self, tao):
         db = PETSc.Options(tao.getOptionsPrefix())
@@ -64,6 +65,7 @@ class OneShot:
                 self.pairs.append((sv, yv, float(rho)))
         while True:
             tao.setIterationNumber(its)
+            self.current = (x, g, f, step, its)
             tao.monitor(its, f, g.norm(), 0.0, step)
             if tao.checkConverged() != 0:
                 return
@@ -94,8 +96,6 @@ class OneShot:
                 self.pairs.append((s, y, 1.0 / sy))
                 del self.pairs[: -self.m]
             its += 1
-            if self.trainer is not None:
-                self.trainer.maybe_checkpoint(its, x, self.state(x, g, f, step, its))
 
     def state(self, x, g, f, step, its):
         """Everything the next iterations depend on, as arrays (for checkpoints)."""

@@ -29,20 +29,43 @@ class Trainer:
     instance means one sequence of iterates, so the history does not depend on the rank count.
     Distributed layout: one TAO on all ranks over the distributed design Vec.
     ``stop``: the -stop_state_residual / -stop_adjoint_residual thresholds (see ocnet.optim.stopping).
+
+    With a ``run_dir`` every iteration appends its history row to history.csv, and a checkpoint
+    with the parameters is saved after an iteration when ``checkpoint_seconds`` have passed since
+    the last save (0: every iteration) or the iteration is a multiple of ``checkpoint_every``.
+    The end of every iteration is a safe point: a signal received by any rank (ocnet.base.signals)
+    stops every rank there, after a save, with :class:`~ocnet.base.signals.Interrupted`.
+    ``resume``: continue from the run folder's checkpoint (every optimiser: the one-shot TAO with
+    its whole state, bitwise; PETSc's types at the saved design with their internal state, e.g.
+    lmvm's quasi-Newton memory, started afresh: TAO exposes lmvm's matrix to no API).
+    The run folder's files are written through ``files`` (the run machinery, ocnet.run.rundir,
+    handed in so that this layer does not import it): ``files.HistoryWriter(run_dir, comm)`` and
+    ``files.save_params(run_dir, x, meta, comm)``; required with a ``run_dir``.
     """
 
     def __init__(self, objective, comm, replicated=True, on_row=None, run_dir=None,
-                 checkpoint_every=0, resume=False, stop=(0.0, 0.0), meta=None):
+                 checkpoint_every=0, resume=False, stop=(0.0, 0.0), meta=None, checkpoint_seconds=60.0,
+                 files=None):
+        if run_dir and files is None:
+            raise ValueError("Trainer: a run_dir needs files= (ocnet.run.rundir)")
+        self.files = files
         self.obj, self.comm, self.meta = objective, comm, meta
         self.run_dir, self.checkpoint_every, self.resume = run_dir, checkpoint_every, resume
+        self.checkpoint_seconds = checkpoint_seconds
         self._resumed = None
+        self.resume_its = 0
         self.rows = []
         self._in_callback = False
         self.last_good = None  # the design of the last recorded iteration (kept when a run fails)
         self.on_row = on_row
         self.evaluations = self._evals_since_monitor = 0  # rank 0's optimiser callbacks
         self.t0 = None
+        self._last_save = None
+        self.saved_its = None  # the iteration of the last checkpoint written by this run
+        self.offset = 0  # PETSc TAO counts from 0 again after a resume
+        self.skip_its = None  # the resumed iteration: recorded before the stop, not again
         self.replicated = replicated
+        self.history = files.HistoryWriter(run_dir, comm) if run_dir else None
         self.tao = PETSc.TAO().create(comm=PETSc.COMM_SELF if replicated else objective.design.comm)
         self.tao.setObjectiveGradient(self._objgrad, objective.design.create_vec(replicated))
         self.tao.setObjective(self._obj)
@@ -52,16 +75,24 @@ class Trainer:
             from .stopping import ResidualStop
             ResidualStop(objective, *stop).install(self.tao)
         ctx = self.tao.getPythonContext() if self.tao.getType() == "python" else None
-        if checkpoint_every or resume:
-            from .oneshot import OneShot
-            if not isinstance(ctx, OneShot):
-                raise OcnetError("-checkpoint_every/-resume need the one-shot optimiser "
-                                 "(-tao_type python -tao_python_type ocnet.optim.oneshot.OneShot): PETSc's "
-                                 "built-in TAO types do not expose their internal state")
+        from .oneshot import OneShot
+        self.oneshot = ctx if isinstance(ctx, OneShot) else None
+        if self.oneshot is not None:
             ctx.trainer = self
+        if (checkpoint_every or resume) and not run_dir:
+            raise OcnetError("-checkpoint_every/-resume need a run folder")
         if resume:
             from . import checkpoint
-            self._resumed, self.rows = checkpoint.load(run_dir, comm, objective)
+            self._resumed, self.rows, its = checkpoint.load(run_dir, comm, objective)
+            self.resume_its = self.skip_its = self.saved_its = its
+            objective.next_batch(its + 1)  # as after recording iteration its
+            if self.oneshot is None:
+                self.offset = its
+                left = self.tao.getMaximumIterations() - its
+                self.tao.setMaximumIterations(max(left, 0) if left > 0 else 1)
+                self._left = left
+        if self.history is not None:
+            self.history.start(self.rows)
 
     @property
     def root_only(self):
@@ -95,6 +126,7 @@ class Trainer:
     def _monitor(self, tao):
         self._evals_since_monitor = 0
         its, f, gnorm, _, step, _ = tao.getSolutionStatus()  # step: the last line-search step
+        its += self.offset
         x = tao.getSolution()
         self._command(("monitor", its, f, gnorm, step), x)
         with self._callback():
@@ -109,17 +141,31 @@ class Trainer:
         self._in_callback = False  # not reached on an error: Trainer.solve reads the flag then
 
     def resume_state(self):
-        """Rank 0's optimiser: the restored optimiser state (None for a fresh start)."""
+        """This rank's restored optimiser state (None for a fresh start)."""
         return self._resumed
 
-    def maybe_checkpoint(self, its, x, state):
-        if self.checkpoint_every and its % self.checkpoint_every == 0:
-            self._command(("checkpoint", its, None), x)  # only rank 0 writes the optimiser state
-            self._checkpoint(its, state)
+    def _opt_state(self, x):
+        """This rank's optimiser state at the iteration just recorded (arrays and numbers)."""
+        if self.oneshot is not None and self.oneshot.current is not None:
+            return self.oneshot.state(*self.oneshot.current)
+        return {"x": x.getArray(readonly=True).copy()}
 
-    def _checkpoint(self, its, state):
+    def _save(self, its, x):
+        """Collective: checkpoint and parameters of iteration ``its`` (design ``x``)."""
         from . import checkpoint
-        checkpoint.save(self.run_dir, self.comm, self.obj, its, state, self.rows, self.meta)
+        checkpoint.save(self.run_dir, self.comm, self.obj, its, self._opt_state(x), self.rows, self.meta)
+        self.files.save_params(self.run_dir, self.obj.design.convert(x, False), dict(self.meta or {}, iteration=its),
+                           self.comm)
+        checkpoint._kill_hook("after", its)
+        self.saved_its = its
+        self._last_save = time.perf_counter()
+
+    def _save_due(self, its, now):
+        if not self.run_dir:
+            return False
+        if self.checkpoint_every and its % self.checkpoint_every == 0:
+            return True
+        return now - (self._last_save if self._last_save is not None else self.t0) >= self.checkpoint_seconds
 
     def _serve(self, x):
         """Ranks > 0 of the replicated layout: follow rank 0's commands until it stops."""
@@ -134,20 +180,26 @@ class Trainer:
                 self.obj.evaluate(x)
             elif cmd[0] == "monitor":
                 self._record(*cmd[1:], x)
-            elif cmd[0] == "checkpoint":
-                self._checkpoint(cmd[1], cmd[2])
             elif cmd[0] == "error":
                 raise PeerStop()
             else:
                 return cmd[1]
 
     def _record(self, its, f, gnorm, step, x):
+        """Collective (every rank): the history row of iteration ``its``, any save due, and the
+        safe point where a signal to any rank stops every rank."""
+        if its == self.skip_its:  # the resumed iterate, re-reported by the optimiser
+            self.skip_its = None
+            self._safe_point(its, x)
+            return
         with phase("OcnetValidation"):
             train = self.obj.metrics(x, "train").get("accuracy", math.nan)
             val = self.obj.metrics(x, "val")
+        now = time.perf_counter()
+        wall, due = self.comm.bcast((now - self.t0, self._save_due(int(its), now)), root=0)
         row = {"iteration": int(its), "objective": float(f), "gradient_norm": float(gnorm),
                "train_accuracy": train, "val_accuracy": val.get("accuracy", math.nan),
-               "wall_time": self.comm.bcast(time.perf_counter() - self.t0, root=0),
+               "wall_time": wall,
                "step_length": float(step),
                "state_residual": self.obj.state_residual,
                "adjoint_residual": self.obj.adjoint_residual,
@@ -158,8 +210,23 @@ class Trainer:
             self.last_good = x.duplicate()
         x.copy(self.last_good)
         self.obj.next_batch(int(its) + 1)
+        if self.history is not None:
+            self.history.append(row)
         if self.on_row:
             self.on_row(row)
+        from ..base.signals import test_hook
+        test_hook("row", int(its))
+        if due:
+            self._save(int(its), x)
+        self._safe_point(int(its), x)
+
+    def _safe_point(self, its, x):
+        from ..base import signals
+        sig = signals.agreed(self.comm)
+        if sig:
+            if self.run_dir and self.saved_its != its:
+                self._save(its, x)
+            raise signals.Interrupted(sig)
 
     def evaluate_only(self, x):
         """-tao_max_it 0: one evaluation at x, recorded as iteration 0."""
@@ -175,17 +242,40 @@ class Trainer:
         try:
             self.tao.solve(x)
         except PETSc.Error as e:
-            if isinstance(e.__cause__, OcnetError):
-                raise e.__cause__ from None
+            cause = e  # a callback's error, wrapped once per PETSc level it crossed (a python TAO: twice)
+            while isinstance(cause, PETSc.Error) and cause.__cause__ is not None:
+                cause = cause.__cause__
+            if isinstance(cause, OcnetError):
+                raise cause from None
             raise
+
+    def _restore(self, x):
+        """A resumed PETSc TAO: the design of the checkpoint."""
+        if self._resumed is None or self.oneshot is not None:
+            return
+        x.setArray(self._resumed["x"])
+
+    def finish(self, x):
+        """Collective, after a normal end: save the last iteration if its save is not done yet (so
+        -resume of a finished run, e.g. with a larger -tao_max_it, continues from its end)."""
+        if self.run_dir and self.rows and self.saved_its != self.rows[-1]["iteration"]:
+            self._save(self.rows[-1]["iteration"], self.last_good)
+
+    def _nothing_left(self):
+        return self._resumed is not None and self.oneshot is None and getattr(self, "_left", 1) <= 0
 
     def solve(self, x):
         self.t0 = time.perf_counter()
+        if self._nothing_left():  # resumed at its iteration limit: TAO would not take 0 iterations
+            x.setArray(self._resumed["x"])  # every rank saved its copy or part of the design
+            return PETSc.TAO.ConvergedReason.DIVERGED_MAXITS
         if not self.root_only:
+            self._restore(x)
             self._tao_solve(x)
             return self.tao.getConvergedReason()
         if self.comm.Get_rank() == 0:
             try:
+                self._restore(x)
                 self._tao_solve(x)
             except BaseException:
                 if not self._in_callback:  # the others wait for a command: tell them to stop

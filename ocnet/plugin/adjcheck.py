@@ -521,7 +521,8 @@ def _blocks(pb, grid, obj, x, hier, rng, comm):
 
 #: framework options that select training, not the maps: given with -check_adjoint, a warning
 IGNORED = ("run_dir", "load", "batch_size", "oneshot_tao", "oneshot_state_its", "oneshot_adjoint_its",
-           "stop_state_residual", "stop_adjoint_residual", "checkpoint_every", "resume", "design_layout")
+           "stop_state_residual", "stop_adjoint_residual", "checkpoint_every", "checkpoint_seconds", "resume",
+           "design_layout")
 
 
 def check_adjoint(problem, grid, values, db, comm, out=print):

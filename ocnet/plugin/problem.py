@@ -248,6 +248,8 @@ class ControlProblem:
         grad += tik * thetas
         if ddt != 0.0:
             w = ddt / (h * h)
+            if not np.isfinite(w):  # checked up front by check_derived; never a silent inf
+                raise OcnetError(f"the smoothness weight gamma_ddt/h^2 = {ddt:g}/{h:g}^2 overflows")
             ext = thetas if prev is None else np.vstack([prev, thetas])
             d = np.diff(ext, axis=0)  # d[j]: theta of local layer s+j minus its predecessor
             s = thetas.shape[0] - d.shape[0]

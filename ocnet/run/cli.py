@@ -32,9 +32,13 @@ FRAMEWORK_OPTIONS = [  # name, type, default, help, and keywords of OptionSet.ad
      {"bounds": "[0,inf)"}),
     ("stop_adjoint_residual", float, 0.0, "the same for the adjoint MGRIT residual (0: off)", {"bounds": "[0,inf)"}),
     ("batch_size", int, 0, "mini-batch size, a new batch each iteration (0: all training data)", {"bounds": "[0,inf)"}),
-    ("checkpoint_every", int, 0, "write a checkpoint into the run folder every k iterations (one-shot optimiser)",
+    ("checkpoint_every", int, 0, "also save a checkpoint and the parameters every k iterations (0: by time only)",
      {"bounds": "[0,inf)"}),
-    ("resume", str, None, "continue the run in this folder from its last complete checkpoint", {}),
+    ("checkpoint_seconds", float, 60.0, "with a run folder: save a checkpoint and the parameters after the first "
+     "iteration that ends this many seconds after the last save (0: after every iteration); a killed run "
+     "loses at most this much work", {"bounds": "[0,inf)"}),
+    ("resume", str, None, "continue the run in this folder from its last complete checkpoint (any optimiser; "
+     "a folder stopped before its first save starts again from the beginning)", {}),
     ("log_phases", bool, False, "write RUN/phases.json: time per solver phase from PETSc log events "
      "(ocnet/perfmodel/phases.py; needs -run_dir)", {}),
     ("design_layout", str, "replicated", "optimiser vectors: replicated on every rank (history bitwise "
@@ -68,6 +72,7 @@ def run(comm):
     from petsc4py import PETSc
 
     from . import rundir
+    from ..base import signals
     from ..base.errors import NumericalFailure, OcnetError
     from ..base.grid import LayerGrid
     from ..optim.objective import ReducedObjective
@@ -148,12 +153,22 @@ def run(comm):
     run_dir = values["run_dir"] or values["resume"]
     if values["checkpoint_every"] and not run_dir:
         raise OcnetError("-checkpoint_every needs -run_dir")
-    if values["resume"]:
+    resume = bool(values["resume"])
+    if resume:
         if values["run_dir"] and os.path.abspath(values["run_dir"]) != os.path.abspath(values["resume"]):
             raise OcnetError("-resume continues in its own folder: drop -run_dir (or give the same folder)")
-        rundir.check_resume(values["resume"], meta, comm)
+        resume = rundir.check_resume(values["resume"], meta, comm)
+        if not resume:  # an ocnet run folder stopped before its first save: start again there
+            _say(comm, f"ocnet: {run_dir} holds no checkpoint yet: starting the run from the beginning")
+            rundir.prepare(run_dir, comm, overwrite=True)
     elif run_dir:
         rundir.prepare(run_dir, comm, overwrite=values["run_dir_overwrite"])
+    if run_dir:
+        rundir.write_options(run_dir, comm)
+        signals.on_early_stop(lambda: rundir.write_json(
+            os.path.join(run_dir, "summary.json"),
+            {"reason": "INTERRUPTED", "iterations": None, "ranks": grid.size,
+             "note": "stopped by a signal before the first iteration of this start; -resume continues"}))
 
     def show(row):
         if not values["quiet"]:
@@ -161,10 +176,13 @@ def run(comm):
                        "val {val_accuracy:.3f}  t {wall_time:.2f}s".format(**row))
 
     x_opt = objective.design.convert(x, replicated)
+    signals.test_hook("warmup")
     objective.evaluate(x_opt, x_opt.duplicate())  # JIT warm-up, so wall_time measures the solve
     trainer = Trainer(objective, comm, replicated, on_row=show, run_dir=run_dir,
-                      checkpoint_every=values["checkpoint_every"], resume=bool(values["resume"]),
-                      stop=(values["stop_state_residual"], values["stop_adjoint_residual"]), meta=meta)
+                      checkpoint_every=values["checkpoint_every"], resume=resume,
+                      checkpoint_seconds=values["checkpoint_seconds"],
+                      stop=(values["stop_state_residual"], values["stop_adjoint_residual"]), meta=meta,
+                      files=rundir)
     if values["log_phases"]:  # events from here on: the solve, not the warm-up
         from ..perfmodel import phases
         if not run_dir:
@@ -172,19 +190,37 @@ def run(comm):
         phases.start()
         objective.mgrit_counts = {k: [0, 0] for k in objective.mgrit_counts}
     t_solve, cpu_solve = time.perf_counter(), time.process_time()
-    if values["resume"]:
-        _say(comm, f"ocnet: resuming {run_dir} at iteration {int(trainer.resume_state()['its'])}")
+    if resume:
+        _say(comm, f"ocnet: resuming {run_dir} at iteration {trainer.resume_its}")
+    signals.set_phase("run")  # from here a signal stops every rank at the next iteration's end
     try:
         code = trainer.solve(x_opt) if max_it > 0 else trainer.evaluate_only(x_opt)
+    except signals.Interrupted as e:  # collective: every rank raised it at the same safe point
+        signals.set_phase("final")
+        last = trainer.rows[-1]["iteration"] if trainer.rows else None
+        if run_dir:  # the parameters and checkpoint of the last row were saved at the safe point
+            summary = {"reason": "INTERRUPTED", "signal": signal_name(e.signum), "iterations": last,
+                       "ranks": grid.size, "mode": values["mode"], "machine": rundir.machine(),
+                       "note": "stopped by a signal; params.petsc holds the last history row's design; "
+                               "continue with -resume"}
+            rundir.write_all(run_dir, comm, trainer.rows, None, meta, summary)
+            _say(comm, f"ocnet: {e} after iteration {last}: saved {run_dir} (continue with -resume {run_dir})",
+                 sys.stderr)
+        else:
+            _say(comm, f"ocnet: {e} after iteration {last} (no -run_dir: nothing saved)", sys.stderr)
+        return signals.INTERRUPTED_STATUS
     except NumericalFailure:
         if run_dir and trainer.last_good is not None:  # collective: every rank raised it
             x = objective.design.convert(trainer.last_good, False)
             last = trainer.rows[-1]["iteration"]
             summary = {"reason": "DIVERGED_NAN", "iterations": last, "ranks": grid.size,
                        "note": f"the run failed after iteration {last}; params.petsc holds that iteration's design"}
+            signals.set_phase("final")
             rundir.write_all(run_dir, comm, trainer.rows, x, meta, summary)
             _say(comm, f"ocnet: kept the parameters of iteration {last} in {run_dir}", sys.stderr)
         raise
+    trainer.finish(x_opt)
+    signals.set_phase("final")  # a signal now waits for the final outputs (they end the run anyway)
     t_solve, cpu_solve = time.perf_counter() - t_solve, time.process_time() - cpu_solve
     if values["log_phases"]:
         phases.write(run_dir, comm, len(trainer.rows) - 1, comm.bcast(trainer.evaluations, root=0), t_solve,
@@ -210,6 +246,7 @@ def run(comm):
                    "tolerance (see history.csv state_mgrit_its/adjoint_mgrit_its)", sys.stderr)
     if run_dir:
         rundir.write_all(run_dir, comm, rows, x, meta, summary)
+        signals.test_hook("plot")
         problem.plot(run_dir, lambda data: objective.forward_outputs(
             x, data, lambda g, uN: problem.predict(g, uN), layer_parallel=False)[0])
         _say(comm, f"ocnet: wrote {run_dir}")
@@ -220,7 +257,15 @@ def run(comm):
 
 #: options that control a run but do not define it (not compared on -load/-resume)
 RUN_CONTROL = ("run_dir", "run_dir_overwrite", "load", "design_layout", "quiet", "resume", "checkpoint_every",
-               "log_phases", "mgrit_view", "check_adjoint")
+               "checkpoint_seconds", "log_phases", "mgrit_view", "check_adjoint")
+
+
+def signal_name(signum):
+    import signal
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
 
 
 def report_unused(comm):
@@ -236,20 +281,22 @@ def report_unused(comm):
 
 def main(argv=None):
     argv = list(sys.argv if argv is None else argv)
-    missing = unreadable_options_files(argv)
-    if missing:  # PETSc would fail in its initialisation with a multi-line error on every rank
+    bad = options_file_error(argv)
+    if bad:  # PETSc would fail in its initialisation with a multi-line error on every rank
         if os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMI_RANK", "0")) == "0":
-            print(f"ocnet: error: -options_file: cannot read '{missing}'", file=sys.stderr)
+            print(f"ocnet: error: {bad}", file=sys.stderr)
         return 2
     import petsc4py
 
     petsc4py.init(argv)
     from petsc4py import PETSc
 
+    from ..base import signals
     from ..base.errors import ErrorChannel
     from ..base.numba_cache import install
 
     install()  # a damaged Numba cache file recompiles instead of failing every run
+    signals.install()  # after PETSc's initialisation: ours, not PETSc's, handle TERM/INT/USR1
     comm = PETSc.COMM_WORLD.tompi4py()
     channel = ErrorChannel(comm)
     try:
@@ -257,6 +304,15 @@ def main(argv=None):
     except BaseException as e:  # noqa: B902 - every failure ends every rank (KeyboardInterrupt too)
         return channel.finish(*describe(e, comm))
     report_unused(comm)
+    if signals.agreed(comm) or status == signals.INTERRUPTED_STATUS:  # collective: every rank decides alike
+        # every rank has written its part of the run folder; end now, without MPI_Finalize:
+        # mpiexec, when it was signalled itself, is busy killing the job and would hold the
+        # ranks' finalisation until it SIGKILLs them
+        comm.Barrier()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    signals.uninstall()  # everything is written: a signal during MPI's finalisation ends the rank
     return status
 
 
@@ -268,13 +324,78 @@ def unreadable_options_files(argv):
     return None
 
 
+def _tokens(line):
+    """PETSc's tokens of an options-file line: blank-separated, a double-quoted token may hold
+    blanks; '#' starts a comment outside quotes."""
+    out, cur, quoted, started = [], [], False, False
+    for ch in line:
+        if ch == '"':
+            quoted, started = not quoted, True
+        elif ch == "#" and not quoted:
+            break
+        elif ch.isspace() and not quoted:
+            if started:
+                out.append("".join(cur))
+            cur, started = [], False
+        else:
+            cur.append(ch)
+            started = True
+    if started:
+        out.append("".join(cur))
+    return out, quoted
+
+
+def options_file_error(argv, _seen=None):
+    """The first problem of an ``-options_file`` given in ``argv`` (or nested in one), as one
+    line, or None: a file that cannot be read, or a line that is not ``-option [value]``,
+    ``alias -new -old`` or a comment.  Checked before PETSc reads them (PETSc would print a
+    multi-line error block and a traceback on every rank)."""
+    seen = set() if _seen is None else _seen
+    for flag, value in zip(argv, argv[1:]):
+        if flag != "-options_file":
+            continue
+        if not (os.path.isfile(value) and os.access(value, os.R_OK)):
+            return f"-options_file: cannot read '{value}'"
+        real = os.path.realpath(value)
+        if real in seen:
+            continue
+        seen.add(real)
+        try:
+            with open(value, errors="replace") as f:
+                text = f.read()
+        except OSError as e:
+            return f"-options_file: cannot read '{value}': {e.strerror}"
+        nested = []
+        for no, line in enumerate(text.splitlines(), 1):
+            toks, open_quote = _tokens(line)
+            where = f"-options_file '{value}', line {no}"
+            if open_quote:
+                return f"{where}: unbalanced double quote in '{line.strip()}'"
+            if not toks:
+                continue
+            if toks[0].lower() == "alias":
+                if len(toks) != 3 or not all(t.startswith("-") for t in toks[1:]):
+                    return f"{where}: '{line.strip()}' is not 'alias -newname -oldname'"
+                continue
+            if not toks[0].startswith("-") or len(toks[0]) < 2:
+                return f"{where}: '{line.strip()}' is not an option line ('-name [value]', or a '#' comment)"
+            if len(toks) > 2:
+                return (f"{where}: '{line.strip()}' has more than an option and its value "
+                        "(one '-name [value]' a line; quote a value with blanks)")
+            nested += toks
+        err = options_file_error(["x"] + nested, seen)
+        if err:
+            return err
+    return None
+
+
 def describe(e, comm):
     """(exit status, text to print) of an exception on this rank (None text: PeerStop)."""
     from petsc4py import PETSc
 
     from ..base.errors import OcnetError, PeerStop
 
-    if isinstance(e, PETSc.Error) and e.__cause__ is not None:  # raised inside a PETSc callback
+    while isinstance(e, PETSc.Error) and e.__cause__ is not None:  # raised inside a PETSc callback
         e = e.__cause__
     if isinstance(e, PeerStop):
         return 2, None

@@ -19,7 +19,15 @@ def _base():
     probe = subprocess.run([*cmd, "-q", "-n", "1", "true"], capture_output=True, timeout=60)
     if probe.returncode == 0:
         cmd.append("-q")
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60).stdout
+    if "OpenRTE" in version:  # Open MPI 4: SIGTERM/SIGINT to mpiexec reach the ranks as SIGTERM and
+        # SIGKILL follows after this many seconds (default 1): time for ocnet's save at its safe point
+        cmd += ["--mca", "odls_base_sigkill_timeout", str(SIGKILL_TIMEOUT)]
     return tuple(cmd)
+
+
+#: seconds Open MPI 4's mpiexec waits between SIGTERM and SIGKILL of the ranks (docs/hpc/long-runs.md)
+SIGKILL_TIMEOUT = 5
 
 
 def mpiexec(n, oversubscribe=True, bind=False):

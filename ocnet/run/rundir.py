@@ -1,4 +1,10 @@
-"""Run folders: options used, history.csv, plots, and the final parameters (reloadable)."""
+"""Run folders: options used, history.csv, plots, and the parameters (reloadable).
+
+Written as the run goes (docs/hpc/long-runs.md): ``options.txt`` at the start, one
+``history.csv`` row appended and flushed per iteration (:class:`HistoryWriter`), the parameters
+of the last saved iteration (``params.petsc`` + ``params.json``, each written under a temporary
+name and renamed) with every checkpoint, ``summary.json`` at the end (also after a stop on a
+signal, reason ``INTERRUPTED``)."""
 import csv
 import json
 import os
@@ -81,25 +87,77 @@ def model_differences(saved, meta):
 
 
 def check_resume(path, meta, comm):
-    """-resume: the folder's run must be this run (same options, same rank count)."""
+    """-resume: the folder's run must be this run (same options, same rank count).  Returns True
+    when it holds a checkpoint, False for an ocnet run folder stopped before its first save;
+    raises OcnetError (every rank) otherwise."""
     from ..optim import checkpoint
     collective_check(comm, os.path.isdir(path), f"-resume: no run folder '{path}'")
     saved = checkpoint.saved_meta(path, comm)
     if saved is None:
-        return  # no checkpoint: reported by the checkpoint loader
+        found = comm.bcast(checkpoint.find(path) is not None if comm.Get_rank() == 0 else None, root=0)
+        if found:
+            return True  # unreadable: reported as a corrupt checkpoint by the loader
+        ours = comm.bcast(os.path.isfile(os.path.join(path, MARKER)) if comm.Get_rank() == 0 else None, root=0)
+        collective_check(comm, ours, f"-resume: no complete checkpoint in '{path}'")
+        return False
     diff = differences(saved, meta, ("problem", "N", "T", "ranks"))
     diff += differences(saved.get("options", {}), meta["options"],
                         sorted(set(saved.get("options", {})) | set(meta["options"])))
     if diff:
         raise OcnetError(f"-resume: '{path}' holds a run with other settings: {', '.join(diff)}; "
                          "resume with the same settings (-tao_max_it may change)")
+    return True
 
 
 def write_options(path, comm):
+    """options.txt: every option of the database, one a line (rank 0; atomic)."""
     if comm.Get_rank() == 0:
-        with open(os.path.join(path, "options.txt"), "w") as f:
+        tmp = os.path.join(path, "options.txt.tmp")
+        with open(tmp, "w") as f:
             for k, v in sorted(PETSc.Options().getAll().items()):
                 f.write(f"-{k} {v}\n".replace(" \n", "\n"))
+        os.replace(tmp, os.path.join(path, "options.txt"))
+
+
+def _csv_value(v):
+    return repr(v) if isinstance(v, float) else v
+
+
+class HistoryWriter:
+    """history.csv as the run goes (rank 0): :meth:`start` writes the header and the rows so far
+    (atomically, e.g. a resumed run's rows), :meth:`append` one row, flushed to the disk.  The
+    columns are HISTORY_COLUMNS then any further keys of the first rows."""
+
+    def __init__(self, path, comm):
+        self.path, self.rank = os.path.join(path, "history.csv"), comm.Get_rank()
+        self.cols = None
+
+    def start(self, rows):
+        if self.rank != 0:
+            return
+        self.cols = list(dict.fromkeys(list(HISTORY_COLUMNS) + [k for r in rows for k in r]))
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=self.cols, restval="nan", extrasaction="ignore")
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: _csv_value(v) for k, v in r.items()})
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def append(self, row):
+        if self.rank != 0:
+            return
+        if self.cols is None:
+            self.start([])
+        import io
+        buf = io.StringIO()
+        csv.DictWriter(buf, fieldnames=self.cols, restval="nan", extrasaction="ignore").writerow(
+            {k: _csv_value(v) for k, v in row.items()})
+        with open(self.path, "a", newline="") as f:
+            f.write(buf.getvalue())  # one write of one line: a kill leaves whole rows
+            f.flush()
 
 
 def write_history(path, rows, comm):
@@ -112,7 +170,7 @@ def write_history(path, rows, comm):
         w = csv.DictWriter(f, fieldnames=cols, restval="nan")
         w.writeheader()
         for r in rows:
-            w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+            w.writerow({k: _csv_value(v) for k, v in r.items()})
     os.replace(tmp, os.path.join(path, "history.csv"))
 
 
@@ -143,8 +201,9 @@ def plot_history(path, rows, comm):
     for a in ax:
         a.set_xlabel("iteration")
     fig.tight_layout()
-    fig.savefig(os.path.join(path, "training.png"), dpi=100)
+    fig.savefig(os.path.join(path, "training.png.tmp"), dpi=100, format="png")
     plt.close(fig)
+    os.replace(os.path.join(path, "training.png.tmp"), os.path.join(path, "training.png"))
 
 
 def save_params(path, x, meta, comm):
@@ -154,13 +213,24 @@ def save_params(path, x, meta, comm):
     x.view(viewer)
     viewer.destroy()
     if comm.Get_rank() == 0:
+        # params.json first (it names the iteration): a kill between the renames leaves a
+        # params.json one save ahead of params.petsc only for the same model, never a torn file
+        write_json(os.path.join(path, META), meta)
         os.replace(tmp, os.path.join(path, PARAMS))
         for extra in (tmp + ".info",):
             if os.path.exists(extra):
                 os.remove(extra)
-        with open(os.path.join(path, META), "w") as f:
-            json.dump(meta, f, indent=1)
     comm.Barrier()
+
+
+def write_json(path, obj):
+    """``obj`` as JSON in ``path``, written under a temporary name and renamed."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def _load_files(source):
@@ -212,15 +282,21 @@ def load_params(source, x, meta, comm):
         raise OcnetError(f"-load: '{vec_file}' holds {bad} non-finite parameter value(s)")
 
 
-def write_all(run_dir, comm, rows, x, meta, summary):
-    """options.txt, history.csv, training.png, params.petsc/json and summary.json (collective)."""
-    write_options(run_dir, comm)
+def write_all(run_dir, comm, rows, x, meta, summary, plot=True):
+    """history.csv, params.petsc/json (``x``: the design of the last row; None: keep the saved
+    ones), summary.json, then training.png (collective).  Every file is written under a
+    temporary name and renamed."""
     write_history(run_dir, rows, comm)
-    plot_history(run_dir, rows, comm)
-    save_params(run_dir, x, meta, comm)
+    if x is not None:
+        save_params(run_dir, x, dict(meta, iteration=rows[-1]["iteration"] if rows else 0), comm)
+    write_summary(run_dir, summary, comm)
+    if plot:
+        plot_history(run_dir, rows, comm)
+
+
+def write_summary(run_dir, summary, comm):
     if comm.Get_rank() == 0:
-        with open(os.path.join(run_dir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=1)
+        write_json(os.path.join(run_dir, "summary.json"), summary)
 
 
 def machine():

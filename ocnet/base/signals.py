@@ -1,0 +1,170 @@
+"""Clean stops on SIGTERM, SIGINT and SIGUSR1.
+
+A run passes through three phases:
+
+- ``early`` (start-up, data, JIT warm-up: nothing computed yet that a stop could lose): a signal
+  ends this rank at once with exit status 4 after rank 0 noted ``INTERRUPTED`` in the run
+  folder's ``summary.json`` (under MPI the other ranks are ended by mpiexec, or by their own copy
+  of the signal);
+- ``run`` (the optimisation): a signal only sets a flag; every rank reads the flags of all ranks
+  at the next safe point (the end of an iteration, after its history row and any save) with one
+  ``allreduce`` (:func:`agreed`), so one signalled rank stops every rank at the same point, and
+  they raise :class:`Interrupted` together; the caller writes the run folder and exits with 4;
+- ``final`` (writing the final outputs): the flag is kept, the writes finish.
+
+A second signal in any phase ends the process at once (exit status 128 + signal number).
+Every file ocnet writes is written under a temporary name and renamed (or appended by one
+flushed line), so neither stop leaves a half-written file.
+"""
+import json
+import os
+import signal
+
+from .errors import OcnetError
+
+#: exit status of a run stopped by a signal after writing its run folder (resumable)
+INTERRUPTED_STATUS = 4
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+
+_state = {"signal": 0, "phase": "early", "early": None}
+
+
+class Interrupted(OcnetError):
+    """Every rank stops at a safe point because a signal reached some rank; exit status 4."""
+
+    status = INTERRUPTED_STATUS
+
+    def __init__(self, signum):
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+def _rank0():
+    return os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMI_RANK", "0")) == "0"
+
+
+def _say(text):
+    try:
+        os.write(2, (text + "\n").encode())
+    except OSError:
+        pass
+
+
+def _handler(signum, frame):
+    name = signal.Signals(signum).name
+    if _state["signal"]:  # the second signal: at once
+        _say(f"ocnet: second signal ({name}): ending at once")
+        os._exit(128 + signum)
+    _state["signal"] = signum
+    if _state["phase"] == "early":
+        early = _state["early"]
+        if early is not None and _rank0():
+            try:
+                early()
+            except Exception:  # noqa: BLE001 - the stop must not fail on a note
+                pass
+        if _rank0():
+            _say(f"ocnet: {name}: stopped before the first iteration (nothing to save); exit status "
+                 f"{INTERRUPTED_STATUS}")
+        _abort_all()
+    if _state["phase"] == "run" and _rank0():
+        _say(f"ocnet: {name}: stopping at the end of this iteration after saving "
+             "(a second signal ends at once)")
+
+
+def _abort_all():
+    """End this rank now, and the job with it: MPI_Abort when MPI runs with more than one rank
+    (the others may be blocked in a collective with this one), else _exit."""
+    try:
+        import sys
+        if "mpi4py.MPI" in sys.modules:
+            from mpi4py import MPI
+            if MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
+                MPI.COMM_WORLD.Abort(INTERRUPTED_STATUS)
+    except Exception:  # noqa: BLE001 - fall back to ending this rank
+        pass
+    os._exit(INTERRUPTED_STATUS)
+
+
+def install():
+    """Install the handlers (main thread; call once at start-up, before any work)."""
+    for s in SIGNALS:
+        signal.signal(s, _handler)
+
+
+def uninstall():
+    """The default actions again (once everything is written: a signal then ends at once)."""
+    for s in SIGNALS:
+        signal.signal(s, signal.SIG_DFL)
+
+
+def on_early_stop(fn):
+    """``fn()`` (rank 0) runs when a signal arrives in the early phase, e.g. to note the stop
+    in the run folder.  None: nothing."""
+    _state["early"] = fn
+
+
+def set_phase(phase):
+    """'early', 'run' or 'final' (see the module docstring)."""
+    if phase not in ("early", "run", "final"):
+        raise ValueError(phase)
+    _state["phase"] = phase
+
+
+def requested():
+    """The signal number this rank received (0: none)."""
+    return _state["signal"]
+
+
+def agreed(comm):
+    """Collective: the largest signal number any rank received (0: none)."""
+    from mpi4py import MPI
+    return comm.allreduce(_state["signal"], op=MPI.MAX)
+
+
+def check(comm):
+    """Collective safe point: raise :class:`Interrupted` on every rank if any rank got a signal."""
+    s = agreed(comm)
+    if s:
+        raise Interrupted(s)
+
+
+def write_json_atomic(path, obj):
+    """Write ``obj`` as JSON to ``path`` through a temporary file and a rename."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def test_hook(stage, its=0):
+    """Test hook: ``OCNET_TEST_SIGNAL=stage:iteration:SIGNAME[:target]`` sends SIGNAME there, from
+    rank 0 (target ``rank=R``: from rank R) to itself, or to its parent (``parent``: mpiexec) or
+    to process ``pid=P``.  Stages: ``warmup`` (before the JIT warm-up), ``row`` (after an
+    iteration's history row, before its save), ``save`` (inside a checkpoint's writing),
+    ``plot`` (before the final figures)."""
+    spec = os.environ.get("OCNET_TEST_SIGNAL", "")
+    if not spec:
+        return
+    parts = spec.split(":")
+    if len(parts) < 3 or parts[0] != stage or parts[1] != str(its):
+        return
+    target = parts[3] if len(parts) > 3 else ""
+    rank = os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMI_RANK", "0"))
+    want = target[5:] if target.startswith("rank=") else "0"
+    if rank != want:
+        return
+    pid = os.getppid() if target == "parent" else int(target[4:]) if target.startswith("pid=") else os.getpid()
+    stamp = os.environ.get("OCNET_TEST_SIGNAL_STAMP")
+    if stamp:  # when the signal went out (the tests time the stop from here)
+        import time
+        with open(stamp + ".tmp", "w") as f:
+            f.write(repr(time.time()))
+        os.replace(stamp + ".tmp", stamp)
+    os.kill(pid, getattr(signal, "SIG" + parts[2]))
+
+
+def reset_for_tests():
+    _state.update(signal=0, phase="early", early=None)

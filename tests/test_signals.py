@@ -1,0 +1,213 @@
+"""Clean stops on signals (docs/hpc/long-runs.md): SIGTERM / SIGINT to mpiexec at different
+moments (an iteration picked by the test, the JIT warm-up, a checkpoint being written, the final
+figures), SIGUSR1 to one rank, SIGKILL of one rank, on 1, 2 and 3 ranks.  Every rank ends within
+10 s of the signal, the folder is consistent (the saved parameters are the last history row's
+design) and -resume finishes the run; the one-shot TAO's resumed result is bitwise the
+uninterrupted one.  The moments inside a run are set by the OCNET_TEST_SIGNAL / OCNET_TEST_KILL
+hooks (deterministic), one by the test watching history.csv."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT, mpiexec_prefix, read_history, run_ocnet
+
+ARGS = ["-N", 16, "-width", 8, "-ntrain", 1000, "-nval", 50, "-tao_gatol", 0, "-quiet"]
+ONESHOT = ["-N", 12, "-width", 4, "-ntrain", 200, "-nval", 20, "-quiet", "-mode", "oneshot", "-mgrit_cfactor", 2,
+           "-oneshot_tao"]
+STOP_SECONDS = 10  # every rank ends within this many seconds of the signal
+GUARD = 300  # hang guard of a whole run (a run here takes 5-20 s)
+
+
+def children(pid):
+    """Process ids whose parent is ``pid`` (the ranks of an Open MPI mpiexec on one node)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def launch(args, nprocs, tmp_path, **env):
+    """Start ocnet under mpiexec; output to files (a full pipe must never block a rank)."""
+    e = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", **env)
+    out, err = open(tmp_path / "stdout", "w+"), open(tmp_path / "stderr", "w+")
+    cmd = mpiexec_prefix(nprocs) + [sys.executable, "-m", "ocnet", *map(str, args)]
+    return subprocess.Popen(cmd, stdout=out, stderr=err, text=True, cwd=ROOT, env=e), out, err
+
+
+def watch(p, stamp=None, trigger=None, sig=signal.SIGTERM):
+    """Follow the run until it ends: send ``sig`` to mpiexec when ``trigger()`` first holds, or
+    read the moment a hook sent it from the file ``stamp``.  Returns (seconds from the signal
+    to the end of the last rank, or None without a signal; mpiexec's exit status)."""
+    t_sig, ranks, t_end, start = None, set(), None, time.time()
+    while True:
+        if time.time() - start > GUARD:
+            p.kill()
+            pytest.fail("the run did not end (hang guard)")
+        ranks.update(children(p.pid))
+        if t_sig is None and trigger is not None and trigger():
+            os.kill(p.pid, sig)
+            t_sig = time.time()
+        if t_sig is None and stamp is not None and os.path.exists(stamp):
+            t_sig = float(open(stamp).read())
+        if t_sig is not None and ranks and t_end is None and not any(alive(r) for r in ranks):
+            t_end = time.time()
+        if p.poll() is not None:
+            if t_end is None:
+                t_end = time.time()
+            break
+        time.sleep(0.02)
+    return (None if t_sig is None else t_end - t_sig), p.returncode
+
+
+def outputs(out, err):
+    out.seek(0)
+    err.seek(0)
+    return out.read(), err.read()
+
+
+def check_consistent(folder):
+    """The saved parameters are the design of the last history row; the summary says INTERRUPTED."""
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["reason"] == "INTERRUPTED", summary
+    rows = read_history(folder)
+    params = json.loads((folder / "params.json").read_text())
+    assert int(rows[-1]["iteration"]) == params["iteration"] == summary["iterations"], (rows[-1], params, summary)
+    assert not [f for f in os.listdir(folder) if f.endswith(".tmp") or f == "checkpoint.new"]
+    return int(rows[-1]["iteration"])
+
+
+def resume_finishes(folder, args, nprocs, max_it):
+    p = run_ocnet(args + ["-resume", folder, "-tao_max_it", max_it], nprocs=nprocs, timeout=GUARD)
+    rows = read_history(folder)
+    assert [int(r["iteration"]) for r in rows] == list(range(max_it + 1)), [r["iteration"] for r in rows]
+    assert json.loads((folder / "summary.json").read_text())["reason"] == "DIVERGED_MAXITS"
+    return p
+
+
+@pytest.mark.parametrize("nprocs,sig", [(1, signal.SIGINT), (2, signal.SIGTERM), (3, signal.SIGUSR1)])
+def test_signal_mid_run(tmp_path, nprocs, sig):
+    """The test signals mpiexec once the run has written 5 history rows (an arbitrary moment of
+    an iteration); the run stops at the end of that iteration, saved.  mpiexec forwards SIGUSR1 at
+    once and returns the ranks' status 4; SIGTERM/SIGINT reach the ranks after Open MPI's
+    odls_base_sigkill_timeout (5 s here) and mpiexec returns its own status."""
+    run = tmp_path / "run"
+    p, out, err = launch(ARGS + ["-tao_max_it", 100000, "-run_dir", run] + ["-checkpoint_seconds", 0] * (nprocs > 1),
+                         nprocs, tmp_path)  # saving every iteration: the signal often lands in a save
+    hist = run / "history.csv"
+    took, status = watch(p, trigger=lambda: hist.exists() and hist.read_text().count("\n") > 5, sig=sig)
+    o, e = outputs(out, err)
+    assert took is not None and took < STOP_SECONDS, (took, o, e)
+    assert status != 0 and (status == 4 or sig != signal.SIGUSR1), (status, e)
+    assert "Traceback" not in e, e
+    its = check_consistent(run)
+    assert its >= 4
+    resume_finishes(run, ARGS, nprocs, its + 3)
+
+
+@pytest.mark.parametrize("nprocs,sig,stage,target", [(2, "INT", "warmup:0", "parent"), (2, "TERM", "warmup:0", ""),
+                                                     (3, "TERM", "save:3", ""), (2, "INT", "plot:0", "")])
+def test_signal_at_a_hooked_moment(tmp_path, nprocs, sig, stage, target):
+    """SIGINT to mpiexec during the JIT warm-up; SIGTERM/SIGINT to rank 0 itself during the
+    warm-up, while it writes a checkpoint, and while it draws the final figures.  (Open MPI 4's
+    mpiexec passes a SIGTERM/SIGINT on to the ranks odls_base_sigkill_timeout seconds later, as
+    SIGTERM, and SIGKILLs them as long again later: ocnet.run.launch sets 5 s; so the moments
+    inside a run are hit by signalling a rank.)"""
+    run, stamp = tmp_path / "run", tmp_path / "stamp"
+    max_it = 100000 if (stage, target) == ("warmup:0", "parent") else 8  # still running when the ranks get it
+    p, out, err = launch(ARGS + ["-tao_max_it", max_it, "-run_dir", run, "-checkpoint_seconds", 0], nprocs,
+                         tmp_path, OCNET_TEST_SIGNAL=f"{stage}:{sig}:{target}", OCNET_TEST_SIGNAL_STAMP=str(stamp))
+    took, _ = watch(p, stamp=str(stamp))
+    o, e = outputs(out, err)
+    assert took is not None and took < STOP_SECONDS, (took, o, e)
+    assert "Traceback" not in e, e
+    summary = json.loads((run / "summary.json").read_text())
+    if stage.startswith("warmup") and target == "parent":  # reaches the ranks while they iterate
+        check_consistent(run)
+    elif stage.startswith("warmup"):  # nothing computed yet: noted, and -resume starts afresh
+        assert summary["reason"] == "INTERRUPTED" and not (run / "history.csv").exists(), summary
+    elif stage.startswith("save"):  # the save finishes, then every rank stops
+        assert check_consistent(run) == 3
+    else:  # the run had finished: its outputs are complete
+        assert summary["reason"] == "DIVERGED_MAXITS" and int(read_history(run)[-1]["iteration"]) == 8
+    last = int(read_history(run)[-1]["iteration"]) if (run / "history.csv").exists() else 0
+    resume_finishes(run, ARGS, nprocs, max(10, last + 3))
+
+
+def test_usr1_to_one_rank_stops_all(tmp_path):
+    """SIGUSR1 to rank 1 alone: every rank stops at the same safe point; mpiexec returns 4."""
+    run = tmp_path / "run"
+    p, out, err = launch(ARGS + ["-tao_max_it", 50, "-run_dir", run], 2, tmp_path,
+                         OCNET_TEST_SIGNAL="row:4:USR1:rank=1")
+    took, status = watch(p)
+    o, e = outputs(out, err)
+    assert status == 4, (status, o, e)
+    assert e.count("ocnet: interrupted by SIGUSR1 after iteration 4") == 1, e
+    assert check_consistent(run) == 4
+    # -load of the interrupted folder reproduces the last row's objective (serial mode: exact)
+    p = run_ocnet(ARGS + ["-load", run, "-tao_max_it", 0, "-run_dir", tmp_path / "eval"], nprocs=2)
+    assert read_history(tmp_path / "eval")[0]["objective"] == read_history(run)[-1]["objective"]
+
+
+def test_sigkill_of_one_rank(tmp_path, monkeypatch):
+    """SIGKILL of rank 1 after the save of iteration 4: mpiexec ends the job; -resume continues
+    from that save."""
+    run = tmp_path / "run"
+    p, out, err = launch(ARGS + ["-tao_max_it", 50, "-run_dir", run, "-checkpoint_every", 2], 2, tmp_path,
+                         OCNET_TEST_KILL="after:4:1")
+    _, status = watch(p)
+    assert status != 0
+    assert json.loads((run / "params.json").read_text())["iteration"] == 4
+    out = resume_finishes(run, ARGS + ["-checkpoint_every", 2], 2, 8).stdout
+    assert f"resuming {run} at iteration 4" in out
+
+
+def test_oneshot_sigterm_resume_bitwise(tmp_path):
+    """The one-shot TAO stopped by SIGTERM (to rank 0, at the row of iteration 5) and resumed ends
+    bitwise where an uninterrupted run ends."""
+    ref, cut, stamp = tmp_path / "ref", tmp_path / "cut", tmp_path / "stamp"
+    run_ocnet(ONESHOT + ["-tao_max_it", 12, "-run_dir", ref], nprocs=2, timeout=GUARD)
+    p, out, err = launch(ONESHOT + ["-tao_max_it", 12, "-run_dir", cut], 2, tmp_path,
+                         OCNET_TEST_SIGNAL="row:5:TERM", OCNET_TEST_SIGNAL_STAMP=str(stamp))
+    took, _ = watch(p, stamp=str(stamp))
+    assert took is not None and took < STOP_SECONDS
+    assert check_consistent(cut) == 5
+    run_ocnet(ONESHOT + ["-tao_max_it", 12, "-resume", cut], nprocs=2, timeout=GUARD)
+    assert (ref / "params.petsc").read_bytes() == (cut / "params.petsc").read_bytes()
+    assert (ref / "history.csv").read_text().count("\n") == (cut / "history.csv").read_text().count("\n")
+    a, b = read_history(ref), read_history(cut)
+    assert [r["objective"] for r in a] == [r["objective"] for r in b]
+
+
+def test_second_signal_ends_at_once():
+    """A second signal while the first waits for its safe point ends the process at once
+    (status 128 + 15); the first only sets the flag."""
+    code = ("import os, signal, time\n"
+            "from ocnet.base import signals\n"
+            "signals.install(); signals.set_phase('run')\n"
+            "os.kill(os.getpid(), signal.SIGTERM); time.sleep(0.2)\n"
+            "print('flag', signals.requested(), flush=True)\n"
+            "os.kill(os.getpid(), signal.SIGTERM); time.sleep(5)\n"
+            "print('not ended', flush=True)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert p.returncode == 128 + signal.SIGTERM, (p.returncode, p.stdout, p.stderr)
+    assert p.stdout.splitlines() == [f"flag {int(signal.SIGTERM)}"], p.stdout
+    assert "second signal" in p.stderr
