@@ -4,6 +4,8 @@
 Per iteration: one inexact objective+gradient (k_state state and k_adjoint adjoint MGRIT
 iterations, warm-started), an L-BFGS direction from the stored pairs (dot products of PETSc
 Vecs), and a backtracking Armijo line search whose trial points re-run only the state solve.
+With the adaptive one-shot (ocnet.optim.adaptive) a line-search failure re-evaluates at the
+current point with tighter solves and a fresh memory instead of stopping, until the solves are exact.
 Options (prefix of the TAO): -tao_oneshot_lbfgs_m (memory, 5), -tao_oneshot_armijo_c1 (1e-4),
 -tao_oneshot_ls_shrink (0.5), -tao_oneshot_ls_max_it (20)."""
 import numpy as np
@@ -81,8 +83,17 @@ class OneShot:
                     break
                 step *= self.shrink
             else:
-                tao.setConvergedReason(DIVERGED_LS)
-                return
+                adapt = self.trainer.obj.adapt if self.trainer is not None else None
+                if adapt is None or not adapt.tighten():
+                    tao.setConvergedReason(DIVERGED_LS)
+                    return
+                # adaptive one-shot's safeguard: the last accepted point again, with tighter solves
+                # (up to exact) and a fresh L-BFGS memory; only the exact gradient's failure stops
+                adapt.note_restart(its)
+                self.pairs.clear()
+                self.trainer.skip_row = True
+                f = tao.computeObjectiveGradient(x, g)
+                continue
             s = xt.copy()
             s.axpy(-1.0, x)
             xt.copy(x)

@@ -59,6 +59,11 @@ class Trainer:
                                  "(-tao_type python -tao_python_type ocnet.optim.oneshot.OneShot): PETSc's "
                                  "built-in TAO types do not expose their internal state")
             ctx.trainer = self
+        # adaptive one-shot: a line-search failure tightens the solves and restarts (ocnet.optim.adaptive)
+        self.safeguard, self.skip_row = None, False
+        if objective.adapt is not None and not (ctx is not None and hasattr(ctx, "pairs")):
+            from .adaptive import Safeguard
+            self.safeguard = Safeguard(objective.adapt, self.tao, self)
         if resume:
             from . import checkpoint
             self._resumed, self.rows = checkpoint.load(run_dir, comm, objective)
@@ -95,6 +100,10 @@ class Trainer:
     def _monitor(self, tao):
         self._evals_since_monitor = 0
         its, f, gnorm, _, step, _ = tao.getSolutionStatus()  # step: the last line-search step
+        if self.skip_row:  # the safeguard's re-evaluation at the last recorded point
+            self.skip_row = False
+            return
+        its += self.safeguard.offset if self.safeguard is not None else 0
         x = tao.getSolution()
         self._command(("monitor", its, f, gnorm, step), x)
         with self._callback():
@@ -153,6 +162,8 @@ class Trainer:
                "adjoint_residual": self.obj.adjoint_residual,
                "val_state_residual": val.get("state_residual", math.nan),
                "state_mgrit_its": self.obj.state_its, "adjoint_mgrit_its": self.obj.adjoint_its}
+        if self.obj.adapt is not None:
+            row.update(self.obj.adapt.row())
         self.rows.append(row)
         if self.last_good is None:
             self.last_good = x.duplicate()
@@ -174,6 +185,8 @@ class Trainer:
         """tao.solve, re-raising an ocnet error from inside a callback as itself."""
         try:
             self.tao.solve(x)
+            while self.safeguard is not None and self.safeguard.retry():
+                self.tao.solve(x)
         except PETSc.Error as e:
             if isinstance(e.__cause__, OcnetError):
                 raise e.__cause__ from None

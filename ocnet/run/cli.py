@@ -21,8 +21,10 @@ FRAMEWORK_OPTIONS = [  # name, type, default, help, and keywords of OptionSet.ad
      "-mgrit_rtol; oneshot: -oneshot_state_its / -oneshot_adjoint_its warm-started MGRIT iterations "
      "per evaluation (inexact gradient; unless given, -mgrit_relax F -mgrit_cfactor 8)",
      {"choices": ("serial", "exact", "oneshot")}),
-    ("oneshot_state_its", int, 2, "state MGRIT iterations per evaluation in -mode oneshot", {"bounds": "[1,inf)"}),
-    ("oneshot_adjoint_its", int, 1, "adjoint MGRIT iterations per evaluation in -mode oneshot", {"bounds": "[1,inf)"}),
+    ("oneshot_state_its", int, 2, "state MGRIT iterations per evaluation in -mode oneshot; given: fixed counts "
+     "(-oneshot_adapt 0) unless -oneshot_adapt 1 is given too, then the adaptive start", {"bounds": "[1,inf)"}),
+    ("oneshot_adjoint_its", int, 1, "adjoint MGRIT iterations per evaluation in -mode oneshot (as "
+     "-oneshot_state_its)", {"bounds": "[1,inf)"}),
     ("oneshot_tao", bool, False, "optimise with the paper's one-shot TAO (python type ocnet.optim.oneshot.OneShot: "
      "L-BFGS + Armijo backtracking that re-runs only the state); overrides -tao_type", {}),
     ("unconverged", str, "warn", "-mode exact: an MGRIT solve that ends at -mgrit_max_it above its tolerance "
@@ -56,6 +58,8 @@ def framework_options():
     opts = OptionSet()
     for name, typ, default, text, kw in FRAMEWORK_OPTIONS:
         opts.add(name, typ, default, text, **kw)
+    from ..optim.adaptive import declare_options
+    declare_options(opts)
     return opts
 
 
@@ -127,6 +131,8 @@ def run(comm):
     objective = ReducedObjective(grid, problem, comm, state_mgrit=state_s, adjoint_mgrit=adj_s,
                                  batch_size=values["batch_size"], seed=values["seed"],
                                  unconverged=values["unconverged"])
+    from ..optim import adaptive
+    objective.adapt = adaptive.create(values, db, comm, lambda line: _say(comm, f"ocnet: warning: {line}", sys.stderr))
     if values["mgrit_view"]:
         from ..mgrit.solver import view_solves
         _say(comm, "ocnet: -mgrit_view: -mode serial builds no MGRIT (layer-serial sweeps; use -mode exact or oneshot)"
@@ -157,6 +163,8 @@ def run(comm):
 
     x_opt = objective.design.convert(x, replicated)
     objective.evaluate(x_opt, x_opt.duplicate())  # JIT warm-up, so wall_time measures the solve
+    if objective.adapt is not None:
+        objective.adapt.reset_totals()
     trainer = Trainer(objective, comm, replicated, on_row=show, run_dir=run_dir,
                       checkpoint_every=values["checkpoint_every"], resume=bool(values["resume"]),
                       stop=(values["stop_state_residual"], values["stop_adjoint_residual"]), meta=meta)
@@ -199,6 +207,8 @@ def run(comm):
         summary["final_exact"] = final
         _say(comm, "ocnet: at the final parameters, exact (layer-serial) forward solve on all training data: "
                    + ", ".join(f"{k} {v:.6g}" for k, v in final.items()))
+    if objective.adapt is not None:
+        summary["adaptive_oneshot"] = objective.adapt.summary()
     if objective.unconverged_count:
         summary["unconverged_solves"] = objective.unconverged_count
         _say(comm, f"ocnet: warning: {objective.unconverged_count} exact-mode MGRIT solves ended above their "
