@@ -52,6 +52,9 @@ import sys
 import numpy as np
 from mpi4py import MPI
 
+import os
+_DEBUG = os.environ.get('OCNET_ADAPT_DEBUG')
+FLOOR = 1e3  # rho is measured only above FLOOR times the solver's round-off floor of the residual
 LEVELS = ("adaptive", "max", "exact")
 
 
@@ -114,12 +117,16 @@ def create(values, db, comm, warn):
     return AdaptiveOneShot(values, comm)
 
 
-def _rho(history):
-    """Convergence factor of a solve's last cycle (nan when only one residual was measured)."""
-    h = [v for v in history if not math.isnan(v)]
+def _rho(mg):
+    """Convergence factor of a solve's last cycle (nan when only one residual was measured; 0 when
+    the residual before it was already at the round-off floor: a converged solve cannot contract
+    further, and r_k / r_{k-1} ~ 1 there says nothing about divergence)."""
+    from ..mgrit.solver import ROUNDOFF
+    h = [v for v in mg.history if not math.isnan(v)]
     if len(h) < 2:
         return math.nan
-    return h[-1] / h[-2] if h[-2] > 0 else 0.0
+    floor = FLOOR * ROUNDOFF * getattr(mg, "unorm", 0.0)
+    return h[-1] / h[-2] if h[-2] > floor else 0.0
 
 
 class AdaptiveOneShot:
@@ -177,7 +184,7 @@ class AdaptiveOneShot:
         """After the state solve: True when it did not contract (rho >= 1): evaluate exactly."""
         if obj.mgrit is None:
             return False
-        rho = _rho(obj.mgrit.history)
+        rho = _rho(obj.mgrit)
         if not math.isnan(rho):
             self.rho["state"] = rho
         self.totals["state_its"] += obj.mgrit.s.max_it
@@ -197,7 +204,7 @@ class AdaptiveOneShot:
         e = {}
         if obj.adj_mgrit is not None:
             self.totals["adjoint_its"] += obj.adj_mgrit.s.max_it
-            rho = _rho(obj.adj_mgrit.history)
+            rho = _rho(obj.adj_mgrit)
             if not math.isnan(rho):
                 self.rho["adjoint"] = rho
             if rho >= 1.0:
@@ -216,6 +223,8 @@ class AdaptiveOneShot:
             e[w] = rho / (1.0 - rho) * r / unorm if unorm > 0 else 0.0
         scale = data / gnorm if gnorm > 0 else math.inf
         self.estimate = (e["state"] + e["adjoint"]) * scale
+        if _DEBUG:
+            print("ADAPT", self.k, self.rho, e, data, gnorm, self.estimate, obj.mgrit.history, file=sys.stderr)
         if not self.estimate < 1.0:
             self.fallback_reason = f"estimated gradient error {self.estimate:.3g} x |g| (not a sure descent direction)"
             return True
