@@ -52,8 +52,6 @@ import sys
 import numpy as np
 from mpi4py import MPI
 
-import os
-_DEBUG = os.environ.get('OCNET_ADAPT_DEBUG')
 FLOOR = 1e3  # rho is measured only above FLOOR times the solver's round-off floor of the residual
 LEVELS = ("adaptive", "max", "exact")
 
@@ -147,6 +145,17 @@ class AdaptiveOneShot:
         self.fallback_reason = None  # why the last evaluation became exact (None: it did not)
         self.totals = {"state_its": 0, "adjoint_its": 0, "evaluations": 0, "gradient_evaluations": 0,
                        "exact_evaluations": 0, "tightenings": 0}
+        self.since_row = [0, 0, 0]  # state its, adjoint its, exact evaluations since the last history row
+
+    def get_state(self):
+        """What the decisions depend on, as an array (checkpoints; the broadcast at each evaluation)."""
+        return np.array([self.k["state"], self.k["adjoint"], self.rho["state"], self.rho["adjoint"],
+                         self.level, self.since_tighten], float)
+
+    def set_state(self, a):
+        self.k = {"state": int(a[0]), "adjoint": int(a[1])}
+        self.rho = {"state": float(a[2]), "adjoint": float(a[3])}
+        self.level, self.since_tighten = int(a[4]), int(a[5])
 
     def reset_totals(self):
         """Totals from here on (after the command line's warm-up evaluation)."""
@@ -156,7 +165,7 @@ class AdaptiveOneShot:
     def begin(self, obj, with_grad):
         """Before an evaluation: synchronise the level (rank 0's safeguard decides it) and set the
         counts of the solves.  Returns True when the evaluation is to be exact."""
-        self.level = self.comm.bcast(self.level, root=0)
+        self.set_state(self.comm.bcast(self.get_state(), root=0))  # rank 0's (resume, safeguard) rules
         self.fallback_reason = None
         self.totals["evaluations"] += 1
         if with_grad:
@@ -188,6 +197,7 @@ class AdaptiveOneShot:
         if not math.isnan(rho):
             self.rho["state"] = rho
         self.totals["state_its"] += obj.mgrit.s.max_it
+        self.since_row[0] += obj.mgrit.s.max_it
         if rho >= 1.0:
             self.fallback_reason = f"state MGRIT rho {rho:.3g} >= 1"
             return True
@@ -204,6 +214,7 @@ class AdaptiveOneShot:
         e = {}
         if obj.adj_mgrit is not None:
             self.totals["adjoint_its"] += obj.adj_mgrit.s.max_it
+            self.since_row[1] += obj.adj_mgrit.s.max_it
             rho = _rho(obj.adj_mgrit)
             if not math.isnan(rho):
                 self.rho["adjoint"] = rho
@@ -223,8 +234,6 @@ class AdaptiveOneShot:
             e[w] = rho / (1.0 - rho) * r / unorm if unorm > 0 else 0.0
         scale = data / gnorm if gnorm > 0 else math.inf
         self.estimate = (e["state"] + e["adjoint"]) * scale
-        if _DEBUG:
-            print("ADAPT", self.k, self.rho, e, data, gnorm, self.estimate, obj.mgrit.history, file=sys.stderr)
         if not self.estimate < 1.0:
             self.fallback_reason = f"estimated gradient error {self.estimate:.3g} x |g| (not a sure descent direction)"
             return True
@@ -241,6 +250,7 @@ class AdaptiveOneShot:
     def fell_back(self, obj):
         """The evaluation became exact: count it, say so (rate-limited), run the maximum counts next."""
         self.totals["exact_evaluations"] += 1
+        self.since_row[2] += 1
         self.k = dict(self.kmax)
         n = self.totals["exact_evaluations"]
         if self.comm.Get_rank() == 0 and (n <= 3 or n in (10, 100) or n % 1000 == 0):
@@ -265,10 +275,13 @@ class AdaptiveOneShot:
                   flush=True)
 
     def row(self):
-        """History columns of the last evaluation."""
-        return {"gradient_error_estimate": self.estimate,
-                "exact_evaluation": int(self.fallback_reason is not None),
-                "oneshot_level": self.level}
+        """History columns: the estimate of the last gradient evaluation, the MGRIT iterations and
+        exact (layer-serial) evaluations of all evaluations since the last row (line searches
+        included), the safeguard's level."""
+        s, a, e = self.since_row
+        self.since_row = [0, 0, 0]
+        return {"gradient_error_estimate": self.estimate, "state_mgrit_its_total": s,
+                "adjoint_mgrit_its_total": a, "exact_evaluations": e, "oneshot_level": self.level}
 
     def summary(self):
         return dict(self.totals, final_counts=dict(self.k), level=LEVELS[self.level])

@@ -57,6 +57,8 @@ class OneShot:
         else:
             its, f, step = int(resumed["its"]), float(resumed["f"]), float(resumed["step"])
             x.setArray(resumed["x"])
+            if "adapt" in resumed and self.trainer.obj.adapt is not None:
+                self.trainer.obj.adapt.set_state(resumed["adapt"])
             g.setArray(resumed["g"])
             self.pairs = []
             for s_, y_, rho in zip(resumed["S"], resumed["Y"], resumed["rho"]):
@@ -112,7 +114,9 @@ class OneShot:
         """Everything the next iterations depend on, as arrays (for checkpoints)."""
         p = self.pairs
         n = x.getLocalSize()
-        return {"x": x.getArray(readonly=True).copy(), "g": g.getArray(readonly=True).copy(),
+        adapt = self.trainer.obj.adapt if self.trainer is not None else None
+        extra = {} if adapt is None else {"adapt": adapt.get_state()}
+        return {**extra, "x": x.getArray(readonly=True).copy(), "g": g.getArray(readonly=True).copy(),
                 "f": f, "step": step, "its": its,
                 "S": np.array([s.getArray(readonly=True) for s, _, _ in p]).reshape(len(p), n),
                 "Y": np.array([y.getArray(readonly=True) for _, y, _ in p]).reshape(len(p), n),

@@ -59,6 +59,8 @@ class Trainer:
                                  "(-tao_type python -tao_python_type ocnet.optim.oneshot.OneShot): PETSc's "
                                  "built-in TAO types do not expose their internal state")
             ctx.trainer = self
+        if ctx is not None and hasattr(ctx, "trainer"):
+            ctx.trainer = self  # (the one-shot TAO's safeguard reads the objective's controller)
         # adaptive one-shot: a line-search failure tightens the solves and restarts (ocnet.optim.adaptive)
         self.safeguard, self.skip_row = None, False
         if objective.adapt is not None and not (ctx is not None and hasattr(ctx, "pairs")):
