@@ -63,6 +63,27 @@ def framework_options():
     return opts
 
 
+def apply_option_defaults(cls, opts, db):
+    """A problem's ``option_defaults``: each becomes the declared default (shown by -help) and,
+    where the user did not give the option, its value in the options database, so that code that
+    asks whether an option was given (-mode oneshot's MGRIT defaults, automatic levels) treats it as
+    the problem's choice.  Returns the names applied (their -mode warnings are not the user's)."""
+    from ..base.errors import OcnetError
+    applied = []
+    declared = {o.name: o for o in opts.options}
+    for k, v in getattr(cls, "option_defaults", {}).items():
+        if k not in declared and not k.startswith("tao_"):
+            raise OcnetError(f"problem '{cls.name}': option_defaults names -{k}, which is not an option")
+        text = ",".join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)
+        if k in declared:
+            declared[k].default = declared[k].parse(text)
+        if not db.hasName(k):
+            db.setValue(k, text)
+            db.getString(k)  # the problem's default: not a user's typo when a run never reads it
+            applied.append(k)
+    return applied
+
+
 def _say(comm, text, stream=None):
     if comm.Get_rank() == 0:
         print(text, file=stream or sys.stdout, flush=True)
@@ -99,10 +120,12 @@ def run(comm):
     cls.declare_options(popts)
     plugin_keys = [o.name for o in popts.options]
     opts.extend(popts)
+    problem_given = apply_option_defaults(cls, opts, db)
     if want_help:
         _say(comm, "ocnet: layer-parallel optimal-control training with PETSc\n" + opts.help_text()
              + "\n  (and any -tao_* option of PETSc TAO; defaults: "
-             + " ".join(f"-{k} {v}" for k, v in TAO_DEFAULTS.items()) + ")")
+             + " ".join(f"-{k} {db.getString(k) if k in problem_given else v}" for k, v in TAO_DEFAULTS.items())
+             + ")")
         return 0
     values = opts.read(db)
     grid = LayerGrid.from_comm(values["N"], values["T"], comm)
@@ -127,7 +150,8 @@ def run(comm):
 
     state_s, adj_s = mode_settings(values, db, grid)
     for line in inactive_options(values, db, grid, (state_s, adj_s)):
-        _say(comm, f"ocnet: warning: {line}", sys.stderr)
+        if not any(line.startswith(f"-{k} ") for k in problem_given):  # the problem's defaults, not the user's
+            _say(comm, f"ocnet: warning: {line}", sys.stderr)
     objective = ReducedObjective(grid, problem, comm, state_mgrit=state_s, adjoint_mgrit=adj_s,
                                  batch_size=values["batch_size"], seed=values["seed"],
                                  unconverged=values["unconverged"])
