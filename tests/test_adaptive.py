@@ -92,3 +92,30 @@ def test_bad_adaptive_options():
         assert p.returncode == 2, p.stderr
         lines = p.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("ocnet: error: ") and text in lines[0], p.stderr
+
+
+# ---- a problem's defaults are its configuration (ControlProblem.option_defaults) -------------
+CONFIGURED = ["-problem", "tests.defaults_plugin:Configured", "-quiet"]
+
+
+def test_problem_option_defaults(tmp_path):
+    """Defaults of framework, MGRIT, TAO and plugin options; -help shows them; the user's win;
+    the problem's MGRIT defaults count as chosen (-mode oneshot keeps -mgrit_cfactor 2) and
+    draw no warning; peaks keeps its own defaults."""
+    text = run_ocnet(CONFIGURED + ["-help"]).stdout
+    for line in ("-N <6>", "-dim <2>", "-mode <oneshot>", "-mgrit_cfactor <2>", "-tao_max_it 3"):
+        assert line in text, line
+    p = run_ocnet(CONFIGURED + ["-mgrit_view", "-run_dir", tmp_path / "a"])
+    assert "after 3 iterations" in p.stdout and "cfactor 2" in p.stdout and "N=6" in p.stdout, p.stdout
+    assert "warning" not in p.stderr, p.stderr
+    p = run_ocnet(CONFIGURED + ["-N", 8, "-tao_max_it", 2, "-mode", "serial"])
+    assert "N=8" in p.stdout and "after 2 iterations" in p.stdout, p.stdout
+    assert "warning" not in p.stderr, p.stderr  # the problem's MGRIT defaults are not the user's
+    assert "-N <32>" in run_ocnet(["-help"]).stdout
+
+
+def test_problem_option_defaults_bad_name():
+    p = run_ocnet(["-problem", "tests.defaults_plugin:Misconfigured", "-quiet"], check=False)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert lines == ["ocnet: error: problem 'misconfigured': option_defaults names -nosuch, which is not an option"], p.stderr
