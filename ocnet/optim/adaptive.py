@@ -50,7 +50,6 @@ import math
 import sys
 
 import numpy as np
-from mpi4py import MPI
 
 FLOOR = 1e3  # rho is measured only above FLOOR times the solver's round-off floor of the residual
 LEVELS = ("adaptive", "max", "exact")
@@ -322,7 +321,3 @@ class Safeguard:
         self.trainer.skip_row = True
         tao.setMaximumIterations(self.max_it - done)
         return True
-
-
-def reduce_flag(comm, flag):
-    return bool(comm.allreduce(int(bool(flag)), op=MPI.MAX))
