@@ -157,6 +157,7 @@ class AdaptiveOneShot:
         self.totals = {"state_its": 0, "adjoint_its": 0, "evaluations": 0, "gradient_evaluations": 0,
                        "exact_evaluations": 0, "tightenings": 0}
         self.since_row = [0, 0, 0]  # state its, adjoint its, exact evaluations since the last history row
+        self._fallbacks = 0
 
     def get_state(self):
         """What the decisions depend on, as an array (checkpoints; the broadcast at each evaluation)."""
@@ -263,10 +264,11 @@ class AdaptiveOneShot:
         self.totals["exact_evaluations"] += 1
         self.since_row[2] += 1
         self.k = dict(self.kmax)
-        n = self.totals["exact_evaluations"]
+        self._fallbacks += 1  # (not reset with the totals: the notes count the run's fallbacks)
+        n = self._fallbacks
         if self.comm.Get_rank() == 0 and (n <= 3 or n in (10, 100) or n % 1000 == 0):
-            print(f"ocnet: note: one-shot evaluation {self.totals['evaluations']} was exact (layer-serial): "
-                  f"{self.fallback_reason} ({n} so far)", file=sys.stderr, flush=True)
+            print(f"ocnet: note: a one-shot evaluation was exact (layer-serial): {self.fallback_reason} "
+                  f"({n} so far)", file=sys.stderr, flush=True)
 
     # ---- the safeguard (rank 0's optimiser) ------------------------------------------------
     def tighten(self):
