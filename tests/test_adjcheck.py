@@ -15,7 +15,7 @@ PLUGINS = {
     "classify": ["-problem", "classify", "-train_file", "tests/data/blobs.npz", "-N", 16],
     "digits": ["-problem", "digits", "-N", 16, "-channels", 2],
     "digits-pool": ["-problem", "digits", "-N", 16, "-channels", 2, "-pool", 2],
-    "mnist": ["-problem", "mnist", "-N", 16, "-channels", 1],
+    "mnist": ["-problem", "mnist", "-N", 16, "-channels", 1, "-mgrit_levels", 3],  # (its default 2 suits its N = 4)
 }
 
 
