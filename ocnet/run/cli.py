@@ -18,8 +18,9 @@ FRAMEWORK_OPTIONS = [  # name, type, default, help, and keywords of OptionSet.ad
     ("load", str, None, "start from parameters saved in a run folder (with -tao_max_it 0: evaluate only)", {}),
     ("quiet", bool, False, "no per-iteration line on stdout", {}),
     ("mode", str, "serial", "serial: layer-serial sweeps; exact: MGRIT state and adjoint solved to "
-     "-mgrit_rtol; oneshot: -oneshot_state_its / -oneshot_adjoint_its warm-started MGRIT iterations "
-     "per evaluation (inexact gradient; unless given, -mgrit_relax F -mgrit_cfactor 8)",
+     "-mgrit_rtol; oneshot: a few warm-started MGRIT iterations per evaluation (inexact gradient; counts "
+     "adaptive unless -oneshot_adapt 0 or -oneshot_state_its / -oneshot_adjoint_its are given; unless given, "
+     "-mgrit_relax F -mgrit_cfactor 8)",
      {"choices": ("serial", "exact", "oneshot")}),
     ("oneshot_state_its", int, 2, "state MGRIT iterations per evaluation in -mode oneshot; given: fixed counts "
      "(-oneshot_adapt 0) unless -oneshot_adapt 1 is given too, then the adaptive start", {"bounds": "[1,inf)"}),
