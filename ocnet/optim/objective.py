@@ -317,6 +317,7 @@ class ReducedObjective:
         # needed any more, and a later MGRIT solve starts by invalidating its levels); a
         # temporary one when it was sized for mini-batches
         traj = self.state if self.state.state_size == self.problem.state_size(self.full) else self._trajectory(self.full)
+        adapt, self.adapt = self.adapt, None  # (not a one-shot evaluation: no controller, no totals)
         self.mgrit, self.data, self.state = None, self.full, traj
         try:
             J = self.evaluate(x)
@@ -327,6 +328,7 @@ class ReducedObjective:
                     out[f"{name}_accuracy"] = acc
         finally:
             self.mgrit, self.data, self.state = saved
+            self.adapt = adapt
             self._evaluated = None
             if self.mgrit is not None:  # the trajectory was overwritten: its coarse levels are stale
                 self.mgrit.invalidate()
