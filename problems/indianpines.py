@@ -76,6 +76,15 @@ def labelled_pixels(cube, gt):
 
 class IndianPines(LabelledResNet):
     name = "indianpines"
+    # the configuration of the documented result (docs/user/data.md, formerly runs/indianpines.opts):
+    # the paper's split and network (N 27, T 20, width = 200 bands, tanh); measured regularisation
+    # (88.65 % with gamma_tik 1e-2, gamma_class 1e-3 against 87.3 % with the paper's 1e-7) and a
+    # near-identity start (opening std 1/sqrt(200), layers 0.1/sqrt(width)); the MGRIT settings
+    # that its one-shot run needed (coarsening factor 4, FCF-relaxation)
+    option_defaults = {"ntrain": 4000, "nval": 2000, "data_seed": 1, "N": 27, "T": 20, "width": 200,
+                       "activation": "tanh", "gamma_tik": 1e-2, "gamma_ddt": 1e-7, "gamma_class": 1e-3,
+                       "init_open": 0.07, "init_layer": 0.1, "mgrit_cfactor": 4, "mgrit_relax": "FCF",
+                       "tao_type": "lmvm", "tao_max_it": 300}
     default_width = 200
     class_names = CLASS_NAMES
     data_options = ("data_dir", "ntrain", "nval", "data_seed")

@@ -9,6 +9,7 @@ change it), relaxes the intervals that start at its own C-points, then receives 
 and relaxes the interval that began on the left.  The coarsest level is solved by a sweep that
 passes the state rank to rank.  One level is the layer-serial sweep itself.
 """
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -221,6 +222,7 @@ class MGRIT:
             self.link(lev)
         self.extra_levels = []  # levels outside the hierarchy that communicate (flushed too)
         self.history, self.converged = [], False
+        self.measure_rho, self.unorm = False, 0.0  # adaptive one-shot: residual before the last fixed cycle too
         self._first = True  # skip_down applies to the very first cycle (cold start) only
         self._ahead = accepts(problem.sweeps, "ahead")  # the C-point look-ahead (f_relax)
         self._minus = accepts(problem.steps, "minus")  # FAS right-hand side in place (restrict)
@@ -615,14 +617,18 @@ class MGRIT:
         The iterates are those of ``_iterate``: its opening F-relaxation only prepares the
         residual of the guess, and the first cycle's F-relaxation would recompute the same values."""
         fine = self.levels[0]
+        before = float("nan")
         for k in range(self.s.max_it):
             self.last_cycle, self._fixed = k == self.s.max_it - 1, True
+            if self.measure_rho and self.last_cycle and k > 0:  # adaptive one-shot: rho of the last cycle
+                before = self.residual_norm(fine)
             try:  # warm_skip: the first cycle restricts the warm start's F-points unrelaxed
                 self.cycle(0, self.s.cycle, skip=self.s.warm_skip and k == 0)
             finally:
                 self.last_cycle = self._fixed = False
         r, unorm = self.residual_norm(fine, scale=True)
-        self.history = [float("nan"), r]
+        self.history = [float("nan"), r] if math.isnan(before) else [float("nan"), before, r]
+        self.unorm = unorm
         self._first = False
         self.converged = r <= ROUNDOFF * unorm
         if on_iteration:

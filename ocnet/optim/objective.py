@@ -10,6 +10,7 @@ from mpi4py import MPI
 
 from ..base.errors import NumericalFailure, OcnetError
 from ..base.grid import block_bounds
+from .adaptive import layer_sq_norms
 from .layout import Design, Trajectory
 from ..mgrit.solver import phase
 from ..mgrit.serial import LayerSerial
@@ -58,6 +59,7 @@ class ReducedObjective:
         self._evaluations = {}  # id(data) -> (data, Trajectory, MGRIT or None), allocated once
         # MGRIT iterations and solves so far: state, adjoint, evaluation data (phases.json)
         self.mgrit_counts = {"state": [0, 0], "adjoint": [0, 0], "val": [0, 0]}
+        self.adapt = None  # adaptive one-shot controller (ocnet.optim.adaptive), set by the command line
 
     def _count(self, which, its):
         c = self.mgrit_counts[which]
@@ -117,6 +119,8 @@ class ReducedObjective:
 
     def evaluate(self, x, grad=None):
         """J(x); with ``grad`` (a Vec of the design layout) also the exact adjoint gradient."""
+        if self.adapt is not None and self.adapt.begin(self, grad is not None):
+            return self._exact(x, grad)  # (adaptive one-shot: ocnet.optim.adaptive)
         gr, pb = self.grid, self.problem
         g, thetas = self.design.split(self.design.local(x))
         g_last = self.solver.share_global(g)
@@ -130,6 +134,8 @@ class ReducedObjective:
                 self._count("state", self.state_its)
                 self.state_residual = self.mgrit.residual
                 self._check_converged(self.mgrit, "state")
+                if self.adapt is not None and self.adapt.after_state(self):
+                    return self._exact(x, grad)
         self._evaluated = (self.design.local(x).copy(), self.data, g_last)
         loss, gterm = 0.0, None
         if gr.last:
@@ -156,6 +162,7 @@ class ReducedObjective:
                 with phase("OcnetGradient"):
                     self.solver.adjoint(g, thetas, self.data, self.state, self.adj, G, grad_g, chained=False,
                                         rows=self.adj_mgrit.unformed())
+        gdata = None if self.adapt is None or grad is None else layer_sq_norms(G)
         with phase("OcnetGradient"):
             layer_values = pb.layer_regularization(gr.h, gr.n0, gr.N, thetas, prev, nxt, G)
             greg = pb.global_regularization(g, grad_g if grad_g is not None else np.zeros_like(g)) if gr.first else 0.0
@@ -165,8 +172,28 @@ class ReducedObjective:
             finite = self.comm.allreduce(bool(finite and np.isfinite(ga).all()), op=MPI.LAND)
         if not finite:  # J is the same on every rank and the flag is reduced: a collective stop
             self._nonfinite(J, thetas, g, grad is not None)
+        if gdata is not None and self.adapt.after_gradient(
+                self, gdata, layer_sq_norms(G), float(grad_g @ grad_g) if gr.first else 0.0):
+            return self._exact(x, grad)
         if grad is not None:
             self.design.put_local(grad, ga)
+        return J
+
+    def _exact(self, x, grad):
+        """The evaluation with layer-serial sweeps (adaptive one-shot's fallback); the MGRIT solves
+        are warm-started from its exact trajectories afterwards."""
+        adapt, saved = self.adapt, (self.mgrit, self.adj_mgrit)
+        self.adapt = self.mgrit = self.adj_mgrit = None
+        try:
+            J = self.evaluate(x, grad)
+        finally:
+            self.adapt, (self.mgrit, self.adj_mgrit) = adapt, saved
+            if self.mgrit is not None:  # the trajectory was overwritten: its coarse levels are stale
+                self.mgrit.invalidate()
+        self.state_its, self.state_residual = 0, 0.0
+        if grad is not None:
+            self.adjoint_its, self.adjoint_residual = 0, 0.0
+        adapt.fell_back(self)
         return J
 
     def _check_converged(self, mg, what):
@@ -290,6 +317,7 @@ class ReducedObjective:
         # needed any more, and a later MGRIT solve starts by invalidating its levels); a
         # temporary one when it was sized for mini-batches
         traj = self.state if self.state.state_size == self.problem.state_size(self.full) else self._trajectory(self.full)
+        adapt, self.adapt = self.adapt, None  # (not a one-shot evaluation: no controller, no totals)
         self.mgrit, self.data, self.state = None, self.full, traj
         try:
             J = self.evaluate(x)
@@ -300,6 +328,7 @@ class ReducedObjective:
                     out[f"{name}_accuracy"] = acc
         finally:
             self.mgrit, self.data, self.state = saved
+            self.adapt = adapt
             self._evaluated = None
             if self.mgrit is not None:  # the trajectory was overwritten: its coarse levels are stale
                 self.mgrit.invalidate()

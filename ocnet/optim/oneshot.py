@@ -4,6 +4,8 @@
 Per iteration: one inexact objective+gradient (k_state state and k_adjoint adjoint MGRIT
 iterations, warm-started), an L-BFGS direction from the stored pairs (dot products of PETSc
 Vecs), and a backtracking Armijo line search whose trial points re-run only the state solve.
+With the adaptive one-shot (ocnet.optim.adaptive) a line-search failure re-evaluates at the
+current point with tighter solves and a fresh memory instead of stopping, until the solves are exact.
 Options (prefix of the TAO): -tao_oneshot_lbfgs_m (memory, 5), -tao_oneshot_armijo_c1 (1e-4),
 -tao_oneshot_ls_shrink (0.5), -tao_oneshot_ls_max_it (20)."""
 import numpy as np
@@ -56,6 +58,8 @@ class OneShot:
         else:
             its, f, step = int(resumed["its"]), float(resumed["f"]), float(resumed["step"])
             x.setArray(resumed["x"])
+            if "adapt" in resumed and self.trainer.obj.adapt is not None:
+                self.trainer.obj.adapt.set_state(resumed["adapt"])
             g.setArray(resumed["g"])
             self.pairs = []
             for s_, y_, rho in zip(resumed["S"], resumed["Y"], resumed["rho"]):
@@ -83,8 +87,17 @@ class OneShot:
                     break
                 step *= self.shrink
             else:
-                tao.setConvergedReason(DIVERGED_LS)
-                return
+                adapt = self.trainer.obj.adapt if self.trainer is not None else None
+                if adapt is None or not adapt.tighten():
+                    tao.setConvergedReason(DIVERGED_LS)
+                    return
+                # adaptive one-shot's safeguard: the last accepted point again, with tighter solves
+                # (up to exact) and a fresh L-BFGS memory; only the exact gradient's failure stops
+                adapt.note_restart(its)
+                self.pairs.clear()
+                self.trainer.skip_row = True
+                f = tao.computeObjectiveGradient(x, g)
+                continue
             s = xt.copy()
             s.axpy(-1.0, x)
             xt.copy(x)
@@ -101,7 +114,9 @@ class OneShot:
         """Everything the next iterations depend on, as arrays (for checkpoints)."""
         p = self.pairs
         n = x.getLocalSize()
-        return {"x": x.getArray(readonly=True).copy(), "g": g.getArray(readonly=True).copy(),
+        adapt = self.trainer.obj.adapt if self.trainer is not None else None
+        extra = {} if adapt is None else {"adapt": adapt.get_state()}
+        return {**extra, "x": x.getArray(readonly=True).copy(), "g": g.getArray(readonly=True).copy(),
                 "f": f, "step": step, "its": its,
                 "S": np.array([s.getArray(readonly=True) for s, _, _ in p]).reshape(len(p), n),
                 "Y": np.array([y.getArray(readonly=True) for _, y, _ in p]).reshape(len(p), n),

@@ -81,6 +81,7 @@ class Trainer:
             ctx.trainer = self
         if (checkpoint_every or resume) and not run_dir:
             raise OcnetError("-checkpoint_every/-resume need a run folder")
+        self.safeguard, self.skip_row = None, False
         if resume:
             from . import checkpoint
             self._resumed, self.rows, its = checkpoint.load(run_dir, comm, objective)
@@ -91,6 +92,13 @@ class Trainer:
                 left = self.tao.getMaximumIterations() - its
                 self.tao.setMaximumIterations(max(left, 0) if left > 0 else 1)
                 self._left = left
+            if self.oneshot is None and objective.adapt is not None and "adapt" in self._resumed:
+                objective.adapt.set_state(self._resumed["adapt"])
+        # adaptive one-shot: a line-search failure tightens the solves and restarts TAO with the
+        # iterations left (ocnet.optim.adaptive); the one-shot TAO does this itself
+        if objective.adapt is not None and self.oneshot is None:
+            from .adaptive import Safeguard
+            self.safeguard = Safeguard(objective.adapt, self.tao, self)
         if self.history is not None:
             self.history.start(self.rows)
 
@@ -126,7 +134,10 @@ class Trainer:
     def _monitor(self, tao):
         self._evals_since_monitor = 0
         its, f, gnorm, _, step, _ = tao.getSolutionStatus()  # step: the last line-search step
-        its += self.offset
+        if self.skip_row:  # the safeguard's re-evaluation at the last recorded point
+            self.skip_row = False
+            return
+        its += self.offset + (self.safeguard.offset if self.safeguard is not None else 0)
         x = tao.getSolution()
         self._command(("monitor", its, f, gnorm, step), x)
         with self._callback():
@@ -148,7 +159,8 @@ class Trainer:
         """This rank's optimiser state at the iteration just recorded (arrays and numbers)."""
         if self.oneshot is not None and self.oneshot.current is not None:
             return self.oneshot.state(*self.oneshot.current)
-        return {"x": x.getArray(readonly=True).copy()}
+        extra = {} if self.obj.adapt is None else {"adapt": self.obj.adapt.get_state()}
+        return {**extra, "x": x.getArray(readonly=True).copy()}
 
     def _save(self, its, x):
         """Collective: checkpoint and parameters of iteration ``its`` (design ``x``)."""
@@ -205,6 +217,8 @@ class Trainer:
                "adjoint_residual": self.obj.adjoint_residual,
                "val_state_residual": val.get("state_residual", math.nan),
                "state_mgrit_its": self.obj.state_its, "adjoint_mgrit_its": self.obj.adjoint_its}
+        if self.obj.adapt is not None:
+            row.update(self.obj.adapt.row())
         self.rows.append(row)
         if self.last_good is None:
             self.last_good = x.duplicate()
@@ -241,6 +255,8 @@ class Trainer:
         """tao.solve, re-raising an ocnet error from inside a callback as itself."""
         try:
             self.tao.solve(x)
+            while self.safeguard is not None and self.safeguard.retry():
+                self.tao.solve(x)
         except PETSc.Error as e:
             cause = e  # a callback's error, wrapped once per PETSc level it crossed (a python TAO: twice)
             while isinstance(cause, PETSc.Error) and cause.__cause__ is not None:

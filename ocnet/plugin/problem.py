@@ -34,6 +34,10 @@ class ControlProblem:
     #: ``layer_regularization``; ``__init__`` reads them into ``layer_weights``.  None: the plugin
     #: has no layer regularisation (or overrides ``layer_regularization``).
     regularization_options = ("gamma_tik", "gamma_ddt")
+    #: the problem's configuration: defaults of any option, the framework's (-N, -T, -mgrit_*,
+    #: -tao_*, ...) and the plugin's own, applied before the options are read, so that anything the
+    #: user gives overrides them; ``-help`` shows them as the defaults (ocnet.run.cli.apply_option_defaults)
+    option_defaults = {}
 
     @classmethod
     def declare_options(cls, opts: OptionSet):

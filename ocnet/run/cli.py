@@ -18,11 +18,14 @@ FRAMEWORK_OPTIONS = [  # name, type, default, help, and keywords of OptionSet.ad
     ("load", str, None, "start from parameters saved in a run folder (with -tao_max_it 0: evaluate only)", {}),
     ("quiet", bool, False, "no per-iteration line on stdout", {}),
     ("mode", str, "serial", "serial: layer-serial sweeps; exact: MGRIT state and adjoint solved to "
-     "-mgrit_rtol; oneshot: -oneshot_state_its / -oneshot_adjoint_its warm-started MGRIT iterations "
-     "per evaluation (inexact gradient; unless given, -mgrit_relax F -mgrit_cfactor 8)",
+     "-mgrit_rtol; oneshot: a few warm-started MGRIT iterations per evaluation (inexact gradient; counts "
+     "adaptive unless -oneshot_adapt 0 or -oneshot_state_its / -oneshot_adjoint_its are given; unless given, "
+     "-mgrit_relax F -mgrit_cfactor 8)",
      {"choices": ("serial", "exact", "oneshot")}),
-    ("oneshot_state_its", int, 2, "state MGRIT iterations per evaluation in -mode oneshot", {"bounds": "[1,inf)"}),
-    ("oneshot_adjoint_its", int, 1, "adjoint MGRIT iterations per evaluation in -mode oneshot", {"bounds": "[1,inf)"}),
+    ("oneshot_state_its", int, 2, "state MGRIT iterations per evaluation in -mode oneshot; given: fixed counts "
+     "(-oneshot_adapt 0) unless -oneshot_adapt 1 is given too, then the adaptive start", {"bounds": "[1,inf)"}),
+    ("oneshot_adjoint_its", int, 1, "adjoint MGRIT iterations per evaluation in -mode oneshot (as "
+     "-oneshot_state_its)", {"bounds": "[1,inf)"}),
     ("oneshot_tao", bool, False, "optimise with the paper's one-shot TAO (python type ocnet.optim.oneshot.OneShot: "
      "L-BFGS + Armijo backtracking that re-runs only the state); overrides -tao_type", {}),
     ("unconverged", str, "warn", "-mode exact: an MGRIT solve that ends at -mgrit_max_it above its tolerance "
@@ -60,7 +63,30 @@ def framework_options():
     opts = OptionSet()
     for name, typ, default, text, kw in FRAMEWORK_OPTIONS:
         opts.add(name, typ, default, text, **kw)
+    from ..optim.adaptive import declare_options
+    declare_options(opts)
     return opts
+
+
+def apply_option_defaults(cls, opts, db):
+    """A problem's ``option_defaults``: each becomes the declared default (shown by -help) and,
+    where the user did not give the option, its value in the options database, so that code that
+    asks whether an option was given (-mode oneshot's MGRIT defaults, automatic levels) treats it as
+    the problem's choice.  Returns the names applied (their -mode warnings are not the user's)."""
+    from ..base.errors import OcnetError
+    applied = []
+    declared = {o.name: o for o in opts.options}
+    for k, v in getattr(cls, "option_defaults", {}).items():
+        if k not in declared and not k.startswith("tao_"):
+            raise OcnetError(f"problem '{cls.name}': option_defaults names -{k}, which is not an option")
+        text = ",".join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)
+        if k in declared:
+            declared[k].default = declared[k].parse(text)
+        if not db.hasName(k):
+            db.setValue(k, text)
+            db.getString(k)  # the problem's default: not a user's typo when a run never reads it
+            applied.append(k)
+    return applied
 
 
 def _say(comm, text, stream=None):
@@ -101,10 +127,12 @@ def run(comm):
     cls.declare_options(popts)
     plugin_keys = [o.name for o in popts.options]
     opts.extend(popts)
+    problem_given = apply_option_defaults(cls, opts, db)
     if want_help:
         _say(comm, "ocnet: layer-parallel optimal-control training with PETSc\n" + opts.help_text()
              + "\n  (and any -tao_* option of PETSc TAO; defaults: "
-             + " ".join(f"-{k} {v}" for k, v in TAO_DEFAULTS.items()) + ")")
+             + " ".join(f"-{k} {db.getString(k) if k in problem_given else v}" for k, v in TAO_DEFAULTS.items())
+             + ")")
         return 0
     values = opts.read(db)
     grid = LayerGrid.from_comm(values["N"], values["T"], comm)
@@ -131,10 +159,13 @@ def run(comm):
 
     state_s, adj_s = mode_settings(values, db, grid)
     for line in inactive_options(values, db, grid, (state_s, adj_s)):
-        _say(comm, f"ocnet: warning: {line}", sys.stderr)
+        if not any(line.startswith(f"-{k} ") for k in problem_given):  # the problem's defaults, not the user's
+            _say(comm, f"ocnet: warning: {line}", sys.stderr)
     objective = ReducedObjective(grid, problem, comm, state_mgrit=state_s, adjoint_mgrit=adj_s,
                                  batch_size=values["batch_size"], seed=values["seed"],
                                  unconverged=values["unconverged"])
+    from ..optim import adaptive
+    objective.adapt = adaptive.create(values, db, comm, lambda line: _say(comm, f"ocnet: warning: {line}", sys.stderr))
     if values["mgrit_view"]:
         from ..mgrit.solver import view_solves
         _say(comm, "ocnet: -mgrit_view: -mode serial builds no MGRIT (layer-serial sweeps; use -mode exact or oneshot)"
@@ -178,6 +209,8 @@ def run(comm):
     x_opt = objective.design.convert(x, replicated)
     signals.test_hook("warmup")
     objective.evaluate(x_opt, x_opt.duplicate())  # JIT warm-up, so wall_time measures the solve
+    if objective.adapt is not None:
+        objective.adapt.reset_totals()
     trainer = Trainer(objective, comm, replicated, on_row=show, run_dir=run_dir,
                       checkpoint_every=values["checkpoint_every"], resume=resume,
                       checkpoint_seconds=values["checkpoint_seconds"],
@@ -240,6 +273,8 @@ def run(comm):
         summary["final_exact"] = final
         _say(comm, "ocnet: at the final parameters, exact (layer-serial) forward solve on all training data: "
                    + ", ".join(f"{k} {v:.6g}" for k, v in final.items()))
+    if objective.adapt is not None:
+        summary["adaptive_oneshot"] = objective.adapt.summary()
     if objective.unconverged_count:
         summary["unconverged_solves"] = objective.unconverged_count
         _say(comm, f"ocnet: warning: {objective.unconverged_count} exact-mode MGRIT solves ended above their "

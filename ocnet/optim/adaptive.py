@@ -1,0 +1,332 @@
+"""Adaptive one-shot (``-mode oneshot``, default ``-oneshot_adapt 1``): per evaluation, the state and
+adjoint MGRIT iteration counts follow measured quantities, and an evaluation whose gradient cannot
+be trusted becomes exact (layer-serial) instead of wrong.  Theory and the choice of constants:
+docs/theory/index.md ("Adaptive one-shot"); user guide: docs/user/adaptive-oneshot.md.
+
+What is measured (every number below comes from a reduction summed in layer/point order, so it is
+the same on every rank and for every rank count; decisions therefore do not depend on it):
+
+- the C-point residual norms r_{k-1}, r_k of the last two cycles of a solve, hence its convergence
+  factor rho = r_k / r_{k-1} (the state runs at least 2 cycles, so rho_s is measured at every
+  evaluation, as Jiang, Cyr, Schroder et al., arXiv 2601.09026, monitor it; the adjoint measures its
+  own when it runs 2 or more, else the state's stands in: its cycle is the transposed linearised
+  state cycle);
+- ||u|| over the C-points (the relative residual r_k/||u||);
+- the norm of the layer gradient's data term ||G_data|| (before the regulariser) and of the whole
+  gradient ||g||.
+
+The estimate.  For a contraction with factor rho the error after k cycles is bounded by
+rho/(1-rho) times the last correction, which the residual measures: e = rho/(1-rho) r_k/||u||
+(relative error of the trajectory).  The layer gradient G[n] is linear in the adjoint and, through
+the linearisation, in the state; relative errors of both therefore enter G_data with weight one to
+first order, and the gradient error is estimated as
+
+    eta = C (e_s + e_a) ||G_data|| / ||g||            (relative gradient error, history column)
+
+with C = -oneshot_error_scale (1000) absorbing what the first-order argument leaves out (the
+coarse solve's amplification of a residual into an error, per-sample terms that cancel in G):
+measured with runs/calibrate_adaptive.py, on Peaks N = 32 tanh log(eta/C) and the log of the
+true error correlate with coefficient 0.95 and their ratio has median 1.3e3.
+
+Near an optimum ||g|| -> 0 while ||G_data|| does not (the data term is balanced by the
+regulariser), so the same trajectory accuracy gives a growing eta: the rule tightens the solves
+near the optimum by itself.
+
+The rule.  Inexact-gradient descent converges when ||g~ - g|| <= kappa ||g|| with kappa < 1
+(Carter 1991; Heinkenschloss & Vicente 2002; for BFGS with bounded errors Xie, Byrd & Nocedal
+2020), and Bosse & Griewank's adaptive one-shot couples the number of inner iterations to that
+requirement.  Here kappa = -oneshot_kappa is split: the state gets the share -oneshot_state_share
+(it decides the objective that the line search compares, so it is held tighter), the adjoint the
+rest.  After each gradient evaluation each count moves by the number of cycles its measured rho
+says the estimate needs to reach its share,
+
+    k <- clamp(k + ceil(log(c / tau) / log(1/rho)), k_min, k_max)  (and by +2/-1 at most),
+
+so one cycle is dropped only when the estimate is a factor 1/rho below its target.
+Fallbacks: rho >= 1 (a solve that does not contract gives no error bound) or eta >= 1 (-g~ is then
+not guaranteed to be a descent direction: ||g~ - g|| < ||g~|| is Carter's condition) make the
+evaluation exact: it is repeated with layer-serial sweeps at the same design (one line on stderr,
+rate-limited), and the next evaluations run the maximum counts.
+
+The safeguard (``Safeguard``): a line-search failure tightens the level (0: adaptive, 1: the
+maximum counts, 2: exact) and the optimiser re-evaluates at its last accepted point with a fresh
+quasi-Newton memory; only a failure at level 2 (the exact gradient) stops the run.  The level
+decays by one after -oneshot_relax_after gradient evaluations without a failure.
+"""
+import math
+import sys
+
+import numpy as np
+
+FLOOR = 1e3  # rho is measured only above FLOOR times the solver's round-off floor of the residual
+LEVELS = ("adaptive", "max", "exact")
+
+
+def declare_options(opts):
+    """The adaptive one-shot's options (framework options, group ocnet)."""
+    opts.add("oneshot_adapt", bool, True, "-mode oneshot: choose the state/adjoint MGRIT iterations per "
+             "evaluation from the measured convergence factor and gradient-error estimate, fall back to exact "
+             "evaluations when rho >= 1 and tighten on a line-search failure (docs/user/adaptive-oneshot.md); "
+             "off (also when -oneshot_state_its or -oneshot_adjoint_its is given): fixed counts")
+    opts.add("oneshot_state_its_min", int, 2, "adaptive one-shot: fewest state MGRIT iterations per evaluation "
+             "(2: the convergence factor is measured in every state solve)", bounds="[2,inf)")
+    opts.add("oneshot_state_its_max", int, 8, "adaptive one-shot: most state MGRIT iterations per evaluation",
+             bounds="[2,inf)")
+    opts.add("oneshot_adjoint_its_min", int, 1, "adaptive one-shot: fewest adjoint MGRIT iterations",
+             bounds="[1,inf)")
+    opts.add("oneshot_adjoint_its_max", int, 8, "adaptive one-shot: most adjoint MGRIT iterations",
+             bounds="[1,inf)")
+    opts.add("oneshot_kappa", float, 0.2, "adaptive one-shot: target relative gradient error "
+             "||g~ - g|| <= kappa ||g|| (estimated)", bounds="(0,1)")
+    opts.add("oneshot_state_share", float, 0.25, "adaptive one-shot: the state's share of kappa (the rest is "
+             "the adjoint's; below 0.5 holds the state tighter)", bounds="(0,1)")
+    opts.add("oneshot_error_scale", float, 1000.0, "adaptive one-shot: factor of the residual-based gradient-error "
+             "estimate (measured: median true/estimated 1.3e3 on Peaks N=32 tanh, runs/calibrate_adaptive.py)",
+             bounds="(0,inf)")
+    opts.add("oneshot_relax_after", int, 20, "adaptive one-shot: gradient evaluations after a tightening "
+             "(line-search failure) before the level relaxes by one", bounds="[1,inf)")
+
+
+def adaptive_wanted(values, db):
+    """Whether -mode oneshot runs adaptive: -oneshot_adapt, unless fixed counts were given
+    (-oneshot_state_its / -oneshot_adjoint_its) and -oneshot_adapt was not."""
+    if values["mode"] != "oneshot":
+        return False
+    if db.hasName("oneshot_adapt"):
+        return values["oneshot_adapt"]
+    return not (db.hasName("oneshot_state_its") or db.hasName("oneshot_adjoint_its"))
+
+
+def check_values(values):
+    """Bad combinations of the adaptive options (OcnetError: one line, exit 2)."""
+    from ..base.errors import OcnetError
+    for w in ("state", "adjoint"):
+        lo, hi = values[f"oneshot_{w}_its_min"], values[f"oneshot_{w}_its_max"]
+        if lo > hi:
+            raise OcnetError(f"-oneshot_{w}_its_min {lo} is above -oneshot_{w}_its_max {hi}")
+
+
+ADAPT_KEYS = ("oneshot_state_its_min", "oneshot_state_its_max", "oneshot_adjoint_its_min",
+              "oneshot_adjoint_its_max", "oneshot_kappa", "oneshot_state_share", "oneshot_relax_after",
+              "oneshot_error_scale")
+
+
+def create(values, db, comm, warn):
+    """The controller for this run's options (None: serial/exact mode or fixed one-shot counts);
+    ``warn(line)`` reports adaptive options that have no effect."""
+    if not adaptive_wanted(values, db):
+        given = [k for k in ADAPT_KEYS if db.hasName(k)]
+        for k in given:
+            warn(f"-{k} has no effect " + ("with fixed one-shot counts (-oneshot_adapt 0, or "
+                 "-oneshot_state_its/-oneshot_adjoint_its given): add -oneshot_adapt 1"
+                 if values["mode"] == "oneshot" else f"in -mode {values['mode']}: use -mode oneshot"))
+        return None
+    check_values(values)
+    return AdaptiveOneShot(values, comm)
+
+
+def _rho(mg):
+    """Convergence factor of a solve's last cycle (nan when only one residual was measured; 0 when
+    the residual before it was already at the round-off floor: a converged solve cannot contract
+    further, and r_k / r_{k-1} ~ 1 there says nothing about divergence)."""
+    from ..mgrit.solver import ROUNDOFF
+    h = [v for v in mg.history if not math.isnan(v)]
+    if len(h) < 2:
+        return math.nan
+    floor = FLOOR * ROUNDOFF * getattr(mg, "unorm", 0.0)
+    return h[-1] / h[-2] if h[-2] > floor else 0.0
+
+
+class AdaptiveOneShot:
+    """The controller; one instance per ReducedObjective, identical on every rank.  The counts
+    start at -oneshot_state_its / -oneshot_adjoint_its clamped to [min, max]."""
+
+    def __init__(self, values, comm):
+        self.comm = comm
+        self.kmin = {"state": values["oneshot_state_its_min"], "adjoint": values["oneshot_adjoint_its_min"]}
+        self.kmax = {"state": values["oneshot_state_its_max"], "adjoint": values["oneshot_adjoint_its_max"]}
+        self.k = {w: min(max(values[f"oneshot_{w}_its"], self.kmin[w]), self.kmax[w]) for w in self.kmin}
+        self.kappa, self.share = values["oneshot_kappa"], values["oneshot_state_share"]
+        self.relax_after = values["oneshot_relax_after"]
+        self.scale = values["oneshot_error_scale"]
+        self.rho = {"state": math.nan, "adjoint": math.nan}
+        self.level = 0  # index into LEVELS: set by the safeguard (rank 0), broadcast at each evaluation
+        self.since_tighten = 0
+        self.estimate = math.nan  # eta of the last gradient evaluation
+        self.fallback_reason = None  # why the last evaluation became exact (None: it did not)
+        self.totals = {"state_its": 0, "adjoint_its": 0, "evaluations": 0, "gradient_evaluations": 0,
+                       "exact_evaluations": 0, "tightenings": 0}
+        self.since_row = [0, 0, 0]  # state its, adjoint its, exact evaluations since the last history row
+        self._fallbacks = 0
+
+    def get_state(self):
+        """What the decisions depend on, as an array (checkpoints; the broadcast at each evaluation)."""
+        return np.array([self.k["state"], self.k["adjoint"], self.rho["state"], self.rho["adjoint"],
+                         self.level, self.since_tighten], float)
+
+    def set_state(self, a):
+        self.k = {"state": int(a[0]), "adjoint": int(a[1])}
+        self.rho = {"state": float(a[2]), "adjoint": float(a[3])}
+        self.level, self.since_tighten = int(a[4]), int(a[5])
+
+    def reset_totals(self):
+        """Totals from here on (after the command line's warm-up evaluation)."""
+        self.totals = {k: 0 for k in self.totals}
+
+    # ---- hooks of ReducedObjective.evaluate ------------------------------------------------
+    def begin(self, obj, with_grad):
+        """Before an evaluation: synchronise the level (rank 0's safeguard decides it) and set the
+        counts of the solves.  Returns True when the evaluation is to be exact."""
+        self.set_state(self.comm.bcast(self.get_state(), root=0))  # rank 0's (resume, safeguard) rules
+        self.fallback_reason = None
+        self.totals["evaluations"] += 1
+        if with_grad:
+            self.totals["gradient_evaluations"] += 1
+            if self.level > 0:
+                self.since_tighten += 1
+                if self.since_tighten > self.relax_after:  # (identical on every rank: counted alike)
+                    self.level, self.since_tighten = self.level - 1, 0
+        if LEVELS[self.level] == "exact":
+            self.fallback_reason = "after a line-search failure"
+            return True
+        ks = self.kmax["state"] if self.level else self.k["state"]
+        ka = self.kmax["adjoint"] if self.level else self.k["adjoint"]
+        if obj.mgrit is not None:
+            obj.mgrit.measure_rho = True
+            obj.state_snes.snes.setTolerances(max_it=ks)
+            obj.mgrit.s.max_it = ks
+        if obj.adj_mgrit is not None:
+            obj.adj_mgrit.measure_rho = True
+            obj.adj_mgrit.ksp.setTolerances(max_it=ka)
+            obj.adj_mgrit.s.max_it = ka
+        return False
+
+    def after_state(self, obj):
+        """After the state solve: True when it did not contract (rho >= 1): evaluate exactly."""
+        if obj.mgrit is None:
+            return False
+        rho = _rho(obj.mgrit)
+        if not math.isnan(rho):
+            self.rho["state"] = rho
+        self.totals["state_its"] += obj.mgrit.s.max_it
+        self.since_row[0] += obj.mgrit.s.max_it
+        if rho >= 1.0:
+            self.fallback_reason = f"state MGRIT rho {rho:.3g} >= 1"
+            return True
+        return False
+
+    def after_gradient(self, obj, G_data_sq, G_sq, global_sq):
+        """After a gradient evaluation: the estimate, the fallback test and the next counts.
+        ``G_data_sq``/``G_sq``: this rank's per-layer squared norms of the layer gradient before
+        and after the regulariser; ``global_sq``: rank 0's squared norm of the global gradient."""
+        comm = self.comm
+        parts = comm.allgather((np.asarray(G_data_sq, float), np.asarray(G_sq, float), float(global_sq)))
+        data = math.sqrt(float(np.sum(np.concatenate([p[0] for p in parts]))))
+        gnorm = math.sqrt(float(np.sum(np.concatenate([p[1] for p in parts]))) + parts[0][2])
+        e = {}
+        if obj.adj_mgrit is not None:
+            self.totals["adjoint_its"] += obj.adj_mgrit.s.max_it
+            self.since_row[1] += obj.adj_mgrit.s.max_it
+            rho = _rho(obj.adj_mgrit)
+            if not math.isnan(rho):
+                self.rho["adjoint"] = rho
+            if rho >= 1.0:
+                self.fallback_reason = f"adjoint MGRIT rho {rho:.3g} >= 1"
+                return True
+        for w, mg in (("state", obj.mgrit), ("adjoint", obj.adj_mgrit)):
+            if mg is None:
+                e[w] = 0.0
+                continue
+            rho = self.rho[w] if not math.isnan(self.rho[w]) else self.rho["state"]
+            if math.isnan(rho):
+                rho = 0.5
+            rho = min(rho, 0.99)
+            unorm = getattr(mg, "unorm", 0.0)
+            r = mg.residual
+            e[w] = rho / (1.0 - rho) * r / unorm if unorm > 0 else 0.0
+        scale = self.scale * data / gnorm if gnorm > 0 else math.inf
+        self.estimate = (e["state"] + e["adjoint"]) * scale
+        if not self.estimate < 1.0:
+            self.fallback_reason = f"estimated gradient error {self.estimate:.3g} x |g| (not a sure descent direction)"
+            return True
+        if self.level == 0:
+            for w, tau in (("state", self.share * self.kappa), ("adjoint", (1 - self.share) * self.kappa)):
+                c = e[w] * scale
+                rho = self.rho[w] if not math.isnan(self.rho[w]) else self.rho["state"]
+                rho = min(max(rho if not math.isnan(rho) else 0.5, 0.05), 0.95)
+                step = math.ceil(math.log(c / tau) / math.log(1.0 / rho)) if c > 0 else -1
+                step = max(min(step, 2), -1)  # at most 2 cycles more, 1 fewer per evaluation
+                self.k[w] = min(max(self.k[w] + step, self.kmin[w]), self.kmax[w])
+        return False
+
+    def fell_back(self, obj):
+        """The evaluation became exact: count it, say so (rate-limited), run the maximum counts next."""
+        self.totals["exact_evaluations"] += 1
+        self.since_row[2] += 1
+        self.k = dict(self.kmax)
+        self._fallbacks += 1  # (not reset with the totals: the notes count the run's fallbacks)
+        n = self._fallbacks
+        if self.comm.Get_rank() == 0 and (n <= 3 or n in (10, 100) or n % 1000 == 0):
+            print(f"ocnet: note: a one-shot evaluation was exact (layer-serial): {self.fallback_reason} "
+                  f"({n} so far)", file=sys.stderr, flush=True)
+
+    # ---- the safeguard (rank 0's optimiser) ------------------------------------------------
+    def tighten(self):
+        """A line-search failure: next level.  False when already exact (then the failure stands)."""
+        if self.level >= len(LEVELS) - 1:
+            return False
+        self.level += 1
+        self.since_tighten = 0
+        self.totals["tightenings"] += 1
+        return True
+
+    def note_restart(self, its):
+        """One line on stderr (this rank's optimiser: rank 0 in the replicated layout)."""
+        if self.comm.Get_rank() == 0:
+            print(f"ocnet: note: line search failed at iteration {its}; re-evaluating there with "
+                  f"{LEVELS[self.level]} one-shot solves and a fresh quasi-Newton memory", file=sys.stderr,
+                  flush=True)
+
+    def row(self):
+        """History columns: the estimate of the last gradient evaluation, the MGRIT iterations and
+        exact (layer-serial) evaluations of all evaluations since the last row (line searches
+        included), the safeguard's level."""
+        s, a, e = self.since_row
+        self.since_row = [0, 0, 0]
+        return {"gradient_error_estimate": self.estimate, "state_mgrit_its_total": s,
+                "adjoint_mgrit_its_total": a, "exact_evaluations": e, "oneshot_level": self.level}
+
+    def summary(self):
+        return dict(self.totals, final_counts=dict(self.k), level=LEVELS[self.level])
+
+
+def layer_sq_norms(G):
+    """Per-layer squared norms (local layers in order): summed later in layer order, so the total
+    is the same for every rank count."""
+    return np.einsum("ij,ij->i", G, G) if G.size else np.zeros(len(G))
+
+
+class Safeguard:
+    """Line-search failures of TAO runs (lmvm and the other built-in types): ``retry`` after a
+    solve that ended with DIVERGED_LS_FAILURE tightens the controller and tells the Trainer to
+    restart TAO at its solution (the last accepted point: TAO's line searches restore it) with a
+    fresh quasi-Newton memory and the remaining iteration budget."""
+
+    def __init__(self, adapt, tao, trainer):
+        self.adapt, self.tao, self.trainer = adapt, tao, trainer
+        self.offset = 0  # iterations of the earlier TAO solves (history rows continue counting)
+        self.max_it = tao.getMaximumIterations()
+
+    def retry(self):
+        from petsc4py import PETSc
+        tao = self.tao
+        if tao.getConvergedReason() != PETSc.TAO.ConvergedReason.DIVERGED_LS_FAILURE:
+            return False
+        done = self.offset + tao.getIterationNumber()
+        if done >= self.max_it or not self.adapt.tighten():
+            return False
+        self.adapt.note_restart(done)
+        self.offset = done
+        self.trainer.skip_row = True
+        tao.setMaximumIterations(self.max_it - done)
+        return True

@@ -1,0 +1,47 @@
+"""Calibration of the adaptive one-shot's gradient-error estimate (ocnet/optim/adaptive.py): runs
+ocnet (1 rank) with the given options and, after every one-shot gradient evaluation, also the
+exact (layer-serial) gradient at the same design, printing per evaluation
+
+    CAL <estimate eta> <true relative error |g~ - g| / |g~|> <state its> <adjoint its>
+
+The trajectories are restored afterwards, so the run itself is the run without this script.
+Usage: python runs/calibrate_adaptive.py -mode oneshot -activation tanh -N 32 -tao_max_it 300 -quiet
+"""
+import sys
+
+import petsc4py
+
+petsc4py.init(sys.argv)  # before any import of petsc4py.PETSc, so that the options are read
+from ocnet.optim.objective import ReducedObjective  # noqa: E402
+
+_orig = ReducedObjective.evaluate
+
+
+def _evaluate(self, x, grad=None):
+    J = _orig(self, x, grad)
+    ad = self.adapt
+    if grad is None or ad is None or ad.fallback_reason is not None or self.mgrit is None:
+        return J
+    keep = [a.copy() for a in (self.state.U, self.state.Cfull, self.adj.U)]
+    its = (self.mgrit.s.max_it, self.adj_mgrit.s.max_it if self.adj_mgrit is not None else 0)
+    saved = self.adapt, self.mgrit, self.adj_mgrit, self._evaluated
+    self.adapt = self.mgrit = self.adj_mgrit = None
+    g2 = grad.duplicate()
+    try:
+        _orig(self, x, g2)
+    finally:
+        self.adapt, self.mgrit, self.adj_mgrit, self._evaluated = saved
+        for a, b in zip((self.state.U, self.state.Cfull, self.adj.U), keep):
+            a[...] = b
+        self.mgrit.invalidate()
+    d = grad.copy()
+    d.axpy(-1.0, g2)
+    print(f"CAL {ad.estimate:.6e} {d.norm() / grad.norm():.6e} {its[0]} {its[1]}", file=sys.stderr, flush=True)
+    return J
+
+
+ReducedObjective.evaluate = _evaluate
+
+if __name__ == "__main__":
+    from ocnet.run.cli import main
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Adaptive one-shot (ocnet/optim/adaptive.py): rank-count free decisions, the exact fallback when
+MGRIT does not contract, the line-search safeguard, fixed counts on request, bad input."""
+import json
+
+import numpy as np
+
+from tests.conftest import history_column, read_history, run_ocnet
+
+BASE = ["-N", 32, "-width", 4, "-ntrain", 200, "-nval", 50, "-quiet", "-mode", "oneshot"]
+PEAKS = ["-N", 32, "-quiet", "-mode", "oneshot"]  # the problem's defaults
+
+
+def test_adaptive_rank_count_free(tmp_path):
+    """T = 6: MGRIT converges slowly, so the counts move and an evaluation falls back to exact:
+    all of it the same on 1, 2 and 3 ranks."""
+    args = BASE + ["-T", 6, "-tao_max_it", 16]
+    for p in (1, 2, 3):
+        run_ocnet(args + ["-run_dir", tmp_path / f"p{p}"], nprocs=p)
+    its = history_column(tmp_path / "p1", "state_mgrit_its")
+    assert len(set(its)) > 2, its  # the counts did change
+    assert history_column(tmp_path / "p1", "exact_evaluations").sum() >= 1  # and fell back
+    for column in ("state_mgrit_its", "adjoint_mgrit_its", "state_mgrit_its_total", "adjoint_mgrit_its_total",
+                   "exact_evaluations", "oneshot_level"):
+        ref = history_column(tmp_path / "p1", column)
+        for p in (2, 3):
+            np.testing.assert_array_equal(history_column(tmp_path / f"p{p}", column), ref, err_msg=column)
+    for column in ("objective", "gradient_norm", "val_accuracy", "gradient_error_estimate"):
+        ref = history_column(tmp_path / "p1", column)
+        for p in (2, 3):
+            np.testing.assert_allclose(history_column(tmp_path / f"p{p}", column), ref, rtol=1e-10, atol=0,
+                                       err_msg=column)
+
+
+def test_rho_above_one_falls_back_to_exact(tmp_path):
+    """T = 30: the state MGRIT diverges (rho >= 1); such evaluations are layer-serial, and the
+    first one is the serial mode's evaluation at the same initial design (bitwise)."""
+    args = ["-N", 32, "-T", 30, "-tao_max_it", 3, "-quiet"]
+    p = run_ocnet(args + ["-mode", "oneshot", "-run_dir", tmp_path / "a"])
+    assert "was exact (layer-serial): state MGRIT rho" in p.stderr, p.stderr
+    run_ocnet(args + ["-run_dir", tmp_path / "s"])
+    exact = history_column(tmp_path / "a", "exact_evaluations")
+    assert exact.sum() >= 1
+    # iteration 0: the warm-up evaluation fell back to exact, TAO's first is warm-started from it
+    np.testing.assert_allclose(history_column(tmp_path / "a")[0], history_column(tmp_path / "s")[0], rtol=1e-10)
+    totals = json.loads((tmp_path / "a" / "summary.json").read_text())["adaptive_oneshot"]
+    assert totals["exact_evaluations"] >= 1 and totals["state_its"] > 0
+
+
+def test_safeguard_recovers_from_line_search_failure(tmp_path):
+    """T = 6: fixed one-shot stops on a line-search failure.  The adaptive run held to the same
+    counts (maximum 2 + 1, the estimate scaled so that it never falls back) is that run up to the
+    failure; then the safeguard re-evaluates at the last accepted point, restarts lmvm with a
+    fresh memory and goes on, its iterations numbered on; the same on 2 ranks."""
+    args = PEAKS + ["-T", 6, "-tao_max_it", 20]
+    run_ocnet(args + ["-oneshot_adapt", 0, "-run_dir", tmp_path / "f"])
+    fixed = json.loads((tmp_path / "f" / "summary.json").read_text())
+    assert fixed["reason"] == "DIVERGED_LS_FAILURE" and fixed["iterations"] < 20
+    held = ["-oneshot_state_its_max", 2, "-oneshot_adjoint_its_max", 1, "-oneshot_error_scale", 1e-6]
+    p = run_ocnet(args + held + ["-run_dir", tmp_path / "a"])
+    assert f"line search failed at iteration {fixed['iterations']}" in p.stderr, p.stderr
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["reason"] == "DIVERGED_MAXITS" and summary["iterations"] == 20
+    assert summary["adaptive_oneshot"]["tightenings"] >= 1
+    h = read_history(tmp_path / "a")
+    assert [int(r["iteration"]) for r in h] == list(range(21))
+    n = fixed["iterations"]
+    np.testing.assert_array_equal(history_column(tmp_path / "a")[: n + 1], history_column(tmp_path / "f"))
+    assert history_column(tmp_path / "a")[-1] < history_column(tmp_path / "f")[-1]
+    assert max(int(r["oneshot_level"]) for r in h) >= 1
+    run_ocnet(args + held + ["-run_dir", tmp_path / "a2"], nprocs=2)
+    np.testing.assert_allclose(history_column(tmp_path / "a2"), history_column(tmp_path / "a"), rtol=1e-10, atol=0)
+
+
+def test_oneshot_tao_safeguard_escalates_to_exact(tmp_path):
+    """The one-shot TAO with a one-trial line search: failures tighten to the maximum counts,
+    then to exact; only the exact evaluation's failure stops the run."""
+    p = run_ocnet(PEAKS + ["-oneshot_tao", "-tao_oneshot_ls_max_it", 1, "-tao_max_it", 30, "-run_dir", tmp_path / "a"])
+    assert p.stderr.count("line search failed at iteration") == 2, p.stderr
+    assert "with max one-shot solves" in p.stderr and "with exact one-shot solves" in p.stderr
+    s = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert s["reason"] == "DIVERGED_LS_FAILURE" and s["adaptive_oneshot"]["level"] == "exact"
+
+
+def test_fixed_counts_when_given(tmp_path):
+    """-oneshot_state_its given: the fixed counts (no adaptive columns), as -oneshot_adapt 0."""
+    args = BASE + ["-tao_max_it", 3]
+    run_ocnet(args + ["-oneshot_state_its", 2, "-run_dir", tmp_path / "g"])
+    run_ocnet(args + ["-oneshot_adapt", 0, "-run_dir", tmp_path / "z"])
+    assert "gradient_error_estimate" not in read_history(tmp_path / "g")[0]
+    np.testing.assert_array_equal(history_column(tmp_path / "g"), history_column(tmp_path / "z"))
+    assert set(history_column(tmp_path / "g", "state_mgrit_its")) == {2}
+    p = run_ocnet(args + ["-oneshot_adapt", 0, "-oneshot_kappa", 0.1])
+    assert "-oneshot_kappa has no effect with fixed one-shot counts" in p.stderr
+
+
+def test_bad_adaptive_options():
+    for extra, text in ((["-oneshot_state_its_min", 5, "-oneshot_state_its_max", 3],
+                         "-oneshot_state_its_min 5 is above -oneshot_state_its_max 3"),
+                        (["-oneshot_kappa", 1.5], "option -oneshot_kappa")):
+        p = run_ocnet(BASE + ["-tao_max_it", 1] + extra, check=False)
+        assert p.returncode == 2, p.stderr
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("ocnet: error: ") and text in lines[0], p.stderr
+
+
+# ---- a problem's defaults are its configuration (ControlProblem.option_defaults) -------------
+CONFIGURED = ["-problem", "tests.defaults_plugin:Configured", "-quiet"]
+
+
+def test_problem_option_defaults(tmp_path):
+    """Defaults of framework, MGRIT, TAO and plugin options; -help shows them; the user's win;
+    the problem's MGRIT defaults count as chosen (-mode oneshot keeps -mgrit_cfactor 2) and
+    draw no warning; peaks keeps its own defaults."""
+    text = run_ocnet(CONFIGURED + ["-help"]).stdout
+    for line in ("-N <6>", "-dim <2>", "-mode <oneshot>", "-mgrit_cfactor <2>", "-tao_max_it 3"):
+        assert line in text, line
+    p = run_ocnet(CONFIGURED + ["-mgrit_view", "-run_dir", tmp_path / "a"])
+    assert "after 3 iterations" in p.stdout and "cfactor 2" in p.stdout and "N=6" in p.stdout, p.stdout
+    assert "warning" not in p.stderr, p.stderr
+    p = run_ocnet(CONFIGURED + ["-N", 8, "-tao_max_it", 2, "-mode", "serial"])
+    assert "N=8" in p.stdout and "after 2 iterations" in p.stdout, p.stdout
+    assert "warning" not in p.stderr, p.stderr  # the problem's MGRIT defaults are not the user's
+    assert "-N <32>" in run_ocnet(["-help"]).stdout
+
+
+def test_problem_option_defaults_bad_name():
+    p = run_ocnet(["-problem", "tests.defaults_plugin:Misconfigured", "-quiet"], check=False)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert lines == ["ocnet: error: problem 'misconfigured': option_defaults names -nosuch, which is not an option"], p.stderr
