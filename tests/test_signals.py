@@ -110,8 +110,10 @@ def test_signal_mid_run(tmp_path, nprocs, sig):
     once and returns the ranks' status 4; SIGTERM/SIGINT reach the ranks after Open MPI's
     odls_base_sigkill_timeout (5 s here) and mpiexec returns its own status."""
     run = tmp_path / "run"
+    # saving every iteration: the signal often lands in a save; 0.1 s a row: mpiexec passes SIGINT/
+    # SIGTERM on 5 s late, and a fast machine would otherwise end the run (TAO's -tao_max_funcs) first
     p, out, err = launch(ARGS + ["-tao_max_it", 100000, "-run_dir", run] + ["-checkpoint_seconds", 0] * (nprocs > 1),
-                         nprocs, tmp_path)  # saving every iteration: the signal often lands in a save
+                         nprocs, tmp_path, OCNET_TEST_ROW_SLEEP="0.1")
     hist = run / "history.csv"
     took, status = watch(p, trigger=lambda: hist.exists() and hist.read_text().count("\n") > 5, sig=sig)
     o, e = outputs(out, err)

@@ -144,7 +144,11 @@ def test_hook(stage, its=0):
     rank 0 (target ``rank=R``: from rank R) to itself, or to its parent (``parent``: mpiexec) or
     to process ``pid=P``.  Stages: ``warmup`` (before the JIT warm-up), ``row`` (after an
     iteration's history row, before its save), ``save`` (inside a checkpoint's writing),
-    ``plot`` (before the final figures)."""
+    ``plot`` (before the final figures).  ``OCNET_TEST_ROW_SLEEP=seconds``: sleep that long at
+    every ``row`` stage (a run that cannot finish by itself before a delayed signal arrives)."""
+    if stage == "row" and os.environ.get("OCNET_TEST_ROW_SLEEP"):
+        import time
+        time.sleep(float(os.environ["OCNET_TEST_ROW_SLEEP"]))
     spec = os.environ.get("OCNET_TEST_SIGNAL", "")
     if not spec:
         return
