@@ -10,11 +10,11 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def mpiexec_prefix(n):
+def mpiexec_prefix(n, **kw):
     if shutil.which("mpiexec") is None:
         pytest.fail("mpiexec not found: the test suite needs MPI (README set-up installs it)")
     from ocnet.run.launch import mpiexec
-    return mpiexec(n)
+    return mpiexec(n, **kw)
 
 
 def run_ocnet(args, nprocs=None, timeout=300, check=True):

@@ -49,7 +49,8 @@ def launch(args, nprocs, tmp_path, **env):
     """Start ocnet under mpiexec; output to files (a full pipe must never block a rank)."""
     e = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", **env)
     out, err = open(tmp_path / "stdout", "w+"), open(tmp_path / "stderr", "w+")
-    cmd = mpiexec_prefix(nprocs) + [sys.executable, "-m", "ocnet", *map(str, args)]
+    from ocnet.run.launch import SIGKILL_TIMEOUT
+    cmd = mpiexec_prefix(nprocs, sigkill_timeout=SIGKILL_TIMEOUT) + [sys.executable, "-m", "ocnet", *map(str, args)]
     return subprocess.Popen(cmd, stdout=out, stderr=err, text=True, cwd=ROOT, env=e), out, err
 
 

@@ -19,21 +19,31 @@ def _base():
     probe = subprocess.run([*cmd, "-q", "-n", "1", "true"], capture_output=True, timeout=60)
     if probe.returncode == 0:
         cmd.append("-q")
-    version = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60).stdout
-    if "OpenRTE" in version:  # Open MPI 4: SIGTERM/SIGINT to mpiexec reach the ranks as SIGTERM and
-        # SIGKILL follows after this many seconds (default 1): time for ocnet's save at its safe point
-        cmd += ["--mca", "odls_base_sigkill_timeout", str(SIGKILL_TIMEOUT)]
     return tuple(cmd)
 
 
-#: seconds Open MPI 4's mpiexec waits between SIGTERM and SIGKILL of the ranks (docs/hpc/long-runs.md)
+@functools.lru_cache(maxsize=None)
+def _open_mpi_4():
+    version = subprocess.run([shutil.which("mpiexec"), "--version"], capture_output=True, text=True,
+                             timeout=60).stdout
+    return "OpenRTE" in version
+
+
+#: seconds between SIGTERM and SIGKILL for runs that must save when mpiexec is signalled
+#: (docs/hpc/long-runs.md)
 SIGKILL_TIMEOUT = 5
 
 
-def mpiexec(n, oversubscribe=True, bind=False):
+def mpiexec(n, oversubscribe=True, bind=False, sigkill_timeout=None):
     """[mpiexec, flags..., -n, n]: root-safe, quiet where supported, oversubscribed for n > cores;
-    ``bind``: one core per rank where there are enough cores (steadier timings for benchmarks)."""
+    ``bind``: one core per rank where there are enough cores (steadier timings for benchmarks).
+    ``sigkill_timeout``: seconds Open MPI 4's mpiexec waits between passing SIGTERM to the ranks
+    and SIGKILLing them (when it is signalled itself; default 1 s): time for ocnet's save at its
+    safe point.  Not the default, because Open MPI 4 waits twice this long at *every* non-zero
+    exit of a job (measured: a bad option on 2 ranks returns after 15 s with 5, 4 s with 1)."""
     flags = ["--oversubscribe"] if oversubscribe else []
+    if sigkill_timeout is not None and _open_mpi_4():
+        flags += ["--mca", "odls_base_sigkill_timeout", str(sigkill_timeout)]
     if bind and n <= (os.cpu_count() or 1):
         flags += ["--bind-to", "core"]
     return [*_base(), *flags, "-n", str(n)]
