@@ -16,7 +16,6 @@ A second signal in any phase ends the process at once (exit status 128 + signal 
 Every file ocnet writes is written under a temporary name and renamed (or appended by one
 flushed line), so neither stop leaves a half-written file.
 """
-import json
 import os
 import signal
 
@@ -127,16 +126,6 @@ def check(comm):
     s = agreed(comm)
     if s:
         raise Interrupted(s)
-
-
-def write_json_atomic(path, obj):
-    """Write ``obj`` as JSON to ``path`` through a temporary file and a rename."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def test_hook(stage, its=0):
