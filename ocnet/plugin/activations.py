@@ -127,12 +127,8 @@ def tanh_residual_update(z, b, h, u, out, dsig, F, forced, minus):
         bi = b[i]
         zi = z[i]
         for s in range(B):
-            a = min(2.0 * abs(zi[s] + bi), 40.0)  # exp(-40) is below half an ulp of 1
-            n = np.floor(-a * LOG2E + 0.5)
-            r = (-a - n * LN2_HI) - n * LN2_LO
-            work[s] = 1.0 + r * (1.0 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120 + r * (
-                1 / 720 + r * (1 / 5040 + r * (1 / 40320 + r * (1 / 362880 + r * (1 / 3628800 + r * (
-                    1 / 39916800 + r * (1 / 479001600))))))))))))
+            e, n = expm2abs_poly(zi[s] + bi)
+            work[s] = e
             nint[s] = np.int64(n)
         for s in range(B):
             wi[s] += nint[s] << 52
