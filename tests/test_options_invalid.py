@@ -57,21 +57,48 @@ def problems():
     return sorted(ep.name for ep in entry_points(group="ocnet.problems"))
 
 
+def run_cases(cases):
+    """[(status, output)] of each case (a list of (name, value) pairs) run by tests/options_worker.py
+    in one process."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "options_worker.py")], input=json.dumps(cases),
+                       capture_output=True, text=True, timeout=60 + 10 * len(cases), cwd=ROOT, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return [(r["status"], r["output"]) for r in json.loads(p.stdout)]
+
+
 @pytest.mark.parametrize("problem", problems())
 def test_every_option_rejects_an_invalid_value(problem):
-    checked = 0
+    """Every option of -help, one invalid value each (in one worker process: tests/options_worker.py)."""
+    base = [["problem", problem], ["tao_max_it", "1"], ["quiet", "1"]]
+    base += [[a.lstrip("-"), b] for a, b in zip(BASE.get(problem, [])[::2], BASE.get(problem, [])[1::2])]
+    names, cases = [], []
     for group, name, kind in options(problem):
         if group in FRAMEWORK_GROUPS and problem != "peaks":  # framework options: checked once
             continue
-        bad = invalid(name, kind)
-        p = run_ocnet(["-problem", problem, *BASE.get(problem, []), "-tao_max_it", 1, "-quiet", f"-{name}", bad],
-                      timeout=120, check=False)
-        lines = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.startswith("ocnet: error:")]
-        assert p.returncode == 2, (name, bad, p.returncode, p.stdout[-2000:], p.stderr[-2000:])
-        assert len(lines) == 1 and "Traceback" not in p.stderr, (name, p.stderr)
+        names.append(name)
+        cases.append([pair for pair in base if pair[0] != name] + [[name, invalid(name, kind)]])
+    assert names
+    for name, (status, out) in zip(names, run_cases(cases)):
+        lines = [ln for ln in out.splitlines() if ln.startswith("ocnet: error:")]
+        assert status == 2, (name, status, out[-2000:])
+        assert len(lines) == 1 and "Traceback" not in out, (name, out)
         assert f"-{name}" in lines[0] or name == "problem", (name, lines[0])
-        checked += 1
-    assert checked > 0
+
+
+@pytest.mark.parametrize("args", [["-mgrit_cfactor", 1], ["-N", 0], ["-run_dir", "/proc/no/such/dir"]])
+def test_invalid_value_end_to_end(args):
+    """The same through the command line on 2 ranks: one line, exit status 2, no traceback."""
+    p = run_ocnet(["-problem", "peaks", "-tao_max_it", 1, "-quiet", *args], nprocs=2, timeout=120, check=False)
+    lines = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.startswith("ocnet: error:")]
+    assert p.returncode == 2 and len(lines) == 1 and args[0] in lines[0], (p.stdout, p.stderr)
+    assert "Traceback" not in p.stderr
 
 
 def test_hidden_width_without_double_block_is_reported():
