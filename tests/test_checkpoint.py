@@ -41,6 +41,8 @@ def test_resume_errors(tmp_path):
     p = run_ocnet(ARGS + ["-resume", tmp_path / "r"], check=False)
     assert p.returncode == 2 and "corrupt checkpoint" in p.stderr and "Traceback" not in p.stderr
     p = run_ocnet(ARGS + ["-resume", tmp_path / "r", "-N", 16], check=False)
-    assert p.returncode == 2 and "other settings: -N 12 (now 16)" in p.stderr, p.stderr
+    assert p.returncode == 2 and "other settings: -N 12 (now 16);" in p.stderr, p.stderr  # said once
+    p = run_ocnet(["-problem", "heat", "-N", 12, "-resume", tmp_path / "r"], check=False)
+    assert p.returncode == 2 and "other settings: -problem peaks (now heat);" in p.stderr, p.stderr
     p = run_ocnet(ARGS[:-2] + ["-checkpoint_every", 2], check=False)
     assert p.returncode == 2 and "-checkpoint_every needs -run_dir" in p.stderr

@@ -103,6 +103,9 @@ def check_resume(path, meta, comm):
     diff = differences(saved, meta, ("problem", "N", "T", "ranks"))
     diff += differences(saved.get("options", {}), meta["options"],
                         sorted(set(saved.get("options", {})) | set(meta["options"])))
+    diff = list(dict.fromkeys(diff))  # -N, -T, -problem are also options: each said once
+    if saved.get("problem") != meta.get("problem"):  # its other differences follow from that
+        diff = [d for d in diff if d.startswith("-problem ")]
     if diff:
         raise OcnetError(f"-resume: '{path}' holds a run with other settings: {', '.join(diff)}; "
                          "resume with the same settings (-tao_max_it may change)")
