@@ -80,12 +80,30 @@ def test_nested_malformed_options_file(tmp_path):
               f"-options_file '{inner}', line 1: ")
 
 
+def test_options_file_including_itself(tmp_path):
+    """A cycle of -options_file lines: one line naming it (PETSc recursed into a segmentation fault)."""
+    a, b = tmp_path / "a.opts", tmp_path / "b.opts"
+    a.write_text(f"-N 4\n-options_file {b}\n")
+    b.write_text(f"-options_file {a}\n")
+    one_error(run_ocnet(["-options_file", a] + PEAKS, timeout=120, check=False), 2,
+              f"-options_file '{a}' includes itself (through {a} -> {b})")
+
+
+def test_overflow_reported_once():
+    """An overflowing state: the one 'non-finite objective' line, no numpy warning per array."""
+    p = run_ocnet(PEAKS + ["-T", "1e150"], timeout=120, check=False)
+    one_error(p, 3, "non-finite objective")
+    assert "RuntimeWarning" not in p.stderr, p.stderr
+
+
 # ---- derived values that under- or overflow: range-checked where they are derived ------------
 @pytest.mark.parametrize("args,text,nprocs", [
     (["-T", "1e-320"], "-T 1e-320 with -N 4: the step h = T/N = 2.5e-321 is out of range", 2),
     (["-T", "1e300", "-N", 4], "the step h = T/N = 2.5e+299 is out of range", None),
     (["-T", "1e-100", "-gamma_ddt", "1e300"], "the smoothness weight gamma_ddt/h^2", 2),
-], ids=["h-underflow", "h-overflow", "weight-overflow"])
+    (["-T", "1e-150", "-gamma_ddt", "1"], "gamma_ddt/h^2 = 1.6e+301, out of range", None),  # finite, its square not
+    (["-gamma_tik", "1e300"], "option -gamma_tik: 1e+300 is out of range", None),
+], ids=["h-underflow", "h-overflow", "weight-overflow", "weight-square-overflow", "tikhonov-overflow"])
 def test_derived_values_range_checked(args, text, nprocs):
     one_error(run_ocnet(PEAKS + args, nprocs=nprocs, timeout=120, check=False), 2, text)
 

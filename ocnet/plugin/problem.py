@@ -61,6 +61,8 @@ class ControlProblem:
                 f"holding the Tikhonov and smoothness weights{' (undeclared: ' + ', '.join(missing) + ')' if missing else ''}; "
                 "declare them, or set regularization_options = None for no layer regularisation")
         self.layer_weights = tuple(float(values[n]) for n in names)
+        if "N" in values and "T" in values:
+            check_weights(names, self.layer_weights, float(values["T"]) / int(values["N"]))
 
     # ---- data --------------------------------------------------------------------------
     #: dataset name -> opaque data object handed back to opening/terminal/metrics; 'train' is
@@ -252,7 +254,7 @@ class ControlProblem:
         grad += tik * thetas
         if ddt != 0.0:
             w = ddt / (h * h)
-            if not np.isfinite(w):  # checked up front by check_derived; never a silent inf
+            if not np.isfinite(w):  # checked up front by check_weights; never a silent inf
                 raise OcnetError(f"the smoothness weight gamma_ddt/h^2 = {ddt:g}/{h:g}^2 overflows")
             ext = thetas if prev is None else np.vstack([prev, thetas])
             d = np.diff(ext, axis=0)  # d[j]: theta of local layer s+j minus its predecessor
@@ -268,6 +270,21 @@ class ControlProblem:
         """Regularisation of the global parameters g (G,); adds its gradient to grad_g.  Rank 0.
         Default 0."""
         return 0.0
+
+
+def check_weights(names, weights, h):
+    """Range check on the derived weights: gamma_tik and gamma_ddt/h^2 enter the gradient, whose
+    squared norm TAO forms, so each must stay below sqrt(largest float) (as h does, ocnet.base.grid).
+    Raises OcnetError naming the option."""
+    from ..base.grid import H_MAX
+    (ntik, nddt), (tik, ddt) = names, weights
+    if tik > H_MAX:
+        raise OcnetError(f"option -{ntik}: {tik:g} is out of range: the gradient's squared norm overflows "
+                         f"(at most {H_MAX:.3g})")
+    if ddt / (h * h) > H_MAX:
+        raise OcnetError(f"option -{nddt}: {ddt:g} with the step h = T/N = {h:.3g} makes the smoothness weight "
+                         f"{nddt}/h^2 = {ddt / (h * h):.3g}, out of range (at most {H_MAX:.3g}: the gradient's squared "
+                         "norm overflows); use a smaller weight or a larger step")
 
 
 # ---- safe reuse: batched forms written for another step ------------------------------------

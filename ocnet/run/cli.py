@@ -331,6 +331,8 @@ def main(argv=None):
     from ..base.numba_cache import install
 
     install()  # a damaged Numba cache file recompiles instead of failing every run
+    import numpy as np
+    np.seterr(all="ignore")  # overflow is detected and reported once (a non-finite objective), not warned per array
     signals.install()  # after PETSc's initialisation: ours, not PETSc's, handle TERM/INT/USR1
     comm = PETSc.COMM_WORLD.tompi4py()
     channel = ErrorChannel(comm)
@@ -380,21 +382,19 @@ def _tokens(line):
     return out, quoted
 
 
-def options_file_error(argv, _seen=None):
+def options_file_error(argv, _chain=()):
     """The first problem of an ``-options_file`` given in ``argv`` (or nested in one), as one
     line, or None: a file that cannot be read, or a line that is not ``-option [value]``,
-    ``alias -new -old`` or a comment.  Checked before PETSc reads them (PETSc would print a
-    multi-line error block and a traceback on every rank)."""
-    seen = set() if _seen is None else _seen
+    ``alias -new -old`` or a comment, or a file that includes itself.  Checked before PETSc reads
+    them (PETSc would print a multi-line error block and a traceback on every rank, or recurse)."""
     for flag, value in zip(argv, argv[1:]):
         if flag != "-options_file":
             continue
         if not (os.path.isfile(value) and os.access(value, os.R_OK)):
             return f"-options_file: cannot read '{value}'"
         real = os.path.realpath(value)
-        if real in seen:
-            continue
-        seen.add(real)
+        if real in _chain:  # PETSc would recurse until the stack overflows (a segmentation fault)
+            return f"-options_file '{value}' includes itself (through {' -> '.join(_chain[_chain.index(real):])})"
         try:
             with open(value, errors="replace") as f:
                 text = f.read()
@@ -418,7 +418,7 @@ def options_file_error(argv, _seen=None):
                 return (f"{where}: '{line.strip()}' has more than an option and its value "
                         "(one '-name [value]' a line; quote a value with blanks)")
             nested += toks
-        err = options_file_error(["x"] + nested, seen)
+        err = options_file_error(["x"] + nested, _chain + (real,))
         if err:
             return err
     return None
@@ -438,6 +438,9 @@ def describe(e, comm):
         return e.status, f"ocnet: error: {e}"
     if isinstance(e, PETSc.Error):  # e.g. a TAO option PETSc rejects: report its reason
         lines = [ln.split("] ", 1)[-1] for ln in str(e).splitlines() if ln.strip()]
+        if any("infinity or NaN" in ln for ln in lines):  # TAO's check of f and |g| (finite J, |g|^2 overflows)
+            return 3, ("ocnet: error: non-finite objective or gradient norm in TAO (PETSc: generated infinity or NaN); "
+                       "try a smaller step (-T, -N), smaller initial weights or smaller regularisation weights")
         return 2, f"ocnet: error: PETSc: {lines[-1] if lines else e}"
     if isinstance(e, MemoryError):
         return 2, ("ocnet: error: out of memory: use fewer layers (-N), a smaller state or data set, "
