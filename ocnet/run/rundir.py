@@ -97,6 +97,11 @@ def check_resume(path, meta, comm):
         found = comm.bcast(checkpoint.find(path) is not None if comm.Get_rank() == 0 else None, root=0)
         if found:
             return True  # unreadable: reported as a corrupt checkpoint by the loader
+        damaged = comm.bcast([n for n in checkpoint.NAMES[:2] if os.path.isdir(os.path.join(path, n))]
+                             if comm.Get_rank() == 0 else None, root=0)
+        collective_check(comm, not damaged, f"-resume: the checkpoint '{os.path.join(path, damaged[0])}' is incomplete "
+                         "(no COMPLETE marker: damaged); nothing was changed: remove it to start the run again "
+                         "there, or start a new run" if damaged else "")
         ours = comm.bcast(os.path.isfile(os.path.join(path, MARKER)) if comm.Get_rank() == 0 else None, root=0)
         collective_check(comm, ours, f"-resume: no complete checkpoint in '{path}'")
         return False
