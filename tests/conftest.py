@@ -17,9 +17,13 @@ def mpiexec_prefix(n, **kw):
     return mpiexec(n, **kw)
 
 
-def run_ocnet(args, nprocs=None, timeout=300, check=True):
-    """Run the CLI (optionally under mpiexec); returns CompletedProcess with text output."""
-    cmd = [sys.executable, "-m", "ocnet", *map(str, args)]
+def run_ocnet(args, nprocs=None, timeout=300, check=True, plots=False):
+    """Run the CLI (optionally under mpiexec); returns CompletedProcess with text output.  A run
+    folder gets no figures (-run_dir_plots 0: a second of matplotlib per run) unless ``plots``."""
+    args = [str(a) for a in args]
+    if not plots and ("-run_dir" in args or "-resume" in args) and "-run_dir_plots" not in args:
+        args += ["-run_dir_plots", "0"]
+    cmd = [sys.executable, "-m", "ocnet", *args]
     if nprocs is not None:
         cmd = mpiexec_prefix(nprocs) + cmd
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")

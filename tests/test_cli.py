@@ -61,7 +61,7 @@ def test_options_file_and_run_folder_and_load(tmp_path):
     opts = tmp_path / "small.opts"
     opts.write_text("-N 4\n-width 4\n-ntrain 100\n-nval 20\n-tao_max_it 5\n-quiet\n")
     run1 = tmp_path / "run1"
-    run_ocnet(["-options_file", opts, "-run_dir", run1])
+    run_ocnet(["-options_file", opts, "-run_dir", run1], plots=True)
     for f in ("options.txt", "history.csv", "training.png", "decision.png", "params.petsc", "params.json"):
         assert (run1 / f).is_file(), f
     hist = read_history(run1)

@@ -144,7 +144,7 @@ DIGITS = ["-problem", "digits", "-N", 8, "-channels", 2, "-ntrain", 100, "-nval"
 
 
 def test_exact_matches_serial_and_plots(tmp_path):
-    run_ocnet(DIGITS + ["-run_dir", tmp_path / "s"])
+    run_ocnet(DIGITS + ["-run_dir", tmp_path / "s"], plots=True)
     run_ocnet(DIGITS + ["-mode", "exact", "-mgrit_rtol", 1e-12, "-run_dir", tmp_path / "e"], nprocs=2)
     s, e = history_column(tmp_path / "s"), history_column(tmp_path / "e")
     assert len(s) == len(e) == 11 and s[-1] < 0.8 * s[0]

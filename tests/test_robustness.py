@@ -214,7 +214,7 @@ def test_resume_and_load_with_other_settings(tmp_path):
 # ---- 7. run folders are never mixed ----------------------------------------------------------
 def test_run_folder_refused_unless_overwrite(tmp_path):
     run = tmp_path / "r"
-    run_ocnet(PEAKS + ["-run_dir", run])
+    run_ocnet(PEAKS + ["-run_dir", run], plots=True)
     assert (run / "decision.png").exists()
     one_error(run_ocnet(DAHL + ["-run_dir", run], check=False), 2, "is not empty")
     run_ocnet(DAHL + ["-run_dir", run, "-run_dir_overwrite"])

@@ -45,9 +45,11 @@ def alive(pid):
         return False
 
 
-def launch(args, nprocs, tmp_path, **env):
-    """Start ocnet under mpiexec; output to files (a full pipe must never block a rank)."""
+def launch(args, nprocs, tmp_path, plots=False, **env):
+    """Start ocnet under mpiexec; output to files (a full pipe must never block a rank).  No
+    figures unless ``plots`` (as tests.conftest.run_ocnet)."""
     e = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", **env)
+    args = list(args) + ([] if plots else ["-run_dir_plots", 0])
     out, err = open(tmp_path / "stdout", "w+"), open(tmp_path / "stderr", "w+")
     from ocnet.run.launch import SIGKILL_TIMEOUT
     cmd = mpiexec_prefix(nprocs, sigkill_timeout=SIGKILL_TIMEOUT) + [sys.executable, "-m", "ocnet", *map(str, args)]
@@ -137,7 +139,7 @@ def test_signal_at_a_hooked_moment(tmp_path, nprocs, sig, stage, target):
     run, stamp = tmp_path / "run", tmp_path / "stamp"
     max_it = 100000 if (stage, target) == ("warmup:0", "parent") else 8  # still running when the ranks get it
     p, out, err = launch(ARGS + ["-tao_max_it", max_it, "-run_dir", run, "-checkpoint_seconds", 0], nprocs,
-                         tmp_path, OCNET_TEST_SIGNAL=f"{stage}:{sig}:{target}", OCNET_TEST_SIGNAL_STAMP=str(stamp))
+                         tmp_path, plots=stage.startswith("plot"), OCNET_TEST_SIGNAL=f"{stage}:{sig}:{target}", OCNET_TEST_SIGNAL_STAMP=str(stamp))
     took, _ = watch(p, stamp=str(stamp))
     o, e = outputs(out, err)
     assert took is not None and took < STOP_SECONDS, (took, o, e)

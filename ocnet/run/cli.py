@@ -14,6 +14,8 @@ FRAMEWORK_OPTIONS = [  # name, type, default, help, and keywords of OptionSet.ad
     ("T", float, 1.0, "final time; step size h = T/N", {"bounds": "(0,inf)"}),
     ("seed", int, 0, "seed of the initial parameters", {"bounds": "[0,inf)"}),
     ("run_dir", str, None, "folder for options, history.csv, plots and final parameters (new or empty)", {}),
+    ("run_dir_plots", bool, True, "draw the run folder's figures (training.png and the problem's own; matplotlib, "
+     "about a second); 0: data files only", {}),
     ("run_dir_overwrite", bool, False, "replace the contents of an existing ocnet run folder -run_dir", {}),
     ("load", str, None, "start from parameters saved in a run folder (with -tao_max_it 0: evaluate only)", {}),
     ("quiet", bool, False, "no per-iteration line on stdout", {}),
@@ -236,7 +238,7 @@ def run(comm):
                        "ranks": grid.size, "mode": values["mode"], "machine": rundir.machine(),
                        "note": "stopped by a signal; params.petsc holds the last history row's design; "
                                "continue with -resume"}
-            rundir.write_all(run_dir, comm, trainer.rows, None, meta, summary)
+            rundir.write_all(run_dir, comm, trainer.rows, None, meta, summary, plot=values["run_dir_plots"])
             _say(comm, f"ocnet: {e} after iteration {last}: saved {run_dir} (continue with -resume {run_dir})",
                  sys.stderr)
         else:
@@ -249,7 +251,7 @@ def run(comm):
             summary = {"reason": "DIVERGED_NAN", "iterations": last, "ranks": grid.size,
                        "note": f"the run failed after iteration {last}; params.petsc holds that iteration's design"}
             signals.set_phase("final")
-            rundir.write_all(run_dir, comm, trainer.rows, x, meta, summary)
+            rundir.write_all(run_dir, comm, trainer.rows, x, meta, summary, plot=values["run_dir_plots"])
             _say(comm, f"ocnet: kept the parameters of iteration {last} in {run_dir}", sys.stderr)
         raise
     trainer.finish(x_opt)
@@ -280,10 +282,11 @@ def run(comm):
         _say(comm, f"ocnet: warning: {objective.unconverged_count} exact-mode MGRIT solves ended above their "
                    "tolerance (see history.csv state_mgrit_its/adjoint_mgrit_its)", sys.stderr)
     if run_dir:
-        rundir.write_all(run_dir, comm, rows, x, meta, summary)
+        rundir.write_all(run_dir, comm, rows, x, meta, summary, plot=values["run_dir_plots"])
         signals.test_hook("plot")
-        problem.plot(run_dir, lambda data: objective.forward_outputs(
-            x, data, lambda g, uN: problem.predict(g, uN), layer_parallel=False)[0])
+        if values["run_dir_plots"]:
+            problem.plot(run_dir, lambda data: objective.forward_outputs(
+                x, data, lambda g, uN: problem.predict(g, uN), layer_parallel=False)[0])
         _say(comm, f"ocnet: wrote {run_dir}")
     if code < 0 and code not in accepted_stops():
         raise NumericalFailure(f"TAO stopped with {reason}")
@@ -291,7 +294,7 @@ def run(comm):
 
 
 #: options that control a run but do not define it (not compared on -load/-resume)
-RUN_CONTROL = ("run_dir", "run_dir_overwrite", "load", "design_layout", "quiet", "resume", "checkpoint_every",
+RUN_CONTROL = ("run_dir", "run_dir_plots", "run_dir_overwrite", "load", "design_layout", "quiet", "resume", "checkpoint_every",
                "checkpoint_seconds", "log_phases", "mgrit_view", "check_adjoint")
 
 
