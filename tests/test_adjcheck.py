@@ -17,8 +17,8 @@ PLUGINS = {
     "heat": ["-problem", "heat", "-N", 16, "-nx", 12],
     "readme": ["-problem", "tests.toy:LinearControl", "-N", 16],
     "classify": ["-problem", "classify", "-train_file", "tests/data/blobs.npz", "-N", 16],
-    "digits": ["-problem", "digits", "-N", 16, "-channels", 2],
-    "digits-pool": ["-problem", "digits", "-N", 16, "-channels", 2, "-pool", 2],
+    "digits": ["-problem", "digits", "-N", 16, "-channels", 2, "-ntrain", 40, "-nval", 0],  # the maps, not the data
+    "digits-pool": ["-problem", "digits", "-N", 16, "-channels", 2, "-pool", 2, "-ntrain", 40, "-nval", 0],
     "mnist": ["-problem", "mnist", "-N", 16, "-channels", 1, "-ntrain", 20, "-nval", 0, "-mgrit_levels", 3],  # small: the maps, not the data (its default 2 levels suit its N = 4)
 }
 
