@@ -44,6 +44,8 @@ def test_resume_errors(tmp_path):
     assert p.returncode == 2 and "other settings: -N 12 (now 16);" in p.stderr, p.stderr  # said once
     p = run_ocnet(["-problem", "heat", "-N", 12, "-resume", tmp_path / "r"], check=False)
     assert p.returncode == 2 and "other settings: -problem peaks (now heat);" in p.stderr, p.stderr
+    p = run_ocnet(ARGS[:ARGS.index("-tao_type")] + ["-tao_type", "lmvm", "-resume", tmp_path / "r"], check=False)
+    assert p.returncode == 2 and "other settings: -tao_type python (now lmvm);" in p.stderr, p.stderr
     (tmp_path / "r" / "checkpoint" / "COMPLETE").unlink()  # damaged: never overwritten by a fresh start
     rows = (tmp_path / "r" / "history.csv").read_text()
     p = run_ocnet(ARGS + ["-resume", tmp_path / "r"], check=False)

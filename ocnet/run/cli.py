@@ -177,6 +177,7 @@ def run(comm):
     meta = {"problem": spec, "model": problem.name,
             "shapes": [int(problem.layer_param_size), int(problem.global_param_size)],
             "N": grid.N, "T": grid.T, "global_size": objective.design.global_size,
+            "tao_type": db.getString("tao_type"),  # -resume continues with the same optimiser
             "ranks": grid.size, "model_options": sorted(plugin_keys),
             "data_options": sorted(getattr(cls, "data_options", ())),
             "options": {k: v for k, v in values.items() if k not in RUN_CONTROL},

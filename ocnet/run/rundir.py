@@ -105,7 +105,7 @@ def check_resume(path, meta, comm):
         ours = comm.bcast(os.path.isfile(os.path.join(path, MARKER)) if comm.Get_rank() == 0 else None, root=0)
         collective_check(comm, ours, f"-resume: no complete checkpoint in '{path}'")
         return False
-    diff = differences(saved, meta, ("problem", "N", "T", "ranks"))
+    diff = differences(saved, meta, ("problem", "N", "T", "ranks") + (("tao_type",) if "tao_type" in saved else ()))
     diff += differences(saved.get("options", {}), meta["options"],
                         sorted(set(saved.get("options", {})) | set(meta["options"])))
     diff = list(dict.fromkeys(diff))  # -N, -T, -problem are also options: each said once
