@@ -89,6 +89,19 @@ def test_options_file_including_itself(tmp_path):
               f"-options_file '{a}' includes itself (through {a} -> {b})")
 
 
+def test_options_file_without_name_or_with_bom(tmp_path):
+    """-options_file without a file name (last on the command line or in a file) and a file that
+    starts with a byte-order mark: one line each (PETSc printed its error block and a traceback)."""
+    one_error(run_ocnet(PEAKS + ["-options_file"], timeout=120, check=False), 2, "-options_file needs a file name")
+    f = tmp_path / "last.opts"
+    f.write_text("-N 4\n-options_file\n")
+    one_error(run_ocnet(["-options_file", f] + PEAKS, timeout=120, check=False), 2,
+              "its last option -options_file needs a file name")
+    f = tmp_path / "bom.opts"
+    f.write_bytes(b"\xef\xbb\xbf-N 4\n")
+    one_error(run_ocnet(["-options_file", f] + PEAKS, timeout=120, check=False), 2, "byte-order mark")
+
+
 def test_overflow_reported_once():
     """An overflowing state: the one 'non-finite objective' line, no numpy warning per array."""
     p = run_ocnet(PEAKS + ["-T", "1e150"], timeout=120, check=False)

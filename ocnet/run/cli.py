@@ -391,6 +391,8 @@ def options_file_error(argv, _chain=()):
     line, or None: a file that cannot be read, or a line that is not ``-option [value]``,
     ``alias -new -old`` or a comment, or a file that includes itself.  Checked before PETSc reads
     them (PETSc would print a multi-line error block and a traceback on every rank, or recurse)."""
+    if argv[-1:] == ["-options_file"]:
+        return "-options_file needs a file name"
     for flag, value in zip(argv, argv[1:]):
         if flag != "-options_file":
             continue
@@ -416,12 +418,16 @@ def options_file_error(argv, _chain=()):
                 if len(toks) != 3 or not all(t.startswith("-") for t in toks[1:]):
                     return f"{where}: '{line.strip()}' is not 'alias -newname -oldname'"
                 continue
+            if no == 1 and line.startswith("\ufeff"):
+                return f"{where}: the file starts with a byte-order mark (save it as plain UTF-8 or ASCII)"
             if not toks[0].startswith("-") or len(toks[0]) < 2:
                 return f"{where}: '{line.strip()}' is not an option line ('-name [value]', or a '#' comment)"
             if len(toks) > 2:
                 return (f"{where}: '{line.strip()}' has more than an option and its value "
                         "(one '-name [value]' a line; quote a value with blanks)")
             nested += toks
+        if nested[-1:] == ["-options_file"]:
+            return f"-options_file '{value}': its last option -options_file needs a file name"
         err = options_file_error(["x"] + nested, _chain + (real,))
         if err:
             return err
