@@ -3,10 +3,11 @@ adaptive one-shot on every case, each with the problem's defaults (no MGRIT opti
 the same TAO iteration budget.
 
     .venv/bin/python runs/oneshot_table.py [--cases peaks32_tanh,...] [--modes serial,exact,oneshot_fixed,oneshot]
-        [--max_it K] [--out runs/out/oneshot_table] [--paper_data ../shared/data/peaks_lpl] [--redo]
+        [--max_it K] [--out runs/out/oneshot_table] [--paper_data ../shared/data/peaks_lpl] [--redo | --table_only]
 
 A case's serial run uses 1 rank, its other modes the case's rank count.  Runs whose folder already
-holds a summary.json are not repeated (run the script in pieces; --redo repeats them).  Writes
+holds a summary.json are not repeated (run the script in pieces; --redo repeats them;
+--table_only runs nothing and tabulates the runs there are).  Writes
 OUT/table.md: stop reason, iterations, validation accuracy (one-shot: of the exact evaluation at
 the final parameters, summary.json final_exact), wall time, wall time until the validation
 accuracy first reached the case's target, and MGRIT iterations per evaluation (state/adjoint,
@@ -108,6 +109,7 @@ def main():
     ap.add_argument("--out", default="runs/out/oneshot_table")
     ap.add_argument("--paper_data", default=os.path.join(ROOT, "..", "shared", "data", "peaks_lpl"))
     ap.add_argument("--redo", action="store_true")
+    ap.add_argument("--table_only", action="store_true")
     a = ap.parse_args()
     allc = cases(os.path.abspath(a.paper_data))
     names = a.cases.split(",") if a.cases else list(allc)
@@ -120,7 +122,10 @@ def main():
              "MGRIT its per evaluation (state/adjoint) |", "|---|---|---:|---|---:|---:|---:|---:|---|"]
     for name in names:
         args, ranks, extra = allc[name]
-        dirs = {m: run(out, name, m, args, ranks, a.max_it, extra, a.redo) for m in a.modes.split(",")}
+        dirs = {m: (os.path.join(out, f"{name}_{m}") if a.table_only else
+                    run(out, name, m, args, ranks, a.max_it, extra, a.redo)) for m in a.modes.split(",")}
+        dirs = {m: d for m, d in dirs.items() if os.path.exists(os.path.join(d, "summary.json"))
+                or os.path.exists(os.path.join(d, "failed.txt"))}
         target, marked = 0.90, False
         ser = os.path.join(out, f"{name}_serial")
         if os.path.exists(os.path.join(ser, "history.csv")):
