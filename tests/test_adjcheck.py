@@ -19,7 +19,7 @@ PLUGINS = {
     "classify": ["-problem", "classify", "-train_file", "tests/data/blobs.npz", "-N", 16],
     "digits": ["-problem", "digits", "-N", 16, "-channels", 2, "-ntrain", 40, "-nval", 0],  # the maps, not the data
     "digits-pool": ["-problem", "digits", "-N", 16, "-channels", 2, "-pool", 2, "-ntrain", 40, "-nval", 0],
-    "mnist": ["-problem", "mnist", "-N", 16, "-channels", 1, "-ntrain", 20, "-nval", 0, "-mgrit_levels", 3],  # small: the maps, not the data (its default 2 levels suit its N = 4)
+    "mnist": ["-problem", "mnist", "-N", 16, "-channels", 1, "-ntrain", 20, "-nval", 0, "-mgrit_levels", 3],  # small: the maps, not the data (its defaults: N 30, 150 iterations)
 }
 
 
