@@ -488,11 +488,15 @@ def calibrate_mpi():
     import subprocess
     from ..run.launch import mpiexec
 
-    p = subprocess.run(mpiexec(2, bind=True) + [sys.executable, "-c", PINGPONG], capture_output=True, text=True,
-                       timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    line = [ln for ln in p.stdout.splitlines() if ln.startswith("PINGPONG")]
+    for attempt in range(2):  # once, right after another MPI job ended, mpiexec printed nothing (twice in a row)
+        p = subprocess.run(mpiexec(2, bind=True) + [sys.executable, "-c", PINGPONG], capture_output=True, text=True,
+                           timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        line = [ln for ln in p.stdout.splitlines() if ln.startswith("PINGPONG")]
+        if line:
+            break
+        time.sleep(2)
     if not line:
-        raise RuntimeError(f"ping-pong failed:\n{p.stdout}\n{p.stderr}")
+        raise RuntimeError(f"ping-pong failed (exit status {p.returncode}):\n{p.stdout}\n{p.stderr}")
     pts = json.loads(line[0].split(None, 1)[1])
     lat = pts[0][1]
     (b1, t1), (b2, t2) = pts[-2], pts[-1]
