@@ -1,11 +1,15 @@
 """Every option that ``ocnet -help`` lists, framework and built-in plugins, rejects an invalid value
 with one line and exit status 2 (no traceback).  Numeric options must declare their range."""
+import json
+import os
 import re
+import subprocess
+import sys
 from importlib.metadata import entry_points
 
 import pytest
 
-from tests.conftest import run_ocnet
+from tests.conftest import ROOT, run_ocnet
 
 LINE = re.compile(r"^  -(\S+) <(.*?)> \((.+?)\): ")
 #: invalid values of free-text options
@@ -60,12 +64,6 @@ def problems():
 def run_cases(cases):
     """[(status, output)] of each case (a list of (name, value) pairs) run by tests/options_worker.py
     in one process."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     p = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "options_worker.py")], input=json.dumps(cases),
                        capture_output=True, text=True, timeout=60 + 10 * len(cases), cwd=ROOT, env=env)

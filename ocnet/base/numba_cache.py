@@ -49,13 +49,9 @@ def install():
             return {}
         try:
             stream = io.BytesIO(raw)
-            if pickle.load(stream) != self._version:
-                return {}
-            payload = _verified(raw[stream.tell():])
-            if payload is None:  # no trailer: Numba's own reader
-                return load_index(self)
-            stamp, overloads = pickle.loads(payload)
-            return overloads if stamp == self._source_stamp else {}
+            pickle.load(stream)  # Numba's version pickle precedes the checksummed part
+            _verified(raw[stream.tell():])
+            return load_index(self)  # Numba's reader (pickle ignores the trailer)
         except OSError:
             raise
         except Exception as e:  # damaged index: forget it (the next save rewrites it)

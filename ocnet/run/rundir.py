@@ -105,10 +105,10 @@ def check_resume(path, meta, comm):
         ours = comm.bcast(os.path.isfile(os.path.join(path, MARKER)) if comm.Get_rank() == 0 else None, root=0)
         collective_check(comm, ours, f"-resume: no complete checkpoint in '{path}'")
         return False
-    diff = differences(saved, meta, ("problem", "N", "T", "ranks") + (("tao_type",) if "tao_type" in saved else ()))
+    # -problem, -N and -T are options too: compared there, once
+    diff = differences(saved, meta, ("ranks",) + (("tao_type",) if "tao_type" in saved else ()))
     diff += differences(saved.get("options", {}), meta["options"],
                         sorted(set(saved.get("options", {})) | set(meta["options"])))
-    diff = list(dict.fromkeys(diff))  # -N, -T, -problem are also options: each said once
     if saved.get("problem") != meta.get("problem"):  # its other differences follow from that
         diff = [d for d in diff if d.startswith("-problem ")]
     if diff:
