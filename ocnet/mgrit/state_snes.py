@@ -3,6 +3,7 @@
 Residual F(u)[j] = u[j] - Phi_j(u[j-1]) (and u[0] - E(g) on rank 0) is the space-time residual;
 the SNES is of type python and its solve runs MGRIT FAS cycles, with the SNES tolerances and
 iteration limit (defaults from -state_mgrit_*), monitors and converged reasons."""
+import numpy as np
 from petsc4py import PETSc
 
 
@@ -31,7 +32,11 @@ class StateSNES:
         snes.setOptionsPrefix("state_")
         snes.setType("python")
         snes.setPythonContext(_MGRITSolve(mgrit, traj))
-        self.f = traj.vec.duplicate()
+        # the residual Vec (PETSc would duplicate the trajectory, touching a trajectory's worth of
+        # memory: 3.1 GB per rank-layer block on MNIST); numpy's zeros are mapped on first write,
+        # so it costs memory only when the residual is computed (monitors, tests)
+        self._farr = np.zeros(traj.vec.getLocalSize())
+        self.f = PETSc.Vec().createWithArray(self._farr, size=traj.vec.getSizes(), comm=traj.vec.getComm())
         snes.setFunction(self._residual, self.f)
         s = mgrit.s
         snes.setTolerances(rtol=s.rtol, atol=s.atol, max_it=s.max_it)

@@ -28,8 +28,12 @@ def _kill_hook(stage, its):
         os.kill(os.getpid(), 9)
 
 
-def warm_arrays(objective):
-    """The arrays whose values carry over between evaluations (MGRIT warm starts)."""
+def warm_arrays(objective, create=()):
+    """The arrays whose values carry over between evaluations (MGRIT warm starts): the state and
+    adjoint trajectories, and those of the monitored datasets' layer-parallel forward solves that
+    exist (``create``: dataset names whose trajectories are allocated first, for a restart).  A
+    dataset's trajectory is allocated only when a solve needs it: the training data's usually
+    never is (its metrics come from the objective's own state), and on MNIST it would be 6 GB."""
     arrs = {}
     if objective.mgrit is not None:
         arrs["state"] = objective.state.U
@@ -37,8 +41,10 @@ def warm_arrays(objective):
         arrs["adjoint"] = objective.adj_mgrit.own.U
     if objective.mgrit is not None:  # the layer-parallel forward solves of the monitored datasets
         for name in ("train", "val"):
-            if name in objective.problem.datasets:
-                arrs[f"eval_{name}"] = objective.evaluation(objective.problem.datasets[name])[0].U
+            data = objective.problem.datasets.get(name)
+            ev = None if data is None else objective.evaluation(data, create=name in create)
+            if ev is not None:
+                arrs[f"eval_{name}"] = ev[0].U
     return arrs
 
 
@@ -108,7 +114,8 @@ def load(run_dir, comm, objective):
             raise OcnetError(f"-resume: '{run_dir}' was written by {meta['ranks']} ranks, this run has "
                              f"{comm.Get_size()} (restart on the same rank count)")
         with np.load(os.path.join(path, f"rank{comm.Get_rank()}.npz")) as z:
-            for key, arr in warm_arrays(objective).items():
+            saved = [k[len("eval_"):] for k in z.files if k.startswith("eval_")]
+            for key, arr in warm_arrays(objective, create=saved).items():
                 if z[key].shape != arr.shape:
                     raise ValueError(f"warm start '{key}' has shape {z[key].shape}, expected {arr.shape}")
                 arr[...] = z[key]

@@ -243,12 +243,15 @@ class ReducedObjective:
                                "non-finite in the objective's terms only") +
                                "; try a smaller step (-T, -N), smaller initial weights or a stronger regularisation")
 
-    def evaluation(self, data):
+    def evaluation(self, data, create=True):
         """(Trajectory, MGRIT) of an evaluation dataset's layer-parallel solves (MGRIT modes),
-        allocated once: each solve is warm-started from the dataset's previous one, with the
-        state solve's settings.  (Layer-serial evaluations keep no trajectory: ``forward_last``.)"""
+        allocated on first use (``create=False``: None until then): each solve is warm-started
+        from the dataset's previous one, with the state solve's settings.  (Layer-serial
+        evaluations keep no trajectory: ``forward_last``.)"""
         entry = self._evaluations.get(id(data))
         if entry is None or entry[0] is not data:
+            if not create:
+                return None
             from ..mgrit.solver import MGRIT
             traj = self._trajectory(data)
             mg = MGRIT(self.grid, self.problem, self.comm, self.mgrit.s, traj.state_size,
