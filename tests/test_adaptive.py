@@ -128,3 +128,17 @@ def test_problem_option_defaults_bad_name():
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
     assert lines == ["ocnet: error: problem 'misconfigured': option_defaults names -nosuch, which is not an option"], p.stderr
+
+
+def test_counts_settle_where_mgrit_is_exact(tmp_path):
+    """MNIST's 30 layers: MGRIT is exact after 3-4 cycles, so r_k / rho of an exact solve says
+    nothing about one cycle fewer.  The counts drop only where the residual measured before the
+    last cycle met the target: after the cold start's fallbacks they settle, with no further
+    exact evaluation (the first rule dropped a cycle after every exact solve and fell back at
+    every second evaluation)."""
+    d = tmp_path / "m"
+    run_ocnet(["-problem", "mnist", "-ntrain", 100, "-nval", 50, "-tao_max_it", 10, "-quiet", "-mode", "oneshot",
+               "-run_dir", d])
+    exact = history_column(d, "exact_evaluations")
+    assert exact[:3].sum() >= 1 and exact[3:].sum() == 0, exact
+    assert len(set(history_column(d, "state_mgrit_its")[3:])) == 1
