@@ -3,7 +3,8 @@ adaptive one-shot on every case, each with the problem's defaults (no MGRIT opti
 the same TAO iteration budget.
 
     .venv/bin/python runs/oneshot_table.py [--cases peaks32_tanh,...] [--modes serial,exact,oneshot_fixed,oneshot]
-        [--max_it K] [--out runs/out/oneshot_table] [--paper_data ../shared/data/peaks_lpl] [--redo | --table_only]
+        [--max_it K] [--time_limit SEC] [--out runs/out/oneshot_table] [--paper_data ../shared/data/peaks_lpl]
+        [--redo | --table_only]
 
 A case's serial run uses 1 rank, its other modes the case's rank count.  Runs whose folder already
 holds a summary.json are not repeated (run the script in pieces; --redo repeats them;
@@ -61,7 +62,7 @@ def history(d):
         return list(csv.DictReader(f))
 
 
-def run(out, name, mode, args, ranks, max_it, extra, redo):
+def run(out, name, mode, args, ranks, max_it, extra, redo, time_limit=0):
     d = os.path.join(out, f"{name}_{mode}")
     done = any(os.path.exists(os.path.join(d, f)) for f in ("summary.json", "failed.txt"))
     if done and not redo:
@@ -71,13 +72,15 @@ def run(out, name, mode, args, ranks, max_it, extra, redo):
     from ocnet.run.launch import mpiexec
     p = 1 if mode == "serial" else ranks
     cmd = (mpiexec(p) if p > 1 else []) + [sys.executable, "-m", "ocnet", *map(str, args), "-quiet", "-run_dir", d]
+    if time_limit:  # SIGTERM (to mpiexec, which passes it on): ocnet ends at the next iteration, status 4
+        cmd = ["timeout", "-s", "TERM", str(time_limit)] + cmd
     cmd += [str(v) for v in extra.get(mode, MODES[mode])]
     if max_it:
         cmd += ["-tao_max_it", str(max_it)]
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     print("$", " ".join(cmd), flush=True)
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    if r.returncode != 0:  # a row of the table all the same (e.g. status 3: non-finite values)
+    if r.returncode not in (0, 4 if time_limit else 0):  # a row of the table all the same (e.g. status 3: non-finite values)
         print(r.stdout + r.stderr, flush=True)
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, "failed.txt"), "w") as f:
@@ -97,7 +100,8 @@ def row(name, mode, ranks, d, target, marked):
     val = fin.get("val_accuracy", float(h[-1]["val_accuracy"]))
     hit = [float(r["wall_time"]) for r in h if float(r["val_accuracy"]) >= target - 1e-12]
     reach = f"{hit[0]:.1f}" if hit else "never"
-    return (f"| {name} | {mode} | {1 if mode == 'serial' else ranks} | {s['reason']} | {h[-1]['iteration']} | "
+    stop = s["reason"] + (" (time limit)" if s["reason"] == "INTERRUPTED" else "")
+    return (f"| {name} | {mode} | {1 if mode == 'serial' else ranks} | {stop} | {h[-1]['iteration']} | "
             f"{100 * val:.1f} % | {float(h[-1]['wall_time']):.1f} | {reach}{'*' if marked else ''} | {per} |")
 
 
@@ -108,6 +112,9 @@ def main():
     ap.add_argument("--max_it", type=int, default=0, help="TAO iterations (default: each problem's own)")
     ap.add_argument("--out", default="runs/out/oneshot_table")
     ap.add_argument("--paper_data", default=os.path.join(ROOT, "..", "shared", "data", "peaks_lpl"))
+    ap.add_argument("--time_limit", type=float, default=0, help="seconds: runs are stopped (SIGTERM, a clean "
+                    "stop with summary.json) after this long; their rows say INTERRUPTED (time limit): enough to "
+                    "show whether an expensive mode reaches the target before another did")
     ap.add_argument("--redo", action="store_true")
     ap.add_argument("--table_only", action="store_true")
     a = ap.parse_args()
@@ -123,7 +130,8 @@ def main():
     for name in names:
         args, ranks, extra = allc[name]
         dirs = {m: (os.path.join(out, f"{name}_{m}") if a.table_only else
-                    run(out, name, m, args, ranks, a.max_it, extra, a.redo)) for m in a.modes.split(",")}
+                    run(out, name, m, args, ranks, a.max_it, extra, a.redo, a.time_limit))
+                for m in a.modes.split(",")}
         dirs = {m: d for m, d in dirs.items() if os.path.exists(os.path.join(d, "summary.json"))
                 or os.path.exists(os.path.join(d, "failed.txt"))}
         target, marked = 0.90, False
