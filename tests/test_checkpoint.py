@@ -23,6 +23,7 @@ def test_kill_and_resume_bitwise(tmp_path, nprocs, kill, monkeypatch):
     # the killed folder: the parameters of the last complete save, the rows appended up to the kill
     assert json.loads((cut / "params.json").read_text())["iteration"] == resumed_at
     assert int(read_history(cut)[-1]["iteration"]) == its
+    assert "gradient_error_estimate" in read_history(cut)[-1]  # adaptive one-shot's columns, as it went
     # warm starts: state, adjoint and the validation solve's; no training-data evaluation
     # trajectory (its metrics come from the state: allocating one cost 6 GB per rank on MNIST)
     import numpy as np

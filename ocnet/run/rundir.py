@@ -134,16 +134,22 @@ def _csv_value(v):
 class HistoryWriter:
     """history.csv as the run goes (rank 0): :meth:`start` writes the header and the rows so far
     (atomically, e.g. a resumed run's rows), :meth:`append` one row, flushed to the disk.  The
-    columns are HISTORY_COLUMNS then any further keys of the first rows."""
+    columns are HISTORY_COLUMNS then any further keys of the first rows (or of the first row
+    appended), so the file written as the run goes has the columns of the final one."""
 
     def __init__(self, path, comm):
         self.path, self.rank = os.path.join(path, "history.csv"), comm.Get_rank()
         self.cols = None
 
-    def start(self, rows):
+    def start(self, rows, first=None):
+        """``first``: the row about to be appended when there are none yet (its keys are columns)."""
         if self.rank != 0:
             return
-        self.cols = list(dict.fromkeys(list(HISTORY_COLUMNS) + [k for r in rows for k in r]))
+        if not rows and first is None:  # a fresh run: the file starts with its first row
+            self.cols = None
+            return
+        keys = [k for r in list(rows) + ([first] if first else []) for k in r]
+        self.cols = list(dict.fromkeys(list(HISTORY_COLUMNS) + keys))
         tmp = self.path + ".tmp"
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=self.cols, restval="nan", extrasaction="ignore")
@@ -157,8 +163,8 @@ class HistoryWriter:
     def append(self, row):
         if self.rank != 0:
             return
-        if self.cols is None:
-            self.start([])
+        if self.cols is None:  # (the row's own columns: a problem's metrics, adaptive one-shot's)
+            self.start([], first=row)
         import io
         buf = io.StringIO()
         csv.DictWriter(buf, fieldnames=self.cols, restval="nan", extrasaction="ignore").writerow(
