@@ -72,8 +72,9 @@ def run(out, name, mode, args, ranks, max_it, extra, redo, time_limit=0):
     from ocnet.run.launch import mpiexec
     p = 1 if mode == "serial" else ranks
     cmd = (mpiexec(p) if p > 1 else []) + [sys.executable, "-m", "ocnet", *map(str, args), "-quiet", "-run_dir", d]
-    if time_limit:  # SIGTERM (to mpiexec, which passes it on): ocnet ends at the next iteration, status 4
-        cmd = ["timeout", "-s", "TERM", str(time_limit)] + cmd
+    if time_limit:  # SIGUSR1 (mpiexec passes it on without killing the ranks, as Slurm's --signal does):
+        # ocnet ends at the next iteration end after a save, status 4, summary.json written
+        cmd = ["timeout", "--preserve-status", "-s", "USR1", str(time_limit)] + cmd
     cmd += [str(v) for v in extra.get(mode, MODES[mode])]
     if max_it:
         cmd += ["-tao_max_it", str(max_it)]
@@ -112,7 +113,7 @@ def main():
     ap.add_argument("--max_it", type=int, default=0, help="TAO iterations (default: each problem's own)")
     ap.add_argument("--out", default="runs/out/oneshot_table")
     ap.add_argument("--paper_data", default=os.path.join(ROOT, "..", "shared", "data", "peaks_lpl"))
-    ap.add_argument("--time_limit", type=float, default=0, help="seconds: runs are stopped (SIGTERM, a clean "
+    ap.add_argument("--time_limit", type=float, default=0, help="seconds: runs are stopped (SIGUSR1, a clean "
                     "stop with summary.json) after this long; their rows say INTERRUPTED (time limit): enough to "
                     "show whether an expensive mode reaches the target before another did")
     ap.add_argument("--redo", action="store_true")
