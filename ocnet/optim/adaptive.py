@@ -132,12 +132,24 @@ def create(values, db, comm, warn):
     return AdaptiveOneShot(values, comm)
 
 
+def _residuals(mg):
+    """The residual norms a solve measured, in order (one-shot solves hold nan for the cycles
+    whose residual was not computed)."""
+    return [v for v in mg.history if not math.isnan(v)]
+
+
+def _error(rho, r, unorm):
+    """Relative trajectory error bound after a contraction with factor ``rho`` whose last
+    correction has residual ``r``: rho / (1 - rho) * r / ||u|| (0 for a zero trajectory)."""
+    return rho / (1.0 - rho) * r / unorm if unorm > 0 else 0.0
+
+
 def _rho(mg):
     """Convergence factor of a solve's last cycle (nan when only one residual was measured; 0 when
     the residual before it was already at the round-off floor: a converged solve cannot contract
     further, and r_k / r_{k-1} ~ 1 there says nothing about divergence)."""
     from ..mgrit.solver import ROUNDOFF
-    h = [v for v in mg.history if not math.isnan(v)]
+    h = _residuals(mg)
     if len(h) < 2:
         return math.nan
     floor = FLOOR * ROUNDOFF * getattr(mg, "unorm", 0.0)
@@ -246,9 +258,7 @@ class AdaptiveOneShot:
             if math.isnan(rho):
                 rho = 0.5
             rho = min(rho, 0.99)
-            unorm = getattr(mg, "unorm", 0.0)
-            r = mg.residual
-            e[w] = rho / (1.0 - rho) * r / unorm if unorm > 0 else 0.0
+            e[w] = _error(rho, mg.residual, getattr(mg, "unorm", 0.0))
         scale = self.scale * data / gnorm if gnorm > 0 else math.inf
         self.estimate = (e["state"] + e["adjoint"]) * scale
         if not self.estimate < 1.0:
@@ -267,9 +277,8 @@ class AdaptiveOneShot:
                 else:  # one fewer only if the solve had met the target one cycle earlier: the
                     # residual before the last cycle is measured (MGRIT converges exactly after
                     # enough cycles on few layers -- MNIST N = 30 -- so r_k/rho overstates r_{k-1})
-                    h = [v for v in mg.history if not math.isnan(v)]
-                    unorm = getattr(mg, "unorm", 0.0)
-                    before = rho / (1.0 - rho) * h[-2] / unorm * scale if len(h) > 1 and unorm > 0 else math.inf
+                    h, unorm = _residuals(mg), getattr(mg, "unorm", 0.0)
+                    before = _error(rho, h[-2], unorm) * scale if len(h) > 1 and unorm > 0 else math.inf
                     step = -1 if before <= tau else 0
                 self.k[w] = min(max(self.k[w] + step, self.kmin[w]), self.kmax[w])
         return False
