@@ -2,11 +2,16 @@
 ocnet (1 rank) with the given options and, after every one-shot gradient evaluation, also the
 exact (layer-serial) gradient at the same design, printing per evaluation
 
-    CAL <estimate eta> <true relative error |g~ - g| / |g~|> <state its> <adjoint its>
+    CAL <estimate eta> <true relative error |g~ - g| / |g~|> <state its> <adjoint its> <pair error>
+
+where the pair error is the error of the quasi-Newton difference, |e_k - e_{k-1}| / |y_k| with
+e = g~ - g and y_k = g_k - g_{k-1} of the exact gradients (nan at the first evaluation and where
+y_k = 0, a re-evaluation at the same design).
 
 The trajectories are restored afterwards, so the run itself is the run without this script.
 Usage: python runs/calibrate_adaptive.py -mode oneshot -activation tanh -N 32 -tao_max_it 300 -quiet
 """
+import math
 import sys
 
 import petsc4py
@@ -15,6 +20,7 @@ petsc4py.init(sys.argv)  # before any import of petsc4py.PETSc, so that the opti
 from ocnet.optim.objective import ReducedObjective  # noqa: E402
 
 _orig = ReducedObjective.evaluate
+_last = []  # the previous evaluation's exact gradient and error
 
 
 def _evaluate(self, x, grad=None):
@@ -36,7 +42,16 @@ def _evaluate(self, x, grad=None):
         self.mgrit.invalidate()
     d = grad.copy()
     d.axpy(-1.0, g2)
-    print(f"CAL {ad.estimate:.6e} {d.norm() / grad.norm():.6e} {its[0]} {its[1]}", file=sys.stderr, flush=True)
+    pair = math.nan
+    if _last:
+        y = g2.copy()
+        y.axpy(-1.0, _last[0])
+        de = d.copy()
+        de.axpy(-1.0, _last[1])
+        pair = de.norm() / y.norm() if y.norm() > 0 else math.nan
+    _last[:] = [g2, d]
+    print(f"CAL {ad.estimate:.6e} {d.norm() / grad.norm():.6e} {its[0]} {its[1]} {pair:.6e}", file=sys.stderr,
+          flush=True)
     return J
 
 
