@@ -30,7 +30,8 @@ EXTRA_MODES = {"exact_1e-6": ["-mode", "exact", "-adjoint_mgrit_rtol", "1e-6"]}
 def run(d, args, mode_args, seed):
     if os.path.exists(os.path.join(d, "summary.json")):
         return
-    cmd = [sys.executable, "-m", "ocnet", *map(str, args), "-quiet", "-run_dir", d, *map(str, mode_args), "-seed", str(seed)]
+    cmd = [sys.executable, "-m", "ocnet", *map(str, args), "-quiet", "-run_dir", d, *map(str, mode_args),
+           "-seed", str(seed)]
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if r.returncode != 0:
@@ -80,7 +81,8 @@ def main():
         diff = [100 * (res[m][s][0] - ser[s][0]) for s in range(n)]
         ratio = [res[m][s][1] / ser[s][1] for s in range(n)]
         se = st.stdev(diff) / math.sqrt(n) if n > 1 else float("nan")
-        lines.append(f"| {m} | {100 * st.mean(r[0] for r in res[m].values()):.2f} % | {st.mean(diff):+.2f} ± {se:.2f} | "
+        mean = 100 * st.mean(r[0] for r in res[m].values())
+        lines.append(f"| {m} | {mean:.2f} % | {st.mean(diff):+.2f} ± {se:.2f} | "
                      f"{sum(x >= -1 for x in diff)}/{n} | {st.median(ratio):.3f}, {max(ratio):.3f} |")
     text = "\n".join(lines) + "\n"
     print(text)
