@@ -2,11 +2,12 @@
 ocnet (1 rank) with the given options and, after every one-shot gradient evaluation, also the
 exact (layer-serial) gradient at the same design, printing per evaluation
 
-    CAL <estimate eta> <true relative error |g~ - g| / |g~|> <state its> <adjoint its> <pair error>
+    CAL <estimate eta> <true relative error |g~ - g| / |g~|> <state its> <adjoint its> <pair error> <cos>
 
 where the pair error is the error of the quasi-Newton difference, |e_k - e_{k-1}| / |y_k| with
 e = g~ - g and y_k = g_k - g_{k-1} of the exact gradients (nan at the first evaluation and where
-y_k = 0, a re-evaluation at the same design).
+y_k = 0, a re-evaluation at the same design), and cos the cosine between e_k and e_{k-1} (near
++-1: the error keeps its direction from one evaluation to the next; random errors give ~0).
 
 The trajectories are restored afterwards, so the run itself is the run without this script.
 Usage: python runs/calibrate_adaptive.py -mode oneshot -activation tanh -N 32 -tao_max_it 300 -quiet
@@ -42,15 +43,17 @@ def _evaluate(self, x, grad=None):
         self.mgrit.invalidate()
     d = grad.copy()
     d.axpy(-1.0, g2)
-    pair = math.nan
+    pair = cos = math.nan
     if _last:
+        cos = d.dot(_last[1]) / (d.norm() * _last[1].norm()) if d.norm() * _last[1].norm() > 0 else math.nan
         y = g2.copy()
         y.axpy(-1.0, _last[0])
         de = d.copy()
         de.axpy(-1.0, _last[1])
         pair = de.norm() / y.norm() if y.norm() > 0 else math.nan
     _last[:] = [g2, d]
-    print(f"CAL {ad.estimate:.6e} {d.norm() / grad.norm():.6e} {its[0]} {its[1]} {pair:.6e}", file=sys.stderr,
+    print(f"CAL {ad.estimate:.6e} {d.norm() / grad.norm():.6e} {its[0]} {its[1]} {pair:.6e} {cos:+.4f}",
+          file=sys.stderr,
           flush=True)
     return J
 
