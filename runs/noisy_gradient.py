@@ -6,7 +6,8 @@ from one evaluation to the next:
 
 Whether an optimisation slows down with it tells whether the *size* of a one-shot gradient error
 (runs/calibrate_adaptive.py measures it) or its *structure* costs the iterations.
-Usage: NOISE=0.01 python runs/noisy_gradient.py -mode serial -options_file runs/paper_peaks.opts ... -quiet
+Usage: NOISE=0.01 python runs/noisy_gradient.py -options_file runs/paper_peaks.opts <data files> -mode serial -quiet
+(options after -options_file override the file's)
 """
 import os
 import sys
