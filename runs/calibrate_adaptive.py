@@ -45,7 +45,8 @@ def _evaluate(self, x, grad=None):
     d.axpy(-1.0, g2)
     pair = cos = math.nan
     if _last:
-        cos = d.dot(_last[1]) / (d.norm() * _last[1].norm()) if d.norm() * _last[1].norm() > 0 else math.nan
+        dn = d.norm() * _last[1].norm()
+        cos = d.dot(_last[1]) / dn if dn > 0 else math.nan
         y = g2.copy()
         y.axpy(-1.0, _last[0])
         de = d.copy()
@@ -53,8 +54,7 @@ def _evaluate(self, x, grad=None):
         pair = de.norm() / y.norm() if y.norm() > 0 else math.nan
     _last[:] = [g2, d]
     print(f"CAL {ad.estimate:.6e} {d.norm() / grad.norm():.6e} {its[0]} {its[1]} {pair:.6e} {cos:+.4f}",
-          file=sys.stderr,
-          flush=True)
+          file=sys.stderr, flush=True)
     return J
 
 

@@ -17,29 +17,20 @@ import json
 import math
 import os
 import statistics as st
-import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from runs.oneshot_table import MODES, cases, history  # noqa: E402
+from runs.oneshot_table import MODES, cases, history, run  # noqa: E402
 
 EXTRA_MODES = {"exact_1e-6": ["-mode", "exact", "-adjoint_mgrit_rtol", "1e-6"]}
 
 
-def run(d, args, mode_args, seed):
-    if os.path.exists(os.path.join(d, "summary.json")):
-        return
-    cmd = [sys.executable, "-m", "ocnet", *map(str, args), "-quiet", "-run_dir", d, *map(str, mode_args),
-           "-seed", str(seed)]
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"{' '.join(cmd)}: exit status {r.returncode}: {(r.stderr.strip().splitlines() or [''])[-1]}")
-
-
 def result(d):
     """(validation accuracy, objective) at the end (one-shot: of the exact final evaluation)."""
+    if os.path.exists(os.path.join(d, "failed.txt")):
+        with open(os.path.join(d, "failed.txt")) as f:
+            sys.exit(f"{d}: {f.read().strip()}")
     with open(os.path.join(d, "summary.json")) as f:
         fin = json.load(f).get("final_exact", {})
     last = history(d)[-1]
@@ -67,8 +58,8 @@ def main():
     res = {m: {} for m in wanted}
     for s in range(a.seeds):
         for m in wanted:
-            d = os.path.join(out, f"{m}_seed{s}")
-            run(d, args, extra.get(m, modes[m]), s)
+            # (oneshot_table's runner: the case's options, then -seed, then the mode's; 1 rank)
+            d = run(out, f"seed{s}", m, args + ["-seed", s], 1, 0, dict(EXTRA_MODES, **extra), False)
             res[m][s] = result(d)
         print(f"seed {s}: " + "  ".join(f"{m} {100 * res[m][s][0]:.1f} % J {res[m][s][1]:.4f}" for m in wanted),
               flush=True)
