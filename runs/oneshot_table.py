@@ -77,7 +77,7 @@ def run(out, name, mode, args, ranks, max_it, extra, redo, time_limit=0):
     if time_limit:  # SIGUSR1 (mpiexec passes it on without killing the ranks, as Slurm's --signal does):
         # ocnet ends at the next iteration end after a save, status 4, summary.json written
         cmd = ["timeout", "--preserve-status", "-s", "USR1", str(time_limit)] + cmd
-    cmd += [str(v) for v in extra.get(mode, MODES[mode])]
+    cmd += [str(v) for v in (extra[mode] if mode in extra else MODES[mode])]
     if max_it:
         cmd += ["-tao_max_it", str(max_it)]
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
