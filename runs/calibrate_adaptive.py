@@ -3,11 +3,15 @@ ocnet (1 rank) with the given options and, after every one-shot gradient evaluat
 exact (layer-serial) gradient at the same design, printing per evaluation
 
     CAL <estimate eta> <true relative error |g~ - g| / |g~|> <state its> <adjoint its> <pair error> <cos>
+        <step cos> <|e| / |s|>
 
 where the pair error is the error of the quasi-Newton difference, |e_k - e_{k-1}| / |y_k| with
 e = g~ - g and y_k = g_k - g_{k-1} of the exact gradients (nan at the first evaluation and where
 y_k = 0, a re-evaluation at the same design), and cos the cosine between e_k and e_{k-1} (near
-+-1: the error keeps its direction from one evaluation to the next; random errors give ~0).
++-1: the error keeps its direction from one evaluation to the next; random errors give ~0); step
+cos is the cosine between s_k = x_k - x_{k-1} and s_{k-1}, the design changes since the previous
+gradient evaluations (the changes the warm-started solves have to follow), and |e| / |s| the
+error's norm over |s_k| (nan at the first evaluations and where s_k = 0).
 
 The trajectories are restored afterwards, so the run itself is the run without this script.
 Usage: python runs/calibrate_adaptive.py -mode oneshot -activation tanh -N 32 -tao_max_it 300 -quiet
@@ -22,6 +26,7 @@ from ocnet.optim.objective import ReducedObjective  # noqa: E402
 
 _orig = ReducedObjective.evaluate
 _last = []  # the previous evaluation's exact gradient and error
+_steps = []  # the design at the last gradient evaluation, and the step that led to it
 
 
 def _evaluate(self, x, grad=None):
@@ -53,8 +58,19 @@ def _evaluate(self, x, grad=None):
         de.axpy(-1.0, _last[1])
         pair = de.norm() / y.norm() if y.norm() > 0 else math.nan
     _last[:] = [g2, d]
-    print(f"CAL {ad.estimate:.6e} {d.norm() / grad.norm():.6e} {its[0]} {its[1]} {pair:.6e} {cos:+.4f}",
-          file=sys.stderr, flush=True)
+    scos = ratio = math.nan
+    if _steps:
+        s = x.copy()
+        s.axpy(-1.0, _steps[0])
+        ratio = d.norm() / s.norm() if s.norm() > 0 else math.nan
+        if _steps[1] is not None:
+            sn = s.norm() * _steps[1].norm()
+            scos = s.dot(_steps[1]) / sn if sn > 0 else math.nan
+        _steps[:] = [x.copy(), s]
+    else:
+        _steps[:] = [x.copy(), None]
+    print(f"CAL {ad.estimate:.6e} {d.norm() / grad.norm():.6e} {its[0]} {its[1]} {pair:.6e} {cos:+.4f} "
+          f"{scos:+.4f} {ratio:.6e}", file=sys.stderr, flush=True)
     return J
 
 
