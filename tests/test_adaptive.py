@@ -93,6 +93,21 @@ def test_fixed_counts_when_given(tmp_path):
     assert "-oneshot_kappa has no effect with fixed one-shot counts" in p.stderr
 
 
+def test_adjoint_refresh(tmp_path):
+    """-oneshot_adjoint_refresh 2: every second gradient evaluation runs at least 2 adjoint
+    iterations (more in total than without), the same on 1 and 2 ranks."""
+    args = BASE + ["-tao_max_it", 8]
+    run_ocnet(args + ["-run_dir", tmp_path / "d"])
+    for p in (1, 2):
+        run_ocnet(args + ["-oneshot_adjoint_refresh", 2, "-run_dir", tmp_path / f"r{p}"], nprocs=p)
+    tot = {k: json.loads((tmp_path / k / "summary.json").read_text())["adaptive_oneshot"] for k in ("d", "r1")}
+    assert tot["r1"]["adjoint_its"] > tot["d"]["adjoint_its"], tot
+    for column in ("adjoint_mgrit_its_total", "state_mgrit_its_total", "exact_evaluations"):
+        np.testing.assert_array_equal(history_column(tmp_path / "r2", column), history_column(tmp_path / "r1", column))
+    np.testing.assert_allclose(history_column(tmp_path / "r2", "objective"), history_column(tmp_path / "r1", "objective"),
+                               rtol=1e-10, atol=0)
+
+
 def test_bad_adaptive_options():
     for extra, text in ((["-oneshot_state_its_min", 5, "-oneshot_state_its_max", 3],
                          "-oneshot_state_its_min 5 is above -oneshot_state_its_max 3"),
