@@ -29,6 +29,21 @@ _last = []  # the previous evaluation's exact gradient and error
 _steps = []  # the design at the last gradient evaluation, and the step that led to it
 
 
+def _diff(a, b):
+    """a - b (a new Vec)."""
+    d = a.copy()
+    d.axpy(-1.0, b)
+    return d
+
+
+def _ratio(num, den):
+    return num / den if den > 0 else math.nan
+
+
+def _cos(u, v):
+    return _ratio(u.dot(v), u.norm() * v.norm())
+
+
 def _evaluate(self, x, grad=None):
     J = _orig(self, x, grad)
     ad = self.adapt
@@ -46,29 +61,18 @@ def _evaluate(self, x, grad=None):
         for a, b in zip((self.state.U, self.state.Cfull, self.adj.U), keep):
             a[...] = b
         self.mgrit.invalidate()
-    d = grad.copy()
-    d.axpy(-1.0, g2)
-    pair = cos = math.nan
+    d = _diff(grad, g2)
+    pair = cos = scos = ratio = math.nan
     if _last:
-        dn = d.norm() * _last[1].norm()
-        cos = d.dot(_last[1]) / dn if dn > 0 else math.nan
-        y = g2.copy()
-        y.axpy(-1.0, _last[0])
-        de = d.copy()
-        de.axpy(-1.0, _last[1])
-        pair = de.norm() / y.norm() if y.norm() > 0 else math.nan
+        cos = _cos(d, _last[1])
+        pair = _ratio(_diff(d, _last[1]).norm(), _diff(g2, _last[0]).norm())
     _last[:] = [g2, d]
-    scos = ratio = math.nan
-    if _steps:
-        s = x.copy()
-        s.axpy(-1.0, _steps[0])
-        ratio = d.norm() / s.norm() if s.norm() > 0 else math.nan
+    step = _diff(x, _steps[0]) if _steps else None
+    if step is not None:
+        ratio = _ratio(d.norm(), step.norm())
         if _steps[1] is not None:
-            sn = s.norm() * _steps[1].norm()
-            scos = s.dot(_steps[1]) / sn if sn > 0 else math.nan
-        _steps[:] = [x.copy(), s]
-    else:
-        _steps[:] = [x.copy(), None]
+            scos = _cos(step, _steps[1])
+    _steps[:] = [x.copy(), step]
     print(f"CAL {ad.estimate:.6e} {d.norm() / grad.norm():.6e} {its[0]} {its[1]} {pair:.6e} {cos:+.4f} "
           f"{scos:+.4f} {ratio:.6e}", file=sys.stderr, flush=True)
     return J

@@ -58,7 +58,6 @@ def main():
     if "serial" not in wanted:
         wanted.insert(0, "serial")
     args, _, extra = allc[a.case]
-    extra = dict(EXTRA_MODES, **extra)
     given = a.options.split()
     mode_opts = {m: [str(v) for v in extra.get(m, modes[m])] + (given if m != "serial" else []) for m in wanted}
     out = os.path.join(ROOT, a.out, a.case)
