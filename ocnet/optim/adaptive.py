@@ -65,7 +65,7 @@ bounds how long such a component can persist, not its size, so the justification
 (no convergence theory of inexact BFGS covers it) and the choice p = 3 is empirical: over 24
 seeds of the paper's files it moved the accuracy from -0.62 +- 0.54 to +0.31 +- 0.30 points
 against serial and cut the worst final objective from 1.66x to 1.18x serial's, on Peaks N = 32
-tanh it left the mean unchanged (-0.56 vs -0.66, within the seeds' noise), at 1.12x fixed
+tanh it left the mean unchanged (-0.56 vs -0.66, within the seeds' noise), at 1.15x fixed
 one-shot's time per iteration at N = 1024 (docs/user/adaptive-oneshot.md).
 
 The safeguard (``Safeguard``): a line-search failure tightens the level (0: adaptive, 1: the
