@@ -41,3 +41,16 @@ def read_history(path):
 def history_column(path, name="objective"):
     """One column of a run folder's history.csv as floats."""
     return np.array([float(r[name]) for r in read_history(path)])
+
+
+def assert_histories_agree(ref, others, equal=(), close=(), rtol=1e-10):
+    """The run folders ``others`` have ``ref``'s history: columns ``equal`` bitwise (counts,
+    decisions), columns ``close`` to ``rtol`` (floating-point results of other rank counts)."""
+    for column in (*equal, *close):
+        want = history_column(ref, column)
+        for d in others:
+            got = history_column(d, column)
+            if column in equal:
+                np.testing.assert_array_equal(got, want, err_msg=column)
+            else:
+                np.testing.assert_allclose(got, want, rtol=rtol, atol=0, err_msg=column)
