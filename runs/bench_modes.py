@@ -4,7 +4,9 @@
         [--repeat 1] [--oneshot "-oneshot_adjoint_its 1"] [--calibration FILE] [--out runs/out/bench_modes]
 
 Modes: serial, oneshot (fixed 2 + 1 MGRIT iterations, -oneshot_adapt 0: the configuration the
-performance model describes), oneshot_adaptive (the default of -mode oneshot), exact.
+performance model describes), oneshot_adaptive (the default of -mode oneshot, less its exact start:
+-oneshot_exact_start 0, so that its rows time one-shot iterations; the exact start's are layer-serial
+and cost what the serial row does), exact.
 Every (N, ranks, mode) is one ``ocnet -options_file runs/peaks.opts -init_layer 1e-3 -log_phases`` run (ranks bound
 to cores) of ``--its`` TAO lmvm iterations (one value, or one per N).  Time per iteration is the
 history's wall time from iteration 0 to the last over the iterations (optimiser, evaluations and
@@ -28,7 +30,8 @@ sys.path.insert(0, ROOT)
 MODES = {
     "serial": [],
     "oneshot": ["-mode", "oneshot", "-oneshot_adapt", "0"],  # fixed counts (2 + 1): the model's configuration
-    "oneshot_adaptive": ["-mode", "oneshot"],  # the default of -mode oneshot (docs/user/adaptive-oneshot.md)
+    # the default of -mode oneshot (docs/user/adaptive-oneshot.md) without its layer-serial exact start
+    "oneshot_adaptive": ["-mode", "oneshot", "-oneshot_exact_start", "0"],
     "exact": ["-mode", "exact", "-mgrit_rtol", "1e-9"],
 }
 # initial layer weights at the paper's scale (1e-3): with the default std 1 the smoothness term

@@ -6,8 +6,10 @@ import numpy as np
 
 from tests.conftest import assert_histories_agree, history_column, read_history, run_ocnet
 
-BASE = ["-N", 32, "-width", 4, "-ntrain", 200, "-nval", 50, "-quiet", "-mode", "oneshot"]
-PEAKS = ["-N", 32, "-quiet", "-mode", "oneshot"]  # the problem's defaults
+# (-oneshot_exact_start 0: the tests of the controller's own decisions start one-shot at once;
+# test_exact_start covers the exact start)
+BASE = ["-N", 32, "-width", 4, "-ntrain", 200, "-nval", 50, "-quiet", "-mode", "oneshot", "-oneshot_exact_start", 0]
+PEAKS = ["-N", 32, "-quiet", "-mode", "oneshot", "-oneshot_exact_start", 0]  # the problem's defaults
 
 
 def test_adaptive_rank_count_free(tmp_path):
@@ -99,6 +101,26 @@ def test_adjoint_refresh(tmp_path):
     assert_histories_agree(tmp_path / "r1", [tmp_path / "r2"],
                            equal=("adjoint_mgrit_its_total", "state_mgrit_its_total", "exact_evaluations"),
                            close=("objective",))
+
+
+def test_exact_start(tmp_path):
+    """-oneshot_exact_start 0.25 of 12 iterations: the first 3 gradient evaluations are exact
+    (layer-serial), so the history is serial mode's bitwise until then; one-shot afterwards; the
+    same on 2 ranks; the summary counts them."""
+    args = ["-N", 32, "-width", 4, "-ntrain", 200, "-nval", 50, "-quiet", "-tao_max_it", 12]
+    run_ocnet(args + ["-run_dir", tmp_path / "s"])
+    for p in (1, 2):
+        run_ocnet(args + ["-mode", "oneshot", "-oneshot_exact_start", 0.25, "-run_dir", tmp_path / f"e{p}"], nprocs=p)
+    ser, ex = history_column(tmp_path / "s"), history_column(tmp_path / "e1")
+    n = int(np.argmax(ser != ex))  # the first row that differs
+    assert n >= 3 and n < len(ser), (ser, ex)
+    np.testing.assert_array_equal(ex[:n], ser[:n])
+    assert history_column(tmp_path / "e1", "exact_evaluations")[:n].min() >= 1  # (exact: 0 MGRIT its)
+    assert history_column(tmp_path / "e1", "state_mgrit_its")[n] >= 2  # one-shot from there
+    totals = json.loads((tmp_path / "e1" / "summary.json").read_text())["adaptive_oneshot"]
+    assert totals["exact_start_evaluations"] >= 3 and totals["exact_evaluations"] >= totals["exact_start_evaluations"]
+    assert_histories_agree(tmp_path / "e1", [tmp_path / "e2"], equal=("exact_evaluations",),
+                           close=("objective", "gradient_norm"))
 
 
 def test_bad_adaptive_options():

@@ -11,12 +11,14 @@ ARGS = ["-N", 12, "-width", 4, "-ntrain", 200, "-nval", 20, "-tao_max_it", 14, "
         "-checkpoint_every", 3]
 
 
-@pytest.mark.parametrize("nprocs,kill", [(1, "after:6"), (2, "during:9")])
-def test_kill_and_resume_bitwise(tmp_path, nprocs, kill, monkeypatch):
+# (the third: killed within the exact start of adaptive one-shot, the first 7 of the 14 iterations)
+@pytest.mark.parametrize("nprocs,kill,start", [(1, "after:6", None), (2, "during:9", None), (1, "after:3", 0.5)])
+def test_kill_and_resume_bitwise(tmp_path, nprocs, kill, start, monkeypatch):
     ref, cut = tmp_path / "ref", tmp_path / "cut"
-    run_ocnet(ARGS + ["-run_dir", ref], nprocs=nprocs)
+    args = ARGS + (["-oneshot_exact_start", start] if start else [])
+    run_ocnet(args + ["-run_dir", ref], nprocs=nprocs)
     monkeypatch.setenv("OCNET_TEST_KILL", kill)
-    p = run_ocnet(ARGS + ["-run_dir", cut], nprocs=nprocs, check=False)
+    p = run_ocnet(args + ["-run_dir", cut], nprocs=nprocs, check=False)
     assert p.returncode != 0 and not (cut / "summary.json").exists()
     its = int(kill.split(":")[1])
     resumed_at = its if kill.startswith("after") else its - 3  # killed mid-write: the previous one
@@ -30,7 +32,7 @@ def test_kill_and_resume_bitwise(tmp_path, nprocs, kill, monkeypatch):
     with np.load(cut / "checkpoint" / "rank0.npz") as z:
         assert {"state", "adjoint", "eval_val"} <= set(z.files) and "eval_train" not in z.files
     monkeypatch.delenv("OCNET_TEST_KILL")
-    out = run_ocnet(ARGS + ["-resume", cut], nprocs=nprocs).stdout
+    out = run_ocnet(args + ["-resume", cut], nprocs=nprocs).stdout
     assert f"resuming {cut} at iteration {resumed_at}" in out
     assert [r["iteration"] for r in read_history(cut)] == [str(i) for i in range(15)]
     assert (ref / "params.petsc").read_bytes() == (cut / "params.petsc").read_bytes()
