@@ -109,8 +109,10 @@ def test_exact_start(tmp_path):
     same on 2 ranks; the summary counts them."""
     args = ["-N", 32, "-width", 4, "-ntrain", 200, "-nval", 50, "-quiet", "-tao_max_it", 12]
     run_ocnet(args + ["-run_dir", tmp_path / "s"])
-    for p in (1, 2):
-        run_ocnet(args + ["-mode", "oneshot", "-oneshot_exact_start", 0.25, "-run_dir", tmp_path / f"e{p}"], nprocs=p)
+    out = {p: run_ocnet(args + ["-mode", "oneshot", "-oneshot_exact_start", 0.25, "-run_dir", tmp_path / f"e{p}"],
+                        nprocs=p).stderr for p in (1, 2)}
+    for p in (1, 2):  # said once, by rank 0
+        assert out[p].count("ocnet: note: the exact start ends with this evaluation (3 exact gradient") == 1, out[p]
     ser, ex = history_column(tmp_path / "s"), history_column(tmp_path / "e1")
     n = int(np.argmax(ser != ex))  # the first row that differs
     assert n >= 3 and n < len(ser), (ser, ex)
@@ -119,8 +121,19 @@ def test_exact_start(tmp_path):
     assert history_column(tmp_path / "e1", "state_mgrit_its")[n] >= 2  # one-shot from there
     totals = json.loads((tmp_path / "e1" / "summary.json").read_text())["adaptive_oneshot"]
     assert totals["exact_start_evaluations"] >= 3 and totals["exact_evaluations"] >= totals["exact_start_evaluations"]
+    # the rows count what the totals count (not the command line's warm-up evaluation)
+    assert history_column(tmp_path / "e1", "exact_evaluations").sum() == totals["exact_evaluations"]
     assert_histories_agree(tmp_path / "e1", [tmp_path / "e2"], equal=("exact_evaluations",),
                            close=("objective", "gradient_norm"))
+
+
+def test_exact_start_everywhere(tmp_path):
+    """-oneshot_exact_start 1: every evaluation exact, the history serial mode's bitwise."""
+    args = ["-N", 16, "-width", 4, "-ntrain", 100, "-nval", 20, "-quiet", "-tao_max_it", 5]
+    run_ocnet(args + ["-run_dir", tmp_path / "s"])
+    run_ocnet(args + ["-mode", "oneshot", "-oneshot_exact_start", 1, "-run_dir", tmp_path / "e"])
+    np.testing.assert_array_equal(history_column(tmp_path / "e"), history_column(tmp_path / "s"))
+    assert set(history_column(tmp_path / "e", "state_mgrit_its_total")) == {0}
 
 
 def test_bad_adaptive_options():

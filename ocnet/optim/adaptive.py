@@ -69,8 +69,9 @@ tanh it left the mean unchanged (-0.56 vs -0.66, within the seeds' noise); over 
 of 8 cases 68 ended within 1 point of serial with it, 59 without; at 1.15x fixed one-shot's
 time per iteration at N = 1024 (docs/user/adaptive-oneshot.md, "The refresh").
 
-The exact start (-oneshot_exact_start f, default 0.2; 0 turns it off): the first round(f *
--tao_max_it) gradient evaluations (and the function evaluations between them) are exact, with the
+The exact start (-oneshot_exact_start f, default 0.2; 0 turns it off, 1 makes every evaluation
+exact): the first ceil(f * -tao_max_it) gradient evaluations (and the function evaluations between
+them) are exact, with the
 layer-serial sweeps of the fallback, so the run is serial mode's, bitwise, up to there; one-shot
 takes over warm-started from exact trajectories.  Why: where an optimisation path goes is decided
 early -- a perturbation in the first iterations moves it to another region, one later on moves it
@@ -97,6 +98,7 @@ import numpy as np
 FLOOR = 1e3  # rho is measured only above FLOOR times the solver's round-off floor of the residual
 LEVELS = ("adaptive", "max", "exact")
 RHO_INFORMATIVE = 1e-3  # a measured rho below this is a solve that converged to round-off
+ALL = 2 ** 31  # the exact start's length for -oneshot_exact_start 1: every evaluation
 
 
 def declare_options(opts):
@@ -210,8 +212,10 @@ class AdaptiveOneShot:
         self.ngrad = 0  # gradient evaluations at the adaptive level (the refresh's clock)
         # the exact start: its length in gradient evaluations (fixed at the start: a resume that
         # changes -tao_max_it keeps it) and the gradient evaluations so far
-        self.start_len = round(values["oneshot_exact_start"] * max_it)
+        self.exact_start = f = values["oneshot_exact_start"]
+        self.start_len = 0 if f == 0 else ALL if f >= 1 else math.ceil(f * max_it - 1e-9)
         self.nstart = 0
+        self.announce = False  # (set after the command line's warm-up evaluation)
         self.rho = {"state": math.nan, "adjoint": math.nan}
         self.level = 0  # index into LEVELS: set by the safeguard (rank 0), broadcast at each evaluation
         self.since_tighten = 0
@@ -242,7 +246,9 @@ class AdaptiveOneShot:
         """Totals from here on (after the command line's warm-up evaluation, which does not count
         towards the exact start either)."""
         self.totals = {k: 0 for k in self.totals}
+        self.since_row = [0, 0, 0]
         self.nstart = 0
+        self.announce = True
 
     # ---- hooks of ReducedObjective.evaluate ------------------------------------------------
     def begin(self, obj, with_grad):
@@ -263,6 +269,10 @@ class AdaptiveOneShot:
         if self.nstart < self.start_len:  # the exact start (counted alike on every rank)
             self.nstart += with_grad
             self.fallback_reason = "exact start"
+            if self.nstart == self.start_len and self.announce and self.comm.Get_rank() == 0:
+                print(f"ocnet: note: the exact start ends with this evaluation ({self.start_len} exact gradient "
+                      f"evaluations, -oneshot_exact_start {self.exact_start:g}); one-shot MGRIT solves from the next",
+                      file=sys.stderr, flush=True)
             return True
         ks = self.kmax["state"] if self.level else self.k["state"]
         ka = self.kmax["adjoint"] if self.level else self.k["adjoint"]
