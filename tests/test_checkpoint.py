@@ -38,6 +38,22 @@ def test_kill_and_resume_bitwise(tmp_path, nprocs, kill, start, monkeypatch):
     assert (ref / "params.petsc").read_bytes() == (cut / "params.petsc").read_bytes()
 
 
+def test_resume_after_an_upgrade(tmp_path):
+    """A checkpoint saved before an option existed (its meta lacks it) resumes: the option's value
+    applies from there, and a note says so; a changed option is still refused."""
+    d = tmp_path / "r"
+    run_ocnet(ARGS + ["-run_dir", d, "-tao_max_it", 4])
+    meta_file = next(d.glob("checkpoint*/history.json"))
+    saved = json.loads(meta_file.read_text())
+    del saved["meta"]["options"]["oneshot_exact_start"]
+    meta_file.write_text(json.dumps(saved))
+    p = run_ocnet(ARGS + ["-resume", d, "-tao_max_it", 6])
+    assert "ocnet: note: -resume: -oneshot_exact_start 0.2 did not exist when the saved run started" in p.stderr, p.stderr
+    assert [r["iteration"] for r in read_history(d)] == [str(i) for i in range(7)]
+    p = run_ocnet(ARGS + ["-resume", d, "-tao_max_it", 8, "-oneshot_kappa", 0.1], check=False)
+    assert p.returncode == 2 and "other settings: -oneshot_kappa 0.2 (now 0.1)" in p.stderr, p.stderr
+
+
 def test_resume_errors(tmp_path):
     p = run_ocnet(ARGS + ["-resume", tmp_path / "nothing"], check=False)
     assert p.returncode == 2 and "-resume: no run folder" in p.stderr

@@ -9,6 +9,7 @@ import csv
 import json
 import os
 import platform
+import sys
 
 import numpy as np
 from petsc4py import PETSc
@@ -105,15 +106,22 @@ def check_resume(path, meta, comm):
         ours = comm.bcast(os.path.isfile(os.path.join(path, MARKER)) if comm.Get_rank() == 0 else None, root=0)
         collective_check(comm, ours, f"-resume: no complete checkpoint in '{path}'")
         return False
-    # -problem, -N and -T are options too: compared there, once
+    # -problem, -N and -T are options too: compared there, once.  An option the saved run did not
+    # have (a newer ocnet declares it) is not a difference: its value applies from here, and a
+    # note says so (a checkpoint from before an upgrade resumes instead of being lost)
+    so = saved.get("options", {})
     diff = differences(saved, meta, ("ranks",) + (("tao_type",) if "tao_type" in saved else ()))
-    diff += differences(saved.get("options", {}), meta["options"],
-                        sorted(set(saved.get("options", {})) | set(meta["options"])))
+    diff += differences(so, meta["options"], sorted(so))
+    newer = sorted(set(meta["options"]) - set(so))
     if saved.get("problem") != meta.get("problem"):  # its other differences follow from that
         diff = [d for d in diff if d.startswith("-problem ")]
     if diff:
         raise OcnetError(f"-resume: '{path}' holds a run with other settings: {', '.join(diff)}; "
                          "resume with the same settings (-tao_max_it may change)")
+    if newer and comm.Get_rank() == 0:
+        given = ", ".join(f"-{k} {meta['options'][k]}" for k in newer)
+        print(f"ocnet: note: -resume: {given} did not exist when the saved run started; applied from here on",
+              file=sys.stderr, flush=True)
     return True
 
 
