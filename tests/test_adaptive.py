@@ -106,12 +106,12 @@ def test_adjoint_refresh(tmp_path):
 def test_exact_start(tmp_path):
     """-oneshot_exact_start 0.25 of 12 iterations: the first 3 gradient evaluations are exact
     (layer-serial), so the history is serial mode's bitwise until then; one-shot afterwards; the
-    same on 2 ranks; the summary counts them."""
+    same on 2 and 3 ranks; the summary counts them."""
     args = ["-N", 32, "-width", 4, "-ntrain", 200, "-nval", 50, "-quiet", "-tao_max_it", 12]
     run_ocnet(args + ["-run_dir", tmp_path / "s"])
     out = {p: run_ocnet(args + ["-mode", "oneshot", "-oneshot_exact_start", 0.25, "-run_dir", tmp_path / f"e{p}"],
-                        nprocs=p).stderr for p in (1, 2)}
-    for p in (1, 2):  # said once, by rank 0
+                        nprocs=p).stderr for p in (1, 2, 3)}
+    for p in (1, 2, 3):  # said once, by rank 0
         assert out[p].count("ocnet: note: the exact start ends with this evaluation (3 exact gradient") == 1, out[p]
     ser, ex = history_column(tmp_path / "s"), history_column(tmp_path / "e1")
     n = int(np.argmax(ser != ex))  # the first row that differs
@@ -123,7 +123,7 @@ def test_exact_start(tmp_path):
     assert totals["exact_start_evaluations"] >= 3 and totals["exact_evaluations"] >= totals["exact_start_evaluations"]
     # the rows count what the totals count (not the command line's warm-up evaluation)
     assert history_column(tmp_path / "e1", "exact_evaluations").sum() == totals["exact_evaluations"]
-    assert_histories_agree(tmp_path / "e1", [tmp_path / "e2"], equal=("exact_evaluations",),
+    assert_histories_agree(tmp_path / "e1", [tmp_path / "e2", tmp_path / "e3"], equal=("exact_evaluations",),
                            close=("objective", "gradient_norm"))
 
 
