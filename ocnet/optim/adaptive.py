@@ -76,10 +76,10 @@ bitwise, up to there; one-shot takes over warm-started from exact trajectories. 
 optimisation path goes is decided early -- a perturbation in the first iterations moves it to
 another region, one later on moves it within the region it is in (over 16 seeds of Peaks N = 32
 tanh one-shot's final objective reached 1.56x serial's without the exact start, with a relative
-gradient error of 0.2-6 % over the first 40 evaluations at seed 3; 1.10x with it).  The tighter one-shot
-rules measured (kappa 0.02, more state or adjoint iterations) did not keep the path, the adjoint
-solved to 1e-6 did (61 of 64 seeds within 1 point), so the start is exact; that a fraction f of the
-budget decides is measured, not derived: over 82 seed runs of 8 cases
+gradient error of 0.2-6 % over the first 40 evaluations at seed 3; 1.10x with it).  The tighter
+one-shot rules measured (kappa 0.02, more state or adjoint iterations) did not keep the path, the
+adjoint solved to 1e-6 did (61 of 64 seeds within 1 point), so the start is exact; that a fraction
+f of the budget decides is measured, not derived: over 82 seed runs of 8 cases
 (docs/user/adaptive-oneshot.md, "The exact start") f = 0.1, 0.2 and 1/3 ended within 1 point of
 serial in 69, 73 and 77 runs (68 without).  Its cost is serial's per iteration (less than
 one-shot's on few ranks); on many ranks those iterations do not scale, which bounds a whole run's
