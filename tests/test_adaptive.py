@@ -87,6 +87,12 @@ def test_fixed_counts_when_given(tmp_path):
     assert set(history_column(tmp_path / "g", "state_mgrit_its")) == {2}
     p = run_ocnet(args + ["-oneshot_adapt", 0, "-oneshot_kappa", 0.1])
     assert "-oneshot_kappa has no effect with fixed one-shot counts" in p.stderr
+    # an explicit exact start of 0 is what fixed counts and serial mode do anyway: no warning
+    for off in (["-oneshot_adapt", 0], ["-mode", "serial"]):
+        p = run_ocnet(args + off + ["-oneshot_exact_start", 0])
+        assert "exact_start" not in p.stderr, p.stderr
+    p = run_ocnet(args + ["-oneshot_adapt", 0, "-oneshot_exact_start", 0.1])
+    assert "-oneshot_exact_start has no effect with fixed one-shot counts" in p.stderr
 
 
 def test_adjoint_refresh(tmp_path):

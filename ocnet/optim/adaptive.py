@@ -162,7 +162,8 @@ def create(values, db, comm, warn):
     """The controller for this run's options (None: serial/exact mode or fixed one-shot counts);
     ``warn(line)`` reports adaptive options that have no effect."""
     if not adaptive_wanted(values, db):
-        given = [k for k in ADAPT_KEYS if db.hasName(k)]
+        # an exact start of 0 asks for what these modes do anyway: honoured, nothing to report
+        given = [k for k in ADAPT_KEYS if db.hasName(k) and not (k == "oneshot_exact_start" and values[k] == 0)]
         for k in given:
             warn(f"-{k} has no effect " + ("with fixed one-shot counts (-oneshot_adapt 0, or "
                  "-oneshot_state_its/-oneshot_adjoint_its given): add -oneshot_adapt 1"
