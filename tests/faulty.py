@@ -40,3 +40,19 @@ class FailsOnRank(LinearControl):
         if self.comm.Get_rank() == self.values["fail_rank"]:
             raise ZeroDivisionError("deliberate failure in step")
         super().step(n, h, theta, u, out, cache)
+
+
+class WrongInitialShape(LinearControl):
+    """initial_layer_parameters returns one value too few (a plugin's shape bug)."""
+
+    def initial_layer_parameters(self, n, rng):
+        return rng.standard_normal(self.layer_param_size - 1)
+
+
+class WrongTerminal(LinearControl):
+    """terminal returns the per-sample losses instead of their mean (a plugin's shape bug)."""
+
+    def terminal(self, g, data, uN, lamN, grad_g):
+        super().terminal(g, data, uN, lamN, grad_g)
+        R = uN.reshape(data.Y.shape) - data.Y
+        return 0.5 * np.sum(R * R, axis=0)

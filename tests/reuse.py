@@ -5,6 +5,8 @@ from numba import njit
 from ocnet.plugin.kernels import KernelProblem, use_kernels
 from ocnet_problems.peaks import Peaks
 from tests.kernel_toy import KernelToy, toy_step, toy_step_adjoint
+from tests.toy import LinearControl
+from tests.toy_fast import LinearControlFast
 
 
 class HalfStepPeaks(Peaks):
@@ -94,3 +96,31 @@ class EmptyKernelProblem(KernelProblem):
     """A KernelProblem without kernels: one line at construction."""
     name = "nokernels"
     regularization_options = None
+
+
+class PythonStep(LinearControl):
+    """LinearControl with the factor 1.5 on h: the reference for PythonStepFast."""
+
+    def step(self, n, h, theta, u, out, cache):
+        LinearControl.step(self, n, 1.5 * h, theta, u, out, cache)
+
+    def step_adjoint(self, n, h, theta, u, cache, lam_next, lam, grad_theta):
+        LinearControl.step_adjoint(self, n, 1.5 * h, theta, u, cache, lam_next, lam, grad_theta)
+
+
+class PythonStepFast(LinearControlFast):
+    """A kernel plugin whose subclass writes its step in Python (LinearControl's, with a factor
+    1.5 on h so that running the kernels' forms instead would show): the Python step runs."""
+
+    def step(self, n, h, theta, u, out, cache):
+        LinearControl.step(self, n, 1.5 * h, theta, u, out, cache)
+
+    def step_adjoint(self, n, h, theta, u, cache, lam_next, lam, grad_theta):
+        LinearControl.step_adjoint(self, n, 1.5 * h, theta, u, cache, lam_next, lam, grad_theta)
+
+
+class PythonStepOnlyFast(LinearControlFast):
+    """Overrides step in Python but keeps the kernels' transpose: one line."""
+
+    def step(self, n, h, theta, u, out, cache):
+        LinearControl.step(self, n, h, theta, u, out, cache)

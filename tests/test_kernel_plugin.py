@@ -90,6 +90,24 @@ def test_step_without_its_transpose_is_one_line():
     assert "StepOnlyPeaks overrides step but inherits step_adjoint from ResNet" in ours[0]
 
 
+def test_python_step_below_the_kernels_runs(tmp_path):
+    """A subclass of a kernel plugin that writes step and step_adjoint in Python: its step runs
+    (the history is that of the same step without kernels, bitwise), with one note; overriding
+    only step is one line."""
+    args = ["-N", 8, "-tao_max_it", 4, "-quiet"]
+    for mode in ("serial", "exact"):
+        p = run_ocnet(["-problem", "tests.reuse:PythonStepFast", "-mode", mode] + args + ["-run_dir", tmp_path / f"f{mode}"])
+        notes = [ln for ln in p.stderr.splitlines() if ln.startswith("ocnet: note:")]
+        assert len(notes) == 1 and "PythonStepFast defines its own step and step_adjoint, so the forms generated " \
+            "from LinearControlFast's kernels are not used" in notes[0], p.stderr
+        run_ocnet(["-problem", "tests.reuse:PythonStep", "-mode", mode] + args + ["-run_dir", tmp_path / f"r{mode}"])
+        np.testing.assert_array_equal(history_column(tmp_path / f"f{mode}"), history_column(tmp_path / f"r{mode}"))
+    p = run_ocnet(["-problem", "tests.reuse:PythonStepOnlyFast"] + args, check=False)
+    ours = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.startswith("ocnet")]
+    assert p.returncode == 2 and len(ours) == 1, p.stdout + p.stderr
+    assert "PythonStepOnlyFast overrides step but inherits step_adjoint from LinearControlFast's kernels" in ours[0]
+
+
 def test_kernels_missing_is_one_line():
     p = run_ocnet(["-problem", "tests.reuse:EmptyKernelProblem", "-N", 4], check=False)
     ours = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.startswith("ocnet")]

@@ -40,6 +40,20 @@ def test_plugin_bug_on_one_rank_ends_all_ranks(nprocs):
                   nprocs=nprocs, timeout=150, check=False)
     assert p.returncode == 1, (p.returncode, p.stderr)
     assert "ZeroDivisionError: deliberate failure in step" in p.stderr  # a bug: with its traceback
+    # ... blamed on the plugin's line, not reported as ocnet's internal error
+    assert "ocnet: error: the problem plugin failed (ZeroDivisionError: deliberate failure in step) at " \
+        f"{os.path.join(os.path.dirname(__file__), 'faulty.py')}:" in p.stderr, p.stderr
+    assert "internal error" not in p.stderr
+
+
+@pytest.mark.parametrize("cls,text", [
+    ("WrongInitialShape", "initial_layer_parameters returned shape (2,), expected (3,) (layer_param_size = 3)"),
+    ("WrongTerminal", "terminal returned shape (64,), expected a float"),
+])
+def test_plugin_return_shape_is_one_line(cls, text):
+    for nprocs in (None, 2):
+        one_error(run_ocnet(["-problem", f"tests.faulty:{cls}", "-N", 8, "-quiet"], nprocs=nprocs, timeout=150,
+                            check=False), 2, text)
 
 
 @pytest.mark.parametrize("nprocs", [None, 2])

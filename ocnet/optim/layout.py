@@ -8,6 +8,8 @@ does not depend on the rank count, so saved parameters reload on any number of r
 import numpy as np
 from petsc4py import PETSc
 
+from ..base.errors import OcnetError
+
 
 class Trajectory:
     def __init__(self, grid, state_size, cache_size, comm):
@@ -78,14 +80,25 @@ class Design:
         g = arr[: self.G] if self.grid.first else None
         return g, arr[self.offset:].reshape(self.grid.nlocal, self.p)
 
+    def _checked(self, method, size, values):
+        """``values`` as returned by the plugin's ``method``; OcnetError unless its shape is (size,)."""
+        shape = np.shape(values)
+        if shape != (size,):
+            attr = "global_param_size" if method == "initial_global_parameters" else "layer_param_size"
+            raise OcnetError(f"problem '{self.problem.name}': {method} returned shape {shape}, expected "
+                             f"({size},) ({attr} = {size})")
+        return values
+
     def initial(self, seed, replicated=False):
         """Initial design; each layer's draw is seeded by (seed, n), so it is rank-count free."""
         a = np.zeros(self.local_size)
         g, th = self.split(a)
         if g is not None:
-            g[:] = self.problem.initial_global_parameters(np.random.default_rng([seed, 1 << 30]))
+            g[:] = self._checked("initial_global_parameters", self.G,
+                                 self.problem.initial_global_parameters(np.random.default_rng([seed, 1 << 30])))
         for k in range(self.grid.nlocal):
-            th[k] = self.problem.initial_layer_parameters(self.grid.n0 + k, np.random.default_rng([seed, self.grid.n0 + k]))
+            th[k] = self._checked("initial_layer_parameters", self.p, self.problem.initial_layer_parameters(
+                self.grid.n0 + k, np.random.default_rng([seed, self.grid.n0 + k])))
         x = self.create_vec(replicated)
         self.put_local(x, a)
         return x

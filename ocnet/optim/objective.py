@@ -142,6 +142,9 @@ class ReducedObjective:
             gterm = np.zeros(pb.global_param_size)
             lamN = self.adj.U[-1] if grad is not None else np.empty(self.state.U.shape[1])
             loss = pb.terminal(g_last, self.data, self.state.U[-1], lamN, gterm)
+            if np.ndim(loss) != 0:
+                raise OcnetError(f"problem '{pb.name}': terminal returned shape {np.shape(loss)}, expected a "
+                                 "float (the loss of this batch)")
         prev, nxt = self._theta_halos(thetas)
         if grad is None:
             G = np.zeros_like(thetas)

@@ -253,6 +253,21 @@ class KernelProblem(ControlProblem):
         if cls.step_kernel is None or cls.step_adjoint_kernel is None:
             raise OcnetError(f"problem '{self.name}': a KernelProblem sets both step_kernel and "
                              "step_adjoint_kernel (Numba-jitted functions)")
+        # a subclass whose Python step/step_adjoint comes at or below the kernels' class defines
+        # the step: the kernels' forms would run another step, so they are not bound (the
+        # generic loops over its step run; guard_forms says so)
+        mro = cls.__mro__
+        kernels = min((defining_class(cls, k) for k in ("step_kernel", "step_adjoint_kernel")), key=mro.index)
+        python = {n: defining_class(cls, n) for n in ("step", "step_adjoint")}
+        over = [n for n, d in python.items() if d not in (ControlProblem, KernelProblem) and issubclass(d, kernels)]
+        if over:
+            if len(over) == 1:
+                other = "step_adjoint" if over[0] == "step" else "step"
+                raise OcnetError(f"problem '{self.name}': {python[over[0]].__qualname__} overrides {over[0]} but "
+                                 f"inherits {other} from {kernels.__qualname__}'s kernels, written for another "
+                                 f"step; override {other} too")
+            self._kernels_unused = (min(python.values(), key=mro.index), kernels)
+            return
         # forms a subclass writes by hand stay (guard_forms replaces them if written for other kernels)
         own = [n for n in ("step", "step_adjoint") + BATCHED_FORMS
                if defining_class(cls, n) in (ControlProblem, KernelProblem)]

@@ -351,6 +351,11 @@ def guard_forms(problem, say=None):
     (if given) gets one line naming them.  Returns the replaced [(form, class)].  Raises OcnetError
     for a step whose transpose comes from another class."""
     import types
+    unused = getattr(problem, "_kernels_unused", None)  # ocnet.plugin.kernels.KernelProblem.__init__
+    if unused is not None and say is not None:
+        say(f"ocnet: note: problem '{problem.name}': {unused[0].__qualname__} defines its own step and "
+            f"step_adjoint, so the forms generated from {unused[1].__qualname__}'s kernels are not used: the "
+            "generic loops over step run (slow: see docs/plugins/fast.md)")
     stale, owner = stale_forms(problem)
     if not stale:
         return stale

@@ -458,4 +458,26 @@ def describe(e, comm):
     if isinstance(e, KeyboardInterrupt):
         return 130, "ocnet: interrupted"
     tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    where = plugin_frame(e)
+    if where is not None:
+        return 1, (f"[rank {comm.Get_rank()}] {tb}ocnet: error: the problem plugin failed ({type(e).__name__}: {e}) "
+                   f"at {where.filename}:{where.lineno}, in {where.name}")
     return 1, f"[rank {comm.Get_rank()}] {tb}ocnet: error: internal error ({type(e).__name__}: {e}); please report it"
+
+
+def plugin_frame(e):
+    """The innermost frame of ``e``'s traceback in a user's code (a plugin): outside ocnet, its
+    built-in problems, the kernels' generated modules and the installed libraries; None if none."""
+    import sysconfig
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    skip = [os.path.join(root, "ocnet"), os.path.join(root, "problems"), sys.prefix, sys.base_prefix,
+            *(sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib"))]
+    skip = tuple(os.path.realpath(d) + os.sep for d in skip)
+    for frame in reversed(traceback.extract_tb(e.__traceback__)):
+        f = frame.filename
+        if f.startswith("<") or "ocnet_kernels" in f or os.sep + os.path.join("ocnet", "kernels") in f:
+            continue
+        if not os.path.realpath(f).startswith(skip):
+            return frame
+    return None
