@@ -15,7 +15,8 @@ the folder the script is called from; the runs themselves start in the ocnet che
 DIR`` (a folder, or several joined by ':') holds an out-of-tree plugin (``-problem module:Class``): it
 is put in front of PYTHONPATH for every rank.  Before anything runs (and with ``--dry-run``) the
 options file must be readable and the problem (``-problem`` of the options file, overridden by
-``--extra``'s) importable; else one line on stderr and exit status 2.
+``--extra``'s) importable; else one line on stderr and exit status 2.  The runs' ``ocnet: warning:``
+lines (e.g. an option never used) are passed on to stderr, each distinct one once.
 
 Writes OUT/scaling.csv (ranks, N, mode, time per iteration: min and median over the repeats,
 per-phase times of the fastest repeat, MGRIT iterations per state/adjoint solve, speed-up over
@@ -142,6 +143,8 @@ def main():
     if paths:  # the ranks inherit it (srun exports the environment; mpiexec's local ranks inherit it)
         print(f"export PYTHONPATH={shlex.quote(env['PYTHONPATH'])}", flush=True)
 
+    warned = set()
+
     def run(mode, N, p, rep):
         d = os.path.join(out, f"{mode}_N{N}_p{p}_r{rep}")
         cmd = launcher(a.launcher, p) + [sys.executable, "-m", "ocnet", "-options_file", options, "-N", str(N),
@@ -155,6 +158,10 @@ def main():
         r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         if r.returncode != 0:
             sys.exit(f"run failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+        for line in (r.stdout + r.stderr).splitlines():  # ocnet's warnings (e.g. an unused option), once each
+            if line.startswith("ocnet: warning:") and line not in warned:
+                warned.add(line)
+                print(line, file=sys.stderr, flush=True)
         return phases.summarize(d)
 
     def best_of(mode, N, p):

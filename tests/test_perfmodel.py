@@ -187,3 +187,14 @@ def test_validation_script_table_for_any_problem(tmp_path):
     assert "notheat = `-problem heat -nx 8 -block double` (skipped" in table
     with open(tmp_path / "res" / "heat" / "calibration.json") as f:
         assert json.load(f)["problem"]["S"] == 8
+
+
+@pytest.mark.parametrize("args", [["--Ps", "0"], ["--Ns", "0"], ["--state_its", "0"], ["--Ps", "2,x"]])
+def test_predict_bad_numbers_are_one_line(args, capsys, tmp_path):
+    cal = tmp_path / "cal.json"
+    cal.write_text(json.dumps(dict(synthetic_calibration(), machine={"when": "test"})))
+    assert pm.main(["predict", "--calibration", str(cal), "--Ns", "256", "--Ps", "2"]) == 0  # the file is usable
+    capsys.readouterr()
+    assert pm.main(["predict", "--calibration", str(cal)] + args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ocnet: error: --Ns") and "--Ps" in err[0], err

@@ -1,6 +1,6 @@
 """runs/scaling.py for an out-of-tree plugin: relative --options and --pythonpath from another
-folder run the study; --dry-run stops with one line (exit 2) for an unreadable options file or a
-problem that does not import."""
+folder run the study (the runs' warnings passed on once); --dry-run stops with one line (exit 2)
+for an unreadable options file or a problem that does not import."""
 import csv
 import os
 import subprocess
@@ -27,9 +27,12 @@ def plugin_folder(tmp_path):
 
 def test_out_of_tree_plugin_from_another_folder(tmp_path):
     plugin_folder(tmp_path)
+    with open(tmp_path / "tiny.opts", "a") as f:
+        f.write("-dampng 3\n")  # a typo: the runs' warning is passed on, once
     p = scaling(["--options", "tiny.opts", "--pythonpath", "plug", "--ranks", "1,2", "--modes", "serial,oneshot",
                  "--N", "16", "--its", "2", "--repeat", "1", "--launcher", "mpiexec", "--out", "res"], tmp_path)
     assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stderr.count("ocnet: warning: option -dampng was given but never used") == 1, p.stderr
     with open(tmp_path / "res" / "scaling.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["mode"], r["ranks"]) for r in rows] == [("serial", "1"), ("serial", "2"), ("oneshot", "1"),

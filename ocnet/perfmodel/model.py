@@ -473,18 +473,24 @@ def main(argv=None):
                                      "(calibrate --help: its options)")
     p = sub.add_parser("predict", help="predicted time per iteration and speed-up of one-shot over layer-serial "
                                        "on 1 rank, for the calibrated problem")
-    p.add_argument("--calibration", default="runs/out/perf_calibration.json")
-    p.add_argument("--Ns", default="1024,2048,4096,8192,16384")
-    p.add_argument("--Ps", default="64,128,256,512,1024,2048,4096")
-    p.add_argument("--state_its", type=int, default=2)
-    p.add_argument("--adjoint_its", type=int, default=1)
-    p.add_argument("--fine_relax", default="")
+    p.add_argument("--calibration", default="runs/out/perf_calibration.json",
+                   help="JSON written by calibrate (default: %(default)s)")
+    p.add_argument("--Ns", default="1024,2048,4096,8192,16384", help="layer counts N, comma-separated")
+    p.add_argument("--Ps", default="64,128,256,512,1024,2048,4096", help="rank counts P, comma-separated")
+    p.add_argument("--state_its", type=int, default=2, help="state MGRIT iterations per evaluation (default 2)")
+    p.add_argument("--adjoint_its", type=int, default=1, help="adjoint MGRIT iterations per evaluation (default 1)")
+    p.add_argument("--fine_relax", default="", help="relaxation on the finest level, as -mgrit_fine_relax "
+                   "(default: the other levels')")
     a = ap.parse_args(argv)
     try:
         Ns = [int(n) for n in a.Ns.split(",")]
         Ps = [int(n) for n in a.Ps.split(",")]
     except ValueError:
         print(f"ocnet: error: --Ns/--Ps: expected comma-separated integers, got '{a.Ns}' / '{a.Ps}'", file=sys.stderr)
+        return 2
+    if min(Ns + Ps) < 1 or min(a.state_its, a.adjoint_its) < 1:
+        print(f"ocnet: error: --Ns, --Ps, --state_its and --adjoint_its must be at least 1 (got --Ns {a.Ns} "
+              f"--Ps {a.Ps} --state_its {a.state_its} --adjoint_its {a.adjoint_its})", file=sys.stderr)
         return 2
     try:
         cal = load(a.calibration)
@@ -507,7 +513,7 @@ def main(argv=None):
     print("|---:|" + "---:|" * (len(Ps) + 1))
     for row in speedup_table(cal, Ns, Ps, **kw):
         print(f"| {row[0]} | " + " | ".join("-" if math.isnan(v) else f"{v:.1f}x" for v in row[1:])
-              + f" | {crossover(cal, row[0], **kw)} |")
+              + f" | {crossover(cal, row[0], **kw) or f'none up to P = {row[0]}'} |")
     return 0
 
 
