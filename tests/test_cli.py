@@ -53,8 +53,9 @@ def test_help_lists_options_with_defaults():
 
 
 def test_unused_option_reported():
-    p = run_ocnet(SMALL + ["-widht", 5])
-    assert "option -widht was given but never used" in p.stderr
+    p = run_ocnet(SMALL + ["-widht", 5, "-zzz", 1])
+    assert "option -widht was given but never used (did you mean -width?)" in p.stderr
+    assert "option -zzz was given but never used\n" in p.stderr  # nothing close: no hint
 
 
 def test_options_file_and_run_folder_and_load(tmp_path):

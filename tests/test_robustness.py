@@ -141,14 +141,21 @@ def test_nonfinite_objective_stops_and_keeps_last_good(tmp_path, nprocs):
     run = tmp_path / "r"
     p = run_ocnet(TOY + ["-nan_at", 6, "-tao_max_it", 20, "-run_dir", run], nprocs=nprocs, timeout=300, check=False)
     one_error(p, 3, "non-finite objective")
+    assert "coarse levels" not in p.stderr  # layer-serial: no MGRIT hint
     hist = read_history(run)
     assert len(hist) >= 2 and all(np.isfinite(float(r["objective"])) for r in hist)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["reason"] == "DIVERGED_NAN" and summary["iterations"] == int(hist[-1]["iteration"])
     # the kept parameters reproduce the last good row
     p2 = run_ocnet(TOY + ["-nan_at", 10**6, "-load", run, "-tao_max_it", 0, "-run_dir", tmp_path / "e"])
+    assert "evaluated the starting parameters (-tao_max_it 0)" in p2.stdout + p2.stderr
     assert float(read_history(tmp_path / "e")[0]["objective"]) == pytest.approx(float(hist[-1]["objective"]),
                                                                                  rel=1e-12), p2.stdout
+
+
+def test_nonfinite_in_mgrit_mode_hints_at_coarse_steps():
+    p = run_ocnet(TOY + ["-nan_at", 6, "-tao_max_it", 20, "-mode", "oneshot"], timeout=300, check=False)
+    one_error(p, 3, "fewer levels (-mgrit_levels) or a smaller -mgrit_cfactor may keep them stable")
 
 
 @pytest.mark.parametrize("nprocs", [None, 2])

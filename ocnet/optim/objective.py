@@ -244,7 +244,10 @@ class ReducedObjective:
         what = "objective" if not np.isfinite(J) else "gradient"
         raise NumericalFailure(f"non-finite {what} (J = {J}): " + ("; ".join(where) if where else
                                "non-finite in the objective's terms only") +
-                               "; try a smaller step (-T, -N), smaller initial weights or a stronger regularisation")
+                               "; try a smaller step (-T, -N), smaller initial weights or a stronger regularisation"
+                               + ("; MGRIT's coarse levels step with h*m (m fine layers per coarse step), so fewer "
+                                  "levels (-mgrit_levels) or a smaller -mgrit_cfactor may keep them stable"
+                                  if self.mgrit is not None else ""))
 
     def evaluation(self, data, create=True):
         """(Trajectory, MGRIT) of an evaluation dataset's layer-parallel solves (MGRIT modes),

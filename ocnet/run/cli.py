@@ -130,6 +130,7 @@ def run(comm):
     plugin_keys = [o.name for o in popts.options]
     opts.extend(popts)
     problem_given = apply_option_defaults(cls, opts, db)
+    DECLARED[:] = [o.name for o in opts.options]
     if want_help:
         _say(comm, "ocnet: layer-parallel optimal-control training with PETSc\n" + opts.help_text()
              + "\n  (and any -tao_* option of PETSc TAO; defaults: "
@@ -265,8 +266,9 @@ def run(comm):
     x = objective.design.convert(x_opt, False)
     rows = trainer.rows
     last = rows[-1] if rows else {}
-    _say(comm, f"ocnet: {problem.name} N={grid.N} ranks={grid.size}: TAO {trainer.tao.getType()} stopped "
-               f"after {last.get('iteration', 0)} iterations ({reason}); "
+    ran = (f"TAO {trainer.tao.getType()} stopped after {last.get('iteration', 0)} iterations ({reason})"
+           if last.get("iteration", 0) or int(code) else "evaluated the starting parameters (-tao_max_it 0)")
+    _say(comm, f"ocnet: {problem.name} N={grid.N} ranks={grid.size}: {ran}; "
                f"objective {last.get('objective', float('nan')):.6e}, val accuracy {last.get('val_accuracy', float('nan')):.4f}")
     summary = {"reason": reason, "reason_code": int(code), "iterations": int(last.get("iteration", 0)),
                "ranks": grid.size, "mode": values["mode"], "wall_time": last.get("wall_time"),
@@ -311,11 +313,19 @@ def report_unused(comm):
     """List options given but never read (a typo is never silently ignored)."""
     from petsc4py import PETSc
 
+    import difflib
+
     db = PETSc.Options()
     unused = [k for k in db.getAll() if not db.used(k)] if hasattr(db, "used") else []
     for k in unused:
-        _say(comm, f"ocnet: warning: option -{k} was given but never used", sys.stderr)
+        close = difflib.get_close_matches(k, DECLARED, n=1, cutoff=0.75)
+        _say(comm, f"ocnet: warning: option -{k} was given but never used"
+             + (f" (did you mean -{close[0]}?)" if close else ""), sys.stderr)
     return unused
+
+
+#: the options this run declared (framework, MGRIT and the problem's): report_unused's spelling hints
+DECLARED = []
 
 
 def main(argv=None):
