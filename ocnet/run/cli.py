@@ -311,9 +311,9 @@ def signal_name(signum):
 
 def report_unused(comm):
     """List options given but never read (a typo is never silently ignored)."""
-    from petsc4py import PETSc
-
     import difflib
+
+    from petsc4py import PETSc
 
     db = PETSc.Options()
     unused = [k for k in db.getAll() if not db.used(k)] if hasattr(db, "used") else []
