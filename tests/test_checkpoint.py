@@ -36,6 +36,10 @@ def test_kill_and_resume_bitwise(tmp_path, nprocs, kill, start, monkeypatch):
     assert f"resuming {cut} at iteration {resumed_at}" in out
     assert [r["iteration"] for r in read_history(cut)] == [str(i) for i in range(15)]
     assert (ref / "params.petsc").read_bytes() == (cut / "params.petsc").read_bytes()
+    # the summary's totals count the whole run, as the uninterrupted one's (and the history's columns)
+    totals = {d: json.loads((d / "summary.json").read_text())["adaptive_oneshot"] for d in (ref, cut)}
+    assert totals[cut] == totals[ref], totals
+    assert totals[cut]["state_its"] == sum(int(r["state_mgrit_its_total"]) for r in read_history(cut))
 
 
 def test_resume_after_an_upgrade(tmp_path):

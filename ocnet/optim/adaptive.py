@@ -153,6 +153,12 @@ def check_values(values):
             raise OcnetError(f"-oneshot_{w}_its_min {lo} is above -oneshot_{w}_its_max {hi}")
 
 
+#: summary.json's totals (adaptive_oneshot), in the order checkpoints save them
+TOTALS = ("state_its", "adjoint_its", "evaluations", "gradient_evaluations", "exact_evaluations",
+          "exact_start_evaluations", "tightenings")
+#: entries of AdaptiveOneShot.get_state
+STATE_LEN = 9
+
 ADAPT_KEYS = ("oneshot_state_its_min", "oneshot_state_its_max", "oneshot_adjoint_its_min",
               "oneshot_adjoint_its_max", "oneshot_kappa", "oneshot_state_share", "oneshot_relax_after",
               "oneshot_error_scale", "oneshot_adjoint_refresh", "oneshot_exact_start")
@@ -222,16 +228,23 @@ class AdaptiveOneShot:
         self.since_tighten = 0
         self.estimate = math.nan  # eta of the last gradient evaluation
         self.fallback_reason = None  # why the last evaluation became exact (None: it did not)
-        self.totals = {"state_its": 0, "adjoint_its": 0, "evaluations": 0, "gradient_evaluations": 0,
-                       "exact_evaluations": 0, "exact_start_evaluations": 0,
-                       "tightenings": 0}
+        self.totals = {k: 0 for k in TOTALS}
         self.since_row = [0, 0, 0]  # state its, adjoint its, exact evaluations since the last history row
-        self._fallbacks = 0
 
     def get_state(self):
         """What the decisions depend on, as an array (checkpoints; the broadcast at each evaluation)."""
         return np.array([self.k["state"], self.k["adjoint"], self.rho["state"], self.rho["adjoint"],
                          self.level, self.since_tighten, self.ngrad, self.start_len, self.nstart], float)
+
+    def saved(self):
+        """get_state and the run's totals (checkpoints: a resumed run's summary counts the whole run)."""
+        return np.concatenate([self.get_state(), [float(self.totals[k]) for k in TOTALS]])
+
+    def restore(self, a):
+        """A checkpoint's ``saved()`` (older checkpoints: the decisions' state only, totals from 0)."""
+        self.set_state(a[:STATE_LEN])
+        if len(a) == STATE_LEN + len(TOTALS):
+            self.totals = {k: int(v) for k, v in zip(TOTALS, a[STATE_LEN:])}
 
     def set_state(self, a):
         self.k = {"state": int(a[0]), "adjoint": int(a[1])}
@@ -374,9 +387,9 @@ class AdaptiveOneShot:
             self.totals["exact_start_evaluations"] += 1
             return
         self.k = {w: min(self.k[w] + 1, self.kmax[w]) for w in self.k}
-        self._fallbacks += 1  # (not reset with the totals: the notes count the run's fallbacks)
-        n = self._fallbacks
-        if self.comm.Get_rank() == 0 and (n <= 3 or n in (10, 100) or n % 1000 == 0):
+        n = self.totals["exact_evaluations"] - self.totals["exact_start_evaluations"]  # the summary's count
+        # (the command line's warm-up evaluation, before reset_totals, is not the run's: no note)
+        if self.announce and self.comm.Get_rank() == 0 and (n <= 3 or n in (10, 100) or n % 1000 == 0):
             print(f"ocnet: note: a one-shot evaluation was exact (layer-serial): {self.fallback_reason} "
                   f"({n} so far)", file=sys.stderr, flush=True)
 

@@ -59,7 +59,7 @@ class OneShot:
             its, f, step = int(resumed["its"]), float(resumed["f"]), float(resumed["step"])
             x.setArray(resumed["x"])
             if "adapt" in resumed and self.trainer.obj.adapt is not None:
-                self.trainer.obj.adapt.set_state(resumed["adapt"])
+                self.trainer.obj.adapt.restore(resumed["adapt"])
             g.setArray(resumed["g"])
             self.pairs = []
             for s_, y_, rho in zip(resumed["S"], resumed["Y"], resumed["rho"]):
@@ -115,7 +115,7 @@ class OneShot:
         p = self.pairs
         n = x.getLocalSize()
         adapt = self.trainer.obj.adapt if self.trainer is not None else None
-        extra = {} if adapt is None else {"adapt": adapt.get_state()}
+        extra = {} if adapt is None else {"adapt": adapt.saved()}
         return {**extra, "x": x.getArray(readonly=True).copy(), "g": g.getArray(readonly=True).copy(),
                 "f": f, "step": step, "its": its,
                 "S": np.array([s.getArray(readonly=True) for s, _, _ in p]).reshape(len(p), n),

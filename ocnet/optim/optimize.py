@@ -93,7 +93,7 @@ class Trainer:
                 self.tao.setMaximumIterations(max(left, 0) if left > 0 else 1)
                 self._left = left
             if self.oneshot is None and objective.adapt is not None and "adapt" in self._resumed:
-                objective.adapt.set_state(self._resumed["adapt"])
+                objective.adapt.restore(self._resumed["adapt"])
         # adaptive one-shot: a line-search failure tightens the solves and restarts TAO with the
         # iterations left (ocnet.optim.adaptive); the one-shot TAO does this itself
         if objective.adapt is not None and self.oneshot is None:
@@ -159,7 +159,7 @@ class Trainer:
         """This rank's optimiser state at the iteration just recorded (arrays and numbers)."""
         if self.oneshot is not None and self.oneshot.current is not None:
             return self.oneshot.state(*self.oneshot.current)
-        extra = {} if self.obj.adapt is None else {"adapt": self.obj.adapt.get_state()}
+        extra = {} if self.obj.adapt is None else {"adapt": self.obj.adapt.saved()}
         return {**extra, "x": x.getArray(readonly=True).copy()}
 
     def _save(self, its, x):
