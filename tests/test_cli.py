@@ -52,6 +52,11 @@ def test_help_lists_options_with_defaults():
         assert text in p.stdout
 
 
+def test_help_does_not_report_the_options_given_with_it():
+    p = run_ocnet(["-N", 8, "-width", 4, "-help"])
+    assert "-N <32>" in p.stdout and "never used" not in p.stderr, p.stderr
+
+
 def test_unused_option_reported():
     p = run_ocnet(SMALL + ["-widht", 5, "-zzz", 1])
     assert "option -widht was given but never used (did you mean -width?)" in p.stderr

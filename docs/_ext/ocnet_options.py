@@ -109,13 +109,26 @@ class OcnetOptions(SphinxDirective):
             if not eps:
                 raise self.error("no plugin registered in the entry-point group ocnet.problems "
                                  "(is ocnet installed, pip install -e .?)")
+            from ocnet.run.cli import option_default_texts
             for name in sorted(eps):
                 cls = eps[name].load()
                 opts = OptionSet()
                 cls.declare_options(opts)
+                texts = option_default_texts(cls)  # the problem's configuration, as -help shows it
+                own = {o.name: o for o in opts.options}
+                for k, text in texts.items():
+                    if k in own:
+                        own[k].default = own[k].parse(text)
                 title = nodes.rubric("", "", nodes.literal("", f"-problem {name}"),
                                      nodes.Text(f"  ({eps[name].value})"))
                 out.append(title)
+                others = [f"-{k} {v}" for k, v in texts.items() if k not in own]
+                if others:
+                    para = nodes.paragraph("", "Its defaults for other options: ")
+                    for i, t in enumerate(others):
+                        para += nodes.literal("", t)
+                        para += nodes.Text(", " if i < len(others) - 1 else ".")
+                    out.append(para)
                 out.append(_table(HEADER, _rows(opts.options), WIDTHS))
             return out
         raise self.error(f"ocnet-options: unknown table '{which}' "

@@ -70,6 +70,12 @@ def framework_options():
     return opts
 
 
+def option_default_texts(cls):
+    """A problem's ``option_defaults`` as {name: value as given on a command line}."""
+    return {k: ",".join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)
+            for k, v in getattr(cls, "option_defaults", {}).items()}
+
+
 def apply_option_defaults(cls, opts, db):
     """A problem's ``option_defaults``: each becomes the declared default (shown by -help) and,
     where the user did not give the option, its value in the options database, so that code that
@@ -78,10 +84,9 @@ def apply_option_defaults(cls, opts, db):
     from ..base.errors import OcnetError
     applied = []
     declared = {o.name: o for o in opts.options}
-    for k, v in getattr(cls, "option_defaults", {}).items():
+    for k, text in option_default_texts(cls).items():
         if k not in declared and not k.startswith("tao_"):
             raise OcnetError(f"problem '{cls.name}': option_defaults names -{k}, which is not an option")
-        text = ",".join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)
         if k in declared:
             declared[k].default = declared[k].parse(text)
         if not db.hasName(k):
@@ -316,6 +321,8 @@ def report_unused(comm):
     from petsc4py import PETSc
 
     db = PETSc.Options()
+    if db.hasName("help"):  # -help reads nothing: the options given with it are not typos
+        return []
     unused = [k for k in db.getAll() if not db.used(k)] if hasattr(db, "used") else []
     for k in unused:
         close = difflib.get_close_matches(k, DECLARED, n=1, cutoff=0.75)
