@@ -37,6 +37,10 @@ def test_sphinx_build_warnings_are_errors(tmp_path):
     for name in ("-N", "-mode", "-mgrit_cfactor", "-adjoint_mgrit_relax", "-problem peaks", "-train_file",
                  "-tao_type lmvm"):  # the generated option tables are there
         assert re.search(rf"(^|[ ,]){name}([ ,]|$)", text), name
+    # with each problem's own defaults (option_defaults), as -help shows them
+    mnist = text.split("-problem mnist", 1)[1].split("-problem ", 1)[0]
+    assert "Its defaults for other options: -N 30 , -T 5 ," in mnist, mnist[:300]
+    assert " -pool int 4 [1,inf) " in mnist and " -gamma_class float 0.01 " in mnist, mnist
 
 
 def test_readme_size_and_links():
