@@ -102,6 +102,7 @@ class FileClassification(LabelledResNet):
     name = "classify"
     data_options = ("train_file", "train_labels", "val_file", "val_labels", "val_fraction", "split_seed",
                     "x_name", "y_name", "label_column", "label_base", "skip_rows")
+    split_options = ("val_fraction", "split_seed")  # -val_fraction splits the training file
 
     @classmethod
     def declare_options(cls, opts):

@@ -86,6 +86,7 @@ class ImageProblem(ConvResNet):
     nclasses = 10
     default_split = (0, 0)
     data_options = ("ntrain", "nval", "data_seed")
+    split_options = data_options  # a stratified split of one image set
 
     @classmethod
     def declare_options(cls, opts):

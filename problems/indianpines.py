@@ -88,6 +88,7 @@ class IndianPines(LabelledResNet):
     default_width = 200
     class_names = CLASS_NAMES
     data_options = ("data_dir", "ntrain", "nval", "data_seed")
+    split_options = ("ntrain", "nval", "data_seed")  # a stratified split of the scene's labelled pixels
 
     @classmethod
     def declare_options(cls, opts):

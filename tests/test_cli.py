@@ -105,3 +105,16 @@ def test_mgrit_training_matches_serial(tmp_path):
     np.testing.assert_allclose(jm, js, rtol=1e-8)
     assert float(hm[-1]["state_residual"]) < 1e-10
     assert float(hm[-1]["adjoint_residual"]) < 1e-10
+
+
+def test_load_with_another_split_warns(tmp_path):
+    """digits splits one image set: -load with another -nval may put training images into the
+    validation set (a warning); Peaks draws fresh points (none); the same split: none."""
+    args = ["-problem", "digits", "-N", 2, "-ntrain", 300, "-nval", 100, "-quiet"]
+    run_ocnet(args + ["-tao_max_it", 1, "-run_dir", tmp_path / "d"])
+    text = "splits the samples into training and validation sets otherwise than the saved run did"
+    p = run_ocnet(args + ["-load", tmp_path / "d", "-tao_max_it", 0, "-nval", 150])
+    assert f"ocnet: warning: -load: -nval 100 (now 150) {text}" in p.stderr, p.stderr
+    assert text not in run_ocnet(args + ["-load", tmp_path / "d", "-tao_max_it", 0]).stderr
+    run_ocnet(SMALL + ["-tao_max_it", 1, "-run_dir", tmp_path / "p"])
+    assert text not in run_ocnet(SMALL + ["-load", tmp_path / "p", "-tao_max_it", 0, "-nval", 30]).stderr

@@ -38,6 +38,10 @@ class ControlProblem:
     #: -tao_*, ...) and the plugin's own, applied before the options are read, so that anything the
     #: user gives overrides them; ``-help`` shows them as the defaults (ocnet.run.cli.apply_option_defaults)
     option_defaults = {}
+    #: names of the data options (``data_options``) that split one fixed pool of samples into
+    #: training and validation sets: ``-load`` with another value than the saved run's warns, as
+    #: the new validation set may hold samples the loaded model was trained on
+    split_options = ()
 
     @classmethod
     def declare_options(cls, opts: OptionSet):

@@ -292,6 +292,11 @@ def load_params(source, x, meta, comm):
             diff = [f"parameter count {saved.get('global_size')} (now {meta.get('global_size')})"]
         if diff:
             raise OcnetError(f"-load: '{source}' holds parameters of another model: {', '.join(diff)}")
+        split = differences(saved.get("options", {}), meta["options"], meta.get("split_options", ()))
+        if split and comm.Get_rank() == 0:
+            print(f"ocnet: warning: -load: {', '.join(split)} splits the samples into training and validation "
+                  "sets otherwise than the saved run did: the validation set may hold samples the loaded "
+                  "model was trained on", file=sys.stderr, flush=True)
     viewer = PETSc.Viewer().createBinary(vec_file, mode="r", comm=x.getComm())
     try:
         x.load(viewer)
