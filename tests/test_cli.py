@@ -118,3 +118,21 @@ def test_load_with_another_split_warns(tmp_path):
     assert text not in run_ocnet(args + ["-load", tmp_path / "d", "-tao_max_it", 0]).stderr
     run_ocnet(SMALL + ["-tao_max_it", 1, "-run_dir", tmp_path / "p"])
     assert text not in run_ocnet(SMALL + ["-load", tmp_path / "p", "-tao_max_it", 0, "-nval", 30]).stderr
+
+
+def test_main_once_per_process(tmp_path):
+    """ocnet.run.cli.main from a script: a run, then a second call refused in one line (PETSc
+    reads a process's options once), as is a call after petsc4py.PETSc was imported with other
+    options."""
+    import subprocess
+    import sys
+    script = ("import sys\nfrom ocnet.run.cli import main\n"
+              f"print(main(['ocnet', '-N', '4', '-tao_max_it', '1', '-quiet', '-run_dir', {str(tmp_path / 'a')!r}]))\n"
+              "print(main(['ocnet', '-N', '8']))\n")
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert p.stdout.split()[-2:] == ["0", "2"], p.stdout + p.stderr
+    assert (tmp_path / "a" / "summary.json").exists()
+    assert p.stderr.strip().splitlines()[-1].startswith("ocnet: error: ocnet.run.cli.main: another run already")
+    p = subprocess.run([sys.executable, "-c", "from petsc4py import PETSc\nfrom ocnet.run.cli import main\n"
+                        "print(main(['ocnet', '-N', '8']))"], capture_output=True, text=True, timeout=300)
+    assert p.stdout.split() == ["2"] and "petsc4py.PETSc was imported before" in p.stderr, p.stdout + p.stderr

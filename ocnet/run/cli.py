@@ -336,11 +336,31 @@ def report_unused(comm):
 DECLARED = []
 
 
+#: main() ran in this process (PETSc reads a process's options once, at its initialisation)
+_STARTED = []
+
+
 def main(argv=None):
+    """Run ocnet as the ``ocnet`` command does, with ``argv`` (default ``sys.argv``; ``argv[0]``
+    the program name) and return the exit status (errors: one line on stderr).  Once per
+    process: PETSc reads the options when it is initialised, so a second call, or a call with
+    other options than ``sys.argv`` after ``petsc4py.PETSc`` was imported (which initialises
+    PETSc with ``sys.argv``), returns 2 -- run each ocnet run in a process of its own."""
     argv = list(sys.argv if argv is None else argv)
+    late = "another run already started in this process" if _STARTED else (
+        "petsc4py.PETSc was imported before, with other options (sys.argv)"
+        if "petsc4py.PETSc" in sys.modules and argv[1:] != sys.argv[1:] else None)
+    rank0 = os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMI_RANK", "0")) == "0"
+    if late:
+        if rank0:
+            print(f"ocnet: error: ocnet.run.cli.main: {late}, and PETSc reads a process's options once: run "
+                  "each ocnet run in a process of its own, e.g. subprocess.run([sys.executable, '-m', 'ocnet', ...])",
+                  file=sys.stderr)
+        return 2
+    _STARTED.append(True)
     bad = options_file_error(argv)
     if bad:  # PETSc would fail in its initialisation with a multi-line error on every rank
-        if os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMI_RANK", "0")) == "0":
+        if rank0:
             print(f"ocnet: error: {bad}", file=sys.stderr)
         return 2
     import petsc4py
