@@ -98,6 +98,11 @@ def test_fixed_counts_when_given(tmp_path):
         assert "exact_start" not in p.stderr, p.stderr
     p = run_ocnet(args + ["-oneshot_adapt", 0, "-oneshot_exact_start", 0.1])
     assert "-oneshot_exact_start has no effect with fixed one-shot counts" in p.stderr
+    # adaptive counts starting outside their bounds start at the bound, and say so
+    p = run_ocnet(args + ["-oneshot_adapt", 1, "-oneshot_state_its", 1, "-run_dir", tmp_path / "b"])
+    assert "-oneshot_state_its 1 is outside [-oneshot_state_its_min 2, -oneshot_state_its_max 8]: the adaptive " \
+        "state count starts at 2" in p.stderr, p.stderr
+    assert history_column(tmp_path / "b", "state_mgrit_its")[1] >= 2
 
 
 def test_adjoint_refresh(tmp_path):

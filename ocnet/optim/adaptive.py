@@ -105,7 +105,7 @@ def declare_options(opts):
     """The adaptive one-shot's options (framework options, group ocnet)."""
     opts.add("oneshot_adapt", bool, True, "-mode oneshot: choose the state/adjoint MGRIT iterations per "
              "evaluation from the measured convergence factor and gradient-error estimate, fall back to exact "
-             "evaluations when rho >= 1 and tighten on a line-search failure (docs/user/adaptive-oneshot.md); "
+             "evaluations when rho >= 1 or the estimated error is not below |g|, and tighten on a line-search failure (docs/user/adaptive-oneshot.md); "
              "off (also when -oneshot_state_its or -oneshot_adjoint_its is given): fixed counts")
     opts.add("oneshot_state_its_min", int, 2, "adaptive one-shot: fewest state MGRIT iterations per evaluation "
              "(2: the convergence factor is measured in every state solve)", bounds="[2,inf)")
@@ -176,6 +176,11 @@ def create(values, db, comm, warn):
                  if values["mode"] == "oneshot" else f"in -mode {values['mode']}: use -mode oneshot"))
         return None
     check_values(values)
+    for w in ("state", "adjoint"):  # a starting count outside the bounds starts at the nearer bound
+        k, lo, hi = values[f"oneshot_{w}_its"], values[f"oneshot_{w}_its_min"], values[f"oneshot_{w}_its_max"]
+        if db.hasName(f"oneshot_{w}_its") and not lo <= k <= hi:
+            warn(f"-oneshot_{w}_its {k} is outside [-oneshot_{w}_its_min {lo}, -oneshot_{w}_its_max {hi}]: the "
+                 f"adaptive {w} count starts at {min(max(k, lo), hi)}")
     return AdaptiveOneShot(values, comm, db.getInt("tao_max_it", 0) if db.hasName("tao_max_it") else 0)
 
 

@@ -3,6 +3,7 @@
 Every knob is a PETSc option; ``-help`` lists ocnet's own ones with defaults; options given but
 never used are reported at the end.  Bad input ends every rank with one line and exit status 2.
 """
+import math
 import os
 import sys
 import time
@@ -274,8 +275,10 @@ def run(comm):
     last = rows[-1] if rows else {}
     ran = (f"TAO {trainer.tao.getType()} stopped after {last.get('iteration', 0)} iterations ({reason})"
            if last.get("iteration", 0) or int(code) else "evaluated the starting parameters (-tao_max_it 0)")
+    acc = last.get("val_accuracy", float("nan"))  # (nan: a problem without validation accuracy)
     _say(comm, f"ocnet: {problem.name} N={grid.N} ranks={grid.size}: {ran}; "
-               f"objective {last.get('objective', float('nan')):.6e}, val accuracy {last.get('val_accuracy', float('nan')):.4f}")
+               f"objective {last.get('objective', float('nan')):.6e}"
+               + (f", val accuracy {acc:.4f}" if math.isfinite(acc) else ""))
     summary = {"reason": reason, "reason_code": int(code), "iterations": int(last.get("iteration", 0)),
                "ranks": grid.size, "mode": values["mode"], "wall_time": last.get("wall_time"),
                "machine": rundir.machine()}
@@ -376,6 +379,10 @@ def main(argv=None):
     import numpy as np
     np.seterr(all="ignore")  # overflow is detected and reported once (a non-finite objective), not warned per array
     signals.install()  # after PETSc's initialisation: ours, not PETSc's, handle TERM/INT/USR1
+    import signal
+    # a closed stdout (ocnet ... | head) ends the process quietly, as other commands do, not with
+    # PETSc's "Caught signal number 13 Broken Pipe" and an MPI_Abort
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     comm = PETSc.COMM_WORLD.tompi4py()
     channel = ErrorChannel(comm)
     try:

@@ -69,7 +69,7 @@ def differences(saved, meta, keys):
     for k in keys:
         a, b = saved.get(k), meta.get(k)
         if a != b and not (isinstance(a, (int, float)) and isinstance(b, (int, float)) and float(a) == float(b)):
-            out.append(f"-{k} {a} (now {b})")
+            out.append(f"{'rank count' if k == 'ranks' else '-' + k} {a} (now {b})")
     return out
 
 
@@ -197,8 +197,17 @@ def write_history(path, rows, comm):
 
 
 def plot_history(path, rows, comm):
+    """training.png (rank 0).  matplotlib's warnings (a log axis with no positive value, e.g. the
+    objective of a problem that reaches 0) make an empty panel, not the user's business."""
     if comm.Get_rank() != 0 or not rows:
         return
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        _plot_history(path, rows)
+
+
+def _plot_history(path, rows):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
