@@ -34,9 +34,13 @@ def test_strong_dry_run_prints_srun_lines():
     # the layer-serial baseline on 1 rank, then one-shot on 1 and 4 ranks; one line each
     assert [ln.split()[2] for ln in lines] == ["1", "1", "4"], lines
     assert all("-m ocnet" in ln and "-N 4096" in ln for ln in lines), lines
-    # EXTRA defaults to nothing (no ResNet option), the options file to the checkout's peaks.opts
-    assert all("-init_layer" not in ln and os.path.join(ROOT, "runs", "peaks.opts") in ln for ln in lines), lines
+    # the options file defaults to the checkout's peaks.opts, and with it EXTRA to its deep-ResNet
+    # setting; with another options file, or EXTRA="", no ResNet option
+    assert all(ln.endswith(" -init_layer 1e-3") and os.path.join(ROOT, "runs", "peaks.opts") in ln
+               for ln in lines), lines
     assert "-mode oneshot" in lines[-1] and "-log_phases" in lines[-1]
+    for env in ({"OPTIONS": os.path.join(ROOT, "runs", "mnist.opts")}, {"EXTRA": ""}):
+        assert all("-init_layer" not in ln for ln in dry("strong.sbatch", RANKS="1", REPEAT="1", **env)), env
 
 
 def test_weak_dry_run_scales_N_and_honours_overrides():

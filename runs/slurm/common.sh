@@ -23,6 +23,11 @@ fi
 LAUNCHER=auto
 [ -n "$DRY" ] && [ -z "${SLURM_JOB_ID:-}" ] && LAUNCHER=srun  # show the srun lines outside Slurm too
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+# the default study (runs/peaks.opts at N in the thousands) needs small initial layer weights:
+# with std 1, lmvm's first line search failed at N = 4096 (docs/hpc/scaling.md); EXTRA="" keeps none
+if [ -z "${OPTIONS:-}" ] && [ -z "${EXTRA+set}" ]; then
+  EXTRA="-init_layer 1e-3"
+fi
 CMD=("$PYTHON" "$OCNET_ROOT/runs/scaling.py" --kind "$KIND" --options "${OPTIONS:-$OCNET_ROOT/runs/peaks.opts}"
      --N "${N:-$DEFAULT_N}" --ranks "$RANKS" --modes "${MODES:-oneshot}" --its "${ITS:-5}" --repeat "${REPEAT:-3}"
      --launcher "$LAUNCHER" --pythonpath "${PLUGIN_PATH:-}" --extra "${EXTRA:-}"
