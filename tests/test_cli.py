@@ -136,3 +136,19 @@ def test_main_once_per_process(tmp_path):
     p = subprocess.run([sys.executable, "-c", "from petsc4py import PETSc\nfrom ocnet.run.cli import main\n"
                         "print(main(['ocnet', '-N', '8']))"], capture_output=True, text=True, timeout=300)
     assert p.stdout.split() == ["2"] and "petsc4py.PETSc was imported before" in p.stderr, p.stdout + p.stderr
+
+
+def test_predictions(tmp_path):
+    """-predictions: one row per sample and dataset (the same from a -load on 2 ranks); a problem
+    without predict warns; without -run_dir, one error line."""
+    run_ocnet(SMALL + ["-predictions", "-run_dir", tmp_path / "a"])
+    val = (tmp_path / "a" / "predictions_val.csv").read_text().splitlines()
+    assert val[0] == "sample,prediction" and len(val) == 1 + 20 and val[5].split(",")[0] == "4", val
+    labels = np.loadtxt(tmp_path / "a" / "predictions_train.csv", delimiter=",", skiprows=1)[:, 1]
+    assert labels.shape == (100,) and set(labels) <= set(range(5))
+    run_ocnet(SMALL + ["-load", tmp_path / "a", "-tao_max_it", 0, "-predictions", "-run_dir", tmp_path / "b"], nprocs=2)
+    assert (tmp_path / "b" / "predictions_val.csv").read_text() == "\n".join(val) + "\n"
+    p = run_ocnet(["-problem", "heat", "-N", 4, "-tao_max_it", 1, "-quiet", "-predictions", "-run_dir", tmp_path / "h"])
+    assert "-predictions: problem 'heat' defines no predict: nothing written" in p.stderr
+    p = run_ocnet(SMALL + ["-predictions"], check=False)
+    assert p.returncode == 2 and "ocnet: error: -predictions needs -run_dir" in p.stderr

@@ -17,6 +17,8 @@ FRAMEWORK_OPTIONS = [  # name, type, default, help, and keywords of OptionSet.ad
     ("run_dir", str, None, "folder for options, history.csv, plots and final parameters (new or empty)", {}),
     ("run_dir_plots", bool, True, "draw the run folder's figures (training.png and the problem's own; matplotlib, "
      "about a second); 0: data files only", {}),
+    ("predictions", bool, False, "write the model's output per sample (the problem's predict, e.g. class labels) "
+     "on each dataset at the final parameters to predictions_<set>.csv in -run_dir", {}),
     ("run_dir_overwrite", bool, False, "replace the contents of an existing ocnet run folder -run_dir", {}),
     ("load", str, None, "start from parameters saved in a run folder (with -tao_max_it 0: evaluate only)", {}),
     ("quiet", bool, False, "no per-iteration line on stdout", {}),
@@ -195,6 +197,8 @@ def run(comm):
     run_dir = values["run_dir"] or values["resume"]
     if values["checkpoint_every"] and not run_dir:
         raise OcnetError("-checkpoint_every needs -run_dir")
+    if values["predictions"] and not run_dir:
+        raise OcnetError("-predictions needs -run_dir (the files go there)")
     resume = bool(values["resume"])
     if resume:
         if values["run_dir"] and os.path.abspath(values["run_dir"]) != os.path.abspath(values["resume"]):
@@ -299,6 +303,8 @@ def run(comm):
         if values["run_dir_plots"]:
             problem.plot(run_dir, lambda data: objective.forward_outputs(
                 x, data, lambda g, uN: problem.predict(g, uN), layer_parallel=False)[0])
+        if values["predictions"]:
+            write_predictions(run_dir, problem, objective, x, comm)
         _say(comm, f"ocnet: wrote {run_dir}")
     if code < 0 and code not in accepted_stops():
         raise NumericalFailure(f"TAO stopped with {reason}")
@@ -306,8 +312,33 @@ def run(comm):
 
 
 #: options that control a run but do not define it (not compared on -load/-resume)
-RUN_CONTROL = ("run_dir", "run_dir_plots", "run_dir_overwrite", "load", "design_layout", "quiet", "resume", "checkpoint_every",
+RUN_CONTROL = ("run_dir", "run_dir_plots", "predictions", "run_dir_overwrite", "load", "design_layout", "quiet", "resume", "checkpoint_every",
                "checkpoint_seconds", "log_phases", "mgrit_view", "check_adjoint")
+
+
+def write_predictions(run_dir, problem, objective, x, comm):
+    """predictions_<set>.csv per dataset: the problem's ``predict`` at the final parameters ``x``
+    (layer-serial forward solve), one row per sample (rank 0 writes; collective)."""
+    import numpy as np
+
+    from ..plugin.problem import ControlProblem, defining_class
+    if defining_class(type(problem), "predict") in (None, ControlProblem):  # (the same on every rank)
+        _say(comm, f"ocnet: warning: -predictions: problem '{problem.name}' defines no predict: nothing written",
+             sys.stderr)
+        return
+    for name, data in problem.datasets.items():
+        out = objective.forward_outputs(x, data, lambda g, uN: problem.predict(g, uN), layer_parallel=False)[0]
+        if comm.Get_rank() != 0 or out is None:
+            continue
+        out = np.asarray(out)
+        rows = out.reshape(len(out), -1) if out.ndim else out.reshape(1, 1)
+        path = os.path.join(run_dir, f"predictions_{name}.csv")
+        fmt = "%d" if np.issubdtype(rows.dtype, np.integer) else "%.17g"
+        header = "sample," + ",".join(["prediction"] if rows.shape[1] == 1 else
+                                      [f"output_{j}" for j in range(rows.shape[1])])
+        np.savetxt(path + ".tmp", np.column_stack([np.arange(len(rows)), rows]), delimiter=",",
+                   fmt=["%d"] + [fmt] * rows.shape[1], header=header, comments="")
+        os.replace(path + ".tmp", path)
 
 
 def signal_name(signum):
