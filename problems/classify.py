@@ -102,7 +102,7 @@ class FileClassification(LabelledResNet):
     name = "classify"
     data_options = ("train_file", "train_labels", "val_file", "val_labels", "val_fraction", "split_seed",
                     "x_name", "y_name", "label_column", "label_base", "skip_rows")
-    split_options = ("val_fraction", "split_seed")  # -val_fraction splits the training file
+    split_options = ("val_fraction", "split_seed")  # -val_fraction splits the training file (see __init__)
 
     @classmethod
     def declare_options(cls, opts):
@@ -132,6 +132,8 @@ class FileClassification(LabelledResNet):
         v = values
         if v["val_fraction"] > 0 and v["val_file"]:
             raise OcnetError("give -val_file or -val_fraction, not both")
+        if not v["val_fraction"]:  # validation from its own file (or none): no split to compare on -load
+            self.split_options = ()
         if v["val_labels"] and not v["val_file"]:
             raise OcnetError("-val_labels needs -val_file")
         if not v["train_file"]:

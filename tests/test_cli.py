@@ -118,6 +118,14 @@ def test_load_with_another_split_warns(tmp_path):
     assert text not in run_ocnet(args + ["-load", tmp_path / "d", "-tao_max_it", 0]).stderr
     run_ocnet(SMALL + ["-tao_max_it", 1, "-run_dir", tmp_path / "p"])
     assert text not in run_ocnet(SMALL + ["-load", tmp_path / "p", "-tao_max_it", 0, "-nval", 30]).stderr
+    # classify: another -val_fraction re-splits the training file; scoring a new file does not
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "t.npz", X=rng.standard_normal((60, 2)), y=rng.integers(0, 2, 60))
+    cls = ["-problem", "classify", "-train_file", tmp_path / "t.npz", "-N", 2, "-quiet"]
+    run_ocnet(cls + ["-val_fraction", 0.2, "-tao_max_it", 1, "-run_dir", tmp_path / "c"])
+    load = cls + ["-load", tmp_path / "c", "-tao_max_it", 0]
+    assert f"-val_fraction 0.2 (now 0.3) {text}" in run_ocnet(load + ["-val_fraction", 0.3]).stderr
+    assert text not in run_ocnet(load + ["-val_file", tmp_path / "t.npz"]).stderr
 
 
 def test_main_once_per_process(tmp_path):

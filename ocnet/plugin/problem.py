@@ -40,7 +40,8 @@ class ControlProblem:
     option_defaults = {}
     #: names of the data options (``data_options``) that split one fixed pool of samples into
     #: training and validation sets: ``-load`` with another value than the saved run's warns, as
-    #: the new validation set may hold samples the loaded model was trained on
+    #: the new validation set may hold samples the loaded model was trained on (an instance may
+    #: set it in ``__init__`` for this run, e.g. none when the validation set comes from its own file)
     split_options = ()
 
     @classmethod

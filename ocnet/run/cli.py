@@ -189,7 +189,7 @@ def run(comm):
             "tao_type": db.getString("tao_type"),  # -resume continues with the same optimiser
             "ranks": grid.size, "model_options": sorted(plugin_keys),
             "data_options": sorted(getattr(cls, "data_options", ())),
-            "split_options": sorted(getattr(cls, "split_options", ())),
+            "split_options": sorted(problem.split_options),  # (this run's: a plugin may set it per run)
             "options": {k: v for k, v in values.items() if k not in RUN_CONTROL},
             "model_state": problem.model_state()}
     if values["load"]:
