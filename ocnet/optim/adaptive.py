@@ -105,8 +105,9 @@ def declare_options(opts):
     """The adaptive one-shot's options (framework options, group ocnet)."""
     opts.add("oneshot_adapt", bool, True, "-mode oneshot: choose the state/adjoint MGRIT iterations per "
              "evaluation from the measured convergence factor and gradient-error estimate, fall back to exact "
-             "evaluations when rho >= 1 or the estimated error is not below |g|, and tighten on a line-search failure (docs/user/adaptive-oneshot.md); "
-             "off (also when -oneshot_state_its or -oneshot_adjoint_its is given): fixed counts")
+             "evaluations when rho >= 1 or the estimated error is not below |g|, and tighten on a line-search "
+             "failure (docs/user/adaptive-oneshot.md); off (also when -oneshot_state_its or -oneshot_adjoint_its "
+             "is given): fixed counts")
     opts.add("oneshot_state_its_min", int, 2, "adaptive one-shot: fewest state MGRIT iterations per evaluation "
              "(2: the convergence factor is measured in every state solve)", bounds="[2,inf)")
     opts.add("oneshot_state_its_max", int, 8, "adaptive one-shot: most state MGRIT iterations per evaluation",
