@@ -312,8 +312,8 @@ def run(comm):
 
 
 #: options that control a run but do not define it (not compared on -load/-resume)
-RUN_CONTROL = ("run_dir", "run_dir_plots", "predictions", "run_dir_overwrite", "load", "design_layout", "quiet", "resume", "checkpoint_every",
-               "checkpoint_seconds", "log_phases", "mgrit_view", "check_adjoint")
+RUN_CONTROL = ("run_dir", "run_dir_plots", "predictions", "run_dir_overwrite", "load", "design_layout", "quiet",
+               "resume", "checkpoint_every", "checkpoint_seconds", "log_phases", "mgrit_view", "check_adjoint")
 
 
 def write_predictions(run_dir, problem, objective, x, comm):
