@@ -143,7 +143,11 @@ def test_main_once_per_process(tmp_path):
     assert p.stderr.strip().splitlines()[-1].startswith("ocnet: error: ocnet.run.cli.main: another run already")
     p = subprocess.run([sys.executable, "-c", "from petsc4py import PETSc\nfrom ocnet.run.cli import main\n"
                         "print(main(['ocnet', '-N', '8']))"], capture_output=True, text=True, timeout=300)
-    assert p.stdout.split() == ["2"] and "petsc4py.PETSc was imported before" in p.stderr, p.stdout + p.stderr
+    assert p.stdout.split() == ["2"] and "petsc4py.PETSc was initialised before" in p.stderr, p.stdout + p.stderr
+    # the same with the script's own command line: PETSc read none of it (imported without init)
+    p = subprocess.run([sys.executable, "-c", "import sys\nfrom petsc4py import PETSc\nfrom ocnet.run.cli import main\n"
+                        "print(main())", "-N", "8"], capture_output=True, text=True, timeout=300)
+    assert p.stdout.split() == ["2"] and "petsc4py.PETSc was initialised before" in p.stderr, p.stdout + p.stderr
 
 
 def test_predictions(tmp_path):

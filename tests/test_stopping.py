@@ -55,3 +55,21 @@ def test_oneshot_optimizer_stops_on_residuals(tmp_path, nprocs):
 def test_serial_mode_unaffected(tmp_path):
     reason, h = run(["-stop_state_residual", 1e-8], tmp_path / "s")
     assert reason == 3 and np.isnan(h["state_residual"]).all()
+
+
+def test_stop_on_the_safeguard_reevaluation(tmp_path):
+    """Adaptive one-shot on a PDE control plugin: a line search fails, the safeguard re-evaluates
+    the last point with the maximum counts, and the run stops there (CONVERGED_USER).  The last
+    history row then holds that re-evaluation -- the residual below -stop_state_residual that the
+    stop rests on, not the row's first evaluation -- and the summary's totals are the columns' sums."""
+    d = tmp_path / "r"
+    p = run_ocnet(["-problem", "tests.rdpde:ReactionDiffusion", "-N", 64, "-tao_max_it", 60, "-tao_gatol", 1e-4,
+                   "-mode", "oneshot", "-stop_state_residual", 1e-14, "-quiet", "-run_dir", d], timeout=300)
+    assert "line search failed" in p.stderr, p.stderr
+    summary = json.loads((d / "summary.json").read_text())
+    rows = read_history(d)
+    assert summary["reason"] == "CONVERGED_USER" and float(rows[-1]["state_residual"]) <= 1e-14, rows[-1]
+    totals = summary["adaptive_oneshot"]
+    for col, key in (("state_mgrit_its_total", "state_its"), ("adjoint_mgrit_its_total", "adjoint_its"),
+                     ("exact_evaluations", "exact_evaluations")):
+        assert sum(int(r[col]) for r in rows) == totals[key], (col, totals)

@@ -82,6 +82,7 @@ class Trainer:
         if (checkpoint_every or resume) and not run_dir:
             raise OcnetError("-checkpoint_every/-resume need a run folder")
         self.safeguard, self.skip_row = None, False
+        self._unrecorded = None  # (objective, |g|) of a safeguard re-evaluation not yet in a history row
         if resume:
             from . import checkpoint
             self._resumed, self.rows, its = checkpoint.load(run_dir, comm, objective)
@@ -136,6 +137,7 @@ class Trainer:
         its, f, gnorm, _, step, _ = tao.getSolutionStatus()  # step: the last line-search step
         if self.skip_row:  # the safeguard's re-evaluation at the last recorded point
             self.skip_row = False
+            self._unrecorded = (f, gnorm)  # (if the run ends on it: _tao_solve amends the last row)
             return
         its += self.offset + (self.safeguard.offset if self.safeguard is not None else 0)
         x = tao.getSolution()
@@ -197,9 +199,23 @@ class Trainer:
             else:
                 return cmd[1]
 
+    def _amend_last_row(self, f, gnorm):
+        """The last history row becomes the safeguard's re-evaluation of its iteration (same design,
+        tighter solves) when the run stops there: the stop rests on these residuals and gradient,
+        and the MGRIT counts of the failed line search and the re-evaluation join the row's."""
+        row, o = self.rows[-1], self.obj
+        row.update(objective=float(f), gradient_norm=float(gnorm), state_residual=o.state_residual,
+                   adjoint_residual=o.adjoint_residual, state_mgrit_its=o.state_its, adjoint_mgrit_its=o.adjoint_its)
+        if o.adapt is not None:
+            extra = o.adapt.row()
+            for k in ("state_mgrit_its_total", "adjoint_mgrit_its_total", "exact_evaluations"):
+                row[k] = row.get(k, 0) + extra[k]
+            row.update(gradient_error_estimate=extra["gradient_error_estimate"], oneshot_level=extra["oneshot_level"])
+
     def _record(self, its, f, gnorm, step, x):
         """Collective (every rank): the history row of iteration ``its``, any save due, and the
         safe point where a signal to any rank stops every rank."""
+        self._unrecorded = None
         if its == self.skip_its:  # the resumed iterate, re-reported by the optimiser
             self.skip_its = None
             self._safe_point(its, x)
@@ -257,6 +273,8 @@ class Trainer:
             self.tao.solve(x)
             while self.safeguard is not None and self.safeguard.retry():
                 self.tao.solve(x)
+            if self._unrecorded is not None and self.rows:  # the run ended on the safeguard's re-evaluation
+                self._amend_last_row(*self._unrecorded)
         except PETSc.Error as e:
             cause = e  # a callback's error, wrapped once per PETSc level it crossed (a python TAO: twice)
             while isinstance(cause, PETSc.Error) and cause.__cause__ is not None:

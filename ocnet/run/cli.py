@@ -374,16 +374,34 @@ DECLARED = []
 _STARTED = []
 
 
+def _options_unread(argv):
+    """PETSc is initialised already and its options lack some of ``argv``'s (e.g. petsc4py.PETSc
+    imported without ``petsc4py.init(argv)``: PETSc then reads no command line at all)."""
+    if "petsc4py.PETSc" not in sys.modules:
+        return False
+    from petsc4py import PETSc
+
+    def number(t):
+        try:
+            float(t)
+            return True
+        except ValueError:
+            return False
+    db = PETSc.Options()
+    return any(t.startswith("-") and len(t) > 1 and not number(t) and not db.hasName(t[1:]) for t in argv[1:])
+
+
 def main(argv=None):
     """Run ocnet as the ``ocnet`` command does, with ``argv`` (default ``sys.argv``; ``argv[0]``
     the program name) and return the exit status (errors: one line on stderr).  Once per
-    process: PETSc reads the options when it is initialised, so a second call, or a call with
-    other options than ``sys.argv`` after ``petsc4py.PETSc`` was imported (which initialises
-    PETSc with ``sys.argv``), returns 2 -- run each ocnet run in a process of its own."""
+    process: PETSc reads the options when it is initialised, so a second call, or a call after
+    ``petsc4py.PETSc`` was imported without ``petsc4py.init(argv)`` with these options, returns 2
+    -- run each ocnet run in a process of its own.  (A script that imports ocnet's modules first
+    calls ``petsc4py.init(sys.argv)`` before them, as runs/noisy_gradient.py does.)"""
     argv = list(sys.argv if argv is None else argv)
     late = "another run already started in this process" if _STARTED else (
-        "petsc4py.PETSc was imported before, with other options (sys.argv)"
-        if "petsc4py.PETSc" in sys.modules and argv[1:] != sys.argv[1:] else None)
+        "petsc4py.PETSc was initialised before (imported without petsc4py.init(argv), or with other options)"
+        if _options_unread(argv) else None)
     rank0 = os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMI_RANK", "0")) == "0"
     if late:
         if rank0:
