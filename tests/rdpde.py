@@ -36,14 +36,18 @@ def tri_solve(sub, diag, sup, rhs, cp, out):
 
 
 @njit(cache=True)
+def implicit_matrix(h, nu, adv, dx):
+    """(sub, diag, sup) of I - h (diffusion + upwind advection), constant along the grid."""
+    return -h * (nu / dx ** 2 + adv / dx), 1.0 + h * (2.0 * nu / dx ** 2 + adv / dx), -h * nu / dx ** 2
+
+
+@njit(cache=True)
 def pde_step(n, h, theta, u, out, cache, work, args):
     nx, nu, adv, react, dx, hfine, B, x = args
     ns = u.size // (nx + 1)
     U = u.reshape(ns, nx + 1)
     O = out.reshape(ns, nx + 1)
-    sub = -h * (nu / dx ** 2 + adv / dx)
-    diag = 1.0 + h * (2.0 * nu / dx ** 2 + adv / dx)
-    sup = -h * nu / dx ** 2
+    sub, diag, sup = implicit_matrix(h, nu, adv, dx)
     rhs = work[:nx]
     cp = work[nx:2 * nx]
     t = n * hfine
@@ -68,10 +72,7 @@ def pde_step_adjoint(n, h, theta, u, cache, lam_next, lam, grad, work, args):
     ns = u.size // (nx + 1)
     U = u.reshape(ns, nx + 1)
     Ln = lam_next.reshape(ns, nx + 1)
-    # transpose of M: sub and sup swapped
-    sub_m = -h * (nu / dx ** 2 + adv / dx)
-    diag = 1.0 + h * (2.0 * nu / dx ** 2 + adv / dx)
-    sup_m = -h * nu / dx ** 2
+    sub_m, diag, sup_m = implicit_matrix(h, nu, adv, dx)  # (its transpose: sub and sup swapped)
     z = work[:nx]
     cp = work[nx:2 * nx]
     t = n * hfine
