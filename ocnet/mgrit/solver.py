@@ -79,7 +79,8 @@ class MGRITSettings:
     @classmethod
     def declare(cls, opts, prefix):
         g = f"{prefix}mgrit"
-        opts.add(f"{prefix}mgrit_levels", int, cls.levels, "MGRIT levels (1 = layer-serial sweep)", group=g,
+        opts.add(f"{prefix}mgrit_levels", int, cls.levels, "MGRIT levels (1 = layer-serial sweep); not given, -mode exact "
+                 "and oneshot coarsen until the coarsest level has at most 8 points", group=g,
                  bounds="[1,inf)")
         opts.add(f"{prefix}mgrit_cfactor", str, "4", "coarsening factor (>= 2), one value or one per level "
                  "(comma-separated)", group=g)
