@@ -189,7 +189,8 @@ def test_validation_script_table_for_any_problem(tmp_path):
         assert json.load(f)["problem"]["S"] == 8
 
 
-@pytest.mark.parametrize("args", [["--Ps", "0"], ["--Ns", "0"], ["--state_its", "0"], ["--Ps", "2,x"]])
+@pytest.mark.parametrize("args", [["--Ps", "0"], ["--Ns", "0"], ["--state_its", "0"], ["--Ps", "2,x"],
+                                  ["--evals", "0.5"]])
 def test_predict_bad_numbers_are_one_line(args, capsys, tmp_path):
     cal = tmp_path / "cal.json"
     cal.write_text(json.dumps(dict(synthetic_calibration(), machine={"when": "test"})))
@@ -198,3 +199,17 @@ def test_predict_bad_numbers_are_one_line(args, capsys, tmp_path):
     assert pm.main(["predict", "--calibration", str(cal)] + args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ocnet: error: --Ns") and "--Ps" in err[0], err
+
+
+def test_predict_evals_per_iteration(capsys, tmp_path):
+    """--evals scales the predicted iteration (the layer-serial line says how many it assumes)."""
+    cal = tmp_path / "cal.json"
+    cal.write_text(json.dumps(dict(synthetic_calibration(), machine={"when": "test"})))
+    times = []
+    for evals in ("1", "2"):
+        assert pm.main(["predict", "--calibration", str(cal), "--Ns", "256", "--Ps", "2", "--evals", evals]) == 0
+        line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("time per iteration"))
+        assert f"of {evals} evaluation(s)" in line, line
+        times.append(float(line.split("N = 256: ")[1].split()[0]))
+    assert times[1] > 1.5 * times[0], times
+

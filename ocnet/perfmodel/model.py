@@ -450,11 +450,14 @@ def crossover(cal, N, make=None, Pmax=1 << 16, ratio=1.0, **kw):
     return None
 
 
-def speedup_table(cal, Ns, Ps, **kw):
+def speedup_table(cal, Ns, Ps, evals=1.0, **kw):
+    """Rows [N, speed-up at each P] of one-shot (``kw``: its mode_config settings) over layer-serial
+    on 1 rank, per iteration of ``evals`` objective/gradient evaluations (nan where P > N)."""
     rows = []
     for N in Ns:
-        ts = predict(cal, mode_config("serial", N, 1, cal=cal))["total"]
-        rows.append([N] + [ts / predict(cal, mode_config("oneshot", N, P, cal=cal, **kw))["total"] if P <= N
+        ts = predict(cal, mode_config("serial", N, 1, cal=cal, evals=evals))["total"]
+        rows.append([N] + [ts / predict(cal, mode_config("oneshot", N, P, cal=cal, evals=evals, **kw))["total"]
+                           if P <= N
                            else float("nan") for P in Ps])
     return rows
 
@@ -479,6 +482,8 @@ def main(argv=None):
     p.add_argument("--Ps", default="64,128,256,512,1024,2048,4096", help="rank counts P, comma-separated")
     p.add_argument("--state_its", type=int, default=2, help="state MGRIT iterations per evaluation (default 2)")
     p.add_argument("--adjoint_its", type=int, default=1, help="adjoint MGRIT iterations per evaluation (default 1)")
+    p.add_argument("--evals", type=float, default=1.0, help="objective/gradient evaluations per iteration "
+                   "(line-search trials included; a run's phases.json or runs/bench_modes.py's evals/it; default 1)")
     p.add_argument("--fine_relax", default="", help="relaxation on the finest level, as -mgrit_fine_relax "
                    "(default: the other levels')")
     a = ap.parse_args(argv)
@@ -488,9 +493,10 @@ def main(argv=None):
     except ValueError:
         print(f"ocnet: error: --Ns/--Ps: expected comma-separated integers, got '{a.Ns}' / '{a.Ps}'", file=sys.stderr)
         return 2
-    if min(Ns + Ps) < 1 or min(a.state_its, a.adjoint_its) < 1:
-        print(f"ocnet: error: --Ns, --Ps, --state_its and --adjoint_its must be at least 1 (got --Ns {a.Ns} "
-              f"--Ps {a.Ps} --state_its {a.state_its} --adjoint_its {a.adjoint_its})", file=sys.stderr)
+    if min(Ns + Ps) < 1 or min(a.state_its, a.adjoint_its) < 1 or not a.evals >= 1:
+        print(f"ocnet: error: --Ns, --Ps, --state_its, --adjoint_its and --evals must be at least 1 (got --Ns "
+              f"{a.Ns} --Ps {a.Ps} --state_its {a.state_its} --adjoint_its {a.adjoint_its} --evals {a.evals})",
+              file=sys.stderr)
         return 2
     try:
         cal = load(a.calibration)
@@ -506,14 +512,16 @@ def main(argv=None):
     pr = cal["problem"]
     print(f"PREDICTED (model, calibration {a.calibration} of {cal['machine']['when']}) for "
           f"{' '.join(pr['args'])}: S = {pr['S']}, S_val = {pr['S_val']}, p = {pr['p']}")
-    print("time per iteration on 1 rank, layer-serial: " + ", ".join(
-        f"N = {N}: {1e3 * predict(cal, mode_config('serial', N, 1, cal=cal))['total']:.1f} ms" for N in Ns))
+    print(f"time per iteration of {a.evals:g} evaluation(s) (--evals) on 1 rank, layer-serial: " + ", ".join(
+        f"N = {N}: {1e3 * predict(cal, mode_config('serial', N, 1, cal=cal, evals=a.evals))['total']:.1f} ms"
+        for N in Ns))
     print(f"speed-up of one-shot ({a.state_its}+{a.adjoint_its} MGRIT its) per iteration over layer-serial on 1 rank")
     print("| N | " + " | ".join(f"P={P}" for P in Ps) + " | crossover P |")
     print("|---:|" + "---:|" * (len(Ps) + 1))
-    for row in speedup_table(cal, Ns, Ps, **kw):
+    make = lambda mode, n, P, **k: mode_config(mode, n, P, cal=cal, evals=a.evals, **k)  # noqa: E731
+    for row in speedup_table(cal, Ns, Ps, evals=a.evals, **kw):
         print(f"| {row[0]} | " + " | ".join("-" if math.isnan(v) else f"{v:.1f}x" for v in row[1:])
-              + f" | {crossover(cal, row[0], **kw) or f'none up to P = {row[0]}'} |")
+              + f" | {crossover(cal, row[0], make=make, **kw) or f'none up to P = {row[0]}'} |")
     return 0
 
 
