@@ -164,3 +164,11 @@ def test_predictions(tmp_path):
     assert "-predictions: problem 'heat' defines no predict: nothing written" in p.stderr
     p = run_ocnet(SMALL + ["-predictions"], check=False)
     assert p.returncode == 2 and "ocnet: error: -predictions needs -run_dir" in p.stderr
+
+
+def test_other_metrics_are_history_columns(tmp_path):
+    """The toy's metrics besides accuracy (rmse) are recorded as train_rmse and val_rmse."""
+    run_ocnet(["-problem", "tests.toy:LinearControl", "-N", 4, "-tao_max_it", 3, "-quiet", "-run_dir", tmp_path / "a"])
+    rows = read_history(tmp_path / "a")
+    assert all(np.isfinite(float(r["train_rmse"])) and np.isfinite(float(r["val_rmse"])) for r in rows), rows[0]
+    assert float(rows[-1]["train_rmse"]) < float(rows[0]["train_rmse"])

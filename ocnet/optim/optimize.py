@@ -221,8 +221,9 @@ class Trainer:
             self._safe_point(its, x)
             return
         with phase("OcnetValidation"):
-            train = self.obj.metrics(x, "train").get("accuracy", math.nan)
+            train_metrics = self.obj.metrics(x, "train")
             val = self.obj.metrics(x, "val")
+        train = train_metrics.get("accuracy", math.nan)
         now = time.perf_counter()
         wall, due = self.comm.bcast((now - self.t0, self._save_due(int(its), now)), root=0)
         row = {"iteration": int(its), "objective": float(f), "gradient_norm": float(gnorm),
@@ -233,6 +234,9 @@ class Trainer:
                "adjoint_residual": self.obj.adjoint_residual,
                "val_state_residual": val.get("state_residual", math.nan),
                "state_mgrit_its": self.obj.state_its, "adjoint_mgrit_its": self.obj.adjoint_its}
+        # the problem's other metrics (e.g. a tracking error), as train_<name> and val_<name>
+        row.update({f"{where}_{k}": float(v) for where, m in (("train", train_metrics), ("val", val))
+                    for k, v in m.items() if k not in ("accuracy", "state_residual") and np.isscalar(v)})
         if self.obj.adapt is not None:
             row.update(self.obj.adapt.row())
         self.rows.append(row)

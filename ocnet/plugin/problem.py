@@ -218,7 +218,8 @@ class ControlProblem:
 
     def metrics(self, g, data, uN):
         """Figures of merit at the final state, e.g. {'accuracy': 0.93}: last rank, after every
-        iteration on 'train' and 'val'; 'accuracy' is written to history.csv.  Default {}."""
+        iteration on 'train' and 'val'; history.csv gets 'accuracy' as train_accuracy/val_accuracy
+        and every other scalar ``k`` as train_k/val_k columns.  Default {}."""
         return {}
 
     def predict(self, g, uN):
