@@ -328,7 +328,11 @@ def write_predictions(run_dir, problem, objective, x, comm):
         return
     for name, data in problem.datasets.items():
         out = objective.forward_outputs(x, data, lambda g, uN: problem.predict(g, uN), layer_parallel=False)[0]
-        if comm.Get_rank() != 0 or out is None:
+        if comm.Get_rank() != 0:
+            continue
+        if out is None:
+            _say(comm, f"ocnet: warning: -predictions: problem '{problem.name}': predict returned None on '{name}': "
+                 "nothing written for it", sys.stderr)
             continue
         out = np.asarray(out)
         rows = out.reshape(len(out), -1) if out.ndim else out.reshape(1, 1)
