@@ -157,8 +157,6 @@ def check_values(values):
 #: summary.json's totals (adaptive_oneshot), in the order checkpoints save them
 TOTALS = ("state_its", "adjoint_its", "evaluations", "gradient_evaluations", "exact_evaluations",
           "exact_start_evaluations", "tightenings")
-#: entries of AdaptiveOneShot.get_state
-STATE_LEN = 9
 
 ADAPT_KEYS = ("oneshot_state_its_min", "oneshot_state_its_max", "oneshot_adjoint_its_min",
               "oneshot_adjoint_its_max", "oneshot_kappa", "oneshot_state_share", "oneshot_relax_after",
@@ -248,9 +246,10 @@ class AdaptiveOneShot:
 
     def restore(self, a):
         """A checkpoint's ``saved()`` (older checkpoints: the decisions' state only, totals from 0)."""
-        self.set_state(a[:STATE_LEN])
-        if len(a) == STATE_LEN + len(TOTALS):
-            self.totals = {k: int(v) for k, v in zip(TOTALS, a[STATE_LEN:])}
+        n = len(self.get_state())
+        self.set_state(a[:n])
+        if len(a) == n + len(TOTALS):
+            self.totals = {k: int(v) for k, v in zip(TOTALS, a[n:])}
 
     def set_state(self, a):
         self.k = {"state": int(a[0]), "adjoint": int(a[1])}

@@ -203,14 +203,20 @@ class Trainer:
         """The last history row becomes the safeguard's re-evaluation of its iteration (same design,
         tighter solves) when the run stops there: the stop rests on these residuals and gradient,
         and the MGRIT counts of the failed line search and the re-evaluation join the row's."""
-        row, o = self.rows[-1], self.obj
-        row.update(objective=float(f), gradient_norm=float(gnorm), state_residual=o.state_residual,
-                   adjoint_residual=o.adjoint_residual, state_mgrit_its=o.state_its, adjoint_mgrit_its=o.adjoint_its)
-        if o.adapt is not None:
-            extra = o.adapt.row()
+        row = self.rows[-1]
+        row.update(self._evaluation_columns(f, gnorm))
+        if self.obj.adapt is not None:
+            extra = self.obj.adapt.row()
             for k in ("state_mgrit_its_total", "adjoint_mgrit_its_total", "exact_evaluations"):
                 row[k] = row.get(k, 0) + extra[k]
             row.update(gradient_error_estimate=extra["gradient_error_estimate"], oneshot_level=extra["oneshot_level"])
+
+    def _evaluation_columns(self, f, gnorm):
+        """The history columns of the objective's last evaluation: J, |g|, MGRIT residuals and counts."""
+        o = self.obj
+        return {"objective": float(f), "gradient_norm": float(gnorm), "state_residual": o.state_residual,
+                "adjoint_residual": o.adjoint_residual, "state_mgrit_its": o.state_its,
+                "adjoint_mgrit_its": o.adjoint_its}
 
     def _record(self, its, f, gnorm, step, x):
         """Collective (every rank): the history row of iteration ``its``, any save due, and the
@@ -226,14 +232,10 @@ class Trainer:
         train = train_metrics.get("accuracy", math.nan)
         now = time.perf_counter()
         wall, due = self.comm.bcast((now - self.t0, self._save_due(int(its), now)), root=0)
-        row = {"iteration": int(its), "objective": float(f), "gradient_norm": float(gnorm),
+        row = {"iteration": int(its), **self._evaluation_columns(f, gnorm),
                "train_accuracy": train, "val_accuracy": val.get("accuracy", math.nan),
-               "wall_time": wall,
-               "step_length": float(step),
-               "state_residual": self.obj.state_residual,
-               "adjoint_residual": self.obj.adjoint_residual,
-               "val_state_residual": val.get("state_residual", math.nan),
-               "state_mgrit_its": self.obj.state_its, "adjoint_mgrit_its": self.obj.adjoint_its}
+               "wall_time": wall, "step_length": float(step),
+               "val_state_residual": val.get("state_residual", math.nan)}
         # the problem's other metrics (e.g. a tracking error), as train_<name> and val_<name>
         row.update({f"{where}_{k}": float(v) for where, m in (("train", train_metrics), ("val", val))
                     for k, v in m.items() if k not in ("accuracy", "state_residual") and np.isscalar(v)})

@@ -300,11 +300,12 @@ def run(comm):
     if run_dir:
         rundir.write_all(run_dir, comm, rows, x, meta, summary, plot=values["run_dir_plots"])
         signals.test_hook("plot")
+        # the problem's predict at x on some data (layer-serial; rank 0's result, None elsewhere)
+        predict = lambda data: objective.forward_outputs(x, data, problem.predict, layer_parallel=False)[0]  # noqa: E731
         if values["run_dir_plots"]:
-            problem.plot(run_dir, lambda data: objective.forward_outputs(
-                x, data, lambda g, uN: problem.predict(g, uN), layer_parallel=False)[0])
+            problem.plot(run_dir, predict)
         if values["predictions"]:
-            write_predictions(run_dir, problem, objective, x, comm)
+            write_predictions(run_dir, problem, predict, comm)
         _say(comm, f"ocnet: wrote {run_dir}")
     if code < 0 and code not in accepted_stops():
         raise NumericalFailure(f"TAO stopped with {reason}")
@@ -316,9 +317,9 @@ RUN_CONTROL = ("run_dir", "run_dir_plots", "predictions", "run_dir_overwrite", "
                "resume", "checkpoint_every", "checkpoint_seconds", "log_phases", "mgrit_view", "check_adjoint")
 
 
-def write_predictions(run_dir, problem, objective, x, comm):
-    """predictions_<set>.csv per dataset: the problem's ``predict`` at the final parameters ``x``
-    (layer-serial forward solve), one row per sample (rank 0 writes; collective)."""
+def write_predictions(run_dir, problem, predict, comm):
+    """predictions_<set>.csv per dataset: ``predict(data)``, the problem's predict at the final
+    parameters, one row per sample (rank 0 writes; collective)."""
     import numpy as np
 
     from ..plugin.problem import ControlProblem, defining_class
@@ -327,7 +328,7 @@ def write_predictions(run_dir, problem, objective, x, comm):
              sys.stderr)
         return
     for name, data in problem.datasets.items():
-        out = objective.forward_outputs(x, data, lambda g, uN: problem.predict(g, uN), layer_parallel=False)[0]
+        out = predict(data)
         if comm.Get_rank() != 0:
             continue
         if out is None:
@@ -574,7 +575,7 @@ def plugin_frame(e):
     skip = tuple(os.path.realpath(d) + os.sep for d in skip)
     for frame in reversed(traceback.extract_tb(e.__traceback__)):
         f = frame.filename
-        if f.startswith("<") or "ocnet_kernels" in f or os.sep + os.path.join("ocnet", "kernels") in f:
+        if f.startswith("<") or "ocnet_kernels" in f:  # (generated modules: ocnet_kernels_<hash>.py)
             continue
         if not os.path.realpath(f).startswith(skip):
             return frame
