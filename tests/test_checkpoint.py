@@ -11,11 +11,14 @@ ARGS = ["-N", 12, "-width", 4, "-ntrain", 200, "-nval", 20, "-tao_max_it", 14, "
         "-checkpoint_every", 3]
 
 
-# (the third: killed within the exact start of adaptive one-shot, the first 7 of the 14 iterations)
-@pytest.mark.parametrize("nprocs,kill,start", [(1, "after:6", None), (2, "during:9", None), (1, "after:3", 0.5)])
-def test_kill_and_resume_bitwise(tmp_path, nprocs, kill, start, monkeypatch):
+# (the third: killed within the exact start of adaptive one-shot, the first 7 of the 14 iterations;
+# the fourth: mini-batches, whose objective shift (Trainer._refresh_batch) the checkpoint keeps)
+@pytest.mark.parametrize("nprocs,kill,extra", [(1, "after:6", []), (2, "during:9", []),
+                                               (1, "after:3", ["-oneshot_exact_start", 0.5]),
+                                               (2, "after:6", ["-batch_size", 50])])
+def test_kill_and_resume_bitwise(tmp_path, nprocs, kill, extra, monkeypatch):
     ref, cut = tmp_path / "ref", tmp_path / "cut"
-    args = ARGS + (["-oneshot_exact_start", start] if start else [])
+    args = ARGS + extra
     run_ocnet(args + ["-run_dir", ref], nprocs=nprocs)
     monkeypatch.setenv("OCNET_TEST_KILL", kill)
     p = run_ocnet(args + ["-run_dir", cut], nprocs=nprocs, check=False)
@@ -30,7 +33,8 @@ def test_kill_and_resume_bitwise(tmp_path, nprocs, kill, start, monkeypatch):
     # trajectory (its metrics come from the state: allocating one cost 6 GB per rank on MNIST)
     import numpy as np
     with np.load(cut / "checkpoint" / "rank0.npz") as z:
-        assert {"state", "adjoint", "eval_val"} <= set(z.files) and "eval_train" not in z.files
+        assert {"state", "adjoint", "eval_val"} <= set(z.files)
+        assert ("eval_train" in z.files) == ("-batch_size" in extra)  # (a batch's state is not the training set's)
     monkeypatch.delenv("OCNET_TEST_KILL")
     out = run_ocnet(args + ["-resume", cut], nprocs=nprocs).stdout
     assert f"resuming {cut} at iteration {resumed_at}" in out

@@ -72,6 +72,32 @@ def test_mini_batches(tmp_path, mode):
     np.testing.assert_allclose(h2, h1, rtol=1e-10, atol=0)
 
 
+BATCH = ["-N", 8, "-ntrain", 1000, "-nval", 200, "-batch_size", 100, "-tao_max_it", 25, "-quiet"]
+
+
+@pytest.mark.parametrize("opt", [[], ["-tao_type", "bncg", "-tao_bncg_type", "gd"], ["-mode", "oneshot", "-oneshot_tao"]],
+                         ids=["lmvm", "gd", "oneshot_tao"])
+def test_mini_batches_with_line_searches(tmp_path, opt):
+    """Mini-batches with TAO's line searches: every line search compares values of one batch
+    (Trainer._refresh_batch), so the run uses its iterations (before: DIVERGED_LS_FAILURE at
+    iteration 9 with lmvm, 3 with gd, 0 with the one-shot TAO) and its objective falls."""
+    p = run_ocnet(BATCH + opt + ["-run_dir", tmp_path / "b"])
+    h = read_history(tmp_path / "b")
+    assert int(h[-1]["iteration"]) == 25 + (opt[1:2] == ["bncg"]), (h[-1]["iteration"], p.stderr)  # (bncg: 0-26)
+    assert "LS_FAILURE" not in p.stdout + p.stderr
+    assert float(h[-1]["objective"]) < 0.5 * float(h[0]["objective"])
+
+
+def test_mini_batch_of_all_data_is_the_full_batch_run(tmp_path):
+    """-batch_size = all training samples: the batch machinery (a new batch and its re-evaluation
+    after each iteration, the objective's shift) leaves the run bitwise the full-data run's."""
+    run_ocnet(BASE + ["-run_dir", tmp_path / "full"])
+    run_ocnet(BASE + ["-batch_size", 300, "-run_dir", tmp_path / "all"])
+    for column in ("objective", "gradient_norm", "val_accuracy"):
+        np.testing.assert_array_equal(history_column(tmp_path / "all", column),
+                                      history_column(tmp_path / "full", column), err_msg=column)
+
+
 def test_warm_skip_option():
     """-state_mgrit_warm_skip: only the state solves skip the first down-cycle's relaxation (off
     by default); exact mode reports it unused."""

@@ -294,3 +294,14 @@ def test_corrupt_numba_cache_recompiles(tmp_path, monkeypatch):
     p = run_ocnet(PEAKS)
     assert "recompiling: corrupt Numba cache file" in p.stderr
     run_ocnet(PEAKS)  # and the cache works again
+
+
+def test_plugin_frame_skips_compiled_extension_frames():
+    """An error raised inside petsc4py's Cython code (frames named like petsc4py/PETSc/x.pxi) is
+    not blamed on that file as if it were a plugin: the innermost frame of real Python code is."""
+    from ocnet.run.cli import plugin_frame
+    try:
+        exec(compile("raise KeyError('x')", "petsc4py/PETSc/petscopt.pxi", "exec"))
+    except KeyError as e:
+        frame = plugin_frame(e)
+    assert frame is not None and frame.filename == __file__, frame

@@ -85,7 +85,7 @@ serial in 69, 73 and 77 runs (68 without).  Its cost is serial's per iteration (
 one-shot's on few ranks); on many ranks those iterations do not scale, which bounds a whole run's
 speed-up by 1/f.
 
-The safeguard (``Safeguard``): a line-search failure tightens the level (0: adaptive, 1: the
+The safeguard (``ocnet.optim.optimize.Safeguard``; the one-shot TAO's own): a line-search failure tightens the level (0: adaptive, 1: the
 maximum counts, 2: exact) and the optimiser re-evaluates at its last accepted point with a fresh
 quasi-Newton memory; only a failure at level 2 (the exact gradient) stops the run.  The level
 decays by one after -oneshot_relax_after gradient evaluations without a failure.
@@ -432,29 +432,3 @@ def layer_sq_norms(G):
     """Per-layer squared norms (local layers in order): summed later in layer order, so the total
     is the same for every rank count."""
     return np.einsum("ij,ij->i", G, G) if G.size else np.zeros(len(G))
-
-
-class Safeguard:
-    """Line-search failures of TAO runs (lmvm and the other built-in types): ``retry`` after a
-    solve that ended with DIVERGED_LS_FAILURE tightens the controller and tells the Trainer to
-    restart TAO at its solution (the last accepted point: TAO's line searches restore it) with a
-    fresh quasi-Newton memory and the remaining iteration budget."""
-
-    def __init__(self, adapt, tao, trainer):
-        self.adapt, self.tao, self.trainer = adapt, tao, trainer
-        self.offset = 0  # iterations of the earlier TAO solves (history rows continue counting)
-        self.max_it = tao.getMaximumIterations()
-
-    def retry(self):
-        from petsc4py import PETSc
-        tao = self.tao
-        if tao.getConvergedReason() != PETSc.TAO.ConvergedReason.DIVERGED_LS_FAILURE:
-            return False
-        done = self.offset + tao.getIterationNumber()
-        if done >= self.max_it or not self.adapt.tighten():
-            return False
-        self.adapt.note_restart(done)
-        self.offset = done
-        self.trainer.skip_row = True
-        tao.setMaximumIterations(self.max_it - done)
-        return True

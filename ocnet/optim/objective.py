@@ -28,7 +28,7 @@ class ReducedObjective:
         self.batch_size, self.seed = batch_size, seed
         if batch_size:
             n = problem.data_size(self.full)
-            if problem.subset(self.full, np.arange(1)) is None:
+            if not callable(getattr(problem, "subset", None)) or problem.subset(self.full, np.arange(1)) is None:
                 raise OcnetError(f"-batch_size: problem '{problem.name}' has no mini-batches")
             if not 0 < batch_size <= n:
                 raise OcnetError(f"-batch_size {batch_size}: must be between 1 and the {n} training samples")
@@ -331,10 +331,9 @@ class ReducedObjective:
         try:
             J = self.evaluate(x)
             out = {"objective": J}
-            for name in ("train", "val"):
-                acc = self.metrics(x, name, layer_parallel=False).get("accuracy")
-                if acc is not None:
-                    out[f"{name}_accuracy"] = acc
+            for name in ("train", "val"):  # (accuracy and the problem's other numeric metrics)
+                out.update({f"{name}_{k}": float(v) for k, v in self.metrics(x, name, layer_parallel=False).items()
+                            if k != "state_residual" and np.isscalar(v)})
         finally:
             self.mgrit, self.data, self.state = saved
             self.adapt = adapt

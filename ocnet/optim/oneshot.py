@@ -5,7 +5,8 @@ Per iteration: one inexact objective+gradient (k_state state and k_adjoint adjoi
 iterations, warm-started), an L-BFGS direction from the stored pairs (dot products of PETSc
 Vecs), and a backtracking Armijo line search whose trial points re-run only the state solve.
 With the adaptive one-shot (ocnet.optim.adaptive) a line-search failure re-evaluates at the
-current point with tighter solves and a fresh memory instead of stopping, until the solves are exact.
+current point with tighter solves and a fresh memory instead of stopping, until the solves are exact;
+with mini-batches it restarts the same way once per accepted iteration.
 Options (prefix of the TAO): -tao_oneshot_lbfgs_m (memory, 5), -tao_oneshot_armijo_c1 (1e-4),
 -tao_oneshot_ls_shrink (0.5), -tao_oneshot_ls_max_it (20)."""
 import numpy as np
@@ -20,6 +21,7 @@ class OneShot:
         self.pairs = []
         self.trainer = None  # set by ocnet's Trainer: checkpoint/restart hooks
         self.current = None  # (x, g, f, step, its) of the iteration being monitored (checkpoints)
+        self.restarted_at, self.batch_restarts = 0, 0  # (mini-batches: line-search restarts)
 
     def setFromOptions(self, tao):
         db = PETSc.Options(tao.getOptionsPrefix())
@@ -57,6 +59,7 @@ class OneShot:
             f = tao.computeObjectiveGradient(x, g)
         else:
             its, f, step = int(resumed["its"]), float(resumed["f"]), float(resumed["step"])
+            self.restarted_at = int(resumed.get("restarted_at", 0))
             x.setArray(resumed["x"])
             if "adapt" in resumed and self.trainer.obj.adapt is not None:
                 self.trainer.obj.adapt.restore(resumed["adapt"])
@@ -87,13 +90,21 @@ class OneShot:
                     break
                 step *= self.shrink
             else:
+                # adaptive one-shot's safeguard: the last accepted point again, with tighter solves
+                # (up to exact) and a fresh L-BFGS memory; only the exact gradient's failure stops.
+                # Mini-batches: the same restart when an iteration was accepted since the start or
+                # the last restart (ocnet.optim.optimize.Safeguard)
                 adapt = self.trainer.obj.adapt if self.trainer is not None else None
-                if adapt is None or not adapt.tighten():
+                if adapt is not None and adapt.tighten():
+                    adapt.note_restart(its)
+                elif self.trainer is not None and self.trainer.obj.batch_size and its > self.restarted_at:
+                    from .optimize import note_batch_restart
+                    self.batch_restarts += 1
+                    note_batch_restart(its, self.batch_restarts, self.trainer.comm)
+                else:
                     tao.setConvergedReason(DIVERGED_LS)
                     return
-                # adaptive one-shot's safeguard: the last accepted point again, with tighter solves
-                # (up to exact) and a fresh L-BFGS memory; only the exact gradient's failure stops
-                adapt.note_restart(its)
+                self.restarted_at = its
                 self.pairs.clear()
                 self.trainer.skip_row = True
                 f = tao.computeObjectiveGradient(x, g)
@@ -117,7 +128,7 @@ class OneShot:
         adapt = self.trainer.obj.adapt if self.trainer is not None else None
         extra = {} if adapt is None else {"adapt": adapt.saved()}
         return {**extra, "x": x.getArray(readonly=True).copy(), "g": g.getArray(readonly=True).copy(),
-                "f": f, "step": step, "its": its,
+                "f": f, "step": step, "its": its, "restarted_at": self.restarted_at,
                 "S": np.array([s.getArray(readonly=True) for s, _, _ in p]).reshape(len(p), n),
                 "Y": np.array([y.getArray(readonly=True) for _, y, _ in p]).reshape(len(p), n),
                 "rho": np.array([r for _, _, r in p])}

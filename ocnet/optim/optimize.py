@@ -1,6 +1,7 @@
 """PETSc TAO glue: objective/gradient callback, per-iteration monitor and history rows."""
 import contextlib
 import math
+import sys
 import time
 
 import numpy as np
@@ -64,6 +65,7 @@ class Trainer:
         self.saved_its = None  # the iteration of the last checkpoint written by this run
         self.offset = 0  # PETSc TAO counts from 0 again after a resume
         self.skip_its = None  # the resumed iteration: recorded before the stop, not again
+        self.renumber = 0  # added to TAO's iteration numbers that repeat a recorded one (_monitor)
         self.replicated = replicated
         self.history = files.HistoryWriter(run_dir, comm) if run_dir else None
         self.tao = PETSc.TAO().create(comm=PETSc.COMM_SELF if replicated else objective.design.comm)
@@ -81,6 +83,11 @@ class Trainer:
             ctx.trainer = self
         if (checkpoint_every or resume) and not run_dir:
             raise OcnetError("-checkpoint_every/-resume need a run folder")
+        # mini-batches: the constant added to the objective TAO sees, so that the batch change
+        # after an iteration does not change TAO's value at its iterate (see _refresh_batch)
+        self.batch_offset = 0.0
+        self.optimising = True  # (False for -tao_max_it 0's single evaluation: nothing to refresh)
+        self._non_scalar = set()  # problem metrics reported as not numbers
         self.safeguard, self.skip_row = None, False
         self._unrecorded = None  # (objective, |g|) of a safeguard re-evaluation not yet in a history row
         if resume:
@@ -88,6 +95,7 @@ class Trainer:
             self._resumed, self.rows, its = checkpoint.load(run_dir, comm, objective)
             self.resume_its = self.skip_its = self.saved_its = its
             objective.next_batch(its + 1)  # as after recording iteration its
+            self.batch_offset = float(self._resumed.get("batch_offset", 0.0))
             if self.oneshot is None:
                 self.offset = its
                 left = self.tao.getMaximumIterations() - its
@@ -96,10 +104,14 @@ class Trainer:
             if self.oneshot is None and objective.adapt is not None and "adapt" in self._resumed:
                 objective.adapt.restore(self._resumed["adapt"])
         # adaptive one-shot: a line-search failure tightens the solves and restarts TAO with the
-        # iterations left (ocnet.optim.adaptive); the one-shot TAO does this itself
-        if objective.adapt is not None and self.oneshot is None:
-            from .adaptive import Safeguard
+        # iterations left (ocnet.optim.adaptive); mini-batches: it restarts TAO (Safeguard); the
+        # one-shot TAO does both itself
+        if (objective.adapt is not None or objective.batch_size) and self.oneshot is None:
             self.safeguard = Safeguard(objective.adapt, self.tao, self)
+        if resume:  # (the summary's restart count covers the whole run)
+            opt = self.oneshot if self.oneshot is not None else self.safeguard
+            if opt is not None:
+                opt.batch_restarts = int(self._resumed.get("batch_restarts", 0))
         if self.history is not None:
             self.history.start(self.rows)
 
@@ -117,14 +129,14 @@ class Trainer:
         with self._eval_phase():
             self._command(("eval",), x)
             with self._callback():
-                return self.obj.evaluate(x, g)
+                return self.obj.evaluate(x, g) + self.batch_offset
 
     def _obj(self, tao, x):
         """Objective only: the state solve (the one-shot line search uses this)."""
         with self._eval_phase():
             self._command(("obj",), x)
             with self._callback():
-                return self.obj.evaluate(x)
+                return self.obj.evaluate(x) + self.batch_offset
 
     def _eval_phase(self):
         """Log event of an evaluation (rank 0's count): OcnetLineSearch after the iteration's first."""
@@ -139,7 +151,12 @@ class Trainer:
             self.skip_row = False
             self._unrecorded = (f, gnorm)  # (if the run ends on it: _tao_solve amends the last row)
             return
-        its += self.offset + (self.safeguard.offset if self.safeguard is not None else 0)
+        its += self.offset + (self.safeguard.offset if self.safeguard is not None else 0) + self.renumber
+        if self.rows and self.skip_its is None and its <= int(self.rows[-1]["iteration"]):
+            # a new iterate reported with an iteration number already recorded (PETSc's bncg reports
+            # its first step as iteration 0 again): numbered on, so that rows count iterates
+            self.renumber += int(self.rows[-1]["iteration"]) + 1 - its
+            its = int(self.rows[-1]["iteration"]) + 1
         x = tao.getSolution()
         self._command(("monitor", its, f, gnorm, step), x)
         with self._callback():
@@ -160,9 +177,11 @@ class Trainer:
     def _opt_state(self, x):
         """This rank's optimiser state at the iteration just recorded (arrays and numbers)."""
         if self.oneshot is not None and self.oneshot.current is not None:
-            return self.oneshot.state(*self.oneshot.current)
+            return dict(self.oneshot.state(*self.oneshot.current), batch_offset=self.batch_offset,
+                        batch_restarts=self.oneshot.batch_restarts)
         extra = {} if self.obj.adapt is None else {"adapt": self.obj.adapt.saved()}
-        return {**extra, "x": x.getArray(readonly=True).copy()}
+        return {**extra, "x": x.getArray(readonly=True).copy(), "batch_offset": self.batch_offset,
+                "batch_restarts": self.safeguard.batch_restarts if self.safeguard is not None else 0}
 
     def _save(self, its, x):
         """Collective: checkpoint and parameters of iteration ``its`` (design ``x``)."""
@@ -214,7 +233,7 @@ class Trainer:
     def _evaluation_columns(self, f, gnorm):
         """The history columns of the objective's last evaluation: J, |g|, MGRIT residuals and counts."""
         o = self.obj
-        return {"objective": float(f), "gradient_norm": float(gnorm), "state_residual": o.state_residual,
+        return {"objective": float(f) - self.batch_offset, "gradient_norm": float(gnorm), "state_residual": o.state_residual,
                 "adjoint_residual": o.adjoint_residual, "state_mgrit_its": o.state_its,
                 "adjoint_mgrit_its": o.adjoint_its}
 
@@ -239,13 +258,21 @@ class Trainer:
         # the problem's other metrics (e.g. a tracking error), as train_<name> and val_<name>
         row.update({f"{where}_{k}": float(v) for where, m in (("train", train_metrics), ("val", val))
                     for k, v in m.items() if k not in ("accuracy", "state_residual") and np.isscalar(v)})
+        self._warn_non_scalar(train_metrics, val)
+        refresh = self.obj.batch_size and self.optimising and self._compares_values()
+        if self.obj.batch_size:  # (the re-evaluation on the next batch is this iteration's work)
+            estimate = self.obj.adapt.estimate if self.obj.adapt is not None else None
+            self.obj.next_batch(int(its) + 1)
+            if refresh:
+                self._refresh_batch(f, x)
         if self.obj.adapt is not None:
             row.update(self.obj.adapt.row())
+            if refresh:  # (the estimate of the iterate's evaluation, as without batches)
+                row["gradient_error_estimate"] = estimate
         self.rows.append(row)
         if self.last_good is None:
             self.last_good = x.duplicate()
         x.copy(self.last_good)
-        self.obj.next_batch(int(its) + 1)
         if self.history is not None:
             self.history.append(row)
         if self.on_row:
@@ -255,6 +282,58 @@ class Trainer:
         if due:
             self._save(int(its), x)
         self._safe_point(int(its), x)
+
+    def _warn_non_scalar(self, *metrics):
+        """Once per name: a problem metric that is not a number has no history column."""
+        for k in sorted({k for m in metrics for k, v in m.items() if not np.isscalar(v)} - self._non_scalar):
+            self._non_scalar.add(k)
+            if self.comm.Get_rank() == 0:
+                print(f"ocnet: warning: problem metric '{k}' is not a number (history.csv records only "
+                      "numbers): left out", file=sys.stderr, flush=True)
+
+    def line_search_restarts(self):
+        """Mini-batch line-search restarts so far (rank 0's optimiser; None without batches)."""
+        if not self.obj.batch_size:
+            return None
+        opt = self.oneshot if self.oneshot is not None else self.safeguard
+        return self.comm.bcast(opt.batch_restarts if opt is not None else 0, root=0)
+
+    def _compares_values(self):
+        """Whether the optimiser compares objective values across an iteration: every line search
+        except PETSc's ``unit`` step does, as do trust regions and the one-shot TAO; then
+        mini-batches need _refresh_batch.  The same on every rank (the options are)."""
+        if self.oneshot is not None:
+            return True
+        # (from the options: the line search object of a type without one, e.g. nm, has no type
+        # to ask for -- asking crashed)
+        db = PETSc.Options(self.tao.getOptionsPrefix())
+        return db.getString("tao_ls_type", "") != "unit"
+
+    def _refresh_batch(self, f, x):
+        """Collective, after the batch changed at a recorded iterate x_k: evaluate x_k on the new
+        batch and shift the objective TAO sees by a constant so that its value at x_k stays ``f``:
+        every line search then compares objective values of one batch (TAO's line searches keep
+        f(x_k) from the previous line search, on the previous batch, and failed within a few
+        iterations without it).  lmvm and the one-shot TAO, which read their gradient Vec after
+        the monitor, are also handed x_k's gradient on the new batch (in place), so that their
+        direction and initial slope are the batch's too: one objective+gradient evaluation per
+        iteration; other types keep their own copies of the gradient (bncg: the unprojected one;
+        writing into TAO's Vec crashed nm), so for them it is an objective evaluation, and a line
+        search that fails on the old gradient restarts (Safeguard).  Not done for
+        ``-tao_ls_type unit``, which compares nothing.  The history records the batch's objective
+        (the shift taken off); TAO's own relative tests (-tao_grtol: |g|/|f|) see the shifted value."""
+        g = None
+        if self.oneshot is not None or self.tao.getType() == "lmvm":  # (the same on every rank)
+            if self.oneshot is not None and self.oneshot.current is not None:
+                g = self.oneshot.current[1]
+            elif self.oneshot is None and (self.comm.Get_rank() == 0 or not self.root_only):
+                g = self.tao.getGradient()[0]
+            # (ranks > 0 of the replicated layout; a TAO without a gradient Vec yet: handle 0)
+            g = g if g is not None and g.handle else x.duplicate()
+        with self._eval_phase():
+            fb = self.obj.evaluate(x, g) if g is not None else self.obj.evaluate(x)
+        self._evals_since_monitor = 0
+        self.batch_offset = float(f) - fb
 
     def _safe_point(self, its, x):
         from ..base import signals
@@ -270,6 +349,7 @@ class Trainer:
         g = x.duplicate()
         f = self.obj.evaluate(x, g)
         self.tao.setSolution(x)
+        self.optimising = False
         self._record(0, f, g.norm(), 0.0, x)
         return 0
 
@@ -333,3 +413,52 @@ def accepted_stops():
     # longer decrease the objective (typical near an optimum) and TAO's own step limits
     return tuple(getattr(R, n) for n in ("DIVERGED_MAXITS", "DIVERGED_LS_FAILURE", "DIVERGED_MAXFCN",
                                          "DIVERGED_TR_REDUCTION") if hasattr(R, n))
+
+
+class Safeguard:
+    """Line-search failures of PETSc TAO runs (lmvm and the other built-in types): ``retry`` after
+    a solve that ended with DIVERGED_LS_FAILURE restarts TAO at its solution (the last accepted
+    point: TAO's line searches restore it) with a fresh quasi-Newton memory and the remaining
+    iteration budget, when
+
+    - adaptive one-shot (``adapt``) can tighten its solves (ocnet.optim.adaptive: only a failure
+      with exact solves stops), or
+    - the run uses mini-batches and this TAO solve took at least one iteration: a batch's line
+      search can fail on a direction from another batch's gradient (types that keep their own
+      gradient copy, e.g. bncg); the restart evaluates the point on the current batch.  A failure
+      right after a restart stops the run (the batch's own line search failed).
+    """
+
+    def __init__(self, adapt, tao, trainer):
+        self.adapt, self.tao, self.trainer = adapt, tao, trainer
+        self.offset = 0  # iterations of the earlier TAO solves (history rows continue counting)
+        self.max_it = tao.getMaximumIterations()
+        self.batch_restarts = 0
+
+    def retry(self):
+        tao = self.tao
+        if tao.getConvergedReason() != PETSc.TAO.ConvergedReason.DIVERGED_LS_FAILURE:
+            return False
+        done = self.offset + tao.getIterationNumber()
+        if done >= self.max_it:
+            return False
+        rows = self.trainer.rows  # (the notes name the history's iteration)
+        at = int(rows[-1]["iteration"]) if rows else done
+        if self.adapt is not None and self.adapt.tighten():
+            self.adapt.note_restart(at)
+        elif self.trainer.obj.batch_size and tao.getIterationNumber() > 0:
+            self.batch_restarts += 1
+            note_batch_restart(at, self.batch_restarts, self.trainer.comm)
+        else:
+            return False
+        self.offset = done
+        self.trainer.skip_row = True
+        tao.setMaximumIterations(self.max_it - done)
+        return True
+
+
+def note_batch_restart(its, n, comm):
+    """One line on stderr (rate-limited: the first 3, the 10th, 100th, every 1000th)."""
+    if comm.Get_rank() == 0 and (n <= 3 or n in (10, 100) or n % 1000 == 0):
+        print(f"ocnet: note: line search failed at iteration {its} on its mini-batch; restarting there with a "
+              f"fresh quasi-Newton memory ({n} so far)", file=sys.stderr, flush=True)

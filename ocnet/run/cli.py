@@ -218,8 +218,12 @@ def run(comm):
 
     def show(row):
         if not values["quiet"]:
-            _say(comm, "it {iteration:4d}  J {objective:.6e}  |g| {gradient_norm:.3e}  train {train_accuracy:.3f}  "
-                       "val {val_accuracy:.3f}  t {wall_time:.2f}s".format(**row))
+            name = rundir.headline_metric([row])
+            metric = ("  train {train_accuracy:.3f}  val {val_accuracy:.3f}".format(**row) if name == "accuracy" else
+                      f"  train {name} {row.get('train_' + name, math.nan):.4g}  val {name} {row['val_' + name]:.4g}"
+                      if name else "")
+            _say(comm, "it {iteration:4d}  J {objective:.6e}  |g| {gradient_norm:.3e}".format(**row) + metric
+                 + "  t {wall_time:.2f}s".format(**row))
 
     x_opt = objective.design.convert(x, replicated)
     signals.test_hook("warmup")
@@ -279,10 +283,12 @@ def run(comm):
     last = rows[-1] if rows else {}
     ran = (f"TAO {trainer.tao.getType()} stopped after {last.get('iteration', 0)} iterations ({reason})"
            if last.get("iteration", 0) or int(code) else "evaluated the starting parameters (-tao_max_it 0)")
-    acc = last.get("val_accuracy", float("nan"))  # (nan: a problem without validation accuracy)
+    name = rundir.headline_metric(rows)  # accuracy, or a problem's other metric (e.g. rmse)
+    val = last.get(f"val_{name}", math.nan)
     _say(comm, f"ocnet: {problem.name} N={grid.N} ranks={grid.size}: {ran}; "
                f"objective {last.get('objective', float('nan')):.6e}"
-               + (f", val accuracy {acc:.4f}" if math.isfinite(acc) else ""))
+               + (f", val {name} {val:.4f}" if name == "accuracy" and math.isfinite(val) else
+                  f", val {name} {val:.6g}" if name and math.isfinite(val) else ""))
     summary = {"reason": reason, "reason_code": int(code), "iterations": int(last.get("iteration", 0)),
                "ranks": grid.size, "mode": values["mode"], "wall_time": last.get("wall_time"),
                "machine": rundir.machine()}
@@ -293,6 +299,13 @@ def run(comm):
                    + ", ".join(f"{k} {v:.6g}" for k, v in final.items()))
     if objective.adapt is not None:
         summary["adaptive_oneshot"] = objective.adapt.summary()
+    restarts = trainer.line_search_restarts()  # (collective)
+    if restarts is not None:
+        summary["line_search_restarts"] = restarts
+    first = rows[0].get("objective", math.nan) if rows else math.nan
+    if math.isfinite(first) and not last.get("objective", first) <= first:  # (nan: not finite either)
+        _say(comm, f"ocnet: warning: the objective rose from {first:.6g} (iteration {rows[0]['iteration']}) to "
+                   f"{last['objective']:.6g}: the run did not train ({reason} is TAO's stop reason)", sys.stderr)
     if objective.unconverged_count:
         summary["unconverged_solves"] = objective.unconverged_count
         _say(comm, f"ocnet: warning: {objective.unconverged_count} exact-mode MGRIT solves ended above their "
@@ -337,6 +350,11 @@ def write_predictions(run_dir, problem, predict, comm):
             continue
         out = np.asarray(out)
         rows = out.reshape(len(out), -1) if out.ndim else out.reshape(1, 1)
+        n = problem.data_size(data)
+        if n and len(rows) != n:  # (a problem with mini-batches knows its sample count)
+            _say(comm, f"ocnet: warning: -predictions: problem '{problem.name}': predict returned {len(rows)} rows "
+                 f"for the {n} samples of '{name}': nothing written for it", sys.stderr)
+            continue
         path = os.path.join(run_dir, f"predictions_{name}.csv")
         fmt = "%d" if np.issubdtype(rows.dtype, np.integer) else "%.17g"
         header = "sample," + ",".join(["prediction"] if rows.shape[1] == 1 else
@@ -576,6 +594,8 @@ def plugin_frame(e):
     for frame in reversed(traceback.extract_tb(e.__traceback__)):
         f = frame.filename
         if f.startswith("<") or "ocnet_kernels" in f:  # (generated modules: ocnet_kernels_<hash>.py)
+            continue
+        if f.endswith((".pyx", ".pxi", ".pxd")):  # compiled extensions' sources (petsc4py, mpi4py)
             continue
         if not os.path.realpath(f).startswith(skip):
             return frame

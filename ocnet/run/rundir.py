@@ -207,6 +207,19 @@ def plot_history(path, rows, comm):
         _plot_history(path, rows)
 
 
+def headline_metric(rows):
+    """The metric the progress line, the final line and training.png show: "accuracy" when the
+    problem reports it, else its first other metric with a validation column (e.g. "rmse" of a
+    regression problem: history columns train_rmse/val_rmse), else None."""
+    if any(np.isfinite(r.get(k, np.nan)) for r in rows for k in ("train_accuracy", "val_accuracy")):
+        return "accuracy"
+    for r in rows[:1]:
+        for k in r:
+            if k.startswith("val_") and k not in ("val_accuracy", "val_state_residual"):
+                return k[len("val_"):]
+    return None
+
+
 def _plot_history(path, rows):
     import matplotlib
     matplotlib.use("Agg")
@@ -220,9 +233,10 @@ def _plot_history(path, rows):
     ax[0].set_title("objective")
     ax[1].semilogy(it, [r["gradient_norm"] for r in rows])
     ax[1].set_title("gradient norm")
-    for key in ("train_accuracy", "val_accuracy"):
+    name = headline_metric(rows) or "accuracy"  # (a problem with no metric: an empty panel)
+    for key in (f"train_{name}", f"val_{name}"):
         ax[2].plot(it, [r.get(key, np.nan) for r in rows], label=key)
-    ax[2].set_title("accuracy")
+    ax[2].set_title(name)
     ax[2].legend()
     for key in residuals:
         ax[3].semilogy(it, [r.get(key, np.nan) for r in rows], label=key)

@@ -1,0 +1,88 @@
+"""A regression plugin (tests/regress.py: no accuracy, metrics rmse and r2, mini-batches), as a
+new-user tester wrote it: what ocnet shows for it, and mini-batches with the optimisers that keep
+their own gradient copies (bncg) or none (nm)."""
+import json
+import re
+
+import pytest
+
+from tests.conftest import read_history, run_ocnet
+
+REG = ["-problem", "tests.regress:NeuralODERegression", "-N", 16, "-quiet"]
+
+
+def test_headline_metric_of_a_regression_problem(tmp_path):
+    """No accuracy: the progress line, the final line and final_exact show the problem's metrics."""
+    p = run_ocnet(REG[:-1] + ["-tao_max_it", 3, "-batch_size", 100, "-run_dir", tmp_path / "r"])
+    lines = p.stdout.splitlines()
+    assert any(ln.startswith("it    3") and "train rmse" in ln and "val rmse" in ln for ln in lines), p.stdout
+    assert "nan" not in p.stdout, p.stdout
+    final = json.loads((tmp_path / "r" / "summary.json").read_text())["final_exact"]
+    assert {"objective", "train_rmse", "val_rmse", "train_r2", "val_r2"} <= set(final), final
+    assert f"val rmse {final['val_rmse']:.6g}" in p.stdout  # (the last row: the batch does not enter val)
+
+
+def test_bncg_with_mini_batches_restarts_its_line_search(tmp_path):
+    """bncg keeps its own (unprojected) gradient: its line search on a new batch can start from the
+    old batch's direction and fail (before: DIVERGED_LS_FAILURE at iteration 3 for this seed);
+    the run restarts at the last accepted point on the current batch and uses its iterations."""
+    p = run_ocnet(REG + ["-tao_max_it", 10, "-tao_type", "bncg", "-tao_bncg_type", "gd", "-batch_size", 100,
+                         "-seed", 1, "-run_dir", tmp_path / "b"])
+    restarts = re.findall(r"line search failed at iteration (\d+) on its mini-batch; restarting there", p.stderr)
+    assert restarts, p.stderr
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert summary["reason"] == "DIVERGED_MAXITS" and summary["line_search_restarts"] >= 1, summary
+    rows = read_history(tmp_path / "b")
+    assert [int(r["iteration"]) for r in rows] == list(range(len(rows))) and len(rows) >= 11  # (bncg: 11 or 12)
+    assert int(restarts[0]) < len(rows) - 1
+
+
+@pytest.mark.parametrize("nprocs", [None, 2])
+def test_nelder_mead_with_mini_batches(nprocs):
+    """-tao_type nm (no line search object to ask) with -batch_size: runs (asking it crashed)."""
+    p = run_ocnet(REG + ["-tao_max_it", 5, "-tao_type", "nm", "-batch_size", 100], nprocs=nprocs, timeout=150)
+    assert "TAO nm stopped after 5 iterations" in p.stdout, p.stdout + p.stderr
+
+
+def test_diverged_run_is_reported(tmp_path):
+    """A unit step that blows up ends on TAO's relative test (CONVERGED_GRTOL): one warning says
+    the objective rose."""
+    p = run_ocnet(REG + ["-tao_max_it", 30, "-tao_type", "bncg", "-tao_bncg_type", "gd", "-tao_ls_type", "unit"])
+    assert "ocnet: warning: the objective rose from 5.35836 (iteration 0) to" in p.stderr, p.stderr
+    ok = run_ocnet(REG + ["-tao_max_it", 5])
+    assert "rose" not in ok.stderr
+
+
+def test_predict_of_the_wrong_length_is_not_written(tmp_path):
+    d = tmp_path / "p"
+    p = run_ocnet(REG + ["-problem", "tests.regress:WrongPredictLength", "-tao_max_it", 1, "-predictions",
+                         "-run_dir", d])
+    assert "predict returned 5 rows for the 1000 samples of 'train': nothing written for it" in p.stderr, p.stderr
+    assert not (d / "predictions_train.csv").exists() and not (d / "predictions_val.csv").exists()
+    good = run_ocnet(REG + ["-tao_max_it", 1, "-predictions", "-run_dir", tmp_path / "g"])
+    assert "predict returned" not in good.stderr
+    assert len((tmp_path / "g" / "predictions_val.csv").read_text().splitlines()) == 201  # header + 200
+
+
+def test_array_metric_warns_once(tmp_path):
+    p = run_ocnet(REG + ["-problem", "tests.regress:ArrayMetric", "-tao_max_it", 3, "-run_dir", tmp_path / "a"])
+    assert p.stderr.count("problem metric 'residuals' is not a number") == 1, p.stderr
+    assert "val_rmse" in read_history(tmp_path / "a")[0]
+
+
+def test_subset_attribute_none_means_no_mini_batches():
+    p = run_ocnet(REG + ["-problem", "tests.regress:SubsetNone", "-batch_size", 10], check=False)
+    assert p.returncode == 2 and "-batch_size: problem 'odereg' has no mini-batches" in p.stderr, p.stderr
+    assert "internal error" not in p.stderr
+
+
+def test_bncg_rows_count_iterates(tmp_path):
+    """PETSc's bncg reports its first step as iteration 0 again: the history numbers it on (one
+    row per iterate, the iteration column strictly increasing), here and on 2 ranks alike."""
+    for p in (None, 2):
+        run_ocnet(["-N", 8, "-ntrain", 200, "-nval", 50, "-tao_max_it", 3, "-tao_type", "bncg", "-quiet",
+                   "-run_dir", tmp_path / f"r{p}"], nprocs=p)
+    rows = [read_history(tmp_path / f"r{p}") for p in (None, 2)]
+    assert [int(r["iteration"]) for r in rows[0]] == [0, 1, 2, 3, 4]
+    assert [r["objective"] for r in rows[1]] == [r["objective"] for r in rows[0]]
+    assert len({r["objective"] for r in rows[0]}) == 5  # five iterates
