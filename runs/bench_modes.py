@@ -135,8 +135,11 @@ def main():
     cal_path = os.path.join(ROOT, a.calibration)
     if not os.path.exists(cal_path):
         print(f"calibrating the performance model -> {a.calibration}", flush=True)
+        # env: this process's environment as it started; without env= the child inherits what the
+        # MPI library set in this process when ocnet.perfmodel.phases imported petsc4py (an Open
+        # MPI singleton's variables), and the calibration's own mpiexec then failed silently
         subprocess.run([sys.executable, "-m", "ocnet.perfmodel", "calibrate", "--out", cal_path, "-options_file",
-                        "runs/peaks.opts"] + INIT, cwd=ROOT, check=True)
+                        "runs/peaks.opts"] + INIT, cwd=ROOT, check=True, env=dict(os.environ))
     cal = pm.load(cal_path)
 
     print(f"Peaks (width 8, 5000 train / 200 val), TAO lmvm; one-shot options: {' '.join(extra.get('oneshot', []))}")
