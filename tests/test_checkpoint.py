@@ -36,9 +36,13 @@ def test_kill_and_resume_bitwise(tmp_path, nprocs, kill, extra, monkeypatch):
         assert {"state", "adjoint", "eval_val"} <= set(z.files)
         assert ("eval_train" in z.files) == ("-batch_size" in extra)  # (a batch's state is not the training set's)
     monkeypatch.delenv("OCNET_TEST_KILL")
-    out = run_ocnet(args + ["-resume", cut], nprocs=nprocs).stdout
+    out = run_ocnet(args + ["-resume", cut, "-log_phases"], nprocs=nprocs).stdout
     assert f"resuming {cut} at iteration {resumed_at}" in out
     assert [r["iteration"] for r in read_history(cut)] == [str(i) for i in range(15)]
+    # wall_time continues from the checkpoint's row (it restarted at 0); phases.json: this start's
+    walls = [float(r["wall_time"]) for r in read_history(cut)]
+    assert all(b >= a for a, b in zip(walls, walls[1:])), walls
+    assert json.loads((cut / "phases.json").read_text())["iterations"] == 14 - resumed_at
     assert (ref / "params.petsc").read_bytes() == (cut / "params.petsc").read_bytes()
     # the summary's totals count the whole run, as the uninterrupted one's (and the history's columns)
     totals = {d: json.loads((d / "summary.json").read_text())["adaptive_oneshot"] for d in (ref, cut)}
@@ -85,3 +89,20 @@ def test_resume_errors(tmp_path):
     assert (tmp_path / "r" / "history.csv").read_text() == rows
     p = run_ocnet(ARGS[:-2] + ["-checkpoint_every", 2], check=False)
     assert p.returncode == 2 and "-checkpoint_every needs -run_dir" in p.stderr
+
+
+@pytest.mark.parametrize("damage", ["garbage", "missing", "truncated"])
+def test_resume_with_one_rank_file_damaged_ends_every_rank(tmp_path, damage):
+    """2 ranks, rank 1's file damaged: one line, exit 2 (before: rank 1 waited in allgather while
+    rank 0 allocated the validation solve's Vecs, and both spun until killed)."""
+    run_ocnet(ARGS + ["-run_dir", tmp_path / "r", "-tao_max_it", 4], nprocs=2)
+    f = tmp_path / "r" / "checkpoint" / "rank1.npz"
+    if damage == "garbage":
+        f.write_bytes(b"junk\n")
+    elif damage == "missing":
+        f.unlink()
+    else:
+        f.write_bytes(f.read_bytes()[:200])
+    p = run_ocnet(ARGS + ["-resume", tmp_path / "r"], nprocs=2, check=False, timeout=60)
+    assert p.returncode == 2 and "corrupt checkpoint" in p.stderr and "rank1.npz" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr

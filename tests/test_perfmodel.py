@@ -190,7 +190,7 @@ def test_validation_script_table_for_any_problem(tmp_path):
 
 
 @pytest.mark.parametrize("args", [["--Ps", "0"], ["--Ns", "0"], ["--state_its", "0"], ["--Ps", "2,x"],
-                                  ["--evals", "0.5"]])
+                                  ["--evals", "0.5"], ["--fine_relax", "fcf"]])
 def test_predict_bad_numbers_are_one_line(args, capsys, tmp_path):
     cal = tmp_path / "cal.json"
     cal.write_text(json.dumps(dict(synthetic_calibration(), machine={"when": "test"})))
@@ -198,7 +198,8 @@ def test_predict_bad_numbers_are_one_line(args, capsys, tmp_path):
     capsys.readouterr()
     assert pm.main(["predict", "--calibration", str(cal)] + args) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("ocnet: error: --Ns") and "--Ps" in err[0], err
+    assert len(err) == 1 and err[0].startswith("ocnet: error: --"), err
+    assert ("--Ps" in err[0]) if args[0] != "--fine_relax" else ("expected one of F, FCF, FCFCF" in err[0]), err
 
 
 def test_predict_evals_per_iteration(capsys, tmp_path):

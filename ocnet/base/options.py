@@ -59,7 +59,8 @@ class Option:
             kind = {int: "an integer", float: "a real number"}.get(self.type, self.type.__name__)
             raise OcnetError(f"option {flag}: expected {kind}, got '{text}'") from None
         if self.choices and value not in self.choices:
-            raise OcnetError(f"option {flag}: '{text}' is not one of {', '.join(map(str, self.choices))}")
+            raise OcnetError(f"option {flag}: '{text}' is not one of "
+                             f"{', '.join(repr(c) if c == '' else str(c) for c in self.choices)}")
         if self.type in (int, float):
             self.check_range(value, text)
         return value

@@ -104,28 +104,38 @@ def saved_meta(run_dir, comm):
 
 def load(run_dir, comm, objective):
     """Restore the warm starts on every rank; return (this rank's optimiser state, history rows,
-    iteration).  Raises OcnetError (every rank) for a missing, corrupt or other-rank-count one."""
+    iteration).  Raises OcnetError (every rank) for a missing, corrupt or other-rank-count one.
+    Every rank first reads its whole file, then all agree before anything collective happens (a
+    rank whose file was damaged used to wait in allgather while the others allocated Vecs: a hang)."""
     path = find(run_dir) if os.path.isdir(run_dir) else None
     collective_check(comm, path is not None, f"-resume: no complete checkpoint in '{run_dir}'")
+    name = f"rank{comm.Get_rank()}.npz"
+    err, meta, arrays = None, None, {}
     try:
         with open(os.path.join(path, "history.json")) as f:
             meta = json.load(f)
         if meta["ranks"] != comm.Get_size():
-            raise OcnetError(f"-resume: '{run_dir}' was written by {meta['ranks']} ranks, this run has "
-                             f"{comm.Get_size()} (restart on the same rank count)")
-        with np.load(os.path.join(path, f"rank{comm.Get_rank()}.npz")) as z:
-            saved = [k[len("eval_"):] for k in z.files if k.startswith("eval_")]
-            for key, arr in warm_arrays(objective, create=saved).items():
-                if z[key].shape != arr.shape:
-                    raise ValueError(f"warm start '{key}' has shape {z[key].shape}, expected {arr.shape}")
-                arr[...] = z[key]
-            opt = {k[len(OPT):]: z[k] for k in z.files if k.startswith(OPT)}
-        its, rows = int(meta["iteration"]), list(meta["rows"])
-        if rows and int(rows[-1]["iteration"]) != its:
-            raise ValueError(f"its history ends at iteration {rows[-1]['iteration']}, not {its}")
-    except OcnetError:
-        raise
-    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
-        collective_check(comm, False, f"-resume: corrupt checkpoint in '{path}': {e}")
-    collective_check(comm, True, "")
-    return opt, rows, its
+            err = (f"-resume: '{run_dir}' was written by {meta['ranks']} ranks, this run has "
+                   f"{comm.Get_size()} (restart on the same rank count)")
+        else:
+            with np.load(os.path.join(path, name)) as z:
+                arrays = {k: z[k] for k in z.files}
+            its, rows = int(meta["iteration"]), list(meta["rows"])
+            if rows and int(rows[-1]["iteration"]) != its:
+                raise ValueError(f"its history ends at iteration {rows[-1]['iteration']}, not {its}")
+    except (OSError, ValueError, KeyError, TypeError, EOFError, AttributeError, zipfile.BadZipFile) as e:
+        err = f"-resume: corrupt checkpoint in '{path}': {name}: {e}"
+    collective_check(comm, err is None, err)
+    saved = sorted(k[len("eval_"):] for k in arrays if k.startswith("eval_"))
+    collective_check(comm, len({tuple(s) for s in comm.allgather(saved)}) == 1,
+                     f"-resume: corrupt checkpoint in '{path}': its rank files hold different warm starts")
+    err = None
+    for key, arr in warm_arrays(objective, create=saved).items():  # (collective: allocates)
+        if key not in arrays or arrays[key].shape != arr.shape:
+            err = err or (f"-resume: corrupt checkpoint in '{path}': {name}: warm start '{key}' has shape "
+                          f"{arrays[key].shape if key in arrays else 'none'}, expected {arr.shape}")
+        else:
+            arr[...] = arrays[key]
+    collective_check(comm, err is None, err)
+    opt = {k[len(OPT):]: v for k, v in arrays.items() if k.startswith(OPT)}
+    return opt, list(meta["rows"]), int(meta["iteration"])

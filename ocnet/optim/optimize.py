@@ -55,6 +55,7 @@ class Trainer:
         self.checkpoint_seconds = checkpoint_seconds
         self._resumed = None
         self.resume_its = 0
+        self.wall_offset = 0.0  # wall_time continues from the checkpoint's last row after -resume
         self.rows = []
         self._in_callback = False
         self.last_good = None  # the design of the last recorded iteration (kept when a run fails)
@@ -94,6 +95,7 @@ class Trainer:
             from . import checkpoint
             self._resumed, self.rows, its = checkpoint.load(run_dir, comm, objective)
             self.resume_its = self.skip_its = self.saved_its = its
+            self.wall_offset = float(self.rows[-1].get("wall_time", 0.0)) if self.rows else 0.0
             objective.next_batch(its + 1)  # as after recording iteration its
             self.batch_offset = float(self._resumed.get("batch_offset", 0.0))
             if self.oneshot is None:
@@ -250,7 +252,7 @@ class Trainer:
             val = self.obj.metrics(x, "val")
         train = train_metrics.get("accuracy", math.nan)
         now = time.perf_counter()
-        wall, due = self.comm.bcast((now - self.t0, self._save_due(int(its), now)), root=0)
+        wall, due = self.comm.bcast((now - self.t0 + self.wall_offset, self._save_due(int(its), now)), root=0)
         row = {"iteration": int(its), **self._evaluation_columns(f, gnorm),
                "train_accuracy": train, "val_accuracy": val.get("accuracy", math.nan),
                "wall_time": wall, "step_length": float(step),
@@ -387,6 +389,10 @@ class Trainer:
     def solve(self, x):
         self.t0 = time.perf_counter()
         if self._nothing_left():  # resumed at its iteration limit: TAO would not take 0 iterations
+            if self.comm.Get_rank() == 0:
+                print(f"ocnet: note: -resume: the run is at iteration {self.resume_its}, -tao_max_it "
+                      f"{self.resume_its + self._left}: no iterations left (give a larger -tao_max_it to continue)",
+                      file=sys.stderr, flush=True)
             x.setArray(self._resumed["x"])  # every rank saved its copy or part of the design
             return PETSc.TAO.ConvergedReason.DIVERGED_MAXITS
         if not self.root_only:

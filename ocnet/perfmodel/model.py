@@ -484,8 +484,8 @@ def main(argv=None):
     p.add_argument("--adjoint_its", type=int, default=1, help="adjoint MGRIT iterations per evaluation (default 1)")
     p.add_argument("--evals", type=float, default=1.0, help="objective/gradient evaluations per iteration "
                    "(line-search trials included; a run's phases.json or runs/bench_modes.py's evals/it; default 1)")
-    p.add_argument("--fine_relax", default="", help="relaxation on the finest level, as -mgrit_fine_relax "
-                   "(default: the other levels')")
+    p.add_argument("--fine_relax", default="", help="relaxation on the finest level, as -mgrit_fine_relax: "
+                   f"{', '.join(RELAX_C)} (default: the other levels')")
     a = ap.parse_args(argv)
     try:
         Ns = [int(n) for n in a.Ns.split(",")]
@@ -497,6 +497,9 @@ def main(argv=None):
         print(f"ocnet: error: --Ns, --Ps, --state_its, --adjoint_its and --evals must be at least 1 (got --Ns "
               f"{a.Ns} --Ps {a.Ps} --state_its {a.state_its} --adjoint_its {a.adjoint_its} --evals {a.evals})",
               file=sys.stderr)
+        return 2
+    if a.fine_relax and a.fine_relax not in RELAX_C:
+        print(f"ocnet: error: --fine_relax '{a.fine_relax}': expected one of {', '.join(RELAX_C)}", file=sys.stderr)
         return 2
     try:
         cal = load(a.calibration)

@@ -275,7 +275,9 @@ def run(comm):
     signals.set_phase("final")  # a signal now waits for the final outputs (they end the run anyway)
     t_solve, cpu_solve = time.perf_counter() - t_solve, time.process_time() - cpu_solve
     if values["log_phases"]:
-        phases.write(run_dir, comm, len(trainer.rows) - 1, comm.bcast(trainer.evaluations, root=0), t_solve,
+        # (this start's iterations: after -resume the evaluations and times are this start's too)
+        done = int(trainer.rows[-1]["iteration"]) - trainer.resume_its if trainer.rows else 0
+        phases.write(run_dir, comm, done, comm.bcast(trainer.evaluations, root=0), t_solve,
                      objective.mgrit_counts, cpu_solve)
     reason = reason_name(code)
     x = objective.design.convert(x_opt, False)
