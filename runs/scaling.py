@@ -125,7 +125,13 @@ def main():
     a = ap.parse_args()
     from ocnet.perfmodel import phases
     out = os.path.abspath(a.out)
-    ranks = [int(p) for p in a.ranks.split(",")]
+    try:
+        ranks = [int(p) for p in a.ranks.split(",")]
+    except ValueError:
+        fail(f"--ranks: expected comma-separated integers, got '{a.ranks}'")
+    if min(ranks) < 1 or a.N < 1 or a.its < 1 or a.repeat < 1:
+        fail(f"--ranks, --N, --its and --repeat must be at least 1 (got --ranks {a.ranks} --N {a.N} --its {a.its} "
+             f"--repeat {a.repeat})")
     modes = [m for m in a.modes.split(",") if m]
     bad = [m for m in modes if m not in MODE_ARGS]
     if bad:

@@ -64,3 +64,13 @@ def test_dry_run_unimportable_problem(tmp_path):
     assert p.returncode == 0, p.stderr
     assert f"export PYTHONPATH={tmp_path / 'plug'}" in p.stdout
     assert not (tmp_path / "runs").exists() and not os.path.exists(tmp_path / "res")
+
+
+def test_dry_run_bad_numbers(tmp_path):
+    """--ranks 1,x was a ValueError traceback; --ranks 0,2 and --N 0 passed --dry-run."""
+    for args, text in ((["--ranks", "1,x"], "--ranks: expected comma-separated integers, got '1,x'"),
+                       (["--ranks", "0,2"], "must be at least 1 (got --ranks 0,2"),
+                       (["--N", "0"], "must be at least 1 (got --ranks 1,2 --N 0")):
+        p = scaling(args + ["--dry-run"], tmp_path)
+        assert p.returncode == 2 and p.stdout == "" and p.stderr.startswith("scaling.py: error: "), p.stderr
+        assert text in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
