@@ -18,6 +18,12 @@ from ..mgrit.serial import LayerSerial
 TAG_HALO_L, TAG_HALO_R, TAG_LOSS = 21, 22, 23
 
 
+def metric_columns(where, metrics, skip=("state_residual",)):
+    """The numeric entries of a ``metrics`` result as columns ``<where>_<name>`` (history rows,
+    final_exact); ``skip``: names left out (the validation solve's residual is not the problem's)."""
+    return {f"{where}_{k}": float(v) for k, v in metrics.items() if k not in skip and np.isscalar(v)}
+
+
 class ReducedObjective:
     def __init__(self, grid, problem, comm, solver=None, state_mgrit=None, adjoint_mgrit=None,
                  batch_size=0, seed=0, unconverged="warn"):
@@ -332,8 +338,7 @@ class ReducedObjective:
             J = self.evaluate(x)
             out = {"objective": J}
             for name in ("train", "val"):  # (accuracy and the problem's other numeric metrics)
-                out.update({f"{name}_{k}": float(v) for k, v in self.metrics(x, name, layer_parallel=False).items()
-                            if k != "state_residual" and np.isscalar(v)})
+                out.update(metric_columns(name, self.metrics(x, name, layer_parallel=False)))
         finally:
             self.mgrit, self.data, self.state = saved
             self.adapt = adapt

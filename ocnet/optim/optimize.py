@@ -10,6 +10,7 @@ from petsc4py import PETSc
 
 from ..base.errors import OcnetError, PeerStop
 from ..mgrit.solver import phase
+from .objective import metric_columns
 
 
 def check_tao_type(db):
@@ -110,12 +111,16 @@ class Trainer:
         # one-shot TAO does both itself
         if (objective.adapt is not None or objective.batch_size) and self.oneshot is None:
             self.safeguard = Safeguard(objective.adapt, self.tao, self)
-        if resume:  # (the summary's restart count covers the whole run)
-            opt = self.oneshot if self.oneshot is not None else self.safeguard
-            if opt is not None:
-                opt.batch_restarts = int(self._resumed.get("batch_restarts", 0))
+        if resume and self._restarter is not None:  # (the summary's restart count covers the whole run)
+            self._restarter.batch_restarts = int(self._resumed.get("batch_restarts", 0))
         if self.history is not None:
             self.history.start(self.rows)
+
+    @property
+    def _restarter(self):
+        """What restarts line searches and counts mini-batch restarts: the one-shot TAO itself, else
+        the Safeguard (None: neither adaptive one-shot nor mini-batches)."""
+        return self.oneshot if self.oneshot is not None else self.safeguard
 
     @property
     def root_only(self):
@@ -178,12 +183,12 @@ class Trainer:
 
     def _opt_state(self, x):
         """This rank's optimiser state at the iteration just recorded (arrays and numbers)."""
+        batches = {"batch_offset": self.batch_offset,
+                   "batch_restarts": self._restarter.batch_restarts if self._restarter is not None else 0}
         if self.oneshot is not None and self.oneshot.current is not None:
-            return dict(self.oneshot.state(*self.oneshot.current), batch_offset=self.batch_offset,
-                        batch_restarts=self.oneshot.batch_restarts)
+            return dict(self.oneshot.state(*self.oneshot.current), **batches)
         extra = {} if self.obj.adapt is None else {"adapt": self.obj.adapt.saved()}
-        return {**extra, "x": x.getArray(readonly=True).copy(), "batch_offset": self.batch_offset,
-                "batch_restarts": self.safeguard.batch_restarts if self.safeguard is not None else 0}
+        return {**extra, "x": x.getArray(readonly=True).copy(), **batches}
 
     def _save(self, its, x):
         """Collective: checkpoint and parameters of iteration ``its`` (design ``x``)."""
@@ -258,8 +263,8 @@ class Trainer:
                "wall_time": wall, "step_length": float(step),
                "val_state_residual": val.get("state_residual", math.nan)}
         # the problem's other metrics (e.g. a tracking error), as train_<name> and val_<name>
-        row.update({f"{where}_{k}": float(v) for where, m in (("train", train_metrics), ("val", val))
-                    for k, v in m.items() if k not in ("accuracy", "state_residual") and np.isscalar(v)})
+        for where, m in (("train", train_metrics), ("val", val)):  # (accuracy has its columns above)
+            row.update(metric_columns(where, m, skip=("accuracy", "state_residual")))
         self._warn_non_scalar(train_metrics, val)
         refresh = self.obj.batch_size and self.optimising and self._compares_values()
         if self.obj.batch_size:  # (the re-evaluation on the next batch is this iteration's work)
@@ -297,7 +302,7 @@ class Trainer:
         """Mini-batch line-search restarts so far (rank 0's optimiser; None without batches)."""
         if not self.obj.batch_size:
             return None
-        opt = self.oneshot if self.oneshot is not None else self.safeguard
+        opt = self._restarter
         return self.comm.bcast(opt.batch_restarts if opt is not None else 0, root=0)
 
     def _compares_values(self):
