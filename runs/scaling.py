@@ -94,7 +94,9 @@ def check_inputs(options, extra, env):
     r = subprocess.run([sys.executable, "-c", CHECK, spec], cwd=ROOT, env=env, capture_output=True, text=True)
     if r.returncode != 0:
         why = (r.stdout.strip() or r.stderr.strip() or "failed").splitlines()[-1]
-        fail(f"{why} (PYTHONPATH {env.get('PYTHONPATH', '')!r}; give the plugin's folder with --pythonpath)")
+        if why.startswith("cannot load problem") or why.startswith("unknown problem"):  # not found: where to look
+            why += f" (PYTHONPATH {env.get('PYTHONPATH', '')!r}; give the plugin's folder with --pythonpath)"
+        fail(why)
 
 
 def launcher(kind, p):
@@ -193,7 +195,7 @@ def main():
             row.update({"state_mgrit_its": r["mgrit_its"].get("state", float("nan")),
                         "adjoint_mgrit_its": r["mgrit_its"].get("adjoint", float("nan")),
                         "serial_1rank_time_per_it": serial[N]["t_min"], "speedup": sp, "efficiency": sp / p,
-                        "val_accuracy": r["val"]})
+                        f"val_{r['metric'] or 'accuracy'}": r["val"]})
             rows.append(row)
             print(f"  {mode:8s} ranks {p:4d}  N {N:6d}  {1e3 * r['t_min']:9.1f} ms/it (median {1e3 * r['t_median']:.1f})"
                   f"  speed-up {sp:6.2f}  efficiency {sp / p:5.2f}", flush=True)

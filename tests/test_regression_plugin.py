@@ -86,3 +86,15 @@ def test_bncg_rows_count_iterates(tmp_path):
     assert [int(r["iteration"]) for r in rows[0]] == [0, 1, 2, 3, 4]
     assert [r["objective"] for r in rows[1]] == [r["objective"] for r in rows[0]]
     assert len({r["objective"] for r in rows[0]}) == 5  # five iterates
+
+
+def test_phases_summary_reports_the_headline_metric(tmp_path):
+    """runs/scaling.py's validation column comes from phases.summarize: for a problem without
+    accuracy it is the problem's first other metric (it was val_accuracy = nan)."""
+    from ocnet.perfmodel import phases
+    run_ocnet(REG + ["-tao_max_it", 2, "-log_phases", "-run_dir", tmp_path / "p"])
+    s = phases.summarize(str(tmp_path / "p"))
+    assert s["metric"] == "rmse" and s["val"] == float(read_history(tmp_path / "p")[-1]["val_rmse"]), s
+    run_ocnet(["-N", 8, "-tao_max_it", 1, "-quiet", "-log_phases", "-run_dir", tmp_path / "c"])
+    s = phases.summarize(str(tmp_path / "c"))
+    assert s["metric"] == "accuracy" and 0 <= s["val"] <= 1, s

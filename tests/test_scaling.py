@@ -58,6 +58,10 @@ def test_dry_run_unimportable_problem(tmp_path):
     p = scaling(["--options", "tiny.opts", "--dry-run", "--extra", "-problem nosuch"], tmp_path)
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 2 and len(lines) == 1 and "unknown problem 'nosuch'" in lines[0], p.stderr
+    # found but not a ControlProblem: no hint about --pythonpath (the folder is not what is wrong)
+    p = scaling(["--options", "tiny.opts", "--dry-run", "--extra", "-problem json:JSONDecoder"], tmp_path)
+    assert p.returncode == 2 and p.stderr.strip() == ("scaling.py: error: problem 'json:JSONDecoder' is not an "
+                                                      "ocnet.plugin.problem.ControlProblem subclass"), p.stderr
     # with the folder it passes, and prints the commands only
     p = scaling(["--options", "tiny.opts", "--pythonpath", "plug", "--dry-run", "--ranks", "1", "--repeat", "1",
                  "--launcher", "mpiexec"], tmp_path)

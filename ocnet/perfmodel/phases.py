@@ -79,9 +79,13 @@ COLUMNS = [
 def summarize(run_dir):
     """A finished ``-log_phases`` run: time per iteration (s; history wall time from iteration 0
     to the last, over the iterations), phases per iteration (s; shares of that time by event
-    time), 'optimiser' (what the evaluations and validation leave), final validation accuracy,
-    objective evaluations per iteration (line-search trials included), MGRIT iterations per solve."""
+    time), 'optimiser' (what the evaluations and validation leave), the final validation value of
+    the headline metric ('metric': accuracy, else the problem's first other metric, e.g. rmse;
+    ``ocnet.run.rundir.headline_metric``), objective evaluations per iteration (line-search trials
+    included), MGRIT iterations per solve."""
     import csv
+
+    from ..run.rundir import headline_metric
 
     with open(os.path.join(run_dir, "history.csv")) as f:
         h = list(csv.DictReader(f))
@@ -104,5 +108,12 @@ def summarize(run_dir):
             its, solves = its - float(first), solves - 1
         per_solve[k] = its / solves if solves else float("nan")
     cpu_it = ph.get("cpu_time", float("nan")) / total * t_it  # CPU time per iteration
-    return {"t_it": t_it, "cpu_it": cpu_it, "phases": phases, "val": float(h[-1]["val_accuracy"]), "iterations": n,
+    def number(v):
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            return float("nan")
+    metric = headline_metric([{k: number(v) for k, v in r.items()} for r in h])
+    val = number(h[-1].get(f"val_{metric}")) if metric else float("nan")
+    return {"t_it": t_it, "cpu_it": cpu_it, "phases": phases, "metric": metric, "val": val, "iterations": n,
             "evals_per_it": (ph["evaluations"] - 1) / max(n, 1), "mgrit_its": per_solve, "dir": run_dir}
