@@ -1,9 +1,12 @@
 """The command line: bad input gives one line and exit 2 on every rank; help; unused options; load."""
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from tests.conftest import read_history, run_ocnet
+from tests.conftest import ROOT, read_history, run_ocnet
 
 SMALL = ["-N", 4, "-width", 4, "-ntrain", 100, "-nval", 20, "-tao_max_it", 3, "-quiet"]
 
@@ -61,6 +64,24 @@ def test_unused_option_reported():
     p = run_ocnet(SMALL + ["-widht", 5, "-zzz", 1])
     assert "option -widht was given but never used (did you mean -width?)" in p.stderr
     assert "option -zzz was given but never used\n" in p.stderr  # nothing close: no hint
+
+
+def test_misspelt_option_reported_at_the_first_iteration():
+    """A near-miss of an option that was read (-tao_max_itt, a PETSc one: no ocnet declaration)
+    is reported at iteration 0, not only when the run ends (hours later on a cluster); options
+    read late (-tao_view) or not close to any (-zzz) wait for the end."""
+    cmd = [sys.executable, "-m", "ocnet", "-N", "8", "-tao_max_it", "3", "-tao_max_itt", "5", "-tao_view", ":/dev/null",
+           "-zzz", "1"]
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300, cwd=ROOT,
+                       env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1"))
+    lines = p.stdout.splitlines()
+    early = ("ocnet: warning: option -tao_max_itt was given but is not used (did you mean -tao_max_it?); "
+             "the run goes on without it")
+    assert p.returncode == 0 and lines.count(early) == 1, p.stdout
+    first = next(i for i, ln in enumerate(lines) if ln.startswith("it    1"))
+    assert lines.index(early) < first, p.stdout
+    assert "ocnet: warning: option -tao_max_itt was given but never used (did you mean -tao_max_it?)" in lines[first:]
+    assert not any("tao_view" in ln or "zzz" in ln for ln in lines[:first]), p.stdout
 
 
 def test_options_file_and_run_folder_and_load(tmp_path):

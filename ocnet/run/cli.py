@@ -225,12 +225,20 @@ def run(comm):
             _say(comm, "it {iteration:4d}  J {objective:.6e}  |g| {gradient_norm:.3e}".format(**row) + metric
                  + "  t {wall_time:.2f}s".format(**row))
 
+    early = []
+
+    def on_row(row):
+        show(row)
+        if not early:  # this start's first row (after -resume too)
+            early.append(row)
+            report_misspelt(comm)
+
     x_opt = objective.design.convert(x, replicated)
     signals.test_hook("warmup")
     objective.evaluate(x_opt, x_opt.duplicate())  # JIT warm-up, so wall_time measures the solve
     if objective.adapt is not None:
         objective.adapt.reset_totals()
-    trainer = Trainer(objective, comm, replicated, on_row=show, run_dir=run_dir,
+    trainer = Trainer(objective, comm, replicated, on_row=on_row, run_dir=run_dir,
                       checkpoint_every=values["checkpoint_every"], resume=resume,
                       checkpoint_seconds=values["checkpoint_seconds"],
                       stop=(values["stop_state_residual"], values["stop_adjoint_residual"]), meta=meta,
@@ -374,21 +382,44 @@ def signal_name(signum):
         return str(signum)
 
 
-def report_unused(comm):
-    """List options given but never read (a typo is never silently ignored)."""
+def _unused_options():
+    """{unread option: the closest name that was declared or read, or None} (the same on every rank)."""
     import difflib
 
     from petsc4py import PETSc
 
     db = PETSc.Options()
-    if db.hasName("help"):  # -help reads nothing: the options given with it are not typos
-        return []
-    unused = [k for k in db.getAll() if not db.used(k)] if hasattr(db, "used") else []
-    for k in unused:
-        close = difflib.get_close_matches(k, DECLARED, n=1, cutoff=0.75)
+    if db.hasName("help") or not hasattr(db, "used"):  # -help reads nothing: the options given with it are not typos
+        return {}
+    given = db.getAll()
+    known = sorted(set(DECLARED) | {k for k in given if db.used(k)})
+    return {k: next(iter(difflib.get_close_matches(k, known, n=1, cutoff=0.75)), None)
+            for k in given if not db.used(k)}
+
+
+def report_unused(comm):
+    """List options given but never read (a typo is never silently ignored), with the closest
+    option name that was declared or read."""
+    unused = _unused_options()
+    for k, close in unused.items():
         _say(comm, f"ocnet: warning: option -{k} was given but never used"
-             + (f" (did you mean -{close[0]}?)" if close else ""), sys.stderr)
-    return unused
+             + (f" (did you mean -{close}?)" if close else ""), sys.stderr)
+    return list(unused)
+
+
+#: options PETSc reads only when a solve or the program ends (never reported early)
+_READ_LATE = ("_view", "_converged_reason", "log_", "options_", "memory_", "malloc", "objects_", "info")
+
+
+def report_misspelt(comm):
+    """At the first iteration (every object has read its options by then): the options not read
+    that look like a misspelling of one that was (e.g. -tao_max_itt for -tao_max_it), so that a
+    long run does not go on for hours without it unnoticed (the end of the run lists it again)."""
+    for k, close in _unused_options().items():
+        if close and not any(t in k for t in _READ_LATE):
+            _say(comm, f"ocnet: warning: option -{k} was given but is not used (did you mean -{close}?); "
+                       "the run goes on without it", sys.stderr)
+
 
 
 #: the options this run declared (framework, MGRIT and the problem's): report_unused's spelling hints
