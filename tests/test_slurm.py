@@ -177,3 +177,22 @@ def test_train_template_relative_paths_plugin_folder_and_checks(tmp_path):
     p = dry_train(PLUGIN_PATH="")
     errs = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert p.returncode == 2 and len(errs) == 1 and "tinyplug" in errs[0], p.stderr
+
+
+def test_train_dry_run_with_a_plugin_folder(tmp_path):
+    """PLUGIN_PATH: the dry run prints the PYTHONPATH the ranks get; a folder that does not exist
+    is one line, exit 2 (it was put on PYTHONPATH as given)."""
+    (tmp_path / "plug").mkdir()
+    (tmp_path / "plug" / "tinyplug.py").write_text(PLUGIN)
+    (tmp_path / "tiny.opts").write_text("-problem tinyplug:Tiny\n")
+    e = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k != "PYTHONPATH"}
+    e.update(PYTHON=sys.executable, OCNET_ROOT=os.path.dirname(os.path.dirname(SLURM)), OPTIONS="tiny.opts")
+    script = os.path.join(SLURM, "train.sbatch")
+    p = subprocess.run(["bash", script, "--dry-run"], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                       env=dict(e, PLUGIN_PATH="plug"))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[0] == f"export PYTHONPATH={tmp_path / 'plug'}", p.stdout
+    p = subprocess.run(["bash", script, "--dry-run"], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                       env=dict(e, PLUGIN_PATH="plgu"))
+    assert p.returncode == 2 and p.stdout == "", p.stdout
+    assert p.stderr.strip() == f"{script}: PLUGIN_PATH: no folder 'plgu'", p.stderr
