@@ -55,6 +55,16 @@ def test_help_lists_options_with_defaults():
         assert text in p.stdout
 
 
+def test_help_lists_ocnets_options_and_petsc_help_on_request():
+    """-help alone: ocnet's options, not PETSc's 40-line start-up help before them nor its
+    -log_view help after them; -help petsc: both."""
+    p = run_ocnet(["-help"])
+    assert p.stdout.startswith("ocnet: layer-parallel") and "PETSc Release Version" not in p.stdout, p.stdout[:500]
+    assert "Viewer (-log_view)" not in p.stdout and p.stdout.rstrip().endswith("ocnet -help petsc)"), p.stdout[-500:]
+    p = run_ocnet(["-help", "petsc"])
+    assert "PETSc Release Version" in p.stdout and "ocnet: layer-parallel" in p.stdout and "petsc" not in p.stderr
+
+
 def test_help_does_not_report_the_options_given_with_it():
     p = run_ocnet(["-N", 8, "-width", 4, "-help"])
     assert "-N <32>" in p.stdout and "never used" not in p.stderr, p.stderr

@@ -143,7 +143,7 @@ def run(comm):
         _say(comm, "ocnet: layer-parallel optimal-control training with PETSc\n" + opts.help_text()
              + "\n  (and any -tao_* option of PETSc TAO; defaults: "
              + " ".join(f"-{k} {db.getString(k) if k in problem_given else v}" for k, v in TAO_DEFAULTS.items())
-             + ")")
+             + ")\n  (PETSc's own start-up options: ocnet -help petsc)")
         return 0
     values = opts.read(db)
     grid = LayerGrid.from_comm(values["N"], values["T"], comm)
@@ -447,6 +447,18 @@ def _options_unread(argv):
     return any(t.startswith("-") and len(t) > 1 and not number(t) and not db.hasName(t[1:]) for t in argv[1:])
 
 
+def petsc_argv(argv):
+    """The command line PETSc is initialised with: ``-help`` alone lists ocnet's options only (PETSc's
+    own help, printed as PETSc starts, is ``-help petsc``); ``-help intro`` and the like are PETSc's."""
+    if "-help" not in argv[1:]:
+        return argv
+    i = argv.index("-help", 1)
+    nxt = argv[i + 1] if i + 1 < len(argv) else "-"
+    if nxt == "petsc":
+        return argv[:i + 1] + argv[i + 2:]
+    return argv[:i] + argv[i + 1:] if nxt.startswith("-") else argv
+
+
 def main(argv=None):
     """Run ocnet as the ``ocnet`` command does, with ``argv`` (default ``sys.argv``; ``argv[0]``
     the program name) and return the exit status (errors: one line on stderr).  Once per
@@ -473,8 +485,12 @@ def main(argv=None):
         return 2
     import petsc4py
 
-    petsc4py.init(argv)
+    petsc4py.init(petsc_argv(argv))
     from petsc4py import PETSc
+
+    own_help = petsc_argv(argv) != argv  # -help: ocnet's options only (not PETSc's start-up and end help)
+    if own_help:
+        PETSc.Options().setValue("help", "")
 
     from ..base import signals
     from ..base.errors import ErrorChannel
@@ -493,8 +509,12 @@ def main(argv=None):
     try:
         status = run(comm)
     except BaseException as e:  # noqa: B902 - every failure ends every rank (KeyboardInterrupt too)
+        if own_help:
+            PETSc.Options().delValue("help")
         return channel.finish(*describe(e, comm))
     report_unused(comm)
+    if own_help:  # (PETSc's finalisation would print its -log_view help)
+        PETSc.Options().delValue("help")
     if signals.agreed(comm) or status == signals.INTERRUPTED_STATUS:  # collective: every rank decides alike
         # every rank has written its part of the run folder; end now, without MPI_Finalize:
         # mpiexec, when it was signalled itself, is busy killing the job and would hold the
