@@ -3,13 +3,14 @@ runs/oneshot_table.py, several modes, seeds 0..S-1, 1 rank (the histories are ra
 
     .venv/bin/python runs/seed_study.py --case paper_peaks [--seeds 16]
         [--modes serial,oneshot,oneshot_fixed,exact_1e-6] [--options "-oneshot_kappa 0.05"]
-        [--out runs/out/seed_study] [--paper_data DIR]
+        [--common "-nval 20000"] [--out runs/out/seed_study] [--paper_data DIR]
 
 Modes are those of oneshot_table.py plus ``exact_1e-6``: exact mode with the adjoint solved to a
 relative residual of 1e-6 instead of 1e-9 -- a gradient that differs from serial's by ~1e-6, the
 reference for how much of a difference comes from the optimisation path alone.  ``--options``
 are added to every mode but serial (a setting to study over seeds: give it its own --out, and
-link or copy the serial runs there to skip them).  Runs whose
+link or copy the serial runs there to skip them); ``--common`` to every mode, serial included (e.g.
+``-nval 20000``: a validation set that resolves 0.01 points, with the same training data).  Runs whose
 folder holds a summary.json are not repeated.  Prints, and writes to OUT/CASE/seeds.md, per mode:
 mean validation accuracy (one-shot: the exact evaluation at the final parameters), the mean and
 standard error of its difference to serial at the same seed, the seeds within 1 point of serial
@@ -46,6 +47,7 @@ def main():
     ap.add_argument("--seeds", type=int, default=16)
     ap.add_argument("--modes", default="serial,oneshot,oneshot_fixed,exact_1e-6")
     ap.add_argument("--options", default="", help="added to every mode but serial")
+    ap.add_argument("--common", default="", help="added to every mode, serial included")
     ap.add_argument("--out", default="runs/out/seed_study")
     ap.add_argument("--paper_data", default=os.path.join(ROOT, "..", "shared", "data", "peaks_lpl"))
     a = ap.parse_args()
@@ -59,7 +61,8 @@ def main():
         wanted.insert(0, "serial")
     args, _, extra = allc[a.case]
     given = a.options.split()
-    mode_opts = {m: [str(v) for v in extra.get(m, modes[m])] + (given if m != "serial" else []) for m in wanted}
+    mode_opts = {m: [str(v) for v in extra.get(m, modes[m])] + (given if m != "serial" else []) + a.common.split()
+                 for m in wanted}
     out = os.path.join(ROOT, a.out, a.case)
     res = {m: {} for m in wanted}
     for s in range(a.seeds):

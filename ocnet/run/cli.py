@@ -421,7 +421,6 @@ def report_misspelt(comm):
                        "the run goes on without it", sys.stderr)
 
 
-
 #: the options this run declared (framework, MGRIT and the problem's): report_unused's spelling hints
 DECLARED = []
 
@@ -488,7 +487,7 @@ def main(argv=None):
     petsc4py.init(petsc_argv(argv))
     from petsc4py import PETSc
 
-    own_help = petsc_argv(argv) != argv  # -help: ocnet's options only (not PETSc's start-up and end help)
+    own_help = "-help" in argv[1:] and "-help" not in petsc_argv(argv)[1:]  # ocnet's options only (not PETSc's)
     if own_help:
         PETSc.Options().setValue("help", "")
 
