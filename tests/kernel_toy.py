@@ -109,3 +109,19 @@ class KernelToy(KernelProblem):
         R = uN.reshape(data.Y.shape) - data.Y
         lamN[:] = R.ravel() / R.shape[1]
         return 0.5 * np.sum(R * R) / R.shape[1]
+
+
+# ---- kernels called in a way they cannot take (the error report names the plugin's kernel) -------
+class ShortKernelArgs(KernelToy):
+    """kernel_args returns 1 value where toy_step unpacks 2."""
+    def kernel_args(self, S):
+        return (self.dim,)
+
+
+@njit(cache=True)
+def short_step(n, h, theta, u, out, cache, args):  # no work argument
+    out[:] = u
+
+
+class ShortSignature(KernelToy):
+    step_kernel = short_step

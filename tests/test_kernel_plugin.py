@@ -71,6 +71,27 @@ def test_wrong_kernel_is_named():
     assert any(ln.startswith("PASS  sweep h=") for ln in lines(p, "PASS")), p.stdout  # the forward forms are right
 
 
+@pytest.mark.parametrize("case,nprocs", [("ShortKernelArgs", 2), ("ShortSignature", None)])
+def test_kernel_that_does_not_compile_is_one_line(case, nprocs):
+    """A kernel_args tuple of another length, a kernel without the work argument: one line naming
+    the plugin's kernel, its file and line and how ocnet calls it (was an 'internal error' with a
+    page of Numba compiler passes)."""
+    import inspect
+
+    from tests import kernel_toy
+    p = run_ocnet(["-problem", f"tests.kernel_toy:{case}", "-N", 8, "-tao_max_it", 2], nprocs=nprocs, check=False)
+    err = p.stderr.strip().splitlines()
+    assert p.returncode == 1 and len(err) == 1, p.stderr
+    name, why, line = {"ShortKernelArgs": ("toy_step", "wrong tuple length for args: expected 2, got 1",
+                                           inspect.getsourcelines(kernel_toy.toy_step)[1] + 2),
+                       "ShortSignature": ("short_step", "its signature (n, h, theta, u, out, cache, args) takes "
+                                          "other arguments (too many positional arguments)",
+                                          inspect.getsourcelines(kernel_toy.short_step)[1] + 1)}[case]
+    assert err[0] == (f"ocnet: error: the problem plugin's step_kernel {name} does not compile as ocnet calls it "
+                      f"(Numba: {why}) at {kernel_toy.__file__}:{line}; ocnet calls it as {name}(n, h, theta, u, "
+                      "out, cache, work, args) with args = kernel_args(S) (docs/plugins/fast.md)"), p.stderr
+
+
 def test_inherited_forms_for_another_step_do_not_run():
     """A Peaks subclass with its own step: the ResNet's jitted forms (for its step) are replaced by
     the generic loops, with one line naming them; every check then passes."""

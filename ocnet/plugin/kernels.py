@@ -56,6 +56,14 @@ from .problem import BATCHED_FORMS, ControlProblem, defining_class
 
 _COMPILED = {}  # (step kernel, adjoint kernel) -> generated module
 
+#: how the generated loops call the kernels (the contract above)
+SIGNATURES = {"step_kernel": "(n, h, theta, u, out, cache, work, args)",
+              "step_adjoint_kernel": "(n, h, theta, u, cache, lam_next, lam, grad, work, args)"}
+
+#: the kernels of plugins (outside the ocnet package) in use: {function name: (role, file, line)};
+#: an error report names a kernel that does not compile from it (ocnet.run.cli.describe)
+PLUGIN_KERNELS = {}
+
 
 def cache_folder():
     """Where the generated loop modules (and Numba's cache of them) live."""
@@ -118,6 +126,16 @@ def compile_forms(step_kernel, step_adjoint_kernel):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     mod.STEP, mod.STEP_ADJOINT = step_kernel, step_adjoint_kernel  # globals, read at the first compile
+    inside = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for what, k in (("step_kernel", step_kernel), ("step_adjoint_kernel", step_adjoint_kernel)):
+        try:  # (the def line, after the decorators)
+            lines, first = inspect.getsourcelines(k.py_func)
+            where = (os.path.abspath(inspect.getsourcefile(k.py_func)),
+                     first + next((i for i, ln in enumerate(lines) if ln.lstrip().startswith("def ")), 0))
+        except (TypeError, OSError):  # defined interactively
+            where = ("<unknown>", 0)
+        if not where[0].startswith(inside + os.sep):
+            PLUGIN_KERNELS[k.py_func.__name__] = (what,) + where
     sys.modules[name] = mod
     _COMPILED[key] = mod
     return mod

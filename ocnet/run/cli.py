@@ -626,12 +626,52 @@ def describe(e, comm):
                    "mini-batches (-batch_size) or more ranks")
     if isinstance(e, KeyboardInterrupt):
         return 130, "ocnet: interrupted"
+    line = kernel_typing_error(e)
+    if line:
+        return 1, f"ocnet: error: {line}"
     tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
     where = plugin_frame(e)
     if where is not None:
         return 1, (f"[rank {comm.Get_rank()}] {tb}ocnet: error: the problem plugin failed ({type(e).__name__}: {e}) "
                    f"at {where.filename}:{where.lineno}, in {where.name}")
     return 1, f"[rank {comm.Get_rank()}] {tb}ocnet: error: internal error ({type(e).__name__}: {e}); please report it"
+
+
+def kernel_typing_error(e):
+    """One line for a Numba typing error in a plugin's kernel (a wrong signature, a kernel_args
+    tuple of another length, a type the kernel cannot take), or None: Numba's own report is a
+    page of compiler passes and a generated module's lines."""
+    import ast
+    import re
+
+    errors = sys.modules.get("numba.core.errors")
+    if errors is None or not isinstance(e, errors.TypingError):
+        return None
+    from ..plugin.kernels import PLUGIN_KERNELS, SIGNATURES
+    text = str(e)
+    name = next((n for n in re.findall(r"CPUDispatcher\(<function (\w+) at", text) if n in PLUGIN_KERNELS), None)
+    if name is None:
+        return None
+    what, path, lineno = PLUGIN_KERNELS[name]
+    at = [(f, int(n)) for f, n in re.findall(r" at (/\S+\.py) \((\d+)\)", text)
+          if os.path.abspath(f) == path]  # (Numba names the line in the kernel's file when it has one)
+    if at:
+        lineno = at[0][1]
+    reason = next((ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(("Failed in", "During:", "File "))),
+                  "Numba could not type it")
+    bind = re.search(r"to signature '(\(.*?\))' due to \"TypeError: (.*?)\"", reason)
+    if bind:
+        reason = f"its signature {bind.group(1)} takes other arguments ({bind.group(2)})"
+    elif reason.startswith("("):
+        try:  # e.g. ('wrong tuple length for args: ', 'expected 5, got 3')
+            reason = "".join(str(p) for p in ast.literal_eval(reason))
+        except (ValueError, SyntaxError):
+            pass
+    if len(reason) > 300:
+        reason = reason[:300] + " ..."
+    return (f"the problem plugin's {what} {name} does not compile as ocnet calls it (Numba: {reason}) at "
+            f"{path}:{lineno}; ocnet calls it as {name}{SIGNATURES[what]} with args = kernel_args(S) "
+            "(docs/plugins/fast.md)")
 
 
 def plugin_frame(e):
