@@ -219,3 +219,27 @@ def test_second_signal_ends_at_once():
     assert p.returncode == 128 + signal.SIGTERM, (p.returncode, p.stdout, p.stderr)
     assert p.stdout.splitlines() == [f"flag {int(signal.SIGTERM)}"], p.stdout
     assert "second signal" in p.stderr
+
+
+def test_run_folder_in_use_is_refused(tmp_path):
+    """While a run writes its folder (2 ranks), a -resume of it, or a -run_dir_overwrite of it,
+    is one line, exit 2, and changes nothing (before: the -resume crashed with a missing
+    checkpoint file, or both runs wrote the folder); after the run stopped, -resume continues."""
+    folder = tmp_path / "run"
+    p, out, err = launch(ARGS + ["-tao_max_it", 100000, "-run_dir", folder], 2, tmp_path, grace=True)
+    try:
+        start = time.time()
+        while not (folder / "history.csv").exists() or len(read_history(folder)) < 3:
+            assert p.poll() is None and time.time() - start < GUARD, outputs(out, err)
+            time.sleep(0.1)
+        for extra in (["-resume", folder], ["-run_dir", folder, "-run_dir_overwrite"]):
+            q = run_ocnet(ARGS + extra, nprocs=2, check=False, timeout=120)
+            lines = q.stderr.strip().splitlines()
+            assert q.returncode == 2 and len(lines) == 1, q.stderr
+            assert f"'{folder}' is in use by a run that is still going (pid " in lines[0], lines
+        assert p.poll() is None  # the first run goes on
+    finally:
+        p.send_signal(signal.SIGTERM)
+        watch(p)
+    last = check_consistent(folder)
+    resume_finishes(folder, ARGS, 2, last + 2)

@@ -203,12 +203,15 @@ def run(comm):
     if resume:
         if values["run_dir"] and os.path.abspath(values["run_dir"]) != os.path.abspath(values["resume"]):
             raise OcnetError("-resume continues in its own folder: drop -run_dir (or give the same folder)")
+        rundir.lock(values["resume"], comm, "-resume")
         resume = rundir.check_resume(values["resume"], meta, comm)
         if not resume:  # an ocnet run folder stopped before its first save: start again there
             _say(comm, f"ocnet: {run_dir} holds no checkpoint yet: starting the run from the beginning")
             rundir.prepare(run_dir, comm, overwrite=True)
     elif run_dir:
+        rundir.lock(run_dir, comm, "-run_dir")  # (an existing folder: before its contents are looked at)
         rundir.prepare(run_dir, comm, overwrite=values["run_dir_overwrite"])
+        rundir.lock(run_dir, comm, "-run_dir")  # (a new one)
     if run_dir:
         rundir.write_options(run_dir, comm)
         signals.on_early_stop(lambda: rundir.write_json(

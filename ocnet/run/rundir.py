@@ -24,6 +24,45 @@ META = "params.json"
 
 
 MARKER = ".ocnet-run"
+LOCK = ".ocnet-lock"  # held (flock) by rank 0 of the run that writes the folder
+
+_HELD = []  # the open lock file: released when the process ends, however it ends
+
+
+def lock(path, comm, what):
+    """Claim the run folder ``path`` for this run: two runs never write one folder (a -resume
+    while its run is still going, a requeued job beside the old one).  Rank 0 takes an exclusive
+    ``flock`` on ``path/.ocnet-lock`` (created; it records pid, host and start) and keeps it until
+    the process ends.  Collective; raises OcnetError on every rank when another process holds it.
+    A file system without locks (``flock`` unsupported) is not checked.  Does nothing unless
+    ``path`` is an ocnet run folder (its marker file): no lock file is left in other folders."""
+    import fcntl
+    import time
+
+    msg = ""
+    if comm.Get_rank() == 0 and os.path.isfile(os.path.join(path, MARKER)) and not _HELD:
+        name = os.path.join(path, LOCK)
+        try:
+            fd = os.open(name, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            fd = None  # (a read-only folder: the run's own writes report it)
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+                os.close(fd)
+                msg = (f"{what}: '{path}' is in use by a run that is still going ({holder}): wait for it to "
+                       "end, or stop it first (a signal saves it; then -resume)")
+            except OSError:  # no locks on this file system
+                os.close(fd)
+            else:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"pid {os.getpid()} on {platform.node()}, since "
+                              f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime())}\n".encode(), 0)
+                _HELD.append(fd)
+    msg = comm.bcast(msg, root=0)
+    collective_check(comm, not msg, msg)
 
 
 def prepare(path, comm, overwrite=False):
@@ -43,7 +82,7 @@ def _prepare(path, overwrite):
     import shutil
     if os.path.exists(path) and not os.path.isdir(path):
         return False, f"-run_dir '{path}' exists and is not a folder"
-    entries = os.listdir(path) if os.path.isdir(path) else []
+    entries = [e for e in os.listdir(path) if e != LOCK] if os.path.isdir(path) else []  # (ours: held)
     if entries:
         if not overwrite:
             return False, (f"-run_dir '{path}' is not empty: choose a new folder, or add -run_dir_overwrite "
