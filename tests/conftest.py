@@ -17,16 +17,17 @@ def mpiexec_prefix(n, **kw):
     return mpiexec(n, **kw)
 
 
-def run_ocnet(args, nprocs=None, timeout=300, check=True, plots=False):
+def run_ocnet(args, nprocs=None, timeout=300, check=True, plots=False, env=None):
     """Run the CLI (optionally under mpiexec); returns CompletedProcess with text output.  A run
-    folder gets no figures (-run_dir_plots 0: a second of matplotlib per run) unless ``plots``."""
+    folder gets no figures (-run_dir_plots 0: a second of matplotlib per run) unless ``plots``;
+    ``env``: more environment variables."""
     args = [str(a) for a in args]
     if not plots and ("-run_dir" in args or "-resume" in args) and "-run_dir_plots" not in args:
         args += ["-run_dir_plots", "0"]
     cmd = [sys.executable, "-m", "ocnet", *args]
     if nprocs is not None:
         cmd = mpiexec_prefix(nprocs) + cmd
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", **(env or {}))
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
     if check and p.returncode != 0:
         raise AssertionError(f"ocnet failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")

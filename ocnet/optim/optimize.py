@@ -8,6 +8,7 @@ import numpy as np
 
 from petsc4py import PETSc
 
+from ..base import jit_clock
 from ..base.errors import OcnetError, PeerStop
 from ..mgrit.solver import phase
 from .objective import metric_columns
@@ -63,6 +64,7 @@ class Trainer:
         self.on_row = on_row
         self.evaluations = self._evals_since_monitor = 0  # rank 0's optimiser callbacks
         self.t0 = None
+        self.jit0 = 0.0  # jit_clock.seconds() at t0
         self._last_save = None
         self.saved_its = None  # the iteration of the last checkpoint written by this run
         self.offset = 0  # PETSc TAO counts from 0 again after a resume
@@ -257,7 +259,8 @@ class Trainer:
             val = self.obj.metrics(x, "val")
         train = train_metrics.get("accuracy", math.nan)
         now = time.perf_counter()
-        wall, due = self.comm.bcast((now - self.t0 + self.wall_offset, self._save_due(int(its), now)), root=0)
+        wall = now - self.t0 - (jit_clock.seconds() - self.jit0) + self.wall_offset  # (JIT compiles excluded)
+        wall, due = self.comm.bcast((wall, self._save_due(int(its), now)), root=0)
         row = {"iteration": int(its), **self._evaluation_columns(f, gnorm),
                "train_accuracy": train, "val_accuracy": val.get("accuracy", math.nan),
                "wall_time": wall, "step_length": float(step),
@@ -350,9 +353,14 @@ class Trainer:
                 self._save(its, x)
             raise signals.Interrupted(sig)
 
+    def jit_time(self):
+        """Seconds of Numba compiles since this start's optimisation began (not in wall_time)."""
+        return jit_clock.seconds() - self.jit0
+
     def evaluate_only(self, x):
         """-tao_max_it 0: one evaluation at x, recorded as iteration 0."""
         self.t0 = time.perf_counter()
+        self.jit0 = jit_clock.seconds()
         g = x.duplicate()
         f = self.obj.evaluate(x, g)
         self.tao.setSolution(x)
@@ -393,6 +401,7 @@ class Trainer:
 
     def solve(self, x):
         self.t0 = time.perf_counter()
+        self.jit0 = jit_clock.seconds()
         if self._nothing_left():  # resumed at its iteration limit: TAO would not take 0 iterations
             if self.comm.Get_rank() == 0:
                 print(f"ocnet: note: -resume: the run is at iteration {self.resume_its}, -tao_max_it "

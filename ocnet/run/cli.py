@@ -304,7 +304,7 @@ def run(comm):
                   f", val {name} {val:.6g}" if name and math.isfinite(val) else ""))
     summary = {"reason": reason, "reason_code": int(code), "iterations": int(last.get("iteration", 0)),
                "ranks": grid.size, "mode": values["mode"], "wall_time": last.get("wall_time"),
-               "machine": rundir.machine()}
+               "jit_time": comm.bcast(trainer.jit_time(), root=0), "machine": rundir.machine()}
     if values["mode"] == "oneshot" or values["batch_size"]:  # the history holds inexact numbers
         final = objective.exact_evaluation(x_opt)
         summary["final_exact"] = final
@@ -499,6 +499,8 @@ def main(argv=None):
     from ..base.numba_cache import install
 
     install()  # a damaged Numba cache file recompiles instead of failing every run
+    from ..base import jit_clock
+    jit_clock.install()  # wall_time leaves out JIT compiles (a cold cache compiles kernels mid-run)
     import numpy as np
     np.seterr(all="ignore")  # overflow is detected and reported once (a non-finite objective), not warned per array
     signals.install()  # after PETSc's initialisation: ours, not PETSc's, handle TERM/INT/USR1
