@@ -58,6 +58,18 @@ def test_exact_mode_hierarchy_and_view():
     assert "level 2: 2 points, m 16" in p.stdout and "level 2: 5 points, m 4" in p.stdout, p.stdout
 
 
+def test_oneshot_mode_hierarchy():
+    """-mode oneshot: the checker tests one-shot's coarse step sizes (factor 8 by default), not
+    exact mode's (factor 4)."""
+    p = run_ocnet(PLUGINS["heat"][:-4] + ["-N", 64, "-nx", 12, "-check_adjoint", "-mode", "oneshot", "-mgrit_view"],
+                  check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    steps = [ln.split(":")[0] for ln in lines(p, "PASS") if ln.startswith("PASS  step ")]
+    assert steps == ["PASS  step h=0.015625 (fine)", "PASS  step h*m=0.125 (coarse, m=8)",
+                     "PASS  step h*m=1 (coarse, m=64)"], steps
+    assert "(that of -mode oneshot)" in p.stdout, p.stdout
+
+
 @pytest.mark.parametrize("nprocs", [None, 2])
 def test_untransposed_matrix_fails(nprocs):
     p = run_ocnet(["-problem", "tests.broken:UntransposedLinear", "-N", 16, "-check_adjoint"], nprocs=nprocs,

@@ -10,7 +10,8 @@ sits exactly on a kink):
 (and likewise in theta, g), as the relative difference minimised over the relative steps ``EPS``
 (the quotient is exact to O(e^2) plus round-off O(eps/e); a wrong transpose is off by O(1)).
 Steps are tested at the fine step size h and at every coarse h*m of the MGRIT hierarchies that
-``-mode exact`` builds from the options, with the plugin's ``coarse_parameters``.  Batched forms
+the run's ``-mode`` builds from the options (``-mode exact``'s for ``-mode serial``), with the
+plugin's ``coarse_parameters``.  Batched forms
 the plugin overrides are tested too: the transposed ones (``sweep_adjoint``, ``parameter_gradient``,
 ``sweeps_adjoint``, ``steps_adjoint``) by the same dot-product test and their forcing term ``F``
 row by row against the same form unforced, the forward ones (with ``F``) against the loop over
@@ -485,12 +486,18 @@ def _rms_vec(x):
 
 
 # ---- driver ---------------------------------------------------------------------------------
+def tested_mode(values):
+    """The mode whose MGRIT hierarchies are tested: the run's -mode, exact's for -mode serial."""
+    return values["mode"] if values["mode"] in ("exact", "oneshot") else "exact"
+
+
 def hierarchy_objective(problem, grid, values, db, comm):
-    """The reduced objective with the MGRIT hierarchies -mode exact would build from the options."""
+    """The reduced objective with the MGRIT hierarchies that ``tested_mode`` builds from the options
+    (e.g. one-shot's coarsening factor 8, where exact mode's default is 4)."""
     from ..optim.modes import mode_settings
     from ..optim.objective import ReducedObjective
 
-    st, ad = mode_settings(dict(values, mode="exact"), db, grid)
+    st, ad = mode_settings(dict(values, mode=tested_mode(values)), db, grid)
     return ReducedObjective(grid, problem, comm, state_mgrit=st, adjoint_mgrit=ad)
 
 
@@ -548,7 +555,8 @@ def check_adjoint(problem, grid, values, db, comm, out=print):
     hier = hierarchy_objective(pb, grid, values, db, comm)
     if values.get("mgrit_view"):
         from ..mgrit.solver import view_solves
-        lines = view_solves(hier.mgrit, hier.adj_mgrit, "the hierarchy -check_adjoint tests (that of -mode exact)")
+        lines = view_solves(hier.mgrit, hier.adj_mgrit,
+                            f"the hierarchy -check_adjoint tests (that of -mode {tested_mode(values)})")
         if rank == 0:
             out("\n".join(lines))
 
