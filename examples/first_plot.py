@@ -1,4 +1,5 @@
-"""The first plot: validation accuracy and objective of a run folder against the iteration.
+"""The first plot: objective and validation accuracy (a problem without accuracy: its first other
+metric, e.g. rmse) of a run folder against the iteration.
 
 Usage: .venv/bin/python examples/first_plot.py runs/out/peaks   (writes runs/out/peaks/first_plot.png)
 (tests/test_docs.py runs it on a short run.)
@@ -14,6 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ocnet.run.rundir import headline_metric  # noqa: E402  (accuracy, else e.g. "rmse")
+
 run = sys.argv[1] if len(sys.argv) > 1 else "runs/out/peaks"
 with open(os.path.join(run, "history.csv")) as f:
     rows = list(csv.DictReader(f))
@@ -22,11 +25,15 @@ with open(os.path.join(run, "summary.json")) as f:
 day = datetime.fromtimestamp(os.path.getmtime(os.path.join(run, "summary.json")), timezone.utc).date()
 
 it = [int(r["iteration"]) for r in rows]
+name = headline_metric([{k: float(v) if v not in ("", None) else float("nan") for k, v in r.items()} for r in rows])
+val = [float(r[f"val_{name}"]) * (100 if name == "accuracy" else 1) for r in rows] if name else []
+label = "validation accuracy (%)" if name == "accuracy" else f"validation {name}"
 fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
 a.semilogy(it, [float(r["objective"]) for r in rows])
 a.set_title("objective J")
-b.plot(it, [100 * float(r["val_accuracy"]) for r in rows])
-b.set_title("validation accuracy (%)")
+if val:
+    b.plot(it, val)
+b.set_title(label if name else "(no validation metric)")
 for ax in (a, b):
     ax.set_xlabel("iteration")
 # a figure carries its machine and date: summary.json records the machine (CPU model, cores)
@@ -34,4 +41,6 @@ fig.suptitle(f"{os.path.basename(os.path.normpath(run))} on {summary.get('machin
 fig.tight_layout()
 out = os.path.join(run, "first_plot.png")
 fig.savefig(out, dpi=100)
-print(f"wrote {out}: {it[-1]} iterations, final validation accuracy {100 * float(rows[-1]['val_accuracy']):.1f} %")
+final = (f", final validation accuracy {val[-1]:.1f} %" if name == "accuracy" else
+         f", final validation {name} {val[-1]:.4g}" if name else "")
+print(f"wrote {out}: {it[-1]} iterations{final}")

@@ -191,6 +191,12 @@ def test_first_plot_example(tmp_path):
     assert p.returncode == 0, p.stderr
     assert re.match(r"wrote .*first_plot.png: 3 iterations, final validation accuracy \d+\.\d %", p.stdout)
     assert (run / "first_plot.png").stat().st_size > 10000
+    # a problem without accuracy: its first other metric (it printed 'accuracy nan %', an empty panel)
+    run_ocnet(["-problem", "tests.regress:NeuralODERegression", "-N", 4, "-tao_max_it", 2, "-quiet",
+               "-run_dir", tmp_path / "reg"])
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "examples/first_plot.py"), str(tmp_path / "reg")],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert p.returncode == 0 and re.match(r"wrote .*: 2 iterations, final validation rmse \d", p.stdout), p.stdout
 
 
 def listing(page):

@@ -43,6 +43,20 @@ def test_strong_dry_run_prints_srun_lines():
         assert all("-init_layer" not in ln for ln in dry("strong.sbatch", RANKS="1", REPEAT="1", **env)), env
 
 
+
+def test_dry_run_echo_pastes_back():
+    """The '+ ...' line of the harness's command is quoted: pasted into a shell it runs (with an
+    empty EXTRA it was '--extra  --out', which scaling.py rejects)."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    e.update(PYTHON=sys.executable, RANKS="1", REPEAT="1", EXTRA="")
+    p = subprocess.run(["bash", os.path.join(SLURM, "strong.sbatch"), "--dry-run"], capture_output=True, text=True,
+                       timeout=120, env=e)
+    plus = next(ln for ln in p.stdout.splitlines() if ln.startswith("+ "))
+    assert "--extra ''" in plus, plus
+    q = subprocess.run(["bash", "-c", plus[2:]], capture_output=True, text=True, timeout=120, env=e)
+    assert q.returncode == 0 and q.stdout.startswith("srun "), q.stdout + q.stderr
+
+
 def test_weak_dry_run_scales_N_and_honours_overrides():
     lines = dry("weak.sbatch", RANKS="1,2", REPEAT="1", N="32", EXTRA="-T 2", MODES="exact")
     assert any("--ntasks 2" in ln and "-N 64" in ln and "-mode exact" in ln for ln in lines), lines
