@@ -49,6 +49,18 @@ class WrongInitialShape(LinearControl):
         return rng.standard_normal(self.layer_param_size - 1)
 
 
+class NoLayerParamSize(LinearControl):
+    """layer_param_size deleted (a plugin that forgot to set it: ControlProblem's default 0)."""
+
+    def __init__(self, values, comm):
+        super().__init__(values, comm)
+        self.p = self.layer_param_size
+        del self.layer_param_size
+
+    def initial_layer_parameters(self, n, rng):
+        return rng.standard_normal(self.p)
+
+
 class WrongTerminal(LinearControl):
     """terminal returns the per-sample losses instead of their mean (a plugin's shape bug)."""
 

@@ -49,6 +49,9 @@ def test_plugin_bug_on_one_rank_ends_all_ranks(nprocs):
 @pytest.mark.parametrize("cls,text", [
     ("WrongInitialShape", "initial_layer_parameters returned shape (2,), expected (3,) (layer_param_size = 3)"),
     ("WrongTerminal", "terminal returned shape (64,), expected a float"),
+    ("NoLayerParamSize", "initial_layer_parameters returned shape (3,), expected (0,) (layer_param_size = 0: the "
+                         "problem never sets layer_param_size, ControlProblem's default is 0; set it in the class or "
+                         "__init__)"),
 ])
 def test_plugin_return_shape_is_one_line(cls, text):
     for nprocs in (None, 2):

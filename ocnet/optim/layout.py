@@ -85,8 +85,13 @@ class Design:
         shape = np.shape(values)
         if shape != (size,):
             attr = "global_param_size" if method == "initial_global_parameters" else "layer_param_size"
+            from ..plugin.problem import ControlProblem
+            set_ = attr in vars(self.problem) or any(attr in vars(c) for c in type(self.problem).__mro__
+                                                      if c not in (ControlProblem, object))
+            unset = "" if size or set_ else \
+                f": the problem never sets {attr}, ControlProblem's default is 0; set it in the class or __init__"
             raise OcnetError(f"problem '{self.problem.name}': {method} returned shape {shape}, expected "
-                             f"({size},) ({attr} = {size})")
+                             f"({size},) ({attr} = {size}{unset})")
         return values
 
     def initial(self, seed, replicated=False):

@@ -227,14 +227,15 @@ class ReducedObjective:
         """Raise NumericalFailure on every rank, saying what went non-finite and where."""
         gr = self.grid
 
-        def first_bad(rows, offset):  # first layer index with a non-finite entry, or None
+        def first_bad(rows, offset, last=False):  # first (last) layer index with a non-finite entry, or None
             bad = np.flatnonzero(~np.isfinite(rows).all(axis=1)) if rows.size else []
-            return int(bad[0]) + offset if len(bad) else None
+            return int(bad[-1 if last else 0]) + offset if len(bad) else None
 
         mine = {"design": first_bad(thetas, gr.n0),
                 "global": g is not None and not np.isfinite(g).all(),
                 "state": first_bad(self.state.U[0 if gr.first else 1:], gr.n0 + (0 if gr.first else 1)),
-                "adjoint": first_bad(self.adj.U[0 if gr.first else 1:], gr.n0 + (0 if gr.first else 1))
+                # (the adjoint runs from layer N down: where it went non-finite is its highest bad layer)
+                "adjoint": first_bad(self.adj.U[0 if gr.first else 1:], gr.n0 + (0 if gr.first else 1), last=True)
                 if with_adjoint else None}
         allr = self.comm.allgather(mine)
         where = []
@@ -244,9 +245,10 @@ class ReducedObjective:
                           ("adjoint", "the adjoint")):
             hits = [(r[key], rank) for rank, r in enumerate(allr) if r[key] is not None]
             if hits:
-                n, rank = min(hits)
+                n, rank = max(hits) if key == "adjoint" else min(hits)
                 lo, hi = block_bounds(gr.N, gr.size, rank)
-                where.append(f"{what} from layer {n} (rank {rank}, layers {lo}..{hi - 1})")
+                where.append(f"{what} from layer {n}{' down' if key == 'adjoint' else ''} "
+                             f"(rank {rank}, layers {lo}..{hi - 1})")
         what = "objective" if not np.isfinite(J) else "gradient"
         raise NumericalFailure(f"non-finite {what} (J = {J}): " + ("; ".join(where) if where else
                                "non-finite in the objective's terms only") +
