@@ -42,6 +42,23 @@ class FailsOnRank(LinearControl):
         super().step(n, h, theta, u, out, cache)
 
 
+class FailsLater(FailsOnRank):
+    """Raises in ``step`` on one rank from its ``-fail_call``-th step on (a bug that shows mid-run)."""
+
+    calls = 0
+
+    @classmethod
+    def declare_options(cls, opts):
+        super().declare_options(opts)
+        opts.add("fail_call", int, 2000, "the step call that raises", group=cls.name, bounds="[1,inf)")
+
+    def step(self, n, h, theta, u, out, cache):
+        FailsLater.calls += 1
+        if FailsLater.calls >= self.values["fail_call"] and self.comm.Get_rank() == self.values["fail_rank"]:
+            raise ZeroDivisionError("deliberate failure in step")
+        LinearControl.step(self, n, h, theta, u, out, cache)
+
+
 class WrongInitialShape(LinearControl):
     """initial_layer_parameters returns one value too few (a plugin's shape bug)."""
 

@@ -46,6 +46,24 @@ def test_plugin_bug_on_one_rank_ends_all_ranks(nprocs):
     assert "internal error" not in p.stderr
 
 
+@pytest.mark.parametrize("fail_rank", [0, 1])
+def test_plugin_bug_mid_run_leaves_a_summary(tmp_path, fail_rank):
+    """A plugin that fails mid-run (exit 1) leaves summary.json saying so, with the error line and
+    the checkpoint to resume from (before: history.csv and options.txt only), whichever rank failed."""
+    folder = tmp_path / "run"
+    p = run_ocnet(["-problem", "tests.faulty:FailsLater", "-N", 8, "-fail_rank", fail_rank, "-fail_call", 200,
+                   "-quiet", "-tao_max_it", 1000, "-checkpoint_every", 5, "-run_dir", folder], nprocs=2, timeout=150,
+                  check=False)
+    assert p.returncode == 1, (p.returncode, p.stderr)
+    summary = json.loads((folder / "summary.json").read_text())
+    rows = read_history(folder)
+    assert summary["reason"] == "FAILED" and summary["exit_status"] == 1, summary
+    assert summary["error"].startswith("the problem plugin failed (ZeroDivisionError: deliberate failure in step)")
+    assert summary["iterations"] == int(rows[-1]["iteration"]) > 5, (summary, rows[-1])
+    saved = json.loads((folder / "params.json").read_text())["iteration"]
+    assert f"the checkpoint of iteration {saved} is kept" in summary["note"] and saved % 5 == 0, summary
+
+
 @pytest.mark.parametrize("cls,text", [
     ("WrongInitialShape", "initial_layer_parameters returned shape (2,), expected (3,) (layer_param_size = 3)"),
     ("WrongTerminal", "terminal returned shape (64,), expected a float"),

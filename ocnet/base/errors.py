@@ -54,6 +54,16 @@ class ErrorChannel:
     def __init__(self, comm):
         self.comm = comm
         self.errcomm = comm.Dup() if comm.Get_size() > 1 else None
+        # hook (status, text) of the rank that reports an error (e.g. a run folder's summary): rank 0,
+        # or a failing rank that ends the job alone
+        self.on_report = None
+
+    def _report(self, status, text):
+        if self.on_report is not None:
+            try:  # (best effort: the error is what matters)
+                self.on_report(status, text)
+            except Exception:  # noqa: BLE001
+                pass
 
     def finish(self, status, text):
         """Called by every failing rank; ``text``: what it would print (None after PeerStop).
@@ -61,18 +71,21 @@ class ErrorChannel:
         comm = self.comm
         if self.errcomm is None:
             _write(text)
+            self._report(status, text)  # (one rank)
             return status
         req = self.errcomm.Ibarrier()
         deadline = time.monotonic() + WAIT_SECONDS
         while not req.Test():
             if time.monotonic() > deadline:  # some rank is still busy: end them all from here
                 _write(text)
+                self._report(status, text)
                 comm.Abort(status)
             time.sleep(0.005)
         reports = self.errcomm.allgather((status, text))
         first = next(((s, t) for s, t in reports if t is not None), (status, None))
         if comm.Get_rank() == 0:
             _write(first[1])
+            self._report(*first)
         return first[0]
 
 

@@ -104,6 +104,34 @@ def _say(comm, text, stream=None):
         print(text, file=stream or sys.stdout, flush=True)
 
 
+#: what write_failure needs of the run going on in this process (filled by run())
+_FAILURE = {}
+
+
+def write_failure(status, text):
+    """The reporting rank, when the run fails (exit status 1 or 2 after its folder was set up): summary.json
+    says so -- reason FAILED, the error line, the last history row and where the last checkpoint
+    is -- unless this start wrote it already (e.g. DIVERGED_NAN, which keeps the parameters)."""
+    from . import rundir
+    run_dir, trainer = _FAILURE.get("run_dir"), _FAILURE.get("trainer")
+    if not run_dir or not text:
+        return
+    path = os.path.join(run_dir, "summary.json")
+    if os.path.abspath(path) in rundir.WRITTEN:
+        return
+    errors = [ln for ln in text.splitlines() if ln.startswith("ocnet: error: ")] or text.strip().splitlines()[-1:]
+    rows = trainer.rows if trainer is not None else []
+    saved = None if trainer is None else trainer.saved_its
+    rundir.write_json(path, {
+        "reason": "FAILED", "exit_status": int(status), "error": errors[-1].removeprefix("ocnet: error: "),
+        "iterations": int(rows[-1]["iteration"]) if rows else None, "ranks": _FAILURE["ranks"],
+        "mode": _FAILURE["mode"], "machine": rundir.machine(),
+        "note": "the run failed; history.csv holds its rows" + (
+            f"; the checkpoint of iteration {saved} is kept: after fixing the cause, -resume continues from it"
+            if saved is not None else "; no checkpoint was saved by this start (-checkpoint_every, "
+                                      "-checkpoint_seconds)")})
+
+
 def run(comm):
     from petsc4py import PETSc
 
@@ -120,6 +148,7 @@ def run(comm):
     from ..plugin.loader import load_problem_class
     from ..plugin.problem import guard_forms
 
+    _FAILURE.clear()
     db = PETSc.Options()
     if not db.hasName("options_left"):
         db.setValue("options_left", "0")  # ocnet reports unused options itself, one line each
@@ -213,6 +242,7 @@ def run(comm):
         rundir.prepare(run_dir, comm, overwrite=values["run_dir_overwrite"])
         rundir.lock(run_dir, comm, "-run_dir")  # (a new one)
     if run_dir:
+        _FAILURE.update(run_dir=run_dir, ranks=grid.size, mode=values["mode"])
         rundir.write_options(run_dir, comm)
         signals.on_early_stop(lambda: rundir.write_json(
             os.path.join(run_dir, "summary.json"),
@@ -246,6 +276,7 @@ def run(comm):
                       checkpoint_seconds=values["checkpoint_seconds"],
                       stop=(values["stop_state_residual"], values["stop_adjoint_residual"]), meta=meta,
                       files=rundir)
+    _FAILURE["trainer"] = trainer
     if values["log_phases"]:  # events from here on: the solve, not the warm-up
         from ..perfmodel import phases
         if not run_dir:
@@ -510,6 +541,7 @@ def main(argv=None):
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     comm = PETSc.COMM_WORLD.tompi4py()
     channel = ErrorChannel(comm)
+    channel.on_report = write_failure
     try:
         status = run(comm)
     except BaseException as e:  # noqa: B902 - every failure ends every rank (KeyboardInterrupt too)

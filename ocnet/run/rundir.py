@@ -307,8 +307,13 @@ def save_params(path, x, meta, comm):
     comm.Barrier()
 
 
+#: the files write_json wrote in this process (a failure does not replace a summary this run wrote)
+WRITTEN = set()
+
+
 def write_json(path, obj):
     """``obj`` as JSON in ``path``, written under a temporary name and renamed."""
+    WRITTEN.add(os.path.abspath(path))
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=1)
