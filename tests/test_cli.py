@@ -117,6 +117,18 @@ def test_options_file_and_run_folder_and_load(tmp_path):
     assert float(read_history(run3)[-1]["objective"]) < float(hist[-1]["objective"])
 
 
+def test_options_txt_gives_the_run_again(tmp_path):
+    """A run folder's options.txt is an options file: flags bare (they were written '-quiet None',
+    which -options_file rejected), without the options ocnet sets for itself."""
+    run1 = tmp_path / "r"
+    run_ocnet(SMALL + ["-predictions", "-run_dir", run1])
+    text = (run1 / "options.txt").read_text()
+    assert "-quiet\n" in text and "-predictions\n" in text and "None" not in text, text
+    assert "options_left" not in text and "use_gemv" not in text, text
+    run_ocnet(["-options_file", run1 / "options.txt", "-load", run1, "-tao_max_it", 0, "-run_dir", tmp_path / "e"])
+    assert float(read_history(tmp_path / "e")[0]["objective"]) == float(read_history(run1)[-1]["objective"])
+
+
 def test_load_wrong_size(tmp_path):
     run1 = tmp_path / "r"
     run_ocnet(SMALL + ["-run_dir", run1])

@@ -150,13 +150,16 @@ def run(comm):
 
     _FAILURE.clear()
     db = PETSc.Options()
+    own = set()  # options ocnet sets for itself (not written to options.txt)
     if not db.hasName("options_left"):
         db.setValue("options_left", "0")  # ocnet reports unused options itself, one line each
         db.getString("options_left")
+        own.add("options_left")
     for k, v in VEC_DEFAULTS.items():
         if not db.hasName(k):
             db.setValue(k, v)
             db.getString(k)  # our default: not a user's typo when a run never reads it
+            own.add(k)
     opts = framework_options()
     want_help = db.hasName("help")
     spec = opts.get("problem", db)
@@ -243,7 +246,7 @@ def run(comm):
         rundir.lock(run_dir, comm, "-run_dir")  # (a new one)
     if run_dir:
         _FAILURE.update(run_dir=run_dir, ranks=grid.size, mode=values["mode"])
-        rundir.write_options(run_dir, comm)
+        rundir.write_options(run_dir, comm, skip=own)
         signals.on_early_stop(lambda: rundir.write_json(
             os.path.join(run_dir, "summary.json"),
             {"reason": "INTERRUPTED", "iterations": None, "ranks": grid.size,

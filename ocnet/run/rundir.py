@@ -164,13 +164,15 @@ def check_resume(path, meta, comm):
     return True
 
 
-def write_options(path, comm):
-    """options.txt: every option of the database, one a line (rank 0; atomic)."""
+def write_options(path, comm, skip=()):
+    """options.txt: every option of the database but ``skip``, one a line, a flag without a value
+    bare: an options file (-options_file) that gives the run again (rank 0; atomic)."""
     if comm.Get_rank() == 0:
         tmp = os.path.join(path, "options.txt.tmp")
         with open(tmp, "w") as f:
             for k, v in sorted(PETSc.Options().getAll().items()):
-                f.write(f"-{k} {v}\n".replace(" \n", "\n"))
+                if k not in skip:
+                    f.write(f"-{k}\n" if v is None or v == "" else f"-{k} {v}\n")
         os.replace(tmp, os.path.join(path, "options.txt"))
 
 
