@@ -34,6 +34,10 @@ def run_ocnet(args, nprocs=None, timeout=300, check=True, plots=False, env=None)
     return p
 
 
+#: summary.json's keys after every ending (success, signal, numerical failure, plugin failure)
+SUMMARY_KEYS = {"reason", "iterations", "ranks", "mode", "wall_time", "jit_time", "machine"}
+
+
 def read_history(path):
     with open(os.path.join(path, "history.csv")) as f:
         return list(csv.DictReader(f))

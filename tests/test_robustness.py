@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.conftest import read_history, run_ocnet
+from tests.conftest import SUMMARY_KEYS, read_history, run_ocnet
 
 PEAKS = ["-N", 4, "-width", 4, "-ntrain", 100, "-nval", 20, "-tao_max_it", 3, "-quiet"]
 DAHL = ["-problem", "dahlquist", "-N", 8, "-tao_max_it", 3, "-quiet"]
@@ -57,7 +57,7 @@ def test_plugin_bug_mid_run_leaves_a_summary(tmp_path, fail_rank):
     assert p.returncode == 1, (p.returncode, p.stderr)
     summary = json.loads((folder / "summary.json").read_text())
     rows = read_history(folder)
-    assert summary["reason"] == "FAILED" and summary["exit_status"] == 1, summary
+    assert summary["reason"] == "FAILED" and summary["exit_status"] == 1 and SUMMARY_KEYS <= set(summary), summary
     assert summary["error"].startswith("the problem plugin failed (ZeroDivisionError: deliberate failure in step)")
     assert summary["iterations"] == int(rows[-1]["iteration"]) > 5, (summary, rows[-1])
     saved = json.loads((folder / "params.json").read_text())["iteration"]
@@ -167,6 +167,7 @@ def test_nonfinite_objective_stops_and_keeps_last_good(tmp_path, nprocs):
     assert len(hist) >= 2 and all(np.isfinite(float(r["objective"])) for r in hist)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["reason"] == "DIVERGED_NAN" and summary["iterations"] == int(hist[-1]["iteration"])
+    assert SUMMARY_KEYS <= set(summary) and summary["exit_status"] == 3, summary
     # the kept parameters reproduce the last good row
     p2 = run_ocnet(TOY + ["-nan_at", 10**6, "-load", run, "-tao_max_it", 0, "-run_dir", tmp_path / "e"])
     assert "evaluated the starting parameters (-tao_max_it 0)" in p2.stdout + p2.stderr

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, mpiexec_prefix, read_history, run_ocnet
+from tests.conftest import ROOT, SUMMARY_KEYS, mpiexec_prefix, read_history, run_ocnet
 
 ARGS = ["-N", 16, "-width", 8, "-ntrain", 1000, "-nval", 50, "-tao_gatol", 0, "-quiet"]
 ONESHOT = ["-N", 12, "-width", 4, "-ntrain", 200, "-nval", 20, "-quiet", "-mode", "oneshot", "-mgrit_cfactor", 2,
@@ -93,7 +93,7 @@ def outputs(out, err):
 def check_consistent(folder):
     """The saved parameters are the design of the last history row; the summary says INTERRUPTED."""
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary["reason"] == "INTERRUPTED", summary
+    assert summary["reason"] == "INTERRUPTED" and SUMMARY_KEYS <= set(summary) and summary["exit_status"] == 4, summary
     rows = read_history(folder)
     params = json.loads((folder / "params.json").read_text())
     assert int(rows[-1]["iteration"]) == params["iteration"] == summary["iterations"], (rows[-1], params, summary)

@@ -108,6 +108,18 @@ def _say(comm, text, stream=None):
 _FAILURE = {}
 
 
+def run_summary(reason, trainer, **more):
+    """summary.json's fields every ending has (None where not known): reason, iterations (the last
+    history row's), ranks, mode, wall_time (of that row), jit_time, machine; then ``more``."""
+    from . import rundir
+    rows = trainer.rows if trainer is not None else []
+    last = rows[-1] if rows else {}
+    return {"reason": reason, "iterations": int(last["iteration"]) if rows else None, "ranks": _FAILURE["ranks"],
+            "mode": _FAILURE["mode"], "wall_time": last.get("wall_time"),
+            "jit_time": trainer.jit_time() if trainer is not None and trainer.t0 is not None else None,
+            "machine": rundir.machine(), **more}
+
+
 def write_failure(status, text):
     """The reporting rank, when the run fails (exit status 1 or 2 after its folder was set up): summary.json
     says so -- reason FAILED, the error line, the last history row and where the last checkpoint
@@ -120,16 +132,13 @@ def write_failure(status, text):
     if os.path.abspath(path) in rundir.WRITTEN:
         return
     errors = [ln for ln in text.splitlines() if ln.startswith("ocnet: error: ")] or text.strip().splitlines()[-1:]
-    rows = trainer.rows if trainer is not None else []
     saved = None if trainer is None else trainer.saved_its
-    rundir.write_json(path, {
-        "reason": "FAILED", "exit_status": int(status), "error": errors[-1].removeprefix("ocnet: error: "),
-        "iterations": int(rows[-1]["iteration"]) if rows else None, "ranks": _FAILURE["ranks"],
-        "mode": _FAILURE["mode"], "machine": rundir.machine(),
-        "note": "the run failed; history.csv holds its rows" + (
+    rundir.write_json(path, run_summary(
+        "FAILED", trainer, exit_status=int(status), error=errors[-1].removeprefix("ocnet: error: "),
+        note="the run failed; history.csv holds its rows" + (
             f"; the checkpoint of iteration {saved} is kept: after fixing the cause, -resume continues from it"
             if saved is not None else "; no checkpoint was saved by this start (-checkpoint_every, "
-                                      "-checkpoint_seconds)")})
+                                      "-checkpoint_seconds)")))
 
 
 def run(comm):
@@ -227,6 +236,7 @@ def run(comm):
     if values["load"]:
         rundir.load_params(values["load"], x, meta, comm)
     run_dir = values["run_dir"] or values["resume"]
+    _FAILURE.update(ranks=grid.size, mode=values["mode"])
     if values["checkpoint_every"] and not run_dir:
         raise OcnetError("-checkpoint_every needs -run_dir")
     if values["predictions"] and not run_dir:
@@ -245,12 +255,12 @@ def run(comm):
         rundir.prepare(run_dir, comm, overwrite=values["run_dir_overwrite"])
         rundir.lock(run_dir, comm, "-run_dir")  # (a new one)
     if run_dir:
-        _FAILURE.update(run_dir=run_dir, ranks=grid.size, mode=values["mode"])
+        _FAILURE["run_dir"] = run_dir
         rundir.write_options(run_dir, comm, skip=own)
         signals.on_early_stop(lambda: rundir.write_json(
             os.path.join(run_dir, "summary.json"),
-            {"reason": "INTERRUPTED", "iterations": None, "ranks": grid.size,
-             "note": "stopped by a signal before the first iteration of this start; -resume continues"}))
+            run_summary("INTERRUPTED", None, exit_status=signals.INTERRUPTED_STATUS,
+                        note="stopped by a signal before the first iteration of this start; -resume continues")))
 
     def show(row):
         if not values["quiet"]:
@@ -296,10 +306,10 @@ def run(comm):
         signals.set_phase("final")
         last = trainer.rows[-1]["iteration"] if trainer.rows else None
         if run_dir:  # the parameters and checkpoint of the last row were saved at the safe point
-            summary = {"reason": "INTERRUPTED", "signal": signal_name(e.signum), "iterations": last,
-                       "ranks": grid.size, "mode": values["mode"], "machine": rundir.machine(),
-                       "note": "stopped by a signal; params.petsc holds the last history row's design; "
-                               "continue with -resume"}
+            summary = run_summary("INTERRUPTED", trainer, exit_status=signals.INTERRUPTED_STATUS,
+                                  signal=signal_name(e.signum),
+                                  note="stopped by a signal; params.petsc holds the last history row's design; "
+                                       "continue with -resume")
             rundir.write_all(run_dir, comm, trainer.rows, None, meta, summary, plot=values["run_dir_plots"])
             _say(comm, f"ocnet: {e} after iteration {last}: saved {run_dir} (continue with -resume {run_dir})",
                  sys.stderr)
@@ -310,8 +320,9 @@ def run(comm):
         if run_dir and trainer.last_good is not None:  # collective: every rank raised it
             x = objective.design.convert(trainer.last_good, False)
             last = trainer.rows[-1]["iteration"]
-            summary = {"reason": "DIVERGED_NAN", "iterations": last, "ranks": grid.size,
-                       "note": f"the run failed after iteration {last}; params.petsc holds that iteration's design"}
+            summary = run_summary("DIVERGED_NAN", trainer, exit_status=3,
+                                  note=f"the run failed after iteration {last}; params.petsc holds that "
+                                       "iteration's design")
             signals.set_phase("final")
             rundir.write_all(run_dir, comm, trainer.rows, x, meta, summary, plot=values["run_dir_plots"])
             _say(comm, f"ocnet: kept the parameters of iteration {last} in {run_dir}", sys.stderr)
@@ -336,9 +347,8 @@ def run(comm):
                f"objective {last.get('objective', float('nan')):.6e}"
                + (f", val {name} {val:.4f}" if name == "accuracy" and math.isfinite(val) else
                   f", val {name} {val:.6g}" if name and math.isfinite(val) else ""))
-    summary = {"reason": reason, "reason_code": int(code), "iterations": int(last.get("iteration", 0)),
-               "ranks": grid.size, "mode": values["mode"], "wall_time": last.get("wall_time"),
-               "jit_time": comm.bcast(trainer.jit_time(), root=0), "machine": rundir.machine()}
+    summary = run_summary(reason, trainer, reason_code=int(code))
+    summary["iterations"] = int(last.get("iteration", 0))
     if values["mode"] == "oneshot" or values["batch_size"]:  # the history holds inexact numbers
         final = objective.exact_evaluation(x_opt)
         summary["final_exact"] = final
