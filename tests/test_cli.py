@@ -129,6 +129,22 @@ def test_options_txt_gives_the_run_again(tmp_path):
     assert float(read_history(tmp_path / "e")[0]["objective"]) == float(read_history(run1)[-1]["objective"])
 
 
+def test_load_takes_the_saved_models_options(tmp_path):
+    """-load DIR alone evaluates the saved model: the model options not given come from its
+    params.json (one note line lists them); one given otherwise is still a mismatch."""
+    run1 = tmp_path / "r"
+    run_ocnet(["-N", 6, "-width", 5, "-activation", "tanh", "-ntrain", 100, "-nval", 20, "-tao_max_it", 3, "-quiet",
+               "-run_dir", run1])
+    p = run_ocnet(["-load", run1, "-tao_max_it", 0, "-ntrain", 100, "-nval", 20, "-run_dir", tmp_path / "e"],
+                  nprocs=2)
+    assert "ocnet: note: -load: the saved model's options: -problem peaks -N 6 -T 1.0 -activation tanh" in p.stderr
+    assert "-width 5" in p.stderr and "-ntrain" not in p.stderr, p.stderr  # (data options are this run's)
+    assert float(read_history(tmp_path / "e")[0]["objective"]) == pytest.approx(
+        float(read_history(run1)[-1]["objective"]), rel=1e-12)
+    p = run_ocnet(["-load", run1, "-tao_max_it", 0, "-width", 6], check=False)
+    assert p.returncode == 2 and "holds parameters of another model" in p.stderr and "-width 5 (now 6)" in p.stderr
+
+
 def test_load_wrong_size(tmp_path):
     run1 = tmp_path / "r"
     run_ocnet(SMALL + ["-run_dir", run1])

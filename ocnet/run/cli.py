@@ -171,6 +171,9 @@ def run(comm):
             own.add(k)
     opts = framework_options()
     want_help = db.hasName("help")
+    from_load = rundir.load_model_options(db, comm)  # (before the problem is chosen: it is one of them)
+    if from_load and not db.hasName("quiet"):
+        _say(comm, f"ocnet: note: -load: the saved model's options: {' '.join(from_load)}", sys.stderr)
     spec = opts.get("problem", db)
     cls = load_problem_class(spec)
     mgrit_options(opts)

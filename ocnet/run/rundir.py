@@ -331,17 +331,46 @@ def _load_files(source):
     return source, os.path.join(os.path.dirname(source) or ".", META)
 
 
-def saved_model_state(source, comm):
-    """The ``model_state`` saved with the parameters in ``source`` (a run folder or its params.petsc);
-    {} when there is none (also for folders saved before it existed)."""
-    state = {}
+def saved_meta(source, comm):
+    """The params.json saved with the parameters in ``source`` (a run folder or its params.petsc),
+    read on rank 0; {} when missing or unreadable (load_params reports that)."""
+    meta = {}
     if comm.Get_rank() == 0:
         try:
             with open(_load_files(source)[1]) as f:
-                state = json.load(f).get("model_state") or {}
+                meta = json.load(f)
         except (OSError, ValueError):
-            pass  # load_params reports a missing or unreadable file
-    return comm.bcast(state, root=0)
+            pass
+    return comm.bcast(meta if isinstance(meta, dict) else {}, root=0)
+
+
+def saved_model_state(source, comm):
+    """The ``model_state`` saved with the parameters in ``source`` (a run folder or its params.petsc);
+    {} when there is none (also for folders saved before it existed)."""
+    return saved_meta(source, comm).get("model_state") or {}
+
+
+def load_model_options(db, comm):
+    """-load without the model's options: set those the command line does not give (problem, N,
+    T and the plugin's options except its data options) from the saved params.json, so the
+    saved model is what is loaded.  Nothing when ``-problem`` names another problem (load_params
+    reports the mismatch).  Returns ['-name value', ...] of the options set."""
+    if not db.hasName("load") or db.hasName("resume"):
+        return []
+    saved = saved_meta(db.getString("load"), comm)
+    so = saved.get("options")
+    if not isinstance(so, dict) or (db.hasName("problem") and db.getString("problem") != so.get("problem")):
+        return []
+    data = set(saved.get("data_options", ()))
+    out = []
+    for k in ["problem", "N", "T"] + [k for k in saved.get("model_options", ()) if k not in data]:
+        v = so.get(k)
+        if v is None or db.hasName(k):
+            continue
+        text = ("1" if v else "0") if isinstance(v, bool) else repr(v) if isinstance(v, float) else str(v)
+        db.setValue(k, text)
+        out.append(f"-{k} {text}")
+    return out
 
 
 def load_params(source, x, meta, comm):
