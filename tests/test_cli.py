@@ -145,6 +145,22 @@ def test_load_takes_the_saved_models_options(tmp_path):
     assert p.returncode == 2 and "holds parameters of another model" in p.stderr and "-width 5 (now 6)" in p.stderr
 
 
+def test_params_layout_as_documented(tmp_path):
+    """params.petsc is [g (G), theta[0..N-1] (N x p)] (docs/user/run-folders.md): with zero initial
+    layer weights the layer part of the starting design is 0, the global part (opening, classifier) not."""
+    import json
+
+    from petsc4py import PETSc
+    run_ocnet(["-N", 4, "-width", 3, "-init_layer", 0, "-tao_max_it", 0, "-quiet", "-run_dir", tmp_path / "r"],
+              nprocs=2)
+    meta = json.loads((tmp_path / "r" / "params.json").read_text())
+    p, G = meta["shapes"]
+    a = PETSc.Vec().load(PETSc.Viewer().createBinary(str(tmp_path / "r" / "params.petsc"), "r",
+                                                     comm=PETSc.COMM_SELF)).getArray()
+    g, theta = a[:G], a[G:].reshape(meta["N"], p)
+    assert len(a) == G + 4 * p and np.abs(g).max() > 0 and not theta.any()
+
+
 def test_load_wrong_size(tmp_path):
     run1 = tmp_path / "r"
     run_ocnet(SMALL + ["-run_dir", run1])

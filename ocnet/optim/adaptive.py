@@ -290,7 +290,8 @@ class AdaptiveOneShot:
             self.fallback_reason = "exact start"
             if self.nstart == self.start_len and self.announce and self.comm.Get_rank() == 0:
                 print(f"ocnet: note: the exact start ends with this evaluation ({self.start_len} exact gradient "
-                      f"evaluations, -oneshot_exact_start {self.exact_start:g}); one-shot solves from the next",
+                      f"evaluation{'s' * (self.start_len != 1)}, -oneshot_exact_start {self.exact_start:g}); "
+                      "one-shot solves from the next",
                       file=sys.stderr, flush=True)
             return True
         ks = self.kmax["state"] if self.level else self.k["state"]
