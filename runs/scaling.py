@@ -111,7 +111,8 @@ def launcher(kind, p):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--options", default=os.path.join(ROOT, "runs", "peaks.opts"),
-                    help="ocnet options file, relative to the folder the script is called from (default: the checkout's runs/peaks.opts)")
+                    help="ocnet options file, relative to the folder the script is called from "
+                         "(default: the checkout's runs/peaks.opts)")
     ap.add_argument("--kind", default="strong", choices=("strong", "weak"))
     ap.add_argument("--ranks", default="1,2")
     ap.add_argument("--N", type=int, default=1024, help="layers (strong) or layers per rank (weak)")

@@ -100,7 +100,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="a rough calibration (fewer repetitions)")
     ap.add_argument("--reuse", action="store_true", help="reuse calibrations and runs already in --out")
     ap.add_argument("--pythonpath", default="", help="folder(s) of an out-of-tree plugin (':'-separated)")
-    ap.add_argument("--out", default="runs/out/perfmodel", help="output folder (relative to the folder the script is called from)")
+    ap.add_argument("--out", default="runs/out/perfmodel",
+                    help="output folder (relative to the folder the script is called from)")
     a = ap.parse_args()
     caller = os.getcwd()
     out = os.path.abspath(a.out)

@@ -710,7 +710,8 @@ def kernel_typing_error(e):
           if os.path.abspath(f) == path]  # (Numba names the line in the kernel's file when it has one)
     if at:
         lineno = at[0][1]
-    reason = next((ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(("Failed in", "During:", "File "))),
+    skip = ("Failed in", "During:", "File ")  # (Numba's pass names and locations)
+    reason = next((ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(skip)),
                   "Numba could not type it")
     bind = re.search(r"to signature '(\(.*?\))' due to \"TypeError: (.*?)\"", reason)
     if bind:
