@@ -25,7 +25,7 @@ with open(os.path.join(run, "summary.json")) as f:
 day = datetime.fromtimestamp(os.path.getmtime(os.path.join(run, "summary.json")), timezone.utc).date()
 
 it = [int(r["iteration"]) for r in rows]
-name = headline_metric([{k: float(v) if v not in ("", None) else float("nan") for k, v in r.items()} for r in rows])
+name = headline_metric(rows)
 val = [float(r[f"val_{name}"]) * (100 if name == "accuracy" else 1) for r in rows] if name else []
 label = "validation accuracy (%)" if name == "accuracy" else f"validation {name}"
 fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))

@@ -85,7 +85,7 @@ def summarize(run_dir):
     included), MGRIT iterations per solve."""
     import csv
 
-    from ..run.rundir import headline_metric
+    from ..run.rundir import finite, headline_metric
 
     with open(os.path.join(run_dir, "history.csv")) as f:
         h = list(csv.DictReader(f))
@@ -108,12 +108,7 @@ def summarize(run_dir):
             its, solves = its - float(first), solves - 1
         per_solve[k] = its / solves if solves else float("nan")
     cpu_it = ph.get("cpu_time", float("nan")) / total * t_it  # CPU time per iteration
-    def number(v):
-        try:
-            return float(v)
-        except (TypeError, ValueError):
-            return float("nan")
-    metric = headline_metric([{k: number(v) for k, v in r.items()} for r in h])
-    val = number(h[-1].get(f"val_{metric}")) if metric else float("nan")
+    metric = headline_metric(h)
+    val = float(h[-1][f"val_{metric}"]) if metric and finite(h[-1][f"val_{metric}"]) else float("nan")
     return {"t_it": t_it, "cpu_it": cpu_it, "phases": phases, "metric": metric, "val": val, "iterations": n,
             "evals_per_it": (ph["evaluations"] - 1) / max(n, 1), "mgrit_its": per_solve, "dir": run_dir}

@@ -171,7 +171,9 @@ def run(comm):
             own.add(k)
     opts = framework_options()
     want_help = db.hasName("help")
-    from_load = rundir.load_model_options(db, comm)  # (before the problem is chosen: it is one of them)
+    source = db.getString("load", "") if db.hasName("load") else ""
+    loaded = rundir.saved_meta(source, comm) if source else {}  # -load's params.json
+    from_load = rundir.load_model_options(db, loaded)  # (before the problem is chosen: it is one of them)
     if from_load and not db.hasName("quiet"):
         _say(comm, f"ocnet: note: -load: the saved model's options: {' '.join(from_load)}", sys.stderr)
     spec = opts.get("problem", db)
@@ -195,7 +197,7 @@ def run(comm):
     # batched forms inherited from a class with another step never run (ocnet/plugin/problem.py)
     guard_forms(problem, say=lambda line: _say(comm, line, sys.stderr))
     if values["load"]:  # the loaded model's own state (e.g. its input standardisation), before data are used
-        state = rundir.saved_model_state(values["load"], comm)
+        state = loaded.get("model_state")  # ({} or None for folders saved before it existed)
         if state:
             problem.set_model_state(state)
     if values["check_adjoint"]:  # instead of training (ocnet/plugin/adjcheck.py)

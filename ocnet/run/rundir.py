@@ -248,11 +248,20 @@ def plot_history(path, rows, comm):
         _plot_history(path, rows)
 
 
+def finite(value):
+    """True for a finite number, also as history.csv text ('0.95'); False for nan, '' and None."""
+    try:
+        return bool(np.isfinite(float(value)))
+    except (TypeError, ValueError):
+        return False
+
+
 def headline_metric(rows):
     """The metric the progress line, the final line and training.png show: "accuracy" when the
     problem reports it, else its first other metric with a validation column (e.g. "rmse" of a
-    regression problem: history columns train_rmse/val_rmse), else None."""
-    if any(np.isfinite(r.get(k, np.nan)) for r in rows for k in ("train_accuracy", "val_accuracy")):
+    regression problem: history columns train_rmse/val_rmse), else None.  ``rows``: history rows,
+    as recorded or as read from history.csv (text)."""
+    if any(finite(r.get(k)) for r in rows for k in ("train_accuracy", "val_accuracy")):
         return "accuracy"
     for r in rows[:1]:
         for k in r:
@@ -344,20 +353,14 @@ def saved_meta(source, comm):
     return comm.bcast(meta if isinstance(meta, dict) else {}, root=0)
 
 
-def saved_model_state(source, comm):
-    """The ``model_state`` saved with the parameters in ``source`` (a run folder or its params.petsc);
-    {} when there is none (also for folders saved before it existed)."""
-    return saved_meta(source, comm).get("model_state") or {}
-
-
-def load_model_options(db, comm):
+def load_model_options(db, saved):
     """-load without the model's options: set those the command line does not give (problem, N,
-    T and the plugin's options except its data options) from the saved params.json, so the
-    saved model is what is loaded.  Nothing when ``-problem`` names another problem (load_params
-    reports the mismatch).  Returns ['-name value', ...] of the options set."""
-    if not db.hasName("load") or db.hasName("resume"):
+    T and the plugin's options except its data options) from ``saved``, the -load source's
+    params.json (``saved_meta``), so the saved model is what is loaded.  Nothing with -resume, or
+    when ``-problem`` names another problem (load_params reports the mismatch).  Returns
+    ['-name value', ...] of the options set."""
+    if db.hasName("resume"):
         return []
-    saved = saved_meta(db.getString("load"), comm)
     so = saved.get("options")
     if not isinstance(so, dict) or (db.hasName("problem") and db.getString("problem") != so.get("problem")):
         return []
