@@ -105,6 +105,7 @@ def test_options_file_and_run_folder_and_load(tmp_path):
     assert list(hist[0])[:6] == ["iteration", "objective", "gradient_norm", "train_accuracy", "val_accuracy", "wall_time"]
     assert int(hist[-1]["iteration"]) == 5
     assert all(float(r["step_length"]) > 0 for r in hist[1:])  # the line search's accepted step
+    assert float(hist[0]["step_length"]) == 0  # the starting point: no step (TAO reports its initial 1)
     # evaluation only, on another rank count: the saved design gives the same objective
     run2 = tmp_path / "run2"
     run_ocnet(["-options_file", opts, "-load", run1, "-tao_max_it", 0, "-run_dir", run2], nprocs=2)

@@ -92,7 +92,7 @@ class Trainer:
         self.batch_offset = 0.0
         self.optimising = True  # (False for -tao_max_it 0's single evaluation: nothing to refresh)
         self._non_scalar = set()  # problem metrics reported as not numbers
-        self.safeguard, self.skip_row = None, False
+        self.safeguard, self.skip_row, self._first_monitor = None, False, False
         self._unrecorded = None  # (objective, |g|) of a safeguard re-evaluation not yet in a history row
         if resume:
             from . import checkpoint
@@ -156,6 +156,8 @@ class Trainer:
     def _monitor(self, tao):
         self._evals_since_monitor = 0
         its, f, gnorm, _, step, _ = tao.getSolutionStatus()  # step: the last line-search step
+        if self._first_monitor:  # a solve's starting point: no step taken (TAO reports its initial 1)
+            self._first_monitor, step = False, 0.0
         if self.skip_row:  # the safeguard's re-evaluation at the last recorded point
             self.skip_row = False
             self._unrecorded = (f, gnorm)  # (if the run ends on it: _tao_solve amends the last row)
@@ -371,8 +373,10 @@ class Trainer:
     def _tao_solve(self, x):
         """tao.solve, re-raising an ocnet error from inside a callback as itself."""
         try:
+            self._first_monitor = True
             self.tao.solve(x)
             while self.safeguard is not None and self.safeguard.retry():
+                self._first_monitor = True
                 self.tao.solve(x)
             if self._unrecorded is not None and self.rows:  # the run ended on the safeguard's re-evaluation
                 self._amend_last_row(*self._unrecorded)
