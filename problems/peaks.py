@@ -49,6 +49,10 @@ class Peaks(ResNet):
             data["val"] = sample(values["nval"], rng)
         super().__init__(values, comm, nin=2, nclasses=5, datasets=data)
 
+    def sample_columns(self, data):
+        """The generated points' coordinates and true class: predictions_<set>.csv is readable alone."""
+        return {"x": data.X[0], "y": data.X[1], "label": data.y}
+
     def plot(self, folder, predict):
         """``decision.png``: decision regions of the trained network beside the true classes."""
         t = np.linspace(-BOX, BOX, 161)

@@ -180,6 +180,12 @@ class WrongPredictLength(NeuralODERegression):
         return super().predict(g, uN)[:5]
 
 
+class WithSampleColumns(NeuralODERegression):
+    """sample_columns: the target (written) and two columns -predictions must leave out."""
+    def sample_columns(self, data):
+        return {"target": data.Y, "prediction": data.Y, "short": data.Y[:3]}
+
+
 class ArrayMetric(NeuralODERegression):
     """A metric that is an array (history.csv cannot record it: one warning)."""
     def metrics(self, g, data, uN):

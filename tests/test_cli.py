@@ -231,9 +231,14 @@ def test_predictions(tmp_path):
     without predict warns; without -run_dir, one error line."""
     run_ocnet(SMALL + ["-predictions", "-run_dir", tmp_path / "a"])
     val = (tmp_path / "a" / "predictions_val.csv").read_text().splitlines()
-    assert val[0] == "sample,prediction" and len(val) == 1 + 20 and val[5].split(",")[0] == "4", val
-    labels = np.loadtxt(tmp_path / "a" / "predictions_train.csv", delimiter=",", skiprows=1)[:, 1]
-    assert labels.shape == (100,) and set(labels) <= set(range(5))
+    assert val[0] == "sample,x,y,label,prediction" and len(val) == 1 + 20 and val[5].split(",")[0] == "4", val
+    table = np.loadtxt(tmp_path / "a" / "predictions_train.csv", delimiter=",", skiprows=1)
+    assert table.shape == (100, 5) and set(table[:, 4]) <= set(range(5))
+    # Peaks' generated points, with their true classes: the file is readable without the run
+    from problems.peaks import label
+    np.testing.assert_array_equal(table[:, 3], label(table[:, 1:3].T))
+    hist = read_history(tmp_path / "a")
+    assert np.mean(table[:, 3] == table[:, 4]) == float(hist[-1]["train_accuracy"])
     run_ocnet(SMALL + ["-load", tmp_path / "a", "-tao_max_it", 0, "-predictions", "-run_dir", tmp_path / "b"], nprocs=2)
     assert (tmp_path / "b" / "predictions_val.csv").read_text() == "\n".join(val) + "\n"
     p = run_ocnet(["-problem", "heat", "-N", 4, "-tao_max_it", 1, "-quiet", "-predictions", "-run_dir", tmp_path / "h"])

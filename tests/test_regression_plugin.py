@@ -4,6 +4,8 @@ their own gradient copies (bncg) or none (nm)."""
 import json
 import re
 
+import numpy as np
+
 import pytest
 
 from tests.conftest import read_history, run_ocnet
@@ -62,6 +64,16 @@ def test_predict_of_the_wrong_length_is_not_written(tmp_path):
     good = run_ocnet(REG + ["-tao_max_it", 1, "-predictions", "-run_dir", tmp_path / "g"])
     assert "predict returned" not in good.stderr
     assert len((tmp_path / "g" / "predictions_val.csv").read_text().splitlines()) == 201  # header + 200
+    # the problem's sample_columns go between the index and the prediction; bad ones: one warning each
+    p = run_ocnet(REG + ["-problem", "tests.regress:WithSampleColumns", "-tao_max_it", 1, "-predictions",
+                         "-run_dir", tmp_path / "c"])
+    for k in ("'prediction'", "'short'"):
+        assert p.stderr.count(f"sample_columns column {k} of 'val' is not one number per sample (200) under a "
+                              "new name: left out") == 1, p.stderr
+    table = np.loadtxt(tmp_path / "c" / "predictions_val.csv", delimiter=",", skiprows=1)
+    assert (tmp_path / "c" / "predictions_val.csv").read_text().startswith("sample,target,prediction\n")
+    assert table.shape == (200, 3) and np.sqrt(np.mean((table[:, 1] - table[:, 2]) ** 2)) == \
+        pytest.approx(float(read_history(tmp_path / "c")[-1]["val_rmse"]), rel=1e-12)
 
 
 def test_array_metric_warns_once(tmp_path):

@@ -227,6 +227,12 @@ class ControlProblem:
         handed to ``plot`` through its ``predict`` callable.  Default: None (nothing to plot)."""
         return None
 
+    def sample_columns(self, data):
+        """Columns that identify the samples of ``data`` in ``predictions_<set>.csv`` (rank 0, with
+        ``-predictions``), written between ``sample`` and the prediction: {name: array (batch,)},
+        e.g. a sample's coordinates or true label.  Default: {} (the sample index only)."""
+        return {}
+
     def model_state(self):
         """What the trained model is besides its parameters, as a JSON-able dict (e.g. the input
         standardisation computed from the training data); saved in the run folder's params.json and

@@ -418,12 +418,33 @@ def write_predictions(run_dir, problem, predict, comm):
                  f"for the {n} samples of '{name}': nothing written for it", sys.stderr)
             continue
         path = os.path.join(run_dir, f"predictions_{name}.csv")
-        fmt = "%d" if np.issubdtype(rows.dtype, np.integer) else "%.17g"
-        header = "sample," + ",".join(["prediction"] if rows.shape[1] == 1 else
-                                      [f"output_{j}" for j in range(rows.shape[1])])
-        np.savetxt(path + ".tmp", np.column_stack([np.arange(len(rows)), rows]), delimiter=",",
-                   fmt=["%d"] + [fmt] * rows.shape[1], header=header, comments="")
+        names = ["prediction"] if rows.shape[1] == 1 else [f"output_{j}" for j in range(rows.shape[1])]
+        columns = [("sample", np.arange(len(rows)))]
+        columns += _sample_columns(problem, data, name, len(rows), ["sample"] + names, comm)
+        columns += [(k, rows[:, j]) for j, k in enumerate(names)]
+        with open(path + ".tmp", "w") as f:
+            f.write(",".join(k for k, _ in columns) + "\n")
+            text = [[str(int(v)) if np.issubdtype(c.dtype, np.integer) else repr(float(v)) for v in c]
+                    for _, c in columns]
+            f.writelines(",".join(r) + "\n" for r in zip(*text))
         os.replace(path + ".tmp", path)
+
+
+def _sample_columns(problem, data, name, n, taken, comm):
+    """The problem's ``sample_columns(data)`` as [(name, 1-D array of n numbers)]; a column that is
+    not one number per sample, or whose name is taken, is left out with one warning."""
+    import numpy as np
+    out = []
+    for k, v in (problem.sample_columns(data) or {}).items():
+        v = np.asarray(v)
+        if str(k) in taken or "," in str(k) or v.shape != (n,) or not (np.issubdtype(v.dtype, np.number) or
+                                                                        v.dtype == bool):
+            _say(comm, f"ocnet: warning: -predictions: problem '{problem.name}': sample_columns column {k!r} of "
+                 f"'{name}' is not one number per sample ({n}) under a new name: left out", sys.stderr)
+            continue
+        out.append((str(k), v.astype(np.int64) if v.dtype == bool else v))
+        taken = taken + [str(k)]
+    return out
 
 
 def signal_name(signum):

@@ -263,6 +263,9 @@ class ResNet(ControlProblem):
     def metrics(self, g, data, uN):
         return {"accuracy": float(np.mean(self.predict(g, uN) == data.y))}
 
+    def sample_columns(self, data):
+        return {"label": data.y}  # (the true class, beside the prediction)
+
     def global_regularization(self, g, grad_g):
         o, n = self.n_open, self.global_param_size
         grad_g[:o] += self.gamma_tik * g[:o]
