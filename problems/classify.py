@@ -13,7 +13,7 @@ import numpy as np
 
 from ocnet.base.errors import OcnetError
 from . import datafiles
-from .resnet import Classification, ResNet
+from .resnet import UNLABELLED, Classification, ResNet
 
 
 class LabelledResNet(ResNet):
@@ -77,7 +77,8 @@ class LabelledResNet(ResNet):
 
     def plot_confusion(self, folder, predict):
         """``confusion.png``: confusion matrices (counts) of the training and validation sets."""
-        parts = [(k, self.datasets[k].y, predict(self.datasets[k])) for k in ("train", "val") if k in self.datasets]
+        parts = [(k, self.datasets[k].y, predict(self.datasets[k])) for k in ("train", "val")
+                 if k in self.datasets and self.datasets[k].labelled]
         if parts[0][2] is None:
             return
         import matplotlib
@@ -100,8 +101,8 @@ class LabelledResNet(ResNet):
 
 class FileClassification(LabelledResNet):
     name = "classify"
-    data_options = ("train_file", "train_labels", "val_file", "val_labels", "val_fraction", "split_seed",
-                    "x_name", "y_name", "label_column", "label_base", "skip_rows")
+    data_options = ("train_file", "train_labels", "val_file", "val_labels", "val_unlabelled", "val_fraction",
+                    "split_seed", "x_name", "y_name", "label_column", "label_base", "skip_rows")
     split_options = ("val_fraction", "split_seed")  # -val_fraction splits the training file (see __init__)
 
     @classmethod
@@ -114,6 +115,8 @@ class FileClassification(LabelledResNet):
                  "default: -y_name of a .npz/.mat file, else -label_column of the table", group=g)
         opts.add("val_file", str, None, "validation data, same format (or use -val_fraction)", group=g)
         opts.add("val_labels", str, None, "validation labels in their own file", group=g)
+        opts.add("val_unlabelled", bool, False, "the -val_file holds features only (new samples to score with "
+                 "-load and -predictions: no validation accuracy)", group=g)
         opts.add("val_fraction", float, 0.0, "without -val_file: this fraction of the training file becomes "
                  "the validation set (stratified by class, seeded by -split_seed)", group=g,
                  bounds="[0,1)")
@@ -136,6 +139,10 @@ class FileClassification(LabelledResNet):
             self.split_options = ()
         if v["val_labels"] and not v["val_file"]:
             raise OcnetError("-val_labels needs -val_file")
+        if v["val_unlabelled"] and not v["val_file"]:
+            raise OcnetError("-val_unlabelled needs -val_file")
+        if v["val_unlabelled"] and v["val_labels"]:
+            raise OcnetError("give -val_labels or -val_unlabelled, not both")
         if not v["train_file"]:
             raise OcnetError("-problem classify needs -train_file (see docs/user/data.md)")
         train, val = datafiles.on_root(comm, lambda: self.read(v))
@@ -148,7 +155,11 @@ class FileClassification(LabelledResNet):
                   skip_rows=v["skip_rows"], label_base=v["label_base"])
         train = datafiles.read_labelled(v["train_file"], v["train_labels"], what="-train_file", **kw)
         val = None
-        if v["val_file"]:
+        if v["val_file"] and v["val_unlabelled"]:  # features only: labels unknown (-1)
+            X = datafiles.as_features(datafiles.read_array(v["val_file"], "-val_file", v["x_name"], "x_name",
+                                                           v["skip_rows"]), "-val_file")
+            val = (X, np.full(X.shape[0], UNLABELLED, np.int64))
+        elif v["val_file"]:
             val = datafiles.read_labelled(v["val_file"], v["val_labels"], what="-val_file", **kw)
         elif v["val_fraction"] > 0:
             X, y = train
@@ -163,7 +174,8 @@ class FileClassification(LabelledResNet):
         self.plot_confusion(folder, predict)
         if self.nin != 2:
             return
-        X, y = self.raw.get("val", self.raw["train"])
+        shown = "val" if "val" in self.raw and self.datasets["val"].labelled else "train"
+        X, y = self.raw[shown]
         lo, hi = self.raw["train"][0].min(axis=0), self.raw["train"][0].max(axis=0)
         pad = 0.05 * (hi - lo)
         t0 = np.linspace(lo[0] - pad[0], hi[0] + pad[0], 161)
@@ -181,7 +193,7 @@ class FileClassification(LabelledResNet):
         ax.imshow(pred.reshape(G0.shape), origin="lower", extent=(t0[0], t0[-1], t1[0], t1[-1]), aspect="auto",
                   alpha=0.6, **kw)
         ax.scatter(X[:, 0], X[:, 1], c=y, s=8, edgecolors="k", linewidths=0.3, **kw)
-        ax.set_title("decision regions; points: " + ("validation" if "val" in self.raw else "training") + " samples")
+        ax.set_title("decision regions; points: " + ("validation" if shown == "val" else "training") + " samples")
         fig.tight_layout()
         fig.savefig(os.path.join(folder, "decision.png"), dpi=100)
         plt.close(fig)

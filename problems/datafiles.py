@@ -126,7 +126,11 @@ def read_labelled(features, labels=None, x_name="X", y_name="y", label_column=-1
         y = read_array(labels, lwhat, y_name, "y_name", skip_rows)
         X = A
     elif keyed:
-        y = read_array(features, what, y_name, "y_name", skip_rows)
+        try:
+            y = read_array(features, what, y_name, "y_name", skip_rows)
+        except OcnetError as e:
+            hint = "; features without labels: -val_unlabelled" if what == "-val_file" else ""
+            raise OcnetError(f"{e}{hint}") from None
         X, lwhat = A, what
     else:
         if A.ndim != 2 or A.shape[1] < 2:
@@ -142,7 +146,12 @@ def read_labelled(features, labels=None, x_name="X", y_name="y", label_column=-1
         raise OcnetError(f"{lwhat}: {y.shape[0]} label rows for {X.shape[0]} feature rows")
     if X.shape[0] == 0:
         raise OcnetError(f"{what}: '{features}' holds no samples")
-    return X, as_class_indices(y, lwhat, label_base)
+    try:
+        return X, as_class_indices(y, lwhat, label_base)
+    except OcnetError as e:
+        if what != "-val_file" or labels:
+            raise
+        raise OcnetError(f"{e}; features without labels: -val_unlabelled") from None
 
 
 def stratified_split(y, n_val, seed, n_train=None, what="-val_fraction"):

@@ -104,6 +104,32 @@ def test_val_fraction_split_is_stratified_and_seeded(files, tmp_path):
     assert float(read_history(tmp_path / "s1")[0]["val_accuracy"]) >= 0  # a validation set exists
 
 
+def test_scores_unlabelled_samples(files, tmp_path):
+    """-val_unlabelled: a features-only file is scored by a loaded model (1 and 2 ranks, .npz and
+    CSV): the predictions of the labelled run, no label column, no validation accuracy; without the
+    option, one error line that names it."""
+    d = files["dir"]
+    run_ocnet(NET + files["npz"] + ["-tao_max_it", 10, "-predictions", "-run_dir", tmp_path / "a"])
+    Xv, _ = blobs(20, seed=1)
+    np.savez(tmp_path / "new.npz", X=Xv)
+    np.savetxt(tmp_path / "new.csv", Xv, delimiter=",")
+    known = np.loadtxt(tmp_path / "a" / "predictions_val.csv", delimiter=",", skiprows=1)
+    score = ["-load", tmp_path / "a", "-train_file", d / "train.npz", "-tao_max_it", 0, "-predictions",
+             "-val_unlabelled"]
+    for p, f in ((1, "new.npz"), (2, "new.csv")):
+        out = run_ocnet(score + ["-val_file", tmp_path / f, "-run_dir", tmp_path / f"s{p}"], nprocs=p)
+        text = (tmp_path / f"s{p}" / "predictions_val.csv").read_text()
+        assert text.startswith("sample,prediction\n"), text
+        np.testing.assert_array_equal(np.loadtxt(text.splitlines()[1:], delimiter=","), known[:, [0, 2]])
+        assert np.isnan(float(read_history(tmp_path / f"s{p}")[0]["val_accuracy"]))
+        assert "val nan" not in out.stdout and "val accuracy" not in out.stdout, out.stdout
+    for f in ("new.npz", "new.csv"):
+        p = run_ocnet(NET + ["-train_file", d / "train.npz", "-val_file", tmp_path / f], check=False)
+        assert p.returncode == 2 and p.stderr.strip().endswith("features without labels: -val_unlabelled"), p.stderr
+    p = run_ocnet(NET + ["-train_file", d / "train.npz", "-val_unlabelled"], check=False)
+    assert p.returncode == 2 and p.stderr.strip() == "ocnet: error: -val_unlabelled needs -val_file", p.stderr
+
+
 def test_load_keeps_the_trained_standardisation(files, tmp_path):
     """-load evaluates with the statistics the parameters were trained with, saved in params.json,
     even when the training file now is another one (other mean and std): the validation objective

@@ -273,6 +273,7 @@ def run(comm):
             metric = ("  train {train_accuracy:.3f}  val {val_accuracy:.3f}".format(**row) if name == "accuracy" else
                       f"  train {name} {row.get('train_' + name, math.nan):.4g}  val {name} {row['val_' + name]:.4g}"
                       if name else "")
+            metric = metric.replace("  val nan", "").replace(f"  val {name} nan", "")  # (e.g. unlabelled data)
             _say(comm, "it {iteration:4d}  J {objective:.6e}  |g| {gradient_norm:.3e}".format(**row) + metric
                  + "  t {wall_time:.2f}s".format(**row))
 

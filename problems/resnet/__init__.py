@@ -6,6 +6,6 @@
 family member (Peaks, MNIST, user data, ...) subclass it and only supply data sets and plots.
 """
 from .conv import ConvResNet
-from .dense import Classification, ResNet
+from .dense import UNLABELLED, Classification, ResNet
 
-__all__ = ["Classification", "ConvResNet", "ResNet"]
+__all__ = ["UNLABELLED", "Classification", "ConvResNet", "ResNet"]

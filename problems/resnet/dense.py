@@ -29,9 +29,13 @@ from ocnet.plugin.problem import ControlProblem
 BLOCKS = ("single", "double")
 
 
+#: the label of a sample whose class is not known (new data to score): no accuracy, no label column
+UNLABELLED = -1
+
+
 @dataclass
 class Classification:
-    """Features (nin, batch), feature-major, and integer labels (batch,)."""
+    """Features (nin, batch), feature-major, and integer labels (batch,) (all UNLABELLED: unknown)."""
 
     X: np.ndarray
     y: np.ndarray
@@ -39,6 +43,10 @@ class Classification:
     @property
     def batch(self):
         return self.X.shape[1]
+
+    @property
+    def labelled(self):
+        return not (self.y.size and self.y[0] == UNLABELLED)
 
 
 class ResNet(ControlProblem):
@@ -261,10 +269,10 @@ class ResNet(ControlProblem):
         return np.argmax(self._logits(g, uN), axis=0)
 
     def metrics(self, g, data, uN):
-        return {"accuracy": float(np.mean(self.predict(g, uN) == data.y))}
+        return {"accuracy": float(np.mean(self.predict(g, uN) == data.y))} if data.labelled else {}
 
     def sample_columns(self, data):
-        return {"label": data.y}  # (the true class, beside the prediction)
+        return {"label": data.y} if data.labelled else {}  # (the true class, beside the prediction)
 
     def global_regularization(self, g, grad_g):
         o, n = self.n_open, self.global_param_size
