@@ -162,6 +162,7 @@ def test_calibrate_any_plugin_and_predict(tmp_path):
     for k in ("forward", "serial_forward", "adjoint", "serial_adjoint", "gradient", "steps", "adjoint_cycle"):
         assert pm.step_cost(cal, k, 16) > 0, k  # a Python step costs something at any size
     assert cal["concurrency"]["factor"] >= 1.0 and cal["mpi"]["bandwidth"] > 0
+    assert cal["machine"]["load_average"] >= 0  # (recorded; a busy machine is warned of: below)
     p = perfmodel(["predict", "--calibration", str(out), "--Ns", "64", "--Ps", "2,4"])
     assert p.returncode == 0, p.stdout + p.stderr
     assert "S = 16, S_val = None, p = 1" in p.stdout and "| 64 |" in p.stdout
@@ -214,3 +215,9 @@ def test_predict_evals_per_iteration(capsys, tmp_path):
         times.append(float(line.split("N = 256: ")[1].split()[0]))
     assert times[1] > 1.5 * times[0], times
 
+
+
+def test_busy_machine_is_warned_of():
+    from ocnet.perfmodel.calibration import BUSY_LOAD, busy_warning
+    assert busy_warning(0.2, 2) is None and busy_warning(BUSY_LOAD - 0.01, 2) is None
+    assert busy_warning(1.93, 2).startswith("ocnet: warning: load average 1.9 on 2 CPUs before calibrating")

@@ -355,6 +355,20 @@ def _extensions(pb):
             "fuse": accepts(pb.sweeps_adjoint, "grad") and accepts(pb.parameter_gradient, "rows")}
 
 
+#: 1-minute load average at which calibrate warns that the machine is not quiet (one busy core
+#: besides the calibration itself reads about 1; a quiet machine well under 0.5)
+BUSY_LOAD = 0.75
+
+
+def busy_warning(load, cpus):
+    """The warning line for a 1-minute load average ``load`` before calibrating, or None when quiet."""
+    if load < BUSY_LOAD:
+        return None
+    return (f"ocnet: warning: load average {load:.1f} on {cpus} CPUs before calibrating: other work shares "
+            "this machine, and its share enters every timing and the concurrency factor (calibrate on a "
+            "quiet machine)")
+
+
 def calibrate(out, args, steps=256, quick=False, say=print):
     """Measure the unit costs of the plugin problem given by ocnet options ``args`` (a list, e.g.
     ["-problem", "heat", "-nx", "512"]; PETSc must be initialised with them) on ``steps`` layers
@@ -380,6 +394,9 @@ def calibrate(out, args, steps=256, quick=False, say=print):
     say(f"calibrating problem '{spec}' ({pb.name}): " + ", ".join(
         f"{k} S = {pb.state_size(d)}" for k, d in sets.items()) + f", p = {pb.layer_param_size}, {K} layers"
         + (f" (not {steps}: {big} doubles per state)" if K < steps else ""))
+    load = os.getloadavg()[0]  # other work on the machine enters every timing below
+    if busy_warning(load, os.cpu_count()):
+        print(busy_warning(load, os.cpu_count()), file=sys.stderr, flush=True)
     arrays = {k: Arrays(pb, values, d, K, comm) for k, d in sets.items()}
     calls, points = {}, {}
     for k, arr in arrays.items():
@@ -414,7 +431,7 @@ def calibrate(out, args, steps=256, quick=False, say=print):
     cal["mpi"] = calibrate_mpi()
     cal["concurrency"] = calibrate_concurrency(cal, args, N=max(64, layers_for(big, 512)), repeat=3 if quick else 5)
     cal["machine"] = {"cpus": os.cpu_count(), "cpu": cpu_model(),
-                      "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+                      "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_average": load}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
         json.dump(cal, f, indent=1)
