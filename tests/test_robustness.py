@@ -181,10 +181,18 @@ def test_nonfinite_in_mgrit_mode_hints_at_coarse_steps():
 
 
 @pytest.mark.parametrize("nprocs", [None, 2])
-def test_overflowing_state_named_with_its_layer(nprocs):
-    p = run_ocnet(PEAKS + ["-init_layer", 1e200, "-activation", "relu"], nprocs=nprocs, timeout=300, check=False)
+def test_overflowing_state_named_with_its_layer(nprocs, tmp_path):
+    """Non-finite at the starting point: named with its layer; summary.json DIVERGED_NAN with no
+    history (it said FAILED, "history.csv holds its rows", with no history.csv)."""
+    run = tmp_path / "r"
+    p = run_ocnet(PEAKS + ["-init_layer", 1e200, "-activation", "relu", "-run_dir", run], nprocs=nprocs,
+                  timeout=300, check=False)
     one_error(p, 3, "non-finite")
     assert "the state from layer" in p.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["reason"] == "DIVERGED_NAN" and summary["iterations"] is None and summary["exit_status"] == 3
+    assert "before its first history row" in summary["note"] and not (run / "history.csv").exists(), summary
+    assert SUMMARY_KEYS <= set(summary) and "non-finite" in summary["error"], summary
 
 
 def test_nonfinite_options_and_loaded_nan(tmp_path):

@@ -133,12 +133,23 @@ def write_failure(status, text):
         return
     errors = [ln for ln in text.splitlines() if ln.startswith("ocnet: error: ")] or text.strip().splitlines()[-1:]
     saved = None if trainer is None else trainer.saved_its
-    rundir.write_json(path, run_summary(
-        "FAILED", trainer, exit_status=int(status), error=errors[-1].removeprefix("ocnet: error: "),
-        note="the run failed; history.csv holds its rows" + (
-            f"; the checkpoint of iteration {saved} is kept: after fixing the cause, -resume continues from it"
-            if saved is not None else "; no checkpoint was saved by this start (-checkpoint_every, "
-                                      "-checkpoint_seconds)")))
+    rows = trainer is not None and trainer.rows
+    # exit status 3: went non-finite (or an exact solve did not converge) before any history row,
+    # e.g. at the starting point; later failures of that kind are DIVERGED_NAN with the last row's design
+    err = errors[-1].removeprefix("ocnet: error: ")
+    reason = "DIVERGED_NAN" if status == 3 and non_finite(err) else "FAILED"
+    note = ("the run failed; history.csv holds its rows" if rows else
+            "the run failed before its first history row (at the starting point): no history, no parameters")
+    if rows:
+        note += (f"; the checkpoint of iteration {saved} is kept: after fixing the cause, -resume continues from it"
+                 if saved is not None else "; no checkpoint was saved by this start (-checkpoint_every, "
+                                           "-checkpoint_seconds)")
+    rundir.write_json(path, run_summary(reason, trainer, exit_status=int(status), error=err, note=note))
+
+
+def non_finite(text):
+    """True when an error text (of a NumericalFailure or PETSc) says the run went non-finite."""
+    return "non-finite" in text or "infinity or NaN" in text
 
 
 def run(comm):
@@ -322,11 +333,12 @@ def run(comm):
         else:
             _say(comm, f"ocnet: {e} after iteration {last} (no -run_dir: nothing saved)", sys.stderr)
         return signals.INTERRUPTED_STATUS
-    except NumericalFailure:
+    except NumericalFailure as e:
         if run_dir and trainer.last_good is not None:  # collective: every rank raised it
             x = objective.design.convert(trainer.last_good, False)
             last = trainer.rows[-1]["iteration"]
-            summary = run_summary("DIVERGED_NAN", trainer, exit_status=3,
+            summary = run_summary("DIVERGED_NAN" if non_finite(str(e)) else "FAILED", trainer, exit_status=3,
+                                  error=str(e),
                                   note=f"the run failed after iteration {last}; params.petsc holds that "
                                        "iteration's design")
             signals.set_phase("final")
