@@ -97,6 +97,11 @@ def check_inputs(options, extra, env):
         if why.startswith("cannot load problem") or why.startswith("unknown problem"):  # not found: where to look
             why += f" (PYTHONPATH {env.get('PYTHONPATH', '')!r}; give the plugin's folder with --pythonpath)"
         fail(why)
+    # the option values, the data and the problem as a run builds them (ocnet -dry_run, one rank)
+    r = subprocess.run([sys.executable, "-m", "ocnet", "-options_file", options] + extra + ["-dry_run", "-quiet"],
+                       cwd=ROOT, env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        fail((r.stderr.strip() or r.stdout.strip() or "failed").splitlines()[-1].removeprefix("ocnet: error: "))
 
 
 def launcher(kind, p):

@@ -253,3 +253,16 @@ def test_other_metrics_are_history_columns(tmp_path):
     rows = read_history(tmp_path / "a")
     assert all(np.isfinite(float(r["train_rmse"])) and np.isfinite(float(r["val_rmse"])) for r in rows), rows[0]
     assert float(rows[-1]["train_rmse"]) < float(rows[0]["train_rmse"])
+
+
+def test_dry_run_checks_and_writes_nothing(tmp_path):
+    """-dry_run: options, data, problem and TAO settings are checked (2 ranks), nothing is computed
+    and the run folder is not made; a bad value is the usual one line, exit 2."""
+    run = tmp_path / "r"
+    p = run_ocnet(SMALL + ["-mode", "oneshot", "-checkpoint_every", 5, "-run_dir", run, "-dry_run"], nprocs=2)
+    assert "ocnet: dry run: options, data and problem 'peaks' (N=4, 2 ranks, -mode oneshot) check out" in p.stdout
+    assert not run.exists() and "it    0" not in p.stdout
+    for bad, text in ((["-mgrit_cfactor", 1], "option -mgrit_cfactor"), (["-tao_type", "lmvmm"], "lmvmm")):
+        p = run_ocnet(SMALL + bad + ["-mode", "oneshot", "-dry_run"], nprocs=2, check=False)
+        errs = [ln for ln in p.stderr.splitlines() if ln.startswith("ocnet")]
+        assert p.returncode == 2 and len(errs) == 1 and text in errs[0], p.stderr

@@ -191,6 +191,13 @@ def test_train_template_relative_paths_plugin_folder_and_checks(tmp_path):
     p = dry_train(PLUGIN_PATH="")
     errs = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert p.returncode == 2 and len(errs) == 1 and "tinyplug" in errs[0], p.stderr
+    # option values are checked too (ocnet -dry_run; -help, used before, checked none)
+    for bad, text in (("-mode oneshott", "option -mode: 'oneshott' is not one of"),
+                      ("-tao_ls_type armijoo", "TaoLineSearch type armijoo")):
+        p = dry_train(EXTRA=bad)
+        errs = [ln for ln in p.stderr.splitlines() if ln.strip()]
+        assert p.returncode == 2 and len(errs) == 1 and text in errs[0], p.stderr
+    assert not (tmp_path / "r").exists()  # nothing written
 
 
 def test_train_dry_run_with_a_plugin_folder(tmp_path):

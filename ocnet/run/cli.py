@@ -22,6 +22,8 @@ FRAMEWORK_OPTIONS = [  # name, type, default, help, and keywords of OptionSet.ad
     ("run_dir_overwrite", bool, False, "replace the contents of an existing ocnet run folder -run_dir", {}),
     ("load", str, None, "start from parameters saved in a run folder (with -tao_max_it 0: evaluate only)", {}),
     ("quiet", bool, False, "no per-iteration line on stdout", {}),
+    ("dry_run", bool, False, "check the options, the data, the problem and the optimiser's settings, then stop: "
+     "nothing is computed and no run folder is touched (e.g. before submitting a batch job)", {}),
     ("mode", str, "serial", "serial: layer-serial sweeps; exact: MGRIT state and adjoint solved to "
      "-mgrit_rtol; oneshot: a few warm-started MGRIT iterations per evaluation (inexact gradient; counts "
      "adaptive unless -oneshot_adapt 0 or -oneshot_state_its / -oneshot_adjoint_its are given; unless given, "
@@ -257,6 +259,11 @@ def run(comm):
         raise OcnetError("-checkpoint_every needs -run_dir")
     if values["predictions"] and not run_dir:
         raise OcnetError("-predictions needs -run_dir (the files go there)")
+    if values["dry_run"]:  # all that needs no computation is checked: stop before the run folder
+        Trainer(objective, comm, replicated).tao.destroy()  # (TAO's own options: -tao_ls_type, ...)
+        _say(comm, f"ocnet: dry run: options, data and problem '{problem.name}' (N={grid.N}, {grid.size} "
+             f"rank{'s' if grid.size > 1 else ''}, -mode {values['mode']}) check out; nothing computed or written")
+        return 0
     resume = bool(values["resume"])
     if resume:
         if values["run_dir"] and os.path.abspath(values["run_dir"]) != os.path.abspath(values["resume"]):
@@ -401,7 +408,7 @@ def run(comm):
 
 
 #: options that control a run but do not define it (not compared on -load/-resume)
-RUN_CONTROL = ("run_dir", "run_dir_plots", "predictions", "run_dir_overwrite", "load", "design_layout", "quiet",
+RUN_CONTROL = ("run_dir", "run_dir_plots", "predictions", "run_dir_overwrite", "load", "design_layout", "quiet", "dry_run",
                "resume", "checkpoint_every", "checkpoint_seconds", "log_phases", "mgrit_view", "check_adjoint")
 
 
