@@ -63,6 +63,9 @@ class ReducedObjective:
         self.unconverged_count = 0
         self._evaluated = None  # (local design, data, global parameters) of the last state solve
         self._evaluations = {}  # id(data) -> (data, Trajectory, MGRIT or None), allocated once
+        #: the last evaluation was layer-serial in an MGRIT mode (adaptive one-shot's exact start or
+        #: fallback): validation at its design is layer-serial too (forward_outputs)
+        self.last_exact = False
         # MGRIT iterations and solves so far: state, adjoint, evaluation data (phases.json)
         self.mgrit_counts = {"state": [0, 0], "adjoint": [0, 0], "val": [0, 0]}
         self.adapt = None  # adaptive one-shot controller (ocnet.optim.adaptive), set by the command line
@@ -125,6 +128,7 @@ class ReducedObjective:
 
     def evaluate(self, x, grad=None):
         """J(x); with ``grad`` (a Vec of the design layout) also the exact adjoint gradient."""
+        self.last_exact = False
         if self.adapt is not None and self.adapt.begin(self, grad is not None):
             return self._exact(x, grad)  # (adaptive one-shot: ocnet.optim.adaptive)
         gr, pb = self.grid, self.problem
@@ -203,6 +207,7 @@ class ReducedObjective:
         if grad is not None:
             self.adjoint_its, self.adjoint_residual = 0, 0.0
         adapt.fell_back(self)
+        self.last_exact = True
         return J
 
     def _check_converged(self, mg, what):
@@ -283,6 +288,11 @@ class ReducedObjective:
         residual = float("nan")
         if not (layer_parallel and self.mgrit is not None):  # layer-serial: no trajectory kept
             uN = self.solver.forward_last(g, thetas, data)
+        elif self.last_exact:  # as the objective's exact evaluation at x: layer-serial, into the
+            traj, mg = self.evaluation(data)  # trajectory the next MGRIT solve warm-starts from
+            self.solver.forward(g, thetas, data, traj)
+            mg.invalidate()  # (its coarse levels are stale)
+            uN = traj.U[-1]
         else:  # as the state solve in evaluate: u[0] on rank 0 first, then warm-started MGRIT
             traj, mg = self.evaluation(data)
             if gr.first:

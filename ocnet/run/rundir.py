@@ -288,8 +288,8 @@ def _plot_history(path, rows):
         ax[2].plot(it, [r.get(key, np.nan) for r in rows], label=key)
     ax[2].set_title(name)
     ax[2].legend()
-    for key in residuals:
-        ax[3].semilogy(it, [r.get(key, np.nan) for r in rows], label=key)
+    for key in residuals:  # (0: an exact evaluation of adaptive one-shot, no MGRIT residual to draw)
+        ax[3].semilogy(it, [v if v > 0 else np.nan for v in (r.get(key, np.nan) for r in rows)], label=key)
     if residuals:
         ax[3].set_title("MGRIT residual")
         ax[3].legend()
