@@ -85,3 +85,23 @@ class WrongTerminal(LinearControl):
         super().terminal(g, data, uN, lamN, grad_g)
         R = uN.reshape(data.Y.shape) - data.Y
         return 0.5 * np.sum(R * R, axis=0)
+
+
+class Fenced(LinearControl):
+    """LinearControl whose objective is +inf once its global parameters g are farther than
+    ``radius`` from where the run started (a state that overflows on a step too long, as a stiff
+    ODE's does): line searches must shrink such trial steps."""
+
+    name = "fenced"
+
+    @classmethod
+    def declare_options(cls, opts):
+        super().declare_options(opts)
+        opts.add("radius", float, 1e300, "objective +inf farther than this from the first g", group=cls.name,
+                 bounds="(0,inf]")
+
+    def terminal(self, g, data, uN, lamN, grad_g):
+        value = super().terminal(g, data, uN, lamN, grad_g)
+        if not hasattr(self, "g0"):
+            self.g0 = g.copy()
+        return np.inf if np.linalg.norm(g - self.g0) > self.values["radius"] else value

@@ -175,6 +175,31 @@ def test_nonfinite_objective_stops_and_keeps_last_good(tmp_path, nprocs):
                                                                                  rel=1e-12), p2.stdout
 
 
+FENCED = ["-problem", "tests.faulty:Fenced", "-N", 8, "-quiet", "-tao_max_it", 20, "-radius", 0.3]
+
+
+@pytest.mark.parametrize("nprocs", [None, 2])
+def test_nonfinite_trial_point_is_a_rejected_step(tmp_path, nprocs):
+    """A line search's trial point that goes non-finite is +inf to the optimiser, which shrinks
+    the step (it stopped the run); a line search that fails on one stops it as before, with the
+    last good parameters (toy: J = inf once g is 0.3 from its start)."""
+    run = tmp_path / "armijo"
+    p = run_ocnet(FENCED + ["-tao_ls_type", "armijo", "-run_dir", run], nprocs=nprocs, timeout=300)
+    summary = json.loads((run / "summary.json").read_text())
+    hist = read_history(run)
+    assert summary["reason"] == "DIVERGED_MAXITS" and summary["rejected_trial_points"] > 0, summary
+    assert f"ocnet: note: {summary['rejected_trial_points']} line-search trial points went non-finite" in p.stderr
+    assert len(hist) == 21 and float(hist[-1]["objective"]) < 0.7 * float(hist[0]["objective"])
+    assert all(np.isfinite(float(r["objective"])) for r in hist)
+    for args, name in (([], "mt"), (["-oneshot_tao"], "oneshot")):  # More-Thuente fails on it; the one-shot
+        run = tmp_path / name                                          # TAO's Armijo runs into the fence
+        p = run_ocnet(FENCED + args + ["-run_dir", run], nprocs=nprocs, timeout=300, check=False)
+        one_error(p, 3, "the line search failed on non-finite trial points (")
+        summary, hist = json.loads((run / "summary.json").read_text()), read_history(run)
+        assert summary["reason"] == "DIVERGED_NAN" and summary["iterations"] == int(hist[-1]["iteration"]) >= 1
+        assert all(np.isfinite(float(r["objective"])) for r in hist)
+
+
 def test_nonfinite_in_mgrit_mode_hints_at_coarse_steps():
     p = run_ocnet(TOY + ["-nan_at", 6, "-tao_max_it", 20, "-mode", "oneshot"], timeout=300, check=False)
     one_error(p, 3, "fewer levels (-mgrit_levels) or a smaller -mgrit_cfactor may keep them stable")

@@ -3,6 +3,7 @@
 Sums across ranks are formed in one fixed order on rank 0 (layer by layer), so the objective is
 the same number for every rank count given the same design.
 """
+import math
 import sys
 
 import numpy as np
@@ -66,6 +67,11 @@ class ReducedObjective:
         #: the last evaluation was layer-serial in an MGRIT mode (adaptive one-shot's exact start or
         #: fallback): validation at its design is layer-serial too (forward_outputs)
         self.last_exact = False
+        #: the evaluation is a line search's trial point (set by the Trainer for one evaluation):
+        #: a non-finite result there is +inf to the optimiser (a rejected step), not a stop
+        self.trial = False
+        self.rejected_trials = 0  # such trial points so far
+        self.nonfinite_trial = None  # the failure of the last evaluation when it was such a point
         # MGRIT iterations and solves so far: state, adjoint, evaluation data (phases.json)
         self.mgrit_counts = {"state": [0, 0], "adjoint": [0, 0], "val": [0, 0]}
         self.adapt = None  # adaptive one-shot controller (ocnet.optim.adaptive), set by the command line
@@ -183,8 +189,18 @@ class ReducedObjective:
         finite = np.isfinite(J)
         if grad is not None:
             finite = self.comm.allreduce(bool(finite and np.isfinite(ga).all()), op=MPI.LAND)
-        if not finite:  # J is the same on every rank and the flag is reduced: a collective stop
-            self._nonfinite(J, thetas, g, grad is not None)
+        if not finite:  # J is the same on every rank and the flag is reduced: collective
+            failure = self._nonfinite(J, thetas, g, grad is not None)
+            if not self.trial:
+                raise failure
+            # a line search's trial point: +inf to the optimiser, which shrinks the step; a line
+            # search that fails on such a point stops the run with this failure (Trainer.solve)
+            self.rejected_trials += 1
+            self.nonfinite_trial = failure
+            if grad is not None:
+                grad.zeroEntries()
+            return math.inf
+        self.nonfinite_trial = None
         if gdata is not None and self.adapt.after_gradient(
                 self, gdata, layer_sq_norms(G), float(grad_g @ grad_g) if gr.first else 0.0):
             return self._exact(x, grad)
@@ -229,7 +245,7 @@ class ReducedObjective:
                   file=sys.stderr, flush=True)
 
     def _nonfinite(self, J, thetas, g, with_adjoint):
-        """Raise NumericalFailure on every rank, saying what went non-finite and where."""
+        """Collective: the NumericalFailure (every rank) saying what went non-finite and where."""
         gr = self.grid
 
         def first_bad(rows, offset, last=False):  # first (last) layer index with a non-finite entry, or None
@@ -255,7 +271,7 @@ class ReducedObjective:
                 where.append(f"{what} from layer {n}{' down' if key == 'adjoint' else ''} "
                              f"(rank {rank}, layers {lo}..{hi - 1})")
         what = "objective" if not np.isfinite(J) else "gradient"
-        raise NumericalFailure(f"non-finite {what} (J = {J}): " + ("; ".join(where) if where else
+        return NumericalFailure(f"non-finite {what} (J = {J}): " + ("; ".join(where) if where else
                                "non-finite in the objective's terms only") +
                                "; try a smaller step (-T, -N), smaller initial weights or a stronger regularisation"
                                + ("; MGRIT's coarse levels step with h*m (m fine layers per coarse step), so fewer "

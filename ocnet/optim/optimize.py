@@ -9,7 +9,7 @@ import numpy as np
 from petsc4py import PETSc
 
 from ..base import jit_clock
-from ..base.errors import OcnetError, PeerStop
+from ..base.errors import NumericalFailure, OcnetError, PeerStop
 from ..mgrit.solver import phase
 from .objective import metric_columns
 
@@ -93,6 +93,7 @@ class Trainer:
         self.optimising = True  # (False for -tao_max_it 0's single evaluation: nothing to refresh)
         self._non_scalar = set()  # problem metrics reported as not numbers
         self.safeguard, self.skip_row, self._first_monitor = None, False, False
+        self._solve_start = False  # the next evaluation is a TAO solve's first (not a trial point)
         self._unrecorded = None  # (objective, |g|) of a safeguard re-evaluation not yet in a history row
         if resume:
             from . import checkpoint
@@ -135,17 +136,33 @@ class Trainer:
             self.comm.Bcast(np.array(x.getArray(readonly=True)), root=0)
 
     def _objgrad(self, tao, x, g):
+        # a PETSc TAO's evaluations after its solve's first are line-search trials (the one-shot
+        # TAO's are its objective-only ones: _obj)
+        trial = self.oneshot is None and not self._solve_start and self._compares_values()
+        self._solve_start = False
         with self._eval_phase():
-            self._command(("eval",), x)
+            self._command(("eval", trial), x)
             with self._callback():
-                return self.obj.evaluate(x, g) + self.batch_offset
+                return self._evaluate(trial, x, g) + self.batch_offset
 
     def _obj(self, tao, x):
         """Objective only: the state solve (the one-shot line search uses this)."""
+        trial = not self._solve_start and self._compares_values()
+        self._solve_start = False
         with self._eval_phase():
-            self._command(("obj",), x)
+            self._command(("obj", trial), x)
             with self._callback():
-                return self.obj.evaluate(x) + self.batch_offset
+                return self._evaluate(trial, x) + self.batch_offset
+
+    def _evaluate(self, trial, x, g=None):
+        """The objective's evaluation; at a line search's trial point a non-finite result is +inf
+        (the step is rejected and shrunk) instead of a stop: a trial step that overflows the state
+        (e.g. a stiff ODE plugin) is a step too long, not a failed run."""
+        self.obj.trial = trial
+        try:
+            return self.obj.evaluate(x, g) if g is not None else self.obj.evaluate(x)
+        finally:
+            self.obj.trial = False
 
     def _eval_phase(self):
         """Log event of an evaluation (rank 0's count): OcnetLineSearch after the iteration's first."""
@@ -219,9 +236,9 @@ class Trainer:
             with x as arr:
                 self.comm.Bcast(arr, root=0)
             if cmd[0] == "eval":
-                self.obj.evaluate(x, g)
+                self._evaluate(cmd[1], x, g)
             elif cmd[0] == "obj":
-                self.obj.evaluate(x)
+                self._evaluate(cmd[1], x)
             elif cmd[0] == "monitor":
                 self._record(*cmd[1:], x)
             elif cmd[0] == "error":
@@ -373,10 +390,10 @@ class Trainer:
     def _tao_solve(self, x):
         """tao.solve, re-raising an ocnet error from inside a callback as itself."""
         try:
-            self._first_monitor = True
+            self._first_monitor = self._solve_start = True
             self.tao.solve(x)
             while self.safeguard is not None and self.safeguard.retry():
-                self._first_monitor = True
+                self._first_monitor = self._solve_start = True
                 self.tao.solve(x)
             if self._unrecorded is not None and self.rows:  # the run ended on the safeguard's re-evaluation
                 self._amend_last_row(*self._unrecorded)
@@ -404,6 +421,17 @@ class Trainer:
         return self._resumed is not None and self.oneshot is None and getattr(self, "_left", 1) <= 0
 
     def solve(self, x):
+        """Collective: optimise from ``x``; TAO's converged reason.  Raises NumericalFailure when the
+        optimiser stopped on a line search whose last trial point went non-finite."""
+        reason = self._solve(x)
+        failure = self.obj.nonfinite_trial  # (the same on every rank: every rank evaluated it)
+        if failure is not None and reason == PETSc.TAO.ConvergedReason.DIVERGED_LS_FAILURE:
+            raise NumericalFailure(f"the line search failed on non-finite trial points ({self.obj.rejected_trials} "
+                                   f"in all; the last: {failure}; a line search that shrinks the step further may "
+                                   "pass them: -tao_ls_type armijo -tao_ls_max_funcs 100)")
+        return reason
+
+    def _solve(self, x):
         self.t0 = time.perf_counter()
         self.jit0 = jit_clock.seconds()
         if self._nothing_left():  # resumed at its iteration limit: TAO would not take 0 iterations

@@ -388,6 +388,11 @@ def run(comm):
     if math.isfinite(first) and not last.get("objective", first) <= first:  # (nan: not finite either)
         _say(comm, f"ocnet: warning: the objective rose from {first:.6g} (iteration {rows[0]['iteration']}) to "
                    f"{last['objective']:.6g}: the run did not train ({reason} is TAO's stop reason)", sys.stderr)
+    if objective.rejected_trials:  # (the same count on every rank)
+        summary["rejected_trial_points"] = objective.rejected_trials
+        _say(comm, f"ocnet: note: {objective.rejected_trials} line-search trial point"
+                   f"{'s' if objective.rejected_trials > 1 else ''} went non-finite (J = inf to the optimiser: the "
+                   "step was shrunk)", sys.stderr)
     if objective.unconverged_count:
         summary["unconverged_solves"] = objective.unconverged_count
         _say(comm, f"ocnet: warning: {objective.unconverged_count} exact-mode MGRIT solves ended above their "
