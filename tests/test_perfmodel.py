@@ -140,6 +140,17 @@ def test_bad_input_one_line(args, text, tmp_path):
     assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith(text), p.stdout + p.stderr
 
 
+def test_calibrate_reports_a_plugin_failure_as_a_run_does(tmp_path):
+    """A plugin's exception during calibration: its traceback and the run's one error line with
+    the plugin's file and line (it was a bare traceback), exit status 1."""
+    p = perfmodel(["calibrate", "--problem", "tests.faulty:FailsOnRank", "-fail_rank", "0", "--quick", "--steps", "16",
+                   "--out", str(tmp_path / "c.json")])
+    last = p.stderr.strip().splitlines()[-1]
+    assert p.returncode == 1 and last.startswith("ocnet: error: the problem plugin failed (ZeroDivisionError: "
+                                                 "deliberate failure in step) at "), p.stderr
+    assert "faulty.py:41, in step" in last and not (tmp_path / "c.json").exists()
+
+
 def test_calibrate_any_plugin_and_predict(tmp_path):
     """``calibrate`` builds the problem from ocnet options as a run does (plugin options parsed,
     an unknown one reported), measures its own sizes (heat on 16 points: S = 16, p = 1, no
@@ -162,7 +173,7 @@ def test_calibrate_any_plugin_and_predict(tmp_path):
     for k in ("forward", "serial_forward", "adjoint", "serial_adjoint", "gradient", "steps", "adjoint_cycle"):
         assert pm.step_cost(cal, k, 16) > 0, k  # a Python step costs something at any size
     assert cal["concurrency"]["factor"] >= 1.0 and cal["mpi"]["bandwidth"] > 0
-    assert cal["machine"]["load_average"] >= 0  # (recorded; a busy machine is warned of: below)
+    assert cal["machine"]["load_average"] >= 0 and cal["machine"]["other_processes"] >= 0  # (recorded)
     p = perfmodel(["predict", "--calibration", str(out), "--Ns", "64", "--Ps", "2,4"])
     assert p.returncode == 0, p.stdout + p.stderr
     assert "S = 16, S_val = None, p = 1" in p.stdout and "| 64 |" in p.stdout
@@ -218,6 +229,14 @@ def test_predict_evals_per_iteration(capsys, tmp_path):
 
 
 def test_busy_machine_is_warned_of():
-    from ocnet.perfmodel.calibration import BUSY_LOAD, busy_warning
-    assert busy_warning(0.2, 2) is None and busy_warning(BUSY_LOAD - 0.01, 2) is None
-    assert busy_warning(1.93, 2).startswith("ocnet: warning: load average 1.9 on 2 CPUs before calibrating")
+    import subprocess
+    import sys
+    from ocnet.perfmodel.calibration import busy_warning, other_runnable
+    assert busy_warning(0, 2) is None and busy_warning(None, 2) is None
+    assert busy_warning(2, 2).startswith("ocnet: warning: 2 other processes running on 2 CPUs before calibrating")
+    spin = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:  # two busy loops are seen (at least one of them at any moment, on a loaded machine too)
+        assert other_runnable() >= 1
+    finally:
+        for p in spin:
+            p.kill()

@@ -355,18 +355,29 @@ def _extensions(pb):
             "fuse": accepts(pb.sweeps_adjoint, "grad") and accepts(pb.parameter_gradient, "rows")}
 
 
-#: 1-minute load average at which calibrate warns that the machine is not quiet (one busy core
-#: besides the calibration itself reads about 1; a quiet machine well under 0.5)
-BUSY_LOAD = 0.75
+def other_runnable(samples=5, pause=0.1):
+    """Processes runnable besides this one right now (median of ``samples`` reads of Linux's
+    /proc/loadavg, ``pause`` s apart), or None where there is no such file.  Instantaneous, unlike
+    the load average, which still counts a job that ended a minute ago."""
+    counts = []
+    for k in range(samples):
+        try:
+            with open("/proc/loadavg") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]) - 1)
+        except (OSError, ValueError, IndexError):
+            return None
+        if k + 1 < samples:
+            time.sleep(pause)
+    return sorted(counts)[len(counts) // 2]
 
 
-def busy_warning(load, cpus):
-    """The warning line for a 1-minute load average ``load`` before calibrating, or None when quiet."""
-    if load < BUSY_LOAD:
+def busy_warning(others, cpus):
+    """The warning line when ``others`` processes are runnable besides the calibration, or None."""
+    if not others:
         return None
-    return (f"ocnet: warning: load average {load:.1f} on {cpus} CPUs before calibrating: other work shares "
-            "this machine, and its share enters every timing and the concurrency factor (calibrate on a "
-            "quiet machine)")
+    return (f"ocnet: warning: {others} other process{'es' if others > 1 else ''} running on {cpus} CPUs before "
+            "calibrating: their share of the machine enters every timing and the concurrency factor "
+            "(calibrate on a quiet machine)")
 
 
 def calibrate(out, args, steps=256, quick=False, say=print):
@@ -394,9 +405,9 @@ def calibrate(out, args, steps=256, quick=False, say=print):
     say(f"calibrating problem '{spec}' ({pb.name}): " + ", ".join(
         f"{k} S = {pb.state_size(d)}" for k, d in sets.items()) + f", p = {pb.layer_param_size}, {K} layers"
         + (f" (not {steps}: {big} doubles per state)" if K < steps else ""))
-    load = os.getloadavg()[0]  # other work on the machine enters every timing below
-    if busy_warning(load, os.cpu_count()):
-        print(busy_warning(load, os.cpu_count()), file=sys.stderr, flush=True)
+    others, load = other_runnable(), os.getloadavg()[0]  # other work enters every timing below
+    if busy_warning(others, os.cpu_count()):
+        print(busy_warning(others, os.cpu_count()), file=sys.stderr, flush=True)
     arrays = {k: Arrays(pb, values, d, K, comm) for k, d in sets.items()}
     calls, points = {}, {}
     for k, arr in arrays.items():
@@ -431,7 +442,8 @@ def calibrate(out, args, steps=256, quick=False, say=print):
     cal["mpi"] = calibrate_mpi()
     cal["concurrency"] = calibrate_concurrency(cal, args, N=max(64, layers_for(big, 512)), repeat=3 if quick else 5)
     cal["machine"] = {"cpus": os.cpu_count(), "cpu": cpu_model(),
-                      "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_average": load}
+                      "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_average": load,
+                      "other_processes": others}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
         json.dump(cal, f, indent=1)
@@ -612,6 +624,11 @@ def main(argv):
     except OcnetError as e:
         print(f"ocnet: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: B902 - a plugin's bug: reported as a run reports it
+        from ..run.cli import describe
+        status, text = describe(e, PETSc.COMM_SELF.tompi4py())
+        print(text, file=sys.stderr)
+        return status
     for k in unused_options():
         print(f"ocnet: warning: option -{k} was given but never used", file=sys.stderr)
     pr = cal["problem"]
