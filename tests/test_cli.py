@@ -12,7 +12,9 @@ SMALL = ["-N", 4, "-width", 4, "-ntrain", 100, "-nval", 20, "-tao_max_it", 3, "-
 
 BAD = [
     (["-problem", "nosuch"], "unknown problem 'nosuch'"),
-    (["-problem", "nosuch.mod:Cls"], "cannot load problem"),
+    (["-problem", "nosuch.mod:Cls"], "cannot load problem 'nosuch.mod:Cls': No module named 'nosuch'; ocnet imports "
+     "it as a Python module: put its folder on PYTHONPATH"),
+    (["-problem", "/home/me/plug.py:Cls"], "; give a module name, not a file: -problem module:Class"),
     (["-N", 0], "option -N: 0 is out of range, must be in [1,inf)"),
     (["-N", "abc"], "option -N: expected an integer, got 'abc'"),
     (["-activation", "sigmoid"], "option -activation: 'sigmoid' is not one of"),

@@ -18,7 +18,7 @@ def load_problem_class(spec):
         try:
             cls = getattr(importlib.import_module(mod), attr)
         except (ImportError, AttributeError) as e:
-            raise OcnetError(f"cannot load problem '{spec}': {e}") from None
+            raise OcnetError(f"cannot load problem '{spec}': {e}{_where_hint(mod, e)}") from None
     else:
         eps = registered()
         if spec not in eps:
@@ -28,3 +28,15 @@ def load_problem_class(spec):
     if not (isinstance(cls, type) and issubclass(cls, ControlProblem)):
         raise OcnetError(f"problem '{spec}' is not an ocnet.plugin.problem.ControlProblem subclass")
     return cls
+
+
+def _where_hint(mod, e):
+    """Where ocnet looks for the plugin's module, when that module itself (not one it imports) is
+    not found; '' otherwise."""
+    if not isinstance(e, ModuleNotFoundError) or e.name is None or not mod.startswith(e.name.split(".")[0]):
+        return ""
+    if mod.endswith(".py") or "/" in mod or "\\" in mod:
+        return ("; give a module name, not a file: -problem module:Class with the module's folder on PYTHONPATH "
+                "(e.g. PYTHONPATH=/path/to/folder ocnet -problem myplugin:MyProblem)")
+    return ("; ocnet imports it as a Python module: put its folder on PYTHONPATH (every rank needs it), or run "
+            "python -m ocnet from that folder")
