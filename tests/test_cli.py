@@ -146,6 +146,11 @@ def test_load_takes_the_saved_models_options(tmp_path):
         float(read_history(run1)[-1]["objective"]), rel=1e-12)
     p = run_ocnet(["-load", run1, "-tao_max_it", 0, "-width", 6], check=False)
     assert p.returncode == 2 and "holds parameters of another model" in p.stderr and "-width 5 (now 6)" in p.stderr
+    assert "parameter sizes per layer / global [" in p.stderr and "-shapes" not in p.stderr, p.stderr
+    # another problem: said as such (its options, -N included, were listed as differences)
+    p = run_ocnet(["-problem", "heat", "-load", run1, "-tao_max_it", 0], check=False)
+    assert p.returncode == 2 and "a model of problem 'peaks' (-problem peaks), this run's is 'heat'" in p.stderr
+    assert "-N " not in p.stderr, p.stderr
 
 
 def test_params_layout_as_documented(tmp_path):

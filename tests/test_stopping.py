@@ -57,6 +57,15 @@ def test_serial_mode_unaffected(tmp_path):
     assert reason == 3 and np.isnan(h["state_residual"]).all()
 
 
+def test_fixed_oneshot_line_search_failure_points_at_the_adaptive_default():
+    """The same PDE plugin with fixed counts stops on a line-search failure: one note says what
+    the adaptive default does there (a tester got no hint)."""
+    p = run_ocnet(["-problem", "tests.rdpde:ReactionDiffusion", "-N", 64, "-tao_max_it", 60, "-tao_gatol", 1e-4,
+                   "-mode", "oneshot", "-oneshot_adapt", 0, "-quiet"], timeout=300)
+    assert "(DIVERGED_LS_FAILURE)" in p.stdout, p.stdout
+    assert p.stderr.count("ocnet: note: the fixed one-shot counts ended on a line-search failure") == 1, p.stderr
+
+
 def test_stop_on_the_safeguard_reevaluation(tmp_path):
     """Adaptive one-shot on a PDE control plugin: a line search fails, the safeguard re-evaluates
     the last point with the maximum counts, and the run stops there (CONVERGED_USER).  The last

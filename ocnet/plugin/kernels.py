@@ -171,7 +171,7 @@ class GeneratedForms:
 
     def describe(self):
         a, b = self.kernels
-        return f"generated from the kernels {a.py_func.__qualname__} and {b.py_func.__qualname__}"
+        return f"the forms generated from the kernels {a.py_func.__qualname__} and {b.py_func.__qualname__}"
 
     def _a(self, S):
         """(work size, args) for states of size S (asked of the problem once per S)."""

@@ -388,6 +388,11 @@ def run(comm):
     if math.isfinite(first) and not last.get("objective", first) <= first:  # (nan: not finite either)
         _say(comm, f"ocnet: warning: the objective rose from {first:.6g} (iteration {rows[0]['iteration']}) to "
                    f"{last['objective']:.6g}: the run did not train ({reason} is TAO's stop reason)", sys.stderr)
+    if values["mode"] == "oneshot" and objective.adapt is None and reason == "DIVERGED_LS_FAILURE":
+        _say(comm, "ocnet: note: the fixed one-shot counts ended on a line-search failure, where the inexact "
+                   "gradient may be what failed; adaptive one-shot (the default: no -oneshot_state_its / "
+                   "-oneshot_adjoint_its, or -oneshot_adapt 1) tightens the solves there instead of stopping",
+             sys.stderr)
     if objective.rejected_trials:  # (the same count on every rank)
         summary["rejected_trial_points"] = objective.rejected_trials
         _say(comm, f"ocnet: note: {objective.rejected_trials} line-search trial point"

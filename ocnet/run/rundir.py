@@ -118,7 +118,11 @@ def model_differences(saved, meta):
     # a model is its plugin's name and parameter shapes, not the import string: a faster
     # implementation of the same model (another class or module) loads it (runs saved before
     # "model" was recorded compare the import string)
-    top = differences(saved, meta, ("model", "shapes", "N", "T") if "model" in saved else ("problem", "N", "T"))
+    if "model" in saved and saved["model"] != meta.get("model"):  # another problem: its options do not compare
+        return [f"a model of problem '{saved['model']}' (-problem {saved.get('problem')}), this run's is "
+                f"'{meta.get('model')}': give its -problem, or none (-load then takes the saved one)"]
+    top = differences(saved, meta, ("shapes", "N", "T") if "model" in saved else ("problem", "N", "T"))
+    top = [d.replace("-shapes ", "parameter sizes per layer / global ", 1) for d in top]
     so, mo = saved.get("options", {}), meta.get("options", {})
     skip = set(meta.get("data_options", ()))
     # an option the saved run did not have (added by a newer implementation) is not a difference
