@@ -21,6 +21,8 @@ BAD = [
     (["-gamma_tik", "x1"], "option -gamma_tik: expected a real number"),
     (["-load", "/nonexistent/run"], "-load: no parameter file"),
     (["-tao_type", "nosuch"], "unknown TAO type 'nosuch'"),
+    (["-tao_type", "pounders"], "TAO type 'pounders' needs what ocnet does not provide"),  # (it crashed: SEGV)
+    (["-tao_type", "nls"], "TAO type 'nls' needs what ocnet does not provide (a Hessian"),
     (["-tao_max_it", -3], "option -tao_max_it: -3 is out of range, must be in [0,inf)"),
     (["-mgrit_levels", 0], "option -mgrit_levels: 0 is out of range, must be in [1,inf)"),
     (["-batch_size", 5000], "-batch_size 5000: must be between 1 and the 100 training samples"),

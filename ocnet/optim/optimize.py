@@ -22,6 +22,16 @@ def check_tao_type(db):
     known = {v for k, v in vars(PETSc.TAO.Type).items() if not k.startswith("_") and isinstance(v, str)}
     if t not in known:
         raise OcnetError(f"option -tao_type: unknown TAO type '{t}' (known: {', '.join(sorted(known))})")
+    if t not in GRADIENT_TYPES:  # (pounders crashed with a segmentation fault; nls, tron, ...: after setup)
+        raise OcnetError(f"option -tao_type: TAO type '{t}' needs what ocnet does not provide (a Hessian, "
+                         "least-squares residuals or constraints); ocnet gives the objective and its gradient: "
+                         f"{', '.join(GRADIENT_TYPES)}, or -oneshot_tao")
+
+
+#: PETSc TAO types that need only the objective and its gradient (ocnet provides no Hessian,
+#: residual or constraint callbacks); bqnktr/bqnktl use a quasi-Newton matrix as their Hessian (bqnkls
+#: stopped with "Cannot solve a MatLMVM when it has a nonzero shift")
+GRADIENT_TYPES = ("lmvm", "blmvm", "bqnls", "bqnktr", "bqnktl", "cg", "bncg", "owlqn", "nm", "python")
 
 
 class Trainer:
