@@ -8,12 +8,17 @@ and checked in ``__init__`` (on rank 0, then broadcast), before the run folder i
 input writes nothing.  Plots: ``confusion.png``, and ``decision.png`` for 2-D features.
 """
 import os
+import sys
 
 import numpy as np
 
 from ocnet.base.errors import OcnetError
 from . import datafiles
 from .resnet import UNLABELLED, Classification, ResNet
+
+
+#: classes up to which confusion.png writes the count in each cell and a tick per class
+CONFUSION_TEXT = 30
 
 
 class LabelledResNet(ResNet):
@@ -87,16 +92,42 @@ class LabelledResNet(ResNet):
         from sklearn.metrics import ConfusionMatrixDisplay
 
         labels = np.arange(self.nclasses)
-        size = 4.5 + 0.25 * self.nclasses
+        # counts in the cells and a tick per class up to CONFUSION_TEXT classes; the figure's size
+        # is capped (1681 classes, from a wrong label column, took > 10 min and 21 GB before)
+        size = min(4.5 + 0.25 * self.nclasses, 12.0)
+        few = self.nclasses <= CONFUSION_TEXT
         fig, axes = plt.subplots(1, len(parts), figsize=(size * len(parts), size), squeeze=False)
         for ax, (name, y, pred) in zip(axes[0], parts):
             ConfusionMatrixDisplay.from_predictions(
-                y, pred, labels=labels, ax=ax, colorbar=False, display_labels=self.class_names,
+                y, pred, labels=labels, ax=ax, colorbar=False, include_values=few,
+                display_labels=self.class_names if few else None,
                 xticks_rotation="vertical" if self.class_names else "horizontal")
+            if not few:
+                ax.set_xticks([])
+                ax.set_yticks([])
             ax.set_title(f"{name}: accuracy {np.mean(pred == y):.3f}")
         fig.tight_layout()
         fig.savefig(os.path.join(folder, "confusion.png"), dpi=100, bbox_inches="tight")
         plt.close(fig)
+
+
+def label_warnings(y, nclasses, source):
+    """Lines that say the training labels ``y`` (n,) look read from the wrong place: classes
+    without a training sample (e.g. 1-based labels read as 0-based), or about as many classes as
+    samples (a feature column taken for the labels).  Both trained silently before."""
+    out = []
+    C = nclasses or int(y.max()) + 1
+    counts = np.bincount(y, minlength=C)
+    if C > max(20, y.size // 4):
+        out.append(f"{C} classes from {y.size} training samples (labels from {source}): is that the label "
+                   "column? (-label_column, -train_labels, -y_name)")
+    elif (counts == 0).any():
+        empty = np.flatnonzero(counts == 0)
+        hint = "; labels 1..C need -label_base 1" if empty.tolist() == [0] else ""
+        out.append(f"class{'es' if empty.size > 1 else ''} {', '.join(map(str, empty[:10]))}"
+                   f"{' ...' if empty.size > 10 else ''} of 0..{C - 1} {'have' if empty.size > 1 else 'has'} no "
+                   f"training sample (labels from {source}){hint}")
+    return out
 
 
 class FileClassification(LabelledResNet):
@@ -146,7 +177,20 @@ class FileClassification(LabelledResNet):
         if not v["train_file"]:
             raise OcnetError("-problem classify needs -train_file (see docs/user/data.md)")
         train, val = datafiles.on_root(comm, lambda: self.read(v))
+        if comm.Get_rank() == 0:
+            for line in label_warnings(train[1], v["nclasses"], self.label_source(v)):
+                print(f"ocnet: warning: {line}", file=sys.stderr, flush=True)
         self.setup_data(values, comm, train, val, nclasses=v["nclasses"])
+
+    @staticmethod
+    def label_source(v):
+        """Where the training labels were read from (for warnings)."""
+        if v["train_labels"]:
+            return f"the file -train_labels {v['train_labels']}"
+        if os.path.splitext(v["train_file"])[1].lower() in (".npz", ".mat"):
+            return f"the variable '{v['y_name']}' of {v['train_file']} (-y_name)"
+        col = "the last column" if v["label_column"] == -1 else f"column {v['label_column']}"
+        return f"{col} of {v['train_file']} (-label_column; 0-based)"
 
     @staticmethod
     def read(v):

@@ -104,6 +104,27 @@ def test_val_fraction_split_is_stratified_and_seeded(files, tmp_path):
     assert float(read_history(tmp_path / "s1")[0]["val_accuracy"]) >= 0  # a validation set exists
 
 
+def test_labels_from_the_wrong_place_are_warned_of(tmp_path):
+    """1-based labels without -label_base 1 (class 0 empty) and a feature column read as the labels
+    (as many classes as samples) trained silently; now one warning each, naming where the labels
+    came from.  The many-class run still writes its plots (confusion.png took > 10 min and 21 GB
+    for 1681 classes: its cells' counts and ticks are left out above 30 classes)."""
+    X, y = blobs(40)
+    np.savez(tmp_path / "one.npz", X=X, y=y + 1)
+    p = run_ocnet(NET + ["-train_file", tmp_path / "one.npz", "-tao_max_it", 1])
+    assert p.stderr.count("ocnet: warning: class 0 of 0..3 has no training sample (labels from the variable 'y' "
+                          "of") == 1 and "labels 1..C need -label_base 1" in p.stderr, p.stderr
+    ints = np.abs(X[:, :1] * 10).astype(int)  # a feature column of integers (~150), last: taken for the labels
+    np.savetxt(tmp_path / "wrong.csv", np.column_stack([y, X, ints]), delimiter=",", fmt="%g")
+    p = run_ocnet(NET + ["-train_file", tmp_path / "wrong.csv", "-tao_max_it", 1, "-run_dir", tmp_path / "w"],
+                  plots=True, timeout=300)
+    assert f"ocnet: warning: {int(ints.max()) + 1} classes from 120 training samples (labels from the last column " \
+           "of" in p.stderr and "is that the label column?" in p.stderr, p.stderr
+    assert (tmp_path / "w" / "confusion.png").is_file()
+    p = run_ocnet(NET + ["-train_file", tmp_path / "one.npz", "-label_base", 1, "-tao_max_it", 1])
+    assert "warning" not in p.stderr, p.stderr
+
+
 def test_scores_unlabelled_samples(files, tmp_path):
     """-val_unlabelled: a features-only file is scored by a loaded model (1 and 2 ranks, .npz and
     CSV): the predictions of the labelled run, no label column, no validation accuracy; without the
