@@ -275,3 +275,16 @@ def test_dry_run_checks_and_writes_nothing(tmp_path):
         p = run_ocnet(SMALL + bad + ["-mode", "oneshot", "-dry_run"], nprocs=2, check=False)
         errs = [ln for ln in p.stderr.splitlines() if ln.startswith("ocnet")]
         assert p.returncode == 2 and len(errs) == 1 and text in errs[0], p.stderr
+    # what the run would refuse of its folder (read-only): a non-empty folder, one that is not
+    # ocnet's for -run_dir_overwrite, a -resume with other settings
+    run_ocnet(SMALL + ["-run_dir", run])
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    before = sorted(p.name for p in run.iterdir())
+    for args, text in ((["-run_dir", run], "is not empty"),
+                       (["-run_dir", tmp_path / "mine", "-run_dir_overwrite"], "is not an ocnet run folder"),
+                       (["-resume", run, "-N", 8], "holds a run with other settings: -N 4 (now 8)")):
+        p = run_ocnet(SMALL + args + ["-dry_run"], check=False)
+        assert p.returncode == 2 and text in p.stderr, p.stderr
+    run_ocnet(SMALL + ["-resume", run, "-tao_max_it", 6, "-dry_run"])
+    assert sorted(p.name for p in run.iterdir()) == before and (tmp_path / "mine" / "notes.txt").exists()

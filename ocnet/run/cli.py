@@ -261,6 +261,12 @@ def run(comm):
         raise OcnetError("-predictions needs -run_dir (the files go there)")
     if values["dry_run"]:  # all that needs no computation is checked: stop before the run folder
         Trainer(objective, comm, replicated).tao.destroy()  # (TAO's own options: -tao_ls_type, ...)
+        if values["resume"]:  # (read-only: what -resume would refuse)
+            if values["run_dir"] and os.path.abspath(values["run_dir"]) != os.path.abspath(values["resume"]):
+                raise OcnetError("-resume continues in its own folder: drop -run_dir (or give the same folder)")
+            rundir.check_resume(values["resume"], meta, comm)
+        elif run_dir:
+            rundir.check_target(run_dir, comm, overwrite=values["run_dir_overwrite"])
         _say(comm, f"ocnet: dry run: options, data and problem '{problem.name}' (N={grid.N}, {grid.size} "
              f"rank{'s' if grid.size > 1 else ''}, -mode {values['mode']}) check out; nothing computed or written")
         return 0

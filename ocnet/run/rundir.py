@@ -78,18 +78,35 @@ def prepare(path, comm, overwrite=False):
     collective_check(comm, comm.bcast(ok), comm.bcast(msg))
 
 
+def check_target(path, comm, overwrite=False):
+    """Collective, read-only (-dry_run): the refusal ``prepare`` would give for ``path``, raised
+    as one line on every rank; nothing is created or removed."""
+    msg = _refusal(path, overwrite) if comm.Get_rank() == 0 else None
+    msg = comm.bcast(msg)
+    collective_check(comm, msg is None, msg or "")
+
+
+def _refusal(path, overwrite):
+    """Why ``path`` cannot become this run's folder, or None."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        return f"-run_dir '{path}' exists and is not a folder"
+    entries = [e for e in os.listdir(path) if e != LOCK] if os.path.isdir(path) else []  # (ours: held)
+    if entries and not overwrite:
+        return (f"-run_dir '{path}' is not empty: choose a new folder, or add -run_dir_overwrite "
+                "to replace an earlier run there")
+    if entries and MARKER not in entries:
+        return (f"-run_dir_overwrite: '{path}' is not an ocnet run folder (no {MARKER}); "
+                "refusing to delete its contents")
+    return None
+
+
 def _prepare(path, overwrite):
     import shutil
-    if os.path.exists(path) and not os.path.isdir(path):
-        return False, f"-run_dir '{path}' exists and is not a folder"
+    refusal = _refusal(path, overwrite)
+    if refusal:
+        return False, refusal
     entries = [e for e in os.listdir(path) if e != LOCK] if os.path.isdir(path) else []  # (ours: held)
     if entries:
-        if not overwrite:
-            return False, (f"-run_dir '{path}' is not empty: choose a new folder, or add -run_dir_overwrite "
-                           "to replace an earlier run there")
-        if MARKER not in entries:
-            return False, (f"-run_dir_overwrite: '{path}' is not an ocnet run folder (no {MARKER}); "
-                           "refusing to delete its contents")
         for name in entries:
             full = os.path.join(path, name)
             if os.path.isdir(full) and not os.path.islink(full):
@@ -160,7 +177,8 @@ def check_resume(path, meta, comm):
         diff = [d for d in diff if d.startswith("-problem ")]
     if diff:
         raise OcnetError(f"-resume: '{path}' holds a run with other settings: {', '.join(diff)}; "
-                         "resume with the same settings (-tao_max_it may change)")
+                         "resume with the same settings (-tao_max_it may change), e.g. the run's own: "
+                         f"-options_file {os.path.join(path, 'options.txt')} -resume {path}")
     if newer and comm.Get_rank() == 0:
         given = ", ".join(f"-{k} {meta['options'][k]}" for k in newer)
         print(f"ocnet: note: -resume: {given} did not exist when the saved run started; applied from here on",
