@@ -1,4 +1,5 @@
 """The command line: bad input gives one line and exit 2 on every rank; help; unused options; load."""
+import json
 import os
 import subprocess
 import sys
@@ -115,6 +116,7 @@ def test_options_file_and_run_folder_and_load(tmp_path):
     run_ocnet(["-options_file", opts, "-load", run1, "-tao_max_it", 0, "-run_dir", run2], nprocs=2)
     h2 = read_history(run2)
     assert len(h2) == 1
+    assert json.loads((run2 / "summary.json").read_text())["reason"] == "EVALUATED"  # (was TAO's ITERATING)
     assert float(h2[0]["objective"]) == pytest.approx(float(hist[-1]["objective"]), rel=1e-12)
     # continue training from the loaded parameters
     run3 = tmp_path / "run3"

@@ -378,6 +378,8 @@ def run(comm):
                f"objective {last.get('objective', float('nan')):.6e}"
                + (f", val {name} {val:.4f}" if name == "accuracy" and math.isfinite(val) else
                   f", val {name} {val:.6g}" if name and math.isfinite(val) else ""))
+    if max_it == 0:  # (TAO's reason is ITERATING: it did not run)
+        reason = "EVALUATED"
     summary = run_summary(reason, trainer, reason_code=int(code))
     summary["iterations"] = int(last.get("iteration", 0))
     if values["mode"] == "oneshot" or values["batch_size"]:  # the history holds inexact numbers
