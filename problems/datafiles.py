@@ -59,6 +59,11 @@ def read_array(path, what, name=None, option=None, skip_rows=0):
         raise
     except (ValueError, OSError, UserWarning, NotImplementedError, TypeError) as e:
         text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if ext not in (".npz", ".npy", ".mat") and "could not convert string" in text:
+            text += (" (numpy counts rows from the first one read and columns from 1; a header line: "
+                     f"-skip_rows {skip_rows + 1}; separators: commas or blanks)"
+                     if " row 0," in text or "at row 0" in text else
+                     " (numpy counts rows after -skip_rows and columns from 1; separators: commas or blanks)")
         raise OcnetError(f"{what}: cannot read '{path}': {text}") from None
     if a.dtype.kind not in "biuf":
         raise OcnetError(f"{what}: '{path}' does not hold numbers (dtype {a.dtype})")

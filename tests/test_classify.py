@@ -199,6 +199,7 @@ def test_standardisation_from_training_statistics_only(files):
 def _write_bad(d):
     X, y = blobs(10)
     np.savez(d / "ok.npz", X=X, y=y)
+    np.savetxt(d / "header.csv", np.column_stack([X, y]), delimiter=",", header="x0,x1,label", comments="")
     np.save(d / "X.npy", X)
     np.save(d / "y_short.npy", y[:-1])
     Xn = X.copy()
@@ -239,6 +240,8 @@ BAD = [
     (["-train_file", "{d}/ok.npz", "-val_fraction", 1.0], "option -val_fraction: 1.0 is out of range, must be in [0,1)"),
     (["-train_file", "{d}/ok.npz", "-val_file", "{d}/wide.npz"], "validation features have 4 columns, training features 2"),
     ([], "-problem classify needs -train_file"),
+    (["-train_file", "{d}/header.csv"], "could not convert string 'x0' to float64 at row 0, column 1. (numpy counts "
+     "rows from the first one read and columns from 1; a header line: -skip_rows 1"),
 ]
 
 
