@@ -240,6 +240,8 @@ BAD = [
     (["-train_file", "{d}/ok.npz", "-val_fraction", 1.0], "option -val_fraction: 1.0 is out of range, must be in [0,1)"),
     (["-train_file", "{d}/ok.npz", "-val_file", "{d}/wide.npz"], "validation features have 4 columns, training features 2"),
     ([], "-problem classify needs -train_file"),
+    (["-train_flie", "{d}/ok.npz"], "needs -train_file (see docs/user/data.md) (given: -train_flie; a misspelling "
+     "of -train_file?)"),
     (["-train_file", "{d}/header.csv"], "could not convert string 'x0' to float64 at row 0, column 1. (numpy counts "
      "rows from the first one read and columns from 1; a header line: -skip_rows 1"),
 ]

@@ -5,6 +5,7 @@ never used are reported at the end.  Bad input ends every rank with one line and
 """
 import math
 import os
+import re
 import sys
 import time
 import traceback
@@ -532,6 +533,17 @@ def report_misspelt(comm):
                        "the run goes on without it", sys.stderr)
 
 
+def misspelt_in(text):
+    """For an error line that names an option (``-train_file``): ' (given: -train_flie; a
+    misspelling?)' when an option given but never read is close to it, else ''.  (The run ends
+    before the unused options are reported.)"""
+    try:
+        close = [(k, c) for k, c in _unused_options().items() if c and re.search(rf"-{re.escape(c)}\b", text)]
+    except Exception:  # noqa: B902 - a hint only: PETSc may not be initialised
+        return ""
+    return "".join(f" (given: -{k}; a misspelling of -{c}?)" for k, c in close)
+
+
 #: the options this run declared (framework, MGRIT and the problem's): report_unused's spelling hints
 DECLARED = []
 
@@ -624,7 +636,8 @@ def main(argv=None):
     except BaseException as e:  # noqa: B902 - every failure ends every rank (KeyboardInterrupt too)
         if own_help:
             PETSc.Options().delValue("help")
-        return channel.finish(*describe(e, comm))
+        status, text = describe(e, comm)
+        return channel.finish(status, text + misspelt_in(text) if status == 2 and text else text)
     report_unused(comm)
     if own_help:  # (PETSc's finalisation would print its -log_view help)
         PETSc.Options().delValue("help")
