@@ -66,6 +66,20 @@ def test_resume_after_an_upgrade(tmp_path):
     assert p.returncode == 2 and "other settings: -oneshot_kappa 0.2 (now 0.1)" in p.stderr, p.stderr
 
 
+def test_resume_takes_the_runs_own_options(tmp_path):
+    """-resume R alone continues the run with the options it was started with (R/options.txt),
+    one note; it compared them with the defaults before (-problem classify (now peaks) ...)."""
+    d = tmp_path / "r"
+    run_ocnet(ARGS + ["-run_dir", d, "-tao_max_it", 4])
+    full = read_history(d)
+    p = run_ocnet(["-resume", d, "-tao_max_it", 6], check=False)
+    assert p.returncode == 0, p.stderr
+    assert [r["iteration"] for r in read_history(d)] == [str(i) for i in range(7)]
+    assert read_history(d)[:5] == full
+    p = run_ocnet(["-resume", d, "-tao_max_it", 8, "-N", 16], check=False)  # given: still compared
+    assert p.returncode == 2 and "other settings: -N 12 (now 16)" in p.stderr and "options.txt" in p.stderr
+
+
 def test_resume_errors(tmp_path):
     p = run_ocnet(ARGS + ["-resume", tmp_path / "nothing"], check=False)
     assert p.returncode == 2 and "-resume: no run folder" in p.stderr

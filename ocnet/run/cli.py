@@ -188,6 +188,10 @@ def run(comm):
     source = db.getString("load", "") if db.hasName("load") else ""
     loaded = rundir.saved_meta(source, comm) if source else {}  # -load's params.json
     from_load = rundir.load_model_options(db, loaded)  # (before the problem is chosen: it is one of them)
+    if db.hasName("resume"):  # the run's own options (its options.txt) where the command line gives none
+        from_run = rundir.resume_options(db, db.getString("resume", ""), comm)
+        if from_run and not db.hasName("quiet"):
+            _say(comm, f"ocnet: note: -resume: the run's own options: {' '.join(from_run)}", sys.stderr)
     if from_load and not db.hasName("quiet"):
         _say(comm, f"ocnet: note: -load: the saved model's options: {' '.join(from_load)}", sys.stderr)
     spec = opts.get("problem", db)

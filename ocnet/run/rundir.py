@@ -177,8 +177,8 @@ def check_resume(path, meta, comm):
         diff = [d for d in diff if d.startswith("-problem ")]
     if diff:
         raise OcnetError(f"-resume: '{path}' holds a run with other settings: {', '.join(diff)}; "
-                         "resume with the same settings (-tao_max_it may change), e.g. the run's own: "
-                         f"-options_file {os.path.join(path, 'options.txt')} -resume {path}")
+                         "resume with the same settings (-tao_max_it may change; options not given are the "
+                         f"run's own, from {os.path.join(path, 'options.txt')})")
     if newer and comm.Get_rank() == 0:
         given = ", ".join(f"-{k} {meta['options'][k]}" for k in newer)
         print(f"ocnet: note: -resume: {given} did not exist when the saved run started; applied from here on",
@@ -395,6 +395,36 @@ def load_model_options(db, saved):
         text = ("1" if v else "0") if isinstance(v, bool) else repr(v) if isinstance(v, float) else str(v)
         db.setValue(k, text)
         out.append(f"-{k} {text}")
+    return out
+
+
+#: options of a saved run's options.txt that -resume does not take over (where the run goes,
+#: and what this start is asked to do)
+NOT_RESUMED = ("run_dir", "run_dir_overwrite", "resume", "load", "dry_run", "help", "options_file")
+
+
+def resume_options(db, path, comm):
+    """-resume R: set the options of R/options.txt (the options the run was started with) that the
+    command line does not give, so that ``-resume R`` alone continues the run as it was started
+    (options given are compared with the saved run as before, and -tao_max_it may change).
+    Collective (rank 0 reads).  Returns ['-name value', ...] of the options set."""
+    lines = None
+    if comm.Get_rank() == 0:
+        try:
+            with open(os.path.join(path, "options.txt")) as f:
+                lines = f.read().splitlines()
+        except OSError:
+            lines = None  # (no such folder or file: check_resume says what is wrong)
+    lines = comm.bcast(lines, root=0)
+    out = []
+    for line in lines or ():
+        if not line.startswith("-"):
+            continue
+        key, _, value = line[1:].partition(" ")
+        if not key or key in NOT_RESUMED or db.hasName(key):
+            continue
+        db.setValue(key, value)
+        out.append(f"-{key} {value}".rstrip())
     return out
 
 
