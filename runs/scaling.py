@@ -14,8 +14,8 @@ Paths (``--options``, ``--out``, ``--pythonpath``, ``-options_file`` in ``--extr
 the folder the script is called from; the runs themselves start in the ocnet checkout.  ``--pythonpath
 DIR`` (a folder, or several joined by ':') holds an out-of-tree plugin (``-problem module:Class``): it
 is put in front of PYTHONPATH for every rank.  Before anything runs (and with ``--dry-run``) the
-options file must be readable and the problem (``-problem`` of the options file, overridden by
-``--extra``'s) importable; else one line on stderr and exit status 2.  The runs' ``ocnet: warning:``
+options file must be readable and ``ocnet -options_file FILE EXTRA -dry_run`` must pass (the problem
+importable, option values, data); else one line on stderr and exit status 2.  The runs' ``ocnet: warning:``
 lines (e.g. an option never used) are passed on to stderr, each distinct one once.
 
 Writes OUT/scaling.csv (ranks, N, mode, time per iteration: min and median over the repeats,
@@ -57,51 +57,22 @@ def absolute_options(args):
     return out
 
 
-def problem_spec(options_file, extra):
-    """The ``-problem`` a run of these options uses: the last one of ``extra`` (given after the
-    file), else the file's last, else ocnet's default 'peaks'."""
-    spec = "peaks"
-    with open(options_file) as f:
-        words = [w for line in f for w in line.split("#", 1)[0].split()]
-    for args in (words, extra):
-        for a, b in zip(args, args[1:]):
-            if a == "-problem":
-                spec = b
-    return spec
-
-
-CHECK = """
-import sys
-from ocnet.base.errors import OcnetError
-from ocnet.plugin.loader import load_problem_class
-try:
-    load_problem_class(sys.argv[1])
-except OcnetError as e:
-    print(e)
-    sys.exit(2)
-"""
-
-
 def check_inputs(options, extra, env):
-    """The options file readable and the problem importable with ``env``'s PYTHONPATH (in a
-    fresh interpreter, as the ranks will load it); one line and exit 2 otherwise."""
+    """The options file readable, and ``ocnet -dry_run`` of the options passing with ``env``'s
+    PYTHONPATH (in a fresh interpreter, as the ranks will load the problem: option values, data,
+    problem); one line and exit 2 otherwise."""
     if not (os.path.isfile(options) and os.access(options, os.R_OK)):
         fail(f"--options: cannot read '{options}'")
     bad = [f for a, f in zip(extra, extra[1:]) if a == "-options_file" and not os.access(f, os.R_OK)]
     if bad:
         fail(f"--extra: -options_file: cannot read '{bad[0]}'")
-    spec = problem_spec(options, extra)
-    r = subprocess.run([sys.executable, "-c", CHECK, spec], cwd=ROOT, env=env, capture_output=True, text=True)
-    if r.returncode != 0:
-        why = (r.stdout.strip() or r.stderr.strip() or "failed").splitlines()[-1]
-        if why.startswith("cannot load problem") or why.startswith("unknown problem"):  # not found: where to look
-            why += f" (PYTHONPATH {env.get('PYTHONPATH', '')!r}; give the plugin's folder with --pythonpath)"
-        fail(why)
-    # the option values, the data and the problem as a run builds them (ocnet -dry_run, one rank)
     r = subprocess.run([sys.executable, "-m", "ocnet", "-options_file", options] + extra + ["-dry_run", "-quiet"],
                        cwd=ROOT, env=env, capture_output=True, text=True)
     if r.returncode != 0:
-        fail((r.stderr.strip() or r.stdout.strip() or "failed").splitlines()[-1].removeprefix("ocnet: error: "))
+        why = (r.stderr.strip() or r.stdout.strip() or "failed").splitlines()[-1].removeprefix("ocnet: error: ")
+        if why.startswith("cannot load problem") or why.startswith("unknown problem"):  # not found: where to look
+            why += f" (PYTHONPATH {env.get('PYTHONPATH', '')!r}; give the plugin's folder with --pythonpath)"
+        fail(why)
 
 
 def launcher(kind, p):

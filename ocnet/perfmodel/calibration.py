@@ -406,8 +406,9 @@ def calibrate(out, args, steps=256, quick=False, say=print):
         f"{k} S = {pb.state_size(d)}" for k, d in sets.items()) + f", p = {pb.layer_param_size}, {K} layers"
         + (f" (not {steps}: {big} doubles per state)" if K < steps else ""))
     others, load = other_runnable(), os.getloadavg()[0]  # other work enters every timing below
-    if busy_warning(others, os.cpu_count()):
-        print(busy_warning(others, os.cpu_count()), file=sys.stderr, flush=True)
+    warning = busy_warning(others, os.cpu_count())
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     arrays = {k: Arrays(pb, values, d, K, comm) for k, d in sets.items()}
     calls, points = {}, {}
     for k, arr in arrays.items():

@@ -264,11 +264,12 @@ def run(comm):
         raise OcnetError("-checkpoint_every needs -run_dir")
     if values["predictions"] and not run_dir:
         raise OcnetError("-predictions needs -run_dir (the files go there)")
+    if values["resume"] and values["run_dir"] and \
+            os.path.abspath(values["run_dir"]) != os.path.abspath(values["resume"]):
+        raise OcnetError("-resume continues in its own folder: drop -run_dir (or give the same folder)")
     if values["dry_run"]:  # all that needs no computation is checked: stop before the run folder
         Trainer(objective, comm, replicated).tao.destroy()  # (TAO's own options: -tao_ls_type, ...)
         if values["resume"]:  # (read-only: what -resume would refuse)
-            if values["run_dir"] and os.path.abspath(values["run_dir"]) != os.path.abspath(values["resume"]):
-                raise OcnetError("-resume continues in its own folder: drop -run_dir (or give the same folder)")
             rundir.check_resume(values["resume"], meta, comm)
         elif run_dir:
             rundir.check_target(run_dir, comm, overwrite=values["run_dir_overwrite"])
@@ -277,8 +278,6 @@ def run(comm):
         return 0
     resume = bool(values["resume"])
     if resume:
-        if values["run_dir"] and os.path.abspath(values["run_dir"]) != os.path.abspath(values["resume"]):
-            raise OcnetError("-resume continues in its own folder: drop -run_dir (or give the same folder)")
         rundir.lock(values["resume"], comm, "-resume")
         resume = rundir.check_resume(values["resume"], meta, comm)
         if not resume:  # an ocnet run folder stopped before its first save: start again there
