@@ -10,7 +10,7 @@ heat -nx 512`` the heat equation on 512 points.  Everything is timed through the
 one, ``val``): state size S and cache size Sc from ``state_size``/``cache_size``, parameter size p
 from ``layer_param_size``, parameters from ``initial_layer_parameters`` (the seed and init options
 as given), and states and adjoints of a real forward and backward sweep from the plugin's opening
-and terminal.  Times are CPU times, medians of several (a shared machine's waits are not counted).
+and terminal.  Times are CPU times, best of several (a shared machine's waits are not counted).
 
 What is measured (JSON keys of the calibration file):
 
@@ -37,6 +37,7 @@ What is measured (JSON keys of the calibration file):
   facts ``predict`` reads.
 """
 import json
+import math
 import os
 import shlex
 import sys
@@ -153,23 +154,15 @@ def layers_for(S, want):
     return int(min(want, max(MIN_LAYERS, ARRAY_BYTES // (8 * max(S, 1)) - 1)))
 
 
-def _typical(fn, repeat):
-    """Median of ``repeat`` CPU times of fn() (s), after one untimed call (JIT, first touch).  The
-    median, not the best: a run pays each operation's typical cost, and for a memory-bound form the
-    best of 11 was 1.12-1.24x below the median (a Lotka-Volterra plugin, S = 8000; 1.01-1.13x for
-    the tanh ResNet), which made the model run low (docs/hpc/perfmodel.md)."""
+def _best(fn, repeat):
+    """Best of ``repeat`` CPU times of fn() (s), after one untimed call (JIT, first touch)."""
     fn()
-    times = []
+    best = math.inf
     for _ in range(repeat):
         t = time.process_time()
         fn()
-        times.append(time.process_time() - t)
-    return _median(times)
-
-
-def _median(values):
-    """The median of a non-empty sequence (the mean of the middle two for an even count)."""
-    return float(np.median(np.asarray(values, dtype=float)))
+        best = min(best, time.process_time() - t)
+    return best
 
 
 def _line(points):
@@ -189,7 +182,7 @@ def time_forms(arrays, repeat):
     out = {}
     K = arrays.K
     for kind, (many, one) in arrays.forms().items():
-        tm, t1 = _typical(many, repeat), _typical(one, repeat)
+        tm, t1 = _best(many, repeat), _best(one, repeat)
         step = max(tm - t1, 0.0) / (K - 1)
         out[kind] = (step, max(t1 - step, 0.0))
     return out
@@ -210,14 +203,14 @@ def time_in_cycle(arrays, repeat, comm):
     crow = f.coarse_rows(rows, c)
 
     def after_sweep(op):
-        times = []
+        best = math.inf
         for _ in range(repeat + 1):
             f.f_relaxed = False
             m.f_relax(f, cache=False)  # the caches now hold the last F-rows, as in a cycle
             t = time.process_time()
             op()
-            times.append(time.process_time() - t)
-        return _median(times[1:])  # the first: JIT compilation
+            best = min(best, time.process_time() - t)
+        return best
 
     t_many = after_sweep(lambda: m._steps(f, rows, f.work[0], cache=True))
     t_one = after_sweep(lambda: m._steps(f, rows[:1], f.work[0], cache=True))
@@ -247,7 +240,7 @@ def time_adjoint_cycle(arrays, repeat, comm):
         f.f_relaxed = False
         am.f_relax(f, cache=False)
 
-    return _typical(relax, repeat) / max(n, 1)
+    return _best(relax, repeat) / max(n, 1)
 
 
 class NoOp:
@@ -319,11 +312,11 @@ def framework_overheads(cal, repeat, N=64):
     obj = ReducedObjective(LayerGrid.from_comm(N, 1.0, comm), pb, comm)
     x = obj.design.initial(0, replicated=True)
     gv = x.duplicate()
-    evaluation = _typical(lambda: obj.evaluate(x, gv), repeat)
+    evaluation = _best(lambda: obj.evaluate(x, gv), repeat)
     _, th = obj.design.split(obj.design.local(x))
     st = MGRITSettings(levels=3, cfactor=(4,), relax="FCF", max_it=2, rtol=0.0, atol=0.0)
     m = MGRIT(obj.grid, pb, comm, st, 8, 0, obj.state)
-    t = _typical(lambda: m.solve(th), repeat)
+    t = _best(lambda: m.solve(th), repeat)
     c = pm.mgrit_counts(N, 1, pm.Solver(levels=3, cfactor=(4,), relax="FCF", its=2))
     return max(t - c.copies * cal["copy"] * 8, 0.0) / c.ops, evaluation
 
@@ -336,19 +329,19 @@ def plugin_overheads(arrays, val, repeat):
     pb, g, d = arrays.problem, arrays.g, arrays.data
     u0, lam = np.empty(arrays.S), np.empty(arrays.S)
     gg = np.zeros(pb.global_param_size)
-    once = _typical(lambda: pb.opening(g, d, u0), repeat) \
-        + _typical(lambda: pb.terminal(arrays.g_last, d, arrays.U[-1], lam, gg), repeat) \
-        + _typical(lambda: pb.opening_adjoint(g, d, arrays.Lam[0], gg), repeat) \
-        + _typical(lambda: pb.global_regularization(g, gg), repeat)
+    once = _best(lambda: pb.opening(g, d, u0), repeat) \
+        + _best(lambda: pb.terminal(arrays.g_last, d, arrays.U[-1], lam, gg), repeat) \
+        + _best(lambda: pb.opening_adjoint(g, d, arrays.Lam[0], gg), repeat) \
+        + _best(lambda: pb.global_regularization(g, gg), repeat)
     K, th = arrays.K, arrays.th
     Gs = np.zeros_like(th)
     h = arrays.h
-    tK = _typical(lambda: pb.layer_regularization(h, 1, K + 2, th, th[0], th[-1], Gs), repeat)
-    t1 = _typical(lambda: pb.layer_regularization(h, 1, K + 2, th[:1], th[0], th[-1], Gs[:1]), repeat)
+    tK = _best(lambda: pb.layer_regularization(h, 1, K + 2, th, th[0], th[-1], Gs), repeat)
+    t1 = _best(lambda: pb.layer_regularization(h, 1, K + 2, th[:1], th[0], th[-1], Gs[:1]), repeat)
     b = max(tK - t1, 0.0) / (K - 1)
-    metrics = _typical(lambda: pb.metrics(arrays.g_last, d, arrays.U[-1]), repeat)
+    metrics = _best(lambda: pb.metrics(arrays.g_last, d, arrays.U[-1]), repeat)
     if val is not None:
-        metrics += _typical(lambda: pb.metrics(val.g_last, val.data, val.U[-1]), repeat)
+        metrics += _best(lambda: pb.metrics(val.g_last, val.data, val.U[-1]), repeat)
     return once, [max(t1 - b, 0.0), b], metrics
 
 
@@ -557,20 +550,21 @@ a = Arrays(pb, values, pb.datasets["train"], int(sys.argv[2]), comm)
 st = MGRITSettings(levels=3, cfactor=(8,), relax="F", max_it=2, rtol=0.0, atol=0.0)
 m = MGRIT(a.grid, pb, comm, st, a.S, a.Sc, a.traj)
 m.solve(a.th)
-times = []
+best = 1e9
 for rep in range(int(sys.argv[3])):
     comm.Barrier(); t = time.process_time()
     m.solve(a.th)
-    times.append(comm.allreduce(time.process_time() - t, op=MPI.MAX))
+    t = comm.allreduce(time.process_time() - t, op=MPI.MAX)
+    best = min(best, t)
 if comm.Get_rank() == 0:
-    print("CONCURRENT", json.dumps(sorted(times)[len(times) // 2]))
+    print("CONCURRENT", json.dumps(best))
 '''
 
 
 def calibrate_concurrency(cal, args, N=512, repeat=5):
     """What the counts miss when several ranks run at once (they share the node's memory
     bandwidth and caches): a one-shot state solve (3 levels, cfactor 8, F, 2 cycles) of the plugin
-    on N layers, on 1 and on 2 ranks bound to cores (CPU time of the slower rank, median of
+    on N layers, on 1 and on 2 ranks bound to cores (CPU time of the slower rank, best of
     ``repeat``); the factor is the measured 2-rank/1-rank ratio over the ratio the model predicts
     for the same two solves (at least 1).  predict() scales the solve times of P > 1 runs by it."""
     import subprocess

@@ -15,8 +15,8 @@ plugin's opening/terminal/regularisation) plus a validation forward solve and th
 optimiser's own work (a + b * design size).
 
 The unit costs come from ``calibrate`` (ocnet/perfmodel/calibration.py), which times the given
-plugin's own batched forms at its own state size S and parameter size p (JSON; CPU times, medians
-of several); ``predict`` reads S, S_val, p and the plugin's optional extensions from that file.  What
+plugin's own batched forms at its own state size S and parameter size p (JSON; CPU times, best of
+several); ``predict`` reads S, S_val, p and the plugin's optional extensions from that file.  What
 the model assumes is in docs/hpc/perfmodel.md (e.g. a step's cost is independent of the layer
 index n and of the step size h).  Reference: Guenther et al., SIMODS 2020, section 3 (MGRIT
 complexity), and Falgout et al., SISC 2014 (MGRIT) for the cycle structure.
