@@ -1,6 +1,11 @@
 """Plugins that fail on purpose, for the robustness tests."""
-import numpy as np
+import os
 
+import numpy as np
+from numba import njit
+
+from ocnet.plugin.activations import ACTIVATIONS
+from tests.kernel_toy import KernelToy, toy_step
 from tests.toy import LinearControl
 
 
@@ -105,3 +110,47 @@ class Fenced(LinearControl):
         if not hasattr(self, "g0"):
             self.g0 = g.copy()
         return np.inf if np.linalg.norm(g - self.g0) > self.values["radius"] else value
+
+
+class LossOverflow(LinearControl):
+    """A finite final state whose terminal loss overflows (it is scaled by 1e200 before squaring):
+    the error names the loss, not the adjoint that starts from it."""
+
+    def terminal(self, g, data, uN, lamN, grad_g):
+        value = super().terminal(g, data, uN, lamN, grad_g)
+        lamN *= 1e200
+        return value * 1e200 * 1e200
+
+
+@njit(cache=True)
+def _spin_step(n, h, theta, u, out, cache, work, args):
+    """kernel_toy's step; at layer 3 with args[2][0] set, a loop that does not return in any
+    test's lifetime (a plugin's inner solve that never converges)."""
+    toy_step(n, h, theta, u, out, cache, work, (args[0], args[1]))
+    if n == 3 and args[2][0] > 0.0:
+        s = 0.0
+        for i in range(10 ** 18):  # (float accumulation: not folded away by the compiler)
+            s += i * 1e-9
+        out[0] += s
+
+
+class Spins(KernelToy):
+    """A fast-path plugin (KernelProblem) whose step kernel spins at layer 3 from the second
+    iteration on: ``metrics`` (once per iteration) arms it and creates the file named by
+    OCNET_TEST_SPIN_MARK.  Python's signal handlers cannot run while it spins."""
+    step_kernel = _spin_step
+
+    def __init__(self, values, comm):
+        super().__init__(values, comm)
+        self.armed = np.zeros(1)
+
+    def kernel_args(self, S):
+        return (self.dim, ACTIVATIONS[self.values["toy_act"]], self.armed)
+
+    def metrics(self, g, data, uN):
+        if not self.armed[0]:
+            self.armed[0] = 1.0
+            mark = os.environ.get("OCNET_TEST_SPIN_MARK")
+            if mark:
+                open(mark, "w").close()
+        return {}

@@ -136,6 +136,26 @@ def test_options_txt_gives_the_run_again(tmp_path):
     assert float(read_history(tmp_path / "e")[0]["objective"]) == float(read_history(run1)[-1]["objective"])
 
 
+def test_options_txt_replays_safely(tmp_path):
+    """options.txt leaves out where the run went (-run_dir, -run_dir_overwrite): replayed without
+    -run_dir it writes nothing, rather than overwriting the run it came from; an evaluation's
+    -tao_max_it 0 (removed from PETSc's database for TAO) is in it, so its replay evaluates again."""
+    run1 = tmp_path / "r"
+    run_ocnet(SMALL + ["-run_dir", run1, "-run_dir_overwrite"])
+    text = (run1 / "options.txt").read_text()
+    assert "-run_dir " not in text and "-run_dir_overwrite" not in text, text
+    final = json.loads((run1 / "summary.json").read_text())["final_row"]  # (the last row's numbers)
+    last = read_history(run1)[-1]
+    assert final["objective"] == float(last["objective"]) and final["val_accuracy"] == float(last["val_accuracy"])
+    before = (run1 / "history.csv").read_text()
+    p = run_ocnet(["-options_file", run1 / "options.txt", "-tao_max_it", 5])
+    assert p.returncode == 0 and (run1 / "history.csv").read_text() == before
+    run_ocnet(["-load", run1, "-tao_max_it", 0, "-quiet", "-run_dir", tmp_path / "e"])
+    assert "-tao_max_it 0\n" in (tmp_path / "e" / "options.txt").read_text()
+    run_ocnet(["-options_file", tmp_path / "e" / "options.txt", "-run_dir", tmp_path / "e2"])
+    assert len(read_history(tmp_path / "e2")) == 1
+
+
 def test_load_takes_the_saved_models_options(tmp_path):
     """-load DIR alone evaluates the saved model: the model options not given come from its
     params.json (one note line lists them); one given otherwise is still a mismatch."""
@@ -155,6 +175,22 @@ def test_load_takes_the_saved_models_options(tmp_path):
     p = run_ocnet(["-problem", "heat", "-load", run1, "-tao_max_it", 0], check=False)
     assert p.returncode == 2 and "a model of problem 'peaks' (-problem peaks), this run's is 'heat'" in p.stderr
     assert "-N " not in p.stderr, p.stderr
+    # the regularisation weights are training settings, not the model: -load trains on with others
+    p = run_ocnet(["-load", run1, "-tao_max_it", 1, "-gamma_tik", 0.5, "-gamma_class", 0.1, "-ntrain", 100,
+                   "-nval", 20, "-run_dir", tmp_path / "g"])
+    assert "another model" not in p.stderr and len(read_history(tmp_path / "g")) == 2, p.stderr
+
+
+def test_load_from_another_implementation(tmp_path):
+    """A model saved by one implementation loads into another of the same plugin name (a fast
+    KernelProblem of a Python plugin): -load takes the saved model's options for it too."""
+    run1 = tmp_path / "r"
+    run_ocnet(["-problem", "tests.toy:LinearControl", "-N", 8, "-dim", 2, "-tao_max_it", 3, "-quiet", "-run_dir", run1])
+    p = run_ocnet(["-problem", "tests.toy_fast:LinearControlFast", "-load", run1, "-tao_max_it", 0,
+                   "-run_dir", tmp_path / "e"])
+    assert "the saved model's options: -N 8 -T 1.0" in p.stderr and "-dim 2" in p.stderr, p.stderr
+    assert float(read_history(tmp_path / "e")[0]["objective"]) == pytest.approx(
+        float(read_history(run1)[-1]["objective"]), rel=1e-10)
 
 
 def test_params_layout_as_documented(tmp_path):
@@ -235,6 +271,17 @@ def test_main_once_per_process(tmp_path):
     p = subprocess.run([sys.executable, "-c", "import sys\nfrom petsc4py import PETSc\nfrom ocnet.run.cli import main\n"
                         "print(main())", "-N", "8"], capture_output=True, text=True, timeout=300)
     assert p.stdout.split() == ["2"] and "petsc4py.PETSc was initialised before" in p.stderr, p.stdout + p.stderr
+    # initialised with other values (not only other names): refused, naming the first difference;
+    # the same argv (an options file among it) runs
+    script = ("import petsc4py\npetsc4py.init(['ocnet', '-N', '8', '-tao_max_it', '1', '-quiet'])\n"
+              "from ocnet.run.cli import main\nprint(main(['ocnet', '-N', '16', '-tao_max_it', '1', '-quiet']))")
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert p.stdout.split() == ["2"] and "-N 16 (PETSc holds 8)" in p.stderr, p.stdout + p.stderr
+    (tmp_path / "o.opts").write_text("-tao_max_it 1\n")
+    argv = ["ocnet", "-options_file", str(tmp_path / "o.opts"), "-N", "4", "-quiet"]
+    script = f"import petsc4py\npetsc4py.init({argv!r})\nfrom ocnet.run.cli import main\nprint(main({argv!r}))"
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert p.stdout.split()[-1] == "0" and "stopped after 1 iterations" in p.stdout, p.stdout + p.stderr
 
 
 def test_predictions(tmp_path):
@@ -290,3 +337,21 @@ def test_dry_run_checks_and_writes_nothing(tmp_path):
         assert p.returncode == 2 and text in p.stderr, p.stderr
     run_ocnet(SMALL + ["-resume", run, "-tao_max_it", 6, "-dry_run"])
     assert sorted(p.name for p in run.iterdir()) == before and (tmp_path / "mine" / "notes.txt").exists()
+
+
+def test_study_script_after_mpi_init(tmp_path):
+    """A study script that has initialised MPI (mpi4py, petsc4py, an ocnet import that reads a run
+    folder) and then starts a 2-rank run with ocnet.run.launch.mpiexec: the child mpiexec would
+    inherit Open MPI's singleton variables and exit 1 without a word; mpiexec() leaves them out."""
+    script = f"""
+import subprocess, sys
+from mpi4py import MPI            # initialises MPI in this process
+from ocnet.run.launch import mpiexec
+args = {[str(a) for a in SMALL]!r} + ["-run_dir", {str(tmp_path / "r")!r}, "-run_dir_plots", "0"]
+p = subprocess.run(mpiexec(2) + [sys.executable, "-m", "ocnet", *args], capture_output=True, text=True)
+print("STATUS", p.returncode, p.stderr[-300:])
+"""
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                       env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert "STATUS 0" in p.stdout, p.stdout + p.stderr
+    assert len(read_history(tmp_path / "r")) == 4

@@ -222,6 +222,15 @@ def test_overflowing_state_named_with_its_layer(nprocs, tmp_path):
     assert SUMMARY_KEYS <= set(summary) and "non-finite" in summary["error"], summary
 
 
+@pytest.mark.parametrize("nprocs", [None, 2])
+def test_overflowing_loss_named(nprocs):
+    """A finite final state whose loss overflows: the error names the terminal loss and the final
+    state's size (it blamed "the adjoint from layer N down", which only follows from it)."""
+    p = run_ocnet(["-problem", "tests.faulty:LossOverflow", "-N", 8, "-quiet", "-tao_max_it", 3], nprocs=nprocs,
+                  timeout=300, check=False)
+    one_error(p, 3, "the terminal loss, of a finite final state (max |u[N]| = ")
+
+
 def test_nonfinite_options_and_loaded_nan(tmp_path):
     one_error(run_ocnet(PEAKS + ["-T", "inf"], check=False), 2, "option -T: expected a finite real number")
     one_error(run_ocnet(PEAKS + ["-gamma_ddt", "nan"], check=False), 2, "finite")

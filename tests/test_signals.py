@@ -243,3 +243,30 @@ def test_run_folder_in_use_is_refused(tmp_path):
         watch(p)
     last = check_consistent(folder)
     resume_finishes(folder, ARGS, 2, last + 2)
+
+
+def test_second_signal_ends_a_run_stuck_in_compiled_code(tmp_path):
+    """A plugin's jitted loop that does not return holds the main thread, where Python runs its
+    signal handlers: the first SIGTERM cannot stop the run at an iteration's end, the second ends
+    the process at once (128 + 15) through the watcher thread (it stayed until SIGKILL)."""
+    mark = tmp_path / "spinning"
+    e = dict(os.environ, OMP_NUM_THREADS="1", OCNET_TEST_SPIN_MARK=str(mark))
+    p = subprocess.Popen([sys.executable, "-m", "ocnet", "-problem", "tests.faulty:Spins", "-N", "8", "-quiet",
+                          "-tao_max_it", "50"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=e)
+    try:
+        t0 = time.time()
+        while not mark.exists() and p.poll() is None and time.time() - t0 < GUARD:
+            time.sleep(0.1)
+        assert mark.exists(), p.communicate()
+        time.sleep(0.5)
+        p.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        assert p.poll() is None  # (the first only sets the flag)
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=STOP_SECONDS)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 128 + signal.SIGTERM, (p.returncode, err)
+    assert "second signal (SIGTERM) while compiled code runs: ending at once" in err, err

@@ -76,10 +76,22 @@ class OptionSet:
         """Declare an option; ``bounds`` (numbers): admissible interval, e.g. '[0,inf)'."""
         if bounds:
             parse_bounds(bounds)  # a malformed declaration fails here, at start-up
+        if any(o.name == name for o in self.options):
+            raise OcnetError(f"option -{name} is declared twice (group '{group}')")
         self.options.append(Option(name, type, default, help, tuple(choices), group, bounds))
         return self
 
     def extend(self, other):
+        """Add ``other``'s options; raises OcnetError for a name declared in both (e.g. a plugin
+        that declares ocnet's -T again: one of the two would be ignored without a word)."""
+        have = {o.name: o for o in self.options}
+        for o in other.options:
+            if o.name in have:
+                raise OcnetError(
+                    f"option -{o.name} is declared twice (groups '{have[o.name].group}' and '{o.group}'): a problem "
+                    "changes the default of one of ocnet's options with its option_defaults, not by declaring "
+                    "it again (docs/plugins/index.md)")
+            have[o.name] = o
         self.options.extend(other.options)
         return self
 

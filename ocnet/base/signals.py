@@ -12,12 +12,18 @@ A run passes through three phases:
   they raise :class:`Interrupted` together; the caller writes the run folder and exits with 4;
 - ``final`` (writing the final outputs): the flag is kept, the writes finish.
 
-A second signal in any phase ends the process at once (exit status 128 + signal number).
+A second signal in any phase ends the process at once (exit status 128 + signal number), also
+while compiled code runs (a Numba kernel that does not return holds the main thread, where
+Python runs its signal handlers): a watcher thread reads the signals from Python's wake-up fd
+(``signal.set_wakeup_fd``, written by the C-level handler as a signal arrives) and ends the
+process when the main thread has not acted on a second signal within ``GRACE`` seconds.
 Every file ocnet writes is written under a temporary name and renamed (or appended by one
 flushed line), so neither stop leaves a half-written file.
 """
 import os
 import signal
+import threading
+import time
 
 from .errors import OcnetError
 
@@ -25,7 +31,10 @@ from .errors import OcnetError
 INTERRUPTED_STATUS = 4
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
-_state = {"signal": 0, "phase": "early", "early": None}
+_state = {"signal": 0, "phase": "early", "early": None, "wakeup": None}
+
+#: seconds the watcher thread leaves the main thread to act on a second signal
+GRACE = 1.0
 
 
 class Interrupted(OcnetError):
@@ -85,16 +94,55 @@ def _abort_all():
     os._exit(INTERRUPTED_STATUS)
 
 
+def _watch(fd):
+    """Watcher thread: counts the signals of SIGNALS as they arrive (one byte each on Python's
+    wake-up fd); at the second, ends the process if the main thread has not within GRACE s."""
+    seen = 0
+    while True:
+        try:
+            data = os.read(fd, 64)
+        except OSError:
+            return
+        if not data:  # uninstall() closed the write end
+            return
+        seen += sum(1 for b in data if b in {int(x) for x in SIGNALS})
+        if seen >= 2:
+            signum = next(b for b in reversed(data) if b in {int(x) for x in SIGNALS})
+            time.sleep(GRACE)  # (the main thread's handler ends the process itself when it can run)
+            _say(f"ocnet: second signal ({signal.Signals(signum).name}) while compiled code runs: ending at once")
+            os._exit(128 + signum)
+
+
 def install():
-    """Install the handlers (main thread; call once at start-up, before any work)."""
+    """Install the handlers (main thread; call once at start-up, before any work), and the watcher
+    thread that ends the process on a second signal while the main thread runs compiled code."""
     for s in SIGNALS:
         signal.signal(s, _handler)
+    if _state["wakeup"] is None:
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        try:
+            old = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        except ValueError:  # not the main thread: no watcher (the handlers above still work)
+            old = None
+        if old != -1:  # (None, or the fd of an event loop, e.g. a notebook's: left to it)
+            if old is not None:
+                signal.set_wakeup_fd(old)
+            os.close(r)
+            os.close(w)
+            return
+        _state["wakeup"] = w
+        threading.Thread(target=_watch, args=(r,), name="ocnet-signals", daemon=True).start()
 
 
 def uninstall():
     """The default actions again (once everything is written: a signal then ends at once)."""
     for s in SIGNALS:
         signal.signal(s, signal.SIG_DFL)
+    if _state["wakeup"] is not None:
+        signal.set_wakeup_fd(-1)
+        os.close(_state["wakeup"])  # (the watcher's read returns empty: it ends)
+        _state["wakeup"] = None
 
 
 def on_early_stop(fn):

@@ -258,8 +258,14 @@ class ReducedObjective:
                 # (the adjoint runs from layer N down: where it went non-finite is its highest bad layer)
                 "adjoint": first_bad(self.adj.U[0 if gr.first else 1:], gr.n0 + (0 if gr.first else 1), last=True)
                 if with_adjoint else None}
+        last = self.state.U[-1]
+        mine["uN"] = float(np.abs(last).max()) if gr.last and last.size and np.isfinite(last).all() else None
         allr = self.comm.allgather(mine)
         where = []
+        uN = next((r["uN"] for r in allr if r["uN"] is not None), None)
+        if not np.isfinite(J) and uN is not None and all(r["state"] is None for r in allr):
+            # a finite state whose loss overflows (its adjoint then starts non-finite at layer N)
+            where.append(f"the terminal loss, of a finite final state (max |u[N]| = {uN:.3g})")
         if any(r["global"] for r in allr):
             where.append("the design's global (opening/terminal) parameters")
         for key, what in (("design", "the design's layer parameters"), ("state", "the state"),

@@ -4,7 +4,9 @@ Not imported as is: ``kernels.compile_forms`` copies this source into a module o
 kernel pair (file name = a hash of the kernels' source files), sets the globals ``STEP`` and
 ``STEP_ADJOINT`` to the plugin's jitted kernels before the first call, and Numba caches the
 compiled loops next to that file (``cache=True``), so the kernels are inlined into the loops
-and a second run loads them from disk.
+and a second run loads them from disk.  The loops release the GIL (``nogil=True``): while a kernel
+runs, ocnet's signal watcher thread (ocnet.base.signals) can still end the process on a second
+signal.
 
 Kernel signatures (flat C-contiguous float64 rows; ``args`` the plugin's constant tuple):
 
@@ -41,7 +43,7 @@ def _sub(a, b):
         a[s] = a[s] - b[s]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sweep(n0, h, thetas, U, C, F, forced, nwork, args):
     """U[k+1] = Phi_{n0+k}(U[k]) (+ F[k]), C[k] its cache, k = 0..K-1."""
     work = np.empty(nwork)
@@ -51,7 +53,7 @@ def sweep(n0, h, thetas, U, C, F, forced, nwork, args):
             _add(U[k + 1], F[k])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sweep_adjoint(n0, h, thetas, U, C, Lam, G, F, forced, nwork, args):
     """Lam[k] = (dPhi_{n0+k}/du at U[k])^T Lam[k+1] (+ F[k]) backwards, G[k] += (dPhi/dtheta)^T Lam[k+1]."""
     work = np.empty(nwork)
@@ -61,7 +63,7 @@ def sweep_adjoint(n0, h, thetas, U, C, Lam, G, F, forced, nwork, args):
             _add(Lam[k], F[k])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def parameter_gradient(n0, h, thetas, U, C, Lam, G, rows, all_rows, nwork, args):
     """G[k] += (dPhi_{n0+k}/dtheta)^T Lam[k+1] for every k (all_rows) or the k in ``rows``."""
     work = np.empty(nwork)
@@ -72,7 +74,7 @@ def parameter_gradient(n0, h, thetas, U, C, Lam, G, rows, all_rows, nwork, args)
         STEP_ADJOINT(n0 + k, h, thetas[k], U[k], C[k], Lam[k + 1], none, G[k], work, args)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sweeps(runs, ns, h, thetas, U, C, F, forced, keep, A, arows, nwork, args):
     """For each run (a, b), k = a..b: U[k] = Phi_{ns[k]}(U[k-1]) (+ F[k]), cache C[k] (``keep``
     false: a scratch row); where arows[i] >= 0 also the look-ahead step into A[arows[i]]."""
@@ -90,7 +92,7 @@ def sweeps(runs, ns, h, thetas, U, C, F, forced, keep, A, arows, nwork, args):
                 _add(A[arows[i]], F[k])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def steps(rows, ns, h, thetas, U, C, out, out_rows, F, forced, keep, minus, nwork, args):
     """out[out_rows[i]] = Phi_{ns[r]}(U[r-1]) (+ F[r]), r = rows[i]; ``minus``: out[..] -= the step."""
     work = np.empty(nwork)
@@ -108,7 +110,7 @@ def steps(rows, ns, h, thetas, U, C, out, out_rows, F, forced, keep, minus, nwor
                 _add(o, F[r])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sweeps_adjoint(runs, ns, h, thetas, U, C, Lam, lrev, F, forced, frev, G, grad, A, arows, nwork, args):
     """For each run (a, b), k = b..a: Lam[k] = (dPhi_{ns[k]}/du at U[k])^T Lam[k+1] (+ F[k]), with
     ``grad`` also G[k] += (dPhi/dtheta)^T Lam[k+1]; where arows[i] >= 0 the look-ahead step
@@ -131,7 +133,7 @@ def sweeps_adjoint(runs, ns, h, thetas, U, C, Lam, lrev, F, forced, frev, G, gra
                 _add(a, _row(F, k, frev))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def steps_adjoint(rows, ns, h, thetas, U, C, Lam, lrev, out, out_rows, F, forced, frev, minus, nwork, args):
     """out[out_rows[i]] = (dPhi_{ns[k]}/du at U[k])^T Lam[k+1] (+ F[k]), k = rows[i]; ``minus``: -=."""
     work = np.empty(nwork)
@@ -149,13 +151,13 @@ def steps_adjoint(rows, ns, h, thetas, U, C, Lam, lrev, out, out_rows, F, forced
                 _add(o, _row(F, k, frev))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def one_step(n, h, theta, u, out, cache, nwork, args):
     """``step`` from Python: one kernel call with its own work array."""
     STEP(n, h, theta, u, out, cache, np.empty(nwork), args)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def one_step_adjoint(n, h, theta, u, cache, lam_next, lam, grad, nwork, args):
     """``step_adjoint`` from Python."""
     STEP_ADJOINT(n, h, theta, u, cache, lam_next, lam, grad, np.empty(nwork), args)

@@ -34,6 +34,11 @@ class ControlProblem:
     #: ``layer_regularization``; ``__init__`` reads them into ``layer_weights``.  None: the plugin
     #: has no layer regularisation (or overrides ``layer_regularization``).
     regularization_options = ("gamma_tik", "gamma_ddt")
+    #: names of declared options that set how the model is trained, not what it is (e.g. the weight
+    #: of a regulariser on the global parameters): ``-load`` with other values loads the model and
+    #: trains on with them (``-resume`` still compares them).  The regularization_options are
+    #: always among them (ocnet.run.rundir.model_differences).
+    training_options = ()
     #: the problem's configuration: defaults of any option, the framework's (-N, -T, -mgrit_*,
     #: -tao_*, ...) and the plugin's own, applied before the options are read, so that anything the
     #: user gives overrides them; ``-help`` shows them as the defaults (ocnet.run.cli.apply_option_defaults)

@@ -113,12 +113,24 @@ _FAILURE = {}
 
 def run_summary(reason, trainer, **more):
     """summary.json's fields every ending has (None where not known): reason, iterations (the last
-    history row's), ranks, mode, wall_time (of that row), jit_time, machine; then ``more``."""
+    history row's), ranks, mode, wall_time (of that row), final_row (that row's objective,
+    gradient norm and ``train_*``/``val_*`` metrics; non-finite values None), jit_time, machine;
+    then ``more``."""
     from . import rundir
     rows = trainer.rows if trainer is not None else []
     last = rows[-1] if rows else {}
+
+    def number(v):
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            return None
+        return v if math.isfinite(v) else None
+    final = {k: number(v) for k, v in last.items()
+             if k in ("objective", "gradient_norm") or (k.startswith(("train_", "val_")) and not k.endswith("_residual"))}\
+        if rows else None
     return {"reason": reason, "iterations": int(last["iteration"]) if rows else None, "ranks": _FAILURE["ranks"],
-            "mode": _FAILURE["mode"], "wall_time": last.get("wall_time"),
+            "mode": _FAILURE["mode"], "wall_time": last.get("wall_time"), "final_row": final,
             "jit_time": trainer.jit_time() if trainer is not None and trainer.t0 is not None else None,
             "machine": rundir.machine(), **more}
 
@@ -229,7 +241,7 @@ def run(comm):
             db.setValue(k, v)
     check_tao_type(db)
     max_it = OptionSet().add("tao_max_it", int, 300, "", bounds="[0,inf)").get("tao_max_it", db)
-    if max_it == 0:  # evaluation only: TAO itself rejects 0 iterations
+    if max_it == 0:  # evaluation only: TAO itself rejects 0 iterations (options.txt still says 0)
         db.delValue("tao_max_it")
 
     state_s, adj_s = mode_settings(values, db, grid)
@@ -253,6 +265,7 @@ def run(comm):
             "tao_type": db.getString("tao_type"),  # -resume continues with the same optimiser
             "ranks": grid.size, "model_options": sorted(plugin_keys),
             "data_options": sorted(getattr(cls, "data_options", ())),
+            "training_options": sorted(set(problem.regularization_options or ()) | set(problem.training_options)),
             "split_options": sorted(problem.split_options),  # (this run's: a plugin may set it per run)
             "options": {k: v for k, v in values.items() if k not in RUN_CONTROL},
             "model_state": problem.model_state()}
@@ -289,7 +302,7 @@ def run(comm):
         rundir.lock(run_dir, comm, "-run_dir")  # (a new one)
     if run_dir:
         _FAILURE["run_dir"] = run_dir
-        rundir.write_options(run_dir, comm, skip=own)
+        rundir.write_options(run_dir, comm, skip=own, extra={"tao_max_it": "0"} if max_it == 0 else {})
         signals.on_early_stop(lambda: rundir.write_json(
             os.path.join(run_dir, "summary.json"),
             run_summary("INTERRUPTED", None, exit_status=signals.INTERRUPTED_STATUS,
@@ -556,20 +569,34 @@ _STARTED = []
 
 
 def _options_unread(argv):
-    """PETSc is initialised already and its options lack some of ``argv``'s (e.g. petsc4py.PETSc
-    imported without ``petsc4py.init(argv)``: PETSc then reads no command line at all)."""
+    """Where PETSc is initialised already and its options differ from ``argv``'s (petsc4py.PETSc
+    imported without ``petsc4py.init(argv)``: PETSc then read no command line at all; or
+    initialised with other values): the first difference, as '-name value (PETSc holds ...)';
+    else None.  -options_file is not compared (PETSc holds the file's options, not its name)."""
     if "petsc4py.PETSc" not in sys.modules:
-        return False
+        return None
     from petsc4py import PETSc
 
-    def number(t):
+    def name(t):
+        if not t.startswith("-") or len(t) < 2:
+            return False
         try:
             float(t)
-            return True
-        except ValueError:
             return False
-    db = PETSc.Options()
-    return any(t.startswith("-") and len(t) > 1 and not number(t) and not db.hasName(t[1:]) for t in argv[1:])
+        except ValueError:
+            return True
+    db, toks = PETSc.Options(), argv[1:]
+    for i, t in enumerate(toks):
+        if not name(t) or t == "-options_file":
+            continue
+        nxt = toks[i + 1] if i + 1 < len(toks) else None
+        value = "" if nxt is None or name(nxt) else nxt
+        if not db.hasName(t[1:]):
+            return f"{t} {value}".rstrip() + " (PETSc holds no such option)"
+        held = db.getString(t[1:], "") or ""
+        if held != value:
+            return f"{t} {value}".rstrip() + f" (PETSc holds {held or 'it without a value'})"
+    return None
 
 
 def petsc_argv(argv):
@@ -593,10 +620,14 @@ def main(argv=None):
     calls ``petsc4py.init(sys.argv)`` before them, as runs/noisy_gradient.py does.)"""
     argv = list(sys.argv if argv is None else argv)
     late = "another run already started in this process" if _STARTED else (
-        "petsc4py.PETSc was initialised before (imported without petsc4py.init(argv), or with other options)"
-        if _options_unread(argv) else None)
+        f"petsc4py.PETSc was initialised before with other options (imported without petsc4py.init(argv), or "
+        f"initialised with other values: {_options_unread(argv)})" if _options_unread(argv) else None)
     rank0 = os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMI_RANK", "0")) == "0"
     if late:
+        if "petsc4py.PETSc" in sys.modules:  # the argv's options were meant for this run, which does not
+            from petsc4py import PETSc  # happen: not PETSc's "options you set that were not used" at exit too
+            if not PETSc.Options().hasName("options_left"):
+                PETSc.Options().setValue("options_left", "0")
         if rank0:
             print(f"ocnet: error: ocnet.run.cli.main: {late}, and PETSc reads a process's options once: run "
                   "each ocnet run in a process of its own, e.g. subprocess.run([sys.executable, '-m', 'ocnet', ...])",

@@ -131,7 +131,9 @@ def differences(saved, meta, keys):
 
 def model_differences(saved, meta):
     """Differences in what shapes the model: problem, N, T, the plugin's options except the
-    ones it names as data selection (``data_options``)."""
+    ones it names as data selection (``data_options``) and its regularisation weights
+    (``regularization_options``, recorded as ``training_options``: a loaded model may train on
+    with other weights)."""
     # a model is its plugin's name and parameter shapes, not the import string: a faster
     # implementation of the same model (another class or module) loads it (runs saved before
     # "model" was recorded compare the import string)
@@ -141,7 +143,8 @@ def model_differences(saved, meta):
     top = differences(saved, meta, ("shapes", "N", "T") if "model" in saved else ("problem", "N", "T"))
     top = [d.replace("-shapes ", "parameter sizes per layer / global ", 1) for d in top]
     so, mo = saved.get("options", {}), meta.get("options", {})
-    skip = set(meta.get("data_options", ()))
+    # data selection and training settings (the regularisation weights) are not the model
+    skip = set(meta.get("data_options", ())) | set(meta.get("training_options", ()))
     # an option the saved run did not have (added by a newer implementation) is not a difference
     keys = [k for k in meta.get("model_options", ()) if k not in skip and ("model" not in saved or k in so)]
     return top + differences(so, mo, keys)
@@ -186,15 +189,23 @@ def check_resume(path, meta, comm):
     return True
 
 
-def write_options(path, comm, skip=()):
-    """options.txt: every option of the database but ``skip``, one a line, a flag without a value
-    bare: an options file (-options_file) that gives the run again (rank 0; atomic)."""
+#: options options.txt leaves out: where the run went (replaying the file without -run_dir must not
+#: overwrite the run it came from; -resume R takes the folder from its own argument)
+NOT_RECORDED = ("run_dir", "run_dir_overwrite", "resume")
+
+
+def write_options(path, comm, skip=(), extra=None):
+    """options.txt: every option of the database but ``skip`` and NOT_RECORDED, plus ``extra``
+    ({name: value}: options the run removed from the database, e.g. -tao_max_it 0), one a line, a
+    flag without a value bare: an options file (-options_file) that gives the run again with
+    ``-run_dir NEW`` (rank 0; atomic)."""
     if comm.Get_rank() == 0:
+        opts = {k: v for k, v in PETSc.Options().getAll().items() if k not in skip and k not in NOT_RECORDED}
+        opts.update(extra or {})
         tmp = os.path.join(path, "options.txt.tmp")
         with open(tmp, "w") as f:
-            for k, v in sorted(PETSc.Options().getAll().items()):
-                if k not in skip:
-                    f.write(f"-{k}\n" if v is None or v == "" else f"-{k} {v}\n")
+            for k, v in sorted(opts.items()):
+                f.write(f"-{k}\n" if v is None or v == "" else f"-{k} {v}\n")
         os.replace(tmp, os.path.join(path, "options.txt"))
 
 
@@ -384,11 +395,20 @@ def load_model_options(db, saved):
     if db.hasName("resume"):
         return []
     so = saved.get("options")
-    if not isinstance(so, dict) or (db.hasName("problem") and db.getString("problem") != so.get("problem")):
+    if not isinstance(so, dict):
         return []
+    keys = ["problem", "N", "T"]
+    if db.hasName("problem") and db.getString("problem") != so.get("problem"):
+        # another implementation of the same model (its plugin's name: a fast KernelProblem of a
+        # Python plugin) takes the saved options too; another model: load_params reports it
+        from ..plugin.loader import load_problem_class
+
+        if "model" not in saved or getattr(load_problem_class(db.getString("problem")), "name", None) != saved["model"]:
+            return []
+        keys = ["N", "T"]
     data = set(saved.get("data_options", ()))
     out = []
-    for k in ["problem", "N", "T"] + [k for k in saved.get("model_options", ()) if k not in data]:
+    for k in keys + [k for k in saved.get("model_options", ()) if k not in data]:
         v = so.get(k)
         if v is None or db.hasName(k):
             continue

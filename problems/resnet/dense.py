@@ -51,6 +51,7 @@ class Classification:
 
 class ResNet(ControlProblem):
     name = "resnet"
+    training_options = ("gamma_class",)  # (the classifier's Tikhonov weight: -load may train on with another)
     default_width = 8
     #: -block and its hidden width (0: the single block); set in __init__
     block = "single"
