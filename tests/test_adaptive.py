@@ -201,3 +201,18 @@ def test_counts_settle_where_mgrit_is_exact(tmp_path):
     exact = history_column(d, "exact_evaluations")
     assert exact[:3].sum() >= 1 and exact[3:].sum() == 0, exact
     assert len(set(history_column(d, "state_mgrit_its")[3:])) == 1
+
+
+def test_monitor_leaves_the_run_as_it_is(tmp_path):
+    """-mgrit_monitor only reports: adaptive (with its fallbacks) and fixed one-shot histories are
+    bitwise those without it (it switched one-shot solves to the tolerance loop, which left the
+    adaptive controller without ||u||: estimates 0, no fallbacks, another objective); one line per
+    cycle of every fixed-cycle solve."""
+    for name, extra in (("adaptive", ["-T", 6]), ("fixed", ["-oneshot_adapt", 0])):
+        args = BASE + extra + ["-tao_max_it", 6]
+        run_ocnet(args + ["-run_dir", tmp_path / name])
+        p = run_ocnet(args + ["-mgrit_monitor", "-run_dir", tmp_path / f"{name}_mon"])
+        a, b = ([{k: v for k, v in row.items() if k != "wall_time"} for row in read_history(tmp_path / d)]
+                for d in (name, f"{name}_mon"))
+        assert a == b, (a, b)
+        assert "state mgrit it   2" in p.stdout and "adjoint mgrit it   1" in p.stdout, p.stdout[-2000:]

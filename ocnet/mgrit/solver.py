@@ -583,10 +583,11 @@ class MGRIT:
 
     def _iterate(self, label, on_iteration):
         fine = self.levels[0]
-        if self.s.rtol == 0.0 and self.s.atol == 0.0 and not self.s.monitor and not (self.s.skip_down and self._first):
-            return self._fixed_cycles(on_iteration)
+        if self.s.rtol == 0.0 and self.s.atol == 0.0 and not (self.s.skip_down and self._first):
+            return self._fixed_cycles(on_iteration, label)
         # F-relax first, so the C-point residual measures the guess (a zero guess of a linear
         # problem would otherwise show a zero C-point residual); cycles end with F-relaxation.
+        first = self._first  # (the first solve starts from the problem's guess, later ones warm)
         self.f_relax(fine)
         r0, unorm = self.residual_norm(fine, scale=True)
         self.history = [r0]
@@ -605,30 +606,48 @@ class MGRIT:
             self.history.append(self.residual_norm(fine))
             if on_iteration:
                 on_iteration(it, self.history[-1])
-            if self.s.monitor and self.comm.Get_rank() == 0:
-                rho = self.history[-1] / self.history[-2] if self.history[-2] > 0 else 0.0
-                note = ("  (first cycle of a warm start: its residual was below the coarse grid's "
-                        "error; see docs/user/mgrit.md)") if it == 1 and rho > 1 else ""
-                print(f"  {label} it {it:3d}  |r| {self.history[-1]:.6e}  rho {rho:.3f}{note}", flush=True)
+            self._monitor(label, it, warm=not first)
         self.converged = self.history[-1] <= tol
         return self.s.max_it
 
-    def _fixed_cycles(self, on_iteration):
-        """A fixed number of cycles (one-shot mode): the residual is measured once, at the end.
+    def _monitor(self, label, it, warm=False):
+        """-mgrit_monitor: one line for cycle ``it`` (rank 0) from the last two residuals of
+        ``history`` (rho nan where the residual before is not known); ``warm``: a warm-started
+        solve, whose first rho above 1 the line explains."""
+        if not (self.s.monitor and self.comm.Get_rank() == 0):
+            return
+        r, prev = self.history[-1], self.history[-2] if len(self.history) > 1 else float("nan")
+        rho = r / prev if prev > 0 else (float("nan") if math.isnan(prev) or math.isnan(r) else 0.0)
+        note = ("  (first cycle of a warm start: its residual was below the coarse grid's "
+                "error; see docs/user/mgrit.md)") if it == 1 and rho > 1 and warm else ""
+        print(f"  {label} it {it:3d}  |r| {r:.6e}  rho {rho:.3g}{note}", flush=True)
+
+    def _fixed_cycles(self, on_iteration, label="mgrit"):
+        """A fixed number of cycles (one-shot mode): the residual is measured once, at the end
+        (with -mgrit_monitor after every cycle, which leaves the iterates as they are).
         The iterates are those of ``_iterate``: its opening F-relaxation only prepares the
         residual of the guess, and the first cycle's F-relaxation would recompute the same values."""
         fine = self.levels[0]
         before = float("nan")
+        monitor = self.s.monitor
+        self.history = [float("nan")]
         for k in range(self.s.max_it):
             self.last_cycle, self._fixed = k == self.s.max_it - 1, True
-            if self.measure_rho and self.last_cycle and k > 0:  # adaptive one-shot: rho of the last cycle
+            if self.measure_rho and self.last_cycle and k > 0 and not monitor:  # adaptive one-shot: rho of the last cycle
                 before = self.residual_norm(fine)
             try:  # warm_skip: the first cycle restricts the warm start's F-points unrelaxed
                 self.cycle(0, self.s.cycle, skip=self.s.warm_skip and k == 0)
             finally:
                 self.last_cycle = self._fixed = False
+            if monitor and k < self.s.max_it - 1:
+                self.history.append(self.residual_norm(fine))
+                self._monitor(label, k + 1)
         r, unorm = self.residual_norm(fine, scale=True)
-        self.history = [float("nan"), r] if math.isnan(before) else [float("nan"), before, r]
+        if monitor:
+            self.history.append(r)
+            self._monitor(label, self.s.max_it)
+        else:
+            self.history = [float("nan"), r] if math.isnan(before) else [float("nan"), before, r]
         self.unorm = unorm
         self._first = False
         self.converged = r <= ROUNDOFF * unorm
