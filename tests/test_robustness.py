@@ -371,3 +371,35 @@ def test_plugin_frame_skips_compiled_extension_frames():
     except KeyError as e:
         frame = plugin_frame(e)
     assert frame is not None and frame.filename == __file__, frame
+
+
+def test_unconverged_solve_says_why():
+    """The unconverged-solve line tells a diverging MGRIT (residual above its start: more
+    iterations would not help) and a non-finite one (stopped at once) from a slow one."""
+    from types import SimpleNamespace
+
+    from ocnet.base.errors import NumericalFailure
+    from ocnet.optim.objective import ReducedObjective
+
+    def line(history):
+        obj = SimpleNamespace(unconverged_count=0, unconverged="stop")
+        mg = SimpleNamespace(tolerance_set=True, converged=False, history=history, residual=history[-1],
+                             s=SimpleNamespace(max_it=20, rtol=1e-9, atol=0.0))
+        with pytest.raises(NumericalFailure) as e:
+            ReducedObjective._check_converged(obj, mg, "adjoint")
+        return str(e.value)
+    text = line([53.0, 400.0, 1.3e5])
+    assert "adjoint MGRIT diverged: its residual grew from 5.300e+01 to 1.300e+05 in 2 iterations" in text, text
+    assert "-adjoint_mgrit_relax FCF" in text and "max_it" not in text, text
+    assert "raise -adjoint_mgrit_max_it" in line([1.0, 0.5, 0.25])
+    assert "went non-finite (residual nan) in iteration 2" in line([1.0, 0.5, float("nan")])
+
+
+def test_nonfinite_mgrit_stops_at_once():
+    """A singular coarse step (Dahlquist, 1 - m h lambda = 0): the state solve stops at its first
+    non-finite residual (it ran all -mgrit_max_it cycles on NaN and advised raising it)."""
+    p = run_ocnet(["-problem", "dahlquist", "-N", 32, "-lambda", 8, "-mode", "exact", "-mgrit_levels", 2,
+                   "-tao_max_it", 2, "-mgrit_monitor", "-quiet"], check=False)
+    one_error(p, 3, "non-finite objective")
+    assert "state MGRIT went non-finite (residual nan) in iteration 1" in p.stderr, p.stderr
+    assert "max_it" not in p.stderr and p.stdout.count("state mgrit it") == 1, p.stdout + p.stderr

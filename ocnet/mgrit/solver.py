@@ -607,6 +607,9 @@ class MGRIT:
             if on_iteration:
                 on_iteration(it, self.history[-1])
             self._monitor(label, it, warm=not first)
+            if not math.isfinite(self.history[-1]):  # no further cycle can mend it (the caller reports it)
+                self.converged = False
+                return it
         self.converged = self.history[-1] <= tol
         return self.s.max_it
 

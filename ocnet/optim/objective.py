@@ -235,13 +235,26 @@ class ReducedObjective:
         self.unconverged_count += 1
         n = self.unconverged_count
         prefix = {"state": "state_", "adjoint": "adjoint_"}.get(what.split()[-1], "state_")
-        text = (f"{what} MGRIT stopped after {mg.s.max_it} iterations with residual {mg.residual:.3e}, "
-                f"above its tolerance (-{prefix}mgrit_rtol {mg.s.rtol:g}, -{prefix}mgrit_atol {mg.s.atol:g})")
+        its = max(len(mg.history) - 1, 0)
+        r0 = mg.history[0] if mg.history else float("nan")
+        if not np.isfinite(mg.residual):  # (the solve stopped at its first non-finite residual)
+            text = f"{what} MGRIT went non-finite (residual {mg.residual}) in iteration {its}"
+            advice = (f"its coarse steps (h*m) may be unstable: fewer levels (-{prefix}mgrit_levels) or a smaller "
+                      f"-{prefix}mgrit_cfactor")
+        elif np.isfinite(r0) and mg.residual > r0:
+            text = (f"{what} MGRIT diverged: its residual grew from {r0:.3e} to {mg.residual:.3e} in {its} "
+                    f"iterations (tolerance -{prefix}mgrit_rtol {mg.s.rtol:g}, -{prefix}mgrit_atol {mg.s.atol:g})")
+            advice = (f"a smaller -{prefix}mgrit_cfactor, -{prefix}mgrit_relax FCF or fewer levels "
+                      f"(-{prefix}mgrit_levels) make it contract; more iterations would not")
+        else:
+            text = (f"{what} MGRIT stopped after {its} iterations with residual {mg.residual:.3e}, "
+                    f"above its tolerance (-{prefix}mgrit_rtol {mg.s.rtol:g}, -{prefix}mgrit_atol {mg.s.atol:g})")
+            advice = f"raise -{prefix}mgrit_max_it"
         if self.unconverged == "stop":
-            raise NumericalFailure(text + "; raise -mgrit_max_it, or use -unconverged warn")
+            raise NumericalFailure(f"{text}; {advice}, or use -unconverged warn")
         if self.comm.Get_rank() == 0 and (n < 10 and n == 1 or n in (10, 100) or n % 1000 == 0):
             print(f"ocnet: warning: {text} ({n} unconverged solve{'s' * (n > 1)} so far; "
-                  f"raise -{prefix}mgrit_max_it, or -unconverged stop to make this an error)",
+                  f"{advice}, or -unconverged stop to make this an error)",
                   file=sys.stderr, flush=True)
 
     def _nonfinite(self, J, thetas, g, with_adjoint):
