@@ -257,6 +257,11 @@ def test_nonfinite_options_and_loaded_nan(tmp_path):
     (["-mode", "oneshot", "-mgrit_max_it", 7], ["-mgrit_max_it has no effect in -mode oneshot"]),
     (["-mode", "exact", "-oneshot_state_its", 1], ["-oneshot_state_its has no effect in -mode exact"]),
     (["-mode", "exact", "-N", 3], ["-mode exact: N=3 is too short for a coarse level"]),
+    (["-mode", "exact", "-N", 32, "-mgrit_min_coarse", 100],
+     ["-mode exact: N=32 is too short for a coarse level of -mgrit_min_coarse 100 points"]),
+    (["-mode", "exact", "-N", 8, "-mgrit_levels", 1, "-mgrit_relax", "F", "-adjoint_mgrit_cycle", "F"],
+     ["-mgrit_relax has no effect: the state and adjoint solves have one level, the layer-serial sweep",
+      "-adjoint_mgrit_cycle has no effect: the adjoint solve has one level"]),
 ])
 def test_inactive_options_warn(args, expected):
     p = run_ocnet(PEAKS + args)

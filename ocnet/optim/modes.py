@@ -31,6 +31,10 @@ def mode_settings(values, db, grid):
 
 
 
+#: MGRIT options that shape cycles (no effect on a one-level solve, the layer-serial sweep)
+CYCLE_OPTIONS = ("cfactor", "relax", "fine_relax", "cweight", "cycle", "skip_down", "warm_skip")
+
+
 def inactive_options(values, db, grid, settings):
     """One line for each option given that this configuration does not use, saying why."""
     mode = values["mode"]
@@ -54,11 +58,21 @@ def inactive_options(values, db, grid, settings):
         if "unconverged" in given:
             out.append("-unconverged has no effect in -mode oneshot (fixed cycle counts): use -mode exact")
     auto = [w for w, st in zip(("state", "adjoint"), settings)  # levels chosen by ocnet, N too short
-            if st.levels == 1 and not {f"{w}_mgrit_levels", "mgrit_levels"} & set(given)]
+            if len(hierarchy(grid.N, st)) == 1 and not {f"{w}_mgrit_levels", "mgrit_levels"} & set(given)]
     if auto:
         solves = " and ".join(auto) + (" solves are" if len(auto) > 1 else " solve is")
-        out.append(f"-mode {mode}: N={grid.N} is too short for a coarse level (coarsening factor "
-                   f"{settings[0].factor(0)}), so the {solves} the layer-serial sweep")
+        st = settings[0]
+        short = (f"too short for a coarse level of -mgrit_min_coarse {st.min_coarse} points"
+                 if any(k.endswith("mgrit_min_coarse") for k in given) else "too short for a coarse level")
+        out.append(f"-mode {mode}: N={grid.N} is {short} (coarsening factor {st.factor(0)}), so the {solves} "
+                   "the layer-serial sweep")
+    single = {w for w, st in zip(("state", "adjoint"), settings) if len(hierarchy(grid.N, st)) == 1}
+    for k in given:  # cycle settings of a one-level solve
+        x = k.rsplit("mgrit_", 1)[-1]
+        hit = [w for w in ("state", "adjoint") if w in single and k in (f"mgrit_{x}", f"{w}_mgrit_{x}")]
+        if x in CYCLE_OPTIONS and hit:
+            out.append(f"-{k} has no effect: the {' and '.join(hit)} solve{'s have' if len(hit) > 1 else ' has'} one "
+                       "level, the layer-serial sweep")
     for which, st in zip(("state", "adjoint"), settings):
         built = hierarchy(grid.N, st)
         for k in (f"{which}_mgrit_levels", "mgrit_levels"):
