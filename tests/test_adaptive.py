@@ -216,3 +216,14 @@ def test_monitor_leaves_the_run_as_it_is(tmp_path):
                 for d in (name, f"{name}_mon"))
         assert a == b, (a, b)
         assert "state mgrit it   2" in p.stdout and "adjoint mgrit it   1" in p.stdout, p.stdout[-2000:]
+
+
+def test_note_when_most_evaluations_fall_back(tmp_path):
+    """A one-shot run whose MGRIT never contracts at the counts allowed (T = 30, at most 2 + 1
+    cycles) falls back at nearly every evaluation: one note at the end says so and what to change
+    (it ended as a slower serial run with only the rate-limited fallback notes)."""
+    p = run_ocnet(["-N", 32, "-T", 30, "-tao_max_it", 6, "-quiet", "-mode", "oneshot", "-oneshot_exact_start", 0,
+                   "-oneshot_state_its_max", 2, "-oneshot_adjoint_its_max", 1])
+    assert "one-shot evaluations were exact (layer-serial fallbacks" in p.stderr and "-mgrit_relax FCF" in p.stderr
+    q = run_ocnet(BASE + ["-tao_max_it", 6])  # (a run that contracts: no such note)
+    assert "evaluations were exact" not in q.stderr, q.stderr

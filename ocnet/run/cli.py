@@ -405,7 +405,16 @@ def run(comm):
         _say(comm, "ocnet: at the final parameters, exact (layer-serial) forward solve on all training data: "
                    + ", ".join(f"{k} {v:.6g}" for k, v in final.items()))
     if objective.adapt is not None:
-        summary["adaptive_oneshot"] = objective.adapt.summary()
+        summary["adaptive_oneshot"] = totals = objective.adapt.summary()
+        fallbacks = totals["exact_evaluations"] - totals["exact_start_evaluations"]
+        rest = totals["evaluations"] - totals["exact_start_evaluations"]
+        if rest >= 4 and fallbacks >= rest / 2:  # one-shot in name only: tell, with what to change
+            after = " after the exact start" if totals["exact_start_evaluations"] else ""
+            _say(comm, f"ocnet: note: {fallbacks} of the {rest} one-shot evaluations{after} were exact "
+                       "(layer-serial fallbacks: MGRIT did not contract, or the gradient error estimate reached |g|), "
+                       "so this run cost more than -mode serial would; -mgrit_view and -mgrit_monitor show the "
+                       "solves, and a smaller -mgrit_cfactor, -mgrit_relax FCF or fewer levels may make them "
+                       "contract (docs/user/mgrit.md)", sys.stderr)
     restarts = trainer.line_search_restarts()  # (collective)
     if restarts is not None:
         summary["line_search_restarts"] = restarts
