@@ -154,3 +154,13 @@ class Spins(KernelToy):
             if mark:
                 open(mark, "w").close()
         return {}
+
+
+class BigState(LinearControl):
+    """States of 1e11 whose change with theta (h theta per step) is tiny against them: a central
+    difference in theta cannot resolve the transpose to the checker's tolerance (round-off), which
+    -check_adjoint must say instead of failing a correct step_adjoint."""
+
+    def opening(self, g, data, u0):
+        super().opening(g, data, u0)
+        u0 += 1e11

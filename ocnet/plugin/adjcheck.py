@@ -70,9 +70,22 @@ def _rel(a, b):
     return 0.0 if m == 0 else abs(a - b) / m
 
 
-def _dot_error(fd, exact):
-    """min over EPS of the relative difference of fd(e) (a difference quotient) and ``exact``."""
-    return min(_rel(fd(e), exact) for e in EPS)
+def _dot_error(fd, exact, scale=None):
+    """min over EPS of the relative difference of fd(e) (a difference quotient) and ``exact``.
+    ``scale``: |mu| . |Phi| of a quotient mu . (Phi(+e) - Phi(-e)) / 2e, whose rounding error is
+    then about ROUNDING * scale / e: returns (error, that floor relative to |exact| at the step of
+    the error) -- a map whose output is large against its change (an unstable step's states of
+    1e8, a linear dependence on theta) cannot be tested below it."""
+    errs = [(_rel(fd(e), exact), e) for e in EPS]
+    err, e = min(errs)
+    if scale is None:
+        return err
+    return err, (ROUNDING * scale / e / abs(exact) if exact else np.inf)
+
+
+#: rounding of one difference quotient, in units of |mu| . |Phi| / e (10 ulp: a step's own rounding
+#: is a few ulp of its output)
+ROUNDING = 10 * np.finfo(float).eps
 
 
 def _worst(errors):
@@ -144,10 +157,17 @@ def check_step(b):
         pb.step_adjoint(n, b.h, th, u, C, mu, lam, gth)
         gth -= g0
         du, dth = b.du(i), b.dth(i)
-        eu.append(_dot_error(lambda e: mu @ b.tangent(i, du, 0 * dth, e), lam @ du))
+        scale = float(np.abs(mu) @ np.abs(out))
+        eu.append(_dot_error(lambda e: mu @ b.tangent(i, du, 0 * dth, e), lam @ du, scale))
         if b.p:
-            et.append(_dot_error(lambda e: mu @ b.tangent(i, 0 * du, dth, e), gth @ dth))
-    return {"(dPhi/du)^T": _worst(eu), **({"(dPhi/dtheta)^T": _worst(et)} if et else {})}
+            et.append(_dot_error(lambda e: mu @ b.tangent(i, 0 * du, dth, e), gth @ dth, scale))
+    return {"(dPhi/du)^T": _limited(eu), **({"(dPhi/dtheta)^T": _limited(et)} if et else {})}
+
+
+def _limited(pairs):
+    """(worst error, the rounding floor of that sample) of (error, floor) pairs."""
+    worst = max(range(len(pairs)), key=lambda k: (np.isnan(pairs[k][0]), pairs[k][0]))
+    return (_worst([p[0] for p in pairs]), pairs[worst][1])
 
 
 def check_opening(pb, g, data, S, rng):
@@ -161,7 +181,8 @@ def check_opening(pb, g, data, S, rng):
     pb.opening_adjoint(g, data, mu, gg)
     gg -= g0
     dg = rng.standard_normal(g.size) * _rms(g)
-    return {"(dE/dg)^T": _dot_error(lambda e: mu @ (E(g + e * dg) - E(g - e * dg)) / (2 * e), gg @ dg)}
+    return {"(dE/dg)^T": _dot_error(lambda e: mu @ (E(g + e * dg) - E(g - e * dg)) / (2 * e), gg @ dg,
+                                    float(np.abs(mu) @ np.abs(E(g))))}
 
 
 def check_terminal(pb, g, data, uN, rng):
@@ -603,15 +624,25 @@ def check_adjoint(problem, grid, values, db, comm, out=print):
     if rank == 0:
         out(f"ocnet: -check_adjoint {pb.name} N={grid.N} ranks={grid.size}: dot-product tests (relative difference; "
             f"tolerance {DOT_TOL:g}; forward forms vs the step loop and forcing terms: {SAME_TOL:g}) at a generic design")
-        failed = 0
+        failed = rounded = 0
         for i, (name, _, tol, source) in enumerate(results):
-            comps = {}
+            comps, floors = {}, {}
             for per_rank in gathered:
                 for c, v in (per_rank[i][1] or {}).items():
+                    v, fl = v if isinstance(v, tuple) else (v, 0.0)  # (error, its rounding floor)
+                    if not (v <= comps.get(c, 0.0)):
+                        floors[c] = fl
                     comps[c] = _worst([comps.get(c, 0.0), v])
-            ok = all(v <= tol for v in comps.values())  # a NaN fails
+            # a difference above the tolerance but within its rounding floor decides nothing: the
+            # line says so instead of blaming the plugin (a NaN fails)
+            limited = {c for c, v in comps.items() if v > tol and v <= floors.get(c, 0.0)}
+            ok = all(v <= tol or c in limited for c, v in comps.items())
             failed += not ok
-            text = ", ".join(c if c.startswith("raised") else f"{c} {v:.1e}" for c, v in comps.items())
+            rounded += bool(ok and limited)
+            text = ", ".join(c if c.startswith("raised") else f"{c} {v:.1e}" + (
+                f" (within the round-off of the difference quotient, {floors[c]:.1e}: its output is large against "
+                "its change, so this component cannot be tested closer)" if c in limited else "")
+                for c, v in comps.items())
             out(f"{'PASS' if ok else 'FAIL'}  {name}: {text}" + ("" if ok or source is None else f"  [{source}]"))
         steps = f", e = {e0:.1e} / 2^k, k = 0..{HALVINGS}" if not broken else ""
         if broken:
@@ -628,6 +659,7 @@ def check_adjoint(problem, grid, values, db, comm, out=print):
         failed += not ok
         out(f"{'PASS' if ok else 'FAIL'}  Taylor test of the reduced gradient (layer-serial{steps}): {note}")
         n = len(results) + 1
-        out(f"ocnet: -check_adjoint: {f'{failed} of {n} checks FAILED' if failed else f'all {n} checks passed'}")
+        weak = f" ({rounded} of them only to the round-off of a difference quotient)" if rounded else ""
+        out(f"ocnet: -check_adjoint: {f'{failed} of {n} checks FAILED' if failed else f'all {n} checks passed'}{weak}")
         status = 1 if failed else 0
     return comm.bcast(status, root=0)
