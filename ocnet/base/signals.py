@@ -97,7 +97,7 @@ def _abort_all():
 def _watch(fd):
     """Watcher thread: counts the signals of SIGNALS as they arrive (one byte each on Python's
     wake-up fd); at the second, ends the process if the main thread has not within GRACE s."""
-    seen = 0
+    seen, nums = 0, {int(x) for x in SIGNALS}
     while True:
         try:
             data = os.read(fd, 64)
@@ -105,9 +105,9 @@ def _watch(fd):
             return
         if not data:  # uninstall() closed the write end
             return
-        seen += sum(1 for b in data if b in {int(x) for x in SIGNALS})
+        seen += sum(1 for b in data if b in nums)
         if seen >= 2:
-            signum = next(b for b in reversed(data) if b in {int(x) for x in SIGNALS})
+            signum = next(b for b in reversed(data) if b in nums)
             time.sleep(GRACE)  # (the main thread's handler ends the process itself when it can run)
             _say(f"ocnet: second signal ({signal.Signals(signum).name}) while compiled code runs: ending at once")
             os._exit(128 + signum)

@@ -165,9 +165,8 @@ def check_step(b):
 
 
 def _limited(pairs):
-    """(worst error, the rounding floor of that sample) of (error, floor) pairs."""
-    worst = max(range(len(pairs)), key=lambda k: (np.isnan(pairs[k][0]), pairs[k][0]))
-    return (_worst([p[0] for p in pairs]), pairs[worst][1])
+    """The (error, rounding floor) pair of the worst error (a NaN first, as ``_worst``)."""
+    return max(pairs, key=lambda p: (np.isnan(p[0]), p[0]))
 
 
 def check_opening(pb, g, data, S, rng):

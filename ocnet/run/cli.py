@@ -119,14 +119,7 @@ def run_summary(reason, trainer, **more):
     from . import rundir
     rows = trainer.rows if trainer is not None else []
     last = rows[-1] if rows else {}
-
-    def number(v):
-        try:
-            v = float(v)
-        except (TypeError, ValueError):
-            return None
-        return v if math.isfinite(v) else None
-    final = {k: number(v) for k, v in last.items()
+    final = {k: float(v) if rundir.finite(v) else None for k, v in last.items()
              if k in ("objective", "gradient_norm") or (k.startswith(("train_", "val_")) and not k.endswith("_residual"))}\
         if rows else None
     return {"reason": reason, "iterations": int(last["iteration"]) if rows else None, "ranks": _FAILURE["ranks"],
@@ -628,9 +621,10 @@ def main(argv=None):
     -- run each ocnet run in a process of its own.  (A script that imports ocnet's modules first
     calls ``petsc4py.init(sys.argv)`` before them, as runs/noisy_gradient.py does.)"""
     argv = list(sys.argv if argv is None else argv)
+    unread = None if _STARTED else _options_unread(argv)
     late = "another run already started in this process" if _STARTED else (
         f"petsc4py.PETSc was initialised before with other options (imported without petsc4py.init(argv), or "
-        f"initialised with other values: {_options_unread(argv)})" if _options_unread(argv) else None)
+        f"initialised with other values: {unread})" if unread else None)
     rank0 = os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMI_RANK", "0")) == "0"
     if late:
         if "petsc4py.PETSc" in sys.modules:  # the argv's options were meant for this run, which does not

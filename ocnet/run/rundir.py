@@ -81,16 +81,20 @@ def prepare(path, comm, overwrite=False):
 def check_target(path, comm, overwrite=False):
     """Collective, read-only (-dry_run): the refusal ``prepare`` would give for ``path``, raised
     as one line on every rank; nothing is created or removed."""
-    msg = _refusal(path, overwrite) if comm.Get_rank() == 0 else None
+    msg = _refusal(path, overwrite, _entries(path)) if comm.Get_rank() == 0 else None
     msg = comm.bcast(msg)
     collective_check(comm, msg is None, msg or "")
 
 
-def _refusal(path, overwrite):
-    """Why ``path`` cannot become this run's folder, or None."""
+def _entries(path):
+    """The folder's entries but ocnet's lock (ours: held), [] where there is no such folder."""
+    return [e for e in os.listdir(path) if e != LOCK] if os.path.isdir(path) else []
+
+
+def _refusal(path, overwrite, entries):
+    """Why ``path`` (holding ``entries``: ``_entries``) cannot become this run's folder, or None."""
     if os.path.exists(path) and not os.path.isdir(path):
         return f"-run_dir '{path}' exists and is not a folder"
-    entries = [e for e in os.listdir(path) if e != LOCK] if os.path.isdir(path) else []  # (ours: held)
     if entries and not overwrite:
         return (f"-run_dir '{path}' is not empty: choose a new folder, or add -run_dir_overwrite "
                 "to replace an earlier run there")
@@ -102,10 +106,10 @@ def _refusal(path, overwrite):
 
 def _prepare(path, overwrite):
     import shutil
-    refusal = _refusal(path, overwrite)
+    entries = _entries(path)
+    refusal = _refusal(path, overwrite, entries)
     if refusal:
         return False, refusal
-    entries = [e for e in os.listdir(path) if e != LOCK] if os.path.isdir(path) else []  # (ours: held)
     if entries:
         for name in entries:
             full = os.path.join(path, name)
@@ -420,7 +424,7 @@ def load_model_options(db, saved):
 
 #: options of a saved run's options.txt that -resume does not take over (where the run goes,
 #: and what this start is asked to do)
-NOT_RESUMED = ("run_dir", "run_dir_overwrite", "resume", "load", "dry_run", "help", "options_file")
+NOT_RESUMED = NOT_RECORDED + ("load", "dry_run", "help", "options_file")  # (older folders record NOT_RECORDED)
 
 
 def resume_options(db, path, comm):
