@@ -164,3 +164,18 @@ class BigState(LinearControl):
     def opening(self, g, data, u0):
         super().opening(g, data, u0)
         u0 += 1e11
+
+
+class Stiff(LinearControl):
+    """A = -stiffness * I: with h * stiffness < 2 the fine steps are stable (the layer-serial solve
+    is finite), while the coarse steps of MGRIT (h * m) amplify by |1 - h m stiffness| > 1, so
+    that its iterate overflows on long enough layer domains (many levels, factor 2)."""
+
+    @classmethod
+    def declare_options(cls, opts):
+        super().declare_options(opts)
+        opts.add("stiffness", float, 1.0, "the decay rate a of A = -a I", group=cls.name, bounds="(0,inf)")
+
+    def __init__(self, values, comm):
+        super().__init__(values, comm)
+        self.A = -values["stiffness"] * np.eye(values["dim"])

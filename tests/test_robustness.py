@@ -202,9 +202,12 @@ def test_nonfinite_trial_point_is_a_rejected_step(tmp_path, nprocs):
         assert all(np.isfinite(float(r["objective"])) for r in hist)
 
 
-def test_nonfinite_in_mgrit_mode_hints_at_coarse_steps():
+def test_nonfinite_in_mgrit_mode_checked_layer_serially():
+    """A plugin whose loss turns NaN in one-shot mode: the layer-serial solve at the design is NaN
+    too, so the error blames the model, not MGRIT's coarse steps (test_diverged_mgrit_told_from_the_model:
+    the other case)."""
     p = run_ocnet(TOY + ["-nan_at", 6, "-tao_max_it", 20, "-mode", "oneshot"], timeout=300, check=False)
-    one_error(p, 3, "fewer levels (-mgrit_levels) or a smaller -mgrit_cfactor may keep them stable")
+    one_error(p, 3, "the layer-serial solve at this design is non-finite too (the model, not MGRIT)")
 
 
 @pytest.mark.parametrize("nprocs", [None, 2])
@@ -229,6 +232,35 @@ def test_overflowing_loss_named(nprocs):
     p = run_ocnet(["-problem", "tests.faulty:LossOverflow", "-N", 8, "-quiet", "-tao_max_it", 3], nprocs=nprocs,
                   timeout=300, check=False)
     one_error(p, 3, "the terminal loss, of a finite final state (max |u[N]| = ")
+
+
+@pytest.mark.parametrize("nprocs", [None, 2])
+def test_diverged_mgrit_told_from_the_model(nprocs):
+    """A non-finite MGRIT evaluation is checked against the layer-serial solve at its design: a
+    stiff linear ODE whose fine steps are stable and whose coarse steps (factor 2, 10 levels) are
+    not is MGRIT's divergence, not the model's (it advised smaller -T, -N or weights alone)."""
+    p = run_ocnet(["-problem", "tests.faulty:Stiff", "-N", 1024, "-T", 1024, "-stiffness", 1.9, "-mgrit_cfactor", 2,
+                   "-mgrit_levels", 10, "-mode", "exact", "-tao_max_it", 3, "-quiet"], nprocs=nprocs, timeout=300,
+                  check=False)
+    one_error(p, 3, "the layer-serial solve at this design is finite: the MGRIT iteration diverged, not the model")
+    assert "smaller -mgrit_cfactor" in p.stderr and "smaller initial weights" not in p.stderr, p.stderr
+
+
+def test_fixed_oneshot_failed_line_search_row_and_cause(tmp_path):
+    """Fixed one-shot counts far from converged (T 400): lmvm's line search fails on a trial point
+    where the layer-serial solve overflows too.  The error says so and names the inexact gradient
+    the step came from; the failed iteration's row repeats its starting point's evaluation and
+    metrics (it held the rejected trial's residual, inf, and metrics warm-started from it)."""
+    run = tmp_path / "r"
+    p = run_ocnet(["-N", 32, "-T", 400, "-mode", "oneshot", "-oneshot_adapt", 0, "-tao_max_it", 3, "-quiet",
+                   "-run_dir", run], timeout=300, check=False)
+    one_error(p, 3, "the layer-serial solve at this design is non-finite too (the model, not MGRIT)")
+    assert "the step came from a one-shot gradient of fixed counts, with state residual" in p.stderr, p.stderr
+    rows = read_history(run)
+    assert len(rows) == 2 and float(rows[1]["step_length"]) == 0, rows
+    for key in rows[0]:
+        if key not in ("iteration", "wall_time"):
+            assert rows[1][key] == rows[0][key], key
 
 
 def test_nonfinite_options_and_loaded_nan(tmp_path):

@@ -190,9 +190,13 @@ class ReducedObjective:
         if grad is not None:
             finite = self.comm.allreduce(bool(finite and np.isfinite(ga).all()), op=MPI.LAND)
         if not finite:  # J is the same on every rank and the flag is reduced: collective
-            failure = self._nonfinite(J, thetas, g, grad is not None)
+            where = self._nonfinite(J, thetas, g, grad is not None, G, grad_g)
+            # (MGRIT evaluations: the advice rests on a layer-serial solve at this design, run
+            # when the failure is raised -- a rejected trial point costs no extra sweep)
+            failure = (where, J, (None if g is None else g.copy(), thetas.copy(), self.data)
+                       if self.mgrit is not None else None)
             if not self.trial:
-                raise failure
+                raise self.nonfinite_failure(failure)
             # a line search's trial point: +inf to the optimiser, which shrinks the step; a line
             # search that fails on such a point stops the run with this failure (Trainer.solve)
             self.rejected_trials += 1
@@ -257,7 +261,7 @@ class ReducedObjective:
                   f"{advice}, or -unconverged stop to make this an error)",
                   file=sys.stderr, flush=True)
 
-    def _nonfinite(self, J, thetas, g, with_adjoint):
+    def _nonfinite(self, J, thetas, g, with_adjoint, G=None, grad_g=None):
         """Collective: the NumericalFailure (every rank) saying what went non-finite and where."""
         gr = self.grid
 
@@ -270,7 +274,10 @@ class ReducedObjective:
                 "state": first_bad(self.state.U[0 if gr.first else 1:], gr.n0 + (0 if gr.first else 1)),
                 # (the adjoint runs from layer N down: where it went non-finite is its highest bad layer)
                 "adjoint": first_bad(self.adj.U[0 if gr.first else 1:], gr.n0 + (0 if gr.first else 1), last=True)
-                if with_adjoint else None}
+                if with_adjoint else None,
+                # (the gradient of the layer and global parameters, formed from state and adjoint)
+                "gradient": first_bad(G, gr.n0) if with_adjoint and G is not None else None,
+                "gradient_global": grad_g is not None and not np.isfinite(grad_g).all()}
         last = self.state.U[-1]
         mine["uN"] = float(np.abs(last).max()) if gr.last and last.size and np.isfinite(last).all() else None
         allr = self.comm.allgather(mine)
@@ -281,8 +288,10 @@ class ReducedObjective:
             where.append(f"the terminal loss, of a finite final state (max |u[N]| = {uN:.3g})")
         if any(r["global"] for r in allr):
             where.append("the design's global (opening/terminal) parameters")
+        if any(r["gradient_global"] for r in allr):
+            where.append("the gradient of the global (opening/terminal) parameters")
         for key, what in (("design", "the design's layer parameters"), ("state", "the state"),
-                          ("adjoint", "the adjoint")):
+                          ("adjoint", "the adjoint"), ("gradient", "the gradient of the layer parameters")):
             hits = [(r[key], rank) for rank, r in enumerate(allr) if r[key] is not None]
             if hits:
                 n, rank = max(hits) if key == "adjoint" else min(hits)
@@ -290,12 +299,48 @@ class ReducedObjective:
                 where.append(f"{what} from layer {n}{' down' if key == 'adjoint' else ''} "
                              f"(rank {rank}, layers {lo}..{hi - 1})")
         what = "objective" if not np.isfinite(J) else "gradient"
-        return NumericalFailure(f"non-finite {what} (J = {J}): " + ("; ".join(where) if where else
-                               "non-finite in the objective's terms only") +
-                               "; try a smaller step (-T, -N), smaller initial weights or a stronger regularisation"
-                               + ("; MGRIT's coarse levels step with h*m (m fine layers per coarse step), so fewer "
-                                  "levels (-mgrit_levels) or a smaller -mgrit_cfactor may keep them stable"
-                                  if self.mgrit is not None else ""))
+        return f"non-finite {what} (J = {J}): " + ("; ".join(where) if where else "non-finite in the objective's terms only")
+
+    def nonfinite_failure(self, failure, accepted_residual=None):
+        """Collective: the NumericalFailure of a non-finite evaluation (``failure``: what
+        ``evaluate`` kept of it: the text saying where, J, and for an MGRIT evaluation its design
+        and data; ``accepted_residual``: the state residual at the line search's starting point).
+        An MGRIT evaluation's advice rests on the layer-serial forward solve at the same design: a
+        finite terminal loss there means that the MGRIT iterate diverged, not the model."""
+        where, J, design = failure
+        model = "try a smaller step (-T, -N), smaller initial weights or a stronger regularisation"
+        if design is None or np.isfinite(J):  # (a non-finite gradient of a finite J: the adjoint's)
+            return NumericalFailure(f"{where}; {model}" + (
+                "; MGRIT's coarse levels step with h*m (m fine layers per coarse step), so fewer levels "
+                "(-mgrit_levels) or a smaller -mgrit_cfactor may keep them stable" if design is not None else ""))
+        fixed = self.adapt is None and self.adj_mgrit is not None and not self.mgrit.tolerance_set
+        adaptive = "the adaptive one-shot default (-oneshot_adapt 1)"
+        if self._serial_finite(*design):
+            return NumericalFailure(
+                f"{where}; the layer-serial solve at this design is finite: the MGRIT iteration diverged, not the "
+                "model: a smaller -mgrit_cfactor, -mgrit_relax FCF or fewer levels (-mgrit_levels) make it "
+                "contract" + (f"; {adaptive} falls back to exact solves where it does not" if fixed else ""))
+        inexact = ""
+        if fixed and accepted_residual is not None and np.isfinite(accepted_residual):
+            inexact = (f"; the step came from a one-shot gradient of fixed counts, with state residual "
+                       f"{accepted_residual:.3g} at the last accepted point: {adaptive} tightens its solves")
+        return NumericalFailure(f"{where}; the layer-serial solve at this design is non-finite too (the model, not "
+                                f"MGRIT): {model}{inexact}")
+
+    def _serial_finite(self, g, thetas, data):
+        """Collective: whether the layer-serial forward solve at (g, thetas) on ``data`` has a
+        finite final state and terminal loss (the same answer on every rank)."""
+        gr, pb = self.grid, self.problem
+        g_last = self.solver.share_global(g)
+        uN = self.solver.forward_last(g, thetas, data)
+        ok = True
+        if gr.last:
+            with np.errstate(all="ignore"):
+                ok = bool(np.isfinite(uN).all())
+                if ok:
+                    loss = pb.terminal(g_last, data, uN, np.empty_like(uN), np.zeros(pb.global_param_size))
+                    ok = bool(np.isfinite(loss))
+        return bool(self.comm.bcast(ok, root=self.comm.Get_size() - 1))
 
     def evaluation(self, data, create=True):
         """(Trajectory, MGRIT) of an evaluation dataset's layer-parallel solves (MGRIT modes),

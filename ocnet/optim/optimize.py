@@ -283,21 +283,30 @@ class Trainer:
             self.skip_its = None
             self._safe_point(its, x)
             return
-        with phase("OcnetValidation"):
-            train_metrics = self.obj.metrics(x, "train")
-            val = self.obj.metrics(x, "val")
-        train = train_metrics.get("accuracy", math.nan)
+        # a failed line search: the optimiser reports its restored starting point (step 0) as an
+        # iteration; the row repeats that point's evaluation and metrics (the last evaluation was a
+        # rejected trial point, and metrics warm-started from it would describe neither)
+        repeat = bool(step == 0 and self.rows and self.last_good is not None
+                      and x.equal(self.last_good))  # (the same on every rank: a replicated x is bcast)
         now = time.perf_counter()
         wall = now - self.t0 - (jit_clock.seconds() - self.jit0) + self.wall_offset  # (JIT compiles excluded)
         wall, due = self.comm.bcast((wall, self._save_due(int(its), now)), root=0)
-        row = {"iteration": int(its), **self._evaluation_columns(f, gnorm),
-               "train_accuracy": train, "val_accuracy": val.get("accuracy", math.nan),
-               "wall_time": wall, "step_length": float(step),
-               "val_state_residual": val.get("state_residual", math.nan)}
-        # the problem's other metrics (e.g. a tracking error), as train_<name> and val_<name>
-        for where, m in (("train", train_metrics), ("val", val)):  # (accuracy has its columns above)
-            row.update(metric_columns(where, m, skip=("accuracy", "state_residual")))
-        self._warn_non_scalar(train_metrics, val)
+        if repeat:
+            row = dict(self.rows[-1], iteration=int(its), objective=float(f) - self.batch_offset,
+                       gradient_norm=float(gnorm), wall_time=wall, step_length=0.0)
+        else:
+            with phase("OcnetValidation"):
+                train_metrics = self.obj.metrics(x, "train")
+                val = self.obj.metrics(x, "val")
+            row = {"iteration": int(its), **self._evaluation_columns(f, gnorm),
+                   "train_accuracy": train_metrics.get("accuracy", math.nan),
+                   "val_accuracy": val.get("accuracy", math.nan),
+                   "wall_time": wall, "step_length": float(step),
+                   "val_state_residual": val.get("state_residual", math.nan)}
+            # the problem's other metrics (e.g. a tracking error), as train_<name> and val_<name>
+            for where, m in (("train", train_metrics), ("val", val)):  # (accuracy has its columns above)
+                row.update(metric_columns(where, m, skip=("accuracy", "state_residual")))
+            self._warn_non_scalar(train_metrics, val)
         refresh = self.obj.batch_size and self.optimising and self._compares_values()
         if self.obj.batch_size:  # (the re-evaluation on the next batch is this iteration's work)
             estimate = self.obj.adapt.estimate if self.obj.adapt is not None else None
@@ -436,6 +445,8 @@ class Trainer:
         reason = self._solve(x)
         failure = self.obj.nonfinite_trial  # (the same on every rank: every rank evaluated it)
         if failure is not None and reason == PETSc.TAO.ConvergedReason.DIVERGED_LS_FAILURE:
+            failure = self.obj.nonfinite_failure(  # (collective: every rank is here)
+                failure, self.rows[-1]["state_residual"] if self.rows else None)
             raise NumericalFailure(f"the line search failed on non-finite trial points ({self.obj.rejected_trials} "
                                    f"in all; the last: {failure}; a line search that shrinks the step further may "
                                    "pass them: -tao_ls_type armijo -tao_ls_max_funcs 100)")
