@@ -2,10 +2,11 @@
 by --cfactor (4) down to a coarse grid of at most 8 points, FCF relaxation, V- and F-cycles, zero
 initial guess (u[0] given).  Prints a markdown table (docs/results/mgrit.md).
 
-    .venv/bin/python runs/mgrit_scaling.py [--params runs/out/peaks] [--ntrain 500] [--cfactor 4]
+    .venv/bin/python runs/mgrit_scaling.py [--params runs/out/peaks] [--ntrain 500] [--cfactor 4] [--problems heat,peaks]
 
 Problems: the 1-D heat equation (controls = 1) and a *trained* Peaks network (the parameters of a
-finished N = 32 run, e.g. `bash runs/main.sh`, extended to N layers piecewise constant in t).
+finished N = 32 run, e.g. `bash runs/main.sh`, extended to N layers piecewise constant in t;
+`--problems heat` needs no trained run).
 """
 import argparse
 import os
@@ -57,26 +58,37 @@ def main():
     ap.add_argument("--params", default="runs/out/peaks")
     ap.add_argument("--ntrain", type=int, default=500)
     ap.add_argument("--cfactor", type=int, default=4)
+    ap.add_argument("--problems", default="heat,peaks", help="comma-separated: heat, peaks")
     a = ap.parse_args()
-    if not os.path.exists(os.path.join(a.params, "params.petsc")):
-        raise SystemExit(f"{a.params}/params.petsc not found: run `bash runs/main.sh` first (or give --params)")
-    trained = load_peaks(a.params)
+    problems = a.problems.split(",")
+    if set(problems) - {"heat", "peaks"} or not problems:
+        raise SystemExit(f"--problems {a.problems}: expected heat, peaks or heat,peaks")
+    trained = None
+    if "peaks" in problems:
+        if not os.path.exists(os.path.join(a.params, "params.petsc")):
+            raise SystemExit(f"{a.params}/params.petsc not found: run `bash runs/main.sh` first, give --params, "
+                             "or --problems heat")
+        trained = load_peaks(a.params)
     cf = a.cfactor
+    cols = [(p, c) for c in ("V", "F") for p in ("heat", "peaks") if p in problems]
+    names = {"heat": "heat", "peaks": "Peaks"}
     print(f"cfactor {cf}, FCF, relative residual 1e-9, coarsest grid <= 8 points")
-    print("|    N | levels | coarse pts | heat, V | Peaks, V | heat, F | Peaks, F |")
-    print("|-----:|-------:|-----------:|--------:|---------:|--------:|---------:|")
+    print("|    N | levels | coarse pts | " + " | ".join(f"{names[p]}, {c}" for p, c in cols) + " |")
+    print("|-----:|-------:|-----------:|" + "".join("-" * (len(names[p]) + 4) + ":|" for p, c in cols))
     for N in NS:
         row = {}
-        for cycle in ("V", "F"):
-            heat = objective(Heat, N)
-            row["heat", cycle], L, nc = iterations(heat, np.zeros(0), np.ones((N, 1)), N, cycle, cf)
-            pk = objective(Peaks, N, ntrain=a.ntrain, nval=0)
-            G, p = pk.problem.global_param_size, pk.problem.layer_param_size
-            th32 = trained[G:].reshape(32, p)
-            thetas = th32[(np.arange(N) * 32) // N]  # the N = 32 network, piecewise constant in t
-            row["peaks", cycle], _, _ = iterations(pk, trained[:G], thetas, N, cycle, cf)
-        print(f"| {N:4d} | {L:6d} | {nc:10d} | {row['heat', 'V']:7d} | {row['peaks', 'V']:8d} | "
-              f"{row['heat', 'F']:7d} | {row['peaks', 'F']:8d} |", flush=True)
+        for p, cycle in cols:
+            if p == "heat":
+                heat = objective(Heat, N)
+                row[p, cycle], L, nc = iterations(heat, np.zeros(0), np.ones((N, 1)), N, cycle, cf)
+            else:
+                pk = objective(Peaks, N, ntrain=a.ntrain, nval=0)
+                G, q = pk.problem.global_param_size, pk.problem.layer_param_size
+                th32 = trained[G:].reshape(32, q)
+                thetas = th32[(np.arange(N) * 32) // N]  # the N = 32 network, piecewise constant in t
+                row[p, cycle], L, nc = iterations(pk, trained[:G], thetas, N, cycle, cf)
+        print(f"| {N:4d} | {L:6d} | {nc:10d} | " + " | ".join(f"{row[k]:{len(names[k[0]]) + 3}d}" for k in cols)
+              + " |", flush=True)
 
 
 if __name__ == "__main__":
