@@ -1,7 +1,9 @@
 """The first plot: objective and validation accuracy (a problem without accuracy: its first other
 metric, e.g. rmse) of a run folder against the iteration.
 
-Usage: .venv/bin/python examples/first_plot.py runs/out/peaks   (writes runs/out/peaks/first_plot.png)
+Usage: .venv/bin/python examples/first_plot.py runs/out/peaks [out.png]
+(default: runs/out/peaks/first_plot.png, inside the run folder: -run_dir_overwrite of that run
+deletes it with the rest)
 (tests/test_docs.py runs it on a short run.)
 """
 import csv
@@ -39,7 +41,7 @@ for ax in (a, b):
 # a figure carries its machine and date: summary.json records the machine (CPU model, cores)
 fig.suptitle(f"{os.path.basename(os.path.normpath(run))} on {summary.get('machine', '?')}, {day}", fontsize=9)
 fig.tight_layout()
-out = os.path.join(run, "first_plot.png")
+out = sys.argv[2] if len(sys.argv) > 2 else os.path.join(run, "first_plot.png")
 fig.savefig(out, dpi=100)
 final = (f", final validation accuracy {val[-1]:.1f} %" if name == "accuracy" else
          f", final validation {name} {val[-1]:.4g}" if name else "")

@@ -194,9 +194,11 @@ def test_first_plot_example(tmp_path):
     # a problem without accuracy: its first other metric (it printed 'accuracy nan %', an empty panel)
     run_ocnet(["-problem", "tests.regress:NeuralODERegression", "-N", 4, "-tao_max_it", 2, "-quiet",
                "-run_dir", tmp_path / "reg"])
-    p = subprocess.run([sys.executable, os.path.join(ROOT, "examples/first_plot.py"), str(tmp_path / "reg")],
-                       capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert p.returncode == 0 and re.match(r"wrote .*: 2 iterations, final validation rmse \d", p.stdout), p.stdout
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "examples/first_plot.py"), str(tmp_path / "reg"),
+                        str(tmp_path / "reg.png")], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert p.returncode == 0 and re.match(r"wrote .*reg.png: 2 iterations, final validation rmse \d", p.stdout), \
+        p.stdout
+    assert (tmp_path / "reg.png").exists() and not (tmp_path / "reg" / "first_plot.png").exists()
 
 
 def listing(page):
