@@ -62,6 +62,7 @@ class ReducedObjective:
         self.state_its = self.adjoint_its = float("nan")  # MGRIT iterations of the last solves
         self.unconverged = unconverged  # 'warn' or 'stop': exact solves that miss their tolerance
         self.unconverged_count = 0
+        self.unconverged_by = {}  # the same by solve: "state", "adjoint", "<dataset> state"
         self._evaluated = None  # (local design, data, global parameters) of the last state solve
         self._evaluations = {}  # id(data) -> (data, Trajectory, MGRIT or None), allocated once
         #: the last evaluation was layer-serial in an MGRIT mode (adaptive one-shot's exact start or
@@ -237,6 +238,7 @@ class ReducedObjective:
         if not mg.tolerance_set or mg.converged:
             return
         self.unconverged_count += 1
+        self.unconverged_by[what] = self.unconverged_by.get(what, 0) + 1
         n = self.unconverged_count
         prefix = {"state": "state_", "adjoint": "adjoint_"}.get(what.split()[-1], "state_")
         its = max(len(mg.history) - 1, 0)

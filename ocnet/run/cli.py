@@ -427,8 +427,11 @@ def run(comm):
                    "step was shrunk)", sys.stderr)
     if objective.unconverged_count:
         summary["unconverged_solves"] = objective.unconverged_count
+        summary["unconverged_by_solve"] = dict(objective.unconverged_by)
+        by = ", ".join(f"{k} {n}" for k, n in objective.unconverged_by.items())
         _say(comm, f"ocnet: warning: {objective.unconverged_count} exact-mode MGRIT solves ended above their "
-                   "tolerance (see history.csv state_mgrit_its/adjoint_mgrit_its)", sys.stderr)
+                   f"tolerance ({by}; history.csv: state_mgrit_its, adjoint_mgrit_its, and the residuals "
+                   "state_residual, adjoint_residual, val_state_residual)", sys.stderr)
     if run_dir:
         rundir.write_all(run_dir, comm, rows, x, meta, summary, plot=values["run_dir_plots"])
         signals.test_hook("plot")
