@@ -264,7 +264,8 @@ class ReducedObjective:
                   file=sys.stderr, flush=True)
 
     def _nonfinite(self, J, thetas, g, with_adjoint, G=None, grad_g=None):
-        """Collective: the NumericalFailure (every rank) saying what went non-finite and where."""
+        """Collective: the text (every rank) saying what went non-finite and where
+        (``nonfinite_failure`` adds the advice)."""
         gr = self.grid
 
         def first_bad(rows, offset, last=False):  # first (last) layer index with a non-finite entry, or None
