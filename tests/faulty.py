@@ -5,6 +5,7 @@ import numpy as np
 from numba import njit
 
 from ocnet.plugin.activations import ACTIVATIONS
+from ocnet.plugin.problem import ControlProblem
 from tests.kernel_toy import KernelToy, toy_step
 from tests.toy import LinearControl
 
@@ -69,6 +70,11 @@ class WrongInitialShape(LinearControl):
 
     def initial_layer_parameters(self, n, rng):
         return rng.standard_normal(self.layer_param_size - 1)
+
+
+class NoAdjoint(LinearControl):
+    """Leaves step_adjoint to ControlProblem (a required method forgotten)."""
+    step_adjoint = ControlProblem.step_adjoint
 
 
 class NoLayerParamSize(LinearControl):

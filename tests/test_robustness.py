@@ -72,6 +72,8 @@ def test_plugin_bug_mid_run_leaves_a_summary(tmp_path, fail_rank):
     ("NoLayerParamSize", "initial_layer_parameters returned shape (3,), expected (0,) (layer_param_size = 0: the "
                          "problem never sets layer_param_size, ControlProblem's default is 0; set it in the class or "
                          "__init__)"),
+    ("NoAdjoint", "problem 'linear' (NoAdjoint) does not define step_adjoint (required of every plugin: "
+                  "docs/plugins/contract.md)"),
 ])
 def test_plugin_return_shape_is_one_line(cls, text):
     for nprocs in (None, 2):

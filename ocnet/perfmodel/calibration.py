@@ -69,7 +69,10 @@ def build_problem(comm):
     cls.declare_options(popts)
     opts.extend(popts)
     values = opts.read(db)
-    return spec, values, cls(values, comm)
+    from ..plugin.problem import check_required
+    problem = cls(values, comm)
+    check_required(problem)
+    return spec, values, problem
 
 
 def unused_options():

@@ -361,6 +361,20 @@ def stale_forms(problem):
     return stale, owner
 
 
+#: what every plugin defines (ControlProblem's raise NotImplementedError): docs/plugins/contract.md
+REQUIRED = ("state_size", "opening", "step", "step_adjoint", "terminal")
+
+
+def check_required(problem):
+    """Raise OcnetError naming the required methods ``problem`` leaves to ControlProblem (a
+    missing one raised a bare NotImplementedError, reported as an ocnet bug, mid-run).  Checked on
+    the instance: ``use_kernels`` binds ``step`` and ``step_adjoint`` there."""
+    missing = [n for n in REQUIRED if getattr(getattr(problem, n), "__func__", None) is getattr(ControlProblem, n)]
+    if missing:
+        raise OcnetError(f"problem '{problem.name}' ({type(problem).__qualname__}) does not define "
+                         f"{', '.join(missing)} (required of every plugin: docs/plugins/contract.md)")
+
+
 def guard_forms(problem, say=None):
     """Make sure ``problem`` never runs batched forms written for another step (``stale_forms``):
     they are replaced on the instance by the forms generated from its kernels when it has them

@@ -174,7 +174,7 @@ def run(comm):
     from ..base.reasons import reason_name
     from ..base.options import OptionSet
     from ..plugin.loader import load_problem_class
-    from ..plugin.problem import guard_forms
+    from ..plugin.problem import check_required, guard_forms
 
     _FAILURE.clear()
     db = PETSc.Options()
@@ -217,6 +217,7 @@ def run(comm):
     values = opts.read(db)
     grid = LayerGrid.from_comm(values["N"], values["T"], comm)
     problem = cls(values, comm)
+    check_required(problem)
     # batched forms inherited from a class with another step never run (ocnet/plugin/problem.py)
     guard_forms(problem, say=lambda line: _say(comm, line, sys.stderr))
     if values["load"]:  # the loaded model's own state (e.g. its input standardisation), before data are used
