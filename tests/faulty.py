@@ -182,6 +182,15 @@ class Stiff(LinearControl):
         super().declare_options(opts)
         opts.add("stiffness", float, 1.0, "the decay rate a of A = -a I", group=cls.name, bounds="(0,inf)")
 
+        opts.add("nan_above", float, np.inf, "a step from a state with |u| above this returns NaN (a solver "
+                 "inside the step that fails)", group=cls.name, bounds="(0,inf]")
+
     def __init__(self, values, comm):
         super().__init__(values, comm)
         self.A = -values["stiffness"] * np.eye(values["dim"])
+        self.nan_above = values["nan_above"]
+
+    def step(self, n, h, theta, u, out, cache):
+        super().step(n, h, theta, u, out, cache)
+        if np.abs(u).max() > self.nan_above:
+            out[:] = np.nan

@@ -47,6 +47,23 @@ def test_rho_above_one_falls_back_to_exact(tmp_path):
     assert totals["exact_evaluations"] >= 1 and totals["state_its"] > 0
 
 
+def test_nonfinite_oneshot_evaluation_falls_back_to_exact(tmp_path):
+    """A step that returns NaN above a state bound (a solver inside the step failing): MGRIT's
+    unstable coarse steps reach it, the layer-serial solve does not.  Adaptive one-shot evaluates
+    such evaluations exactly and trains on (it stopped with "non-finite objective"), as serial
+    mode does, and the same on 2 ranks."""
+    args = ["-problem", "tests.faulty:Stiff", "-T", 64, "-N", 64, "-mgrit_levels", 6, "-stiffness", 1.9,
+            "-mgrit_cfactor", 2, "-nan_above", 100, "-tao_max_it", 6, "-quiet"]
+    p = run_ocnet(args + ["-mode", "oneshot", "-run_dir", tmp_path / "a"])
+    assert "exact (layer-serial): the one-shot evaluation went non-finite (J = nan)" in p.stderr, p.stderr
+    run_ocnet(args + ["-mode", "serial", "-run_dir", tmp_path / "s"])
+    # (every evaluation here goes non-finite in MGRIT, so the run is the serial one)
+    np.testing.assert_allclose(history_column(tmp_path / "a"), history_column(tmp_path / "s"), rtol=1e-10)
+    run_ocnet(args + ["-mode", "oneshot", "-run_dir", tmp_path / "a2"], nprocs=2)
+    assert_histories_agree(tmp_path / "a", [tmp_path / "a2"], equal=("exact_evaluations",),
+                           close=("objective", "gradient_norm"))
+
+
 def test_safeguard_recovers_from_line_search_failure(tmp_path):
     """T = 6: fixed one-shot stops on a line-search failure.  The adaptive run held to the same
     counts (maximum 2 + 1, the estimate scaled so that it never falls back) is that run up to the

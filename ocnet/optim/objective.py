@@ -190,6 +190,11 @@ class ReducedObjective:
         finite = np.isfinite(J)
         if grad is not None:
             finite = self.comm.allreduce(bool(finite and np.isfinite(ga).all()), op=MPI.LAND)
+        if not finite and self.adapt is not None and self.mgrit is not None:
+            # adaptive one-shot: a non-finite MGRIT evaluation is evaluated exactly (the exact
+            # evaluation decides whether the design itself is non-finite)
+            self.adapt.fallback_reason = f"the one-shot evaluation went non-finite (J = {J})"
+            return self._exact(x, grad)
         if not finite:  # J is the same on every rank and the flag is reduced: collective
             where = self._nonfinite(J, thetas, g, grad is not None, G, grad_g)
             # (MGRIT evaluations: the advice rests on a layer-serial solve at this design, run
