@@ -13,10 +13,28 @@ from ..base.errors import NumericalFailure, OcnetError
 from ..base.grid import block_bounds
 from .adaptive import layer_sq_norms
 from .layout import Design, Trajectory
-from ..mgrit.solver import phase
+from ..mgrit.solver import RELAXATIONS, phase
 from ..mgrit.serial import LayerSerial
 
 TAG_HALO_L, TAG_HALO_R, TAG_LOSS = 21, 22, 23
+
+
+def contract_advice(mg, prefix):
+    """The settings that may make a diverging MGRIT solve contract, leaving out those it already
+    has at their most robust: a smaller coarsening factor, the next stronger relaxation, fewer
+    levels (e.g. 'a smaller -state_mgrit_cfactor (now 8), -state_mgrit_relax FCF (now F)')."""
+    s, nlev = mg.s, len(mg.levels)
+    out = []
+    if nlev > 1 and max(s.cfactor) > 2:
+        out.append(f"a smaller -{prefix}mgrit_cfactor (now {','.join(map(str, s.cfactor))})")
+    if s.relax != RELAXATIONS[-1]:
+        out.append(f"-{prefix}mgrit_relax {RELAXATIONS[RELAXATIONS.index(s.relax) + 1]} (now {s.relax})")
+    if nlev > 2:
+        out.append(f"fewer levels (-{prefix}mgrit_levels, now {nlev})")
+    if not out:
+        return (f"two levels, factor 2 and {RELAXATIONS[-1]} relaxation, its most robust settings, are in use: "
+                "-mode serial, or a smaller step (-T, -N)")
+    return ", ".join(out[:-1]) + (" or " if len(out) > 1 else "") + out[-1] + " may make it contract"
 
 
 def metric_columns(where, metrics, skip=("state_residual",)):
@@ -63,6 +81,7 @@ class ReducedObjective:
         self.unconverged = unconverged  # 'warn' or 'stop': exact solves that miss their tolerance
         self.unconverged_count = 0
         self.unconverged_by = {}  # the same by solve: "state", "adjoint", "<dataset> state"
+        self.serial_fallbacks = 0  # exact-mode solves replaced by the layer-serial solve (diverged)
         self._evaluated = None  # (local design, data, global parameters) of the last state solve
         self._evaluations = {}  # id(data) -> (data, Trajectory, MGRIT or None), allocated once
         #: the last evaluation was layer-serial in an MGRIT mode (adaptive one-shot's exact start or
@@ -150,7 +169,8 @@ class ReducedObjective:
                 self.state_its = self.state_snes.solve(thetas)
                 self._count("state", self.state_its)
                 self.state_residual = self.mgrit.residual
-                self._check_converged(self.mgrit, "state")
+                if self._check_converged(self.mgrit, "state"):
+                    return self._exact(x, grad)
                 if self.adapt is not None and self.adapt.after_state(self):
                     return self._exact(x, grad)
         self._evaluated = (self.design.local(x).copy(), self.data, g_last)
@@ -178,7 +198,8 @@ class ReducedObjective:
                                                                     self.adj.U[-1].copy(), grad=G)
                 self._count("adjoint", self.adjoint_its)
                 self.adjoint_residual = self.adj_mgrit.residual
-                self._check_converged(self.adj_mgrit, "adjoint")
+                if self._check_converged(self.adj_mgrit, "adjoint"):
+                    return self._exact(x, grad)
                 with phase("OcnetGradient"):
                     self.solver.adjoint(g, thetas, self.data, self.state, self.adj, G, grad_g, chained=False,
                                         rows=self.adj_mgrit.unformed())
@@ -219,8 +240,8 @@ class ReducedObjective:
         return J
 
     def _exact(self, x, grad):
-        """The evaluation with layer-serial sweeps (adaptive one-shot's fallback); the MGRIT solves
-        are warm-started from its exact trajectories afterwards."""
+        """The evaluation with layer-serial sweeps (adaptive one-shot's fallback, and exact mode's for a
+        diverged solve); the MGRIT solves are warm-started from its exact trajectories afterwards."""
         adapt, saved = self.adapt, (self.mgrit, self.adj_mgrit)
         self.adapt = self.mgrit = self.adj_mgrit = None
         try:
@@ -232,41 +253,48 @@ class ReducedObjective:
         self.state_its, self.state_residual = 0, 0.0
         if grad is not None:
             self.adjoint_its, self.adjoint_residual = 0, 0.0
-        adapt.fell_back(self)
+        if adapt is not None:
+            adapt.fell_back(self)
+        else:
+            self.serial_fallbacks += 1
         self.last_exact = True
         return J
 
     def _check_converged(self, mg, what):
         """An exact-mode (tolerance) solve that ended above its tolerance: warn (the 1st, 10th,
-        100th, ... time) or stop, per -unconverged.  ``converged`` comes from a reduction, so
-        every rank decides alike."""
+        100th, ... time) or stop, per -unconverged.  True when the solve diverged or went
+        non-finite under ``warn``: the caller replaces it by the layer-serial solve (its result
+        is no approximation of the solution).  ``converged`` comes from a reduction, so every rank
+        decides alike."""
         if not mg.tolerance_set or mg.converged:
-            return
+            return False
         self.unconverged_count += 1
         self.unconverged_by[what] = self.unconverged_by.get(what, 0) + 1
         n = self.unconverged_count
         prefix = {"state": "state_", "adjoint": "adjoint_"}.get(what.split()[-1], "state_")
         its = max(len(mg.history) - 1, 0)
         r0 = mg.history[0] if mg.history else float("nan")
+        replace = True
         if not np.isfinite(mg.residual):  # (the solve stopped at its first non-finite residual)
             text = f"{what} MGRIT went non-finite (residual {mg.residual}) in iteration {its}"
-            advice = (f"its coarse steps (h*m) may be unstable: fewer levels (-{prefix}mgrit_levels) or a smaller "
-                      f"-{prefix}mgrit_cfactor")
+            advice = f"its coarse steps (h*m) may be unstable: {contract_advice(mg, prefix)}"
         elif np.isfinite(r0) and mg.residual > r0:
             text = (f"{what} MGRIT diverged: its residual grew from {r0:.3e} to {mg.residual:.3e} in {its} "
                     f"iterations (tolerance -{prefix}mgrit_rtol {mg.s.rtol:g}, -{prefix}mgrit_atol {mg.s.atol:g})")
-            advice = (f"a smaller -{prefix}mgrit_cfactor, -{prefix}mgrit_relax FCF or fewer levels "
-                      f"(-{prefix}mgrit_levels) make it contract; more iterations would not")
+            advice = f"{contract_advice(mg, prefix)}; more iterations would not"
         else:
             text = (f"{what} MGRIT stopped after {its} iterations with residual {mg.residual:.3e}, "
                     f"above its tolerance (-{prefix}mgrit_rtol {mg.s.rtol:g}, -{prefix}mgrit_atol {mg.s.atol:g})")
             advice = f"raise -{prefix}mgrit_max_it"
+            replace = False
         if self.unconverged == "stop":
             raise NumericalFailure(f"{text}; {advice}, or use -unconverged warn")
         if self.comm.Get_rank() == 0 and (n < 10 and n == 1 or n in (10, 100) or n % 1000 == 0):
-            print(f"ocnet: warning: {text} ({n} unconverged solve{'s' * (n > 1)} so far; "
+            used = "; the layer-serial solve replaces it" if replace else ""
+            print(f"ocnet: warning: {text}{used} ({n} unconverged solve{'s' * (n > 1)} so far; "
                   f"{advice}, or -unconverged stop to make this an error)",
                   file=sys.stderr, flush=True)
+        return replace
 
     def _nonfinite(self, J, thetas, g, with_adjoint, G=None, grad_g=None):
         """Collective: the text (every rank) saying what went non-finite and where
@@ -326,8 +354,8 @@ class ReducedObjective:
         if self._serial_finite(*design):
             return NumericalFailure(
                 f"{where}; the layer-serial solve at this design is finite: the MGRIT iteration diverged, not the "
-                "model: a smaller -mgrit_cfactor, -mgrit_relax FCF or fewer levels (-mgrit_levels) make it "
-                "contract" + (f"; {adaptive} falls back to exact solves where it does not" if fixed else ""))
+                f"model: {contract_advice(self.mgrit, '')}"
+                + (f"; {adaptive} falls back to exact solves where it does not" if fixed else ""))
         inexact = ""
         if fixed and accepted_residual is not None and np.isfinite(accepted_residual):
             inexact = (f"; the step came from a one-shot gradient of fixed counts, with state residual "
@@ -387,7 +415,11 @@ class ReducedObjective:
                 self.problem.opening(g, data, traj.U[0])
             self._count("val", mg.solve(thetas, label=f"{label} state mgrit"))
             residual = mg.residual
-            self._check_converged(mg, f"{label} state")
+            if self._check_converged(mg, f"{label} state"):  # (diverged: replaced by the serial sweep)
+                self.solver.forward(g, thetas, data, traj)
+                mg.invalidate()
+                self.serial_fallbacks += 1
+                residual = 0.0
             uN = traj.U[-1]
         return self._to_first(fn(g_last, uN) if gr.last else None), residual
 

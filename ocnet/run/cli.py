@@ -37,7 +37,8 @@ FRAMEWORK_OPTIONS = [  # name, type, default, help, and keywords of OptionSet.ad
     ("oneshot_tao", bool, False, "optimise with the paper's one-shot TAO (python type ocnet.optim.oneshot.OneShot: "
      "L-BFGS + Armijo backtracking that re-runs only the state); overrides -tao_type", {}),
     ("unconverged", str, "warn", "-mode exact: an MGRIT solve that ends at -mgrit_max_it above its tolerance "
-     "warns (rate-limited) or stops the run", {"choices": ("warn", "stop")}),
+     "warns (rate-limited) or stops the run; with warn, a solve that diverged or went non-finite is replaced by "
+     "the layer-serial solve", {"choices": ("warn", "stop")}),
     ("stop_state_residual", float, 0.0, "MGRIT modes: the gradient-norm tests count only while the state "
      "MGRIT residual is below this; stop (reason CONVERGED_USER) when also |g| <= -tao_gatol (0: off)",
      {"bounds": "[0,inf)"}),
@@ -430,6 +431,10 @@ def run(comm):
         summary["unconverged_solves"] = objective.unconverged_count
         summary["unconverged_by_solve"] = dict(objective.unconverged_by)
         by = ", ".join(f"{k} {n}" for k, n in objective.unconverged_by.items())
+        if objective.serial_fallbacks:
+            summary["serial_fallbacks"] = objective.serial_fallbacks
+            by += (f"; {objective.serial_fallbacks} that diverged or went non-finite replaced by the layer-serial "
+                   "solve")
         _say(comm, f"ocnet: warning: {objective.unconverged_count} exact-mode MGRIT solves ended above their "
                    f"tolerance ({by}; history.csv: state_mgrit_its, adjoint_mgrit_its, and the residuals "
                    "state_residual, adjoint_residual, val_state_residual)", sys.stderr)
