@@ -75,6 +75,17 @@ def check_inputs(options, extra, env):
         fail(why)
 
 
+def shown(cmd):
+    """The command as printed: without the ``env -u NAME ...`` that ocnet.run.launch.mpiexec puts
+    first for the MPI variables of this process (they are not in a user's shell)."""
+    k = 0
+    if cmd and cmd[0] == "env":
+        k = 1
+        while k + 1 < len(cmd) and cmd[k] == "-u":
+            k += 2
+    return cmd[k:]
+
+
 def launcher(kind, p):
     if kind == "auto":
         kind = "srun" if os.environ.get("SLURM_JOB_ID") and shutil.which("srun") else "mpiexec"
@@ -129,13 +140,20 @@ def main():
         print(f"export PYTHONPATH={shlex.quote(env['PYTHONPATH'])}", flush=True)
 
     warned = set()
+    if not a.dry_run:  # other work enters every timing (validate_perfmodel.py records the load too)
+        from ocnet.perfmodel.calibration import other_runnable
+        others = other_runnable()
+        if others:
+            print(f"scaling.py: warning: {others} other process{'es' if others > 1 else ''} running on "
+                  f"{os.cpu_count()} CPUs: runs with more ranks than idle cores share them, and their times and "
+                  "speed-ups say so (run on a quiet machine)", file=sys.stderr, flush=True)
 
     def run(mode, N, p, rep):
         d = os.path.join(out, f"{mode}_N{N}_p{p}_r{rep}")
         cmd = launcher(a.launcher, p) + [sys.executable, "-m", "ocnet", "-options_file", options, "-N", str(N),
                                          "-tao_max_it", str(a.its), "-quiet", "-log_phases", "-run_dir", d] \
             + MODE_ARGS[mode] + extra
-        print(" ".join(shlex.quote(c) for c in cmd), flush=True)
+        print(" ".join(shlex.quote(c) for c in shown(cmd)), flush=True)
         if a.dry_run:
             return None
         if os.path.isdir(d):
