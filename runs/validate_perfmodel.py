@@ -131,6 +131,7 @@ def main():
     head = ["case", "ranks", "mode", "its", "evals/it", "MGRIT its s/a", "t/it (ms)", "cpu/it (ms)", "model (ms)",
             "err vs t", "err vs cpu"]
     rows, errs, skipped, loads = [], [], [], []  # loads: 1-minute load average before each run
+    short = []  # runs that stopped before --its iterations
     for name, args in cases.items():
         cal = calibrate(name, args, out, env, a.quick, a.reuse)
         if cal is None:
@@ -156,7 +157,12 @@ def main():
                 errs.append((abs(e), abs(ec)))
                 mg = r["mgrit_its"]
                 its = "-" if mode == "serial" else f"{mg.get('state', float('nan')):.1f}/{mg.get('adjoint', float('nan')):.1f}"
-                row = [name, p, mode, r["iterations"], f"{r['evals_per_it']:.2f}", its, f"{1e3 * r['t_it']:.1f}",
+                n_its = r["iterations"]
+                if n_its < a.its:  # stopped early (e.g. fixed one-shot's line search failed): say why
+                    with open(os.path.join(r["dir"], "summary.json")) as f:
+                        n_its = f"{n_its} ({json.load(f).get('reason', '?')})"
+                    short.append(f"{name} {mode} {p}")
+                row = [name, p, mode, n_its, f"{r['evals_per_it']:.2f}", its, f"{1e3 * r['t_it']:.1f}",
                        f"{1e3 * r['cpu_it']:.1f}", f"{1e3 * pred:.1f}", f"{100 * e:+.0f} %", f"{100 * ec:+.0f} %"]
                 rows.append(row)
                 print("| " + " | ".join(map(str, row)) + " |", flush=True)
@@ -177,6 +183,8 @@ def main():
                    if loads else "all runs reused (--reuse): no load average recorded")
               + (" -- a busy machine: processes waited for cores, so wall times exceed what the model predicts "
                  "(a process with its own core); rerun on a quiet machine" if busy > (os.cpu_count() or 1) else "")]
+    if short:
+        lines += ["", f"stopped before {a.its} iterations (their times per iteration cover fewer): " + "; ".join(short)]
     within = sum(e <= 0.2 for e, _ in errs)
     within_c = sum(ec <= 0.2 for _, ec in errs)
     lines += ["", f"max |error| {100 * max(e for e, _ in errs):.0f} % against wall time ({within} of {len(errs)} "
