@@ -16,6 +16,7 @@ import numpy as np
 from petsc4py import PETSc
 
 from . import rowops
+from ..base import jit_clock
 from ..base.errors import OcnetError
 from ..plugin.problem import accepts
 
@@ -31,17 +32,27 @@ def event(name):
     return _EVENTS[name]
 
 
+#: Numba compile seconds inside each event (ocnet.base.jit_clock), for phases.json to leave out
+#: as wall_time does (a kernel first compiled mid-run: a cold cache on a new node)
+JIT_IN = {}
+
+
 class phase:
-    """``with phase(name):`` times a block as the PETSc log event ``name``."""
+    """``with phase(name):`` times a block as the PETSc log event ``name`` (and the Numba compile
+    seconds inside it: ``JIT_IN``)."""
 
     def __init__(self, name):
-        self.ev = event(name)
+        self.ev, self.name = event(name), name
 
     def __enter__(self):
+        self.j0 = jit_clock.seconds()
         self.ev.begin()
 
     def __exit__(self, *exc):
         self.ev.end()
+        d = jit_clock.seconds() - self.j0
+        if d:
+            JIT_IN[self.name] = JIT_IN.get(self.name, 0.0) + d
 
 
 def logged(name):
@@ -49,12 +60,8 @@ def logged(name):
     the adjoint's: ``AdjMGRITRelax``, ...), so -log_view and runs/bench_modes.py tell them apart."""
     def wrap(fn):
         def inner(self, *a, **k):
-            ev = event(self.log_prefix + name)
-            ev.begin()
-            try:
+            with phase(self.log_prefix + name):
                 return fn(self, *a, **k)
-            finally:
-                ev.end()
         inner.__name__, inner.__doc__ = fn.__name__, fn.__doc__
         return inner
     return wrap
@@ -593,6 +600,7 @@ class MGRIT:
         self.history = [r0]
         if on_iteration:
             on_iteration(0, r0)
+        self._monitor(label, 0)  # (the starting residual, that -mgrit_rtol is relative to)
         # a warm start may already be converged: below ROUNDOFF*|u| no cycle can reduce the
         # residual further, so that counts as converged whatever rtol*r0 asks for
         tol = max(self.s.atol, self.s.rtol * r0, ROUNDOFF * unorm)
@@ -623,7 +631,10 @@ class MGRIT:
         rho = r / prev if prev > 0 else (float("nan") if math.isnan(prev) or math.isnan(r) else 0.0)
         note = ("  (first cycle of a warm start: its residual was below the coarse grid's "
                 "error; see docs/user/mgrit.md)") if it == 1 and rho > 1 and warm else ""
-        print(f"  {label} it {it:3d}  |r| {r:.6e}  rho {rho:.3g}{note}", flush=True)
+        # (rho "-": no residual before this one was measured -- the start of a solve, or the
+        # first cycle of a fixed-cycle solve, whose warm start is not measured)
+        shown = "-" if math.isnan(prev) else f"{rho:.3g}"
+        print(f"  {label} it {it:3d}  |r| {r:.6e}  rho {shown}{note}", flush=True)
 
     def _fixed_cycles(self, on_iteration, label="mgrit"):
         """A fixed number of cycles (one-shot mode): the residual is measured once, at the end

@@ -3,7 +3,9 @@
 ``-log_phases`` (with ``-run_dir``) starts PETSc's event log after the JIT warm-up and writes
 ``RUN/phases.json`` at the end: per event the time in seconds (maximum over ranks) and the call
 count (rank 0), with the number of optimisation iterations, objective evaluations (line-search
-trials included) and the solve's wall time.  runs/bench_modes.py and runs/scaling.py read it.
+trials included) and the solve's wall time.  Numba compiles during the solve (a cold cache: e.g.
+the MGRIT kernels when the adaptive one-shot's exact start ends) are left out of every time, as
+history.csv's wall_time leaves them out; ``jit_time`` gives them.  runs/bench_modes.py and runs/scaling.py read it.
 
 Events (the MGRIT ones are nested in their solve; ``*Comm`` is nested in relaxation, residual
 and coarse solve, so the columns of one solve do not add up to its total):
@@ -18,7 +20,7 @@ and coarse solve, so the columns of one solve do not add up to its total):
 import json
 import os
 
-from ..mgrit.solver import event, phase
+from ..mgrit.solver import JIT_IN, event, phase
 
 TOP = ("OcnetEval", "OcnetLineSearch", "OcnetState", "OcnetAdjoint", "OcnetGradient", "OcnetValidation")
 PARTS = ("Setup", "Relax", "Restrict", "Coarse", "Interp", "Residual", "Comm")
@@ -32,16 +34,18 @@ def start():
     from petsc4py import PETSc
 
     PETSc.Log.begin()
+    JIT_IN.clear()
     for name in EVENTS:  # registered on every rank in one order
         event(name)
 
 
 def collect(comm):
-    """{event: {"time": max over ranks (s), "count": rank 0's calls}} for every event in EVENTS."""
+    """{event: {"time": max over ranks (s; Numba compiles inside it left out), "count": rank 0's
+    calls}} for every event in EVENTS."""
     out = {}
     for name in EVENTS:
         info = event(name).getPerfInfo()
-        t = comm.allreduce(float(info.get("time", 0.0)), op=_max())
+        t = comm.allreduce(max(float(info.get("time", 0.0)) - JIT_IN.get(name, 0.0), 0.0), op=_max())
         out[name] = {"time": t, "count": int(info.get("count", 0))}
     return out
 
@@ -52,16 +56,19 @@ def _max():
     return MPI.MAX
 
 
-def write(path, comm, iterations, evaluations, solve_time, mgrit_counts=None, cpu_time=float("nan")):
+def write(path, comm, iterations, evaluations, solve_time, mgrit_counts=None, cpu_time=float("nan"), jit_time=0.0):
     """RUN/phases.json (collective; rank 0 writes).  ``mgrit_counts``: {solve: [MGRIT iterations,
     solves]} for the state, adjoint and evaluation-data ("val") solves since the log started;
     ``cpu_time``: the solve's CPU time (s), maximum over ranks (on a loaded machine it excludes
-    the time a rank waited for a core)."""
+    the time a rank waited for a core); ``jit_time``: this rank's Numba compile seconds during
+    the solve, left out of both (the file's ``jit_time``: the maximum over ranks)."""
     events = collect(comm)
-    cpu = comm.allreduce(cpu_time, op=_max())
+    cpu = comm.allreduce(cpu_time - jit_time, op=_max())
+    jit = comm.allreduce(jit_time, op=_max())
     if comm.Get_rank() == 0:
         doc = {"ranks": comm.Get_size(), "iterations": iterations, "evaluations": evaluations,
-               "solve_time": solve_time, "cpu_time": cpu, "mgrit": mgrit_counts or {}, "events": events}
+               "solve_time": solve_time - jit_time, "cpu_time": cpu, "jit_time": jit, "mgrit": mgrit_counts or {},
+               "events": events}
         with open(os.path.join(path, "phases.json"), "w") as f:
             json.dump(doc, f, indent=1)
 

@@ -165,7 +165,7 @@ def run(comm):
     from petsc4py import PETSc
 
     from . import rundir
-    from ..base import signals
+    from ..base import jit_clock, signals
     from ..base.errors import NumericalFailure, OcnetError
     from ..base.grid import LayerGrid
     from ..optim.objective import ReducedObjective
@@ -338,7 +338,7 @@ def run(comm):
             raise OcnetError("-log_phases needs -run_dir")
         phases.start()
         objective.mgrit_counts = {k: [0, 0] for k in objective.mgrit_counts}
-    t_solve, cpu_solve = time.perf_counter(), time.process_time()
+    t_solve, cpu_solve, jit_solve = time.perf_counter(), time.process_time(), jit_clock.seconds()
     if resume:
         _say(comm, f"ocnet: resuming {run_dir} at iteration {trainer.resume_its}")
     signals.set_phase("run")  # from here a signal stops every rank at the next iteration's end
@@ -373,11 +373,12 @@ def run(comm):
     trainer.finish(x_opt)
     signals.set_phase("final")  # a signal now waits for the final outputs (they end the run anyway)
     t_solve, cpu_solve = time.perf_counter() - t_solve, time.process_time() - cpu_solve
+    jit_solve = jit_clock.seconds() - jit_solve
     if values["log_phases"]:
         # (this start's iterations: after -resume the evaluations and times are this start's too)
         done = int(trainer.rows[-1]["iteration"]) - trainer.resume_its if trainer.rows else 0
         phases.write(run_dir, comm, done, comm.bcast(trainer.evaluations, root=0), t_solve,
-                     objective.mgrit_counts, cpu_solve)
+                     objective.mgrit_counts, cpu_solve, jit_solve)
     reason = reason_name(code)
     x = objective.design.convert(x_opt, False)
     rows = trainer.rows
