@@ -204,7 +204,7 @@ def test_validation_script_table_for_any_problem(tmp_path):
 
 
 @pytest.mark.parametrize("args", [["--Ps", "0"], ["--Ns", "0"], ["--state_its", "0"], ["--Ps", "2,x"],
-                                  ["--evals", "0.5"], ["--fine_relax", "fcf"]])
+                                  ["--evals", "0.5"], ["--fine_relax", "fcf"], ["--relax", "C"], ["--cfactor", "1"]])
 def test_predict_bad_numbers_are_one_line(args, capsys, tmp_path):
     cal = tmp_path / "cal.json"
     cal.write_text(json.dumps(dict(synthetic_calibration(), machine={"when": "test"})))
@@ -213,7 +213,8 @@ def test_predict_bad_numbers_are_one_line(args, capsys, tmp_path):
     assert pm.main(["predict", "--calibration", str(cal)] + args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ocnet: error: --"), err
-    assert ("--Ps" in err[0]) if args[0] != "--fine_relax" else ("expected one of F, FCF, FCFCF" in err[0]), err
+    assert ("expected one of F, FCF, FCFCF" in err[0]) if "relax" in args[0] else \
+        ("at least 2" in err[0]) if args[0] == "--cfactor" else ("--Ps" in err[0]), err
 
 
 def test_predict_evals_per_iteration(capsys, tmp_path):
@@ -242,3 +243,20 @@ def test_busy_machine_is_warned_of():
     finally:
         for p in spin:
             p.kill()
+
+
+def test_predict_exact_mode_and_mgrit_settings(capsys, tmp_path):
+    """--mode exact, --cfactor and --relax reach the model: the speed-up table is mode_config's
+    prediction with those settings (a tester's adaptive runs used other counts and settings than
+    one-shot's 2 + 1 with F and factor 8)."""
+    cal = tmp_path / "cal.json"
+    c = dict(synthetic_calibration(), machine={"when": "test"})
+    cal.write_text(json.dumps(c))
+    args = ["predict", "--calibration", str(cal), "--Ns", "256", "--Ps", "4"]
+    assert pm.main(args + ["--mode", "exact", "--state_its", "6", "--adjoint_its", "5", "--cfactor", "2",
+                           "--relax", "FCFCF"]) == 0
+    out = capsys.readouterr().out
+    assert "speed-up of exact mode (6+5 MGRIT its, FCFCF, cfactor 2)" in out, out
+    ts = pm.predict(c, pm.mode_config("serial", 256, 1, cal=c))["total"]
+    te = pm.predict(c, pm.mode_config("exact", 256, 4, cal=c, exact_its=(6, 5, 6), relax="FCFCF", cf=2))["total"]
+    assert f"| 256 | {ts / te:.1f}x |" in out, out

@@ -437,26 +437,28 @@ def mode_config(mode, N, P, state_its=2, adjoint_its=1, fine_relax="", relax=Non
     return Config(mode, N, P, state=mk(si, False), adjoint=mk(ai, True), val_its=vi, evals=evals)
 
 
-def crossover(cal, N, make=None, Pmax=1 << 16, ratio=1.0, **kw):
-    """Smallest P (powers of two) where one-shot beats layer-serial on 1 rank: per iteration, or
-    with ``ratio`` = one-shot's iterations / serial's to an accuracy, in time to that accuracy."""
+def crossover(cal, N, make=None, Pmax=1 << 16, ratio=1.0, mode="oneshot", **kw):
+    """Smallest P (powers of two) where ``mode`` (one-shot, or exact) beats layer-serial on 1 rank:
+    per iteration, or with ``ratio`` = its iterations / serial's to an accuracy, in time to that
+    accuracy."""
     make = make or (lambda mode, n, P, **k: mode_config(mode, n, P, cal=cal, **k))
     ts = predict(cal, make("serial", N, 1))["total"]
     P = 1
     while P <= min(Pmax, N):
-        if ratio * predict(cal, make("oneshot", N, P, **kw))["total"] < ts:
+        if ratio * predict(cal, make(mode, N, P, **kw))["total"] < ts:
             return P
         P *= 2
     return None
 
 
-def speedup_table(cal, Ns, Ps, evals=1.0, **kw):
-    """Rows [N, speed-up at each P] of one-shot (``kw``: its mode_config settings) over layer-serial
-    on 1 rank, per iteration of ``evals`` objective/gradient evaluations (nan where P > N)."""
+def speedup_table(cal, Ns, Ps, evals=1.0, mode="oneshot", **kw):
+    """Rows [N, speed-up at each P] of ``mode`` (one-shot or exact; ``kw``: its mode_config
+    settings) over layer-serial on 1 rank, per iteration of ``evals`` objective/gradient
+    evaluations (nan where P > N)."""
     rows = []
     for N in Ns:
         ts = predict(cal, mode_config("serial", N, 1, cal=cal, evals=evals))["total"]
-        rows.append([N] + [ts / predict(cal, mode_config("oneshot", N, P, cal=cal, evals=evals, **kw))["total"]
+        rows.append([N] + [ts / predict(cal, mode_config(mode, N, P, cal=cal, evals=evals, **kw))["total"]
                            if P <= N
                            else float("nan") for P in Ps])
     return rows
@@ -480,13 +482,24 @@ def main(argv=None):
                    help="JSON written by calibrate (default: %(default)s)")
     p.add_argument("--Ns", default="1024,2048,4096,8192,16384", help="layer counts N, comma-separated")
     p.add_argument("--Ps", default="64,128,256,512,1024,2048,4096", help="rank counts P, comma-separated")
-    p.add_argument("--state_its", type=int, default=2, help="state MGRIT iterations per evaluation (default 2)")
-    p.add_argument("--adjoint_its", type=int, default=1, help="adjoint MGRIT iterations per evaluation (default 1)")
+    p.add_argument("--mode", default="oneshot", choices=("oneshot", "exact"),
+                   help="the layer-parallel mode to compare with layer-serial (default oneshot)")
+    p.add_argument("--state_its", type=int, default=None, help="state MGRIT iterations per evaluation (default: "
+                   "2 in one-shot, fixed; 4 in exact mode, per solve to its tolerance: a run's phases.json gives them)")
+    p.add_argument("--adjoint_its", type=int, default=None, help="adjoint MGRIT iterations per evaluation (default: "
+                   "1 in one-shot, 4 in exact mode)")
+    p.add_argument("--cfactor", type=int, default=None, help="coarsening factor (default: the mode's, 8 in "
+                   "one-shot, 4 in exact mode); levels as ocnet's default: coarsest grid of at most 8 points")
+    p.add_argument("--relax", default=None, help=f"relaxation, as -mgrit_relax: {', '.join(RELAX_C)} (default: "
+                   "the mode's, F in one-shot, FCF in exact mode)")
     p.add_argument("--evals", type=float, default=1.0, help="objective/gradient evaluations per iteration "
                    "(line-search trials included; a run's phases.json or runs/bench_modes.py's evals/it; default 1)")
     p.add_argument("--fine_relax", default="", help="relaxation on the finest level, as -mgrit_fine_relax: "
                    f"{', '.join(RELAX_C)} (default: the other levels')")
     a = ap.parse_args(argv)
+    exact = a.mode == "exact"
+    a.state_its = a.state_its if a.state_its is not None else (4 if exact else 2)
+    a.adjoint_its = a.adjoint_its if a.adjoint_its is not None else (4 if exact else 1)
     try:
         Ns = [int(n) for n in a.Ns.split(",")]
         Ps = [int(n) for n in a.Ps.split(",")]
@@ -498,8 +511,12 @@ def main(argv=None):
               f"{a.Ns} --Ps {a.Ps} --state_its {a.state_its} --adjoint_its {a.adjoint_its} --evals {a.evals})",
               file=sys.stderr)
         return 2
-    if a.fine_relax and a.fine_relax not in RELAX_C:
-        print(f"ocnet: error: --fine_relax '{a.fine_relax}': expected one of {', '.join(RELAX_C)}", file=sys.stderr)
+    for name in ("fine_relax", "relax"):
+        if getattr(a, name) and getattr(a, name) not in RELAX_C:
+            print(f"ocnet: error: --{name} '{getattr(a, name)}': expected one of {', '.join(RELAX_C)}", file=sys.stderr)
+            return 2
+    if a.cfactor is not None and a.cfactor < 2:
+        print(f"ocnet: error: --cfactor {a.cfactor}: at least 2", file=sys.stderr)
         return 2
     try:
         cal = load(a.calibration)
@@ -511,14 +528,18 @@ def main(argv=None):
         print(f"ocnet: error: {a.calibration} names no problem (it predates per-problem calibration): run "
               "python -m ocnet.perfmodel calibrate --problem SPEC", file=sys.stderr)
         return 2
-    kw = dict(state_its=a.state_its, adjoint_its=a.adjoint_its, fine_relax=a.fine_relax)
+    kw = dict(fine_relax=a.fine_relax, relax=a.relax, cf=a.cfactor, mode=a.mode,
+              **(dict(exact_its=(a.state_its, a.adjoint_its, a.state_its)) if exact else
+                 dict(state_its=a.state_its, adjoint_its=a.adjoint_its)))
     pr = cal["problem"]
     print(f"PREDICTED (model, calibration {a.calibration} of {cal['machine']['when']}) for "
           f"{' '.join(pr['args'])}: S = {pr['S']}, S_val = {pr['S_val']}, p = {pr['p']}")
     print(f"time per iteration of {a.evals:g} evaluation(s) (--evals) on 1 rank, layer-serial: " + ", ".join(
         f"N = {N}: {1e3 * predict(cal, mode_config('serial', N, 1, cal=cal, evals=a.evals))['total']:.1f} ms"
         for N in Ns))
-    print(f"speed-up of one-shot ({a.state_its}+{a.adjoint_its} MGRIT its) per iteration over layer-serial on 1 rank")
+    what = "exact mode" if exact else "one-shot"
+    print(f"speed-up of {what} ({a.state_its}+{a.adjoint_its} MGRIT its, {a.relax or 'its default relaxation'}, "
+          f"cfactor {a.cfactor or 'its default'}) per iteration over layer-serial on 1 rank")
     print("| N | " + " | ".join(f"P={P}" for P in Ps) + " | crossover P |")
     print("|---:|" + "---:|" * (len(Ps) + 1))
     make = lambda mode, n, P, **k: mode_config(mode, n, P, cal=cal, evals=a.evals, **k)  # noqa: E731
