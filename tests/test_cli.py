@@ -216,6 +216,40 @@ def test_load_wrong_size(tmp_path):
     assert p.returncode == 2 and "holds parameters of another model: -N 4 (now 8)" in p.stderr
 
 
+def _params(run):
+    """A run folder's params.petsc (PETSc's binary Vec: class id, size, big-endian doubles)."""
+    raw = (run / "params.petsc").read_bytes()
+    n = int(np.frombuffer(raw[4:8], ">i4")[0])
+    return np.frombuffer(raw[8:8 + 8 * n], ">f8")
+
+
+def test_load_resample_in_depth(tmp_path):
+    """-load_resample: a model of N 16 loaded at N 32 (and 8) takes its layers piecewise constant
+    in t (32: each layer twice; 8: the second of each pair), on 1 and 2 ranks; without it the
+    refusal names the option, and another T stays another model."""
+    base = ["-width", 4, "-ntrain", 200, "-nval", 50, "-quiet"]
+    run_ocnet(["-N", 16, "-tao_max_it", 4, "-run_dir", tmp_path / "c"] + base)
+    p = run_ocnet(["-N", 32, "-tao_max_it", 0, "-load", tmp_path / "c"] + base, check=False)
+    assert p.returncode == 2 and p.stderr.strip().endswith(
+        "-N 16 (now 32); -load_resample resamples its layers to this -N"), p.stderr
+    saved = _params(tmp_path / "c")
+    lp, G = json.loads((tmp_path / "c" / "params.json").read_text())["shapes"]
+    layers = saved[G:].reshape(16, lp)
+    for n, nprocs, want in ((32, None, np.repeat(layers, 2, axis=0)), (32, 2, np.repeat(layers, 2, axis=0)),
+                            (8, 2, layers[1::2])):
+        d = tmp_path / f"r{n}_{nprocs}"
+        run_ocnet(["-N", n, "-tao_max_it", 0, "-load", tmp_path / "c", "-load_resample", "-run_dir", d] + base,
+                  nprocs=nprocs)
+        got = _params(d)
+        np.testing.assert_array_equal(got[:G], saved[:G])
+        np.testing.assert_array_equal(got[G:].reshape(n, lp), want)
+    p = run_ocnet(["-N", 32, "-T", 2, "-tao_max_it", 0, "-load", tmp_path / "c", "-load_resample"] + base,
+                  check=False)
+    assert p.returncode == 2 and "-T 1.0 (now 2.0)" in p.stderr and "resamples" not in p.stderr, p.stderr
+    p = run_ocnet(["-tao_max_it", 0, "-load_resample"] + base, check=False)
+    assert p.returncode == 2 and "-load_resample needs -load" in p.stderr, p.stderr
+
+
 def test_mgrit_training_matches_serial(tmp_path):
     """Training with an MGRIT state solve to tight tolerance follows the serial history."""
     base = ["-N", 16, "-width", 4, "-ntrain", 200, "-nval", 20, "-tao_max_it", 8, "-quiet"]

@@ -22,6 +22,8 @@ FRAMEWORK_OPTIONS = [  # name, type, default, help, and keywords of OptionSet.ad
      "on each dataset at the final parameters to predictions_<set>.csv in -run_dir", {}),
     ("run_dir_overwrite", bool, False, "replace the contents of an existing ocnet run folder -run_dir", {}),
     ("load", str, None, "start from parameters saved in a run folder (with -tao_max_it 0: evaluate only)", {}),
+    ("load_resample", bool, False, "with -load and another -N than the saved model's: its layer parameters "
+     "resampled to this -N, piecewise constant in t (refine a trained control or network in depth)", {}),
     ("quiet", bool, False, "no per-iteration line on stdout", {}),
     ("dry_run", bool, False, "check the options, the data, the problem and the optimiser's settings, then stop: "
      "nothing is computed and no run folder is touched (e.g. before submitting a batch job)", {}),
@@ -265,7 +267,9 @@ def run(comm):
             "options": {k: v for k, v in values.items() if k not in RUN_CONTROL},
             "model_state": problem.model_state()}
     if values["load"]:
-        rundir.load_params(values["load"], x, meta, comm)
+        rundir.load_params(values["load"], x, meta, comm, resample=values["load_resample"])
+    elif values["load_resample"]:
+        raise OcnetError("-load_resample needs -load (the saved model to resample)")
     run_dir = values["run_dir"] or values["resume"]
     _FAILURE.update(ranks=grid.size, mode=values["mode"])
     if values["checkpoint_every"] and not run_dir:

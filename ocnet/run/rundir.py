@@ -452,8 +452,44 @@ def resume_options(db, path, comm):
     return out
 
 
-def load_params(source, x, meta, comm):
-    """Load parameters from a run folder (or a params.petsc file) into ``x``; checks they fit."""
+def resample_layers(a, G, p, n_old, n_new):
+    """The natural design array ``a`` ([G global parameters, n_old layers of p]) with its layers
+    resampled to n_new, piecewise constant in t on the same [0, T]: new layer n takes the saved
+    layer whose interval holds the midpoint of its own, (n + 1/2) T / n_new (refining by an
+    integer k repeats each layer k times; coarsening by k takes the middle one of k)."""
+    th = np.asarray(a[G:]).reshape(n_old, p)
+    idx = np.minimum(((np.arange(n_new) + 0.5) * n_old / n_new).astype(int), n_old - 1)
+    return np.concatenate([np.asarray(a[:G]), th[idx].ravel()])
+
+
+def _load_resampled(vec_file, x, G, p, n_old, n_new, comm):
+    """Rank 0 reads the saved design of n_old layers; every rank puts its part of the design
+    resampled to n_new layers into ``x`` (collective)."""
+    a, msg = None, None
+    if comm.Get_rank() == 0:
+        v = PETSc.Vec().create(comm=PETSc.COMM_SELF)
+        viewer = PETSc.Viewer().createBinary(vec_file, mode="r", comm=PETSc.COMM_SELF)
+        try:
+            v.load(viewer)
+            a = v.getArray().copy()
+            if a.size != G + n_old * p:
+                msg = f"-load: '{vec_file}' holds {a.size} values, not the {G + n_old * p} of -N {n_old}"
+        except PETSc.Error:
+            msg = f"-load: '{vec_file}' is not a parameter file"
+        finally:
+            viewer.destroy()
+            v.destroy()
+    collective_check(comm, comm.bcast(msg) is None, comm.bcast(msg))
+    new = resample_layers(comm.bcast(a if comm.Get_rank() == 0 else None), G, p, n_old, n_new)
+    lo, hi = x.getOwnershipRange()
+    with x as arr:
+        arr[:] = new[lo:hi]
+
+
+def load_params(source, x, meta, comm, resample=False):
+    """Load parameters from a run folder (or a params.petsc file) into ``x``; checks they fit.
+    ``resample``: a saved model of another N (the same model otherwise) is resampled to this N
+    (``resample_layers``)."""
     vec_file, meta_file = _load_files(source)
     collective_check(comm, os.path.isfile(vec_file), f"-load: no parameter file '{vec_file}'")
     saved = None
@@ -463,17 +499,33 @@ def load_params(source, x, meta, comm):
                 saved = json.load(f)
         except (OSError, ValueError) as e:
             collective_check(comm, False, f"-load: unreadable '{meta_file}': {e}")
+    n_old = saved.get("N") if saved is not None else None
+    resampling = resample and isinstance(n_old, int) and n_old != meta["N"]
+    if resample and not resampling and comm.Get_rank() == 0:
+        print(f"ocnet: note: -load_resample: {'the saved model has this -N' if saved is not None else 'no params.json'}"
+              ": nothing to resample", file=sys.stderr, flush=True)
     if saved is not None:
-        diff = model_differences(saved, meta) if "options" in saved else differences(saved, meta, ("problem", "N"))
-        if not diff and saved.get("global_size") != meta.get("global_size"):
-            diff = [f"parameter count {saved.get('global_size')} (now {meta.get('global_size')})"]
+        G, p = meta["shapes"][1], meta["shapes"][0]
+        # (resampling: the saved model compared as if it had this run's N; its size is its own N's)
+        as_saved = dict(meta, N=n_old, global_size=G + n_old * p,
+                        options=dict(meta["options"], N=n_old)) if resampling else meta
+        diff = model_differences(saved, as_saved) if "options" in saved else differences(saved, as_saved,
+                                                                                         ("problem", "N"))
+        if not diff and saved.get("global_size") != as_saved.get("global_size"):
+            diff = [f"parameter count {saved.get('global_size')} (now {as_saved.get('global_size')})"]
         if diff:
-            raise OcnetError(f"-load: '{source}' holds parameters of another model: {', '.join(diff)}")
+            hint = ("; -load_resample resamples its layers to this -N"
+                    if not resample and all(d.startswith("-N ") for d in diff) else "")
+            raise OcnetError(f"-load: '{source}' holds parameters of another model: {', '.join(diff)}{hint}")
         split = differences(saved.get("options", {}), meta["options"], meta.get("split_options", ()))
         if split and comm.Get_rank() == 0:
             print(f"ocnet: warning: -load: {', '.join(split)} splits the samples into training and validation "
                   "sets otherwise than the saved run did: the validation set may hold samples the loaded "
                   "model was trained on", file=sys.stderr, flush=True)
+    if resampling:
+        _load_resampled(vec_file, x, G, p, n_old, meta["N"], comm)
+        _check_finite(x, vec_file)
+        return
     viewer = PETSc.Viewer().createBinary(vec_file, mode="r", comm=x.getComm())
     try:
         x.load(viewer)
@@ -481,6 +533,10 @@ def load_params(source, x, meta, comm):
         raise OcnetError(f"-load: '{vec_file}' is not a parameter file of this run's size") from None
     finally:
         viewer.destroy()
+    _check_finite(x, vec_file)
+
+
+def _check_finite(x, vec_file):
     bad = x.getComm().tompi4py().allreduce(int(np.count_nonzero(~np.isfinite(x.getArray(readonly=True)))))
     if bad:
         raise OcnetError(f"-load: '{vec_file}' holds {bad} non-finite parameter value(s)")
