@@ -23,7 +23,7 @@ def test_adaptive_rank_count_free(tmp_path):
     assert fallbacks >= 1  # and fell back
     # the notes count what the summary and the history count (the warm-up evaluation is not the run's)
     total = json.loads((tmp_path / "p1" / "summary.json").read_text())["adaptive_oneshot"]["exact_evaluations"]
-    notes = [ln for ln in err[1].splitlines() if "one-shot evaluation was exact" in ln]
+    notes = [ln for ln in err[1].splitlines() if "one-shot evaluation was replaced by an exact" in ln]
     assert total == fallbacks and len(notes) == min(total, 3) and notes[-1].endswith(f"({len(notes)} so far)"), \
         (total, err[1])
     assert_histories_agree(tmp_path / "p1", [tmp_path / "p2", tmp_path / "p3"],
@@ -37,7 +37,7 @@ def test_rho_above_one_falls_back_to_exact(tmp_path):
     first one is the serial mode's evaluation at the same initial design (bitwise)."""
     args = ["-N", 32, "-T", 30, "-tao_max_it", 3, "-quiet"]
     p = run_ocnet(args + ["-mode", "oneshot", "-run_dir", tmp_path / "a"])
-    assert "was exact (layer-serial): state MGRIT rho" in p.stderr, p.stderr
+    assert "replaced by an exact (layer-serial) one: state MGRIT rho" in p.stderr, p.stderr
     run_ocnet(args + ["-run_dir", tmp_path / "s"])
     exact = history_column(tmp_path / "a", "exact_evaluations")
     assert exact.sum() >= 1
@@ -55,7 +55,7 @@ def test_nonfinite_oneshot_evaluation_falls_back_to_exact(tmp_path):
     args = ["-problem", "tests.faulty:Stiff", "-T", 64, "-N", 64, "-mgrit_levels", 6, "-stiffness", 1.9,
             "-mgrit_cfactor", 2, "-nan_above", 100, "-tao_max_it", 6, "-quiet"]
     p = run_ocnet(args + ["-mode", "oneshot", "-run_dir", tmp_path / "a"])
-    assert "exact (layer-serial): the one-shot evaluation went non-finite (J = nan)" in p.stderr, p.stderr
+    assert "exact (layer-serial) one: it went non-finite (J = nan)" in p.stderr, p.stderr
     run_ocnet(args + ["-mode", "serial", "-run_dir", tmp_path / "s"])
     # (every evaluation here goes non-finite in MGRIT, so the run is the serial one)
     np.testing.assert_allclose(history_column(tmp_path / "a"), history_column(tmp_path / "s"), rtol=1e-10)

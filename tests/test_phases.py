@@ -46,3 +46,14 @@ def test_mid_run_compiles_left_out(tmp_path):
     assert doc["jit_time"] > 0 and summary["jit_time"] >= doc["jit_time"], (doc, summary)
     evals = doc["events"]["OcnetEval"]["time"] + doc["events"]["OcnetLineSearch"]["time"]
     assert evals <= doc["solve_time"] < doc["jit_time"] / 30, doc
+
+
+def test_log_view_leaves_phases_as_they_are(tmp_path):
+    """-log_view starts PETSc's log at initialisation: phases.json still counts from the end of the
+    warm-up (it counted the warm-up's state solve and validation too)."""
+    args = BASE + ["-mode", "oneshot", "-oneshot_adapt", 0]
+    run_ocnet(args + ["-run_dir", tmp_path / "a"])
+    run_ocnet(args + ["-log_view", "-run_dir", tmp_path / "b"])
+    a, b = (json.loads((tmp_path / d / "phases.json").read_text()) for d in "ab")
+    assert {k: v["count"] for k, v in a["events"].items()} == {k: v["count"] for k, v in b["events"].items()}
+    assert a["mgrit"] == b["mgrit"] and b["events"]["OcnetValidation"]["count"] == 4, b

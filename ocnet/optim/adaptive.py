@@ -396,7 +396,7 @@ class AdaptiveOneShot:
         n = self.totals["exact_evaluations"] - self.totals["exact_start_evaluations"]  # the summary's count
         # (the command line's warm-up evaluation, before reset_totals, is not the run's: no note)
         if self.announce and self.comm.Get_rank() == 0 and (n <= 3 or n in (10, 100) or n % 1000 == 0):
-            print(f"ocnet: note: a one-shot evaluation was exact (layer-serial): {self.fallback_reason} "
+            print(f"ocnet: note: a one-shot evaluation was replaced by an exact (layer-serial) one: {self.fallback_reason} "
                   f"({n} so far)", file=sys.stderr, flush=True)
 
     # ---- the safeguard (rank 0's optimiser) ------------------------------------------------
