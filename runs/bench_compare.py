@@ -47,7 +47,7 @@ def run(opts, common, nprocs, its, out, pythonpath):
     if os.path.isdir(out):
         shutil.rmtree(out)
     cmd = mpiexec(nprocs, bind=True) + [sys.executable, "-m", "ocnet", *shlex.split(common), *shlex.split(opts),
-                                        "-tao_max_it", str(its), "-quiet", "-log_phases", "-run_dir", out]
+                                        "-tao_max_it", str(its), "-quiet", "-log_phases", "-checkpoint", "0", "-run_dir", out]
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([ROOT, *pythonpath, os.environ.get("PYTHONPATH", "")]))
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)

@@ -55,7 +55,7 @@ def run_case(out, mode, N, p, its, extra, tag="", reuse=False, base=None, env=No
         import shutil
         shutil.rmtree(d)
     cmd = mpiexec(p, bind=True) + [sys.executable, "-m", "ocnet"] + base + [
-        "-N", str(N), "-tao_max_it", str(its), "-quiet", "-log_phases", "-run_dir", d] + extra
+        "-N", str(N), "-tao_max_it", str(its), "-quiet", "-log_phases", "-checkpoint", "0", "-run_dir", d] + extra
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", **(env or {}))
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if r.returncode != 0:

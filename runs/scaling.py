@@ -151,7 +151,7 @@ def main():
     def run(mode, N, p, rep):
         d = os.path.join(out, f"{mode}_N{N}_p{p}_r{rep}")
         cmd = launcher(a.launcher, p) + [sys.executable, "-m", "ocnet", "-options_file", options, "-N", str(N),
-                                         "-tao_max_it", str(a.its), "-quiet", "-log_phases", "-run_dir", d] \
+                                         "-tao_max_it", str(a.its), "-quiet", "-log_phases", "-checkpoint", "0", "-run_dir", d] \
             + MODE_ARGS[mode] + extra
         print(" ".join(shlex.quote(c) for c in shown(cmd)), flush=True)
         if a.dry_run:

@@ -153,6 +153,20 @@ def test_calibrate_reports_a_plugin_failure_as_a_run_does(tmp_path):
     assert f"faulty.py:{line}, in step" in last and not (tmp_path / "c.json").exists()
 
 
+def test_calibrate_launcher(tmp_path):
+    """The MPI measurements start their ranks with --launcher where given ({n}: the rank count); a
+    launcher that does not start them is one line naming it, exit 2 (an internal error before),
+    and a template without {n} is refused up front."""
+    base = ["calibrate", "--problem", "heat", "-nx", "8", "--quick", "--steps", "16", "--out", str(tmp_path / "c.json")]
+    p = perfmodel(base + ["--launcher", "false {n}"])
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("ocnet:")]
+    assert p.returncode == 2 and lines == [
+        "ocnet: error: calibrate: the 2-rank ping-pong did not run (`false 2 " + sys.executable + " -c ...` exit "
+        "status 1: no output); its ranks started with --launcher 'false {n}'"], p.stderr
+    p = perfmodel(base + ["--launcher", "mpiexec -n"])
+    assert p.returncode == 2 and "expected {n} where the rank count goes" in p.stderr, p.stderr
+
+
 def test_calibrate_any_plugin_and_predict(tmp_path):
     """``calibrate`` builds the problem from ocnet options as a run does (plugin options parsed,
     an unknown one reported), measures its own sizes (heat on 16 points: S = 16, p = 1, no

@@ -57,3 +57,20 @@ def test_log_view_leaves_phases_as_they_are(tmp_path):
     a, b = (json.loads((tmp_path / d / "phases.json").read_text()) for d in "ab")
     assert {k: v["count"] for k, v in a["events"].items()} == {k: v["count"] for k, v in b["events"].items()}
     assert a["mgrit"] == b["mgrit"] and b["events"]["OcnetValidation"]["count"] == 4, b
+
+
+def test_checkpoint_saves_are_their_own_phase(tmp_path):
+    """Checkpoint saves are the event OcnetCheckpoint (they were the 'optimiser' share: 37 % of a
+    tester's one-shot iteration); -checkpoint 0 (the benchmark harnesses') makes none, and a
+    signal-free run then leaves no checkpoint in its folder."""
+    run_ocnet(BASE + ["-checkpoint_seconds", 0, "-run_dir", tmp_path / "c"])
+    doc = json.loads((tmp_path / "c" / "phases.json").read_text())
+    assert doc["events"]["OcnetCheckpoint"]["count"] == doc["iterations"] + 1  # rows 0..3, each saved
+    s = phases.summarize(str(tmp_path / "c"))
+    assert s["phases"]["checkpoint"] > 0
+    run_ocnet(BASE + ["-checkpoint", 0, "-run_dir", tmp_path / "n"])
+    doc = json.loads((tmp_path / "n" / "phases.json").read_text())
+    assert doc["events"]["OcnetCheckpoint"]["count"] == 0 and not (tmp_path / "n" / "checkpoint").exists()
+    assert (tmp_path / "n" / "params.petsc").exists()
+    p = run_ocnet(BASE + ["-checkpoint", 0, "-checkpoint_every", 2, "-run_dir", tmp_path / "e"], check=False)
+    assert p.returncode == 2 and "-checkpoint_every with -checkpoint 0: give one of them" in p.stderr, p.stderr

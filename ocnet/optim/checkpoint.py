@@ -81,6 +81,14 @@ def save(run_dir, comm, objective, its, opt_state, rows, meta=None):
     comm.Barrier()
 
 
+def size(run_dir):
+    """Bytes of the run folder's current checkpoint (every rank's file), or None without one."""
+    path = find(run_dir)
+    if path is None:
+        return None
+    return sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
+
+
 def find(run_dir):
     for name in NAMES[:2]:
         path = os.path.join(run_dir, name)

@@ -45,7 +45,8 @@ class Trainer:
 
     With a ``run_dir`` every iteration appends its history row to history.csv, and a checkpoint
     with the parameters is saved after an iteration when ``checkpoint_seconds`` have passed since
-    the last save (0: every iteration) or the iteration is a multiple of ``checkpoint_every``.
+    the last save (0: every iteration) or the iteration is a multiple of ``checkpoint_every``
+    (``checkpoint_seconds`` None, -checkpoint 0: no saves but a signal's).
     The end of every iteration is a safe point: a signal received by any rank (ocnet.base.signals)
     stops every rank there, after a save, with :class:`~ocnet.base.signals.Interrupted`.
     ``resume``: continue from the run folder's checkpoint (every optimiser: the one-shot TAO with
@@ -77,6 +78,9 @@ class Trainer:
         self.jit0 = 0.0  # jit_clock.seconds() at t0
         self._last_save = None
         self.saved_its = None  # the iteration of the last checkpoint written by this run
+        #: this start's checkpoint saves: count, seconds of the last and the longest, the last's size
+        #: (rank 0; summary.json "checkpoints": what a job's warning time must cover)
+        self.save_stats = {"saves": 0, "seconds_last": None, "seconds_max": 0.0, "bytes": None}
         self.offset = 0  # PETSc TAO counts from 0 again after a resume
         self.skip_its = None  # the resumed iteration: recorded before the stop, not again
         self.renumber = 0  # added to TAO's iteration numbers that repeat a recorded one (_monitor)
@@ -224,15 +228,23 @@ class Trainer:
     def _save(self, its, x):
         """Collective: checkpoint and parameters of iteration ``its`` (design ``x``)."""
         from . import checkpoint
-        checkpoint.save(self.run_dir, self.comm, self.obj, its, self._opt_state(x), self.rows, self.meta)
-        self.files.save_params(self.run_dir, self.obj.design.convert(x, False), dict(self.meta or {}, iteration=its),
-                           self.comm)
+        t = time.perf_counter()
+        with phase("OcnetCheckpoint"):  # (its own phase: not the optimiser's time in phases.json)
+            checkpoint.save(self.run_dir, self.comm, self.obj, its, self._opt_state(x), self.rows, self.meta)
+            self.files.save_params(self.run_dir, self.obj.design.convert(x, False),
+                                   dict(self.meta or {}, iteration=its), self.comm)
+        st = self.save_stats
+        st["saves"] += 1
+        st["seconds_last"] = time.perf_counter() - t
+        st["seconds_max"] = max(st["seconds_max"], st["seconds_last"])
+        if self.comm.Get_rank() == 0:
+            st["bytes"] = checkpoint.size(self.run_dir)
         checkpoint._kill_hook("after", its)
         self.saved_its = its
         self._last_save = time.perf_counter()
 
     def _save_due(self, its, now):
-        if not self.run_dir:
+        if not self.run_dir or self.checkpoint_seconds is None:  # (None: -checkpoint 0)
             return False
         if self.checkpoint_every and its % self.checkpoint_every == 0:
             return True
@@ -433,7 +445,8 @@ class Trainer:
     def finish(self, x):
         """Collective, after a normal end: save the last iteration if its save is not done yet (so
         -resume of a finished run, e.g. with a larger -tao_max_it, continues from its end)."""
-        if self.run_dir and self.rows and self.saved_its != self.rows[-1]["iteration"]:
+        if self.run_dir and self.rows and self.saved_its != self.rows[-1]["iteration"] \
+                and self.checkpoint_seconds is not None:
             self._save(self.rows[-1]["iteration"], self.last_good)
 
     def _nothing_left(self):

@@ -383,12 +383,13 @@ def busy_warning(others, cpus):
             "(calibrate on a quiet machine)")
 
 
-def calibrate(out, args, steps=256, quick=False, say=print):
+def calibrate(out, args, steps=256, quick=False, say=print, launcher=None):
     """Measure the unit costs of the plugin problem given by ocnet options ``args`` (a list, e.g.
     ["-problem", "heat", "-nx", "512"]; PETSc must be initialised with them) on ``steps`` layers
     (fewer for a large state: ``layers_for``), write them as JSON to ``out`` and return them (dict;
     keys in the module docstring; seconds, sizes in doubles).  Raises OcnetError for a bad problem
-    or option, RuntimeError when an MPI calibration run fails."""
+    or option, RuntimeError when an MPI calibration run fails.  ``launcher``: the command prefix
+    that starts n ranks, a format string with ``{n}`` (e.g. "srun -n {n}"; None: ocnet's mpiexec)."""
     from petsc4py import PETSc
 
     from ..base.errors import OcnetError
@@ -443,8 +444,9 @@ def calibrate(out, args, steps=256, quick=False, say=print):
                       "S_val": arrays["val"].S if "val" in arrays else None, "Sc": tr.Sc,
                       "p": pb.layer_param_size, "G": pb.global_param_size, "extensions": _extensions(pb)}
     say("timed the batched forms; MPI ping-pong and the 2-rank concurrency run next")
-    cal["mpi"] = calibrate_mpi()
-    cal["concurrency"] = calibrate_concurrency(cal, args, N=max(64, layers_for(big, 512)), repeat=3 if quick else 5)
+    cal["mpi"] = calibrate_mpi(launcher)
+    cal["concurrency"] = calibrate_concurrency(cal, args, N=max(64, layers_for(big, 512)), repeat=3 if quick else 5,
+                                               launcher=launcher)
     cal["machine"] = {"cpus": os.cpu_count(), "cpu": cpu_model(),
                       "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_average": load,
                       "other_processes": others}
@@ -516,20 +518,40 @@ if r == 0:
 '''
 
 
-def calibrate_mpi():
+def start_ranks(n, launcher=None):
+    """The command prefix that starts ``n`` ranks: ``launcher`` (a format string with {n}, e.g.
+    "srun -n {n}") or ocnet's mpiexec (bound to cores)."""
+    if launcher:
+        return shlex.split(launcher.format(n=n))
+    from ..run.launch import mpiexec
+    return mpiexec(n, bind=True)
+
+
+class LaunchFailure(RuntimeError):
+    """An MPI measurement's ranks did not run (the site's launcher, not the plugin): one line."""
+
+    def __init__(self, what, cmd, p, launcher=None):
+        last = (p.stderr.strip().splitlines() or p.stdout.strip().splitlines() or ["no output"])[-1]
+        how = (f"its ranks started with --launcher '{launcher}'" if launcher else
+               "its ranks start with mpiexec from PATH unless --launcher gives the site's command, e.g. "
+               "--launcher 'srun -n {n}' inside an allocation")
+        super().__init__(f"calibrate: the {what} did not run (`{' '.join(cmd[:4])} ...` exit status {p.returncode}: "
+                         f"{last}); {how}")
+
+
+def calibrate_mpi(launcher=None):
     """Half round-trip times of 2-rank ping-pongs: latency (8 bytes) and bandwidth (large messages)."""
     import subprocess
-    from ..run.launch import mpiexec
 
     for attempt in range(2):  # once, right after another MPI job ended, mpiexec printed nothing (twice in a row)
-        p = subprocess.run(mpiexec(2, bind=True) + [sys.executable, "-c", PINGPONG], capture_output=True, text=True,
-                           timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        cmd = start_ranks(2, launcher) + [sys.executable, "-c", PINGPONG]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
         line = [ln for ln in p.stdout.splitlines() if ln.startswith("PINGPONG")]
         if line:
             break
         time.sleep(2)
     if not line:
-        raise RuntimeError(f"ping-pong failed (exit status {p.returncode}):\n{p.stdout}\n{p.stderr}")
+        raise LaunchFailure("2-rank ping-pong", cmd, p, launcher)
     pts = json.loads(line[0].split(None, 1)[1])
     lat = pts[0][1]
     (b1, t1), (b2, t2) = pts[-2], pts[-1]
@@ -564,23 +586,24 @@ if comm.Get_rank() == 0:
 '''
 
 
-def calibrate_concurrency(cal, args, N=512, repeat=5):
+def calibrate_concurrency(cal, args, N=512, repeat=5, launcher=None):
     """What the counts miss when several ranks run at once (they share the node's memory
     bandwidth and caches): a one-shot state solve (3 levels, cfactor 8, F, 2 cycles) of the plugin
     on N layers, on 1 and on 2 ranks bound to cores (CPU time of the slower rank, best of
     ``repeat``); the factor is the measured 2-rank/1-rank ratio over the ratio the model predicts
     for the same two solves (at least 1).  predict() scales the solve times of P > 1 runs by it."""
     import subprocess
-    from ..run.launch import mpiexec
 
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     t = {}
     for P in (1, 2):
-        p = subprocess.run(mpiexec(P, bind=True) + [sys.executable, "-c", CONCURRENT, root, str(N), str(repeat)]
-                           + list(args), capture_output=True, text=True, timeout=900,
+        cmd = start_ranks(P, launcher) + [sys.executable, "-c", CONCURRENT, root, str(N), str(repeat)] + list(args)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
                            env=dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1"))
         line = [ln for ln in p.stdout.splitlines() if ln.startswith("CONCURRENT")]
         if not line:
+            if P == 1 or "Traceback" not in p.stderr:  # (a rank's Python error is a bug: reported in full)
+                raise LaunchFailure(f"{P}-rank concurrency measurement", cmd, p, launcher)
             raise RuntimeError(f"concurrency calibration failed:\n{p.stdout}\n{p.stderr}")
         t[P] = json.loads(line[0].split(None, 1)[1])
     s = pm.Solver(levels=3, cfactor=(8,), relax="F", its=2, fixed=True, **pm.extension_flags(cal))
@@ -603,6 +626,8 @@ def main(argv):
     ap.add_argument("--out", default="runs/out/perf_calibration.json")
     ap.add_argument("--steps", type=int, default=256, help="layers of the timed sweeps (default 256)")
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (a rough calibration)")
+    ap.add_argument("--launcher", default=None, help="the command that starts {n} ranks for the MPI measurements, "
+                                                     "e.g. 'srun -n {n}' (default: mpiexec from PATH)")
     a, rest = ap.parse_known_args(argv)
     args = (["-problem", a.problem] if a.problem else []) + list(rest)
     from ..run.cli import unreadable_options_files
@@ -623,9 +648,15 @@ def main(argv):
         db.setValue("options_left", "0")
         db.getString("options_left")
 
+    from ..base import threads
+    threads.limit()  # one BLAS thread per process, as in a run (its children inherit the setting)
+    if a.launcher is not None and "{n}" not in a.launcher:
+        print(f"ocnet: error: --launcher '{a.launcher}': expected {{n}} where the rank count goes, e.g. "
+              "'srun -n {n}'", file=sys.stderr)
+        return 2
     try:
-        cal = calibrate(a.out, args, a.steps, a.quick)
-    except OcnetError as e:
+        cal = calibrate(a.out, args, a.steps, a.quick, launcher=a.launcher)
+    except (OcnetError, LaunchFailure) as e:
         print(f"ocnet: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: B902 - a plugin's bug: reported as a run reports it

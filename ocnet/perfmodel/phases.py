@@ -15,6 +15,7 @@ and coarse solve, so the columns of one solve do not add up to its total):
     OcnetState       state solve (serial sweep or MGRIT)          OcnetAdjoint  adjoint solve
     OcnetGradient    parameter gradient from a given adjoint, regularisation, sums across ranks
     OcnetValidation  per-iteration metrics (train accuracy, validation forward solve)
+    OcnetCheckpoint  checkpoint and parameter saves (-checkpoint_seconds; -checkpoint 0: none)
     MGRIT{Setup,Relax,Restrict,Coarse,Interp,Residual,Comm}, AdjMGRIT{...}   (ocnet/mgrit/solver.py)
 """
 import json
@@ -22,7 +23,8 @@ import os
 
 from ..mgrit.solver import JIT_IN, event, phase
 
-TOP = ("OcnetEval", "OcnetLineSearch", "OcnetState", "OcnetAdjoint", "OcnetGradient", "OcnetValidation")
+TOP = ("OcnetEval", "OcnetLineSearch", "OcnetState", "OcnetAdjoint", "OcnetGradient", "OcnetValidation",
+       "OcnetCheckpoint")
 PARTS = ("Setup", "Relax", "Restrict", "Coarse", "Interp", "Residual", "Comm")
 EVENTS = TOP + tuple(f"MGRIT{p}" for p in PARTS) + tuple(f"AdjMGRIT{p}" for p in PARTS)
 
@@ -83,7 +85,7 @@ def write(path, comm, iterations, evaluations, solve_time, mgrit_counts=None, cp
 # phase columns of a run: (label, events); the MGRIT parts are nested in state/adjoint
 COLUMNS = [
     ("state", ["OcnetState"]), ("adjoint", ["OcnetAdjoint"]), ("gradient", ["OcnetGradient"]),
-    ("validation", ["OcnetValidation"]), ("ls_extra", ["OcnetLineSearch"]),
+    ("validation", ["OcnetValidation"]), ("checkpoint", ["OcnetCheckpoint"]), ("ls_extra", ["OcnetLineSearch"]),
     ("relax", ["MGRITRelax", "AdjMGRITRelax"]), ("restrict", ["MGRITRestrict", "AdjMGRITRestrict"]),
     ("coarse", ["MGRITCoarse", "AdjMGRITCoarse"]), ("residual", ["MGRITResidual", "AdjMGRITResidual"]),
     ("comm", ["MGRITComm", "AdjMGRITComm"]),
@@ -108,9 +110,10 @@ def summarize(run_dir):
     n = int(h[-1]["iteration"])
     t_it = (float(h[-1]["wall_time"]) - float(h[0]["wall_time"])) / max(n, 1)
     ev, total = ph["events"], max(ph["solve_time"], 1e-300)
-    phases = {lab: sum(ev[k]["time"] for k in names) / total * t_it for lab, names in COLUMNS}
+    phases = {lab: sum(ev.get(k, {"time": 0.0})["time"] for k in names) / total * t_it for lab, names in COLUMNS}
     evals = ev["OcnetEval"]["time"] + ev["OcnetLineSearch"]["time"]
-    phases["optimiser"] = max(total - evals - ev["OcnetValidation"]["time"], 0.0) / total * t_it
+    saves = ev.get("OcnetCheckpoint", {"time": 0.0})["time"]  # (phases.json files older than the event)
+    phases["optimiser"] = max(total - evals - ev["OcnetValidation"]["time"] - saves, 0.0) / total * t_it
     # MGRIT iterations per solve within the timed iterations: without the initial evaluation's
     # solves (history row 0; before the first iteration, and often cheaper: an exact-mode state
     # solve from the initial guess may converge at once)

@@ -46,6 +46,8 @@ FRAMEWORK_OPTIONS = [  # name, type, default, help, and keywords of OptionSet.ad
      {"bounds": "[0,inf)"}),
     ("stop_adjoint_residual", float, 0.0, "the same for the adjoint MGRIT residual (0: off)", {"bounds": "[0,inf)"}),
     ("batch_size", int, 0, "mini-batch size, a new batch each iteration (0: all training data)", {"bounds": "[0,inf)"}),
+    ("checkpoint", bool, True, "with a run folder: save checkpoints for -resume (0: none during the run or at its "
+     "end, a signal still saves one: benchmarks and scaling studies, where saves take time and disk)", {}),
     ("checkpoint_every", int, 0, "also save a checkpoint and the parameters every k iterations (0: by time only)",
      {"bounds": "[0,inf)"}),
     ("checkpoint_seconds", float, 60.0, "with a run folder: save a checkpoint and the parameters after the first "
@@ -125,10 +127,11 @@ def run_summary(reason, trainer, **more):
     final = {k: float(v) if rundir.finite(v) else None for k, v in last.items()
              if k in ("objective", "gradient_norm") or (k.startswith(("train_", "val_")) and not k.endswith("_residual"))}\
         if rows else None
+    saves = trainer.save_stats if trainer is not None and trainer.save_stats["saves"] else None
     return {"reason": reason, "iterations": int(last["iteration"]) if rows else None, "ranks": _FAILURE["ranks"],
             "mode": _FAILURE["mode"], "wall_time": last.get("wall_time"), "final_row": final,
             "jit_time": trainer.jit_time() if trainer is not None and trainer.t0 is not None else None,
-            "machine": rundir.machine(), **more}
+            "machine": rundir.machine(), **rundir.provenance(), **({"checkpoints": saves} if saves else {}), **more}
 
 
 def write_failure(status, text):
@@ -204,6 +207,7 @@ def run(comm):
         _say(comm, f"ocnet: note: -load: the saved model's options: {' '.join(from_load)}", sys.stderr)
     spec = opts.get("problem", db)
     cls = load_problem_class(spec)
+    PROBLEM[:] = [spec]
     mgrit_options(opts)
     popts = OptionSet()
     cls.declare_options(popts)
@@ -274,6 +278,8 @@ def run(comm):
     _FAILURE.update(ranks=grid.size, mode=values["mode"])
     if values["checkpoint_every"] and not run_dir:
         raise OcnetError("-checkpoint_every needs -run_dir")
+    if values["checkpoint_every"] and not values["checkpoint"]:
+        raise OcnetError("-checkpoint_every with -checkpoint 0: give one of them")
     if values["predictions"] and not run_dir:
         raise OcnetError("-predictions needs -run_dir (the files go there)")
     if values["resume"] and values["run_dir"] and \
@@ -332,7 +338,7 @@ def run(comm):
         objective.adapt.reset_totals()
     trainer = Trainer(objective, comm, replicated, on_row=on_row, run_dir=run_dir,
                       checkpoint_every=values["checkpoint_every"], resume=resume,
-                      checkpoint_seconds=values["checkpoint_seconds"],
+                      checkpoint_seconds=values["checkpoint_seconds"] if values["checkpoint"] else None,
                       stop=(values["stop_state_residual"], values["stop_adjoint_residual"]), meta=meta,
                       files=rundir)
     _FAILURE["trainer"] = trainer
@@ -541,13 +547,45 @@ def _unused_options():
             for k in given if not db.used(k)}
 
 
+def _of_other_problems(names):
+    """{option: [registered problems that declare it]} for those of ``names`` that this run's
+    problem does not declare (e.g. -ntrain given to -problem classify: an option of peaks)."""
+    from ..base.options import OptionSet
+    from ..plugin.loader import registered
+
+    out = {}
+    if not names:
+        return out
+    for name, ep in sorted(registered().items()):
+        if PROBLEM and name == PROBLEM[0]:
+            continue
+        try:
+            opts = OptionSet()
+            ep.load().declare_options(opts)
+        except Exception:  # noqa: B902 - a hint only: a problem that does not load is not this run's
+            continue
+        for o in opts.options:
+            if o.name in names:
+                out.setdefault(o.name, []).append(name)
+    return out
+
+
+def _other_problem_hint(k, others):
+    where = others.get(k)
+    if not where:
+        return ""
+    return (f" (an option of -problem {', '.join(where)}; this run's problem is "
+            f"{PROBLEM[0] if PROBLEM else '?'})")
+
+
 def report_unused(comm):
     """List options given but never read (a typo is never silently ignored), with the closest
-    option name that was declared or read."""
+    option name that was declared or read, or the registered problems that declare it."""
     unused = _unused_options()
+    others = _of_other_problems([k for k, close in unused.items() if not close])
     for k, close in unused.items():
         _say(comm, f"ocnet: warning: option -{k} was given but never used"
-             + (f" (did you mean -{close}?)" if close else ""), sys.stderr)
+             + (f" (did you mean -{close}?)" if close else _other_problem_hint(k, others)), sys.stderr)
     return list(unused)
 
 
@@ -559,9 +597,16 @@ def report_misspelt(comm):
     """At the first iteration (every object has read its options by then): the options not read
     that look like a misspelling of one that was (e.g. -tao_max_itt for -tao_max_it), so that a
     long run does not go on for hours without it unnoticed (the end of the run lists it again)."""
-    for k, close in _unused_options().items():
-        if close and not any(t in k for t in _READ_LATE):
+    unused = _unused_options()
+    others = _of_other_problems([k for k, close in unused.items() if not close])
+    for k, close in unused.items():
+        if any(t in k for t in _READ_LATE):
+            continue
+        if close:
             _say(comm, f"ocnet: warning: option -{k} was given but is not used (did you mean -{close}?); "
+                       "the run goes on without it", sys.stderr)
+        elif k in others:
+            _say(comm, f"ocnet: warning: option -{k} was given but is not used{_other_problem_hint(k, others)}; "
                        "the run goes on without it", sys.stderr)
 
 
@@ -578,6 +623,8 @@ def misspelt_in(text):
 
 #: the options this run declared (framework, MGRIT and the problem's): report_unused's spelling hints
 DECLARED = []
+#: this run's -problem (as given): report_unused names the other problems an option belongs to
+PROBLEM = []
 
 
 #: main() ran in this process (PETSc reads a process's options once, at its initialisation)
@@ -670,6 +717,8 @@ def main(argv=None):
     from ..base.numba_cache import install
 
     install()  # a damaged Numba cache file recompiles instead of failing every run
+    from ..base import threads
+    threads.limit()  # one BLAS thread per rank unless OMP_NUM_THREADS / OPENBLAS_NUM_THREADS / ... are set
     from ..base import jit_clock
     jit_clock.install()  # wall_time leaves out JIT compiles (a cold cache compiles kernels mid-run)
     import numpy as np

@@ -559,6 +559,32 @@ def write_summary(run_dir, summary, comm):
         write_json(os.path.join(run_dir, "summary.json"), summary)
 
 
+def provenance():
+    """Where and with what a run ran: {"finished": UTC time (ISO 8601), "host", "versions" (ocnet,
+    PETSc, petsc4py, mpi4py and its MPI library, numpy, numba), "slurm_job_id" (inside a Slurm job)}."""
+    import time
+    from importlib.metadata import PackageNotFoundError, version
+
+    def ver(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    versions = {k: ver(k) for k in ("ocnet", "petsc4py", "mpi4py", "numpy", "numba")}
+    try:
+        versions["petsc"] = ".".join(map(str, PETSc.Sys.getVersion()))
+        from mpi4py import MPI
+        versions["mpi"] = MPI.Get_library_version().strip("\x00 \n").splitlines()[0]
+    except Exception:  # noqa: B902 - a record only
+        pass
+    out = {"finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": platform.node(),
+           "versions": versions}
+    if os.environ.get("SLURM_JOB_ID"):
+        out["slurm_job_id"] = os.environ["SLURM_JOB_ID"]
+    return out
+
+
 def machine():
     """CPU model and core count, for run records (figures depend on the CPU and its BLAS)."""
     model = platform.processor() or platform.machine()
