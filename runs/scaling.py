@@ -15,14 +15,18 @@ the folder the script is called from; the runs themselves start in the ocnet che
 DIR`` (a folder, or several joined by ':') holds an out-of-tree plugin (``-problem module:Class``): it
 is put in front of PYTHONPATH for every rank.  Before anything runs (and with ``--dry-run``) the
 options file must be readable and ``ocnet -options_file FILE EXTRA -dry_run`` must pass (the problem
-importable, option values, data); else one line on stderr and exit status 2.  The runs' ``ocnet: warning:``
-lines (e.g. an option never used) are passed on to stderr, each distinct one once.
+importable, option values, data), and no rank count may exceed its N; else one line on stderr and
+exit status 2.  The dry run's ``ocnet: warning:`` lines (a misspelt option) are shown before the
+study, the runs' (e.g. an option never used) passed on to stderr, each distinct one once.  Runs use
+``-checkpoint 0`` (a save would enter the times and fill the disk).  A run that fails is reported
+and left out; the study goes on, and the script exits 1 at the end naming the failed points.
 
 Writes OUT/scaling.csv (ranks, N, mode, time per iteration: min and median over the repeats,
 per-phase times of the fastest repeat, MGRIT iterations per state/adjoint solve, speed-up over
-layer-serial on 1 rank at the same N, parallel efficiency = speed-up / ranks) and three plots:
-OUT/time.png (time per iteration against ranks, log-log, with the ideal line t(1 rank)/P and the
-serial time), OUT/speedup.png and OUT/efficiency.png.
+layer-serial on 1 rank at the same N, parallel efficiency = speed-up / ranks; weak scaling also
+weak_efficiency = t(1 rank, N) / t(P ranks, N P) of the same mode; the machine and date) and three
+plots, titled with machine and date: OUT/time.png (time per iteration against ranks, log-log, with
+the ideal line t(1 rank)/P and the serial time), OUT/speedup.png and OUT/efficiency.png.
 """
 import argparse
 import csv
@@ -32,6 +36,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -40,6 +45,15 @@ sys.path.insert(0, ROOT)
 # iterations, which the serial mode's row times)
 MODE_ARGS = {"serial": [], "oneshot": ["-mode", "oneshot", "-oneshot_adapt", "0"],
              "oneshot_adaptive": ["-mode", "oneshot", "-oneshot_exact_start", "0"], "exact": ["-mode", "exact"]}
+
+
+def _machine():
+    from ocnet.run.rundir import machine
+    return machine()
+
+
+MACHINE = _machine()  # (every table and figure carries its machine and date)
+DATE = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
 
 
 def fail(text):
@@ -73,6 +87,11 @@ def check_inputs(options, extra, env):
         if why.startswith("cannot load problem") or why.startswith("unknown problem"):  # not found: where to look
             why += f" (PYTHONPATH {env.get('PYTHONPATH', '')!r}; give the plugin's folder with --pythonpath)"
         fail(why)
+    # its warnings (a misspelt option, an option of another problem) before the study, not after it
+    for line in r.stderr.splitlines():
+        if line.startswith("ocnet: warning:"):
+            print(line, file=sys.stderr, flush=True)
+    return {line for line in r.stderr.splitlines() if line.startswith("ocnet: warning:")}
 
 
 def shown(cmd):
@@ -135,11 +154,11 @@ def main():
         env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [env.get("PYTHONPATH")] if p])
     options = os.path.abspath(a.options)
     extra = absolute_options(shlex.split(a.extra))
-    check_inputs(options, extra, env)
+    shown_warnings = check_inputs(options, extra, env)
     if paths:  # the ranks inherit it (srun exports the environment; mpiexec's local ranks inherit it)
         print(f"export PYTHONPATH={shlex.quote(env['PYTHONPATH'])}", flush=True)
 
-    warned = set()
+    warned = set(shown_warnings)
     if not a.dry_run:  # other work enters every timing (validate_perfmodel.py records the load too)
         from ocnet.perfmodel.calibration import other_runnable
         others = other_runnable()
@@ -159,8 +178,11 @@ def main():
         if os.path.isdir(d):
             shutil.rmtree(d)
         r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-        if r.returncode != 0:
-            sys.exit(f"run failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+        if r.returncode != 0:  # recorded; the study goes on with its other points
+            last = (r.stderr.strip() or r.stdout.strip() or "no output").splitlines()[-1]
+            failed.append(f"{mode} N {N} ranks {p}: exit status {r.returncode}: {last}")
+            print(f"scaling.py: run failed: {failed[-1]}", file=sys.stderr, flush=True)
+            return None
         for line in (r.stdout + r.stderr).splitlines():  # ocnet's warnings (e.g. an unused option), once each
             if line.startswith("ocnet: warning:") and line not in warned:
                 warned.add(line)
@@ -168,7 +190,11 @@ def main():
         return phases.summarize(d)
 
     def best_of(mode, N, p):
-        res = [run(mode, N, p, k) for k in range(a.repeat)]
+        res = []
+        for k in range(a.repeat):
+            res.append(run(mode, N, p, k))
+            if res[-1] is None and not a.dry_run:  # (a failed point: its repetitions would fail alike)
+                return None
         if a.dry_run:
             return None
         ts = [r["t_it"] for r in res]
@@ -176,33 +202,49 @@ def main():
         return dict(best, t_min=min(ts), t_median=statistics.median(ts))
 
     Ns = {p: (a.N if a.kind == "strong" else a.N * p) for p in ranks}
+    few = [p for p in ranks if p > Ns[p]]
+    if few:  # (ocnet refuses more ranks than layers: every rank holds at least one)
+        fail(f"--ranks {few[0]} with N {Ns[few[0]]}: more ranks than layers (each rank needs at least one layer)")
+    failed = []
     serial = {N: best_of("serial", N, 1) for N in sorted(set(Ns.values()))}
     rows = []
     for mode in modes:
         for p in ranks:
             N = Ns[p]
             r = serial[N] if (mode == "serial" and p == 1) else best_of(mode, N, p)
-            if a.dry_run:
+            if a.dry_run or r is None or serial[N] is None:
                 continue
             sp = serial[N]["t_min"] / r["t_min"]
+            # weak scaling: also the mode's own efficiency, t(1 rank, N_1) / t(P ranks, N_1 P)
+            one = next((x for x in rows if x["mode"] == mode and x["ranks"] == ranks[0]), None)
+            weak = (1.0 if p == ranks[0] == 1 else one["time_per_it_min"] / r["t_min"]
+                    if one is not None and ranks[0] == 1 else float("nan")) if a.kind == "weak" else None
             row = {"ranks": p, "N": N, "mode": mode, "time_per_it_min": r["t_min"], "time_per_it_median": r["t_median"]}
             row.update({f"t_{k}": v for k, v in r["phases"].items()})
             row.update({"state_mgrit_its": r["mgrit_its"].get("state", float("nan")),
                         "adjoint_mgrit_its": r["mgrit_its"].get("adjoint", float("nan")),
                         "serial_1rank_time_per_it": serial[N]["t_min"], "speedup": sp, "efficiency": sp / p,
                         f"val_{r['metric'] or 'accuracy'}": r["val"]})
+            if weak is not None:
+                row["weak_efficiency"] = weak
+            row.update(machine=MACHINE, date=DATE)
             rows.append(row)
             print(f"  {mode:8s} ranks {p:4d}  N {N:6d}  {1e3 * r['t_min']:9.1f} ms/it (median {1e3 * r['t_median']:.1f})"
-                  f"  speed-up {sp:6.2f}  efficiency {sp / p:5.2f}", flush=True)
+                  f"  speed-up {sp:6.2f}  efficiency {sp / p:5.2f}"
+                  + (f"  weak efficiency {weak:5.2f}" if weak is not None else ""), flush=True)
     if a.dry_run:
         return
+    if not rows:
+        sys.exit("scaling.py: no point of the study ran:\n  " + "\n  ".join(failed))
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "scaling.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
     plot(rows, out, a.kind, serial)
-    print(f"wrote {out}/scaling.csv, time.png, speedup.png, efficiency.png")
+    print(f"wrote {out}/scaling.csv, time.png, speedup.png, efficiency.png ({MACHINE}, {DATE})")
+    if failed:
+        sys.exit(f"scaling.py: {len(failed)} point(s) failed, left out of the table and plots:\n  " + "\n  ".join(failed))
 
 
 def plot(rows, out, kind, serial):
@@ -212,7 +254,8 @@ def plot(rows, out, kind, serial):
 
     modes = list(dict.fromkeys(r["mode"] for r in rows))
     by = {m: sorted((r for r in rows if r["mode"] == m), key=lambda r: r["ranks"]) for m in modes}
-    title = f"{kind} scaling" + (f", N = {rows[0]['N']}" if kind == "strong" else f", N/rank = {rows[0]['N'] // rows[0]['ranks']}")
+    title = (f"{kind} scaling" + (f", N = {rows[0]['N']}" if kind == "strong" else
+                                  f", N/rank = {rows[0]['N'] // rows[0]['ranks']}") + f"\n{MACHINE}, {DATE}")
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for m, rs in by.items():
         P = [r["ranks"] for r in rs]

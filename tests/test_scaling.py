@@ -78,3 +78,20 @@ def test_dry_run_bad_numbers(tmp_path):
         p = scaling(args + ["--dry-run"], tmp_path)
         assert p.returncode == 2 and p.stdout == "" and p.stderr.startswith("scaling.py: error: "), p.stderr
         assert text in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_failed_point_left_out_and_ranks_checked(tmp_path):
+    """A point whose run fails (a plugin failing on 2 ranks only) is reported and left out: the
+    other points are measured and written, with machine and date, and the exit status is 1 (one
+    failed point lost the whole study); more ranks than layers is one line before anything runs."""
+    (tmp_path / "f.opts").write_text("-problem tests.faulty:FailsOnRank\n-fail_rank 1\n")
+    p = scaling(["--options", "f.opts", "--pythonpath", ROOT, "--ranks", "1,2", "--N", "8", "--its", "2",
+                 "--repeat", "1", "--launcher", "mpiexec", "--out", "res"], tmp_path)
+    assert p.returncode == 1 and "scaling.py: 1 point(s) failed, left out of the table and plots:\n  oneshot N 8 " \
+        "ranks 2: exit status 1: ocnet: error: the problem plugin failed (ZeroDivisionError" in p.stderr, p.stderr
+    with open(tmp_path / "res" / "scaling.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["mode"], r["ranks"]) for r in rows] == [("oneshot", "1")] and rows[0]["machine"] and rows[0]["date"]
+    p = scaling(["--ranks", "1,3", "--N", "2", "--dry-run"], tmp_path)
+    assert p.returncode == 2 and p.stderr.strip() == \
+        "scaling.py: error: --ranks 3 with N 2: more ranks than layers (each rank needs at least one layer)", p.stderr
