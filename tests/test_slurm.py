@@ -169,6 +169,39 @@ def test_train_template_requeues_and_resumes(tmp_path):
     assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]  # not requeued again
 
 
+def test_train_template_term_and_max_requeues_do_not_requeue(tmp_path):
+    """SIGTERM to the batch script (scancel, a preemption) stops the run saved (status 4) without a
+    requeue (it requeued as on USR1); USR1 at MAX_REQUEUES says why it does not requeue (it exited
+    4 silently).  Stand-ins for srun and scontrol as above."""
+    import signal
+    import time
+
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "srun").write_text('#!/bin/bash\n[ "$1" = --ntasks ] && shift 2\nexec "$@"\n')
+    (bin_ / "scontrol").write_text(f'#!/bin/bash\necho "$@" >> {tmp_path}/scontrol.log\n')
+    for f in ("srun", "scontrol"):
+        os.chmod(bin_ / f, 0o755)
+    opts = tmp_path / "small.opts"
+    opts.write_text("-N 16\n-width 8\n-ntrain 1000\n-nval 50\n-tao_gatol 0\n-quiet\n-tao_max_it 100000\n")
+    script = os.path.join(SLURM, "train.sbatch")
+    for sig, restarts, text in ((signal.SIGTERM, "0", "stopped by SIGTERM (scancel or a preemption): not requeued"),
+                                (signal.SIGUSR1, "20", "not requeued: MAX_REQUEUES (20) reached")):
+        run = tmp_path / f"run{restarts}"
+        e = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+        e.update(PYTHON=sys.executable, RUN_DIR=str(run), OPTIONS=str(opts), SLURM_JOB_ID="4242", SLURM_NTASKS="1",
+                 SLURM_RESTART_COUNT=restarts, PATH=f"{bin_}:{os.environ['PATH']}", OMP_NUM_THREADS="1")
+        out = tmp_path / f"out{restarts}"
+        p = subprocess.Popen(["bash", script], stdout=open(out, "w"), stderr=subprocess.STDOUT, env=e)
+        hist, start = run / "history.csv", time.time()
+        while not (hist.exists() and hist.read_text().count("\n") > 4):
+            assert p.poll() is None and time.time() - start < 300, out.read_text()
+            time.sleep(0.05)
+        os.kill(p.pid, sig)
+        assert p.wait(timeout=300) == 4, out.read_text()
+        assert text in out.read_text() and not (tmp_path / "scontrol.log").exists(), out.read_text()
+
+
 def test_train_template_relative_paths_plugin_folder_and_checks(tmp_path):
     """train.sbatch from another folder: OPTIONS, RUN_DIR and PLUGIN_PATH relative to it; the dry run
     loads the out-of-tree problem, and fails with one line for a missing options file or an
