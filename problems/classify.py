@@ -13,6 +13,7 @@ import sys
 import numpy as np
 
 from ocnet.base.errors import OcnetError
+from ocnet.base.options import path
 from . import datafiles
 from .resnet import UNLABELLED, Classification, ResNet
 
@@ -140,12 +141,12 @@ class FileClassification(LabelledResNet):
     def declare_options(cls, opts):
         super().declare_options(opts)
         g = cls.name
-        opts.add("train_file", str, None, "training data: .npz, .npy, .mat, or CSV/whitespace text (.csv, .dat, ...)",
+        opts.add("train_file", path, None, "training data: .npz, .npy, .mat, or CSV/whitespace text (.csv, .dat, ...)",
                  group=g)
-        opts.add("train_labels", str, None, "training labels in their own file (integers or one-hot rows); "
+        opts.add("train_labels", path, None, "training labels in their own file (integers or one-hot rows); "
                  "default: -y_name of a .npz/.mat file, else -label_column of the table", group=g)
-        opts.add("val_file", str, None, "validation data, same format (or use -val_fraction)", group=g)
-        opts.add("val_labels", str, None, "validation labels in their own file", group=g)
+        opts.add("val_file", path, None, "validation data, same format (or use -val_fraction)", group=g)
+        opts.add("val_labels", path, None, "validation labels in their own file", group=g)
         opts.add("val_unlabelled", bool, False, "the -val_file holds features only (new samples to score with "
                  "-load and -predictions: no validation accuracy)", group=g)
         opts.add("val_fraction", float, 0.0, "without -val_file: this fraction of the training file becomes "

@@ -113,7 +113,7 @@ def as_features(X, what):
     bad = ~np.isfinite(X)
     if bad.any():
         r, c = np.argwhere(bad)[0]
-        raise OcnetError(f"{what}: features hold NaN or Inf (row {r}, column {c})")
+        raise OcnetError(f"{what}: features hold NaN or Inf (row {r}, column {c}; both counted from 0)")
     return X
 
 
@@ -125,7 +125,10 @@ def read_labelled(features, labels=None, x_name="X", y_name="y", label_column=-1
     file, else from column ``label_column`` of a table (the remaining columns are the features)."""
     ext = os.path.splitext(features or "")[1].lower()
     keyed = ext in (".npz", ".mat")
-    A = read_array(features, what, x_name, "x_name", skip_rows)
+    try:
+        A = read_array(features, what, x_name, "x_name", skip_rows)
+    except OcnetError as e:
+        raise _text_in_label_column(e, features, labels, keyed or ext == ".npy", label_column, skip_rows) from None
     if labels:
         lwhat = what.replace("_file", "_labels")
         y = read_array(labels, lwhat, y_name, "y_name", skip_rows)
@@ -154,9 +157,36 @@ def read_labelled(features, labels=None, x_name="X", y_name="y", label_column=-1
     try:
         return X, as_class_indices(y, lwhat, label_base)
     except OcnetError as e:
-        if what != "-val_file" or labels:
-            raise
-        raise OcnetError(f"{e}; features without labels: -val_unlabelled") from None
+        text = str(e)
+        if not labels and not keyed and "must be integers" in text:  # (a table's label column)
+            text += (f" (the labels are column {c + 1} of {A.shape[1]}, counted from 1: -label_column "
+                     f"{label_column}{', the last, by default' if label_column == -1 else ''})")
+        if what == "-val_file" and not labels:
+            text += "; features without labels: -val_unlabelled"
+        raise OcnetError(text) from None
+
+
+def _text_in_label_column(err, features, labels, binary, label_column, skip_rows):
+    """``err`` (a text table that did not parse) with the cause named when the text is in the label
+    column: class names (e.g. 'setosa') are not labels ocnet reads; else ``err`` as it is."""
+    import re
+
+    m = re.search(r"could not convert string '([^']*)' to float64 at row \d+, column (\d+)", str(err))
+    if labels or binary or m is None:
+        return err
+    try:
+        with open(features) as f:
+            line = next(ln for i, ln in enumerate(f)
+                        if i >= skip_rows and ln.strip() and not ln.lstrip().startswith("#"))
+        ncols = len(line.split(_text_delimiter(features, skip_rows)))
+    except (OSError, StopIteration, UnicodeDecodeError):
+        return err
+    c = label_column if label_column >= 0 else ncols + label_column
+    if int(m.group(2)) - 1 != c:
+        return err
+    return OcnetError(f"{str(err).split(':', 1)[0]}: the label column ({c + 1} of {ncols}, counted from 1: "
+                      f"-label_column {label_column}) holds text ('{m.group(1)}'): labels must be numbers, e.g. "
+                      "the class names mapped to 0, 1, ... (or one-hot rows in a labels file)")
 
 
 def stratified_split(y, n_val, seed, n_train=None, what="-val_fraction"):

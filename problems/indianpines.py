@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from ocnet.base.errors import OcnetError
+from ocnet.base.options import path
 from . import datafiles
 from .classify import LabelledResNet
 
@@ -94,7 +95,7 @@ class IndianPines(LabelledResNet):
     def declare_options(cls, opts):
         super().declare_options(opts)
         g = cls.name
-        opts.add("data_dir", str, None, "folder with Indian_pines_corrected.mat (or Indian_pines.mat) and "
+        opts.add("data_dir", path, None, "folder with Indian_pines_corrected.mat (or Indian_pines.mat) and "
                  "Indian_pines_gt.mat (default: the copy in the tensorly package)", group=g)
         opts.add("ntrain", int, 4000, "training pixels (seeded stratified split of the labelled pixels)", group=g,
                  bounds="[1,inf)")

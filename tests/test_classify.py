@@ -1,4 +1,8 @@
 """-problem classify: users' data files in every format, the split, standardisation, plots, bad input."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.io
@@ -8,7 +12,7 @@ from ocnet.run.cli import framework_options
 from ocnet.base.errors import OcnetError
 from ocnet_problems import datafiles
 from ocnet_problems.classify import FileClassification
-from tests.conftest import history_column, read_history, run_ocnet
+from tests.conftest import ROOT, history_column, read_history, run_ocnet
 
 COMM = PETSc.COMM_WORLD.tompi4py()
 NET = ["-problem", "classify", "-N", 4, "-width", 4, "-tao_max_it", 3, "-quiet"]
@@ -218,6 +222,9 @@ def _write_bad(d):
     np.savetxt(d / "notonehot.dat", lab)
     np.savetxt(d / "feat.dat", X)
     scipy.io.savemat(d / "d.mat", {"X": X, "y": y})
+    with open(d / "names.csv", "w") as f:  # class names in the label column
+        f.write("x0,x1,species\n" + "".join(f"{a},{b},{'abc'[k]}\n" for (a, b), k in zip(X, y)))
+    np.savetxt(d / "labelfirst.csv", np.column_stack([y, X]), delimiter=",")  # the labels in column 1
     return d
 
 
@@ -227,8 +234,8 @@ BAD = [
     (["-train_file", "{d}/ok.npz", "-x_name", "features"], "no variable 'features' (option -x_name; the file holds: X, y)"),
     (["-train_file", "{d}/d.mat", "-y_name", "labels"], "no variable 'labels' (option -y_name"),
     (["-train_file", "{d}/X.npy", "-train_labels", "{d}/y_short.npy"], "-train_labels: 29 label rows for 30 feature rows"),
-    (["-train_file", "{d}/nan.npz"], "-train_file: features hold NaN or Inf (row 3, column 1)"),
-    (["-train_file", "{d}/ok.npz", "-val_file", "{d}/inf.npz"], "-val_file: features hold NaN or Inf (row 5, column 0)"),
+    (["-train_file", "{d}/nan.npz"], "-train_file: features hold NaN or Inf (row 3, column 1; both counted from 0)"),
+    (["-train_file", "{d}/ok.npz", "-val_file", "{d}/inf.npz"], "-val_file: features hold NaN or Inf (row 5, column 0; both counted from 0)"),
     (["-train_file", "{d}/frac.npz"], "-train_file: labels must be integers (row 0: 0.5)"),
     (["-train_file", "{d}/neg.npz"], "label -1 (row 0) is out of range: labels start at 0"),
     (["-train_file", "{d}/ok.npz", "-nclasses", 2], "training label 2 (row 20) is out of range of -nclasses 2"),
@@ -244,6 +251,10 @@ BAD = [
      "of -train_file?)"),
     (["-train_file", "{d}/header.csv"], "could not convert string 'x0' to float64 at row 0, column 1. (numpy counts "
      "rows from the first one read and columns from 1; a header line: -skip_rows 1"),
+    (["-train_file", "{d}/names.csv", "-skip_rows", 1], "-train_file: the label column (3 of 3, counted from 1: "
+     "-label_column -1) holds text ('a'): labels must be numbers"),
+    (["-train_file", "{d}/labelfirst.csv"], "(the labels are column 3 of 3, counted from 1: -label_column -1, the "
+     "last, by default)"),
 ]
 
 
@@ -274,3 +285,23 @@ def test_label_forms():
         datafiles.as_class_indices(np.array([[0.5, 0.5], [1, 0]]), "x")
     with pytest.raises(OcnetError, match="must be integers"):
         datafiles.as_class_indices(np.array([np.nan, 1]), "x")
+
+
+def test_data_paths_recorded_absolute(tmp_path):
+    """File options are recorded as absolute paths (options.txt, params.json), so -resume from
+    another folder finds the data (a tester's relative -train_file: 'no file' from elsewhere)."""
+    X, y = blobs(10)
+    (tmp_path / "data").mkdir()
+    np.savez(tmp_path / "data" / "t.npz", X=X, y=y)
+    base = [sys.executable, "-m", "ocnet", "-problem", "classify", "-N", 4, "-width", 4, "-val_fraction", 0.3,
+            "-quiet", "-run_dir_plots", 0]
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    run = lambda args, cwd: subprocess.run([str(a) for a in base + args], cwd=cwd, env=env, capture_output=True,
+                                           text=True, timeout=300)
+    p = run(["-train_file", "data/t.npz", "-tao_max_it", 2, "-run_dir", "r"], tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert f"-train_file {tmp_path / 'data' / 't.npz'}" in (tmp_path / "r" / "options.txt").read_text()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    p = run(["-resume", tmp_path / "r", "-tao_max_it", 4], elsewhere)
+    assert p.returncode == 0 and len(read_history(tmp_path / "r")) == 5, p.stderr

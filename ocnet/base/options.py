@@ -5,6 +5,7 @@ declared once with a type, default and help line; ``-help`` prints the declarati
 of the wrong type is reported as one clear line instead of a PETSc traceback.
 """
 import math
+import os
 from dataclasses import dataclass, field
 
 from .errors import OcnetError
@@ -18,6 +19,15 @@ def parse_bounds(spec):
     spec = spec.replace(" ", "")
     lo, hi = spec[1:-1].split(",")
     return float(lo), spec[0] == "(", float(hi), spec[-1] == ")"
+
+
+class path(str):
+    """The type of a file or folder option: its value as an absolute path (relative ones to the
+    folder the run starts in), so that the run's records (options.txt, params.json) name the same
+    file when the run is resumed or replayed from another folder."""
+
+    def __new__(cls, text):
+        return super().__new__(cls, os.path.abspath(os.path.expanduser(text)))
 
 
 @dataclass
