@@ -546,6 +546,10 @@ def main(argv=None):
     for row in speedup_table(cal, Ns, Ps, evals=a.evals, **kw):
         print(f"| {row[0]} | " + " | ".join("-" if math.isnan(v) else f"{v:.1f}x" for v in row[1:])
               + f" | {crossover(cal, row[0], make=make, **kw) or f'none up to P = {row[0]}'} |")
+    if not exact:
+        print("(per iteration of one-shot solves; the default adaptive -mode oneshot runs its first "
+              "-oneshot_exact_start fraction f = 0.2 of the evaluations layer-serially, so a whole run's speed-up "
+              "s becomes 1 / (f + (1 - f) / s), at most 1/f = 5: docs/hpc/scaling.md)")
     return 0
 
 
