@@ -164,8 +164,8 @@ def main():
         others = other_runnable()
         if others:
             print(f"scaling.py: warning: {others} other process{'es' if others > 1 else ''} running on "
-                  f"{os.cpu_count()} CPUs: runs with more ranks than idle cores share them, and their times and "
-                  "speed-ups say so (run on a quiet machine)", file=sys.stderr, flush=True)
+                  f"{os.cpu_count()} CPUs: runs with more ranks than idle cores share them, and the times and "
+                  "speed-ups below include that (run on a quiet machine)", file=sys.stderr, flush=True)
 
     def run(mode, N, p, rep):
         d = os.path.join(out, f"{mode}_N{N}_p{p}_r{rep}")
@@ -267,7 +267,7 @@ def plot(rows, out, kind, serial):
               label="layer-serial, 1 rank")
     ax.set_xlabel("MPI ranks")
     ax.set_ylabel("time per iteration (s)")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "time.png"), dpi=90)
@@ -284,7 +284,7 @@ def plot(rows, out, kind, serial):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("MPI ranks")
         ax.set_ylabel(ylab)
-        ax.set_title(title)
+        ax.set_title(title, fontsize=8)
         ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(os.path.join(out, name), dpi=90)

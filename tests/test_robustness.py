@@ -270,7 +270,7 @@ def test_diverged_exact_solves_replaced_by_layer_serial(tmp_path):
     np.testing.assert_allclose(history_column(tmp_path / "e"), history_column(tmp_path / "s"), rtol=1e-13)
     summary = json.loads((tmp_path / "e" / "summary.json").read_text())
     assert summary["serial_fallbacks"] == summary["unconverged_solves"] > 6, summary
-    assert f"{summary['serial_fallbacks']} that diverged or went non-finite replaced by the layer-serial" in p.stderr
+    assert f"{summary['serial_fallbacks']} that diverged, blew up or went non-finite replaced by the layer-serial" in p.stderr
     one_error(run_ocnet(STIFF + ["-mode", "exact", "-unconverged", "stop"], nprocs=2, check=False, timeout=300), 3,
               "state MGRIT went non-finite (residual nan) in iteration 1; its coarse steps (h*m) may be unstable")
 
@@ -464,6 +464,11 @@ def test_unconverged_solve_says_why():
            "(-adjoint_mgrit_levels, now 3) may make it contract" in text and "max_it" not in text, text
     assert "raise -adjoint_mgrit_max_it" in line([1.0, 0.5, 0.25])
     assert "went non-finite (residual nan) in iteration 2" in line([1.0, 0.5, float("nan")])
+    # up 1e5-fold, then down to below its start without converging: blew up (a tester's oscillator)
+    text = line([6.1, 3.0e9, 6.6e14, 0.845])
+    assert "MGRIT blew up: its residual rose from 6.100e+00 to 6.600e+14 and ended at 8.450e-01 after 3 " \
+           "iterations (tolerance -adjoint_mgrit_rtol 1e-09 of its starting residual 6.100e+00" in text, text
+    assert "max_it" not in text, text
 
 
 def test_nonfinite_mgrit_stops_at_once():

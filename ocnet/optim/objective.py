@@ -17,6 +17,9 @@ from ..mgrit.solver import RELAXATIONS, phase
 from ..mgrit.serial import LayerSerial
 
 TAG_HALO_L, TAG_HALO_R, TAG_LOSS = 21, 22, 23
+#: an exact-mode solve whose residual rose this many times above its start blew up: replaced by the
+#: layer-serial solve like a diverged one (a warm start's first cycle may rise a little above it)
+BLOWUP = 1e3
 
 
 def contract_advice(mg, prefix):
@@ -275,16 +278,24 @@ class ReducedObjective:
         its = max(len(mg.history) - 1, 0)
         r0 = mg.history[0] if mg.history else float("nan")
         replace = True
+        peak = max((r for r in mg.history[1:] if np.isfinite(r)), default=float("nan"))
+        tolerance = f"-{prefix}mgrit_rtol {mg.s.rtol:g} of its starting residual {r0:.3e}, -{prefix}mgrit_atol {mg.s.atol:g}"
         if not np.isfinite(mg.residual):  # (the solve stopped at its first non-finite residual)
             text = f"{what} MGRIT went non-finite (residual {mg.residual}) in iteration {its}"
             advice = f"its coarse steps (h*m) may be unstable: {contract_advice(mg, prefix)}"
         elif np.isfinite(r0) and mg.residual > r0:
             text = (f"{what} MGRIT diverged: its residual grew from {r0:.3e} to {mg.residual:.3e} in {its} "
-                    f"iterations (tolerance -{prefix}mgrit_rtol {mg.s.rtol:g}, -{prefix}mgrit_atol {mg.s.atol:g})")
+                    f"iterations (tolerance {tolerance})")
+            advice = f"{contract_advice(mg, prefix)}; more iterations would not"
+        elif np.isfinite(r0) and peak > BLOWUP * r0:
+            # blew up, then came down without converging (a stall near rho = 1): the iterate went
+            # through values far from the solution, and its end is no approximation of it either
+            text = (f"{what} MGRIT blew up: its residual rose from {r0:.3e} to {peak:.3e} and ended at "
+                    f"{mg.residual:.3e} after {its} iterations (tolerance {tolerance})")
             advice = f"{contract_advice(mg, prefix)}; more iterations would not"
         else:
             text = (f"{what} MGRIT stopped after {its} iterations with residual {mg.residual:.3e}, "
-                    f"above its tolerance (-{prefix}mgrit_rtol {mg.s.rtol:g}, -{prefix}mgrit_atol {mg.s.atol:g})")
+                    f"above its tolerance ({tolerance})")
             advice = f"raise -{prefix}mgrit_max_it"
             replace = False
         if self.unconverged == "stop":

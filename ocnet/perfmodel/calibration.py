@@ -518,6 +518,16 @@ if r == 0:
 '''
 
 
+def _run(cmd, what, launcher, **kw):
+    """subprocess.run of an MPI measurement; a launcher that is not there is a LaunchFailure."""
+    import subprocess
+    from types import SimpleNamespace
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, **kw)
+    except OSError as e:
+        raise LaunchFailure(what, cmd, SimpleNamespace(returncode=127, stdout="", stderr=str(e)), launcher) from None
+
+
 def start_ranks(n, launcher=None):
     """The command prefix that starts ``n`` ranks: ``launcher`` (a format string with {n}, e.g.
     "srun -n {n}") or ocnet's mpiexec (bound to cores)."""
@@ -541,11 +551,9 @@ class LaunchFailure(RuntimeError):
 
 def calibrate_mpi(launcher=None):
     """Half round-trip times of 2-rank ping-pongs: latency (8 bytes) and bandwidth (large messages)."""
-    import subprocess
-
     for attempt in range(2):  # once, right after another MPI job ended, mpiexec printed nothing (twice in a row)
         cmd = start_ranks(2, launcher) + [sys.executable, "-c", PINGPONG]
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        p = _run(cmd, "2-rank ping-pong", launcher, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
         line = [ln for ln in p.stdout.splitlines() if ln.startswith("PINGPONG")]
         if line:
             break
@@ -592,14 +600,12 @@ def calibrate_concurrency(cal, args, N=512, repeat=5, launcher=None):
     on N layers, on 1 and on 2 ranks bound to cores (CPU time of the slower rank, best of
     ``repeat``); the factor is the measured 2-rank/1-rank ratio over the ratio the model predicts
     for the same two solves (at least 1).  predict() scales the solve times of P > 1 runs by it."""
-    import subprocess
-
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     t = {}
     for P in (1, 2):
         cmd = start_ranks(P, launcher) + [sys.executable, "-c", CONCURRENT, root, str(N), str(repeat)] + list(args)
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
-                           env=dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1"))
+        p = _run(cmd, f"{P}-rank concurrency measurement", launcher, timeout=900,
+                 env=dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1"))
         line = [ln for ln in p.stdout.splitlines() if ln.startswith("CONCURRENT")]
         if not line:
             if P == 1 or "Traceback" not in p.stderr:  # (a rank's Python error is a bug: reported in full)

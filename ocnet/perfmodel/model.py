@@ -538,13 +538,18 @@ def main(argv=None):
         f"N = {N}: {1e3 * predict(cal, mode_config('serial', N, 1, cal=cal, evals=a.evals))['total']:.1f} ms"
         for N in Ns))
     what = "exact mode" if exact else "one-shot"
-    print(f"speed-up of {what} ({a.state_its}+{a.adjoint_its} MGRIT its, {a.relax or 'its default relaxation'}, "
-          f"cfactor {a.cfactor or 'its default'}) per iteration over layer-serial on 1 rank")
+    from ..mgrit.solver import MGRITSettings
+    from ..optim.modes import ONESHOT_MGRIT
+    relax = a.relax or (MGRITSettings.relax if exact else ONESHOT_MGRIT["relax"])
+    cf = a.cfactor or (4 if exact else ONESHOT_MGRIT["cfactor"][0])
+    print(f"speed-up of {what} ({a.state_its}+{a.adjoint_its} MGRIT its, {relax} relaxation, cfactor {cf}) per "
+          "iteration over layer-serial on 1 rank")
     print("| N | " + " | ".join(f"P={P}" for P in Ps) + " | crossover P |")
     print("|---:|" + "---:|" * (len(Ps) + 1))
     make = lambda mode, n, P, **k: mode_config(mode, n, P, cal=cal, evals=a.evals, **k)  # noqa: E731
     for row in speedup_table(cal, Ns, Ps, evals=a.evals, **kw):
-        print(f"| {row[0]} | " + " | ".join("-" if math.isnan(v) else f"{v:.1f}x" for v in row[1:])
+        print(f"| {row[0]} | " + " | ".join("-" if math.isnan(v) else f"{v:.1f}x" if v >= 0.1 else f"{v:.2g}x"
+                                           for v in row[1:])
               + f" | {crossover(cal, row[0], make=make, **kw) or f'none up to P = {row[0]}'} |")
     if not exact:
         print("(per iteration of one-shot solves; the default adaptive -mode oneshot runs its first "

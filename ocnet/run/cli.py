@@ -171,6 +171,7 @@ def run(comm):
 
     from . import rundir
     from ..base import jit_clock, signals
+    from ..optim.objective import contract_advice
     from ..base.errors import NumericalFailure, OcnetError
     from ..base.grid import LayerGrid
     from ..optim.objective import ReducedObjective
@@ -424,8 +425,8 @@ def run(comm):
             _say(comm, f"ocnet: note: {fallbacks} of the {rest} one-shot evaluations{after} were exact "
                        "(layer-serial fallbacks: MGRIT did not contract, or the gradient error estimate reached |g|), "
                        "so this run cost more than -mode serial would; -mgrit_view and -mgrit_monitor show the "
-                       "solves, and a smaller -mgrit_cfactor, -mgrit_relax FCF or fewer levels may make them "
-                       "contract (docs/user/mgrit.md)", sys.stderr)
+                       f"solves, and {contract_advice(objective.mgrit, '').replace('make it contract', 'make them contract')}"
+                       " (docs/user/mgrit.md)", sys.stderr)
     restarts = trainer.line_search_restarts()  # (collective)
     if restarts is not None:
         summary["line_search_restarts"] = restarts
@@ -449,7 +450,7 @@ def run(comm):
         by = ", ".join(f"{k} {n}" for k, n in objective.unconverged_by.items())
         if objective.serial_fallbacks:
             summary["serial_fallbacks"] = objective.serial_fallbacks
-            by += (f"; {objective.serial_fallbacks} that diverged or went non-finite replaced by the layer-serial "
+            by += (f"; {objective.serial_fallbacks} that diverged, blew up or went non-finite replaced by the layer-serial "
                    "solve")
         _say(comm, f"ocnet: warning: {objective.unconverged_count} exact-mode MGRIT solves ended above their "
                    f"tolerance ({by}; history.csv: state_mgrit_its, adjoint_mgrit_its, and the residuals "
