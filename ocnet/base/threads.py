@@ -4,8 +4,9 @@ ocnet's parallelism is its MPI ranks (and each rank's Numba kernels are single-t
 numpy/scipy BLAS that starts one thread per core in every rank oversubscribes the cores.  Measured
 on a 2-core Intel Xeon VM (Peaks -width 24, 40 lmvm iterations, 1 rank, 2026-12-07): solve wall
 time 2.15 and 2.33 s with OpenBLAS's default threads, 1.41 and 1.46 s with OPENBLAS_NUM_THREADS=1,
-1.33 and 1.33 s with this limit; a tester on the same machine under load saw 3.5 to 37 times.  The environment variables below, when set, are the
-user's choice and are left as they are.
+1.33 and 1.33 s with this limit (a later pair of runs); a tester on the same machine under load saw
+3.5 to 37 times.  The environment variables below, when set, are the user's choice and are left
+as they are.
 """
 import os
 
