@@ -226,7 +226,10 @@ def test_run_folder_in_use_is_refused(tmp_path):
     is one line, exit 2, and changes nothing (before: the -resume crashed with a missing
     checkpoint file, or both runs wrote the folder); after the run stopped, -resume continues."""
     folder = tmp_path / "run"
-    p, out, err = launch(ARGS + ["-tao_max_it", 100000, "-run_dir", folder], 2, tmp_path, grace=True)
+    # (-tao_max_funcs: a fast machine ended the run by TAO's evaluation limit, 3855 iterations, before
+    # the two refused runs and the signal)
+    p, out, err = launch(ARGS + ["-tao_max_it", 100000, "-tao_max_funcs", 10 ** 9, "-run_dir", folder], 2, tmp_path,
+                         grace=True)
     try:
         start = time.time()
         while not (folder / "history.csv").exists() or len(read_history(folder)) < 3:
