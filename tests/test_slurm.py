@@ -130,14 +130,10 @@ def test_train_template_parses_and_dry_runs(tmp_path):
     assert f"-resume {tmp_path / 'r'}" in p.stdout, p.stdout  # a requeued job continues the folder
 
 
-def test_train_template_requeues_and_resumes(tmp_path):
-    """The batch script with stand-ins for srun (runs the command on one rank) and scontrol
-    (records its arguments): USR1 to the script mid-run stops the run saved (status 4) and
-    requeues the job; the requeued start (same job id) resumes the folder and finishes."""
-    import signal
-    import time
-
-    from tests.conftest import read_history
+def _train_job(tmp_path, max_it):
+    """Stand-ins for srun (runs the command on one rank) and scontrol (records its arguments in
+    tmp_path/scontrol.log) and a small options file: (the job's environment without RUN_DIR, the
+    script)."""
     bin_ = tmp_path / "bin"
     bin_.mkdir()
     (bin_ / "srun").write_text('#!/bin/bash\n[ "$1" = --ntasks ] && shift 2\nexec "$@"\n')
@@ -145,19 +141,40 @@ def test_train_template_requeues_and_resumes(tmp_path):
     for f in ("srun", "scontrol"):
         os.chmod(bin_ / f, 0o755)
     opts = tmp_path / "small.opts"
-    opts.write_text("-N 16\n-width 8\n-ntrain 1000\n-nval 50\n-tao_gatol 0\n-quiet\n-tao_max_it 150\n")
-    run = tmp_path / "run"
+    opts.write_text(f"-N 16\n-width 8\n-ntrain 1000\n-nval 50\n-tao_gatol 0\n-quiet\n-tao_max_it {max_it}\n")
     e = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    e.update(PYTHON=sys.executable, RUN_DIR=str(run), OPTIONS=str(opts), SLURM_JOB_ID="4242", SLURM_NTASKS="1",
+    e.update(PYTHON=sys.executable, OPTIONS=str(opts), SLURM_JOB_ID="4242", SLURM_NTASKS="1",
              PATH=f"{bin_}:{os.environ['PATH']}", OMP_NUM_THREADS="1")
-    script = os.path.join(SLURM, "train.sbatch")
-    p = subprocess.Popen(["bash", script], stdout=open(tmp_path / "out1", "w"), stderr=subprocess.STDOUT, env=e)
+    return e, os.path.join(SLURM, "train.sbatch")
+
+
+def _signal_job_mid_run(script, env, run, out, sig):
+    """Start the batch script (its output to ``out``), send ``sig`` to it once the run has written
+    4 history rows, and return its exit status."""
+    import time
+
+    p = subprocess.Popen(["bash", script], stdout=open(out, "w"), stderr=subprocess.STDOUT, env=env)
     hist, start = run / "history.csv", time.time()
     while not (hist.exists() and hist.read_text().count("\n") > 4):
-        assert p.poll() is None and time.time() - start < 300, open(tmp_path / "out1").read()
+        assert p.poll() is None and time.time() - start < 300, out.read_text()
         time.sleep(0.05)
-    os.kill(p.pid, signal.SIGUSR1)  # what Slurm's --signal=B:USR1@120 does
-    assert p.wait(timeout=300) == 4, open(tmp_path / "out1").read()
+    os.kill(p.pid, sig)
+    return p.wait(timeout=300)
+
+
+def test_train_template_requeues_and_resumes(tmp_path):
+    """The batch script with stand-ins for srun and scontrol: USR1 to the script mid-run stops the
+    run saved (status 4) and requeues the job; the requeued start (same job id) resumes the folder
+    and finishes."""
+    import signal
+
+    from tests.conftest import read_history
+    e, script = _train_job(tmp_path, 150)
+    run = tmp_path / "run"
+    e["RUN_DIR"] = str(run)
+    # (USR1: what Slurm's --signal=B:USR1@120 does)
+    status = _signal_job_mid_run(script, e, run, tmp_path / "out1", signal.SIGUSR1)
+    assert status == 4, (tmp_path / "out1").read_text()
     assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
     stopped = int(read_history(run)[-1]["iteration"])
     assert 4 <= stopped < 150
@@ -174,31 +191,15 @@ def test_train_template_term_and_max_requeues_do_not_requeue(tmp_path):
     requeue (it requeued as on USR1); USR1 at MAX_REQUEUES says why it does not requeue (it exited
     4 silently).  Stand-ins for srun and scontrol as above."""
     import signal
-    import time
 
-    bin_ = tmp_path / "bin"
-    bin_.mkdir()
-    (bin_ / "srun").write_text('#!/bin/bash\n[ "$1" = --ntasks ] && shift 2\nexec "$@"\n')
-    (bin_ / "scontrol").write_text(f'#!/bin/bash\necho "$@" >> {tmp_path}/scontrol.log\n')
-    for f in ("srun", "scontrol"):
-        os.chmod(bin_ / f, 0o755)
-    opts = tmp_path / "small.opts"
-    opts.write_text("-N 16\n-width 8\n-ntrain 1000\n-nval 50\n-tao_gatol 0\n-quiet\n-tao_max_it 100000\n")
-    script = os.path.join(SLURM, "train.sbatch")
+    job, script = _train_job(tmp_path, 100000)
     for sig, restarts, text in ((signal.SIGTERM, "0", "stopped by SIGTERM (scancel or a preemption): not requeued"),
                                 (signal.SIGUSR1, "20", "not requeued: MAX_REQUEUES (20) reached")):
         run = tmp_path / f"run{restarts}"
-        e = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-        e.update(PYTHON=sys.executable, RUN_DIR=str(run), OPTIONS=str(opts), SLURM_JOB_ID="4242", SLURM_NTASKS="1",
-                 SLURM_RESTART_COUNT=restarts, PATH=f"{bin_}:{os.environ['PATH']}", OMP_NUM_THREADS="1")
+        e = dict(job, RUN_DIR=str(run), SLURM_RESTART_COUNT=restarts)
         out = tmp_path / f"out{restarts}"
-        p = subprocess.Popen(["bash", script], stdout=open(out, "w"), stderr=subprocess.STDOUT, env=e)
-        hist, start = run / "history.csv", time.time()
-        while not (hist.exists() and hist.read_text().count("\n") > 4):
-            assert p.poll() is None and time.time() - start < 300, out.read_text()
-            time.sleep(0.05)
-        os.kill(p.pid, sig)
-        assert p.wait(timeout=300) == 4, out.read_text()
+        status = _signal_job_mid_run(script, e, run, out, sig)
+        assert status == 4, out.read_text()
         assert text in out.read_text() and not (tmp_path / "scontrol.log").exists(), out.read_text()
 
 

@@ -106,14 +106,21 @@ class OptionSet:
         return self
 
     def get(self, name, db=None):
-        """Value of option ``name`` (its default when unset); marks the option as used."""
+        """Value of option ``name`` (its default when unset); marks the option as used.  A ``path``
+        option's absolute value is written back to ``db``, so that what the run records of its
+        options (options.txt) names the same file from any folder."""
         from petsc4py import PETSc
 
         db = db or PETSc.Options()
         opt = next(o for o in self.options if o.name == name)
         if not db.hasName(name):
             return opt.default
-        return opt.parse(db.getString(name, ""))
+        text = db.getString(name, "")
+        value = opt.parse(text)
+        if opt.type is path and value != text:
+            db.setValue(name, value)
+            db.getString(name)  # (read: not an unused option)
+        return value
 
     def read(self, db=None):
         """All declared options as a dict name -> value."""

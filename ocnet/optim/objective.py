@@ -358,8 +358,8 @@ class ReducedObjective:
         model = "try a smaller step (-T, -N), smaller initial weights or a stronger regularisation"
         if design is None or np.isfinite(J):  # (a non-finite gradient of a finite J: the adjoint's)
             return NumericalFailure(f"{where}; {model}" + (
-                "; MGRIT's coarse levels step with h*m (m fine layers per coarse step), so fewer levels "
-                "(-mgrit_levels) or a smaller -mgrit_cfactor may keep them stable" if design is not None else ""))
+                "; MGRIT's coarse levels step with h*m (m fine layers per coarse step): "
+                f"{contract_advice(self.mgrit, '')}" if design is not None else ""))
         fixed = self.adapt is None and self.adj_mgrit is not None and not self.mgrit.tolerance_set
         adaptive = "the adaptive one-shot default (-oneshot_adapt 1)"
         if self._serial_finite(*design):

@@ -222,12 +222,7 @@ def run(comm):
              + " ".join(f"-{k} {db.getString(k) if k in problem_given else v}" for k, v in TAO_DEFAULTS.items())
              + ")\n  (PETSc's own start-up options: ocnet -help petsc)")
         return 0
-    values = opts.read(db)
-    from ..base.options import path
-    for o in opts.options:  # file options as absolute paths in the database: options.txt (-resume, a
-        if o.type is path and values.get(o.name) and db.hasName(o.name):  # replay) works from any folder
-            db.setValue(o.name, values[o.name])
-            db.getString(o.name)  # (read: not an unused option)
+    values = opts.read(db)  # (file options become absolute in the database too: OptionSet.get)
     grid = LayerGrid.from_comm(values["N"], values["T"], comm)
     problem = cls(values, comm)
     check_required(problem)
