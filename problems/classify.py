@@ -77,9 +77,10 @@ class LabelledResNet(ResNet):
         self.datasets = {k: self.classification(X, y) for k, (X, y) in self.raw.items()}
 
     def classification(self, X, y=None):
-        """Samples X (n, f) as the network's data: standardised, feature-major (f, n)."""
-        Z = np.ascontiguousarray(((X - self.mean) / self.scale).T)
-        return Classification(Z, np.zeros(X.shape[0], np.int64) if y is None else y)
+        """Samples X (n, f) as the network's data: standardised with the model's statistics,
+        feature-major (f, n); labels y (n,) or None (unlabelled: scored, no accuracy)."""
+        Z = np.ascontiguousarray(((np.asarray(X, np.float64) - self.mean) / self.scale).T)
+        return Classification(Z, np.full(X.shape[0], UNLABELLED, np.int64) if y is None else y)
 
     def plot_confusion(self, folder, predict):
         """``confusion.png``: confusion matrices (counts) of the training and validation sets."""
@@ -179,9 +180,30 @@ class FileClassification(LabelledResNet):
             raise OcnetError("-problem classify needs -train_file (see docs/user/data.md)")
         train, val = datafiles.on_root(comm, lambda: self.read(v))
         if comm.Get_rank() == 0:
-            for line in label_warnings(train[1], v["nclasses"], self.label_source(v)):
+            for line in self.unused_layout_options(v) + label_warnings(train[1], v["nclasses"],
+                                                                        self.label_source(v)):
                 print(f"ocnet: warning: {line}", file=sys.stderr, flush=True)
         self.setup_data(values, comm, train, val, nclasses=v["nclasses"])
+
+    @staticmethod
+    def unused_layout_options(v):
+        """Lines naming the file-layout options given (not at their defaults) that no file read
+        uses, e.g. -label_column with .npz files (it was ignored silently)."""
+        kind = lambda f: {".npz": "keyed", ".mat": "keyed", ".npy": "array"}.get(
+            os.path.splitext(f)[1].lower(), "text") if f else None
+        val_labelled = v["val_file"] and not v["val_unlabelled"]
+        files = [kind(v["train_file"]), kind(v["train_labels"]), kind(v["val_file"]), kind(v["val_labels"])]
+        tables = [kind(f) for f, lab in ((v["train_file"], v["train_labels"]),
+                                         (v["val_file"] if val_labelled else None, v["val_labels"])) if f and not lab]
+        uses = {"label_column": any(t in ("text", "array") for t in tables),
+                "skip_rows": "text" in files,
+                "x_name": kind(v["train_file"]) == "keyed" or kind(v["val_file"]) == "keyed",
+                "y_name": "keyed" in tables or kind(v["train_labels"]) == "keyed" or kind(v["val_labels"]) == "keyed"}
+        defaults = {"label_column": -1, "skip_rows": 0, "x_name": "X", "y_name": "y"}
+        why = {"label_column": "labels come from a labels file or a .npz/.mat variable",
+               "skip_rows": "no text file is read", "x_name": "no .npz/.mat features file is read",
+               "y_name": "no .npz/.mat file holds the labels"}
+        return [f"-{k} {v[k]} is not used: {why[k]}" for k, used in uses.items() if v[k] != defaults[k] and not used]
 
     @staticmethod
     def label_source(v):

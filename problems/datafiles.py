@@ -10,6 +10,7 @@ Labels are integers (a vector or one column) or one-hot rows.  Every problem wit
 their contents raises ``OcnetError`` with one line naming the file; nothing is written.
 """
 import os
+import sys
 
 import numpy as np
 
@@ -22,6 +23,27 @@ def _text_delimiter(path, skip_rows):
             if i >= skip_rows and line.strip() and not line.lstrip().startswith("#"):
                 return "," if "," in line else None
     return None
+
+
+def _skipped_data_line(path, skip_rows, delimiter):
+    """The last line -skip_rows skips in text file ``path`` when it reads as numbers with as many
+    columns as the first data line (a header in only some of the files: a sample dropped), or None."""
+    lines = []
+    with open(path) as f:
+        for i, line in enumerate(f):
+            if i > skip_rows:
+                break
+            lines.append(line)
+    if len(lines) <= skip_rows:
+        return None
+    skipped, first = lines[skip_rows - 1], lines[skip_rows]
+    fields = [t for t in (skipped.split(delimiter) if delimiter else skipped.split()) if t.strip()]
+    count = len([t for t in (first.split(delimiter) if delimiter else first.split()) if t.strip()])
+    try:
+        [float(t) for t in fields]
+    except ValueError:
+        return None
+    return skipped.strip() if fields and len(fields) == count else None
 
 
 def _variable(path, store, name, option):
@@ -54,7 +76,13 @@ def read_array(path, what, name=None, option=None, skip_rows=0):
             import warnings
             with warnings.catch_warnings():
                 warnings.simplefilter("error")  # numpy warns on an empty text file
-                a = np.loadtxt(path, delimiter=_text_delimiter(path, skip_rows), skiprows=skip_rows, ndmin=2)
+                delimiter = _text_delimiter(path, skip_rows)
+                a = np.loadtxt(path, delimiter=delimiter, skiprows=skip_rows, ndmin=2)
+            line = _skipped_data_line(path, skip_rows, delimiter) if skip_rows else None
+            if line is not None:  # (read on rank 0: see on_root)
+                print(f"ocnet: warning: {what}: -skip_rows {skip_rows} skips line {skip_rows} of '{path}', which "
+                      f"reads as data ('{line[:60]}'): a sample lost unless it is a header (files of one layout)",
+                      file=sys.stderr, flush=True)
     except OcnetError:
         raise
     except (ValueError, OSError, UserWarning, NotImplementedError, TypeError) as e:

@@ -148,11 +148,60 @@ def test_scores_unlabelled_samples(files, tmp_path):
         np.testing.assert_array_equal(np.loadtxt(text.splitlines()[1:], delimiter=","), known[:, [0, 2]])
         assert np.isnan(float(read_history(tmp_path / f"s{p}")[0]["val_accuracy"]))
         assert "val nan" not in out.stdout and "val accuracy" not in out.stdout, out.stdout
+    # in-process (docs/user/run-folders.md): the loaded model scores a numpy array of new samples
+    from ocnet.base.grid import LayerGrid
+    from ocnet.optim.objective import ReducedObjective
+    from ocnet.run.rundir import load_params, saved_meta
+    meta = saved_meta(str(tmp_path / "a"), COMM)
+    problem = FileClassification(meta["options"], COMM)
+    problem.set_model_state(meta["model_state"])
+    obj = ReducedObjective(LayerGrid.from_comm(meta["options"]["N"], meta["options"]["T"], COMM), problem, COMM)
+    x = obj.design.create_vec(replicated=True)
+    load_params(str(tmp_path / "a"), x, meta, COMM)
+    new = problem.classification(Xv)
+    assert not new.labelled
+    outputs, _ = obj.forward_outputs(x, new, problem.predict)
+    np.testing.assert_array_equal(outputs, known[:, 2])
     for f in ("new.npz", "new.csv"):
         p = run_ocnet(NET + ["-train_file", d / "train.npz", "-val_file", tmp_path / f], check=False)
         assert p.returncode == 2 and p.stderr.strip().endswith("features without labels: -val_unlabelled"), p.stderr
     p = run_ocnet(NET + ["-train_file", d / "train.npz", "-val_unlabelled"], check=False)
     assert p.returncode == 2 and p.stderr.strip() == "ocnet: error: -val_unlabelled needs -val_file", p.stderr
+
+
+def test_header_in_one_file_only_is_warned_of(tmp_path, capsys):
+    """-skip_rows applies to every text file: one without the header line lost its first sample
+    silently; now a warning names the file and the line, and a real header is not warned of."""
+    X, y = blobs(5)
+    table = np.column_stack([X, y])
+    np.savetxt(tmp_path / "head.csv", table, delimiter=",", header="x0,x1,label", comments="", fmt="%.17g")
+    np.savetxt(tmp_path / "bare.csv", table, delimiter=",", fmt="%.17g")
+    np.savetxt(tmp_path / "bare.dat", table, fmt="%.17g")
+    Xh, _ = datafiles.read_labelled(str(tmp_path / "head.csv"), skip_rows=1)
+    assert Xh.shape == (15, 2) and capsys.readouterr().err == ""
+    for name in ("bare.csv", "bare.dat"):
+        Xb, _ = datafiles.read_labelled(str(tmp_path / name), skip_rows=1, what="-val_file")
+        err = capsys.readouterr().err
+        assert Xb.shape == (14, 2) and err.startswith(f"ocnet: warning: -val_file: -skip_rows 1 skips line 1 of "
+                                                      f"'{tmp_path / name}', which reads as data"), err
+
+
+def test_layout_options_no_file_uses_are_reported(files, tmp_path):
+    """-label_column with .npz files (and the other layout options where no file read uses them)
+    was ignored silently: one warning line each; those a file uses are not warned of."""
+    d = files["dir"]
+    p = run_ocnet(NET + files["npz"] + ["-label_column", 0, "-skip_rows", 1, "-tao_max_it", 1])
+    assert "ocnet: warning: -label_column 0 is not used: labels come from a labels file or a .npz/.mat variable" \
+        in p.stderr and "ocnet: warning: -skip_rows 1 is not used: no text file is read" in p.stderr, p.stderr
+    p = run_ocnet(NET + files["csv"] + ["-tao_max_it", 1])
+    assert "warning" not in p.stderr, p.stderr
+    unused = FileClassification.unused_layout_options
+    base = dict(_problem_values(), train_file="a.csv", label_column=0, skip_rows=1, x_name="F", y_name="l")
+    assert unused(base) == ["-x_name F is not used: no .npz/.mat features file is read",
+                            "-y_name l is not used: no .npz/.mat file holds the labels"]
+    assert unused(dict(base, train_labels="y.mat", x_name="X")) == [
+        "-label_column 0 is not used: labels come from a labels file or a .npz/.mat variable"]
+    assert unused(dict(base, train_file="a.npy", x_name="X", y_name="y", skip_rows=0)) == []
 
 
 def test_load_keeps_the_trained_standardisation(files, tmp_path):
@@ -177,12 +226,14 @@ def test_load_keeps_the_trained_standardisation(files, tmp_path):
         p.set_model_state({"mean": [0, 0, 0], "scale": [1, 1, 1]})
 
 
-def _problem(**over):
+def _problem_values():
     opts = framework_options()
     FileClassification.declare_options(opts)
-    values = {o.name: o.default for o in opts.options}
-    values.update(over)
-    return FileClassification(values, COMM)
+    return {o.name: o.default for o in opts.options}
+
+
+def _problem(**over):
+    return FileClassification(dict(_problem_values(), **over), COMM)
 
 
 def test_standardisation_from_training_statistics_only(files):

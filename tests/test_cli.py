@@ -20,7 +20,8 @@ BAD = [
     (["-N", "abc"], "option -N: expected an integer, got 'abc'"),
     (["-activation", "sigmoid"], "option -activation: 'sigmoid' is not one of"),
     (["-gamma_tik", "x1"], "option -gamma_tik: expected a real number"),
-    (["-load", "/nonexistent/run"], "-load: no parameter file"),
+    (["-load", "/nonexistent/run"], "-load: no folder or file '/nonexistent/run'"),
+    (["-load", "/"], "-load: no parameter file '/params.petsc' (a run folder with saved parameters"),
     (["-tao_type", "nosuch"], "unknown TAO type 'nosuch'"),
     (["-tao_type", "pounders"], "TAO type 'pounders' needs what ocnet does not provide"),  # (it crashed: SEGV)
     (["-tao_type", "nls"], "TAO type 'nls' needs what ocnet does not provide (a Hessian"),

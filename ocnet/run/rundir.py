@@ -491,7 +491,10 @@ def load_params(source, x, meta, comm, resample=False):
     ``resample``: a saved model of another N (the same model otherwise) is resampled to this N
     (``resample_layers``)."""
     vec_file, meta_file = _load_files(source)
-    collective_check(comm, os.path.isfile(vec_file), f"-load: no parameter file '{vec_file}'")
+    collective_check(comm, os.path.exists(source), f"-load: no folder or file '{source}'")
+    collective_check(comm, os.path.isfile(vec_file), f"-load: no parameter file '{vec_file}'"
+                     + (" (a run folder with saved parameters: a finished run, or one that saved a checkpoint)"
+                        if os.path.isdir(source) else ""))
     saved = None
     if os.path.isfile(meta_file):
         try:
