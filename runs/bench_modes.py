@@ -28,7 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 MODES = {
-    "serial": [],
+    "serial": ["-mode", "serial"],
     "oneshot": ["-mode", "oneshot", "-oneshot_adapt", "0"],  # fixed counts (2 + 1): the model's configuration
     # the default of -mode oneshot (docs/user/adaptive-oneshot.md) without its layer-serial exact start
     "oneshot_adaptive": ["-mode", "oneshot", "-oneshot_exact_start", "0"],

@@ -20,7 +20,7 @@ import subprocess
 import sys
 
 MODES = {
-    "serial": [],
+    "serial": ["-mode", "serial"],
     "exact": ["-mode", "exact", "-mgrit_cfactor", 4, "-mgrit_rtol", 1e-9],
     "oneshot": ["-mode", "oneshot"],  # adaptive (docs/user/adaptive-oneshot.md); F-relaxation, cfactor 8
     "oneshot_fixed": ["-mode", "oneshot", "-oneshot_adapt", 0],  # 2 state + 1 adjoint MGRIT its per evaluation

@@ -17,7 +17,10 @@ is put in front of PYTHONPATH for every rank.  Before anything runs (and with ``
 options file must be readable and ``ocnet -options_file FILE EXTRA -dry_run`` must pass (the problem
 importable, option values, data), and no rank count may exceed its N; else one line on stderr and
 exit status 2.  The dry run's ``ocnet: warning:`` lines (a misspelt option) are shown before the
-study, the runs' (e.g. an option never used) passed on to stderr, each distinct one once.  Runs use
+study, the runs' (e.g. an option never used) passed on to stderr, each distinct one once; --extra
+goes to every run, the serial baseline's too, so a note that an option has no effect in a mode is
+shown only for an option that has none in every mode of the study.  Every run names its -mode
+(an options file's own -mode does not turn the serial baseline into one-shot).  Runs use
 ``-checkpoint 0`` (a save would enter the times and fill the disk).  A run that fails is reported
 and left out; the study goes on, and the script exits 1 at the end naming the failed points.
 
@@ -31,6 +34,7 @@ the ideal line t(1 rank)/P and the serial time), OUT/speedup.png and OUT/efficie
 import argparse
 import csv
 import os
+import re
 import shlex
 import shutil
 import statistics
@@ -43,7 +47,7 @@ sys.path.insert(0, ROOT)
 # oneshot: the fixed counts of the documented scaling results (-oneshot_adapt 0); oneshot_adaptive: the
 # default of -mode oneshot (docs/user/adaptive-oneshot.md) without its exact start (layer-serial
 # iterations, which the serial mode's row times)
-MODE_ARGS = {"serial": [], "oneshot": ["-mode", "oneshot", "-oneshot_adapt", "0"],
+MODE_ARGS = {"serial": ["-mode", "serial"], "oneshot": ["-mode", "oneshot", "-oneshot_adapt", "0"],
              "oneshot_adaptive": ["-mode", "oneshot", "-oneshot_exact_start", "0"], "exact": ["-mode", "exact"]}
 
 
@@ -54,6 +58,12 @@ def _machine():
 
 MACHINE = _machine()  # (every table and figure carries its machine and date)
 DATE = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
+# ocnet's note that an option does nothing in a mode: --extra and the options file go to every run,
+# the serial baseline's too, so such notes are collected and shown only for an option that has no
+# effect in any mode of the study
+MODE_NOTE = re.compile(r"^ocnet: warning: (-\S+) has no effect in -mode (\w+)")
 
 
 def fail(text):
@@ -71,27 +81,48 @@ def absolute_options(args):
     return out
 
 
-def check_inputs(options, extra, env):
-    """The options file readable, and ``ocnet -dry_run`` of the options passing with ``env``'s
-    PYTHONPATH (in a fresh interpreter, as the ranks will load the problem: option values, data,
-    problem); one line and exit 2 otherwise."""
+def check_inputs(options, extra, env, mode_args=(), notes=None):
+    """The options file readable, and ``ocnet -dry_run`` of the options (with ``mode_args``, the
+    study's first mode) passing with ``env``'s PYTHONPATH (in a fresh interpreter, as the ranks will
+    load the problem: option values, data, problem); one line and exit 2 otherwise.  Its warnings
+    are printed, except mode notes (``MODE_NOTE``), which go into ``notes``."""
     if not (os.path.isfile(options) and os.access(options, os.R_OK)):
         fail(f"--options: cannot read '{options}'")
     bad = [f for a, f in zip(extra, extra[1:]) if a == "-options_file" and not os.access(f, os.R_OK)]
     if bad:
         fail(f"--extra: -options_file: cannot read '{bad[0]}'")
-    r = subprocess.run([sys.executable, "-m", "ocnet", "-options_file", options] + extra + ["-dry_run", "-quiet"],
-                       cwd=ROOT, env=env, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "ocnet", "-options_file", options] + extra + list(mode_args)
+                       + ["-dry_run", "-quiet"], cwd=ROOT, env=env, capture_output=True, text=True)
     if r.returncode != 0:
         why = (r.stderr.strip() or r.stdout.strip() or "failed").splitlines()[-1].removeprefix("ocnet: error: ")
         if why.startswith("cannot load problem") or why.startswith("unknown problem"):  # not found: where to look
             why += f" (PYTHONPATH {env.get('PYTHONPATH', '')!r}; give the plugin's folder with --pythonpath)"
         fail(why)
     # its warnings (a misspelt option, an option of another problem) before the study, not after it
+    shown = set()
     for line in r.stderr.splitlines():
-        if line.startswith("ocnet: warning:"):
+        if MODE_NOTE.match(line) and notes is not None:
+            note(notes, line)
+        elif line.startswith("ocnet: warning:"):
             print(line, file=sys.stderr, flush=True)
-    return {line for line in r.stderr.splitlines() if line.startswith("ocnet: warning:")}
+            shown.add(line)
+    return shown
+
+
+def note(notes, line):
+    """Record a mode note: option -> the ocnet modes it has no effect in."""
+    m = MODE_NOTE.match(line)
+    notes.setdefault(m.group(1), set()).add(m.group(2))
+
+
+def report_mode_notes(notes, modes):
+    """One warning per option that had no effect in every ocnet mode the study ran (``modes``:
+    study modes, the serial baseline included)."""
+    ran = {m.split("_")[0] for m in modes}  # (oneshot_adaptive is -mode oneshot)
+    for opt, where in notes.items():
+        if ran <= where:
+            print(f"scaling.py: warning: {opt} has no effect in any mode of this study ({', '.join(sorted(ran))})",
+                  file=sys.stderr, flush=True)
 
 
 def shown(cmd):
@@ -154,7 +185,8 @@ def main():
         env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [env.get("PYTHONPATH")] if p])
     options = os.path.abspath(a.options)
     extra = absolute_options(shlex.split(a.extra))
-    shown_warnings = check_inputs(options, extra, env)
+    notes = {}  # (MODE_NOTE)
+    shown_warnings = check_inputs(options, extra, env, MODE_ARGS[modes[0]], notes)
     if paths:  # the ranks inherit it (srun exports the environment; mpiexec's local ranks inherit it)
         print(f"export PYTHONPATH={shlex.quote(env['PYTHONPATH'])}", flush=True)
 
@@ -184,7 +216,9 @@ def main():
             print(f"scaling.py: run failed: {failed[-1]}", file=sys.stderr, flush=True)
             return None
         for line in (r.stdout + r.stderr).splitlines():  # ocnet's warnings (e.g. an unused option), once each
-            if line.startswith("ocnet: warning:") and line not in warned:
+            if MODE_NOTE.match(line):
+                note(notes, line)
+            elif line.startswith("ocnet: warning:") and line not in warned:
                 warned.add(line)
                 print(line, file=sys.stderr, flush=True)
         return phases.summarize(d)
@@ -232,6 +266,7 @@ def main():
             print(f"  {mode:8s} ranks {p:4d}  N {N:6d}  {1e3 * r['t_min']:9.1f} ms/it (median {1e3 * r['t_median']:.1f})"
                   f"  speed-up {sp:6.2f}  efficiency {sp / p:5.2f}"
                   + (f"  weak efficiency {weak:5.2f}" if weak is not None else ""), flush=True)
+    report_mode_notes(notes, ["serial"] + modes if not a.dry_run else modes[:1])
     if a.dry_run:
         return
     if not rows:

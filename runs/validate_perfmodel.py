@@ -39,7 +39,7 @@ CASES = {
 }
 # oneshot: the fixed counts (2 + 1 MGRIT iterations per evaluation, -oneshot_adapt 0) the model
 # describes; the adaptive default of -mode oneshot varies them (runs/bench_modes.py oneshot_adaptive)
-MODES = {"serial": [], "oneshot": ["-mode", "oneshot", "-oneshot_adapt", "0"],
+MODES = {"serial": ["-mode", "serial"], "oneshot": ["-mode", "oneshot", "-oneshot_adapt", "0"],
          "exact": ["-mode", "exact", "-mgrit_rtol", "1e-9"]}
 
 

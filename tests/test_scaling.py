@@ -29,10 +29,16 @@ def test_out_of_tree_plugin_from_another_folder(tmp_path):
     plugin_folder(tmp_path)
     with open(tmp_path / "tiny.opts", "a") as f:
         f.write("-dampng 3\n")  # a typo: the runs' warning is passed on, once
+    # --extra goes to every run: the serial baseline's notes that MGRIT options do nothing there are
+    # not shown (the option acts in another mode of the study), one that acts in no mode is
     p = scaling(["--options", "tiny.opts", "--pythonpath", "plug", "--ranks", "1,2", "--modes", "serial,oneshot",
-                 "--N", "16", "--its", "2", "--repeat", "1", "--launcher", "mpiexec", "--out", "res"], tmp_path)
+                 "--N", "16", "--its", "2", "--repeat", "1", "--launcher", "mpiexec", "--out", "res",
+                 "--extra", "-mgrit_cfactor 2 -mgrit_rtol 1e-8"], tmp_path)
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stderr.count("ocnet: warning: option -dampng was given but never used") == 1, p.stderr
+    assert "-mgrit_cfactor" not in p.stderr, p.stderr
+    assert p.stderr.count("scaling.py: warning: -mgrit_rtol has no effect in any mode of this study "
+                          "(oneshot, serial)") == 1, p.stderr
     with open(tmp_path / "res" / "scaling.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["mode"], r["ranks"]) for r in rows] == [("serial", "1"), ("serial", "2"), ("oneshot", "1"),
