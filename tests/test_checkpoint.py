@@ -1,9 +1,14 @@
 """Checkpoint/restart: a run killed with SIGKILL (after a checkpoint, or while writing one) and
-resumed ends with parameters bitwise identical to an uninterrupted run on the same rank count."""
+resumed ends with parameters bitwise identical to an uninterrupted run on the same rank count,
+and resumed on another rank count it continues the uninterrupted run to round-off."""
 import json
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
+from ocnet.base.grid import LayerGrid, block_bounds
+from ocnet.optim import checkpoint
 from tests.conftest import read_history, run_ocnet
 
 ARGS = ["-N", 12, "-width", 4, "-ntrain", 200, "-nval", 20, "-tao_max_it", 14, "-quiet", "-mode", "oneshot",
@@ -120,3 +125,67 @@ def test_resume_with_one_rank_file_damaged_ends_every_rank(tmp_path, damage):
     p = run_ocnet(ARGS + ["-resume", tmp_path / "r"], nprocs=2, check=False, timeout=60)
     assert p.returncode == 2 and "corrupt checkpoint" in p.stderr and "rank1.npz" in p.stderr, p.stderr
     assert "Traceback" not in p.stderr
+
+
+def _saved_files(N, P, G, p, U, L, x, S, replicated):
+    """What P ranks save of global arrays: forward trajectory U (N+1, s) as rows u[n0..n1], the
+    adjoint L (N+1, s) back to front (rows lambda[n1..n0]), the design x (G + N p,) and pairs
+    S (m, G + N p): replicated whole, distributed as [g on rank 0] + the block's layers."""
+    files = {}
+    for r in range(P):
+        n0, n1 = block_bounds(N, P, r)
+        part = lambda a: a.copy() if replicated else \
+            np.concatenate([a[..., :G]] * (r == 0) + [a[..., G + n0 * p:G + n1 * p]], axis=-1)
+        files[r] = {"state": U[n0:n1 + 1], "adjoint": L[n0:n1 + 1][::-1], checkpoint.OPT + "x": part(x),
+                    checkpoint.OPT + "S": part(S), checkpoint.OPT + "f": np.array(2.5)}
+        if r > 0:  # (replicated layout: only rank 0 keeps the optimiser's memory)
+            del files[r][checkpoint.OPT + "f"]
+    return files
+
+
+@pytest.mark.parametrize("replicated", [False, True])
+@pytest.mark.parametrize("P,Q", [(3, 2), (2, 3), (3, 5), (4, 1), (1, 4)])
+def test_redistribute_takes_each_row_from_its_owner(P, Q, replicated):
+    """Arrays saved by P ranks, read back for each of Q ranks: every row and layer is the global
+    array's (halo rows too), the rank-0-only entries as saved; the replicated layout's design
+    arrays whole."""
+    N, G, p, s = 13, 3, 2, 4
+    rng = np.random.default_rng(0)
+    U, L = rng.standard_normal((N + 1, s)), rng.standard_normal((N + 1, s))
+    x, S = rng.standard_normal(G + N * p), rng.standard_normal((2, G + N * p))
+    saved = _saved_files(N, P, G, p, U, L, x, S, replicated)
+    design = SimpleNamespace(G=G, p=p, global_size=G + N * p)
+    for q in range(Q):
+        grid = LayerGrid(N, 1.0, Q, q)
+        need = checkpoint._overlapping(N, P, grid)
+        out = checkpoint.redistribute({r: saved[r] for r in need}, N, P, grid, design, replicated)
+        np.testing.assert_array_equal(out["state"], U[grid.n0:grid.n1 + 1])
+        np.testing.assert_array_equal(out["adjoint"][::-1], L[grid.n0:grid.n1 + 1])
+        mine = [slice(0, G)] * grid.first + [slice(G + grid.n0 * p, G + grid.n1 * p)]
+        np.testing.assert_array_equal(out[checkpoint.OPT + "x"],
+                                      x if replicated else np.concatenate([x[k] for k in mine]))
+        np.testing.assert_array_equal(out[checkpoint.OPT + "S"],
+                                      S if replicated else np.concatenate([S[:, k] for k in mine], axis=1))
+        assert (checkpoint.OPT + "f" in out) == (0 in need)
+        assert len(need) <= -(-P // Q) + 2  # (the overlapping blocks only, not every file)
+
+
+@pytest.mark.parametrize("layout,saved,resumed", [("replicated", 3, 2), ("distributed", 2, 3)])
+def test_resume_on_another_rank_count(tmp_path, layout, saved, resumed, monkeypatch):
+    """Killed on one rank count, resumed on another: the objective history is the uninterrupted
+    1-rank run's to 1e-10 (one-shot TAO, whose resume is exact: warm starts and L-BFGS pairs
+    redistributed), with one note."""
+    args = ARGS + ["-design_layout", layout]
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    run_ocnet(args + ["-run_dir", ref])
+    monkeypatch.setenv("OCNET_TEST_KILL", "after:6")
+    assert run_ocnet(args + ["-run_dir", cut], nprocs=saved, check=False).returncode != 0
+    monkeypatch.delenv("OCNET_TEST_KILL")
+    p = run_ocnet(args + ["-resume", cut], nprocs=resumed)
+    assert (f"ocnet: note: -resume: the checkpoint was written by {saved} ranks; its warm starts and optimiser "
+            f"state are redistributed over {resumed}") in p.stderr, p.stderr
+    a, b = read_history(ref), read_history(cut)
+    assert [r["iteration"] for r in b] == [str(i) for i in range(15)]
+    np.testing.assert_allclose([float(r["objective"]) for r in b], [float(r["objective"]) for r in a],
+                               rtol=1e-10, atol=0)
+    assert len(list((cut / "checkpoint").glob("rank*.npz"))) == resumed

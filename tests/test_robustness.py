@@ -371,8 +371,6 @@ def test_resume_and_load_with_other_settings(tmp_path):
     run_ocnet(ONESHOT + ["-N", 8, "-tao_max_it", 4, "-run_dir", run])
     p = run_ocnet(ONESHOT + ["-N", 16, "-tao_max_it", 6, "-resume", run], check=False)
     one_error(p, 2, "-N 8 (now 16)")
-    p = run_ocnet(ONESHOT + ["-N", 8, "-tao_max_it", 6, "-resume", run], nprocs=2, timeout=300, check=False)
-    one_error(p, 2, "rank count 1 (now 2)")
     for extra, text in ((["-T", 2], "-T 1.0 (now 2.0)"), (["-activation", "tanh"], "-activation smoothrelu (now tanh)")):
         p = run_ocnet(ONESHOT[:-2] + ["-N", 8, "-load", run, "-tao_max_it", 0] + extra, check=False)
         one_error(p, 2, text)

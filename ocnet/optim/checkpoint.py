@@ -6,15 +6,21 @@ optimiser's memory where it has one), rank 0 the history and what the run is (``
 then a ``COMPLETE`` marker; the folder is written as ``checkpoint.new`` and swapped in by
 renames, so a crash at any moment leaves one complete checkpoint (``checkpoint`` or, mid-swap,
 ``checkpoint.old``).  The mini-batch of an iteration is a function of (-seed, iteration), so the
-iteration number restores the mini-batch sequence."""
+iteration number restores the mini-batch sequence.
+
+A checkpoint resumes on any rank count (``redistribute``): a rank's file holds the rows of its
+layer block (``ocnet.base.grid.block_bounds``), so each rank of the resumed run reads the files of
+the saved blocks that overlap its own and takes every state from the rank that owned it."""
 import json
 import os
 import shutil
+import sys
 import zipfile
 
 import numpy as np
 
 from ..base.errors import OcnetError, collective_check
+from ..base.grid import block_bounds
 
 NAMES = ("checkpoint", "checkpoint.old", "checkpoint.new")
 
@@ -49,6 +55,69 @@ def warm_arrays(objective, create=()):
 
 
 OPT = "opt__"  # prefix of the optimiser-state arrays in rank<r>.npz
+#: optimiser-state arrays shaped like the design (last axis): the design and gradient, and the
+#: one-shot TAO's L-BFGS pairs (OneShot.state); the rest (numbers, adaptive state) are the same
+#: on every rank
+DESIGN_KEYS = ("x", "g", "S", "Y")
+
+
+def _owner(n, N, P, adjoint):
+    """The rank of P that owns state index n (0..N): forward trajectories u[n0+1..n1] (rank 0
+    also u[0]); the adjoint, stored on the reversed grid, lambda[n0..n1-1] (the last rank also
+    lambda[N])."""
+    for r in range(P):
+        n0, n1 = block_bounds(N, P, r)
+        if (n0 < n <= n1 or n == 0 == r) if not adjoint else (n0 <= n < n1 or n == N and r == P - 1):
+            return r
+    raise AssertionError(n)
+
+
+def _row(n, N, P, r, adjoint):
+    """Row of state index n in rank r's stored array (forward: u[n0 + k]; the adjoint's own.U is
+    stored back to front: row k is lambda[n1 - k])."""
+    n0, n1 = block_bounds(N, P, r)
+    return n1 - n if adjoint else n - n0
+
+
+def redistribute(files, N, P, grid, design, replicated):
+    """This rank's arrays, in the layout of ``grid`` (P' ranks), from the saved ranks' arrays
+    ``files`` ({old rank: {name: array}}, the ranks whose blocks overlap this one's) of a run on P
+    ranks.  Trajectories take each row from the rank that owned it; design-shaped optimiser arrays
+    (DESIGN_KEYS, last axis) are, in the ``replicated`` layout (-design_layout, the same for the
+    saved run), whole copies taken as saved, else rebuilt from the layers' owners; the rest come from the first file that holds them (in the replicated layout
+    only rank 0 runs the optimiser and saves its memory; the others save the design).  Raises
+    KeyError/ValueError for a file without a trajectory or a layer the others hold, or of the wrong
+    shape (a corrupt checkpoint)."""
+    out = {}
+    keys = dict.fromkeys(k for r in sorted(files) for k in files[r])
+    for key in keys:
+        arr = next(files[r][key] for r in sorted(files) if key in files[r])
+        opt = key.startswith(OPT) and key[len(OPT):] in DESIGN_KEYS
+        if not key.startswith(OPT):  # a trajectory: rows u[n0..n1] of this rank
+            adjoint = key == "adjoint"
+            new = np.empty((grid.nlocal + 1,) + arr.shape[1:], arr.dtype)
+            for k in range(grid.nlocal + 1):
+                n = grid.n1 - k if adjoint else grid.n0 + k
+                r = _owner(n, N, P, adjoint)
+                new[k] = files[r][key][_row(n, N, P, r, adjoint)]
+            out[key] = new
+        elif opt and not replicated:  # distributed: [g (rank 0)] + this rank's layers
+            G, p = design.G, design.p
+            parts = [files[0][key][..., :G]] if grid.first else []
+            for n in range(grid.n0, grid.n1):
+                r = _owner(n + 1, N, P, False)  # (the owner of layer n: the rank of its output state)
+                off = (G if r == 0 else 0) + (n - block_bounds(N, P, r)[0]) * p
+                parts.append(files[r][key][..., off:off + p])
+            out[key] = np.concatenate(parts, axis=-1)
+        else:
+            out[key] = arr
+    return out
+
+
+def _overlapping(N, P, grid):
+    """The saved ranks (of P) whose stored rows or layers this rank needs: those whose blocks meet
+    [n0, n1] (and rank 0, the owner of the global parameters, for the first rank)."""
+    return [r for r in range(P) if block_bounds(N, P, r)[0] <= grid.n1 and block_bounds(N, P, r)[1] >= grid.n0]
 
 
 def save(run_dir, comm, objective, its, opt_state, rows, meta=None):
@@ -110,30 +179,43 @@ def saved_meta(run_dir, comm):
     return comm.bcast(meta, root=0)
 
 
-def load(run_dir, comm, objective):
+def load(run_dir, comm, objective, replicated=True):
     """Restore the warm starts on every rank; return (this rank's optimiser state, history rows,
-    iteration).  Raises OcnetError (every rank) for a missing, corrupt or other-rank-count one.
+    iteration).  A checkpoint of another rank count is redistributed (``redistribute``; ``replicated``:
+    the optimiser's design layout).  Raises
+    OcnetError (every rank) for a missing or corrupt one.
     Every rank first reads its whole file, then all agree before anything collective happens (a
     rank whose file was damaged used to wait in allgather while the others allocated Vecs: a hang)."""
     path = find(run_dir) if os.path.isdir(run_dir) else None
     collective_check(comm, path is not None, f"-resume: no complete checkpoint in '{run_dir}'")
     name = f"rank{comm.Get_rank()}.npz"
     err, meta, arrays = None, None, {}
+    grid, N = objective.grid, objective.grid.N
     try:
         with open(os.path.join(path, "history.json")) as f:
             meta = json.load(f)
-        if meta["ranks"] != comm.Get_size():
-            err = (f"-resume: '{run_dir}' was written by {meta['ranks']} ranks, this run has "
-                   f"{comm.Get_size()} (restart on the same rank count)")
-        else:
+        P = int(meta["ranks"])
+        its, rows = int(meta["iteration"]), list(meta["rows"])
+        if rows and int(rows[-1]["iteration"]) != its:
+            raise ValueError(f"its history ends at iteration {rows[-1]['iteration']}, not {its}")
+        if P == comm.Get_size():
             with np.load(os.path.join(path, name)) as z:
                 arrays = {k: z[k] for k in z.files}
-            its, rows = int(meta["iteration"]), list(meta["rows"])
-            if rows and int(rows[-1]["iteration"]) != its:
-                raise ValueError(f"its history ends at iteration {rows[-1]['iteration']}, not {its}")
-    except (OSError, ValueError, KeyError, TypeError, EOFError, AttributeError, zipfile.BadZipFile) as e:
+        else:  # another rank count: the saved blocks that overlap this rank's
+            files = {}
+            for r in _overlapping(N, P, grid):
+                name = f"rank{r}.npz"
+                with np.load(os.path.join(path, name)) as z:
+                    files[r] = {k: z[k] for k in z.files}
+            name = f"rank{min(files)}..{max(files)}.npz"
+            arrays = redistribute(files, N, P, grid, objective.design, replicated)
+    except (OSError, ValueError, KeyError, TypeError, EOFError, AttributeError, IndexError,
+            zipfile.BadZipFile) as e:
         err = f"-resume: corrupt checkpoint in '{path}': {name}: {e}"
     collective_check(comm, err is None, err)
+    if meta["ranks"] != comm.Get_size() and comm.Get_rank() == 0:
+        print(f"ocnet: note: -resume: the checkpoint was written by {meta['ranks']} ranks; its warm starts and "
+              f"optimiser state are redistributed over {comm.Get_size()}", file=sys.stderr, flush=True)
     saved = sorted(k[len("eval_"):] for k in arrays if k.startswith("eval_"))
     collective_check(comm, len({tuple(s) for s in comm.allgather(saved)}) == 1,
                      f"-resume: corrupt checkpoint in '{path}': its rank files hold different warm starts")

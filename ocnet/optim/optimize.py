@@ -111,7 +111,7 @@ class Trainer:
         self._unrecorded = None  # (objective, |g|) of a safeguard re-evaluation not yet in a history row
         if resume:
             from . import checkpoint
-            self._resumed, self.rows, its = checkpoint.load(run_dir, comm, objective)
+            self._resumed, self.rows, its = checkpoint.load(run_dir, comm, objective, self.replicated)
             self.resume_its = self.skip_its = self.saved_its = its
             self.wall_offset = float(self.rows[-1].get("wall_time", 0.0)) if self.rows else 0.0
             objective.next_batch(its + 1)  # as after recording iteration its

@@ -155,7 +155,7 @@ def model_differences(saved, meta):
 
 
 def check_resume(path, meta, comm):
-    """-resume: the folder's run must be this run (same options, same rank count).  Returns True
+    """-resume: the folder's run must be this run (same options; any rank count).  Returns True
     when it holds a checkpoint, False for an ocnet run folder stopped before its first save;
     raises OcnetError (every rank) otherwise."""
     from ..optim import checkpoint
@@ -177,7 +177,7 @@ def check_resume(path, meta, comm):
     # have (a newer ocnet declares it) is not a difference: its value applies from here, and a
     # note says so (a checkpoint from before an upgrade resumes instead of being lost)
     so = saved.get("options", {})
-    diff = differences(saved, meta, ("ranks",) + (("tao_type",) if "tao_type" in saved else ()))
+    diff = differences(saved, meta, ("tao_type",) if "tao_type" in saved else ())
     diff += differences(so, meta["options"], sorted(so))
     newer = sorted(set(meta["options"]) - set(so))
     if saved.get("problem") != meta.get("problem"):  # its other differences follow from that
