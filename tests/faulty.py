@@ -145,6 +145,7 @@ class Spins(KernelToy):
     iteration on: ``metrics`` (once per iteration) arms it and creates the file named by
     OCNET_TEST_SPIN_MARK.  Python's signal handlers cannot run while it spins."""
     step_kernel = _spin_step
+    step_adjoint_kernel = KernelToy.step_adjoint_kernel  # (_spin_step is the toy's step when it does not spin)
 
     def __init__(self, values, comm):
         super().__init__(values, comm)

@@ -125,3 +125,4 @@ def short_step(n, h, theta, u, out, cache, args):  # no work argument
 
 class ShortSignature(KernelToy):
     step_kernel = short_step
+    step_adjoint_kernel = KernelToy.step_adjoint_kernel  # (the pair is this class's: else refused first)

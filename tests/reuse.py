@@ -66,7 +66,9 @@ def wrong_adjoint(n, h, theta, u, cache, lam_next, lam, grad, work, args):
 
 
 class WrongKernelToy(KernelToy):
-    """Replaces only the transposed kernel, wrongly: -check_adjoint fails, naming the kernels."""
+    """Replaces only the transposed kernel, wrongly: -check_adjoint fails, naming the kernels.
+    (It says it keeps the step; without that line the run is refused at start-up: test_contract.)"""
+    step_kernel = KernelToy.step_kernel
     step_adjoint_kernel = wrong_adjoint
 
 
@@ -124,3 +126,22 @@ class PythonStepOnlyFast(LinearControlFast):
 
     def step(self, n, h, theta, u, out, cache):
         LinearControl.step(self, n, h, theta, u, out, cache)
+
+
+class DampedLinearControl(LinearControl):
+    """Another step at step level, with the parent's transpose (a plain-Python plugin, no batched
+    forms): the gradient would be wrong; refused at start-up with one line."""
+
+    def step(self, n, h, theta, u, out, cache):
+        super().step(n, h, theta, u, out, cache)
+        out *= 0.9
+
+
+class CountingLinearControl(LinearControl):
+    """A step that only wraps the parent's (it counts calls), and says that its transpose still
+    holds: runs, with the parent's history."""
+    step_adjoint = LinearControl.step_adjoint
+
+    def step(self, n, h, theta, u, out, cache):
+        self.calls = getattr(self, "calls", 0) + 1
+        super().step(n, h, theta, u, out, cache)

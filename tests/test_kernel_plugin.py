@@ -112,6 +112,22 @@ def test_step_without_its_transpose_is_one_line():
     assert "StepOnlyPeaks overrides step but inherits step_adjoint from ResNet" in ours[0]
 
 
+def test_plain_plugin_step_without_its_transpose(tmp_path):
+    """A plain-Python plugin's subclass overriding step but inheriting step_adjoint trained with a
+    wrong gradient, silently (new-user tester, 2026-12-07): one line, exit 2; a wrapper that says
+    its transpose holds (step_adjoint = Parent.step_adjoint) runs the parent's history bitwise."""
+    args = ["-N", 8, "-tao_max_it", 4, "-quiet"]
+    p = run_ocnet(["-problem", "tests.reuse:DampedLinearControl"] + args, check=False)
+    ours = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.startswith("ocnet")]
+    assert p.returncode == 2 and len(ours) == 1, p.stdout + p.stderr
+    assert ("DampedLinearControl overrides step but inherits step_adjoint from LinearControl, written for "
+            "LinearControl's step; override step_adjoint too (if DampedLinearControl.step only wraps "
+            "LinearControl's, say so in its class body: step_adjoint = LinearControl.step_adjoint)") in ours[0], ours
+    run_ocnet(["-problem", "tests.reuse:CountingLinearControl"] + args + ["-run_dir", tmp_path / "w"])
+    run_ocnet(["-problem", "tests.toy:LinearControl"] + args + ["-run_dir", tmp_path / "p"])
+    np.testing.assert_array_equal(history_column(tmp_path / "w"), history_column(tmp_path / "p"))
+
+
 def test_python_step_below_the_kernels_runs(tmp_path):
     """A subclass of a kernel plugin that writes step and step_adjoint in Python: its step runs
     (the history is that of the same step without kernels, bitwise), with one note; overriding

@@ -354,10 +354,18 @@ def stale_forms(problem):
     for pair in STEP_DEFINERS:
         for name, other in (pair, pair[::-1]):
             d = defining_class(cls, name)
-            if d in below and defining_class(cls, other) is owner:
+            if name in vars(problem) or other in vars(problem) or _generic(d) or d is owner \
+                    or defining_class(cls, other) is not owner:
+                continue
+            if d in below:
                 raise OcnetError(f"problem '{problem.name}': {owner.__qualname__} overrides {other} but inherits {name} "
                                  f"from {d.__qualname__}, written with {d.__qualname__}'s batched forms for another "
                                  f"step; override {name} too")
+            # (a transpose of another step: a wrong gradient that trained silently)
+            raise OcnetError(f"problem '{problem.name}': {owner.__qualname__} overrides {other} but inherits {name} "
+                             f"from {d.__qualname__}, written for {d.__qualname__}'s {other}; override {name} too (if "
+                             f"{owner.__qualname__}.{other} only wraps {d.__qualname__}'s, say so in its class body: "
+                             f"{name} = {d.__qualname__}.{name})")
     return stale, owner
 
 
