@@ -20,11 +20,15 @@ exit status 2.  The dry run's ``ocnet: warning:`` lines (a misspelt option) are 
 study, the runs' (e.g. an option never used) passed on to stderr, each distinct one once; --extra
 goes to every run, the serial baseline's too, so a note that an option has no effect in a mode is
 shown only for an option that has none in every mode of the study.  Every run names its -mode
-(an options file's own -mode does not turn the serial baseline into one-shot).  Runs use
+(an options file's own -mode does not turn the serial baseline into one-shot); -mode and
+-oneshot_adapt in --extra are refused (they would relabel every run), and so are -N, -tao_max_it
+and -run_dir (--N, --its, --out set them).  A run that stops before --its is warned of (its time
+per iteration is over the iterations it made); one that stops at iteration 0 counts as failed.  Runs use
 ``-checkpoint 0`` (a save would enter the times and fill the disk).  A run that fails is reported
 and left out; the study goes on, and the script exits 1 at the end naming the failed points.
 
 Writes OUT/scaling.csv (ranks, N, mode, time per iteration: min and median over the repeats,
+the fastest repeat's iterations and TAO reason (a run that stopped before --its is warned of),
 per-phase times of the fastest repeat, MGRIT iterations per state/adjoint solve, speed-up over
 layer-serial on 1 rank at the same N, parallel efficiency = speed-up / ranks; weak scaling also
 weak_efficiency = t(1 rank, N) / t(P ranks, N P) of the same mode; the machine and date) and three
@@ -33,6 +37,7 @@ the ideal line t(1 rank)/P and the serial time), OUT/speedup.png and OUT/efficie
 """
 import argparse
 import csv
+import json
 import os
 import re
 import shlex
@@ -48,7 +53,12 @@ sys.path.insert(0, ROOT)
 # default of -mode oneshot (docs/user/adaptive-oneshot.md) without its exact start (layer-serial
 # iterations, which the serial mode's row times)
 MODE_ARGS = {"serial": ["-mode", "serial"], "oneshot": ["-mode", "oneshot", "-oneshot_adapt", "0"],
-             "oneshot_adaptive": ["-mode", "oneshot", "-oneshot_exact_start", "0"], "exact": ["-mode", "exact"]}
+             "oneshot_adaptive": ["-mode", "oneshot", "-oneshot_adapt", "1", "-oneshot_exact_start", "0"],
+             "exact": ["-mode", "exact"]}
+#: options the harness sets for each run (in --extra they would override it: refused), and by what
+SET_BY = {"-mode": "--modes (serial, oneshot: fixed counts, oneshot_adaptive, exact)",
+          "-oneshot_adapt": "--modes (serial, oneshot: fixed counts, oneshot_adaptive, exact)",
+          "-N": "--N", "-tao_max_it": "--its", "-run_dir": "--out"}
 
 
 def _machine():
@@ -105,8 +115,18 @@ def check_inputs(options, extra, env, mode_args=(), notes=None):
             note(notes, line)
         elif line.startswith("ocnet: warning:"):
             print(line, file=sys.stderr, flush=True)
-            shown.add(line)
+            shown.add(warning_key(line))
     return shown
+
+
+UNUSED = re.compile(r"^ocnet: warning: option (-\S+) was given but")
+
+
+def warning_key(line):
+    """What a warning is about, for showing each once: an unused option's two wordings (at the
+    first iteration and at the end of a run, or the dry run's) are one warning."""
+    m = UNUSED.match(line)
+    return ("unused", m.group(1)) if m else line
 
 
 def note(notes, line):
@@ -185,6 +205,9 @@ def main():
         env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [env.get("PYTHONPATH")] if p])
     options = os.path.abspath(a.options)
     extra = absolute_options(shlex.split(a.extra))
+    clash = [o for o in extra if o in SET_BY]
+    if clash:
+        fail(f"--extra: {clash[0]} is set by {SET_BY[clash[0]]} for each run; leave it out")
     notes = {}  # (MODE_NOTE)
     shown_warnings = check_inputs(options, extra, env, MODE_ARGS[modes[0]], notes)
     if paths:  # the ranks inherit it (srun exports the environment; mpiexec's local ranks inherit it)
@@ -218,10 +241,12 @@ def main():
         for line in (r.stdout + r.stderr).splitlines():  # ocnet's warnings (e.g. an unused option), once each
             if MODE_NOTE.match(line):
                 note(notes, line)
-            elif line.startswith("ocnet: warning:") and line not in warned:
-                warned.add(line)
+            elif line.startswith("ocnet: warning:") and warning_key(line) not in warned:
+                warned.add(warning_key(line))
                 print(line, file=sys.stderr, flush=True)
-        return phases.summarize(d)
+        with open(os.path.join(d, "summary.json")) as f:
+            summary = json.load(f)
+        return dict(phases.summarize(d), iterations=int(summary["iterations"]), reason=summary["reason"])
 
     def best_of(mode, N, p):
         res = []
@@ -233,6 +258,13 @@ def main():
             return None
         ts = [r["t_it"] for r in res]
         best = min(res, key=lambda r: r["t_it"])
+        if best["iterations"] == 0:  # (no iteration: nothing timed)
+            failed.append(f"{mode} N {N} ranks {p}: stopped at iteration 0 ({best['reason']}): nothing timed")
+            print(f"scaling.py: run failed: {failed[-1]}", file=sys.stderr, flush=True)
+            return None
+        if best["iterations"] < a.its:  # (its time per iteration is over fewer, later-starting iterations)
+            print(f"scaling.py: warning: {mode} N {N} ranks {p} stopped after {best['iterations']} of {a.its} "
+                  f"iterations ({best['reason']}); its time per iteration is over those", file=sys.stderr, flush=True)
         return dict(best, t_min=min(ts), t_median=statistics.median(ts))
 
     Ns = {p: (a.N if a.kind == "strong" else a.N * p) for p in ranks}
@@ -253,7 +285,8 @@ def main():
             one = next((x for x in rows if x["mode"] == mode and x["ranks"] == ranks[0]), None)
             weak = (1.0 if p == ranks[0] == 1 else one["time_per_it_min"] / r["t_min"]
                     if one is not None and ranks[0] == 1 else float("nan")) if a.kind == "weak" else None
-            row = {"ranks": p, "N": N, "mode": mode, "time_per_it_min": r["t_min"], "time_per_it_median": r["t_median"]}
+            row = {"ranks": p, "N": N, "mode": mode, "time_per_it_min": r["t_min"], "time_per_it_median": r["t_median"],
+                   "iterations": r["iterations"], "reason": r["reason"]}
             row.update({f"t_{k}": v for k, v in r["phases"].items()})
             row.update({"state_mgrit_its": r["mgrit_its"].get("state", float("nan")),
                         "adjoint_mgrit_its": r["mgrit_its"].get("adjoint", float("nan")),

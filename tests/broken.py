@@ -7,6 +7,7 @@ from tests.toy import LinearControl
 
 class UntransposedLinear(LinearControl):
     """The README example with A where A^T belongs: still 'trains', but the gradient is wrong."""
+    step = LinearControl.step  # (its own transpose of this step, as a plugin's would be)
 
     def step_adjoint(self, n, h, theta, u, cache, lam_next, lam, grad_theta):
         L = lam_next.reshape(len(theta), -1)
@@ -17,6 +18,7 @@ class UntransposedLinear(LinearControl):
 class FineOnlyLinear(LinearControl):
     """A transposed step right only at the fine step size (it ignores its argument h): the
     layer-serial gradient is exact, adjoint MGRIT's coarse levels are wrong."""
+    step = LinearControl.step  # (its own transpose of this step, as a plugin's would be)
 
     def step_adjoint(self, n, h, theta, u, cache, lam_next, lam, grad_theta):
         super().step_adjoint(n, self.values["T"] / self.values["N"], theta, u, cache, lam_next, lam, grad_theta)
@@ -24,6 +26,7 @@ class FineOnlyLinear(LinearControl):
 
 class AccumulatingLinear(LinearControl):
     """Adds into lam instead of overwriting it (the contract says lam[:] = ...)."""
+    step = LinearControl.step  # (its own transpose of this step, as a plugin's would be)
 
     def step_adjoint(self, n, h, theta, u, cache, lam_next, lam, grad_theta):
         L = lam_next.reshape(len(theta), -1)
@@ -71,6 +74,7 @@ class CrashingBatchedLinear(LinearControl):
 
 class NaNAdjointLinear(LinearControl):
     """A transposed step that yields NaN: must FAIL, never pass as 'no difference'."""
+    step = LinearControl.step  # (its own transpose of this step, as a plugin's would be)
 
     def step_adjoint(self, n, h, theta, u, cache, lam_next, lam, grad_theta):
         super().step_adjoint(n, h, theta, u, cache, lam_next, lam, grad_theta)

@@ -42,6 +42,8 @@ class FailsOnRank(LinearControl):
         super().declare_options(opts)
         opts.add("fail_rank", int, 1, "rank whose step raises", group=cls.name, bounds="[0,inf)")
 
+    step_adjoint = LinearControl.step_adjoint  # (the step below wraps LinearControl's)
+
     def step(self, n, h, theta, u, out, cache):
         if self.comm.Get_rank() == self.values["fail_rank"]:
             raise ZeroDivisionError("deliberate failure in step")
@@ -190,6 +192,8 @@ class Stiff(LinearControl):
         super().__init__(values, comm)
         self.A = -values["stiffness"] * np.eye(values["dim"])
         self.nan_above = values["nan_above"]
+
+    step_adjoint = LinearControl.step_adjoint  # (the step below wraps LinearControl's, with its A)
 
     def step(self, n, h, theta, u, out, cache):
         super().step(n, h, theta, u, out, cache)

@@ -33,10 +33,12 @@ def test_out_of_tree_plugin_from_another_folder(tmp_path):
     # not shown (the option acts in another mode of the study), one that acts in no mode is
     p = scaling(["--options", "tiny.opts", "--pythonpath", "plug", "--ranks", "1,2", "--modes", "serial,oneshot",
                  "--N", "16", "--its", "2", "--repeat", "1", "--launcher", "mpiexec", "--out", "res",
-                 "--extra", "-mgrit_cfactor 2 -mgrit_rtol 1e-8"], tmp_path)
+                 "--extra", "-mgrit_cfactor 2 -mgrit_rtol 1e-8 -mgrit_cfactr 2"], tmp_path)
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stderr.count("ocnet: warning: option -dampng was given but never used") == 1, p.stderr
-    assert "-mgrit_cfactor" not in p.stderr, p.stderr
+    # a typo with a close match: the runs say it at iteration 0 and at the end, in two wordings: once
+    assert p.stderr.count("-mgrit_cfactr") == 1 and "did you mean -mgrit_cfactor?" in p.stderr, p.stderr
+    assert "has no effect in -mode" not in p.stderr, p.stderr
     assert p.stderr.count("scaling.py: warning: -mgrit_rtol has no effect in any mode of this study "
                           "(oneshot, serial)") == 1, p.stderr
     with open(tmp_path / "res" / "scaling.csv") as f:
@@ -44,6 +46,7 @@ def test_out_of_tree_plugin_from_another_folder(tmp_path):
     assert [(r["mode"], r["ranks"]) for r in rows] == [("serial", "1"), ("serial", "2"), ("oneshot", "1"),
                                                        ("oneshot", "2")], rows
     assert all(float(r["time_per_it_min"]) > 0 for r in rows)
+    assert [r["iterations"] for r in rows] == ["2"] * 4 and all(r["reason"] for r in rows), rows
     # the runs' folders are the caller's, and they ran the plugin
     with open(tmp_path / "res" / "oneshot_N16_p2_r0" / "params.json") as f:
         assert "tinyplug:Tiny" in f.read()
@@ -101,3 +104,29 @@ def test_failed_point_left_out_and_ranks_checked(tmp_path):
     p = scaling(["--ranks", "1,3", "--N", "2", "--dry-run"], tmp_path)
     assert p.returncode == 2 and p.stderr.strip() == \
         "scaling.py: error: --ranks 3 with N 2: more ranks than layers (each rank needs at least one layer)", p.stderr
+
+
+def test_mode_options_in_extra_refused_and_early_stops_warned(tmp_path):
+    """-mode in --extra relabelled every run (a 'serial' row that ran exact mode; tester,
+    2026-12-07): refused, as are the other options the harness sets; a run that stops before --its
+    (the tiny problem converges at iteration 2) was averaged silently: a warning, and the csv's
+    iterations and reason columns say it; one that stops at iteration 0 is a failed point."""
+    plugin_folder(tmp_path)
+    for extra, by in (("-mode exact", "--modes (serial, oneshot: fixed counts, oneshot_adaptive, exact)"),
+                      ("-oneshot_adapt 0", "--modes (serial, oneshot: fixed counts, oneshot_adaptive, exact)"),
+                      ("-tao_max_it 9", "--its")):
+        p = scaling(["--options", "tiny.opts", "--pythonpath", "plug", "--dry-run", "--extra", extra], tmp_path)
+        assert p.returncode == 2 and p.stderr.strip() == (f"scaling.py: error: --extra: {extra.split()[0]} is set by "
+                                                          f"{by} for each run; leave it out"), p.stderr
+    study = ["--options", "tiny.opts", "--pythonpath", "plug", "--ranks", "1", "--modes", "serial", "--N", "8",
+             "--its", "5", "--repeat", "1", "--launcher", "mpiexec", "--out", "res"]
+    p = scaling(study, tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "scaling.py: warning: serial N 8 ranks 1 stopped after 2 of 5 iterations (CONVERGED_GATOL); its time " \
+           "per iteration is over those" in p.stderr, p.stderr
+    with open(tmp_path / "res" / "scaling.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["iterations"], r["reason"]) for r in rows] == [("2", "CONVERGED_GATOL")], rows
+    p = scaling(study + ["--extra", "-tao_gatol 1e3"], tmp_path)
+    assert p.returncode == 1 and "serial N 8 ranks 1: stopped at iteration 0 (CONVERGED_GATOL): nothing timed" \
+        in p.stderr, p.stderr

@@ -355,7 +355,8 @@ def stale_forms(problem):
         for name, other in (pair, pair[::-1]):
             d = defining_class(cls, name)
             if name in vars(problem) or other in vars(problem) or _generic(d) or d is owner \
-                    or defining_class(cls, other) is not owner:
+                    or defining_class(cls, other) is not owner \
+                    or owner.__dict__[other] is ControlProblem.__dict__.get(other):  # (check_required's)
                 continue
             if d in below:
                 raise OcnetError(f"problem '{problem.name}': {owner.__qualname__} overrides {other} but inherits {name} "
