@@ -45,6 +45,9 @@ class LabelledResNet(ResNet):
         if classes.size < 2:
             raise OcnetError(f"the training labels hold a single class ({classes[0]}); classification needs at least 2")
         C = nclasses or int(ytr.max()) + 1
+        if not values.get("nclasses", 1):  # (-nclasses 0: automatic) the class count is recorded as the
+            values["nclasses"] = C        # model's (params.json): -load builds C outputs whatever classes
+            #                               a scoring run's training file holds
         for name, part in (("training", train), ("validation", val)):
             if part is None:
                 continue

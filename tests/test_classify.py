@@ -148,6 +148,13 @@ def test_scores_unlabelled_samples(files, tmp_path):
         np.testing.assert_array_equal(np.loadtxt(text.splitlines()[1:], delimiter=","), known[:, [0, 2]])
         assert np.isnan(float(read_history(tmp_path / f"s{p}")[0]["val_accuracy"]))
         assert "val nan" not in out.stdout and "val accuracy" not in out.stdout, out.stdout
+    # a training file with only some of the classes (the model's count is saved, not 0: automatic)
+    two = blobs(40)[1] < 2
+    np.savez(tmp_path / "two.npz", X=blobs(40)[0][two], y=blobs(40)[1][two])
+    run_ocnet(score[:2] + ["-train_file", tmp_path / "two.npz"] + score[4:] + ["-val_file", tmp_path / "new.npz",
+                                                                              "-run_dir", tmp_path / "two"])
+    text = (tmp_path / "two" / "predictions_val.csv").read_text()
+    np.testing.assert_array_equal(np.loadtxt(text.splitlines()[1:], delimiter=","), known[:, [0, 2]])
     # in-process (docs/user/run-folders.md): the loaded model scores a numpy array of new samples
     from ocnet.base.grid import LayerGrid
     from ocnet.optim.objective import ReducedObjective

@@ -316,7 +316,7 @@ def test_main_once_per_process(tmp_path):
     argv = ["ocnet", "-options_file", str(tmp_path / "o.opts"), "-N", "4", "-quiet"]
     script = f"import petsc4py\npetsc4py.init({argv!r})\nfrom ocnet.run.cli import main\nprint(main({argv!r}))"
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert p.stdout.split()[-1] == "0" and "stopped after 1 iterations" in p.stdout, p.stdout + p.stderr
+    assert p.stdout.split()[-1] == "0" and "stopped after 1 iteration " in p.stdout, p.stdout + p.stderr
 
 
 def test_predictions(tmp_path):
@@ -417,3 +417,24 @@ def test_option_of_another_problem_named_at_iteration_zero():
     assert lines == [f"ocnet: warning: option -ntrain was given but is not used {hint}; the run goes on without it",
                      f"ocnet: warning: option -ntrain was given but never used {hint}"], p.stderr
     assert p.stdout.index("it    0") < p.stdout.index("it    2")
+
+
+def test_tao_type_with_oneshot_tao_is_reported():
+    """-oneshot_tao overrides -tao_type: a type given with it went unreported (a resumed one-shot
+    TAO run with -tao_type cg continued as TAO python, silently; new-user tester 2026-12-07)."""
+    p = run_ocnet(["-N", 8, "-oneshot_tao", "-tao_type", "cg", "-tao_max_it", 1, "-quiet"])
+    assert p.stderr.count("ocnet: warning: -tao_type cg has no effect with -oneshot_tao") == 1, p.stderr
+    assert "TAO python stopped after 1 iteration (" in p.stdout, p.stdout
+    p = run_ocnet(["-N", 8, "-oneshot_tao", "-tao_max_it", 1, "-quiet"])
+    assert "warning" not in p.stderr, p.stderr
+
+
+def test_mgrit_view_shows_the_adaptive_range():
+    """-mgrit_view in adaptive one-shot printed max_it 2 / 1 only, read as fixed counts (new-user
+    tester, 2026-12-07): the range per evaluation is shown beside the starting count."""
+    p = run_ocnet(["-N", 32, "-mode", "oneshot", "-mgrit_view", "-tao_max_it", 0, "-quiet",
+                   "-oneshot_state_its_max", 6])
+    assert "max_it 2 (adaptive one-shot: the start; 2..6 per evaluation, -oneshot_state_its_min/max)," in p.stdout
+    assert "max_it 1 (adaptive one-shot: the start; 1..8 per evaluation, -oneshot_adjoint_its_min/max)," in p.stdout
+    p = run_ocnet(["-N", 32, "-mode", "oneshot", "-oneshot_adapt", 0, "-mgrit_view", "-tao_max_it", 0, "-quiet"])
+    assert "V-cycles, max_it 2, rtol 0" in p.stdout and "adaptive" not in p.stdout, p.stdout

@@ -358,7 +358,7 @@ def test_unconverged_exact_solves_warn_and_stop(tmp_path):
     assert summary["unconverged_solves"] == sum(by.values()) and by["state"] > 0 and by["val state"] > 0, by
     assert f"({', '.join(f'{k} {n}' for k, n in by.items())}; history.csv" in p.stderr, p.stderr
     one_error(run_ocnet(args + ["-unconverged", "stop"], nprocs=2, timeout=300, check=False), 3,
-              "state MGRIT stopped after 1 iterations")
+              "state MGRIT stopped after 1 iteration ")
 
 
 # ---- 6. resume / load into a different problem ---------------------------------------------

@@ -222,8 +222,8 @@ def test_second_signal_ends_at_once():
 
 
 def test_run_folder_in_use_is_refused(tmp_path):
-    """While a run writes its folder (2 ranks), a -resume of it, or a -run_dir_overwrite of it,
-    is one line, exit 2, and changes nothing (before: the -resume crashed with a missing
+    """While a run writes its folder (2 ranks), a -resume of it, or a -run_dir_overwrite of it
+    (or either's -dry_run), is one line, exit 2, and changes nothing (before: the -resume crashed with a missing
     checkpoint file, or both runs wrote the folder); after the run stopped, -resume continues."""
     folder = tmp_path / "run"
     # (-tao_max_funcs: a fast machine ended the run by TAO's evaluation limit, 3855 iterations, before
@@ -235,7 +235,8 @@ def test_run_folder_in_use_is_refused(tmp_path):
         while not (folder / "history.csv").exists() or len(read_history(folder)) < 3:
             assert p.poll() is None and time.time() - start < GUARD, outputs(out, err)
             time.sleep(0.1)
-        for extra in (["-resume", folder], ["-run_dir", folder, "-run_dir_overwrite"]):
+        # (-dry_run too: it passed on a folder in use, new-user tester 2026-12-07)
+        for extra in (["-resume", folder], ["-run_dir", folder, "-run_dir_overwrite"], ["-resume", folder, "-dry_run"]):
             q = run_ocnet(ARGS + extra, nprocs=2, check=False, timeout=120)
             lines = [ln for ln in q.stderr.splitlines() if ln.startswith("ocnet")]  # (and mpiexec's notice)
             assert q.returncode == 2 and len(lines) == 1, q.stderr

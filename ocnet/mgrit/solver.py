@@ -710,13 +710,21 @@ def declare_options(opts):
     MGRITSettings.declare(opts, "adjoint_")
 
 
-def view_solves(state, adjoint, note=""):
-    """``-mgrit_view`` lines of the state and adjoint solvers (None: a one-level layer-serial sweep)."""
+def view_solves(state, adjoint, note="", its_range=None):
+    """``-mgrit_view`` lines of the state and adjoint solvers (None: a one-level layer-serial sweep);
+    ``its_range`` {"state": (lo, hi), "adjoint": (lo, hi)}: adaptive one-shot's bounds on the
+    iterations per evaluation, shown beside max_it (the count it starts from)."""
     lines = [f"ocnet: MGRIT hierarchies{': ' + note if note else ''}"]
-    for title, solver in (("state MGRIT (FAS, SNES prefix state_; validation solves alike)", state),
-                          ("adjoint MGRIT (linear, backward in layers; KSP prefix adjoint_)", adjoint)):
-        lines += solver.view(title) if solver is not None else \
+    for which, title, solver in (("state", "state MGRIT (FAS, SNES prefix state_; validation solves alike)", state),
+                                 ("adjoint", "adjoint MGRIT (linear, backward in layers; KSP prefix adjoint_)",
+                                  adjoint)):
+        view = solver.view(title) if solver is not None else \
             [f"{title.split(' (')[0]}: 1 level, the layer-serial sweep"]
+        if solver is not None and its_range and which in its_range:
+            lo, hi = its_range[which]
+            view[0] = view[0].replace(f"max_it {solver.s.max_it},", f"max_it {solver.s.max_it} (adaptive one-shot: "
+                                      f"the start; {lo}..{hi} per evaluation, -oneshot_{which}_its_min/max),", 1)
+        lines += view
     return lines
 
 

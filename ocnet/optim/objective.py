@@ -291,10 +291,10 @@ class ReducedObjective:
             # blew up, then came down without converging (a stall near rho = 1): the iterate went
             # through values far from the solution, and its end is no approximation of it either
             text = (f"{what} MGRIT blew up: its residual rose from {r0:.3e} to {peak:.3e} and ended at "
-                    f"{mg.residual:.3e} after {its} iterations (tolerance {tolerance})")
+                    f"{mg.residual:.3e} after {its} iteration{'' if its == 1 else 's'} (tolerance {tolerance})")
             advice = f"{contract_advice(mg, prefix)}; more iterations would not"
         else:
-            text = (f"{what} MGRIT stopped after {its} iterations with residual {mg.residual:.3e}, "
+            text = (f"{what} MGRIT stopped after {its} iteration{'' if its == 1 else 's'} with residual {mg.residual:.3e}, "
                     f"above its tolerance ({tolerance})")
             advice = f"raise -{prefix}mgrit_max_it"
             replace = False

@@ -235,7 +235,11 @@ def run(comm):
     if values["check_adjoint"]:  # instead of training (ocnet/plugin/adjcheck.py)
         from ..plugin.adjcheck import check_adjoint
         return check_adjoint(problem, grid, values, db, comm)
-    if values["oneshot_tao"]:  # overrides -tao_type (e.g. one from an options file)
+    if values["oneshot_tao"]:  # overrides -tao_type (e.g. one from an options file): said when one was given
+        given = db.getString("tao_type") if db.hasName("tao_type") else "python"
+        if given != "python":
+            _say(comm, f"ocnet: warning: -tao_type {given} has no effect with -oneshot_tao (the one-shot TAO, "
+                       "ocnet.optim.oneshot.OneShot, is the optimiser): leave out one of them", sys.stderr)
         db.setValue("tao_type", "python")
         db.setValue("tao_python_type", "ocnet.optim.oneshot.OneShot")
     for k, v in TAO_DEFAULTS.items():
@@ -258,7 +262,9 @@ def run(comm):
     if values["mgrit_view"]:
         from ..mgrit.solver import view_solves
         _say(comm, "ocnet: -mgrit_view: -mode serial builds no MGRIT (layer-serial sweeps; use -mode exact or oneshot)"
-             if values["mode"] == "serial" else "\n".join(view_solves(objective.mgrit, objective.adj_mgrit)))
+             if values["mode"] == "serial" else "\n".join(view_solves(
+                 objective.mgrit, objective.adj_mgrit, its_range=None if objective.adapt is None else {
+                     w: (values[f"oneshot_{w}_its_min"], values[f"oneshot_{w}_its_max"]) for w in ("state", "adjoint")})))
     replicated = values["design_layout"] == "replicated"
     x = objective.design.initial(values["seed"])
     meta = {"problem": spec, "model": problem.name,
@@ -289,8 +295,11 @@ def run(comm):
     if values["dry_run"]:  # all that needs no computation is checked: stop before the run folder
         Trainer(objective, comm, replicated).tao.destroy()  # (TAO's own options: -tao_ls_type, ...)
         if values["resume"]:  # (read-only: what -resume would refuse)
+            rundir.lock(values["resume"], comm, "-resume", probe=True)
             rundir.check_resume(values["resume"], meta, comm)
         elif run_dir:
+            if os.path.isdir(run_dir):
+                rundir.lock(run_dir, comm, "-run_dir", probe=True)
             rundir.check_target(run_dir, comm, overwrite=values["run_dir_overwrite"])
         _say(comm, f"ocnet: dry run: options, data and problem '{problem.name}' (N={grid.N}, {grid.size} "
              f"rank{'s' if grid.size > 1 else ''}, -mode {values['mode']}) check out; nothing computed or written")
@@ -394,7 +403,8 @@ def run(comm):
     x = objective.design.convert(x_opt, False)
     rows = trainer.rows
     last = rows[-1] if rows else {}
-    ran = (f"TAO {trainer.tao.getType()} stopped after {last.get('iteration', 0)} iterations ({reason})"
+    its = last.get("iteration", 0)
+    ran = (f"TAO {trainer.tao.getType()} stopped after {its} iteration{'' if its == 1 else 's'} ({reason})"
            if last.get("iteration", 0) or int(code) else "evaluated the starting parameters (-tao_max_it 0)")
     name = rundir.headline_metric(rows)  # accuracy, or a problem's other metric (e.g. rmse)
     val = last.get(f"val_{name}", math.nan)

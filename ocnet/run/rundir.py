@@ -29,13 +29,14 @@ LOCK = ".ocnet-lock"  # held (flock) by rank 0 of the run that writes the folder
 _HELD = []  # the open lock file: released when the process ends, however it ends
 
 
-def lock(path, comm, what):
+def lock(path, comm, what, probe=False):
     """Claim the run folder ``path`` for this run: two runs never write one folder (a -resume
     while its run is still going, a requeued job beside the old one).  Rank 0 takes an exclusive
     ``flock`` on ``path/.ocnet-lock`` (created; it records pid, host and start) and keeps it until
     the process ends.  Collective; raises OcnetError on every rank when another process holds it.
     A file system without locks (``flock`` unsupported) is not checked.  Does nothing unless
-    ``path`` is an ocnet run folder (its marker file): no lock file is left in other folders."""
+    ``path`` is an ocnet run folder (its marker file): no lock file is left in other folders.
+    ``probe`` (-dry_run): the same refusal, but nothing is held, created or written."""
     import fcntl
     import time
 
@@ -43,9 +44,9 @@ def lock(path, comm, what):
     if comm.Get_rank() == 0 and os.path.isfile(os.path.join(path, MARKER)) and not _HELD:
         name = os.path.join(path, LOCK)
         try:
-            fd = os.open(name, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(name, os.O_RDONLY if probe else os.O_RDWR | os.O_CREAT, 0o644)
         except OSError:
-            fd = None  # (a read-only folder: the run's own writes report it)
+            fd = None  # (a read-only folder: the run's own writes report it; probe: no lock file, no holder)
         if fd is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -57,10 +58,13 @@ def lock(path, comm, what):
             except OSError:  # no locks on this file system
                 os.close(fd)
             else:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"pid {os.getpid()} on {platform.node()}, since "
-                              f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime())}\n".encode(), 0)
-                _HELD.append(fd)
+                if probe:  # (free: let go at once)
+                    os.close(fd)
+                else:
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, f"pid {os.getpid()} on {platform.node()}, since "
+                                  f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime())}\n".encode(), 0)
+                    _HELD.append(fd)
     msg = comm.bcast(msg, root=0)
     collective_check(comm, not msg, msg)
 
