@@ -84,10 +84,10 @@ def redistribute(files, N, P, grid, design, replicated):
     ``files`` ({old rank: {name: array}}, the ranks whose blocks overlap this one's) of a run on P
     ranks.  Trajectories take each row from the rank that owned it; design-shaped optimiser arrays
     (DESIGN_KEYS, last axis) are, in the ``replicated`` layout (-design_layout, the same for the
-    saved run), whole copies taken as saved, else rebuilt from the layers' owners; the rest come from the first file that holds them (in the replicated layout
-    only rank 0 runs the optimiser and saves its memory; the others save the design).  Raises
-    KeyError/ValueError for a file without a trajectory or a layer the others hold, or of the wrong
-    shape (a corrupt checkpoint)."""
+    saved run), whole copies taken as saved, else rebuilt from the layers' owners; the rest come
+    from the first file that holds them (in the replicated layout only rank 0 runs the optimiser
+    and saves its memory; the others save the design).  Raises KeyError/ValueError/IndexError for a
+    file without a trajectory or a layer the others hold, or of the wrong shape (corrupt)."""
     out = {}
     keys = dict.fromkeys(k for r in sorted(files) for k in files[r])
     for key in keys:
@@ -116,7 +116,7 @@ def redistribute(files, N, P, grid, design, replicated):
 
 def _overlapping(N, P, grid):
     """The saved ranks (of P) whose stored rows or layers this rank needs: those whose blocks meet
-    [n0, n1] (and rank 0, the owner of the global parameters, for the first rank)."""
+    [n0, n1] (for the first rank, rank 0 with the global parameters among them)."""
     return [r for r in range(P) if block_bounds(N, P, r)[0] <= grid.n1 and block_bounds(N, P, r)[1] >= grid.n0]
 
 
@@ -181,10 +181,9 @@ def saved_meta(run_dir, comm):
 
 def load(run_dir, comm, objective, replicated=True):
     """Restore the warm starts on every rank; return (this rank's optimiser state, history rows,
-    iteration).  A checkpoint of another rank count is redistributed (``redistribute``; ``replicated``:
-    the optimiser's design layout).  Raises
-    OcnetError (every rank) for a missing or corrupt one.
-    Every rank first reads its whole file, then all agree before anything collective happens (a
+    iteration).  A checkpoint of another rank count is redistributed (``redistribute``;
+    ``replicated``: the optimiser's design layout).  Raises OcnetError (every rank) for a missing
+    or corrupt one.  Every rank first reads its whole file, then all agree before anything collective happens (a
     rank whose file was damaged used to wait in allgather while the others allocated Vecs: a hang)."""
     path = find(run_dir) if os.path.isdir(run_dir) else None
     collective_check(comm, path is not None, f"-resume: no complete checkpoint in '{run_dir}'")
@@ -207,7 +206,7 @@ def load(run_dir, comm, objective, replicated=True):
                 name = f"rank{r}.npz"
                 with np.load(os.path.join(path, name)) as z:
                     files[r] = {k: z[k] for k in z.files}
-            name = f"rank{min(files)}..{max(files)}.npz"
+            name = f"rank{min(files)}..{max(files)}.npz (of {P} ranks)"
             arrays = redistribute(files, N, P, grid, objective.design, replicated)
     except (OSError, ValueError, KeyError, TypeError, EOFError, AttributeError, IndexError,
             zipfile.BadZipFile) as e:
