@@ -145,3 +145,13 @@ class CountingLinearControl(LinearControl):
     def step(self, n, h, theta, u, out, cache):
         self.calls = getattr(self, "calls", 0) + 1
         super().step(n, h, theta, u, out, cache)
+
+
+class CountingFast(LinearControlFast):
+    """A Python step that wraps a kernel plugin's (it counts calls) and says its transpose holds:
+    super().step runs the kernels' step (it raised 'KernelProblem.__init__ was not called')."""
+    step_adjoint = LinearControlFast.step_adjoint
+
+    def step(self, n, h, theta, u, out, cache):
+        self.calls = getattr(self, "calls", 0) + 1
+        super().step(n, h, theta, u, out, cache)

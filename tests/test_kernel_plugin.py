@@ -126,6 +126,16 @@ def test_plain_plugin_step_without_its_transpose(tmp_path):
     run_ocnet(["-problem", "tests.reuse:CountingLinearControl"] + args + ["-run_dir", tmp_path / "w"])
     run_ocnet(["-problem", "tests.toy:LinearControl"] + args + ["-run_dir", tmp_path / "p"])
     np.testing.assert_array_equal(history_column(tmp_path / "w"), history_column(tmp_path / "p"))
+    # below a kernel plugin (tester 2026-12-07: 'KernelProblem.__init__ was not called'): the wrapper's
+    # super().step is the kernels' step; the history is the kernel plugin's, passing -check_adjoint
+    for mode in ("serial", "exact"):
+        run_ocnet(["-problem", "tests.reuse:CountingFast", "-mode", mode] + args + ["-run_dir", tmp_path / f"cf{mode}"])
+        run_ocnet(["-problem", "tests.toy_fast:LinearControlFast", "-mode", mode] + args
+                  + ["-run_dir", tmp_path / f"f{mode}"])
+        np.testing.assert_allclose(history_column(tmp_path / f"cf{mode}"), history_column(tmp_path / f"f{mode}"),
+                                   rtol=1e-12, atol=0)
+    p = run_ocnet(["-problem", "tests.reuse:CountingFast", "-N", 8, "-check_adjoint"], check=False)
+    assert p.returncode == 0 and not lines(p, "FAIL"), p.stdout + p.stderr
 
 
 def test_python_step_below_the_kernels_runs(tmp_path):

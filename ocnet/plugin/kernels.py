@@ -283,7 +283,9 @@ class KernelProblem(ControlProblem):
                 other = "step_adjoint" if over[0] == "step" else "step"
                 raise OcnetError(f"problem '{self.name}': {python[over[0]].__qualname__} overrides {over[0]} but "
                                  f"inherits {other} from {kernels.__qualname__}'s kernels, written for another "
-                                 f"step; override {other} too")
+                                 f"step; override {other} too (if {python[over[0]].__qualname__}.{over[0]} only "
+                                 f"wraps {kernels.__qualname__}'s, say so in its class body: {other} = "
+                                 f"{kernels.__qualname__}.{other})")
             self._kernels_unused = (min(python.values(), key=mro.index), kernels)
             return
         # forms a subclass writes by hand stay (guard_forms replaces them if written for other kernels)
@@ -291,11 +293,22 @@ class KernelProblem(ControlProblem):
                if defining_class(cls, n) in (ControlProblem, KernelProblem)]
         use_kernels(self, cls.step_kernel, cls.step_adjoint_kernel, own)
 
-    # The methods below only document the signatures; ``use_kernels`` binds the generated ones.
+    # ``use_kernels`` binds the generated forms on the instance; these class methods run only when
+    # a subclass's Python step wraps them (super().step(...)): the kernels' step, generated then
+    def _kernel_forms(self):
+        forms = self.__dict__.get("_wrapped_forms")
+        if forms is None:
+            cls = type(self)
+            if cls.step_kernel is None or cls.step_adjoint_kernel is None:
+                raise OcnetError(f"problem '{self.name}': a KernelProblem sets both step_kernel and "
+                                 "step_adjoint_kernel (Numba-jitted functions)")
+            forms = self._wrapped_forms = GeneratedForms(self, cls.step_kernel, cls.step_adjoint_kernel)
+        return forms
+
     def step(self, n, h, theta, u, out, cache):
         """out[:] = Phi_n(u; theta, h) through ``step_kernel``."""
-        raise OcnetError("KernelProblem.__init__ was not called")
+        self._kernel_forms().step(n, h, theta, u, out, cache)
 
     def step_adjoint(self, n, h, theta, u, cache, lam_next, lam, grad_theta):
         """The transposed step through ``step_adjoint_kernel``."""
-        raise OcnetError("KernelProblem.__init__ was not called")
+        self._kernel_forms().step_adjoint(n, h, theta, u, cache, lam_next, lam, grad_theta)
