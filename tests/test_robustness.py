@@ -479,3 +479,16 @@ def test_nonfinite_mgrit_stops_at_once():
         in p.stderr, p.stderr
     its = [ln.split()[3] for ln in p.stdout.splitlines() if "state mgrit it" in ln]
     assert "max_it" not in p.stderr and its and set(its) == {"0", "1"}, p.stdout + p.stderr  # (0: the start)
+
+
+def test_fixed_one_shot_says_mgrit_does_not_contract():
+    """Fixed one-shot counts on a problem whose MGRIT diverges ended on a line-search failure with a
+    note about the inexact gradient only (residuals 597 and 1e6 in the history; new-user tester
+    2026-12-07): a warning names the residuals against the iterate's norm, and what may make MGRIT
+    contract; a contracting run (Peaks) has none."""
+    p = run_ocnet(STIFF + ["-mode", "oneshot", "-oneshot_adapt", 0, "-nan_above", 1e300], check=False)
+    assert "ocnet: warning: the fixed one-shot counts' last MGRIT solves are far from converged (state residual" \
+        in p.stderr and "-mgrit_relax FCF (now F) or fewer levels (-mgrit_levels, now 6) may make it contract" \
+        in p.stderr, p.stderr
+    p = run_ocnet(["-mode", "oneshot", "-oneshot_adapt", 0, "-tao_max_it", 20, "-quiet"])
+    assert "far from converged" not in p.stderr, p.stderr

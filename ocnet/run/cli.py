@@ -439,6 +439,13 @@ def run(comm):
     if math.isfinite(first) and not last.get("objective", first) <= first:  # (nan: not finite either)
         _say(comm, f"ocnet: warning: the objective rose from {first:.6g} (iteration {rows[0]['iteration']}) to "
                    f"{last['objective']:.6g}: the run did not train ({reason} is TAO's stop reason)", sys.stderr)
+    if values["mode"] == "oneshot" and objective.adapt is None:
+        far = fixed_counts_far(objective)
+        if far:
+            _say(comm, f"ocnet: warning: the fixed one-shot counts' last MGRIT solves are far from converged ({far}): "
+                       f"MGRIT does not contract for this problem and these settings; "
+                       f"{contract_advice(objective.mgrit, '')}, or adaptive one-shot (the default) measures it and "
+                       "falls back to exact solves", sys.stderr)
     if values["mode"] == "oneshot" and objective.adapt is None and reason == "DIVERGED_LS_FAILURE":
         _say(comm, "ocnet: note: the fixed one-shot counts ended on a line-search failure, where the inexact "
                    "gradient may be what failed; adaptive one-shot (the default: no -oneshot_state_its / "
@@ -587,6 +594,25 @@ def _other_problem_hint(k, others):
         return ""
     return (f" (an option of -problem {', '.join(where)}; this run's problem is "
             f"{PROBLEM[0] if PROBLEM else '?'})")
+
+
+#: a fixed-count one-shot solve whose final residual is above this fraction of its iterate's norm
+#: is reported as far from converged (warm-started solves of a contracting MGRIT stay far below it)
+FAR = 0.1
+
+
+def fixed_counts_far(objective):
+    """'state residual 597 (48 x |u|), ...' for the last fixed-count solves whose residual is
+    above FAR times the norm of their iterate (or not finite); '' when none is."""
+    out = []
+    for which, mg in (("state", objective.mgrit), ("adjoint", objective.adj_mgrit)):
+        unorm = getattr(mg, "unorm", None)
+        if mg is None or not mg.history or not unorm:
+            continue
+        r = mg.history[-1]
+        if not r <= FAR * unorm:
+            out.append(f"{which} residual {r:.3g} ({r / unorm:.3g} x |{'u' if which == 'state' else 'lambda'}|)")
+    return "; ".join(out)
 
 
 def report_unused(comm):
