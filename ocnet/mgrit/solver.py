@@ -22,6 +22,11 @@ from ..plugin.problem import accepts
 
 RELAXATIONS = ("F", "FCF", "FCFCF")
 ROUNDOFF = 64 * np.finfo(float).eps  # residual floor relative to |u| over the C-points
+#: a stall (the residual less than halved over STALL_CYCLES cycles, rho > 0.79) below this level
+#: relative to |u| is the step's own round-off (an implicit step's solve, a stepper with large
+#: coefficients amplify rounding beyond 64 eps): counted as converged; sqrt(eps)
+STALL_FLOOR = float(np.sqrt(np.finfo(float).eps))
+STALL_CYCLES = 3
 _EVENTS = {}
 
 
@@ -618,8 +623,21 @@ class MGRIT:
             if not math.isfinite(self.history[-1]):  # no further cycle can mend it (the caller reports it)
                 self.converged = False
                 return it
+            if self.stalled(unorm):  # (at the step's round-off: more cycles would not reduce it)
+                self.converged = True
+                if self.s.monitor and self.comm.Get_rank() == 0:
+                    print(f"  {label} stalled at {self.history[-1]:.3e} = {self.history[-1] / unorm:.2g} |u| "
+                          f"(rho ~1 over {STALL_CYCLES} cycles, below sqrt(eps) |u|): the step's round-off, "
+                          "counted as converged", flush=True)
+                return it
         self.converged = self.history[-1] <= tol
         return self.s.max_it
+
+    def stalled(self, unorm):
+        """The last STALL_CYCLES cycles less than halved the residual, which is below
+        STALL_FLOOR |u| (the residuals are global norms: every rank decides alike)."""
+        h = self.history
+        return len(h) > STALL_CYCLES and h[-1] > 0.5 * h[-1 - STALL_CYCLES] and h[-1] <= STALL_FLOOR * unorm
 
     def _monitor(self, label, it, warm=False):
         """-mgrit_monitor: one line for cycle ``it`` (rank 0) from the last two residuals of

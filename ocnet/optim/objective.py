@@ -13,7 +13,7 @@ from ..base.errors import NumericalFailure, OcnetError
 from ..base.grid import block_bounds
 from .adaptive import layer_sq_norms
 from .layout import Design, Trajectory
-from ..mgrit.solver import RELAXATIONS, phase
+from ..mgrit.solver import RELAXATIONS, STALL_CYCLES, phase
 from ..mgrit.serial import LayerSerial
 
 TAG_HALO_L, TAG_HALO_R, TAG_LOSS = 21, 22, 23
@@ -287,16 +287,24 @@ class ReducedObjective:
             text = (f"{what} MGRIT diverged: its residual grew from {r0:.3e} to {mg.residual:.3e} in {its} "
                     f"iterations (tolerance {tolerance})")
             advice = f"{contract_advice(mg, prefix)}; more iterations would not"
-        elif np.isfinite(r0) and peak > BLOWUP * r0:
+        elif np.isfinite(r0) and peak > BLOWUP * r0 and mg.residual > r0 / BLOWUP:
             # blew up, then came down without converging (a stall near rho = 1): the iterate went
             # through values far from the solution, and its end is no approximation of it either
+            # (one that came down BLOWUP-fold below its start is: its residual says how close)
             text = (f"{what} MGRIT blew up: its residual rose from {r0:.3e} to {peak:.3e} and ended at "
                     f"{mg.residual:.3e} after {its} iteration{'' if its == 1 else 's'} (tolerance {tolerance})")
             advice = f"{contract_advice(mg, prefix)}; more iterations would not"
         else:
             text = (f"{what} MGRIT stopped after {its} iteration{'' if its == 1 else 's'} with residual {mg.residual:.3e}, "
                     f"above its tolerance ({tolerance})")
-            advice = f"raise -{prefix}mgrit_max_it"
+            h = mg.history
+            k = min(STALL_CYCLES, len(h) - 1)
+            if k >= 2 and h[-1] > 0.5 * h[-1 - k]:  # a stall: more iterations would not help
+                text += f", stalled (rho {(h[-1] / h[-1 - k]) ** (1 / k):.2g} over the last {k} iterations)"
+                advice = (f"a stall is often the step's own round-off level: -{prefix}mgrit_atol {2 * mg.residual:.0e} "
+                          f"accepts it; else {contract_advice(mg, prefix)}")
+            else:
+                advice = f"raise -{prefix}mgrit_max_it"
             replace = False
         if self.unconverged == "stop":
             raise NumericalFailure(f"{text}; {advice}, or use -unconverged warn")
