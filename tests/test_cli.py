@@ -438,3 +438,14 @@ def test_mgrit_view_shows_the_adaptive_range():
     assert "max_it 1 (adaptive one-shot: the start; 1..8 per evaluation, -oneshot_adjoint_its_min/max)," in p.stdout
     p = run_ocnet(["-N", 32, "-mode", "oneshot", "-oneshot_adapt", 0, "-mgrit_view", "-tao_max_it", 0, "-quiet"])
     assert "V-cycles, max_it 2, rtol 0" in p.stdout and "adaptive" not in p.stdout, p.stdout
+
+
+def test_choices_are_case_insensitive():
+    """-mgrit_relax fcf was refused (only FCF); a choice given in another case is the choice."""
+    from ocnet.base.errors import OcnetError
+    from ocnet.base.options import OptionSet
+    opts = OptionSet().add("relax", str, "F", "", choices=("F", "FCF", "FCFCF"))
+    o = opts.options[0]
+    assert o.parse("fcf") == "FCF" and o.parse("FCF") == "FCF"
+    with pytest.raises(OcnetError, match="'ff' is not one of F, FCF, FCFCF"):
+        o.parse("ff")

@@ -68,6 +68,8 @@ class Option:
         except ValueError:
             kind = {int: "an integer", float: "a real number"}.get(self.type, self.type.__name__)
             raise OcnetError(f"option {flag}: expected {kind}, got '{text}'") from None
+        if self.choices and value not in self.choices and isinstance(value, str):  # (fcf: FCF, Tanh: tanh)
+            value = next((c for c in self.choices if isinstance(c, str) and c.lower() == value.lower()), value)
         if self.choices and value not in self.choices:
             raise OcnetError(f"option {flag}: '{text}' is not one of "
                              f"{', '.join(repr(c) if c == '' else str(c) for c in self.choices)}")

@@ -625,13 +625,20 @@ class MGRIT:
                 return it
             if self.stalled(unorm):  # (at the step's round-off: more cycles would not reduce it)
                 self.converged = True
-                if self.s.monitor and self.comm.Get_rank() == 0:
+                if self.s.monitor and self.prints:
                     print(f"  {label} stalled at {self.history[-1]:.3e} = {self.history[-1] / unorm:.2g} |u| "
                           f"(rho ~1 over {STALL_CYCLES} cycles, below sqrt(eps) |u|): the step's round-off, "
                           "counted as converged", flush=True)
                 return it
         self.converged = self.history[-1] <= tol
         return self.s.max_it
+
+    @property
+    def prints(self):
+        """Whether this rank prints the monitor: the first of the layer grid (the adjoint's comm
+        runs backward, so its rank 0 is the last rank: its lines mixed with rank 0's)."""
+        grid = getattr(self, "fgrid", self.grid)
+        return grid.rank == 0
 
     def stalled(self, unorm):
         """The last STALL_CYCLES cycles less than halved the residual, which is below
@@ -643,7 +650,7 @@ class MGRIT:
         """-mgrit_monitor: one line for cycle ``it`` (rank 0) from the last two residuals of
         ``history`` (rho nan where the residual before is not known); ``warm``: a warm-started
         solve, whose first rho above 1 the line explains."""
-        if not (self.s.monitor and self.comm.Get_rank() == 0):
+        if not (self.s.monitor and self.prints):
             return
         r, prev = self.history[-1], self.history[-2] if len(self.history) > 1 else float("nan")
         rho = r / prev if prev > 0 else (float("nan") if math.isnan(prev) or math.isnan(r) else 0.0)

@@ -57,7 +57,11 @@ def origin(problem, name):
             return "ControlProblem (the generic loop)"
         return "an instance attribute"
     klass = defining_class(type(problem), name)
-    return klass.__qualname__ if klass is not None else "?"
+    if klass is None:
+        return "?"
+    # an alias in a class body (step = Parent.step): the class that wrote the function
+    wrote = next(k for k in reversed(type(problem).__mro__) if k.__dict__.get(name) is klass.__dict__[name])
+    return klass.__qualname__ if wrote is klass else f"{wrote.__qualname__} (via {klass.__qualname__})"
 
 
 def _rms(a):
