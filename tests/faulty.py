@@ -60,6 +60,8 @@ class FailsLater(FailsOnRank):
         super().declare_options(opts)
         opts.add("fail_call", int, 2000, "the step call that raises", group=cls.name, bounds="[1,inf)")
 
+    step_adjoint = LinearControl.step_adjoint  # (the step below wraps LinearControl's)
+
     def step(self, n, h, theta, u, out, cache):
         FailsLater.calls += 1
         if FailsLater.calls >= self.values["fail_call"] and self.comm.Get_rank() == self.values["fail_rank"]:
