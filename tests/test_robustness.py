@@ -477,9 +477,10 @@ def test_unconverged_solve_says_why():
 
 
 def test_stall_at_round_off_counts_as_converged():
-    """A residual that stops falling (less than halved in 3 cycles) below sqrt(eps) |u| is the step's
-    round-off (a tester's explicit stepper stalled at 3.4e-14 |u|, above 64 eps |u|, and every warm
-    solve ran to -mgrit_max_it); above that level, or still falling, it is not."""
+    """A residual that stops falling (less than halved in 3 cycles) below 1000 times the round-off
+    floor (1.4e-11 |u|) is the step's round-off (a tester's explicit stepper stalled at 3.4e-14 |u|,
+    above 64 eps |u|, and every warm solve ran to -mgrit_max_it); above that level (a frozen
+    iterate at 8e-9 |u|, 5e-11 off in J: sqrt(eps) took it), or still falling, it is not."""
     from types import SimpleNamespace
 
     from ocnet.mgrit.solver import MGRIT
@@ -488,6 +489,7 @@ def test_stall_at_round_off_counts_as_converged():
     assert not stalled([6e-10, 2.7e-13, 2.6e-13, 2.65e-13])  # (3 cycles needed)
     assert not stalled([6e-10, 2.7e-13, 1e-13, 5e-14, 2.5e-14])  # still falling (rho ~0.6)
     assert not stalled([1e-3, 9e-4, 8.5e-4, 8.4e-4, 8.3e-4])  # a stall far above round-off: not converged
+    assert not stalled([0.14, 1.161e-9, 1.1545e-9, 1.1545e-9, 1.1545e-9], 0.14)  # 8e-9 |u|: a frozen iterate
 
 
 def test_nonfinite_mgrit_stops_at_once():

@@ -24,8 +24,10 @@ RELAXATIONS = ("F", "FCF", "FCFCF")
 ROUNDOFF = 64 * np.finfo(float).eps  # residual floor relative to |u| over the C-points
 #: a stall (the residual less than halved over STALL_CYCLES cycles, rho > 0.79) below this level
 #: relative to |u| is the step's own round-off (an implicit step's solve, a stepper with large
-#: coefficients amplify rounding beyond 64 eps): counted as converged; sqrt(eps)
-STALL_FLOOR = float(np.sqrt(np.finfo(float).eps))
+#: coefficients amplify rounding beyond 64 eps: a tester's explicit stepper stalled at 2.4 times
+#: ROUNDOFF): counted as converged.  A thousand times ROUNDOFF, 1.4e-11 (sqrt(eps) counted a
+#: frozen MGRIT iterate at 8e-9 |u|, 5e-11 off in J, as converged)
+STALL_FLOOR = 1e3 * ROUNDOFF
 STALL_CYCLES = 3
 _EVENTS = {}
 
@@ -426,11 +428,15 @@ class MGRIT:
     @logged("Residual")
     def residual_norm(self, lev, scale=False):
         """||g - A(u)|| over C-points, summed in point order (rank-count free); with ``scale``
-        also ||u|| over the same points (for the round-off floor of the residual)."""
+        also ||u|| over the same points and the initial one, u[0] (the adjoint's lambda[N]), for
+        the round-off floor of the residual (a trajectory that decays to ~1e-60 at the C-points
+        made a residual of 1e-62 look large)."""
         self.exchange(lev)
         sq = np.empty((len(lev.c_rows), 2))
         phi, prow = self._c_values(lev)
         rowops.residual_sumsq(phi, prow, lev.U, lev.c_rows, sq)
+        if scale and self.grid.first:  # (first in point order on this solve's grid)
+            sq = np.concatenate([[[0.0, float(np.dot(lev.U[0], lev.U[0]))]], sq])
         tot = np.sum(np.concatenate(self.comm.allgather(sq)), axis=0)
         return (float(np.sqrt(tot[0])), float(np.sqrt(tot[1]))) if scale else float(np.sqrt(tot[0]))
 
@@ -616,7 +622,8 @@ class MGRIT:
                 return it - 1
             self.cycle(0, self.s.cycle, skip=self.s.skip_down and it == 1 and self._first)
             self._first = False
-            self.history.append(self.residual_norm(fine))
+            r, unorm = self.residual_norm(fine, scale=True)  # (|u| of this iterate: a cold start's is not)
+            self.history.append(r)
             if on_iteration:
                 on_iteration(it, self.history[-1])
             self._monitor(label, it, warm=not first)
@@ -627,8 +634,8 @@ class MGRIT:
                 self.converged = True
                 if self.s.monitor and self.prints:
                     print(f"  {label} stalled at {self.history[-1]:.3e} = {self.history[-1] / unorm:.2g} |u| "
-                          f"(rho ~1 over {STALL_CYCLES} cycles, below sqrt(eps) |u|): the step's round-off, "
-                          "counted as converged", flush=True)
+                          f"(rho ~1 over {STALL_CYCLES} cycles, below {STALL_FLOOR:.1e} |u|, 1000 times the "
+                          "round-off floor): the step's round-off, counted as converged", flush=True)
                 return it
         self.converged = self.history[-1] <= tol
         return self.s.max_it
