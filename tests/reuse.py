@@ -155,3 +155,24 @@ class CountingFast(LinearControlFast):
     def step(self, n, h, theta, u, out, cache):
         self.calls = getattr(self, "calls", 0) + 1
         super().step(n, h, theta, u, out, cache)
+
+
+class CountingPeaks(Peaks):
+    """Wraps Peaks' step (either -block): ran into a RecursionError (single: the generic loops that
+    replace the ResNet's batched forms called its step, which called them back) or was never called
+    (double: the generated forms bound on the instance hid it)."""
+    step_adjoint = Peaks.step_adjoint
+
+    def step(self, n, h, theta, u, out, cache):
+        self.calls = getattr(self, "calls", 0) + 1
+        Peaks.step(self, n, h, theta, u, out, cache)
+
+
+class HalfHPeaks(Peaks):
+    """Peaks' block (either -block) taken with half the step size, with its transpose."""
+
+    def step(self, n, h, theta, u, out, cache):
+        Peaks.step(self, n, 0.5 * h, theta, u, out, cache)
+
+    def step_adjoint(self, n, h, theta, u, cache, lam_next, lam, grad_theta):
+        Peaks.step_adjoint(self, n, 0.5 * h, theta, u, cache, lam_next, lam, grad_theta)

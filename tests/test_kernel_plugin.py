@@ -138,6 +138,23 @@ def test_plain_plugin_step_without_its_transpose(tmp_path):
     assert p.returncode == 0 and not lines(p, "FAIL"), p.stdout + p.stderr
 
 
+@pytest.mark.parametrize("block", ["single", "double"])
+def test_python_subclass_of_a_builtin_resnet(tmp_path, block):
+    """A Python subclass of Peaks that wraps its step runs Peaks' history (single block: it ended in
+    a RecursionError); one that changes the step runs its own (double block: the generated forms
+    hid it, and the run was plain Peaks'), and passes -check_adjoint (verification tester,
+    2026-12-07)."""
+    args = ["-block", block, "-N", 8, "-ntrain", 60, "-nval", 20, "-tao_max_it", 3, "-quiet"]
+    for cls in ("tests.reuse:CountingPeaks", "tests.reuse:HalfHPeaks", "peaks"):
+        run_ocnet(["-problem", cls] + args + ["-run_dir", tmp_path / cls.split(":")[-1]])
+    peaks = history_column(tmp_path / "peaks")
+    np.testing.assert_allclose(history_column(tmp_path / "CountingPeaks"), peaks, rtol=1e-12, atol=0)
+    assert abs(history_column(tmp_path / "HalfHPeaks")[0] - peaks[0]) > 1e-6 * abs(peaks[0])
+    p = run_ocnet(["-problem", "tests.reuse:HalfHPeaks", "-block", block, "-N", 8, "-ntrain", 30, "-nval", 0,
+                   "-check_adjoint"], check=False)
+    assert p.returncode == 0 and not lines(p, "FAIL"), p.stdout + p.stderr
+
+
 def test_python_step_below_the_kernels_runs(tmp_path):
     """A subclass of a kernel plugin that writes step and step_adjoint in Python: its step runs
     (the history is that of the same step without kernels, bitwise), with one note; overriding

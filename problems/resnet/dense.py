@@ -22,7 +22,8 @@ import numpy as np
 
 from . import classifier, dense_kernels as kernels, double_kernels
 from ocnet.base.errors import OcnetError
-from ocnet.plugin.kernels import use_kernels
+from ocnet.plugin.kernels import GeneratedForms, use_kernels
+from ocnet.plugin.problem import defining_class
 from ocnet.plugin.problem import ControlProblem
 
 #: residual blocks of the dense family (-block)
@@ -91,7 +92,14 @@ class ResNet(ControlProblem):
         if self.block == "double":  # every form generated from the two kernels (ocnet.plugin.kernels)
             q = self.hidden = values["hidden_width"] or 2 * w
             self.layer_param_size = 2 * w * q + q
-            use_kernels(self, double_kernels.double_step, double_kernels.double_step_adjoint)
+            k = (double_kernels.double_step, double_kernels.double_step_adjoint)
+            if any(defining_class(type(self), n) not in (ResNet, ControlProblem) for n in ("step", "step_adjoint")):
+                # a subclass's own step (or one wrapping this one): nothing bound on the instance,
+                # where it would hide the subclass's step; ResNet.step runs the block for super()
+                # and the generic loops run the batched forms (ocnet.plugin.problem.guard_forms)
+                self._block_forms = GeneratedForms(self, *k)
+            else:
+                self._block_forms = use_kernels(self, *k)
         else:
             if values.get("hidden_width"):  # an option given is honoured or reported
                 raise OcnetError(f"-hidden_width {values['hidden_width']} applies to -block double only "
@@ -232,14 +240,22 @@ class ResNet(ControlProblem):
                                      np.asarray(out_rows, np.int64), st(Lam[:0]) if F is None else st(F),
                                      F is not None, minus)
 
+    # ResNet's own forms, not self's: a subclass's step wrapping this one (super().step) has its
+    # batched forms replaced by loops over its step, which would call back here (a RecursionError)
     def step(self, n, h, theta, u, out, cache):
+        forms = self.__dict__.get("_block_forms")
+        if forms is not None:  # (-block double)
+            return forms.step(n, h, theta, u, out, cache)
         U = np.stack([u, out])
-        self.sweep(n, h, theta[None], U, cache[None])
+        ResNet.sweep(self, n, h, theta[None], U, cache[None])
         out[:] = U[1]
 
     def step_adjoint(self, n, h, theta, u, cache, lam_next, lam, grad_theta):
+        forms = self.__dict__.get("_block_forms")
+        if forms is not None:
+            return forms.step_adjoint(n, h, theta, u, cache, lam_next, lam, grad_theta)
         L = np.stack([lam, lam_next])
-        self.sweep_adjoint(n, h, theta[None], u[None], cache[None], L, grad_theta[None])
+        ResNet.sweep_adjoint(self, n, h, theta[None], u[None], cache[None], L, grad_theta[None])
         lam[:] = L[0]
 
     def features(self, uN):
