@@ -189,3 +189,20 @@ def test_resume_on_another_rank_count(tmp_path, layout, saved, resumed, monkeypa
     np.testing.assert_allclose([float(r["objective"]) for r in b], [float(r["objective"]) for r in a],
                                rtol=1e-10, atol=0)
     assert len(list((cut / "checkpoint").glob("rank*.npz"))) == resumed
+
+
+def test_resumed_oneshot_tao_rejects_nonfinite_trials(tmp_path):
+    """A resumed one-shot TAO run took its first line-search trial for a solve's first evaluation:
+    a non-finite trial stopped it (exit 3) where the uninterrupted run shrinks the step
+    (verification tester, 2026-12-07; toy: J = inf once g is 0.3 from its start).  Finished at
+    iterations 1..3 and continued to 6, the history is the uninterrupted run's."""
+    args = ["-problem", "tests.faulty:Fenced", "-radius", 0.3, "-N", 8, "-oneshot_tao", "-mode", "oneshot",
+            "-mgrit_cfactor", 2, "-quiet", "-oneshot_exact_start", 0]
+    run_ocnet(args + ["-tao_max_it", 6, "-run_dir", tmp_path / "ref"])
+    ref = read_history(tmp_path / "ref")
+    assert json.loads((tmp_path / "ref" / "summary.json").read_text())["rejected_trial_points"] > 0
+    for k in (1, 2, 3):
+        run_ocnet(args + ["-tao_max_it", k, "-run_dir", tmp_path / f"k{k}"])
+        run_ocnet(args + ["-tao_max_it", 6, "-resume", tmp_path / f"k{k}"])
+        assert [(r["iteration"], r["objective"]) for r in read_history(tmp_path / f"k{k}")] == \
+            [(r["iteration"], r["objective"]) for r in ref]

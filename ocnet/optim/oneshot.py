@@ -59,6 +59,9 @@ class OneShot:
             f = tao.computeObjectiveGradient(x, g)
         else:
             its, f, step = int(resumed["its"]), float(resumed["f"]), float(resumed["step"])
+            # the solve's first evaluation was before the checkpoint: the next ones are line-search
+            # trials, whose non-finite values shrink the step (the resumed run stopped on one instead)
+            self.trainer._solve_start = False
             self.restarted_at = int(resumed.get("restarted_at", 0))
             x.setArray(resumed["x"])
             if "adapt" in resumed and self.trainer.obj.adapt is not None:
