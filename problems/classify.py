@@ -81,8 +81,15 @@ class LabelledResNet(ResNet):
 
     def classification(self, X, y=None):
         """Samples X (n, f) as the network's data: standardised with the model's statistics,
-        feature-major (f, n); labels y (n,) or None (unlabelled: scored, no accuracy)."""
-        Z = np.ascontiguousarray(((np.asarray(X, np.float64) - self.mean) / self.scale).T)
+        feature-major (f, n); labels y (n,) or None (unlabelled: scored, no accuracy).  Raises
+        OcnetError for another shape or feature count and for NaN/Inf (a NaN sample was scored)."""
+        X = np.asarray(X)
+        f = self.mean.size
+        if X.ndim != 2 or X.shape[1] != f:
+            raise OcnetError(f"classification: X has shape {X.shape}, the model takes (samples, {f}) "
+                             f"features{' (transposed?)' if X.ndim == 2 and X.shape[0] == f else ''}")
+        X = datafiles.as_features(X, "classification")
+        Z = np.ascontiguousarray(((X - self.mean) / self.scale).T)
         return Classification(Z, np.full(X.shape[0], UNLABELLED, np.int64) if y is None else y)
 
     def plot_confusion(self, folder, predict):

@@ -199,7 +199,7 @@ def _text_in_label_column(err, features, labels, binary, label_column, skip_rows
     column: class names (e.g. 'setosa') are not labels ocnet reads; else ``err`` as it is."""
     import re
 
-    m = re.search(r"could not convert string '([^']*)' to float64 at row \d+, column (\d+)", str(err))
+    m = re.search(r"could not convert string '([^']*)' to float64 at row (\d+), column (\d+)", str(err))
     if labels or binary or m is None:
         return err
     try:
@@ -210,8 +210,18 @@ def _text_in_label_column(err, features, labels, binary, label_column, skip_rows
     except (OSError, StopIteration, UnicodeDecodeError):
         return err
     c = label_column if label_column >= 0 else ncols + label_column
-    if int(m.group(2)) - 1 != c:
+    if int(m.group(3)) - 1 != c:
         return err
+    def number(t):
+        try:
+            float(t)
+            return True
+        except ValueError:
+            return False
+    fields = [t.strip() for t in line.split(_text_delimiter(features, skip_rows))]
+    if m.group(2) == "0" and not any(number(t) for t in fields if t):  # (every field text: a header line)
+        return OcnetError(f"{str(err).split(':', 1)[0]}: the first line read is text in every column ('{line.strip()[:60]}'): "
+                          f"a header line? -skip_rows {skip_rows + 1}")
     return OcnetError(f"{str(err).split(':', 1)[0]}: the label column ({c + 1} of {ncols}, counted from 1: "
                       f"-label_column {label_column}) holds text ('{m.group(1)}'): labels must be numbers, e.g. "
                       "the class names mapped to 0, 1, ... (or one-hot rows in a labels file)")

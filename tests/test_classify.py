@@ -1,5 +1,6 @@
 """-problem classify: users' data files in every format, the split, standardisation, plots, bad input."""
 import os
+import re
 import subprocess
 import sys
 
@@ -167,6 +168,12 @@ def test_scores_unlabelled_samples(files, tmp_path):
     load_params(str(tmp_path / "a"), x, meta, COMM)
     new = problem.classification(Xv)
     assert not new.labelled
+    bad = Xv.copy()
+    bad[1, 1] = np.nan  # (it was scored: class 0)
+    for X, text in ((bad, "features hold NaN or Inf (row 1, column 1"), (Xv[:, 0], "has shape (60,), the model"),
+                    (Xv.T, "the model takes (samples, 2) features (transposed?)"), (Xv[:, [0, 1, 1]], "(60, 3)")):
+        with pytest.raises(OcnetError, match=re.escape(text)):
+            problem.classification(X)
     outputs, _ = obj.forward_outputs(x, new, problem.predict)
     np.testing.assert_array_equal(outputs, known[:, 2])
     for f in ("new.npz", "new.csv"):
@@ -309,6 +316,8 @@ BAD = [
      "of -train_file?)"),
     (["-train_file", "{d}/header.csv"], "could not convert string 'x0' to float64 at row 0, column 1. (numpy counts "
      "rows from the first one read and columns from 1; a header line: -skip_rows 1"),
+    (["-train_file", "{d}/header.csv", "-label_column", 0], "-train_file: the first line read is text in every "
+     "column ('x0,x1,label'): a header line? -skip_rows 1"),  # (it named the label column only)
     (["-train_file", "{d}/names.csv", "-skip_rows", 1], "-train_file: the label column (3 of 3, counted from 1: "
      "-label_column -1) holds text ('a'): labels must be numbers"),
     (["-train_file", "{d}/labelfirst.csv"], "(the labels are column 3 of 3, counted from 1: -label_column -1, the "
