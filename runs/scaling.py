@@ -91,31 +91,32 @@ def absolute_options(args):
     return out
 
 
-def check_inputs(options, extra, env, mode_args=(), notes=None):
-    """The options file readable, and ``ocnet -dry_run`` of the options (with ``mode_args``, the
-    study's first mode) passing with ``env``'s PYTHONPATH (in a fresh interpreter, as the ranks will
-    load the problem: option values, data, problem); one line and exit 2 otherwise.  Its warnings
-    are printed, except mode notes (``MODE_NOTE``), which go into ``notes``."""
+def check_inputs(options, extra, env, modes=("serial",), notes=None):
+    """The options file readable, and ``ocnet -dry_run`` of the options passing with ``env``'s
+    PYTHONPATH for each of the study's ``modes`` (in a fresh interpreter, as the ranks will load the
+    problem: option values, data, problem); one line and exit 2 otherwise.  Their warnings are
+    printed once each, except mode notes (``MODE_NOTE``), which go into ``notes``."""
     if not (os.path.isfile(options) and os.access(options, os.R_OK)):
         fail(f"--options: cannot read '{options}'")
     bad = [f for a, f in zip(extra, extra[1:]) if a == "-options_file" and not os.access(f, os.R_OK)]
     if bad:
         fail(f"--extra: -options_file: cannot read '{bad[0]}'")
-    r = subprocess.run([sys.executable, "-m", "ocnet", "-options_file", options] + extra + list(mode_args)
-                       + ["-dry_run", "-quiet"], cwd=ROOT, env=env, capture_output=True, text=True)
-    if r.returncode != 0:
-        why = (r.stderr.strip() or r.stdout.strip() or "failed").splitlines()[-1].removeprefix("ocnet: error: ")
-        if why.startswith("cannot load problem") or why.startswith("unknown problem"):  # not found: where to look
-            why += f" (PYTHONPATH {env.get('PYTHONPATH', '')!r}; give the plugin's folder with --pythonpath)"
-        fail(why)
-    # its warnings (a misspelt option, an option of another problem) before the study, not after it
     shown = set()
-    for line in r.stderr.splitlines():
-        if MODE_NOTE.match(line) and notes is not None:
-            note(notes, line)
-        elif line.startswith("ocnet: warning:"):
-            print(line, file=sys.stderr, flush=True)
-            shown.add(warning_key(line))
+    for mode in dict.fromkeys(modes):
+        r = subprocess.run([sys.executable, "-m", "ocnet", "-options_file", options] + extra + MODE_ARGS[mode]
+                           + ["-dry_run", "-quiet"], cwd=ROOT, env=env, capture_output=True, text=True)
+        if r.returncode != 0:
+            why = (r.stderr.strip() or r.stdout.strip() or "failed").splitlines()[-1].removeprefix("ocnet: error: ")
+            if why.startswith("cannot load problem") or why.startswith("unknown problem"):  # not found: where to look
+                why += f" (PYTHONPATH {env.get('PYTHONPATH', '')!r}; give the plugin's folder with --pythonpath)"
+            fail(why)
+        # its warnings (a misspelt option, an option of another problem) before the study, not after it
+        for line in r.stderr.splitlines():
+            if MODE_NOTE.match(line) and notes is not None:
+                note(notes, line)
+            elif line.startswith("ocnet: warning:") and warning_key(line) not in shown:
+                print(line, file=sys.stderr, flush=True)
+                shown.add(warning_key(line))
     return shown
 
 
@@ -209,7 +210,7 @@ def main():
     if clash:
         fail(f"--extra: {clash[0]} is set by {SET_BY[clash[0]]} for each run; leave it out")
     notes = {}  # (MODE_NOTE)
-    shown_warnings = check_inputs(options, extra, env, MODE_ARGS[modes[0]], notes)
+    shown_warnings = check_inputs(options, extra, env, ["serial"] + modes, notes)  # (the baseline runs serial)
     if paths:  # the ranks inherit it (srun exports the environment; mpiexec's local ranks inherit it)
         print(f"export PYTHONPATH={shlex.quote(env['PYTHONPATH'])}", flush=True)
 
@@ -299,7 +300,7 @@ def main():
             print(f"  {mode:8s} ranks {p:4d}  N {N:6d}  {1e3 * r['t_min']:9.1f} ms/it (median {1e3 * r['t_median']:.1f})"
                   f"  speed-up {sp:6.2f}  efficiency {sp / p:5.2f}"
                   + (f"  weak efficiency {weak:5.2f}" if weak is not None else ""), flush=True)
-    report_mode_notes(notes, ["serial"] + modes if not a.dry_run else modes[:1])
+    report_mode_notes(notes, ["serial"] + modes)
     if a.dry_run:
         return
     if not rows:
