@@ -81,6 +81,8 @@ def test_resume_takes_the_runs_own_options(tmp_path):
     assert p.returncode == 0, p.stderr
     assert [r["iteration"] for r in read_history(d)] == [str(i) for i in range(7)]
     assert read_history(d)[:5] == full
+    p = run_ocnet(["-resume", d, "-tao_max_it", 7, "-mgrit_monitor"])  # (only prints: it was refused)
+    assert "mgrit it" in p.stdout and [r["iteration"] for r in read_history(d)] == [str(i) for i in range(8)]
     p = run_ocnet(["-resume", d, "-tao_max_it", 8, "-N", 16], check=False)  # given: still compared
     assert p.returncode == 2 and "other settings: -N 12 (now 16)" in p.stderr and "options.txt" in p.stderr
 
@@ -189,6 +191,11 @@ def test_resume_on_another_rank_count(tmp_path, layout, saved, resumed, monkeypa
     np.testing.assert_allclose([float(r["objective"]) for r in b], [float(r["objective"]) for r in a],
                                rtol=1e-10, atol=0)
     assert len(list((cut / "checkpoint").glob("rank*.npz"))) == resumed
+    # the other layout: one line (an internal error before: the saved vectors did not fit)
+    other = "distributed" if layout == "replicated" else "replicated"
+    p = run_ocnet(ARGS + ["-design_layout", other, "-resume", cut, "-tao_max_it", 16], nprocs=2, check=False)
+    assert p.returncode == 2 and f"-resume: '{cut}' was saved with -design_layout {layout}: resume with it" \
+        in p.stderr and "internal error" not in p.stderr, p.stderr
 
 
 def test_resumed_oneshot_tao_rejects_nonfinite_trials(tmp_path):

@@ -114,6 +114,18 @@ def redistribute(files, N, P, grid, design, replicated):
     return out
 
 
+def _layout_error(arrays, P, design, replicated, run_dir):
+    """The refusal of a resume with another -design_layout than the checkpoint's (its optimiser
+    vectors are laid out so; it was an internal error), else None.  The layout shows in the saved
+    design's size: the global one replicated, a rank's part distributed (P > 1: alike on 1 rank)."""
+    x = arrays.get(OPT + "x")
+    if x is None or P == 1 or (x.shape[-1] == design.global_size) == replicated:
+        return None
+    saved = "replicated" if replicated is False else "distributed"
+    return (f"-resume: '{run_dir}' was saved with -design_layout {saved}: resume with it (its optimiser's "
+            "vectors are laid out so), or -load its parameters into a new run")
+
+
 def _overlapping(N, P, grid):
     """The saved ranks (of P) whose stored rows or layers this rank needs: those whose blocks meet
     [n0, n1] (for the first rank, rank 0 with the global parameters among them)."""
@@ -200,6 +212,7 @@ def load(run_dir, comm, objective, replicated=True):
         if P == comm.Get_size():
             with np.load(os.path.join(path, name)) as z:
                 arrays = {k: z[k] for k in z.files}
+            layout = _layout_error(arrays, P, objective.design, replicated, run_dir)
         else:  # another rank count: the saved blocks that overlap this rank's
             files = {}
             for r in _overlapping(N, P, grid):
@@ -207,10 +220,14 @@ def load(run_dir, comm, objective, replicated=True):
                 with np.load(os.path.join(path, name)) as z:
                     files[r] = {k: z[k] for k in z.files}
             name = f"rank{min(files)}..{max(files)}.npz (of {P} ranks)"
-            arrays = redistribute(files, N, P, grid, objective.design, replicated)
+            layout = _layout_error(files[min(files)], P, objective.design, replicated, run_dir)
+            if layout is None:
+                arrays = redistribute(files, N, P, grid, objective.design, replicated)
     except (OSError, ValueError, KeyError, TypeError, EOFError, AttributeError, IndexError,
             zipfile.BadZipFile) as e:
         err = f"-resume: corrupt checkpoint in '{path}': {name}: {e}"
+    else:
+        err = layout
     collective_check(comm, err is None, err)
     if meta["ranks"] != comm.Get_size() and comm.Get_rank() == 0:
         print(f"ocnet: note: -resume: the checkpoint was written by {meta['ranks']} ranks; its warm starts and "
