@@ -240,14 +240,15 @@ class ResNet(ControlProblem):
                                      np.asarray(out_rows, np.int64), st(Lam[:0]) if F is None else st(F),
                                      F is not None, minus)
 
-    # ResNet's own forms, not self's: a subclass's step wrapping this one (super().step) has its
-    # batched forms replaced by loops over its step, which would call back here (a RecursionError)
+    # the class's forms (type(self).sweep, ConvResNet's for the conv block), not the instance's: a
+    # subclass's step wrapping this one (super().step) has its batched forms replaced on the
+    # instance by loops over its step, which would call back here (a RecursionError)
     def step(self, n, h, theta, u, out, cache):
         forms = self.__dict__.get("_block_forms")
         if forms is not None:  # (-block double)
             return forms.step(n, h, theta, u, out, cache)
         U = np.stack([u, out])
-        ResNet.sweep(self, n, h, theta[None], U, cache[None])
+        type(self).sweep(self, n, h, theta[None], U, cache[None])
         out[:] = U[1]
 
     def step_adjoint(self, n, h, theta, u, cache, lam_next, lam, grad_theta):
@@ -255,7 +256,7 @@ class ResNet(ControlProblem):
         if forms is not None:
             return forms.step_adjoint(n, h, theta, u, cache, lam_next, lam, grad_theta)
         L = np.stack([lam, lam_next])
-        ResNet.sweep_adjoint(self, n, h, theta[None], u[None], cache[None], L, grad_theta[None])
+        type(self).sweep_adjoint(self, n, h, theta[None], u[None], cache[None], L, grad_theta[None])
         lam[:] = L[0]
 
     def features(self, uN):
