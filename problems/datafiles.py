@@ -25,6 +25,19 @@ def _text_delimiter(path, skip_rows):
     return None
 
 
+def _fields(line, delimiter):
+    """The non-empty fields of a text table's line (``delimiter`` None: whitespace)."""
+    return [t.strip() for t in (line.split(delimiter) if delimiter else line.split()) if t.strip()]
+
+
+def _number(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
 def _skipped_data_line(path, skip_rows, delimiter):
     """The last line -skip_rows skips in text file ``path`` when it reads as numbers with as many
     columns as the first data line (a header in only some of the files: a sample dropped), or None."""
@@ -37,13 +50,10 @@ def _skipped_data_line(path, skip_rows, delimiter):
     if len(lines) <= skip_rows:
         return None
     skipped, first = lines[skip_rows - 1], lines[skip_rows]
-    fields = [t for t in (skipped.split(delimiter) if delimiter else skipped.split()) if t.strip()]
-    count = len([t for t in (first.split(delimiter) if delimiter else first.split()) if t.strip()])
-    try:
-        [float(t) for t in fields]
-    except ValueError:
+    fields = _fields(skipped, delimiter)
+    if not all(_number(t) for t in fields):
         return None
-    return skipped.strip() if fields and len(fields) == count else None
+    return skipped.strip() if fields and len(fields) == len(_fields(first, delimiter)) else None
 
 
 def _variable(path, store, name, option):
@@ -206,20 +216,14 @@ def _text_in_label_column(err, features, labels, binary, label_column, skip_rows
         with open(features) as f:
             line = next(ln for i, ln in enumerate(f)
                         if i >= skip_rows and ln.strip() and not ln.lstrip().startswith("#"))
-        ncols = len(line.split(_text_delimiter(features, skip_rows)))
+        delimiter = _text_delimiter(features, skip_rows)
+        ncols = len(line.split(delimiter))
     except (OSError, StopIteration, UnicodeDecodeError):
         return err
     c = label_column if label_column >= 0 else ncols + label_column
     if int(m.group(3)) - 1 != c:
         return err
-    def number(t):
-        try:
-            float(t)
-            return True
-        except ValueError:
-            return False
-    fields = [t.strip() for t in line.split(_text_delimiter(features, skip_rows))]
-    if m.group(2) == "0" and not any(number(t) for t in fields if t):  # (every field text: a header line)
+    if m.group(2) == "0" and not any(_number(t) for t in _fields(line, delimiter)):  # (every field text: a header)
         return OcnetError(f"{str(err).split(':', 1)[0]}: the first line read is text in every column ('{line.strip()[:60]}'): "
                           f"a header line? -skip_rows {skip_rows + 1}")
     return OcnetError(f"{str(err).split(':', 1)[0]}: the label column ({c + 1} of {ncols}, counted from 1: "
