@@ -32,6 +32,11 @@ STALL_CYCLES = 3
 _EVENTS = {}
 
 
+def stalling(history, cycles=STALL_CYCLES):
+    """The last ``cycles`` cycles of a residual ``history`` less than halved it (rho > 0.79 for 3)."""
+    return len(history) > cycles and history[-1] > 0.5 * history[-1 - cycles]
+
+
 def event(name):
     """A PETSc log event (shown by -log_view), created once."""
     if name not in _EVENTS:
@@ -650,8 +655,7 @@ class MGRIT:
     def stalled(self, unorm):
         """The last STALL_CYCLES cycles less than halved the residual, which is below
         STALL_FLOOR |u| (the residuals are global norms: every rank decides alike)."""
-        h = self.history
-        return len(h) > STALL_CYCLES and h[-1] > 0.5 * h[-1 - STALL_CYCLES] and h[-1] <= STALL_FLOOR * unorm
+        return stalling(self.history) and self.history[-1] <= STALL_FLOOR * unorm
 
     def _monitor(self, label, it, warm=False):
         """-mgrit_monitor: one line for cycle ``it`` (rank 0) from the last two residuals of

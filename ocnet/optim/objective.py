@@ -13,7 +13,7 @@ from ..base.errors import NumericalFailure, OcnetError
 from ..base.grid import block_bounds
 from .adaptive import layer_sq_norms
 from .layout import Design, Trajectory
-from ..mgrit.solver import RELAXATIONS, STALL_CYCLES, phase
+from ..mgrit.solver import RELAXATIONS, STALL_CYCLES, phase, stalling
 from ..mgrit.serial import LayerSerial
 
 TAG_HALO_L, TAG_HALO_R, TAG_LOSS = 21, 22, 23
@@ -299,7 +299,7 @@ class ReducedObjective:
                     f"above its tolerance ({tolerance})")
             h = mg.history
             k = min(STALL_CYCLES, len(h) - 1)
-            if k >= 2 and h[-1] > 0.5 * h[-1 - k]:  # a stall: more iterations would not help
+            if k >= 2 and stalling(h, k):  # a stall: more iterations would not help
                 text += f", stalled (rho {(h[-1] / h[-1 - k]) ** (1 / k):.2g} over the last {k} iterations)"
                 advice = (f"a stall is often the step's own round-off level: -{prefix}mgrit_atol {2 * mg.residual:.0e} "
                           f"accepts it; else {contract_advice(mg, prefix)}")

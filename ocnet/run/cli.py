@@ -405,7 +405,7 @@ def run(comm):
     last = rows[-1] if rows else {}
     its = last.get("iteration", 0)
     ran = (f"TAO {trainer.tao.getType()} stopped after {its} iteration{'' if its == 1 else 's'} ({reason})"
-           if last.get("iteration", 0) or int(code) else "evaluated the starting parameters (-tao_max_it 0)")
+           if its or int(code) else "evaluated the starting parameters (-tao_max_it 0)")
     name = rundir.headline_metric(rows)  # accuracy, or a problem's other metric (e.g. rmse)
     val = last.get(f"val_{name}", math.nan)
     _say(comm, f"ocnet: {problem.name} N={grid.N} ranks={grid.size}: {ran}; "
