@@ -29,6 +29,8 @@ day = datetime.fromtimestamp(os.path.getmtime(os.path.join(run, "summary.json"))
 it = [int(r["iteration"]) for r in rows]
 name = headline_metric(rows)
 val = [float(r[f"val_{name}"]) * (100 if name == "accuracy" else 1) for r in rows] if name else []
+if not any(v == v for v in val):  # (all nan: e.g. a scoring run's unlabelled validation set)
+    val, name = [], None
 label = "validation accuracy (%)" if name == "accuracy" else f"validation {name}"
 fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
 a.semilogy(it, [float(r["objective"]) for r in rows])

@@ -55,7 +55,11 @@ class LabelledResNet(ResNet):
             if y.max() >= C:
                 i = int(np.argmax(y))
                 src = f"-nclasses {C}" if nclasses else f"the training classes 0..{C - 1}"
-                raise OcnetError(f"{name} label {y[i]} (row {i}) is out of range of {src}")
+                from petsc4py import PETSc
+                loaded = (" (the loaded model's class count: with -load the training file only stands in for "
+                          f"the training data; give one whose labels are within 0..{C - 1})"
+                          if nclasses and PETSc.Options().hasName("load") else "")
+                raise OcnetError(f"{name} label {y[i]} (row {i}) is out of range of {src}{loaded}")
             if X.shape[1] != Xtr.shape[1]:
                 raise OcnetError(f"validation features have {X.shape[1]} columns, training features {Xtr.shape[1]}")
         if values["standardize"]:
@@ -186,6 +190,11 @@ class FileClassification(LabelledResNet):
             raise OcnetError("-val_unlabelled needs -val_file")
         if v["val_unlabelled"] and v["val_labels"]:
             raise OcnetError("give -val_labels or -val_unlabelled, not both")
+        from petsc4py import PETSc
+        if v["val_unlabelled"] and not PETSc.Options().getBool("predictions", False) and comm.Get_rank() == 0:
+            print("ocnet: warning: -val_unlabelled without -predictions: the new samples are scored but no "
+                  "prediction is written (add -predictions -run_dir R: R/predictions_val.csv)", file=sys.stderr,
+                  flush=True)
         if not v["train_file"]:
             raise OcnetError("-problem classify needs -train_file (see docs/user/data.md)")
         train, val = datafiles.on_root(comm, lambda: self.read(v))
@@ -223,7 +232,7 @@ class FileClassification(LabelledResNet):
         if os.path.splitext(v["train_file"])[1].lower() in (".npz", ".mat"):
             return f"the variable '{v['y_name']}' of {v['train_file']} (-y_name)"
         col = "the last column" if v["label_column"] == -1 else f"column {v['label_column']}"
-        return f"{col} of {v['train_file']} (-label_column; 0-based)"
+        return f"{col} of {v['train_file']} (-label_column, which counts columns from 0)"
 
     @staticmethod
     def read(v):

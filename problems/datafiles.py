@@ -4,7 +4,8 @@ Formats, chosen by the file name's ending:
   ``.npz``  arrays named by ``x_name`` / ``y_name`` (numpy.load)
   ``.npy``  one array (numpy.load); labels from a separate file or a label column
   ``.mat``  MATLAB variables named by ``x_name`` / ``y_name`` (scipy.io.loadmat)
-  other     text: CSV (a comma in the first data line) or whitespace-separated columns (numpy.loadtxt),
+  other     text: CSV (a comma, else a semicolon, in the first data line) or whitespace-separated
+            columns (numpy.loadtxt),
             e.g. the ``.dat`` files of the paper's C++ code (Guenther et al. 2020)
 Labels are integers (a vector or one column) or one-hot rows.  Every problem with the files or
 their contents raises ``OcnetError`` with one line naming the file; nothing is written.
@@ -16,12 +17,17 @@ import numpy as np
 
 from ocnet.base.errors import OcnetError
 
+#: the binary formats (numpy, scipy.io); every other ending is read as a text table
+BINARY = (".npz", ".npy", ".mat")
+#: what the text tables' messages say of their separators (_text_delimiter)
+SEPARATORS = "commas, semicolons or blanks"
+
 
 def _text_delimiter(path, skip_rows):
     with open(path) as f:
         for i, line in enumerate(f):
             if i >= skip_rows and line.strip() and not line.lstrip().startswith("#"):
-                return "," if "," in line else None
+                return "," if "," in line else ";" if ";" in line else None
     return None
 
 
@@ -95,13 +101,25 @@ def read_array(path, what, name=None, option=None, skip_rows=0):
                       file=sys.stderr, flush=True)
     except OcnetError:
         raise
-    except (ValueError, OSError, UserWarning, NotImplementedError, TypeError) as e:
+    except Exception as e:  # noqa: B902 - whatever numpy/scipy raise on a damaged file (EOFError,
+        # BadZipFile, MatReadError, IndexError, ...): it is the file, said in one line
+        binary = ext in BINARY
+        if not binary and not isinstance(
+                e, (ValueError, OSError, UserWarning, NotImplementedError, TypeError, UnicodeDecodeError)):
+            raise
         text = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if ext not in (".npz", ".npy", ".mat") and "could not convert string" in text:
+        if binary:
+            if os.path.getsize(path) == 0:
+                text = "the file is empty"
+            elif "pickled" in text:  # (numpy's last resort for bytes it does not recognise)
+                text = f"not a {ext} file (numpy takes it for pickled data, which is not loaded)"
+            else:
+                text = f"not a readable {ext} file ({type(e).__name__}: {text})"
+        elif "could not convert string" in text:
             text += (" (numpy counts rows from the first one read and columns from 1; a header line: "
-                     f"-skip_rows {skip_rows + 1}; separators: commas or blanks)"
+                     f"-skip_rows {skip_rows + 1}; separators: {SEPARATORS})"
                      if " row 0," in text or "at row 0" in text else
-                     " (numpy counts rows after -skip_rows and columns from 1; separators: commas or blanks)")
+                     f" (numpy counts rows after -skip_rows and columns from 1; separators: {SEPARATORS})")
         raise OcnetError(f"{what}: cannot read '{path}': {text}") from None
     if a.dtype.kind not in "biuf":
         raise OcnetError(f"{what}: '{path}' does not hold numbers (dtype {a.dtype})")
@@ -223,6 +241,9 @@ def _text_in_label_column(err, features, labels, binary, label_column, skip_rows
     c = label_column if label_column >= 0 else ncols + label_column
     if int(m.group(3)) - 1 != c:
         return err
+    if ncols == 1 and any(ch.isdigit() for ch in line):  # (one column of numbers and other separators)
+        return OcnetError(f"{str(err).split(':', 1)[0]}: the first line read is one column ('{line.strip()[:60]}'): "
+                          f"separators are {SEPARATORS}")
     if m.group(2) == "0" and not any(_number(t) for t in _fields(line, delimiter)):  # (every field text: a header)
         return OcnetError(f"{str(err).split(':', 1)[0]}: the first line read is text in every column ('{line.strip()[:60]}'): "
                           f"a header line? -skip_rows {skip_rows + 1}")

@@ -14,8 +14,10 @@ Paths (``--options``, ``--out``, ``--pythonpath``, ``-options_file`` in ``--extr
 the folder the script is called from; the runs themselves start in the ocnet checkout.  ``--pythonpath
 DIR`` (a folder, or several joined by ':') holds an out-of-tree plugin (``-problem module:Class``): it
 is put in front of PYTHONPATH for every rank.  Before anything runs (and with ``--dry-run``) the
-options file must be readable and ``ocnet -options_file FILE EXTRA -dry_run`` must pass (the problem
-importable, option values, data), and no rank count may exceed its N; else one line on stderr and
+options file must be readable and ``ocnet -options_file FILE EXTRA -N N -dry_run`` must pass for
+every mode and N of the study (the problem importable, option values, data, a plugin's or MGRIT's
+limits on N; an N out of memory on one rank is a warning: more ranks may fit), and no rank count
+may exceed its N; else one line on stderr and
 exit status 2.  The dry run's ``ocnet: warning:`` lines (a misspelt option) are shown before the
 study, the runs' (e.g. an option never used) passed on to stderr, each distinct one once; --extra
 goes to every run, the serial baseline's too, so a note that an option has no effect in a mode is
@@ -91,10 +93,11 @@ def absolute_options(args):
     return out
 
 
-def check_inputs(options, extra, env, modes=("serial",), notes=None):
+def check_inputs(options, extra, env, modes=("serial",), notes=None, Ns=()):
     """The options file readable, and ``ocnet -dry_run`` of the options passing with ``env``'s
-    PYTHONPATH for each of the study's ``modes`` (in a fresh interpreter, as the ranks will load the
-    problem: option values, data, problem); one line and exit 2 otherwise.  Their warnings are
+    PYTHONPATH for each of the study's ``modes`` at each of its ``Ns`` (in a fresh interpreter, as
+    the ranks will load the problem: option values, data, problem, limits on N; out of memory on
+    one rank is a warning); one line and exit 2 otherwise.  Their warnings are
     printed once each, except mode notes (``MODE_NOTE``), which go into ``notes``."""
     if not (os.path.isfile(options) and os.access(options, os.R_OK)):
         fail(f"--options: cannot read '{options}'")
@@ -102,25 +105,62 @@ def check_inputs(options, extra, env, modes=("serial",), notes=None):
     if bad:
         fail(f"--extra: -options_file: cannot read '{bad[0]}'")
     shown = set()
-    for mode in dict.fromkeys(modes):
+    for mode, N in [(m, N) for m in dict.fromkeys(modes) for N in (Ns or [None])]:
         r = subprocess.run([sys.executable, "-m", "ocnet", "-options_file", options] + extra + MODE_ARGS[mode]
-                           + ["-dry_run", "-quiet"], cwd=ROOT, env=env, capture_output=True, text=True)
+                           + ([] if N is None else ["-N", str(N)]) + ["-dry_run", "-quiet"],
+                           cwd=ROOT, env=env, capture_output=True, text=True)
         if r.returncode != 0:
-            why = (r.stderr.strip() or r.stdout.strip() or "failed").splitlines()[-1].removeprefix("ocnet: error: ")
+            why = last_line(r, "failed").removeprefix("ocnet: error: ")
+            if why.startswith("out of memory") and N is not None:  # (one rank holds all N layers here)
+                key = ("memory", N)
+                if key not in shown:
+                    shown.add(key)
+                    print(f"scaling.py: warning: the check of N {N} on one rank ran out of memory; points with more "
+                          "ranks may fit (one that does not fails when it runs)", file=sys.stderr, flush=True)
+                continue
             if why.startswith("cannot load problem") or why.startswith("unknown problem"):  # not found: where to look
-                why += f" (PYTHONPATH {env.get('PYTHONPATH', '')!r}; give the plugin's folder with --pythonpath)"
+                # (ocnet's advice, to run from the plugin's folder, does not apply: the runs start in the checkout)
+                why = why.split("; ocnet imports it as a Python module")[0] + (
+                    f" (PYTHONPATH {env.get('PYTHONPATH', '')!r}; the runs start in the ocnet checkout: give the "
+                    "plugin's folder with --pythonpath)")
             fail(why)
         # its warnings (a misspelt option, an option of another problem) before the study, not after it
-        for line in r.stderr.splitlines():
-            if MODE_NOTE.match(line) and notes is not None:
-                note(notes, line)
-            elif line.startswith("ocnet: warning:") and warning_key(line) not in shown:
-                print(line, file=sys.stderr, flush=True)
-                shown.add(warning_key(line))
+        pass_on(r.stderr, notes, shown)
     return shown
 
 
-UNUSED = re.compile(r"^ocnet: warning: option (-\S+) was given but")
+def last_line(r, default):
+    """The last line a finished ocnet process printed (stderr, else stdout), in the harness's words."""
+    return harness_words((r.stderr.strip() or r.stdout.strip() or default).splitlines()[-1])
+
+
+def pass_on(text, notes, shown):
+    """ocnet's warnings in ``text`` to stderr in the harness's words, each distinct one once
+    (``shown``: the keys of those shown so far, updated); mode notes (MODE_NOTE) go into ``notes``
+    instead (None: shown as warnings)."""
+    for line in text.splitlines():
+        if MODE_NOTE.match(line) and notes is not None:
+            note(notes, line)
+        elif line.startswith("ocnet: warning:") and warning_key(line) not in shown:
+            shown.add(warning_key(line))
+            print(harness_words(line), file=sys.stderr, flush=True)
+
+
+UNUSED = re.compile(r"^ocnet: warning: option (-\S+)(?: \(option_defaults of problem '[^']*'\))? was given but")
+#: ocnet's advice in the words of this harness, for the options it sets itself (SET_BY)
+HARNESS_WORDS = ((re.compile(r"-oneshot_adapt 1\b"), "--modes oneshot_adaptive"),
+                 (re.compile(r"-oneshot_adapt 0\b"), "--modes oneshot"),
+                 (re.compile(r"-mode (serial|exact)\b"), r"--modes \1"),
+                 (re.compile(r"(?<![\w-])-N\b"), "--N"), (re.compile(r"-tao_max_it\b"), "--its"))
+
+
+def harness_words(line):
+    """An ocnet message as this harness's user acts on it: advice to give an option the harness
+    sets for each run (-oneshot_adapt 1, -mode serial, -N; refused in --extra) names the harness's
+    own argument instead (--modes oneshot_adaptive, --modes serial, --N)."""
+    for pattern, words in HARNESS_WORDS:
+        line = pattern.sub(words, line)
+    return line
 
 
 def warning_key(line):
@@ -209,8 +249,13 @@ def main():
     clash = [o for o in extra if o in SET_BY]
     if clash:
         fail(f"--extra: {clash[0]} is set by {SET_BY[clash[0]]} for each run; leave it out")
+    Ns = {p: (a.N if a.kind == "strong" else a.N * p) for p in ranks}
+    few = [p for p in ranks if p > Ns[p]]
+    if few:  # (ocnet refuses more ranks than layers: every rank holds at least one)
+        fail(f"--ranks {few[0]} with N {Ns[few[0]]}: more ranks than layers (each rank needs at least one layer)")
     notes = {}  # (MODE_NOTE)
-    shown_warnings = check_inputs(options, extra, env, ["serial"] + modes, notes)  # (the baseline runs serial)
+    # (the baseline runs serial; every N of the study: a plugin's or MGRIT's limits depend on it)
+    shown_warnings = check_inputs(options, extra, env, ["serial"] + modes, notes, sorted(set(Ns.values())))
     if paths:  # the ranks inherit it (srun exports the environment; mpiexec's local ranks inherit it)
         print(f"export PYTHONPATH={shlex.quote(env['PYTHONPATH'])}", flush=True)
 
@@ -235,16 +280,11 @@ def main():
             shutil.rmtree(d)
         r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         if r.returncode != 0:  # recorded; the study goes on with its other points
-            last = (r.stderr.strip() or r.stdout.strip() or "no output").splitlines()[-1]
+            last = last_line(r, "no output")
             failed.append(f"{mode} N {N} ranks {p}: exit status {r.returncode}: {last}")
             print(f"scaling.py: run failed: {failed[-1]}", file=sys.stderr, flush=True)
             return None
-        for line in (r.stdout + r.stderr).splitlines():  # ocnet's warnings (e.g. an unused option), once each
-            if MODE_NOTE.match(line):
-                note(notes, line)
-            elif line.startswith("ocnet: warning:") and warning_key(line) not in warned:
-                warned.add(warning_key(line))
-                print(line, file=sys.stderr, flush=True)
+        pass_on(r.stdout + r.stderr, notes, warned)  # ocnet's warnings (e.g. an unused option), once each
         with open(os.path.join(d, "summary.json")) as f:
             summary = json.load(f)
         return dict(phases.summarize(d), iterations=int(summary["iterations"]), reason=summary["reason"])
@@ -268,10 +308,6 @@ def main():
                   f"iterations ({best['reason']}); its time per iteration is over those", file=sys.stderr, flush=True)
         return dict(best, t_min=min(ts), t_median=statistics.median(ts))
 
-    Ns = {p: (a.N if a.kind == "strong" else a.N * p) for p in ranks}
-    few = [p for p in ranks if p > Ns[p]]
-    if few:  # (ocnet refuses more ranks than layers: every rank holds at least one)
-        fail(f"--ranks {few[0]} with N {Ns[few[0]]}: more ranks than layers (each rank needs at least one layer)")
     failed = []
     serial = {N: best_of("serial", N, 1) for N in sorted(set(Ns.values()))}
     rows = []

@@ -35,8 +35,8 @@ def run_ocnet(args, nprocs=None, timeout=300, check=True, plots=False, env=None)
 
 
 #: summary.json's keys after every ending (success, signal, numerical failure, plugin failure)
-SUMMARY_KEYS = {"reason", "iterations", "ranks", "mode", "wall_time", "final_row", "jit_time", "machine", "finished", "host",
-                "versions"}
+SUMMARY_KEYS = {"reason", "iterations", "ranks", "mode", "wall_time", "final_row", "jit_time", "warmup_time", "machine",
+                "finished", "host", "versions"}
 
 
 def read_history(path):

@@ -11,3 +11,16 @@ class Configured(LinearControl):
 class Misconfigured(LinearControl):
     name = "misconfigured"
     option_defaults = {"nosuch": 1}
+
+
+class MisspeltOwn(LinearControl):
+    """option_defaults with a misspelt plugin option (-dim)."""
+    name = "misspeltown"
+    option_defaults = {"dims": 3}
+
+
+class MisspeltTao(LinearControl):
+    """option_defaults with a misspelt TAO option (PETSc's, so not checked against ocnet's): it was
+    marked read and never reported (tester, 2026-12-07)."""
+    name = "misspelt"
+    option_defaults = {"tao_maxit": 5, "tao_ls_type": "armijo"}

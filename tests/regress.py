@@ -187,9 +187,23 @@ class WithSampleColumns(NeuralODERegression):
 
 
 class ArrayMetric(NeuralODERegression):
-    """A metric that is an array (history.csv cannot record it: one warning)."""
+    """A metric that is an array, one that is a string (history.csv cannot record them: one warning
+    each; the string was an internal error) and a numpy integer (a column)."""
     def metrics(self, g, data, uN):
-        return dict(super().metrics(g, data, uN), residuals=self._predict(g, uN) - data.Y)
+        return dict(super().metrics(g, data, uN), residuals=self._predict(g, uN) - data.Y, note="hello",
+                    count=np.int64(data.Y.shape[-1]))
+
+
+class NoneTerminal(NeuralODERegression):
+    """terminal returns None (an internal error, another one on 2 ranks)."""
+    def terminal(self, g, data, uN, lamN, grad_g):
+        super().terminal(g, data, uN, lamN, grad_g)
+
+
+class ListMetrics(NeuralODERegression):
+    """metrics returns a list, not a dict."""
+    def metrics(self, g, data, uN):
+        return [1.0]
 
 
 class SubsetNone(NeuralODERegression):

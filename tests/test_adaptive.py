@@ -167,6 +167,12 @@ def test_exact_start_everywhere(tmp_path):
     run_ocnet(args + ["-mode", "oneshot", "-oneshot_exact_start", 1, "-run_dir", tmp_path / "e"])
     np.testing.assert_array_equal(history_column(tmp_path / "e"), history_column(tmp_path / "s"))
     assert set(history_column(tmp_path / "e", "state_mgrit_its_total")) == {0}
+    # -tao_max_it 0 (evaluation only): its one evaluation is exact, so the row's validation accuracy
+    # is the exact final one (a cold MGRIT gave another: 0.175 against 0.185, docs auditor 2026-12-07)
+    p = run_ocnet(["-N", 256, "-mode", "oneshot", "-tao_max_it", 0, "-run_dir", tmp_path / "z"])
+    summary = json.loads((tmp_path / "z" / "summary.json").read_text())
+    assert history_column(tmp_path / "z", "val_accuracy")[0] == summary["final_exact"]["val_accuracy"], summary
+    assert history_column(tmp_path / "z", "exact_evaluations")[0] >= 1, p.stdout
 
 
 def test_bad_adaptive_options():
@@ -204,6 +210,15 @@ def test_problem_option_defaults_bad_name():
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
     assert lines == ["ocnet: error: problem 'misconfigured': option_defaults names -nosuch, which is not an option"], p.stderr
+    p = run_ocnet(["-problem", "tests.defaults_plugin:MisspeltOwn", "-quiet"], check=False)
+    assert p.returncode == 2 and p.stderr.strip() == ("ocnet: error: problem 'misspeltown': option_defaults names "
+                                                      "-dims, which is not an option (did you mean -dim?)"), p.stderr
+    # a TAO option (PETSc's: checked when TAO reads its options) is reported like a user's, at
+    # iteration 0 and at the end, naming where it came from; one TAO reads is not
+    p = run_ocnet(["-problem", "tests.defaults_plugin:MisspeltTao", "-N", 8, "-tao_max_it", 2, "-quiet"])
+    said = "ocnet: warning: option -tao_maxit (option_defaults of problem 'misspelt') was given but"
+    assert p.stderr.count(said) == 2 and "did you mean -tao_max_it?" in p.stderr, p.stderr
+    assert "tao_ls_type" not in p.stderr, p.stderr
 
 
 def test_counts_settle_where_mgrit_is_exact(tmp_path):

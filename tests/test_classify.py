@@ -156,6 +156,18 @@ def test_scores_unlabelled_samples(files, tmp_path):
                                                                               "-run_dir", tmp_path / "two"])
     text = (tmp_path / "two" / "predictions_val.csv").read_text()
     np.testing.assert_array_equal(np.loadtxt(text.splitlines()[1:], delimiter=","), known[:, [0, 2]])
+    # without -predictions nothing is written: said (testers, 2026-12-07)
+    p = run_ocnet(score[:-2] + ["-val_unlabelled", "-val_file", tmp_path / "new.npz"])
+    assert "ocnet: warning: -val_unlabelled without -predictions: the new samples are scored but no prediction is " \
+        "written" in p.stderr, p.stderr
+    # a stand-in training file with more classes than the model: the message says what it stands in for
+    np.savez(tmp_path / "four.npz", X=blobs(40)[0], y=np.arange(120) % 4)
+    p = run_ocnet(score[:2] + ["-train_file", tmp_path / "four.npz"] + score[4:] + ["-val_file", tmp_path / "new.npz",
+                                                                               "-run_dir", tmp_path / "four"],
+                  check=False)
+    assert p.returncode == 2 and "out of range of -nclasses 3 (the loaded model's class count: with -load the " \
+        "training file only stands in for the training data; give one whose labels are within 0..2)" in p.stderr, \
+        p.stderr
     # in-process (docs/user/run-folders.md): the loaded model scores a numpy array of new samples
     from ocnet.base.grid import LayerGrid
     from ocnet.optim.objective import ReducedObjective
@@ -290,6 +302,13 @@ def _write_bad(d):
     with open(d / "names.csv", "w") as f:  # class names in the label column
         f.write("x0,x1,species\n" + "".join(f"{a},{b},{'abc'[k]}\n" for (a, b), k in zip(X, y)))
     np.savetxt(d / "labelfirst.csv", np.column_stack([y, X]), delimiter=",")  # the labels in column 1
+    # damaged or mislabelled binary files (internal errors with tracebacks: tester, 2026-12-07)
+    for ext in ("npz", "npy", "mat"):
+        (d / f"empty.{ext}").write_bytes(b"")
+    (d / "trunc.npz").write_bytes((d / "ok.npz").read_bytes()[:300])
+    (d / "script.npz").write_text("print('hello')\n")
+    (d / "text.mat").write_text("hello world\n" * 20)
+    np.savetxt(d / "pipes.csv", np.column_stack([X, y]), delimiter="|")
     return d
 
 
@@ -322,6 +341,15 @@ BAD = [
      "-label_column -1) holds text ('a'): labels must be numbers"),
     (["-train_file", "{d}/labelfirst.csv"], "(the labels are column 3 of 3, counted from 1: -label_column -1, the "
      "last, by default)"),
+    (["-train_file", "{d}/empty.npz"], "-train_file: cannot read '{d}/empty.npz': the file is empty"),
+    (["-train_file", "{d}/empty.npy", "-train_labels", "{d}/y_short.npy"], "cannot read '{d}/empty.npy': the file is "
+     "empty"),
+    (["-train_file", "{d}/empty.mat"], "cannot read '{d}/empty.mat': the file is empty"),
+    (["-train_file", "{d}/trunc.npz"], "cannot read '{d}/trunc.npz': not a readable .npz file (BadZipFile"),
+    (["-train_file", "{d}/script.npz"], "cannot read '{d}/script.npz': not a .npz file (numpy takes it for pickled "
+     "data, which is not loaded)"),
+    (["-train_file", "{d}/text.mat"], "cannot read '{d}/text.mat': not a readable .mat file"),
+    (["-train_file", "{d}/pipes.csv"], "-train_file: the first line read is one column ("),
 ]
 
 
@@ -372,3 +400,20 @@ def test_data_paths_recorded_absolute(tmp_path):
     elsewhere.mkdir()
     p = run(["-resume", tmp_path / "r", "-tao_max_it", 4], elsewhere)
     assert p.returncode == 0 and len(read_history(tmp_path / "r")) == 5, p.stderr
+    # -load too: a scoring run's options.txt replays from any folder (it was recorded relative)
+    p = run(["-train_file", "data/t.npz", "-load", "r", "-tao_max_it", 0, "-run_dir", "s"], tmp_path)
+    assert p.returncode == 0 and f"-load {tmp_path / 'r'}\n" in (tmp_path / "s" / "options.txt").read_text()
+    p = run(["-options_file", tmp_path / "s" / "options.txt", "-run_dir", "s2"], elsewhere)
+    assert p.returncode == 0, p.stderr
+
+
+def test_semicolon_csv_reads_like_comma_csv(tmp_path):
+    """CSV with semicolons (many locales' CSV): read like commas (it was taken for a header, and
+    -skip_rows k asked for k + 1, forever: tester, 2026-12-07)."""
+    X, y = blobs(10)
+    np.savetxt(tmp_path / "c.csv", np.column_stack([X, y]), delimiter=",")
+    np.savetxt(tmp_path / "s.csv", np.column_stack([X, y]), delimiter=";")
+    for name in ("c", "s"):
+        run_ocnet(NET + ["-train_file", tmp_path / f"{name}.csv", "-val_fraction", 0.3,
+                         "-run_dir", tmp_path / name])
+    np.testing.assert_array_equal(history_column(tmp_path / "c"), history_column(tmp_path / "s"))

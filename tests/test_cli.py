@@ -84,10 +84,11 @@ def test_unused_option_reported():
 
 def test_misspelt_option_reported_at_the_first_iteration():
     """A near-miss of an option that was read (-tao_max_itt, a PETSc one: no ocnet declaration)
-    is reported at iteration 0, not only when the run ends (hours later on a cluster); options
-    read late (-tao_view) or not close to any (-zzz) wait for the end."""
+    is reported at iteration 0, not only when the run ends (hours later on a cluster), and so is any
+    unread option named like ocnet's own (-mgrit_nu); options read late (-tao_view) or not close
+    to any (-zzz) wait for the end."""
     cmd = [sys.executable, "-m", "ocnet", "-N", "8", "-tao_max_it", "3", "-tao_max_itt", "5", "-tao_view", ":/dev/null",
-           "-zzz", "1"]
+           "-zzz", "1", "-mode", "exact", "-mgrit_nu", "2"]
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300, cwd=ROOT,
                        env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1"))
     lines = p.stdout.splitlines()
@@ -98,6 +99,10 @@ def test_misspelt_option_reported_at_the_first_iteration():
     assert lines.index(early) < first, p.stdout
     assert "ocnet: warning: option -tao_max_itt was given but never used (did you mean -tao_max_it?)" in lines[first:]
     assert not any("tao_view" in ln or "zzz" in ln for ln in lines[:first]), p.stdout
+    # an unread option in ocnet's own namespaces (-mgrit_, -oneshot_, ...) needs no close match: all
+    # of them are read by the first iteration (tester, 2026-12-07: -mgrit_nu said only at the end)
+    assert lines.index("ocnet: warning: option -mgrit_nu was given but is not used (no ocnet option has this name: "
+                       "-help lists them); the run goes on without it") < first, p.stdout
 
 
 def test_options_file_and_run_folder_and_load(tmp_path):
@@ -449,3 +454,16 @@ def test_choices_are_case_insensitive():
     assert o.parse("fcf") == "FCF" and o.parse("FCF") == "FCF"
     with pytest.raises(OcnetError, match="'ff' is not one of F, FCF, FCFCF"):
         o.parse("ff")
+
+
+def test_oneshot_tao_options_declared():
+    """The one-shot TAO's options (-tao_oneshot_*) were read by OneShot alone: not in -help, no
+    bounds checked, and silently ignored without -oneshot_tao (docs auditor, 2026-12-07)."""
+    assert "-tao_oneshot_ls_shrink <0.5> (float in (0,1))" in run_ocnet(["-help"]).stdout
+    p = run_ocnet(SMALL + ["-tao_oneshot_lbfgs_m", 3])
+    assert "ocnet: warning: -tao_oneshot_lbfgs_m has no effect without -oneshot_tao" in p.stderr, p.stderr
+    p = run_ocnet(SMALL + ["-oneshot_tao", "-tao_oneshot_lbfgs_m", 3])
+    assert "warning" not in p.stderr, p.stderr
+    p = run_ocnet(SMALL + ["-oneshot_tao", "-tao_oneshot_ls_shrink", 2], check=False)
+    assert p.returncode == 2 and p.stderr.strip() == \
+        "ocnet: error: option -tao_oneshot_ls_shrink: 2 is out of range, must be in (0,1)", p.stderr

@@ -86,3 +86,36 @@ def test_taylor_heat_and_dahlquist():
         orders, rem = taylor_orders(obj)
         # both are quadratic in the controls: exact order 2 up to round-off
         assert np.all(np.abs(orders - 2) < 0.05), (cls.name, orders, rem)
+
+
+def test_wrong_calls_are_one_clear_error():
+    """In-process misuse (Python-API tester, 2026-12-07): a design Vec of another size or a numpy
+    array for x gave a reshape error deep inside (and under MPI a hang), invalid MGRITSettings
+    solved silently, a problem without "train" data a KeyError: each is one OcnetError now."""
+    from ocnet.base.errors import OcnetError
+    from ocnet.mgrit.solver import MGRITSettings
+
+    obj = build(LinearControl, N=8)
+    x = obj.design.initial(0)
+    assert np.isfinite(obj.evaluate(x, x.duplicate()))
+    for bad, text in ((PETSc.Vec().createSeq(3), "got a Vec of local size 3"),
+                      (np.zeros(obj.design.global_size), "got a ndarray")):
+        with pytest.raises(OcnetError, match="evaluate: x: expected a design Vec of local size "
+                                             f"{obj.design.global_size}.*{text}"):
+            obj.evaluate(bad)
+    with pytest.raises(OcnetError, match="evaluate: grad"):
+        obj.evaluate(x, PETSc.Vec().createSeq(3))
+    for kw, text in ((dict(relax="XYZ"), "relax in"), (dict(cycle="Q"), "cycle V or F"),
+                     (dict(rtol=-1.0), "rtol, atol >= 0"), (dict(cfactor=(1,)), "cfactor entries >= 2")):
+        with pytest.raises(OcnetError, match=text):
+            MGRITSettings(levels=2, **kw)
+    pb = LinearControl({o.name: o.default for o in obj_options(LinearControl)}, COMM)
+    pb.datasets = {"val": pb.datasets["train"]}
+    with pytest.raises(OcnetError, match="has no \"train\" dataset"):
+        ReducedObjective(LayerGrid.from_comm(8, 1.0, COMM), pb, COMM)
+
+
+def obj_options(cls):
+    opts = framework_options()
+    cls.declare_options(opts)
+    return opts.options

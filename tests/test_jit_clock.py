@@ -35,3 +35,4 @@ def test_run_reports_jit_time_of_a_cold_cache(tmp_path):
               env={"NUMBA_CACHE_DIR": str(tmp_path / "cache")})
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["jit_time"] > 0.0, summary  # the one-shot kernels compile when the exact start ends
+    assert summary["warmup_time"] > 0.0, summary  # (the starting evaluation: its compiles were not recorded)

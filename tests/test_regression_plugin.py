@@ -79,7 +79,21 @@ def test_predict_of_the_wrong_length_is_not_written(tmp_path):
 def test_array_metric_warns_once(tmp_path):
     p = run_ocnet(REG + ["-problem", "tests.regress:ArrayMetric", "-tao_max_it", 3, "-run_dir", tmp_path / "a"])
     assert p.stderr.count("problem metric 'residuals' is not a number") == 1, p.stderr
-    assert "val_rmse" in read_history(tmp_path / "a")[0]
+    assert p.stderr.count("problem metric 'note' is not a number") == 1, p.stderr  # (a string: internal error)
+    row = read_history(tmp_path / "a")[0]
+    assert "val_rmse" in row and "val_note" not in row and float(row["val_count"]) == 200, row
+
+
+@pytest.mark.parametrize("cls,text", [
+    ("NoneTerminal", "problem 'odereg': terminal returned NoneType None, expected a float (the loss of this batch)"),
+    ("ListMetrics", "problem 'odereg': metrics returned list, expected a dict {name: number}")])
+def test_wrong_return_types_are_one_line(cls, text):
+    """A plugin method returning the wrong type is one line, exit 2, on 1 and 2 ranks (tester,
+    2026-12-07: terminal returning None was an internal error, another one on 2 ranks)."""
+    for nprocs in (None, 2):
+        p = run_ocnet(REG + ["-problem", f"tests.regress:{cls}", "-tao_max_it", 2], nprocs=nprocs, check=False)
+        ours = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.startswith("ocnet")]
+        assert p.returncode == 2 and ours == [f"ocnet: error: {text}"], p.stdout + p.stderr
 
 
 def test_subset_attribute_none_means_no_mini_batches():

@@ -511,7 +511,19 @@ def test_fixed_one_shot_says_mgrit_does_not_contract():
     contract; a contracting run (Peaks) has none."""
     p = run_ocnet(STIFF + ["-mode", "oneshot", "-oneshot_adapt", 0, "-nan_above", 1e300], check=False)
     assert "ocnet: warning: the fixed one-shot counts' last MGRIT solves are far from converged (state residual" \
-        in p.stderr and "-mgrit_relax FCF (now F) or fewer levels (-mgrit_levels, now 6) may make it contract" \
-        in p.stderr, p.stderr
+        in p.stderr and ("more iterations per solve (-oneshot_state_its, -oneshot_adjoint_its); -mgrit_relax FCF (now "
+                         "F) or fewer levels (-mgrit_levels, now 6) may make it contract faster") in p.stderr, p.stderr
     p = run_ocnet(["-mode", "oneshot", "-oneshot_adapt", 0, "-tao_max_it", 20, "-quiet"])
     assert "far from converged" not in p.stderr, p.stderr
+
+
+def test_unstable_fine_step_in_exact_mode_blames_the_model():
+    """Exact mode with a fine step that is itself unstable (h * stiffness 2.5): the MGRIT solve's
+    warning advised MGRIT settings or -mode serial (tester, 2026-12-07), which fail alike; the
+    layer-serial solve that replaces it is non-finite too, so only the model's error is said."""
+    args = STIFF + ["-stiffness", 2.5, "-mgrit_levels", 2, "-mgrit_relax", "FCF", "-mode", "exact"]
+    for nprocs in (None, 2):
+        p = run_ocnet(args, nprocs=nprocs, timeout=300, check=False)
+        one_error(p, 3, "non-finite objective (J = nan)")
+        assert "warning" not in p.stderr and "-mode serial" not in p.stderr and "try a smaller step (-T, -N)" \
+            in p.stderr, p.stderr

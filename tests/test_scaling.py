@@ -64,6 +64,9 @@ def test_dry_run_unimportable_problem(tmp_path):
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 2 and p.stdout == "" and len(lines) == 1, p.stdout + p.stderr
     assert lines[0].startswith("scaling.py: error: cannot load problem 'tinyplug:Tiny'") and "tinyplug" in lines[0]
+    # ocnet's advice to run from the plugin's folder does not apply to the harness (tester, 2026-12-07)
+    assert lines[0].endswith("the runs start in the ocnet checkout: give the plugin's folder with --pythonpath)") \
+        and "from that folder" not in lines[0], lines
     p = scaling(["--options", "tiny.opts", "--dry-run", "--extra", "-problem nosuch"], tmp_path)
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 2 and len(lines) == 1 and "unknown problem 'nosuch'" in lines[0], p.stderr
@@ -130,3 +133,30 @@ def test_mode_options_in_extra_refused_and_early_stops_warned(tmp_path):
     p = scaling(study + ["--extra", "-tao_gatol 1e3"], tmp_path)
     assert p.returncode == 1 and "serial N 8 ranks 1: stopped at iteration 0 (CONVERGED_GATOL): nothing timed" \
         in p.stderr, p.stderr
+
+
+def test_failed_run_advice_in_the_harness_words(tmp_path):
+    """A failed run's advice names what the harness's user can give: the fixed one-shot's
+    'adaptive one-shot (-oneshot_adapt 1)' said an option that --extra refuses (tester,
+    2026-12-07): it says --modes oneshot_adaptive."""
+    (tmp_path / "s.opts").write_text("-problem tests.faulty:Stiff\n-T 64\n-mgrit_levels 6\n-stiffness 1.9\n"
+                                     "-mgrit_cfactor 2\n-nan_above 100\n-mgrit_relax F\n")
+    p = scaling(["--options", "s.opts", "--pythonpath", ROOT, "--ranks", "1", "--N", "64", "--its", "6",
+                 "--repeat", "1", "--modes", "oneshot", "--launcher", "mpiexec", "--out", "res"], tmp_path)
+    assert p.returncode == 1 and "the MGRIT iteration diverged, not the model" in p.stderr, p.stderr
+    assert "the adaptive one-shot default (--modes oneshot_adaptive) falls back to exact solves" in p.stderr, p.stderr
+    assert "-oneshot_adapt" not in p.stderr, p.stderr
+
+
+def test_inputs_checked_at_the_studys_N(tmp_path):
+    """The up-front dry run used the options file's N (default 32), not --N: a limit of the study's
+    own N went unseen, and one of N 32 was refused (tester, 2026-12-07).  Every N of the study is
+    checked: N 4 is too short for a one-shot coarse level, said before the study."""
+    plugin_folder(tmp_path)
+    p = scaling(["--options", "tiny.opts", "--pythonpath", "plug", "--dry-run", "--N", "4", "--ranks", "1",
+                 "--modes", "oneshot"], tmp_path)
+    assert p.returncode == 0 and "ocnet: warning: -mode oneshot: N=4 is too short for a coarse level" in p.stderr, \
+        p.stdout + p.stderr
+    p = scaling(["--options", "tiny.opts", "--pythonpath", "plug", "--dry-run", "--N", "64", "--ranks", "1",
+                 "--modes", "oneshot"], tmp_path)
+    assert p.returncode == 0 and "too short" not in p.stderr, p.stdout + p.stderr

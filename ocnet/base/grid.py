@@ -25,6 +25,12 @@ def block_bounds(N, size, rank):
 
 @dataclass(frozen=True)
 class LayerGrid:
+    """The layer (time) grid t_n = n h, h = T / N (dimensionless: T is the problem's final time),
+    split into contiguous blocks over ``size`` MPI ranks: this ``rank`` owns the steps (layers)
+    n0 <= n < n1 (``bounds``, ``nlocal``; the first ranks take one extra) and the states
+    u[n0+1..n1] (rank 0 also u[0]).  ``first`` / ``last``: rank 0 / the last rank.  Raises
+    OcnetError for N <= 0, T <= 0 or infinite, an h whose square is not a normal float, or more
+    ranks than layers.  ``from_comm(N, T, comm)``: this process's grid on an mpi4py communicator."""
     N: int
     T: float
     size: int

@@ -9,6 +9,10 @@ TAG_STATE, TAG_ADJOINT, TAG_GLOBAL, TAG_GRAD = 11, 12, 13, 14
 
 
 class LayerSerial:
+    """The layer-serial solves (the reference MGRIT is checked against): ``forward`` sweeps the
+    state through every layer, rank after rank, ``adjoint`` the transposed steps back with the
+    parameter gradient (the discrete adjoint of the forward sweep)."""
+
     def __init__(self, grid, problem, comm):
         self.grid, self.problem, self.comm = grid, problem, comm
 

@@ -81,6 +81,18 @@ def logged(name):
 
 @dataclass
 class MGRITSettings:
+    """One MGRIT solve's settings (the options ``-mgrit_*``, ``-state_mgrit_*``, ``-adjoint_mgrit_*``;
+    ``declare`` lists them):
+    ``levels`` (1: the layer-serial sweep), ``cfactor`` (coarsening factor per level, a tuple of
+    ints >= 2; the last repeats), ``min_coarse`` (stop coarsening below this many points),
+    ``relax`` / ``fine_relax`` (F, FCF or FCFCF; fine_relax '' = relax), ``cweight`` (C-relaxation
+    weight in (0, 2]), ``cycle`` (V or F), ``skip_down`` / ``warm_skip`` (no relaxation on the first
+    down-cycle of the first / of every solve), ``max_it`` (cycles per solve, >= 1), ``rtol`` /
+    ``atol`` (stop when the C-point residual is below rtol x its start or atol; 0 for both: run
+    max_it cycles), ``monitor`` (print each cycle).  MGRIT as in Falgout, Friedhoff, Kolev,
+    MacLachlan, Schroder, *Parallel time integration with multigrid*, SIAM J. Sci. Comput. 36
+    (2014); FAS for the nonlinear state.  Raises OcnetError for a value outside these ranges (the
+    options check the same when read)."""
     levels: int = 1
     cfactor: tuple = (4,)
     min_coarse: int = 2
@@ -94,6 +106,17 @@ class MGRITSettings:
     rtol: float = 1e-9
     atol: float = 0.0
     monitor: bool = False
+
+    def __post_init__(self):
+        checks = ((isinstance(self.levels, (int, np.integer)) and self.levels >= 1, "levels >= 1"),
+                  (len(tuple(self.cfactor)) > 0 and all(int(c) >= 2 for c in self.cfactor), "cfactor entries >= 2"),
+                  (self.min_coarse >= 1, "min_coarse >= 1"), (self.relax in RELAXATIONS, f"relax in {RELAXATIONS}"),
+                  (self.fine_relax in ("",) + RELAXATIONS, f"fine_relax '' or in {RELAXATIONS}"),
+                  (0 < self.cweight <= 2, "0 < cweight <= 2"), (self.cycle in ("V", "F"), "cycle V or F"),
+                  (self.max_it >= 1, "max_it >= 1"), (self.rtol >= 0 and self.atol >= 0, "rtol, atol >= 0"))
+        bad = [what for ok, what in checks if not ok]
+        if bad:
+            raise OcnetError(f"MGRITSettings: {', '.join(bad)} (got {self})")
 
     @classmethod
     def declare(cls, opts, prefix):
@@ -224,7 +247,15 @@ class Level:
 
 
 class MGRIT:
-    """State solve A(u) = g, A(u)[j] = u[j] - Phi_j(u[j-1]), by FAS MGRIT V-cycles."""
+    """State solve A(u) = g, A(u)[j] = u[j] - Phi_j(u[j-1]), by FAS MGRIT cycles (Falgout et al.,
+    SIAM J. Sci. Comput. 36, 2014; FAS: Brandt's full approximation scheme for the nonlinear step).
+
+    ``MGRIT(grid, problem, comm, settings, state_size, cache_size, traj)``: ``settings`` an
+    MGRITSettings, ``state_size`` / ``cache_size`` the problem's S and Sc for the data solved on,
+    ``traj`` the ocnet.optim.layout.Trajectory it solves into (its U is the initial guess, a warm
+    start, and the result; row 0 of rank 0 must hold u[0], the problem's ``opening``).  Collective
+    over ``comm``; ``solve`` returns the iterations run, ``residual`` / ``history`` the C-point
+    residual norms."""
 
     log_prefix = "MGRIT"  # PETSc log events MGRITRelax, MGRITRestrict, ...
 
@@ -554,11 +585,13 @@ class MGRIT:
 
     @property
     def residual(self):
-        """The C-point residual norm at the end of the last solve (0 for the one-level sweep)."""
+        """The C-point residual norm at the end of the last solve (0 for the one-level sweep, and
+        before any solve)."""
         return self.history[-1] if self.history else 0.0
 
     def solve(self, thetas_local, label="mgrit"):
-        """MGRIT iterations on the fine trajectory (its row 0 holds u[0] on rank 0); ``label``
+        """MGRIT iterations on the fine trajectory (its row 0 holds u[0] on rank 0); returns their
+        number.  ``thetas_local``: this rank's layer parameters, shape (nlocal, p); ``label``
         names the solve in -mgrit_monitor lines."""
         self.set_parameters(thetas_local)
         return self.run(label)

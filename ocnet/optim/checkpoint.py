@@ -83,11 +83,12 @@ def redistribute(files, N, P, grid, design, replicated):
     """This rank's arrays, in the layout of ``grid`` (P' ranks), from the saved ranks' arrays
     ``files`` ({old rank: {name: array}}, the ranks whose blocks overlap this one's) of a run on P
     ranks.  Trajectories take each row from the rank that owned it; design-shaped optimiser arrays
-    (DESIGN_KEYS, last axis) are, in the ``replicated`` layout (-design_layout, the same for the
-    saved run), whole copies taken as saved, else rebuilt from the layers' owners; the rest come
-    from the first file that holds them (in the replicated layout only rank 0 runs the optimiser
-    and saves its memory; the others save the design).  Raises KeyError/ValueError/IndexError for a
-    file without a trajectory or a layer the others hold, or of the wrong shape (corrupt)."""
+    (DESIGN_KEYS, last axis) are, in the ``replicated`` layout (the saved run's -design_layout;
+    ``_relayout`` converts them to another), whole copies taken as saved, else rebuilt from the
+    layers' owners; the rest come from the first file that holds them (in the replicated layout
+    only rank 0 runs the optimiser and saves its memory; the others save the design).  Raises
+    KeyError/ValueError/IndexError for a file without a trajectory or a layer the others hold, or
+    of the wrong shape (corrupt)."""
     out = {}
     keys = dict.fromkeys(k for r in sorted(files) for k in files[r])
     for key in keys:
@@ -114,16 +115,51 @@ def redistribute(files, N, P, grid, design, replicated):
     return out
 
 
-def _layout_error(arrays, P, design, replicated, run_dir):
-    """The refusal of a resume with another -design_layout than the checkpoint's (its optimiser
-    vectors are laid out so; it was an internal error), else None.  The layout shows in the saved
-    design's size: the global one replicated, a rank's part distributed (P > 1: alike on 1 rank)."""
+def _saved_layout(arrays, P, design):
+    """Whether the checkpoint's optimiser vectors are replicated (True) or distributed (False), or
+    None where it cannot tell or it does not matter (one rank, or no design saved).  The layout
+    shows in the saved design's size: the global one replicated, a rank's part distributed."""
     x = arrays.get(OPT + "x")
-    if x is None or P == 1 or (x.shape[-1] == design.global_size) == replicated:
+    if x is None or P == 1:
         return None
-    saved = "replicated" if replicated is False else "distributed"
-    return (f"-resume: '{run_dir}' was saved with -design_layout {saved}: resume with it (its optimiser's "
-            "vectors are laid out so), or -load its parameters into a new run")
+    return x.shape[-1] == design.global_size
+
+
+def _relayout(path, P, grid, design, replicated):
+    """This rank's optimiser arrays (OPT keys) in the ``replicated`` layout, from a checkpoint
+    (``path``, P ranks) saved in the other one: distributed -> replicated concatenates every saved
+    rank's part in layer order (each rank's file read for those arrays only); replicated ->
+    distributed takes this rank's part ([g] on the first rank, then its layers) of rank 0's whole
+    arrays (rank 0 holds the optimiser's memory there, the others the design).  Raises
+    ValueError/KeyError/OSError for a file without them (corrupt)."""
+    out = {}
+    if replicated:
+        parts = {}
+        for r in range(P):
+            with np.load(os.path.join(path, f"rank{r}.npz")) as z:
+                for k in z.files:
+                    if k.startswith(OPT) and k[len(OPT):] in DESIGN_KEYS:
+                        parts.setdefault(k, []).append(z[k])
+                    elif k.startswith(OPT) and r == 0:
+                        out[k] = z[k]
+        for k, v in parts.items():
+            if len(v) != P:
+                raise ValueError(f"'{k[len(OPT):]}' is saved by {len(v)} of its {P} ranks")
+            out[k] = np.concatenate(v, axis=-1)
+        if out[OPT + "x"].shape[-1] != design.global_size:
+            raise ValueError(f"its ranks' designs hold {out[OPT + 'x'].shape[-1]} values, not {design.global_size}")
+        return out
+    G, p = design.G, design.p
+    with np.load(os.path.join(path, "rank0.npz")) as z:
+        for k in z.files:
+            if not k.startswith(OPT):
+                continue
+            a = z[k]
+            if k[len(OPT):] in DESIGN_KEYS:
+                a = np.concatenate(([a[..., :G]] if grid.first else []) + [a[..., G + grid.n0 * p:G + grid.n1 * p]],
+                                   axis=-1)
+            out[k] = a
+    return out
 
 
 def _overlapping(N, P, grid):
@@ -178,15 +214,16 @@ def find(run_dir):
     return None
 
 
-def saved_meta(run_dir, comm):
-    """What the checkpointed run was (problem, N, T, ranks, options), or None without a checkpoint."""
+def saved_meta(run_dir, comm, key="meta"):
+    """What the checkpointed run was (problem, N, T, ranks, options), or None without a checkpoint
+    (``key`` "iteration": the iteration it holds)."""
     path = find(run_dir)
     meta = None
     if comm.Get_rank() == 0 and path is not None:
         try:
             with open(os.path.join(path, "history.json")) as f:
-                meta = json.load(f).get("meta")
-        except (OSError, ValueError):
+                meta = json.load(f).get(key)
+        except (OSError, ValueError, AttributeError):
             meta = None  # reported as a corrupt checkpoint by load
     return comm.bcast(meta, root=0)
 
@@ -200,7 +237,7 @@ def load(run_dir, comm, objective, replicated=True):
     path = find(run_dir) if os.path.isdir(run_dir) else None
     collective_check(comm, path is not None, f"-resume: no complete checkpoint in '{run_dir}'")
     name = f"rank{comm.Get_rank()}.npz"
-    err, meta, arrays = None, None, {}
+    err, meta, arrays, relayout = None, None, {}, False
     grid, N = objective.grid, objective.grid.N
     try:
         with open(os.path.join(path, "history.json")) as f:
@@ -212,7 +249,7 @@ def load(run_dir, comm, objective, replicated=True):
         if P == comm.Get_size():
             with np.load(os.path.join(path, name)) as z:
                 arrays = {k: z[k] for k in z.files}
-            layout = _layout_error(arrays, P, objective.design, replicated, run_dir)
+            saved_replicated = _saved_layout(arrays, P, objective.design)
         else:  # another rank count: the saved blocks that overlap this rank's
             files = {}
             for r in _overlapping(N, P, grid):
@@ -220,18 +257,29 @@ def load(run_dir, comm, objective, replicated=True):
                 with np.load(os.path.join(path, name)) as z:
                     files[r] = {k: z[k] for k in z.files}
             name = f"rank{min(files)}..{max(files)}.npz (of {P} ranks)"
-            layout = _layout_error(files[min(files)], P, objective.design, replicated, run_dir)
-            if layout is None:
-                arrays = redistribute(files, N, P, grid, objective.design, replicated)
+            saved_replicated = _saved_layout(files[min(files)], P, objective.design)
+            arrays = redistribute(files, N, P, grid, objective.design,
+                                  replicated if saved_replicated is None else saved_replicated)
+        relayout = saved_replicated is not None and saved_replicated != replicated
+        if relayout:  # another -design_layout: the optimiser's arrays converted
+            shown, name = name, f"rank0..{P - 1}.npz (optimiser vectors)"
+            arrays = {k: v for k, v in arrays.items() if not k.startswith(OPT)}
+            arrays.update(_relayout(path, P, grid, objective.design, replicated))
+            name = shown
     except (OSError, ValueError, KeyError, TypeError, EOFError, AttributeError, IndexError,
             zipfile.BadZipFile) as e:
         err = f"-resume: corrupt checkpoint in '{path}': {name}: {e}"
-    else:
-        err = layout
     collective_check(comm, err is None, err)
-    if meta["ranks"] != comm.Get_size() and comm.Get_rank() == 0:
-        print(f"ocnet: note: -resume: the checkpoint was written by {meta['ranks']} ranks; its warm starts and "
-              f"optimiser state are redistributed over {comm.Get_size()}", file=sys.stderr, flush=True)
+    if comm.Get_rank() == 0 and (meta["ranks"] != comm.Get_size() or relayout):
+        said, P = [], meta["ranks"]
+        if P != comm.Get_size():
+            said.append(f"the checkpoint was written by {P} rank{'s' * (P != 1)}; its warm starts and optimiser "
+                        f"state are redistributed over {comm.Get_size()}")
+        if relayout:
+            old, new = ("distributed", "replicated") if replicated else ("replicated", "distributed")
+            said.append(f"its optimiser vectors, saved with -design_layout {old}, are converted to this run's {new} "
+                        "layout")
+        print(f"ocnet: note: -resume: {'; '.join(said)}", file=sys.stderr, flush=True)
     saved = sorted(k[len("eval_"):] for k in arrays if k.startswith("eval_"))
     collective_check(comm, len({tuple(s) for s in comm.allgather(saved)}) == 1,
                      f"-resume: corrupt checkpoint in '{path}': its rank files hold different warm starts")

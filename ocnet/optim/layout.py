@@ -6,12 +6,17 @@ from the left neighbour, or u[0] on rank 0) whose owned rows are the storage of 
 does not depend on the rank count, so saved parameters reload on any number of ranks.
 """
 import numpy as np
+from mpi4py import MPI
 from petsc4py import PETSc
 
-from ..base.errors import OcnetError
+from ..base.errors import OcnetError, collective_check
 
 
 class Trajectory:
+    """This rank's states and step caches: ``U`` (nlocal + 1, S), row k = u[n0 + k] (row 0: the
+    previous rank's last state, u[0] on rank 0, which the caller fills with the problem's
+    ``opening``), ``C`` (nlocal, Sc), row k = the cache of the step into u[n0 + k + 1]."""
+
     def __init__(self, grid, state_size, cache_size, comm):
         self.grid = grid
         nl = grid.nlocal
@@ -46,6 +51,8 @@ class Design:
         self.hi = self.lo + self.local_size
 
     def create_vec(self, replicated=False):
+        """A zero design Vec: ``replicated`` a sequential Vec of ``global_size`` (G + N p) on every
+        rank, else an MPI Vec distributed like the layers (rank 0: g, then its layers)."""
         if replicated:
             v = PETSc.Vec().createSeq(self.global_size, comm=PETSc.COMM_SELF)
         else:
@@ -55,6 +62,23 @@ class Design:
 
     def is_replicated(self, x):
         return x.getLocalSize() == self.global_size
+
+    def check(self, x, what):
+        """Collective: OcnetError on every rank unless ``x`` is a PETSc Vec of either design layout
+        (local size ``global_size`` replicated, or this rank's ``local_size`` distributed) on every
+        rank (a wrong one raised a reshape error deep inside, and hung the other ranks)."""
+        n = x.getLocalSize() if isinstance(x, PETSc.Vec) else None
+        ok = n in (self.global_size, self.local_size)
+        if self.comm.Get_size() > 1:
+            flag = np.array([0 if ok else 1])
+            self.comm.Allreduce(MPI.IN_PLACE, flag, op=MPI.MAX)
+            if not flag[0]:
+                return
+        elif ok:
+            return
+        got = f"a Vec of local size {n}" if n is not None else f"a {type(x).__name__}"
+        collective_check(self.comm, ok, f"{what}: expected a design Vec of local size {self.global_size} (replicated: "
+                                        f"G + N p) or {self.local_size} (this rank's part), got {got}")
 
     def local(self, x):
         """This rank's part of x (read-only), for either layout."""

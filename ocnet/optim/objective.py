@@ -4,6 +4,7 @@ Sums across ranks are formed in one fixed order on rank 0 (layer by layer), so t
 the same number for every rank count given the same design.
 """
 import math
+import numbers
 import sys
 
 import numpy as np
@@ -40,18 +41,42 @@ def contract_advice(mg, prefix):
     return ", ".join(out[:-1]) + (" or " if len(out) > 1 else "") + out[-1] + " may make it contract"
 
 
+def is_number(v):
+    """Whether a ``metrics`` value is one real number (a history column): Python and numpy
+    integers, floats and bools; not strings, arrays or complex numbers."""
+    return isinstance(v, (numbers.Real, np.bool_)) and not isinstance(v, str)
+
+
 def metric_columns(where, metrics, skip=("state_residual",)):
     """The numeric entries of a ``metrics`` result as columns ``<where>_<name>`` (history rows,
     final_exact); ``skip``: names left out (the validation solve's residual is not the problem's)."""
-    return {f"{where}_{k}": float(v) for k, v in metrics.items() if k not in skip and np.isscalar(v)}
+    return {f"{where}_{k}": float(v) for k, v in metrics.items() if k not in skip and is_number(v)}
 
 
 class ReducedObjective:
+    """The reduced objective J(x) of a plugin problem over the layers, and its gradient: the state
+    solve (layer-serial sweep or MGRIT), the terminal loss and regularisation, the adjoint solve
+    and the parameter gradient (``evaluate``); the training metrics and validation solves
+    (``metrics``, ``forward_outputs``).  The command line builds one per run (ocnet.run.cli)."""
+
     def __init__(self, grid, problem, comm, solver=None, state_mgrit=None, adjoint_mgrit=None,
                  batch_size=0, seed=0, unconverged="warn"):
+        """``grid``: ocnet.base.grid.LayerGrid (N, T, this rank's layers); ``problem``: a
+        ControlProblem instance with a "train" dataset; ``comm``: mpi4py communicator of the grid.
+        ``solver``: the layer-serial solver (default ocnet.mgrit.serial.LayerSerial).
+        ``state_mgrit`` / ``adjoint_mgrit``: MGRITSettings of the state and adjoint solves (None:
+        layer-serial sweeps, as -mode serial; with tolerances: -mode exact; with rtol = atol = 0 and
+        max_it k: one-shot's k cycles); ``batch_size``: mini-batches of that many samples (0: full
+        data; the plugin needs data_size and subset), drawn from (``seed``, iteration);
+        ``unconverged``: 'warn' or 'stop' for an exact solve that misses its tolerance.  The design
+        layout is ``self.design`` (ocnet.optim.layout.Design: ``create_vec``, ``initial``, ``split``).
+        Raises OcnetError for a problem without training data or bad mini-batch settings."""
         self.grid, self.problem, self.comm = grid, problem, comm
         self.design = Design(grid, problem, comm)
         self.solver = solver or LayerSerial(grid, problem, comm)
+        if not isinstance(getattr(problem, "datasets", None), dict) or "train" not in problem.datasets:
+            raise OcnetError(f"problem '{getattr(problem, 'name', type(problem).__name__)}' has no \"train\" dataset "
+                             "(problem.datasets['train']: required of every plugin, docs/plugins/contract.md)")
         self.full = self.data = problem.datasets["train"]
         self.batch_size, self.seed = batch_size, seed
         if batch_size:
@@ -84,6 +109,7 @@ class ReducedObjective:
         self.unconverged = unconverged  # 'warn' or 'stop': exact solves that miss their tolerance
         self.unconverged_count = 0
         self.unconverged_by = {}  # the same by solve: "state", "adjoint", "<dataset> state"
+        self._pending_warning = None  # a non-finite solve's warning, said once the layer-serial one is finite
         self.serial_fallbacks = 0  # exact-mode solves replaced by the layer-serial solve (diverged)
         self._evaluated = None  # (local design, data, global parameters) of the last state solve
         self._evaluations = {}  # id(data) -> (data, Trajectory, MGRIT or None), allocated once
@@ -156,7 +182,15 @@ class ReducedObjective:
         return comm.bcast(J, root=0)
 
     def evaluate(self, x, grad=None):
-        """J(x); with ``grad`` (a Vec of the design layout) also the exact adjoint gradient."""
+        """J(x) (a float, the same on every rank); with ``grad`` also the gradient written into it.
+        Collective.  ``x``, ``grad``: PETSc Vecs of a design layout (``design.create_vec``: replicated,
+        size G + N p on every rank, or distributed like the layers).  Exact (the discrete adjoint of
+        the computed J) in serial and exact mode; in one-shot mode the inexact J and gradient of the
+        MGRIT iterates.  Raises OcnetError for a Vec of another size, NumericalFailure (an
+        OcnetError) when J or the gradient is not finite at x."""
+        self.design.check(x, "evaluate: x")
+        if grad is not None:
+            self.design.check(grad, "evaluate: grad")
         self.last_exact = False
         if self.adapt is not None and self.adapt.begin(self, grad is not None):
             return self._exact(x, grad)  # (adaptive one-shot: ocnet.optim.adaptive)
@@ -185,6 +219,9 @@ class ReducedObjective:
             if np.ndim(loss) != 0:
                 raise OcnetError(f"problem '{pb.name}': terminal returned shape {np.shape(loss)}, expected a "
                                  "float (the loss of this batch)")
+            if not is_number(loss if not isinstance(loss, np.ndarray) else loss[()]):
+                raise OcnetError(f"problem '{pb.name}': terminal returned {type(loss).__name__} {loss!r:.40}, "
+                                 "expected a float (the loss of this batch)")
         prev, nxt = self._theta_halos(thetas)
         if grad is None:
             G = np.zeros_like(thetas)
@@ -249,7 +286,10 @@ class ReducedObjective:
         self.adapt = self.mgrit = self.adj_mgrit = None
         try:
             J = self.evaluate(x, grad)
+            if self._pending_warning and math.isfinite(J):
+                print(self._pending_warning, file=sys.stderr, flush=True)
         finally:
+            self._pending_warning = None
             self.adapt, (self.mgrit, self.adj_mgrit) = adapt, saved
             if self.mgrit is not None:  # the trajectory was overwritten: its coarse levels are stale
                 self.mgrit.invalidate()
@@ -310,9 +350,12 @@ class ReducedObjective:
             raise NumericalFailure(f"{text}; {advice}, or use -unconverged warn")
         if self.comm.Get_rank() == 0 and (n < 10 and n == 1 or n in (10, 100) or n % 1000 == 0):
             used = "; the layer-serial solve replaces it" if replace else ""
-            print(f"ocnet: warning: {text}{used} ({n} unconverged solve{'s' * (n > 1)} so far; "
-                  f"{advice}, or -unconverged stop to make this an error)",
-                  file=sys.stderr, flush=True)
+            line = (f"ocnet: warning: {text}{used} ({n} unconverged solve{'s' * (n > 1)} so far; "
+                    f"{advice}, or -unconverged stop to make this an error)")
+            if np.isfinite(mg.residual):
+                print(line, file=sys.stderr, flush=True)
+            else:  # (said once the layer-serial solve is finite: else the model, not MGRIT, failed)
+                self._pending_warning = line
         return replace
 
     def _nonfinite(self, J, thetas, g, with_adjoint, G=None, grad_g=None):
@@ -436,6 +479,9 @@ class ReducedObjective:
             residual = mg.residual
             if self._check_converged(mg, f"{label} state"):  # (diverged: replaced by the serial sweep)
                 self.solver.forward(g, thetas, data, traj)
+                if self._pending_warning:
+                    print(self._pending_warning, file=sys.stderr, flush=True)
+                    self._pending_warning = None
                 mg.invalidate()
                 self.serial_fallbacks += 1
                 residual = 0.0
@@ -473,7 +519,11 @@ class ReducedObjective:
         else:
             out, residual = self.forward_outputs(x, data, lambda g, uN: self.problem.metrics(g, data, uN),
                                                  layer_parallel, label=name)
-        return dict(self.comm.bcast(out, root=0), state_residual=residual)
+        out = self.comm.bcast(out, root=0)
+        if not isinstance(out, dict):
+            raise OcnetError(f"problem '{self.problem.name}': metrics returned {type(out).__name__}, expected a dict "
+                             "{name: number}")
+        return dict(out, state_residual=residual)
 
     def exact_evaluation(self, x):
         """Objective and metrics at ``x`` with layer-serial (exact) forward solves on the full

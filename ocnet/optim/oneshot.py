@@ -15,9 +15,23 @@ from petsc4py import PETSc
 DIVERGED_LS = PETSc.TAO.ConvergedReason.DIVERGED_LS_FAILURE
 
 
+#: the one-shot TAO's options: (name, type, default, help, bounds); declared with ocnet's (so -help
+#: lists them and bounds are checked), read by OneShot.setFromOptions
+OPTIONS = (("tao_oneshot_lbfgs_m", int, 5, "-oneshot_tao: L-BFGS memory (pairs kept)", "[1,inf)"),
+           ("tao_oneshot_armijo_c1", float, 1e-4, "-oneshot_tao: Armijo sufficient-decrease constant", "(0,1)"),
+           ("tao_oneshot_ls_shrink", float, 0.5, "-oneshot_tao: step factor per rejected line-search trial", "(0,1)"),
+           ("tao_oneshot_ls_max_it", int, 20, "-oneshot_tao: most trial points per line search", "[1,inf)"))
+
+
+def declare_options(opts):
+    """The one-shot TAO's options (framework options, group ocnet)."""
+    for name, typ, default, text, bounds in OPTIONS:
+        opts.add(name, typ, default, text, bounds=bounds)
+
+
 class OneShot:
     def __init__(self):
-        self.m, self.c1, self.shrink, self.ls_max = 5, 1e-4, 0.5, 20
+        self.m, self.c1, self.shrink, self.ls_max = (o[2] for o in OPTIONS)
         self.pairs = []
         self.trainer = None  # set by ocnet's Trainer: checkpoint/restart hooks
         self.current = None  # (x, g, f, step, its) of the iteration being monitored (checkpoints)

@@ -11,7 +11,7 @@ from petsc4py import PETSc
 from ..base import jit_clock
 from ..base.errors import NumericalFailure, OcnetError, PeerStop
 from ..mgrit.solver import phase
-from .objective import metric_columns
+from .objective import is_number, metric_columns
 
 
 def check_tao_type(db):
@@ -55,6 +55,12 @@ class Trainer:
     The run folder's files are written through ``files`` (the run machinery, ocnet.run.rundir,
     handed in so that this layer does not import it): ``files.HistoryWriter(run_dir, comm)`` and
     ``files.save_params(run_dir, x, meta, comm)``; required with a ``run_dir``.
+
+    In-process use: ``Trainer(objective, comm).solve(x)`` optimises from the design Vec ``x`` (its
+    layout as ``replicated``) and leaves the result in it; the TAO type and limits come from the
+    PETSc options database (``PETSc.Options().setValue("tao_max_it", 20)`` before the Trainer is
+    made, as on the command line); ``on_row(row)`` receives each history row (a dict of the
+    history.csv columns).
     """
 
     def __init__(self, objective, comm, replicated=True, on_row=None, run_dir=None,
@@ -311,8 +317,8 @@ class Trainer:
                 train_metrics = self.obj.metrics(x, "train")
                 val = self.obj.metrics(x, "val")
             row = {"iteration": int(its), **self._evaluation_columns(f, gnorm),
-                   "train_accuracy": train_metrics.get("accuracy", math.nan),
-                   "val_accuracy": val.get("accuracy", math.nan),
+                   "train_accuracy": float(a) if is_number(a := train_metrics.get("accuracy")) else math.nan,
+                   "val_accuracy": float(a) if is_number(a := val.get("accuracy")) else math.nan,
                    "wall_time": wall, "step_length": float(step),
                    "val_state_residual": val.get("state_residual", math.nan)}
             # the problem's other metrics (e.g. a tracking error), as train_<name> and val_<name>
@@ -345,7 +351,7 @@ class Trainer:
 
     def _warn_non_scalar(self, *metrics):
         """Once per name: a problem metric that is not a number has no history column."""
-        for k in sorted({k for m in metrics for k, v in m.items() if not np.isscalar(v)} - self._non_scalar):
+        for k in sorted({k for m in metrics for k, v in m.items() if not is_number(v)} - self._non_scalar):
             self._non_scalar.add(k)
             if self.comm.Get_rank() == 0:
                 print(f"ocnet: warning: problem metric '{k}' is not a number (history.csv records only "
@@ -453,7 +459,8 @@ class Trainer:
         return self._resumed is not None and self.oneshot is None and getattr(self, "_left", 1) <= 0
 
     def solve(self, x):
-        """Collective: optimise from ``x``; TAO's converged reason.  Raises NumericalFailure when the
+        """Collective: optimise from ``x`` (overwritten with the result); TAO's converged reason, an
+        int (``ocnet.base.reasons.reason_name`` gives its name).  Raises NumericalFailure when the
         optimiser stopped on a line search whose last trial point went non-finite."""
         reason = self._solve(x)
         failure = self.obj.nonfinite_trial  # (the same on every rank: every rank evaluated it)
@@ -469,7 +476,8 @@ class Trainer:
         self.t0 = time.perf_counter()
         self.jit0 = jit_clock.seconds()
         if self._nothing_left():  # resumed at its iteration limit: TAO would not take 0 iterations
-            if self.comm.Get_rank() == 0:
+            if self.comm.Get_rank() == 0:  # (a finished run the command line leaves alone; here: one
+                # stopped in its final outputs, which the command line then writes)
                 print(f"ocnet: note: -resume: the run is at iteration {self.resume_its}, -tao_max_it "
                       f"{self.resume_its + self._left}: no iterations left (give a larger -tao_max_it to continue)",
                       file=sys.stderr, flush=True)

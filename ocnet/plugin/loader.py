@@ -9,10 +9,15 @@ GROUP = "ocnet.problems"
 
 
 def registered():
+    """{name: entry point} of the problems registered under the entry-point group ocnet.problems
+    (setup.cfg; a plugin package registers its own the same way)."""
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 
 
 def load_problem_class(spec):
+    """The ControlProblem subclass named by ``spec``: a registered name (``registered``) or
+    'package.module:Class' (imported; its folder must be on sys.path).  Raises OcnetError for an
+    unknown name, a module that does not import, or a class that is not a ControlProblem."""
     if ":" in spec:
         mod, _, attr = spec.partition(":")
         try:

@@ -393,9 +393,14 @@ def guard_forms(problem, say=None):
     import types
     unused = getattr(problem, "_kernels_unused", None)  # ocnet.plugin.kernels.KernelProblem.__init__
     if unused is not None and say is not None:
-        say(f"ocnet: note: problem '{problem.name}': {unused[0].__qualname__} defines its own step and "
-            f"step_adjoint, so the forms generated from {unused[1].__qualname__}'s kernels are not used: the "
-            "generic loops over step run (slow: see docs/plugins/fast.md)")
+        from ocnet.plugin.kernels import KernelProblem
+        # (a wrapper's declared 'step_adjoint = Parent.step_adjoint' is the kernels' own, not Python)
+        own = [n for n in ("step", "step_adjoint") if getattr(type(problem), n) is not getattr(KernelProblem, n)]
+        kern = unused[1].__qualname__
+        what = (f"defines its own {' and '.join(own)}" if len(own) == 2 else
+                f"defines its own {own[0]} (its {'step_adjoint' if own[0] == 'step' else 'step'} runs {kern}'s kernel)")
+        say(f"ocnet: note: problem '{problem.name}': {unused[0].__qualname__} {what}, so the forms generated from "
+            f"{kern}'s kernels are not used: the generic loops over step run (slow: see docs/plugins/fast.md)")
     stale, owner = stale_forms(problem)
     if not stale:
         return stale

@@ -10,6 +10,8 @@ import sys
 import time
 import traceback
 
+from ..base.options import path
+
 FRAMEWORK_OPTIONS = [  # name, type, default, help, and keywords of OptionSet.add (choices, bounds)
     ("problem", str, "peaks", "problem plugin: registered name or package.module:Class", {}),
     ("N", int, 32, "number of layers (time steps)", {"bounds": "[1,inf)"}),
@@ -21,7 +23,7 @@ FRAMEWORK_OPTIONS = [  # name, type, default, help, and keywords of OptionSet.ad
     ("predictions", bool, False, "write the model's output per sample (the problem's predict, e.g. class labels) "
      "on each dataset at the final parameters to predictions_<set>.csv in -run_dir", {}),
     ("run_dir_overwrite", bool, False, "replace the contents of an existing ocnet run folder -run_dir", {}),
-    ("load", str, None, "start from parameters saved in a run folder (with -tao_max_it 0: evaluate only)", {}),
+    ("load", path, None, "start from parameters saved in a run folder (with -tao_max_it 0: evaluate only)", {}),
     ("load_resample", bool, False, "with -load and another -N than the saved model's: its layer parameters "
      "resampled to this -N, piecewise constant in t (refine a trained control or network in depth)", {}),
     ("quiet", bool, False, "no per-iteration line on stdout", {}),
@@ -71,13 +73,17 @@ VEC_DEFAULTS = {"vec_mdot_use_gemv": "0", "vec_maxpy_use_gemv": "0"}
 
 
 def framework_options():
+    """An OptionSet of ocnet's own options (the framework's, adaptive one-shot's and the one-shot
+    TAO's; MGRIT's: ocnet.mgrit.solver.declare_options; a problem's: its ``declare_options``).
+    ``{o.name: o.default for o in opts.options}`` is a values dict of the defaults."""
     from ..base.options import OptionSet
 
     opts = OptionSet()
     for name, typ, default, text, kw in FRAMEWORK_OPTIONS:
         opts.add(name, typ, default, text, **kw)
-    from ..optim.adaptive import declare_options
-    declare_options(opts)
+    from ..optim import adaptive, oneshot
+    adaptive.declare_options(opts)
+    oneshot.declare_options(opts)
     return opts
 
 
@@ -97,14 +103,29 @@ def apply_option_defaults(cls, opts, db):
     declared = {o.name: o for o in opts.options}
     for k, text in option_default_texts(cls).items():
         if k not in declared and not k.startswith("tao_"):
-            raise OcnetError(f"problem '{cls.name}': option_defaults names -{k}, which is not an option")
+            close = _closest(k, list(declared))
+            raise OcnetError(f"problem '{cls.name}': option_defaults names -{k}, which is not an option"
+                             + (f" (did you mean -{close}?)" if close else ""))
         if k in declared:
             declared[k].default = declared[k].parse(text)
         if not db.hasName(k):
             db.setValue(k, text)
-            db.getString(k)  # the problem's default: not a user's typo when a run never reads it
+            if k in declared:  # the problem's default: not a user's typo when a run never reads it
+                db.getString(k)
+            else:  # (a TAO option: PETSc's own, unread only when misspelt or of another TAO type)
+                FROM_DEFAULTS[k] = cls.name
             applied.append(k)
     return applied
+
+
+#: TAO options set by a problem's option_defaults: {name: problem}; unused ones are reported as its
+FROM_DEFAULTS = {}
+
+
+def _given(k):
+    """How the unused-option warnings name option ``k``: '-k', or for one set by the problem's
+    option_defaults '-k (option_defaults of problem NAME)'."""
+    return f"-{k}" + (f" (option_defaults of problem '{FROM_DEFAULTS[k]}')" if k in FROM_DEFAULTS else "")
 
 
 def _say(comm, text, stream=None):
@@ -119,8 +140,9 @@ _FAILURE = {}
 def run_summary(reason, trainer, **more):
     """summary.json's fields every ending has (None where not known): reason, iterations (the last
     history row's), ranks, mode, wall_time (of that row), final_row (that row's objective,
-    gradient norm and ``train_*``/``val_*`` metrics; non-finite values None), jit_time, machine;
-    then ``more``."""
+    gradient norm and ``train_*``/``val_*`` metrics; non-finite values None), jit_time, warmup_time
+    (the starting evaluation before row 0, with the compiles of the kernels it runs), machine; then
+    ``more``."""
     from . import rundir
     rows = trainer.rows if trainer is not None else []
     last = rows[-1] if rows else {}
@@ -131,6 +153,7 @@ def run_summary(reason, trainer, **more):
     return {"reason": reason, "iterations": int(last["iteration"]) if rows else None, "ranks": _FAILURE["ranks"],
             "mode": _FAILURE["mode"], "wall_time": last.get("wall_time"), "final_row": final,
             "jit_time": trainer.jit_time() if trainer is not None and trainer.t0 is not None else None,
+            "warmup_time": _FAILURE.get("warmup_time"),
             "machine": rundir.machine(), **rundir.provenance(), **({"checkpoints": saves} if saves else {}), **more}
 
 
@@ -156,8 +179,9 @@ def write_failure(status, text):
             "the run failed before its first history row (at the starting point): no history, no parameters")
     if rows:
         note += (f"; the checkpoint of iteration {saved} is kept: after fixing the cause, -resume continues from it"
-                 if saved is not None else "; no checkpoint was saved by this start (-checkpoint_every, "
-                                           "-checkpoint_seconds)")
+                 if saved is not None else "; no checkpoint was saved by this start" + (
+                     " (-checkpoint 0: checkpoints off)" if trainer is not None and trainer.checkpoint_seconds is None
+                     else " (-checkpoint_every, -checkpoint_seconds)"))
     rundir.write_json(path, run_summary(reason, trainer, exit_status=int(status), error=err, note=note))
 
 
@@ -184,6 +208,7 @@ def run(comm):
     from ..plugin.problem import check_required, guard_forms
 
     _FAILURE.clear()
+    FROM_DEFAULTS.clear()
     db = PETSc.Options()
     own = set()  # options ocnet sets for itself (not written to options.txt)
     if not db.hasName("options_left"):
@@ -203,7 +228,8 @@ def run(comm):
     if db.hasName("resume"):  # the run's own options (its options.txt) where the command line gives none
         from_run = rundir.resume_options(db, db.getString("resume", ""), comm)
         if from_run and not db.hasName("quiet"):
-            _say(comm, f"ocnet: note: -resume: the run's own options: {' '.join(from_run)}", sys.stderr)
+            _say(comm, f"ocnet: note: -resume: taken from its options.txt (the run's recorded options, the defaults "
+                       f"it ran with included): {' '.join(from_run)}", sys.stderr)
     if from_load and not db.hasName("quiet"):
         _say(comm, f"ocnet: note: -load: the saved model's options: {' '.join(from_load)}", sys.stderr)
     spec = opts.get("problem", db)
@@ -242,6 +268,11 @@ def run(comm):
                        "ocnet.optim.oneshot.OneShot, is the optimiser): leave out one of them", sys.stderr)
         db.setValue("tao_type", "python")
         db.setValue("tao_python_type", "ocnet.optim.oneshot.OneShot")
+    elif not (db.hasName("tao_python_type") and db.getString("tao_python_type") == "ocnet.optim.oneshot.OneShot"):
+        from ..optim.oneshot import OPTIONS
+        for k in (o[0] for o in OPTIONS if db.hasName(o[0])):  # (declared: read, so not reported as unused)
+            _say(comm, f"ocnet: warning: -{k} has no effect without -oneshot_tao (an option of the one-shot TAO)",
+                 sys.stderr)
     for k, v in TAO_DEFAULTS.items():
         if not db.hasName(k):
             db.setValue(k, v)
@@ -308,6 +339,15 @@ def run(comm):
     if resume:
         rundir.lock(values["resume"], comm, "-resume")
         resume = rundir.check_resume(values["resume"], meta, comm)
+        from ..optim import checkpoint
+        done = checkpoint.saved_meta(values["resume"], comm, "iteration") if resume else None
+        if isinstance(done, int) and max_it <= done and rundir.finished_at(values["resume"], done, comm):
+            # a finished run with no iterations left: nothing to do, the folder is left as it is (one
+            # stopped in its final outputs goes on below: they are written)
+            Trainer(objective, comm, replicated).tao.destroy()  # (TAO reads its options: not reported as unused)
+            _say(comm, f"ocnet: note: -resume: the run is at iteration {done}, -tao_max_it {max_it}: no iterations "
+                       "left (give a larger -tao_max_it to continue); nothing was run or changed", sys.stderr)
+            return 0
         if not resume:  # an ocnet run folder stopped before its first save: start again there
             _say(comm, f"ocnet: {run_dir} holds no checkpoint yet: starting the run from the beginning")
             rundir.prepare(run_dir, comm, overwrite=True)
@@ -343,7 +383,9 @@ def run(comm):
 
     x_opt = objective.design.convert(x, replicated)
     signals.test_hook("warmup")
+    t_warm = time.perf_counter()
     objective.evaluate(x_opt, x_opt.duplicate())  # JIT warm-up, so wall_time measures the solve
+    _FAILURE["warmup_time"] = comm.bcast(time.perf_counter() - t_warm, root=0)  # (its compiles included)
     if objective.adapt is not None:
         objective.adapt.reset_totals()
     trainer = Trainer(objective, comm, replicated, on_row=on_row, run_dir=run_dir,
@@ -443,9 +485,9 @@ def run(comm):
         far = fixed_counts_far(objective)
         if far:
             _say(comm, f"ocnet: warning: the fixed one-shot counts' last MGRIT solves are far from converged ({far}): "
-                       f"MGRIT does not contract for this problem and these settings; "
-                       f"{contract_advice(objective.mgrit, '')}, or adaptive one-shot (the default) measures it and "
-                       "falls back to exact solves", sys.stderr)
+                       "more iterations per solve (-oneshot_state_its, -oneshot_adjoint_its); "
+                       f"{contract_advice(objective.mgrit, '')} faster; or adaptive one-shot (the default) measures "
+                       "it and falls back to exact solves", sys.stderr)
     if values["mode"] == "oneshot" and objective.adapt is None and reason == "DIVERGED_LS_FAILURE":
         _say(comm, "ocnet: note: the fixed one-shot counts ended on a line-search failure, where the inexact "
                    "gradient may be what failed; adaptive one-shot (the default: no -oneshot_state_its / "
@@ -552,8 +594,6 @@ def signal_name(signum):
 
 def _unused_options():
     """{unread option: the closest name that was declared or read, or None} (the same on every rank)."""
-    import difflib
-
     from petsc4py import PETSc
 
     db = PETSc.Options()
@@ -561,8 +601,14 @@ def _unused_options():
         return {}
     given = db.getAll()
     known = sorted(set(DECLARED) | {k for k in given if db.used(k)})
-    return {k: next(iter(difflib.get_close_matches(k, known, n=1, cutoff=0.75)), None)
-            for k in given if not db.used(k)}
+    return {k: _closest(k, known) for k in given if not db.used(k)}
+
+
+def _closest(name, names):
+    """The option name of ``names`` that ``name`` most likely misspells, or None (the spelling
+    hints of unused options and of a problem's option_defaults)."""
+    import difflib
+    return next(iter(difflib.get_close_matches(name, names, n=1, cutoff=0.75)), None)
 
 
 def _of_other_problems(names):
@@ -621,11 +667,14 @@ def report_unused(comm):
     unused = _unused_options()
     others = _of_other_problems([k for k, close in unused.items() if not close])
     for k, close in unused.items():
-        _say(comm, f"ocnet: warning: option -{k} was given but never used"
+        _say(comm, f"ocnet: warning: option {_given(k)} was given but never used"
              + (f" (did you mean -{close}?)" if close else _other_problem_hint(k, others)), sys.stderr)
     return list(unused)
 
 
+#: prefixes of ocnet's own options, all read before the first iteration: an unread one is reported
+#: there even without a close match (-mgrit_nu went unnoticed until the end of the run)
+_OWN_PREFIXES = ("mgrit_", "state_mgrit_", "adjoint_mgrit_", "oneshot_")
 #: options PETSc reads only when a solve or the program ends (never reported early)
 _READ_LATE = ("_view", "_converged_reason", "log_", "options_", "memory_", "malloc", "objects_", "info")
 
@@ -640,11 +689,14 @@ def report_misspelt(comm):
         if any(t in k for t in _READ_LATE):
             continue
         if close:
-            _say(comm, f"ocnet: warning: option -{k} was given but is not used (did you mean -{close}?); "
+            _say(comm, f"ocnet: warning: option {_given(k)} was given but is not used (did you mean -{close}?); "
                        "the run goes on without it", sys.stderr)
         elif k in others:
-            _say(comm, f"ocnet: warning: option -{k} was given but is not used{_other_problem_hint(k, others)}; "
+            _say(comm, f"ocnet: warning: option {_given(k)} was given but is not used{_other_problem_hint(k, others)}; "
                        "the run goes on without it", sys.stderr)
+        elif k.startswith(_OWN_PREFIXES):
+            _say(comm, f"ocnet: warning: option {_given(k)} was given but is not used (no ocnet option has this name: "
+                       "-help lists them); the run goes on without it", sys.stderr)
 
 
 def misspelt_in(text):

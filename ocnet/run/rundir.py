@@ -158,6 +158,26 @@ def model_differences(saved, meta):
     return top + differences(so, mo, keys)
 
 
+def finished_at(path, its, comm):
+    """Whether run folder ``path`` holds a run that ended normally (TAO's stop: summary.json with
+    its reason code) at iteration ``its``; collective (rank 0 reads)."""
+    s = _root_json(os.path.join(path, "summary.json"), comm)
+    return isinstance(s.get("reason_code"), int) and s.get("iterations") == its
+
+
+def _root_json(path, comm):
+    """The JSON object in ``path``, read on rank 0 and broadcast; {} when missing, unreadable or
+    not an object."""
+    out = {}
+    if comm.Get_rank() == 0:
+        try:
+            with open(path) as f:
+                out = json.load(f)
+        except (OSError, ValueError):
+            pass
+    return comm.bcast(out if isinstance(out, dict) else {}, root=0)
+
+
 def check_resume(path, meta, comm):
     """-resume: the folder's run must be this run (same options; any rank count).  Returns True
     when it holds a checkpoint, False for an ocnet run folder stopped before its first save;
@@ -185,12 +205,22 @@ def check_resume(path, meta, comm):
     # (-mgrit_monitor only prints: the iterates are the same with it, tests/test_adaptive.py)
     diff += differences(so, meta["options"], sorted(k for k in so if not k.endswith("mgrit_monitor")))
     newer = sorted(set(meta["options"]) - set(so))
-    if saved.get("problem") != meta.get("problem"):  # its other differences follow from that
+    other = other_implementation(saved.get("problem"), meta.get("problem"))
+    # another class of the same model (its name and parameter sizes, as -load takes it: e.g. the
+    # kernel version of a Python plugin) continues the run; another problem is the one difference
+    same_model = other and saved.get("model") == meta.get("model") and saved.get("shapes") == meta.get("shapes")
+    if same_model or (saved.get("problem") != meta.get("problem") and not other):  # (one class, two names)
+        diff = [d for d in diff if not d.startswith("-problem ")]
+    elif other:  # its other differences follow from that
         diff = [d for d in diff if d.startswith("-problem ")]
     if diff:
         raise OcnetError(f"-resume: '{path}' holds a run with other settings: {', '.join(diff)}; "
                          "resume with the same settings (-tao_max_it may change; options not given are the "
                          f"run's own, from {os.path.join(path, 'options.txt')})")
+    if same_model and comm.Get_rank() == 0:
+        print(f"ocnet: note: -resume: the run was started with -problem {other[0]}, continued with {other[1]}: "
+              f"the same model (problem name '{meta.get('model')}', the same parameter sizes); a plugin whose step "
+              "differs needs another name", file=sys.stderr, flush=True)
     if newer and comm.Get_rank() == 0:
         given = ", ".join(f"-{k} {meta['options'][k]}" for k in newer)
         print(f"ocnet: note: -resume: {given} did not exist when the saved run started; applied from here on",
@@ -385,14 +415,7 @@ def _load_files(source):
 def saved_meta(source, comm):
     """The params.json saved with the parameters in ``source`` (a run folder or its params.petsc),
     read on rank 0; {} when missing or unreadable (load_params reports that)."""
-    meta = {}
-    if comm.Get_rank() == 0:
-        try:
-            with open(_load_files(source)[1]) as f:
-                meta = json.load(f)
-        except (OSError, ValueError):
-            pass
-    return comm.bcast(meta if isinstance(meta, dict) else {}, root=0)
+    return _root_json(_load_files(source)[1], comm)
 
 
 def load_model_options(db, saved):
@@ -491,6 +514,24 @@ def _load_resampled(vec_file, x, G, p, n_old, n_new, comm):
         arr[:] = new[lo:hi]
 
 
+def other_implementation(saved_spec, spec):
+    """(saved, this run's) -problem when a -load source was trained by another plugin class than
+    this run's (a faster implementation of the same model, or a subclass that kept its parent's
+    name: both load, by name and sizes), else None.  A registered name and the import string of
+    the same class are one class."""
+    if not saved_spec or saved_spec == spec:
+        return None
+    from ..plugin.loader import load_problem_class
+
+    def where(s):
+        try:
+            c = load_problem_class(s)
+            return f"{c.__module__}:{c.__qualname__}"
+        except Exception:  # noqa: B902 - the saved plugin may no longer import: compare the strings
+            return s
+    return None if where(saved_spec) == where(spec) else (saved_spec, spec)
+
+
 def load_params(source, x, meta, comm, resample=False):
     """Load parameters from a run folder (or a params.petsc file) into ``x``; checks they fit.
     ``resample``: a saved model of another N (the same model otherwise) is resampled to this N
@@ -525,6 +566,11 @@ def load_params(source, x, meta, comm, resample=False):
             hint = ("; -load_resample resamples its layers to this -N"
                     if not resample and all(d.startswith("-N ") for d in diff) else "")
             raise OcnetError(f"-load: '{source}' holds parameters of another model: {', '.join(diff)}{hint}")
+        other = other_implementation(saved.get("problem"), meta["problem"])
+        if other and comm.Get_rank() == 0:
+            print(f"ocnet: note: -load: the saved model was trained with -problem {other[0]}, this run's is "
+                  f"{other[1]}: loaded as the same model (problem name '{meta.get('model')}', the same parameter "
+                  "sizes); a plugin whose step differs needs another name", file=sys.stderr, flush=True)
         split = differences(saved.get("options", {}), meta["options"], meta.get("split_options", ()))
         if split and comm.Get_rank() == 0:
             print(f"ocnet: warning: -load: {', '.join(split)} splits the samples into training and validation "
