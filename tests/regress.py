@@ -209,3 +209,10 @@ class ListMetrics(NeuralODERegression):
 class SubsetNone(NeuralODERegression):
     """subset set to None as an attribute (read as: no mini-batches)."""
     subset = None
+
+
+class TrainOnly(NeuralODERegression):
+    """No "val" data set (a control problem's usual set-up): the training metrics are shown."""
+    def __init__(self, values, comm):
+        super().__init__(values, comm)
+        del self.datasets["val"]

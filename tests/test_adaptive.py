@@ -175,6 +175,22 @@ def test_exact_start_everywhere(tmp_path):
     assert history_column(tmp_path / "z", "exact_evaluations")[0] >= 1, p.stdout
 
 
+def test_run_that_ends_inside_the_exact_start_says_so(tmp_path):
+    """A run that converges before its exact start ends (3 iterations of a start of 20 evaluations)
+    ran no one-shot solve: its history is serial mode's, and one note says so and how to change it
+    (a tester's plugin finished bitwise serial, silently)."""
+    args = ["-N", 16, "-width", 4, "-ntrain", 100, "-nval", 20, "-quiet", "-tao_max_it", 100, "-tao_gatol", 0.3]
+    run_ocnet(args + ["-run_dir", tmp_path / "s"])
+    p = run_ocnet(args + ["-mode", "oneshot", "-run_dir", tmp_path / "o"])
+    np.testing.assert_array_equal(history_column(tmp_path / "o"), history_column(tmp_path / "s"))
+    assert "TAO lmvm stopped after 3 iterations (CONVERGED_GATOL)" in p.stdout, p.stdout
+    notes = [ln for ln in p.stderr.splitlines() if "were in adaptive one-shot's exact start" in ln]
+    assert len(notes) == 1 and "(the first 20 gradient evaluations: -oneshot_exact_start 0.2 of -tao_max_it 100)" \
+        in notes[0] and "-oneshot_exact_start 0 tries one-shot" in notes[0], p.stderr
+    for extra in (["-oneshot_exact_start", 0], ["-oneshot_exact_start", 1], ["-tao_max_it", 3, "-tao_gatol", 0]):
+        q = run_ocnet(args + ["-mode", "oneshot"] + extra)
+        assert "exact start (the first" not in q.stderr, (extra, q.stderr)
+
 def test_bad_adaptive_options():
     for extra, text in ((["-oneshot_state_its_min", 5, "-oneshot_state_its_max", 3],
                          "-oneshot_state_its_min 5 is above -oneshot_state_its_max 3"),

@@ -379,6 +379,22 @@ def test_dry_run_checks_and_writes_nothing(tmp_path):
     assert sorted(p.name for p in run.iterdir()) == before and (tmp_path / "mine" / "notes.txt").exists()
 
 
+def test_resume_with_other_tao_options(tmp_path):
+    """-resume: TAO's tolerances may change (a note; applied), options that only print pass, an
+    option that changes the iterates (-tao_ls_type) is refused like any other setting (a tester's
+    resume took -tao_ls_type armijo silently, where the docs promised an error)."""
+    run = tmp_path / "r"
+    run_ocnet(SMALL + ["-tao_max_it", 3, "-run_dir", run])
+    p = run_ocnet(["-resume", run, "-tao_ls_type", "armijo", "-tao_max_it", 6], check=False)
+    errs = [ln for ln in p.stderr.splitlines() if ln.startswith("ocnet")]
+    assert p.returncode == 2 and len(errs) == 1 and "other settings: -tao_ls_type TAO's default (now armijo)" \
+        in errs[0], p.stderr
+    p = run_ocnet(["-resume", run, "-tao_gatol", 1e3, "-tao_max_it", 6, "-tao_converged_reason"])
+    assert "ocnet: note: -resume: -tao_gatol 1000.0 (the run had 1e-6): TAO's stopping test from here on" \
+        in p.stderr, p.stderr
+    assert "stopped after 3 iterations (CONVERGED_GATOL)" in p.stdout, p.stdout  # (applied: |g| < 1e3 at once)
+    assert "-tao_gatol 1000.0" in (run / "options.txt").read_text()
+
 def test_study_script_after_mpi_init(tmp_path):
     """A study script that has initialised MPI (mpi4py, petsc4py, an ocnet import that reads a run
     folder) and then starts a 2-rank run with ocnet.run.launch.mpiexec: the child mpiexec would

@@ -24,6 +24,18 @@ def test_headline_metric_of_a_regression_problem(tmp_path):
     assert f"val rmse {final['val_rmse']:.6g}" in p.stdout  # (the last row: the batch does not enter val)
 
 
+def test_headline_metric_without_validation_data(tmp_path):
+    """No "val" data set: the progress line, the final line and training.png show the training
+    metric (they showed none, and an empty 'accuracy' panel)."""
+    from ocnet.run.rundir import headline_metric
+    p = run_ocnet(REG[:-1] + ["-problem", "tests.regress:TrainOnly", "-tao_max_it", 3, "-run_dir", tmp_path / "t"],
+                  plots=True)
+    rows = read_history(tmp_path / "t")
+    assert headline_metric(rows) == "rmse" and "val_rmse" not in rows[0], rows[0]
+    assert any(ln.startswith("it    3") and "train rmse" in ln for ln in p.stdout.splitlines()), p.stdout
+    assert f"train rmse {float(rows[-1]['train_rmse']):.6g}" in p.stdout and "nan" not in p.stdout, p.stdout
+    assert (tmp_path / "t" / "training.png").exists()
+
 def test_bncg_with_mini_batches_restarts_its_line_search(tmp_path):
     """bncg keeps its own (unprojected) gradient: its line search on a new batch can start from the
     old batch's direction and fail (before: DIVERGED_LS_FAILURE at iteration 3 for this seed);

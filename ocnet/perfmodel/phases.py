@@ -126,6 +126,6 @@ def summarize(run_dir):
         per_solve[k] = its / solves if solves else float("nan")
     cpu_it = ph.get("cpu_time", float("nan")) / total * t_it  # CPU time per iteration
     metric = headline_metric(h)
-    val = float(h[-1][f"val_{metric}"]) if metric and finite(h[-1][f"val_{metric}"]) else float("nan")
+    val = float(h[-1][f"val_{metric}"]) if metric and finite(h[-1].get(f"val_{metric}")) else float("nan")
     return {"t_it": t_it, "cpu_it": cpu_it, "phases": phases, "metric": metric, "val": val, "iterations": n,
             "evals_per_it": (ph["evaluations"] - 1) / max(n, 1), "mgrit_its": per_solve, "dir": run_dir}

@@ -367,7 +367,7 @@ def run(comm):
         if not values["quiet"]:
             name = rundir.headline_metric([row])
             metric = ("  train {train_accuracy:.3f}  val {val_accuracy:.3f}".format(**row) if name == "accuracy" else
-                      f"  train {name} {row.get('train_' + name, math.nan):.4g}  val {name} {row['val_' + name]:.4g}"
+                      f"  train {name} {row.get('train_' + name, math.nan):.4g}  val {name} {row.get('val_' + name, math.nan):.4g}"
                       if name else "")
             metric = metric.replace("  val nan", "").replace(f"  val {name} nan", "")  # (e.g. unlabelled data)
             _say(comm, "it {iteration:4d}  J {objective:.6e}  |g| {gradient_norm:.3e}".format(**row) + metric
@@ -449,11 +449,12 @@ def run(comm):
     ran = (f"TAO {trainer.tao.getType()} stopped after {its} iteration{'' if its == 1 else 's'} ({reason})"
            if its or int(code) else "evaluated the starting parameters (-tao_max_it 0)")
     name = rundir.headline_metric(rows)  # accuracy, or a problem's other metric (e.g. rmse)
-    val = last.get(f"val_{name}", math.nan)
+    where = "val" if rundir.finite(last.get(f"val_{name}")) else "train"  # (a problem without validation data)
+    val = last.get(f"{where}_{name}", math.nan)
     _say(comm, f"ocnet: {problem.name} N={grid.N} ranks={grid.size}: {ran}; "
                f"objective {last.get('objective', float('nan')):.6e}"
-               + (f", val {name} {val:.4f}" if name == "accuracy" and math.isfinite(val) else
-                  f", val {name} {val:.6g}" if name and math.isfinite(val) else ""))
+               + (f", {where} {name} {val:.4f}" if name == "accuracy" and rundir.finite(val) else
+                  f", {where} {name} {val:.6g}" if name and rundir.finite(val) else ""))
     if max_it == 0:  # (TAO's reason is ITERATING: it did not run)
         reason = "EVALUATED"
     summary = run_summary(reason, trainer, reason_code=int(code))
@@ -474,6 +475,12 @@ def run(comm):
                        "so this run cost more than -mode serial would; -mgrit_view and -mgrit_monitor show the "
                        f"solves, and {contract_advice(objective.mgrit, '').replace('make it contract', 'make them contract')}"
                        " (docs/user/mgrit.md)", sys.stderr)
+        if rest == 0 and totals["evaluations"] and max_it > 0 and objective.adapt.start_len < adaptive.ALL:
+            # the run converged inside its exact start: its history is layer-serial's, not one-shot's
+            _say(comm, f"ocnet: note: all {totals['evaluations']} evaluations were in adaptive one-shot's exact start "
+                       f"(the first {objective.adapt.start_len} gradient evaluations: -oneshot_exact_start "
+                       f"{objective.adapt.exact_start:g} of -tao_max_it {max_it}), so no one-shot MGRIT solve ran; "
+                       "-oneshot_exact_start 0 tries one-shot from the first iteration", sys.stderr)
     restarts = trainer.line_search_restarts()  # (collective)
     if restarts is not None:
         summary["line_search_restarts"] = restarts

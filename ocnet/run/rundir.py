@@ -204,6 +204,8 @@ def check_resume(path, meta, comm):
     diff = differences(saved, meta, ("tao_type",) if "tao_type" in saved else ())
     # (-mgrit_monitor only prints: the iterates are the same with it, tests/test_adaptive.py)
     diff += differences(so, meta["options"], sorted(k for k in so if not k.endswith("mgrit_monitor")))
+    tao_notes, tao_diff = tao_changes(path, set(meta["options"]) | {"tao_type", "tao_python_type"}, comm)
+    diff += tao_diff
     newer = sorted(set(meta["options"]) - set(so))
     other = other_implementation(saved.get("problem"), meta.get("problem"))
     # another class of the same model (its name and parameter sizes, as -load takes it: e.g. the
@@ -215,8 +217,12 @@ def check_resume(path, meta, comm):
         diff = [d for d in diff if d.startswith("-problem ")]
     if diff:
         raise OcnetError(f"-resume: '{path}' holds a run with other settings: {', '.join(diff)}; "
-                         "resume with the same settings (-tao_max_it may change; options not given are the "
+                         "resume with the same settings (-tao_max_it and TAO's tolerances may change; options "
+                         "not given are the "
                          f"run's own, from {os.path.join(path, 'options.txt')})")
+    if tao_notes and comm.Get_rank() == 0:
+        print(f"ocnet: note: -resume: {', '.join(tao_notes)}: TAO's stopping test{'s' * (len(tao_notes) > 1)} "
+              "from here on", file=sys.stderr, flush=True)
     if same_model and comm.Get_rank() == 0:
         print(f"ocnet: note: -resume: the run was started with -problem {other[0]}, continued with {other[1]}: "
               f"the same model (problem name '{meta.get('model')}', the same parameter sizes); a plugin whose step "
@@ -331,14 +337,16 @@ def finite(value):
 def headline_metric(rows):
     """The metric the progress line, the final line and training.png show: "accuracy" when the
     problem reports it, else its first other metric with a validation column (e.g. "rmse" of a
-    regression problem: history columns train_rmse/val_rmse), else None.  ``rows``: history rows,
-    as recorded or as read from history.csv (text)."""
+    regression problem: history columns train_rmse/val_rmse), else its first training metric (a
+    problem without a "val" data set), else None.  ``rows``: history rows, as recorded or as read
+    from history.csv (text)."""
     if any(finite(r.get(k)) for r in rows for k in ("train_accuracy", "val_accuracy")):
         return "accuracy"
     for r in rows[:1]:
-        for k in r:
-            if k.startswith("val_") and k not in ("val_accuracy", "val_state_residual"):
-                return k[len("val_"):]
+        for prefix in ("val_", "train_"):
+            for k in r:
+                if k.startswith(prefix) and k[len(prefix):] not in ("accuracy", "state_residual"):
+                    return k[len(prefix):]
     return None
 
 
@@ -455,11 +463,9 @@ def load_model_options(db, saved):
 NOT_RESUMED = NOT_RECORDED + ("load", "dry_run", "help", "options_file")  # (older folders record NOT_RECORDED)
 
 
-def resume_options(db, path, comm):
-    """-resume R: set the options of R/options.txt (the options the run was started with) that the
-    command line does not give, so that ``-resume R`` alone continues the run as it was started
-    (options given are compared with the saved run as before, and -tao_max_it may change).
-    Collective (rank 0 reads).  Returns ['-name value', ...] of the options set."""
+def recorded_options(path, comm):
+    """{name: value} of R/options.txt (the options the run was started with; '' for a flag), None
+    when it cannot be read.  Collective (rank 0 reads)."""
     lines = None
     if comm.Get_rank() == 0:
         try:
@@ -468,16 +474,67 @@ def resume_options(db, path, comm):
         except OSError:
             lines = None  # (no such folder or file: check_resume says what is wrong)
     lines = comm.bcast(lines, root=0)
+    if lines is None:
+        return None
+    out = {}
+    for line in lines:
+        if line.startswith("-"):
+            key, _, value = line[1:].partition(" ")
+            if key:
+                out[key] = value.strip()
+    return out
+
+
+def resume_options(db, path, comm):
+    """-resume R: set the options of R/options.txt (the options the run was started with) that the
+    command line does not give, so that ``-resume R`` alone continues the run as it was started
+    (options given are compared with the saved run as before, and -tao_max_it may change).
+    Collective (rank 0 reads).  Returns ['-name value', ...] of the options set."""
     out = []
-    for line in lines or ():
-        if not line.startswith("-"):
-            continue
-        key, _, value = line[1:].partition(" ")
-        if not key or key in NOT_RESUMED or db.hasName(key):
+    for key, value in (recorded_options(path, comm) or {}).items():
+        if key in NOT_RESUMED or db.hasName(key):
             continue
         db.setValue(key, value)
         out.append(f"-{key} {value}".rstrip())
     return out
+
+
+#: TAO options a resumed run may change: when it stops, not how it steps (-tao_max_it silently:
+#: a larger one is how a finished run continues; the others with a note)
+TAO_STOPPING = ("tao_max_it", "tao_gatol", "tao_grtol", "tao_gttol", "tao_fmin", "tao_max_funcs", "tao_steptol",
+                "tao_catol", "tao_crtol")
+
+
+def tao_changes(path, compared, comm):
+    """-resume: the -tao_* options of this start whose value differs from the run's options.txt
+    (absent there: TAO's default).  Returns (notes, differences): stopping tests (TAO_STOPPING)
+    apply from here with a note; options that only print (monitors, views,
+    -tao_converged_reason) pass; any other (e.g. -tao_ls_type) changes the iterates: a difference.
+    ``compared``: options check_resume compares already (ocnet's own, -tao_type).  Collective."""
+    recorded = recorded_options(path, comm)
+    if recorded is None:  # (a folder without options.txt: nothing to compare with)
+        return [], []
+    db = PETSc.Options()
+    now = {k: v for k, v in db.getAll().items() if k.startswith("tao_") and k not in compared}
+    notes, diff = [], []
+    for k in sorted(set(now) | {k for k in recorded if k.startswith("tao_") and k not in compared}):
+        if k == "tao_max_it" or "monitor" in k or "view" in k or k == "tao_converged_reason":
+            continue
+        a, b = recorded.get(k), now.get(k)
+        a = None if a is None else str(a)
+        b = None if b is None else str(b)
+        try:
+            same = a == b or (a is not None and b is not None and float(a) == float(b))
+        except ValueError:
+            same = False
+        if same:
+            continue
+        old = "TAO's default" if a is None else a
+        if k in TAO_STOPPING and b is not None:
+            notes.append(f"-{k} {b} (the run had {old})")
+        else:
+            diff.append(f"-{k} {old} (now {'not given' if b is None else b})")
+    return notes, diff
 
 
 def resample_layers(a, G, p, n_old, n_new):
