@@ -1,6 +1,7 @@
 """The command line: bad input gives one line and exit 2 on every rank; help; unused options; load."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -483,3 +484,20 @@ def test_oneshot_tao_options_declared():
     p = run_ocnet(SMALL + ["-oneshot_tao", "-tao_oneshot_ls_shrink", 2], check=False)
     assert p.returncode == 2 and p.stderr.strip() == \
         "ocnet: error: option -tao_oneshot_ls_shrink: 2 is out of range, must be in (0,1)", p.stderr
+
+
+def test_option_values_for_in_process_use():
+    """ocnet.run.cli.option_values: the command line's values (defaults, the problem's
+    option_defaults, then the names given, parsed and checked); bad names/values one OcnetError."""
+    from ocnet.base.errors import OcnetError
+    from ocnet.plugin.loader import load_problem_class
+    from ocnet.run.cli import option_values
+    v = option_values(load_problem_class("peaks"), N=64, activation="Tanh", gamma_tik="1e-3", mgrit_relax="fcf")
+    assert (v["N"], v["activation"], v["gamma_tik"], v["mgrit_relax"], v["T"], v["mode"]) == \
+        (64, "tanh", 1e-3, "FCF", 1.0, "serial"), v
+    assert option_values(load_problem_class("mnist"))["N"] == 30  # (its option_defaults)
+    for given, text in (({"gama_tik": 1}, "'gama_tik' is not an option of problem 'peaks' or of ocnet (did you "
+                                          "mean gamma_tik?)"),
+                        ({"N": 0}, "option -N: 0 is out of range"), ({"T": "one"}, "expected a real number")):
+        with pytest.raises(OcnetError, match=re.escape(text)):
+            option_values(load_problem_class("peaks"), **given)

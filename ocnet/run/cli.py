@@ -87,6 +87,37 @@ def framework_options():
     return opts
 
 
+def option_values(cls, **given):
+    """The ``values`` dict the command line builds for problem class ``cls``, for in-process use
+    (``cls(values, comm)``, ``LayerGrid.from_comm(values["N"], values["T"], comm)``): every
+    option's default (ocnet's, MGRIT's, the problem's declared options, then its
+    ``option_defaults``), then ``given`` (name=value, e.g. ``N=64, gamma_tik=1e-3``), each checked
+    as on the command line.  Reads no PETSc options.  Raises OcnetError for a name that is not an
+    option (with the closest one) or a value of the wrong type or out of range."""
+    from ..base.errors import OcnetError
+    from ..base.options import OptionSet
+    from ..mgrit.solver import declare_options as mgrit_options
+
+    opts = framework_options()
+    mgrit_options(opts)
+    popts = OptionSet()
+    cls.declare_options(popts)
+    opts.extend(popts)
+    declared = {o.name: o for o in opts.options}
+    text = lambda v: ",".join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)
+    for k, v in option_default_texts(cls).items():
+        if k in declared:  # (TAO's options are PETSc's: not values)
+            declared[k].default = declared[k].parse(v)
+    values = {k: o.default for k, o in declared.items()}
+    for k, v in given.items():
+        if k not in declared:
+            close = _closest(k, list(declared))
+            raise OcnetError(f"option_values: '{k}' is not an option of problem '{cls.name}' or of ocnet"
+                             + (f" (did you mean {close}?)" if close else ""))
+        values[k] = declared[k].parse(text(v))
+    return values
+
+
 def option_default_texts(cls):
     """A problem's ``option_defaults`` as {name: value as given on a command line}."""
     return {k: ",".join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)
