@@ -24,6 +24,29 @@ class FineOnlyLinear(LinearControl):
         super().step_adjoint(n, self.values["T"] / self.values["N"], theta, u, cache, lam_next, lam, grad_theta)
 
 
+class FineThetaZeroStart(LinearControl):
+    """Zero-initialised controls and a theta transpose that uses the fine h (the u transpose is
+    right): a tester's plugin of this kind passed -check_adjoint 'within the round-off', its theta
+    directions (relative to theta = 0 plus noise) too small to change the step's output."""
+    step = LinearControl.step  # (its own transpose of this step, as a plugin's would be)
+
+    def initial_layer_parameters(self, n, rng):
+        return np.zeros(self.layer_param_size)
+
+    def initial_global_parameters(self, rng):  # (a small physical coefficient)
+        return 1e-9 * rng.standard_normal(self.global_param_size)
+
+    def step_adjoint(self, n, h, theta, u, cache, lam_next, lam, grad_theta):
+        g = np.zeros_like(grad_theta)
+        super().step_adjoint(n, h, theta, u, cache, lam_next, lam, g)
+        grad_theta += g * (self.values["T"] / self.values["N"]) / h
+
+
+class ZeroStart(LinearControl):
+    """The correct plugin with zero-initialised controls: every check passes, none only to round-off."""
+    initial_layer_parameters = FineThetaZeroStart.initial_layer_parameters
+    initial_global_parameters = FineThetaZeroStart.initial_global_parameters
+
 class AccumulatingLinear(LinearControl):
     """Adds into lam instead of overwriting it (the contract says lam[:] = ...)."""
     step = LinearControl.step  # (its own transpose of this step, as a plugin's would be)

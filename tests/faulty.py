@@ -169,12 +169,18 @@ class Spins(KernelToy):
 
 class BigState(LinearControl):
     """States of 1e11 whose change with theta (h theta per step) is tiny against them: a central
-    difference in theta cannot resolve the transpose to the checker's tolerance (round-off), which
-    -check_adjoint must say instead of failing a correct step_adjoint."""
+    difference along a theta direction of theta's own size cannot resolve the transpose to the
+    checker's tolerance (round-off); -check_adjoint scales its directions until they can."""
+    offset = 1e11
 
     def opening(self, g, data, u0):
         super().opening(g, data, u0)
-        u0 += 1e11
+        u0 += self.offset
+
+
+class HugeState(BigState):
+    """States of OFFSET: beyond what a scaled direction resolves (at most 1e8-fold)."""
+    offset = float(os.environ.get("OCNET_TEST_OFFSET", "1e25"))
 
 
 class Stiff(LinearControl):

@@ -139,10 +139,30 @@ def test_wrong_lookahead_is_named():
 
 
 def test_round_off_limited_components_are_not_failures():
-    """States of 1e11 (tests.faulty:BigState): the theta transpose and the opening's cannot be
-    resolved by central differences below their round-off; the lines say so and pass (a correct
-    step_adjoint was reported as FAIL), and the summary counts them."""
+    """States of 1e11 (tests.faulty:BigState): directions of the parameters' own size change the
+    output by less than a central difference resolves; the checker scales them until it does, so
+    every check passes outright.  At 1e16 (HugeState) some components are resolved only to a floor
+    below 0.1: their lines say so and pass, and the summary counts them (a correct step_adjoint
+    was reported as FAIL); at 1e25 the floor is above what a wrong transpose gives: not tested, FAIL."""
     p = run_ocnet(["-problem", "tests.faulty:BigState", "-N", 8, "-check_adjoint"])
-    assert "FAIL" not in p.stdout and "(dPhi/dtheta)^T" in p.stdout, p.stdout
-    assert "within the round-off of the difference quotient" in p.stdout
+    assert "FAIL" not in p.stdout and "of the difference quotient" not in p.stdout and "(dPhi/dtheta)^T" in p.stdout, \
+        p.stdout
+    p = run_ocnet(["-problem", "tests.faulty:HugeState", "-N", 8, "-check_adjoint"], env={"OCNET_TEST_OFFSET": "1e16"})
+    assert "FAIL" not in p.stdout and "within the round-off of the difference quotient" in p.stdout, p.stdout
     assert "only to the round-off of a difference quotient)" in p.stdout.splitlines()[-1], p.stdout
+    p = run_ocnet(["-problem", "tests.faulty:HugeState", "-N", 8, "-check_adjoint"], check=False)
+    assert p.returncode == 1 and "FAIL  opening: (dE/dg)^T" in p.stdout and \
+        "(not tested: the round-off of its difference quotient is" in p.stdout, p.stdout
+
+
+def test_zero_initialised_controls_are_tested():
+    """Controls that start at 0 (a tester's forcing term): a theta transpose right only at the
+    fine h fails at the coarse level (it passed 'within the round-off'), and the correct plugin
+    passes with no round-off caveat."""
+    p = run_ocnet(["-problem", "tests.broken:FineThetaZeroStart", "-N", 16, "-check_adjoint"], check=False)
+    assert p.returncode == 1, p.stdout
+    lines = p.stdout.splitlines()
+    assert any(ln.startswith("FAIL  step h*m=0.25 (coarse, m=4)") and "(dPhi/dtheta)^T" in ln
+               and "of the difference quotient" not in ln for ln in lines), p.stdout
+    p = run_ocnet(["-problem", "tests.broken:ZeroStart", "-N", 16, "-check_adjoint"], nprocs=2)
+    assert "all 5 checks passed" in p.stdout and "of the difference quotient" not in p.stdout, p.stdout
