@@ -343,7 +343,7 @@ def main():
         sys.exit("scaling.py: no point of the study ran:\n  " + "\n  ".join(failed))
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "scaling.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
     plot(rows, out, a.kind, serial)

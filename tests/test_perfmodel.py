@@ -249,6 +249,20 @@ def test_predict_evals_per_iteration(capsys, tmp_path):
 
 
 
+def test_predict_fractional_iteration_counts(capsys, tmp_path):
+    """--state_its/--adjoint_its take averages (adaptive one-shot's state_its / evaluations, e.g.
+    4.53: a tester's was refused as 'invalid int value'); the model puts them between the whole
+    counts' predictions."""
+    cal = tmp_path / "cal.json"
+    cal.write_text(json.dumps(dict(synthetic_calibration(), machine={"when": "test"})))
+    assert pm.main(["predict", "--calibration", str(cal), "--Ns", "256", "--Ps", "2", "--mode", "exact",
+                    "--state_its", "4.53", "--adjoint_its", "2.5"]) == 0
+    assert "(4.53+2.5 MGRIT its" in capsys.readouterr().out
+    c = pm.load(str(cal))
+    t = {k: pm.predict(c, pm.mode_config("exact", 256, 2, exact_its=(k, k, k), cal=c))["total"] for k in (4, 4.5, 5)}
+    assert t[4] < t[4.5] < t[5], t
+
+
 def test_busy_machine_is_warned_of():
     import subprocess
     import sys

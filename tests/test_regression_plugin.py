@@ -35,6 +35,7 @@ def test_headline_metric_without_validation_data(tmp_path):
     assert any(ln.startswith("it    3") and "train rmse" in ln for ln in p.stdout.splitlines()), p.stdout
     assert f"train rmse {float(rows[-1]['train_rmse']):.6g}" in p.stdout and "nan" not in p.stdout, p.stdout
     assert (tmp_path / "t" / "training.png").exists()
+    assert b"\r" not in (tmp_path / "t" / "history.csv").read_bytes()  # (LF lines: it had CRLF, csv's default)
 
 def test_bncg_with_mini_batches_restarts_its_line_search(tmp_path):
     """bncg keeps its own (unprojected) gradient: its line search on a new batch can start from the

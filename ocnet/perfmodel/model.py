@@ -484,9 +484,9 @@ def main(argv=None):
     p.add_argument("--Ps", default="64,128,256,512,1024,2048,4096", help="rank counts P, comma-separated")
     p.add_argument("--mode", default="oneshot", choices=("oneshot", "exact"),
                    help="the layer-parallel mode to compare with layer-serial (default oneshot)")
-    p.add_argument("--state_its", type=int, default=None, help="state MGRIT iterations per evaluation (default: "
+    p.add_argument("--state_its", type=float, default=None, help="state MGRIT iterations per evaluation (default: "
                    "2 in one-shot, fixed; 4 in exact mode, per solve to its tolerance: a run's phases.json gives them)")
-    p.add_argument("--adjoint_its", type=int, default=None, help="adjoint MGRIT iterations per evaluation (default: "
+    p.add_argument("--adjoint_its", type=float, default=None, help="adjoint MGRIT iterations per evaluation (default: "
                    "1 in one-shot, 4 in exact mode)")
     p.add_argument("--cfactor", type=int, default=None, help="coarsening factor (default: the mode's, 8 in "
                    "one-shot, 4 in exact mode); levels as ocnet's default: coarsest grid of at most 8 points")

@@ -60,7 +60,8 @@ FRAMEWORK_OPTIONS = [  # name, type, default, help, and keywords of OptionSet.ad
     ("log_phases", bool, False, "write RUN/phases.json: time per solver phase from PETSc log events "
      "(ocnet/perfmodel/phases.py; needs -run_dir)", {}),
     ("design_layout", str, "replicated", "optimiser vectors: replicated on every rank (history bitwise "
-     "independent of the rank count) or distributed like the layers (O(N/P) memory)",
+     "independent of the rank count) or distributed like the layers (O(N/P) memory; histories then depend "
+     "on the rank count in the last bits)",
      {"choices": ("replicated", "distributed")}),
     ("check_adjoint", bool, False, "instead of training: dot-product tests of the plugin's transposed maps "
      "(every MGRIT step size) and a Taylor test of the reduced gradient; exit 0 if all pass, 1 if not", {}),

@@ -279,7 +279,7 @@ class HistoryWriter:
         self.cols = list(dict.fromkeys(list(HISTORY_COLUMNS) + keys))
         tmp = self.path + ".tmp"
         with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self.cols, restval="nan", extrasaction="ignore")
+            w = csv.DictWriter(f, fieldnames=self.cols, restval="nan", extrasaction="ignore", lineterminator="\n")
             w.writeheader()
             for r in rows:
                 w.writerow({k: _csv_value(v) for k, v in r.items()})
@@ -294,7 +294,7 @@ class HistoryWriter:
             self.start([], first=row)
         import io
         buf = io.StringIO()
-        csv.DictWriter(buf, fieldnames=self.cols, restval="nan", extrasaction="ignore").writerow(
+        csv.DictWriter(buf, fieldnames=self.cols, restval="nan", extrasaction="ignore", lineterminator="\n").writerow(
             {k: _csv_value(v) for k, v in row.items()})
         with open(self.path, "a", newline="") as f:
             f.write(buf.getvalue())  # one write of one line: a kill leaves whole rows
@@ -308,7 +308,7 @@ def write_history(path, rows, comm):
     cols = list(dict.fromkeys(cols))
     tmp = os.path.join(path, "history.csv.tmp")
     with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols, restval="nan")
+        w = csv.DictWriter(f, fieldnames=cols, restval="nan", lineterminator="\n")
         w.writeheader()
         for r in rows:
             w.writerow({k: _csv_value(v) for k, v in r.items()})
