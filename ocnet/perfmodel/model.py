@@ -542,7 +542,7 @@ def main(argv=None):
     from ..optim.modes import ONESHOT_MGRIT
     relax = a.relax or (MGRITSettings.relax if exact else ONESHOT_MGRIT["relax"])
     cf = a.cfactor or (4 if exact else ONESHOT_MGRIT["cfactor"][0])
-    print(f"speed-up of {what} ({a.state_its}+{a.adjoint_its} MGRIT its, {relax} relaxation, cfactor {cf}) per "
+    print(f"speed-up of {what} ({a.state_its:g}+{a.adjoint_its:g} MGRIT its, {relax} relaxation, cfactor {cf}) per "
           "iteration over layer-serial on 1 rank")
     print("| N | " + " | ".join(f"P={P}" for P in Ps) + " | crossover P |")
     print("|---:|" + "---:|" * (len(Ps) + 1))
