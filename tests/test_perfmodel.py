@@ -194,6 +194,7 @@ def test_calibrate_any_plugin_and_predict(tmp_path):
         assert pm.step_cost(cal, k, 16) > 0, k  # a Python step costs something at any size
     assert cal["concurrency"]["factor"] >= 1.0 and cal["mpi"]["bandwidth"] > 0
     assert cal["machine"]["load_average"] >= 0 and cal["machine"]["other_processes"] >= 0  # (recorded)
+    assert cal["machine"]["other_processes_during"] >= 0
     p = perfmodel(["predict", "--calibration", str(out), "--Ns", "64", "--Ps", "2,4"])
     assert p.returncode == 0, p.stdout + p.stderr
     assert "S = 16, S_val = None, p = 1" in p.stdout and "| 64 |" in p.stdout

@@ -443,13 +443,18 @@ def calibrate(out, args, steps=256, quick=False, say=print, launcher=None):
     cal["problem"] = {"args": list(args), "spec": spec, "name": pb.name, "S": tr.S,
                       "S_val": arrays["val"].S if "val" in arrays else None, "Sc": tr.Sc,
                       "p": pb.layer_param_size, "G": pb.global_param_size, "extensions": _extensions(pb)}
+    during = other_runnable()  # (work that started after the first check: a test job's next run)
+    if not warning:
+        late = busy_warning(during, os.cpu_count())
+        if late:
+            print(late.replace("before calibrating", "while calibrating"), file=sys.stderr, flush=True)
     say("timed the batched forms; MPI ping-pong and the 2-rank concurrency run next")
     cal["mpi"] = calibrate_mpi(launcher)
     cal["concurrency"] = calibrate_concurrency(cal, args, N=max(64, layers_for(big, 512)), repeat=3 if quick else 5,
                                                launcher=launcher)
     cal["machine"] = {"cpus": os.cpu_count(), "cpu": cpu_model(),
                       "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_average": load,
-                      "other_processes": others}
+                      "other_processes": others, "other_processes_during": during}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
         json.dump(cal, f, indent=1)
