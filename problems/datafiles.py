@@ -11,6 +11,7 @@ Labels are integers (a vector or one column) or one-hot rows.  Every problem wit
 their contents raises ``OcnetError`` with one line naming the file; nothing is written.
 """
 import os
+import re
 import sys
 
 import numpy as np
@@ -42,6 +43,24 @@ def _number(text):
         return True
     except ValueError:
         return False
+
+
+def _file_line(path, skip_rows, row):
+    """The line number (from 1) in text file ``path`` of numpy.loadtxt's data row ``row`` (from 0:
+    lines after ``skip_rows``, blank and '#' comment lines not counted); '?' if not found."""
+    try:
+        with open(path, errors="replace") as f:
+            k = -1
+            for number, line in enumerate(f, 1):
+                if number <= skip_rows:
+                    continue
+                text = line.split("#", 1)[0].strip()
+                k += bool(text)
+                if text and k == row:
+                    return number
+    except OSError:
+        pass
+    return "?"
 
 
 def _skipped_data_line(path, skip_rows, delimiter):
@@ -108,6 +127,7 @@ def read_array(path, what, name=None, option=None, skip_rows=0):
                 e, (ValueError, OSError, UserWarning, NotImplementedError, TypeError, UnicodeDecodeError)):
             raise
         text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        cell = None  # (a text cell that is not a number: data row from 0, field from 0, its text)
         if binary:
             if os.path.getsize(path) == 0:
                 text = "the file is empty"
@@ -115,12 +135,20 @@ def read_array(path, what, name=None, option=None, skip_rows=0):
                 text = f"not a {ext} file (numpy takes it for pickled data, which is not loaded)"
             else:
                 text = f"not a readable {ext} file ({type(e).__name__}: {text})"
-        elif "could not convert string" in text:
-            text += (" (numpy counts rows from the first one read and columns from 1; a header line: "
-                     f"-skip_rows {skip_rows + 1}; separators: {SEPARATORS})"
-                     if " row 0," in text or "at row 0" in text else
-                     f" (numpy counts rows after -skip_rows and columns from 1; separators: {SEPARATORS})")
-        raise OcnetError(f"{what}: cannot read '{path}': {text}") from None
+        elif (m := re.match(r"could not convert string '(.*)' to float\d* at row (\d+), column (\d+)", text)):
+            row0, col = int(m.group(2)), int(m.group(3))  # (numpy: data rows from 0, columns from 1)
+            cell = (row0, col - 1, m.group(1))
+            text = (f"line {_file_line(path, skip_rows, row0)}, field {col}: '{m.group(1)}' is not a number "
+                    "(lines and fields counted from 1, as an editor shows them"
+                    + (f"; a header line: -skip_rows {skip_rows + 1}" if row0 == 0 else "")
+                    + f"; separators: {SEPARATORS})")
+        elif (m := re.match(r"the number of columns changed from (\d+) to (\d+) at row (\d+)", text)):
+            line = _file_line(path, skip_rows, int(m.group(3)) - 1)  # (numpy: data rows from 1 here)
+            text = (f"line {line} has {m.group(2)} fields, the lines before it {m.group(1)} (lines counted from "
+                    f"1, as an editor shows them; separators: {SEPARATORS})")
+        error = OcnetError(f"{what}: cannot read '{path}': {text}")
+        error.cell = cell  # (for the label-column hint: _text_in_label_column)
+        raise error from None
     if a.dtype.kind not in "biuf":
         raise OcnetError(f"{what}: '{path}' does not hold numbers (dtype {a.dtype})")
     return a
@@ -225,10 +253,8 @@ def read_labelled(features, labels=None, x_name="X", y_name="y", label_column=-1
 def _text_in_label_column(err, features, labels, binary, label_column, skip_rows):
     """``err`` (a text table that did not parse) with the cause named when the text is in the label
     column: class names (e.g. 'setosa') are not labels ocnet reads; else ``err`` as it is."""
-    import re
-
-    m = re.search(r"could not convert string '([^']*)' to float64 at row (\d+), column (\d+)", str(err))
-    if labels or binary or m is None:
+    cell = getattr(err, "cell", None)  # (data row from 0, field from 0, its text)
+    if labels or binary or cell is None:
         return err
     try:
         with open(features) as f:
@@ -239,16 +265,16 @@ def _text_in_label_column(err, features, labels, binary, label_column, skip_rows
     except (OSError, StopIteration, UnicodeDecodeError):
         return err
     c = label_column if label_column >= 0 else ncols + label_column
-    if int(m.group(3)) - 1 != c:
+    if cell[1] != c:
         return err
     if ncols == 1 and any(ch.isdigit() for ch in line):  # (one column of numbers and other separators)
         return OcnetError(f"{str(err).split(':', 1)[0]}: the first line read is one column ('{line.strip()[:60]}'): "
                           f"separators are {SEPARATORS}")
-    if m.group(2) == "0" and not any(_number(t) for t in _fields(line, delimiter)):  # (every field text: a header)
+    if cell[0] == 0 and not any(_number(t) for t in _fields(line, delimiter)):  # (every field text: a header)
         return OcnetError(f"{str(err).split(':', 1)[0]}: the first line read is text in every column ('{line.strip()[:60]}'): "
                           f"a header line? -skip_rows {skip_rows + 1}")
     return OcnetError(f"{str(err).split(':', 1)[0]}: the label column ({c + 1} of {ncols}, counted from 1: "
-                      f"-label_column {label_column}) holds text ('{m.group(1)}'): labels must be numbers, e.g. "
+                      f"-label_column {label_column}) holds text ('{cell[2]}'): labels must be numbers, e.g. "
                       "the class names mapped to 0, 1, ... (or one-hot rows in a labels file)")
 
 

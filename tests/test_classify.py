@@ -309,6 +309,9 @@ def _write_bad(d):
     (d / "script.npz").write_text("print('hello')\n")
     (d / "text.mat").write_text("hello world\n" * 20)
     np.savetxt(d / "pipes.csv", np.column_stack([X, y]), delimiter="|")
+    lines = [f"{a},{b},{k}" for (a, b), k in zip(X, y)]
+    (d / "ragged.csv").write_text("\n".join(lines[:17] + ["1.0,2.0"] + lines[17:]) + "\n")  # (line 18 short)
+    (d / "badval.csv").write_text("\n".join(lines[:4] + ["", "# a comment", "1.0,x,0"] + lines[4:]) + "\n")
     return d
 
 
@@ -333,8 +336,11 @@ BAD = [
     ([], "-problem classify needs -train_file"),
     (["-train_flie", "{d}/ok.npz"], "needs -train_file (see docs/user/data.md) (given: -train_flie; a misspelling "
      "of -train_file?)"),
-    (["-train_file", "{d}/header.csv"], "could not convert string 'x0' to float64 at row 0, column 1. (numpy counts "
-     "rows from the first one read and columns from 1; a header line: -skip_rows 1"),
+    (["-train_file", "{d}/header.csv"], "cannot read '{d}/header.csv': line 1, field 1: 'x0' is not a number (lines "
+     "and fields counted from 1, as an editor shows them; a header line: -skip_rows 1"),
+    # (numpy's own texts counted rows from 1 in one message and from 0 in the other, and advised usecols)
+    (["-train_file", "{d}/ragged.csv"], "cannot read '{d}/ragged.csv': line 18 has 2 fields, the lines before it 3"),
+    (["-train_file", "{d}/badval.csv"], "cannot read '{d}/badval.csv': line 7, field 2: 'x' is not a number"),
     (["-train_file", "{d}/header.csv", "-label_column", 0], "-train_file: the first line read is text in every "
      "column ('x0,x1,label'): a header line? -skip_rows 1"),  # (it named the label column only)
     (["-train_file", "{d}/names.csv", "-skip_rows", 1], "-train_file: the label column (3 of 3, counted from 1: "

@@ -63,6 +63,8 @@ def _handler(signum, frame):
     if _state["signal"]:  # the second signal: at once
         _say(f"ocnet: second signal ({name}): ending at once")
         os._exit(128 + signum)
+    if signum == signal.SIGTERM and "OMPI_COMM_WORLD_SIZE" in os.environ:  # (Open MPI's mpiexec sends
+        name += " (mpiexec passes Ctrl-C and its own SIGTERM on as SIGTERM)"  # SIGTERM for either)
     _state["signal"] = signum
     if _state["phase"] == "early":
         early = _state["early"]
