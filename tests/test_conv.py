@@ -213,3 +213,21 @@ def test_mnist_idx_data_dir(tmp_path):
 def test_bad_image_options(args, message):
     p = run_ocnet(args + ["-N", 2, "-quiet"], timeout=120, check=False)
     assert p.returncode == 2 and p.stderr.strip().startswith("ocnet: error: ") and message in p.stderr, p.stderr
+
+
+def test_load_names_the_data_options_the_sizes_follow(tmp_path):
+    """A model trained on images of another size (-data_dir) loaded without its data options: the
+    error names them (it named only the parameter sizes; a tester tried -data_dir alone, then
+    -ntrain/-nval)."""
+    rng = np.random.default_rng(0)
+    write_idx(str(tmp_path / "train-images-idx3-ubyte"), rng.integers(0, 256, (40, 12, 12)))
+    write_idx(str(tmp_path / "train-labels-idx1-ubyte"), np.repeat(np.arange(10), 4))
+    run_ocnet(["-problem", "mnist", "-data_dir", tmp_path, "-ntrain", 30, "-nval", 10, "-N", 2, "-tao_max_it", 1,
+               "-quiet", "-run_dir", tmp_path / "r"], timeout=120)
+    p = run_ocnet(["-load", tmp_path / "r", "-tao_max_it", 0, "-quiet"], timeout=120, check=False)
+    assert p.returncode == 2 and "holds parameters of another model: parameter sizes" in p.stderr, p.stderr
+    hint = p.stderr.split("; the saved run had other data options (")[1]
+    for d in ("-ntrain 30 (now 4000)", "-nval 10 (now 1000)", f"-data_dir {tmp_path} (now not given)"):
+        assert d in hint, p.stderr
+    run_ocnet(["-load", tmp_path / "r", "-data_dir", tmp_path, "-ntrain", 30, "-nval", 10, "-tao_max_it", 0, "-quiet"],
+              timeout=120)

@@ -622,6 +622,11 @@ def load_params(source, x, meta, comm, resample=False):
         if diff:
             hint = ("; -load_resample resamples its layers to this -N"
                     if not resample and all(d.startswith("-N ") for d in diff) else "")
+            data = [d.replace("(now None)", "(now not given)")
+                    for d in differences(saved.get("options", {}), meta["options"], meta.get("data_options", ()))]
+            if data and any(d.startswith("parameter ") for d in diff):  # (sizes that follow the data: images)
+                hint += (f"; the saved run had other data options ({', '.join(data)}), which -load does not take "
+                         "over and the model's sizes may follow: give the saved run's")
             raise OcnetError(f"-load: '{source}' holds parameters of another model: {', '.join(diff)}{hint}")
         other = other_implementation(saved.get("problem"), meta["problem"])
         if other and comm.Get_rank() == 0:
