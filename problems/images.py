@@ -14,12 +14,14 @@ divided by the training set's largest absolute value (saved with the model).
 """
 import gzip
 import os
+import sys
 
 import numpy as np
 
 from ocnet.base.errors import OcnetError
 from ocnet.base.options import path
 from . import datafiles
+from .classify import label_warnings
 from .resnet import Classification
 from .resnet.conv import ConvResNet
 from .resnet.dense import UNLABELLED
@@ -119,12 +121,13 @@ class ImageProblem(ConvResNet):
 
     def plot(self, folder, predict):
         """``samples.png``: 36 validation images spread over the set, predicted/true labels (wrong
-        ones in red); ``confusion.png``: the validation confusion matrix (training set if no validation)."""
-        data = self.datasets.get("val")
-        data = data if data is not None and data.labelled else self.datasets["train"]
+        ones in red; new, unlabelled images: the predicted ones); ``confusion.png``: the validation
+        confusion matrix (the training set's without labelled validation images, titled so)."""
+        data = self.datasets.get("val") or self.datasets["train"]
         pred = predict(data)
         if pred is None:
             return
+        labelled = data.labelled
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -141,16 +144,21 @@ class ImageProblem(ConvResNet):
                 j = show[i]
                 img = data.X[:, j].reshape(self.H, self.W, self.cin)  # (colour: the first channel)
                 ax.imshow(img[..., 0], cmap="gray_r", vmin=0, vmax=1)
-                ok = pred[j] == data.y[j]
-                ax.set_title(f"{pred[j]} / {data.y[j]}", fontsize=9, color="black" if ok else "red")
-        fig.suptitle("predicted / true")
+                ok = not labelled or pred[j] == data.y[j]
+                ax.set_title(f"{pred[j]} / {data.y[j]}" if labelled else f"{pred[j]}", fontsize=9,
+                             color="black" if ok else "red")
+        fig.suptitle("predicted / true" if labelled else "predicted (new images, no labels)")
         fig.tight_layout()
         fig.savefig(os.path.join(folder, "samples.png"), dpi=100)
         plt.close(fig)
+        which = "validation" if "val" in self.datasets and labelled else "training"
+        if not labelled:
+            data = self.datasets["train"]
+            pred = predict(data)
         acc = float(np.mean(pred == data.y))
         disp = ConfusionMatrixDisplay.from_predictions(data.y, pred, labels=np.arange(self.nclasses),
                                                        colorbar=False)
-        disp.ax_.set_title(f"{self.name}: accuracy {100 * acc:.1f} % on {data.batch} images")
+        disp.ax_.set_title(f"{self.name}: accuracy {100 * acc:.1f} % on {data.batch} {which} images")
         disp.figure_.tight_layout()
         disp.figure_.savefig(os.path.join(folder, "confusion.png"), dpi=100)
         plt.close(disp.figure_)
@@ -244,15 +252,22 @@ class ImageFiles(ConvResNet):
             raise OcnetError(f"{what}: image {i} (counted from 0) holds NaN or Inf")
         if which == "val" and v["val_unlabelled"]:
             return X, None
+        unlabelled = "; images without labels: -val_unlabelled" if which == "val" else ""
+        lwhat = f"-{which}_labels" if lab else what
         if lab:
-            y = datafiles.read_array(lab, f"-{which}_labels", v["y_name"], "y_name")
+            y = datafiles.read_array(lab, lwhat, v["y_name"], "y_name")
         elif os.path.splitext(f)[1].lower() in (".npz", ".mat"):
-            y = datafiles.read_array(f, what, v["y_name"], "y_name")
+            try:
+                y = datafiles.read_array(f, what, v["y_name"], "y_name")
+            except OcnetError as e:
+                raise OcnetError(f"{e}{unlabelled}") from None
         else:
-            raise OcnetError(f"{what}: '{f}' holds the images only: give their labels with -{which}_labels")
-        y = datafiles.as_class_indices(y, f"-{which}_labels" if lab else what, v["label_base"])
+            raise OcnetError(f"{what}: '{f}' holds the images only: give their labels with -{which}_labels"
+                             + (" (or -val_unlabelled: images without labels)" if which == "val" else ""))
+        # (MATLAB's savemat stores a label vector as a row (1, n))
+        y = datafiles.as_class_indices(datafiles._squeeze_labels(np.asarray(y), X.shape[0]), lwhat, v["label_base"])
         if y.shape[0] != X.shape[0]:
-            raise OcnetError(f"{what}: {y.shape[0]} labels for {X.shape[0]} images")
+            raise OcnetError(f"{lwhat}: {y.shape[0]} labels for {X.shape[0]} images")
         return X, y
 
     def __init__(self, values, comm):
@@ -262,8 +277,18 @@ class ImageFiles(ConvResNet):
         for a, b in (("val_labels", "val_file"), ("val_unlabelled", "val_file")):
             if v[a] and not v[b]:
                 raise OcnetError(f"-{a} needs -{b}")
+        from petsc4py import PETSc
+        if v["val_unlabelled"] and not PETSc.Options().getBool("predictions", False) and comm.Get_rank() == 0:
+            print("ocnet: warning: -val_unlabelled without -predictions: the new images are scored but no "
+                  "prediction is written (add -predictions -run_dir R: R/predictions_val.csv)", file=sys.stderr,
+                  flush=True)
         train, val = datafiles.on_root(comm, lambda: self._load(v))
         (Xtr, ytr) = train
+        if comm.Get_rank() == 0:
+            src = f"the file -train_labels {v['train_labels']}" if v["train_labels"] else \
+                f"the variable '{v['y_name']}' of {v['train_file']} (-y_name)"
+            for line in label_warnings(ytr, v["nclasses"], src):
+                print(f"ocnet: warning: {line}", file=sys.stderr, flush=True)
         if np.unique(ytr).size < 2:
             raise OcnetError(f"the training labels hold a single class ({ytr[0]}); classification needs at least 2")
         C = v["nclasses"] or int(ytr.max()) + 1
@@ -306,10 +331,16 @@ class ImageFiles(ConvResNet):
         """Images X (n, H, W) or (n, H, W, C) as the network's data (pixels scaled as the model's,
         feature-major (H*W*C, n)); labels y (n,) or None (unlabelled).  Raises OcnetError for
         another image shape."""
-        X = np.asarray(X, dtype=np.float64)
-        X = X[..., None] if X.ndim == 3 else X
+        X0 = np.asarray(X, dtype=np.float64)
+        X = X0[..., None] if X0.ndim == 3 else X0
         if X.ndim != 4 or X.shape[1:] != (self.H, self.W, self.cin):
-            raise OcnetError(f"classification: images of shape {X.shape}, the model takes (n, {self.H}, {self.W}, "
-                             f"{self.cin})")
+            flat = X0.ndim == 2 and X0.shape[1] == self.H * self.W * self.cin
+            raise OcnetError(f"classification: images of shape {X0.shape}, the model takes (n, {self.H}, {self.W}"
+                             + (f", {self.cin})" if self.cin > 1 else f") or (n, {self.H}, {self.W}, 1)")
+                             + (f" (rows of pixels: X.reshape(-1, {self.H}, {self.W}"
+                                + (f", {self.cin}))" if self.cin > 1 else "))") if flat else ""))
+        if not np.isfinite(X).all():
+            raise OcnetError(f"classification: image {int(np.argwhere(~np.isfinite(X))[0][0])} (counted from 0) "
+                             "holds NaN or Inf")
         Z = np.ascontiguousarray((X / self.pixel_scale).reshape(X.shape[0], -1).T)
         return Classification(Z, np.full(X.shape[0], UNLABELLED, np.int64) if y is None else y)

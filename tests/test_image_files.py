@@ -115,3 +115,40 @@ def test_bad_image_files_one_line(files, args, message):
     p = run_ocnet(SMALL + args + ["-tao_max_it", 1], check=False)
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 2 and len(lines) == 1 and message in lines[0], p.stderr
+
+
+def test_mat_row_labels_label_base_and_scoring_notes(files, tmp_path):
+    """MATLAB's savemat stores labels as a row (1, n): read (they were taken for one-hot rows);
+    labels 1..C without -label_base warn of the empty class 0; -val_unlabelled without
+    -predictions warns; a validation file without labels names -val_unlabelled; in-process NaN
+    images are refused (they were scored as class 0)."""
+    import scipy.io
+    X, y = np.load(files / "train.npz")["X"], np.load(files / "train.npz")["y"]
+    scipy.io.savemat(tmp_path / "t.mat", {"X": X, "y": y + 1})
+    assert scipy.io.loadmat(tmp_path / "t.mat")["y"].shape == (1, 90)
+    run_ocnet(SMALL + ["-train_file", tmp_path / "t.mat", "-label_base", 1, "-tao_max_it", 2, "-run_dir",
+                       tmp_path / "a"])
+    run_ocnet(SMALL + ["-train_file", files / "train.npz", "-tao_max_it", 2, "-run_dir", tmp_path / "b"])
+    assert [r["objective"] for r in read_history(tmp_path / "a")] == [r["objective"] for r in read_history(tmp_path / "b")]
+    p = run_ocnet(SMALL + ["-train_file", tmp_path / "t.mat", "-tao_max_it", 1])
+    assert "class 0 of 0..3 has no training sample" in p.stderr and "-label_base 1" in p.stderr, p.stderr
+    np.savez(tmp_path / "new.npz", X=X[:5])
+    p = run_ocnet(SMALL + ["-train_file", files / "train.npz", "-val_file", tmp_path / "new.npz", "-tao_max_it", 1],
+                  check=False)
+    assert p.returncode == 2 and "no variable 'y'" in p.stderr and "images without labels: -val_unlabelled" \
+        in p.stderr, p.stderr
+    p = run_ocnet(SMALL + ["-train_file", files / "train.npz", "-val_file", tmp_path / "new.npz", "-val_unlabelled",
+                           "-tao_max_it", 1])
+    assert "-val_unlabelled without -predictions" in p.stderr, p.stderr
+    from ocnet.base.errors import OcnetError
+    from ocnet.plugin.loader import load_problem_class
+    from ocnet.run.cli import option_values
+    from mpi4py import MPI
+    problem = load_problem_class("images")(option_values(load_problem_class("images"), N=4, channels=2,
+                                                         train_file=str(files / "train.npz")), MPI.COMM_SELF)
+    bad = X[:3].astype(float)
+    bad[1, 0, 0] = np.inf
+    with pytest.raises(OcnetError, match=r"classification: image 1 \(counted from 0\) holds NaN or Inf"):
+        problem.classification(bad)
+    with pytest.raises(OcnetError, match=r"rows of pixels: X.reshape\(-1, 8, 8\)"):
+        problem.classification(X[:3].reshape(3, -1))

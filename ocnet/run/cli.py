@@ -114,7 +114,9 @@ def option_values(cls, **given):
         if k not in declared:
             close = _closest(k, list(declared))
             raise OcnetError(f"option_values: '{k}' is not an option of problem '{cls.name}' or of ocnet"
-                             + (f" (did you mean {close}?)" if close else ""))
+                             + (f" (did you mean {close}?)" if close else "")
+                             + ("; TAO's options are PETSc's: PETSc.Options().setValue(name, value) before the Trainer"
+                                if k.startswith("tao_") else ""))
         values[k] = declared[k].parse(text(v))
     return values
 

@@ -626,7 +626,7 @@ def load_params(source, x, meta, comm, resample=False):
                     for d in differences(saved.get("options", {}), meta["options"], meta.get("data_options", ()))]
             if data and any(d.startswith("parameter ") for d in diff):  # (sizes that follow the data: images)
                 hint += (f"; the saved run had other data options ({', '.join(data)}), which -load does not take "
-                         "over and the model's sizes may follow: give the saved run's")
+                         "over and the model's sizes may follow (e.g. its image size): give the saved run's values")
             raise OcnetError(f"-load: '{source}' holds parameters of another model: {', '.join(diff)}{hint}")
         other = other_implementation(saved.get("problem"), meta["problem"])
         if other and comm.Get_rank() == 0:
