@@ -405,7 +405,7 @@ WRITTEN = set()
 def write_json(path, obj):
     """``obj`` as JSON in ``path``, written under a temporary name and renamed."""
     WRITTEN.add(os.path.abspath(path))
-    tmp = path + ".tmp"
+    tmp = f"{path}.{os.getpid()}.tmp"  # (two ranks may note an early stop at once)
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=1)
         f.flush()
