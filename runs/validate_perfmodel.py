@@ -88,13 +88,14 @@ def calibrate(name, args, out, env, quick, reuse):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--case", action="append", default=[], metavar='NAME="OPTIONS"',
                     help="a problem as ocnet options (repeatable; default: " + ", ".join(CASES) + "); "
                          "NAME alone: one of the defaults")
     ap.add_argument("--N", type=int, default=256, help="layers of every run")
-    ap.add_argument("--ranks", default="1,2")
-    ap.add_argument("--modes", default="serial,exact,oneshot")
+    ap.add_argument("--ranks", default="1,2", help="rank counts, comma-separated")
+    ap.add_argument("--modes", default="serial,exact,oneshot", help="modes, comma-separated")
     ap.add_argument("--its", type=int, default=6, help="TAO iterations per run")
     ap.add_argument("--repeat", type=int, default=3, help="runs per (case, ranks, mode): the fastest counts")
     ap.add_argument("--quick", action="store_true", help="a rough calibration (fewer repetitions)")

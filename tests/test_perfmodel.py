@@ -264,6 +264,24 @@ def test_predict_fractional_iteration_counts(capsys, tmp_path):
     assert t[4] < t[4.5] < t[5], t
 
 
+def test_predict_interconnect_and_phases(capsys, tmp_path):
+    """--latency/--bandwidth replace the calibration's ping-pong (a cluster's interconnect; the
+    header says so) and change the multi-rank prediction; the phase lines say where the time goes."""
+    cal = tmp_path / "cal.json"
+    cal.write_text(json.dumps(dict(synthetic_calibration(), machine={"when": "test"})))
+    args = ["predict", "--calibration", str(cal), "--Ns", "256", "--Ps", "64"]
+    lines = {}
+    for extra in ([], ["--latency", "1e-3", "--bandwidth", "1e6"]):
+        assert pm.main(args + extra) == 0
+        out = capsys.readouterr().out
+        assert ("(given)" in out) == bool(extra), out
+        lines[bool(extra)] = next(ln for ln in out.splitlines() if ln.startswith("  N = 256: total"))
+        assert all(k in lines[bool(extra)] for k in ("state", "adjoint", "validation", "optimiser")), out
+    slow = lambda ln: float(ln.split("total ")[1].split(";")[0])  # noqa: E731
+    assert slow(lines[True]) > slow(lines[False]), lines
+    assert pm.main(args + ["--latency", "-1"]) == 2
+    assert "--latency -1.0: a positive number" in capsys.readouterr().err
+
 def test_busy_machine_is_warned_of():
     import subprocess
     import sys

@@ -136,7 +136,8 @@ def _train_job(tmp_path, max_it):
     script)."""
     bin_ = tmp_path / "bin"
     bin_.mkdir()
-    (bin_ / "srun").write_text('#!/bin/bash\n[ "$1" = --ntasks ] && shift 2\nexec "$@"\n')
+    (bin_ / "srun").write_text('#!/bin/bash\n[ "$1" = --ntasks ] && shift 2\n[ "$1" = --cpu-bind=cores ] && shift\n'
+                               'exec "$@"\n')  # (a stand-in: starts one rank)
     (bin_ / "scontrol").write_text(f'#!/bin/bash\necho "$@" >> {tmp_path}/scontrol.log\n')
     for f in ("srun", "scontrol"):
         os.chmod(bin_ / f, 0o755)

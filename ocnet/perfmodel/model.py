@@ -496,6 +496,10 @@ def main(argv=None):
                    "(line-search trials included; a run's phases.json or runs/bench_modes.py's evals/it; default 1)")
     p.add_argument("--fine_relax", default="", help="relaxation on the finest level, as -mgrit_fine_relax: "
                    f"{', '.join(RELAX_C)} (default: the other levels')")
+    p.add_argument("--latency", type=float, default=None, help="MPI message latency in seconds, e.g. a cluster "
+                   "interconnect's 2e-6 (default: the calibration's ping-pong on this machine)")
+    p.add_argument("--bandwidth", type=float, default=None, help="MPI bandwidth in bytes/s, e.g. 1e10 (default: "
+                   "the calibration's)")
     a = ap.parse_args(argv)
     exact = a.mode == "exact"
     a.state_its = a.state_its if a.state_its is not None else (4 if exact else 2)
@@ -524,6 +528,13 @@ def main(argv=None):
         print(f"ocnet: error: --calibration: cannot read '{a.calibration}' ({getattr(e, 'strerror', None) or e}); "
               "run python -m ocnet.perfmodel calibrate --problem SPEC first", file=sys.stderr)
         return 2
+    for name in ("latency", "bandwidth"):
+        value = getattr(a, name)
+        if value is not None:
+            if not (value > 0 and math.isfinite(value)):
+                print(f"ocnet: error: --{name} {value}: a positive number", file=sys.stderr)
+                return 2
+            cal.setdefault("mpi", {})[name] = value
     if "problem" not in cal:
         print(f"ocnet: error: {a.calibration} names no problem (it predates per-problem calibration): run "
               "python -m ocnet.perfmodel calibrate --problem SPEC", file=sys.stderr)
@@ -533,7 +544,9 @@ def main(argv=None):
                  dict(state_its=a.state_its, adjoint_its=a.adjoint_its)))
     pr = cal["problem"]
     print(f"PREDICTED (model, calibration {a.calibration} of {cal['machine']['when']}) for "
-          f"{' '.join(pr['args'])}: S = {pr['S']}, S_val = {pr['S_val']}, p = {pr['p']}")
+          f"{' '.join(pr['args'])}: S = {pr['S']}, S_val = {pr['S_val']}, p = {pr['p']}; MPI latency "
+          f"{cal['mpi']['latency']:.3g} s, bandwidth {cal['mpi']['bandwidth']:.3g} B/s"
+          + (" (given)" if a.latency is not None or a.bandwidth is not None else " (calibrated)"))
     print(f"time per iteration of {a.evals:g} evaluation(s) (--evals) on 1 rank, layer-serial: " + ", ".join(
         f"N = {N}: {1e3 * predict(cal, mode_config('serial', N, 1, cal=cal, evals=a.evals))['total']:.1f} ms"
         for N in Ns))
@@ -551,6 +564,14 @@ def main(argv=None):
         print(f"| {row[0]} | " + " | ".join("-" if math.isnan(v) else f"{v:.1f}x" if v >= 0.1 else f"{v:.2g}x"
                                            for v in row[1:])
               + f" | {crossover(cal, row[0], make=make, **kw) or f'none up to P = {row[0]}'} |")
+    P = max(Ps)
+    print(f"time per iteration by phase at P = {P} (ms; where the time goes: state, adjoint and gradient "
+          "solves, validation, ocnet's per-evaluation work, TAO's work on the replicated design):")
+    for N in Ns:
+        ph = predict(cal, mode_config(a.mode, N, min(P, N), cal=cal, evals=a.evals, **{
+            k: v for k, v in kw.items() if k != "mode"}))
+        print(f"  N = {N}{f' (P = {N})' if P > N else ''}: total {1e3 * ph['total']:.3g}; "
+              + ", ".join(f"{k} {1e3 * ph[k]:.3g}" for k in ph if k != "total"))
     if not exact:
         print("(per iteration of one-shot solves; the default adaptive -mode oneshot runs its first "
               "-oneshot_exact_start fraction f = 0.2 of the evaluations layer-serially, so a whole run's speed-up "
