@@ -16,7 +16,7 @@ LINE = re.compile(r"^  -(\S+) <(.*?)> \((.+?)\): ")
 TEXT = {"problem": "nosuch", "run_dir": "/proc/no/such/dir", "load": "/no/such/run", "resume": "/no/such/run",
         "x_name": "nosuch", "y_name": "nosuch", "train_labels": "/proc/no/such/path", "val_labels": "/proc/no/such/path"}
 #: arguments a problem needs to start at all (e.g. a data file)
-BASE = {"classify": ["-train_file", "tests/data/blobs.npz"]}
+BASE = {"classify": ["-train_file", "tests/data/blobs.npz"], "images": ["-train_file", "tests/data/shapes.npz"]}
 
 
 FRAMEWORK_GROUPS = ("ocnet", "mgrit", "state_mgrit", "adjoint_mgrit")
