@@ -184,17 +184,7 @@ class FileClassification(LabelledResNet):
             raise OcnetError("give -val_file or -val_fraction, not both")
         if not v["val_fraction"]:  # validation from its own file (or none): no split to compare on -load
             self.split_options = ()
-        if v["val_labels"] and not v["val_file"]:
-            raise OcnetError("-val_labels needs -val_file")
-        if v["val_unlabelled"] and not v["val_file"]:
-            raise OcnetError("-val_unlabelled needs -val_file")
-        if v["val_unlabelled"] and v["val_labels"]:
-            raise OcnetError("give -val_labels or -val_unlabelled, not both")
-        from petsc4py import PETSc
-        if v["val_unlabelled"] and not PETSc.Options().getBool("predictions", False) and comm.Get_rank() == 0:
-            print("ocnet: warning: -val_unlabelled without -predictions: the new samples are scored but no "
-                  "prediction is written (add -predictions -run_dir R: R/predictions_val.csv)", file=sys.stderr,
-                  flush=True)
+        datafiles.check_validation_options(v, comm)
         if not v["train_file"]:
             raise OcnetError("-problem classify needs -train_file (see docs/user/data.md)")
         train, val = datafiles.on_root(comm, lambda: self.read(v))

@@ -24,11 +24,18 @@ BINARY = (".npz", ".npy", ".mat")
 SEPARATORS = "commas, semicolons or blanks"
 
 
+def _data_lines(path, skip_rows, errors=None):
+    """(line number from 1, line) of each data line of text file ``path``, as numpy.loadtxt reads
+    them: after ``skip_rows``, blank lines and '#' comment lines left out."""
+    with open(path, errors=errors) as f:
+        for number, line in enumerate(f, 1):
+            if number > skip_rows and line.strip() and not line.lstrip().startswith("#"):
+                yield number, line
+
+
 def _text_delimiter(path, skip_rows):
-    with open(path) as f:
-        for i, line in enumerate(f):
-            if i >= skip_rows and line.strip() and not line.lstrip().startswith("#"):
-                return "," if "," in line else ";" if ";" in line else None
+    for _, line in _data_lines(path, skip_rows):
+        return "," if "," in line else ";" if ";" in line else None
     return None
 
 
@@ -49,15 +56,9 @@ def _file_line(path, skip_rows, row):
     """The line number (from 1) in text file ``path`` of numpy.loadtxt's data row ``row`` (from 0:
     lines after ``skip_rows``, blank and '#' comment lines not counted); '?' if not found."""
     try:
-        with open(path, errors="replace") as f:
-            k = -1
-            for number, line in enumerate(f, 1):
-                if number <= skip_rows:
-                    continue
-                text = line.split("#", 1)[0].strip()
-                k += bool(text)
-                if text and k == row:
-                    return number
+        for k, (number, _) in enumerate(_data_lines(path, skip_rows, errors="replace")):
+            if k == row:
+                return number
     except OSError:
         pass
     return "?"
@@ -257,9 +258,7 @@ def _text_in_label_column(err, features, labels, binary, label_column, skip_rows
     if labels or binary or cell is None:
         return err
     try:
-        with open(features) as f:
-            line = next(ln for i, ln in enumerate(f)
-                        if i >= skip_rows and ln.strip() and not ln.lstrip().startswith("#"))
+        line = next(_data_lines(features, skip_rows))[1]
         delimiter = _text_delimiter(features, skip_rows)
         ncols = len(line.split(delimiter))
     except (OSError, StopIteration, UnicodeDecodeError):
@@ -305,6 +304,23 @@ def standardiser(X):
     scale = X.std(axis=0)
     scale[scale == 0] = 1.0
     return mean, scale
+
+
+def check_validation_options(v, comm, new="samples"):
+    """The validation-file options of the values ``v``: -val_labels and -val_unlabelled need
+    -val_file and exclude each other (OcnetError); -val_unlabelled without -predictions is warned
+    of on rank 0 (the ``new`` samples are scored, and nothing is written)."""
+    if v["val_labels"] and not v["val_file"]:
+        raise OcnetError("-val_labels needs -val_file")
+    if v["val_unlabelled"] and not v["val_file"]:
+        raise OcnetError("-val_unlabelled needs -val_file")
+    if v["val_unlabelled"] and v["val_labels"]:
+        raise OcnetError("give -val_labels or -val_unlabelled, not both")
+    from petsc4py import PETSc
+    if v["val_unlabelled"] and not PETSc.Options().getBool("predictions", False) and comm.Get_rank() == 0:
+        print(f"ocnet: warning: -val_unlabelled without -predictions: the new {new} are scored but no "
+              "prediction is written (add -predictions -run_dir R: R/predictions_val.csv)", file=sys.stderr,
+              flush=True)
 
 
 def on_root(comm, load):

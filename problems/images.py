@@ -274,14 +274,7 @@ class ImageFiles(ConvResNet):
         v = values
         if not v["train_file"]:
             raise OcnetError("-problem images needs -train_file (see docs/user/data.md)")
-        for a, b in (("val_labels", "val_file"), ("val_unlabelled", "val_file")):
-            if v[a] and not v[b]:
-                raise OcnetError(f"-{a} needs -{b}")
-        from petsc4py import PETSc
-        if v["val_unlabelled"] and not PETSc.Options().getBool("predictions", False) and comm.Get_rank() == 0:
-            print("ocnet: warning: -val_unlabelled without -predictions: the new images are scored but no "
-                  "prediction is written (add -predictions -run_dir R: R/predictions_val.csv)", file=sys.stderr,
-                  flush=True)
+        datafiles.check_validation_options(v, comm, "images")
         train, val = datafiles.on_root(comm, lambda: self._load(v))
         (Xtr, ytr) = train
         if comm.Get_rank() == 0:
