@@ -55,19 +55,14 @@ def build_problem(comm):
     options.  Raises OcnetError for an unknown problem or a bad option value."""
     from petsc4py import PETSc
 
-    from ..base.options import OptionSet
-    from ..mgrit.solver import declare_options as mgrit_options
     from ..plugin.loader import load_problem_class
-    from ..run.cli import framework_options
+    from ..run.cli import framework_options, problem_options
 
     db = PETSc.Options()
     opts = framework_options()
     spec = opts.get("problem", db)
     cls = load_problem_class(spec)
-    mgrit_options(opts)
-    popts = OptionSet()
-    cls.declare_options(popts)
-    opts.extend(popts)
+    opts, _ = problem_options(cls, opts)
     values = opts.read(db)
     from ..plugin.problem import check_required
     problem = cls(values, comm)

@@ -209,10 +209,11 @@ def check_opening(pb, g, data, S, rng):
     gg = g0.copy()
     pb.opening_adjoint(g, data, mu, gg)
     gg -= g0
+    E0 = E(g)
     dg = _resolvable(rng.standard_normal(g.size) * _rms(g), lambda d: (E(g + 1e-4 * d) - E(g - 1e-4 * d)) / 2e-4,
-                     E(g))
+                     E0)
     return {"(dE/dg)^T": _dot_error(lambda e: mu @ (E(g + e * dg) - E(g - e * dg)) / (2 * e), gg @ dg,
-                                    float(np.abs(mu) @ np.abs(E(g))))}
+                                    float(np.abs(mu) @ np.abs(E0)))}
 
 
 def check_terminal(pb, g, data, uN, rng):

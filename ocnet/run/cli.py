@@ -96,19 +96,10 @@ def option_values(cls, **given):
     as on the command line.  Reads no PETSc options.  Raises OcnetError for a name that is not an
     option (with the closest one) or a value of the wrong type or out of range."""
     from ..base.errors import OcnetError
-    from ..base.options import OptionSet
-    from ..mgrit.solver import declare_options as mgrit_options
 
-    opts = framework_options()
-    mgrit_options(opts)
-    popts = OptionSet()
-    cls.declare_options(popts)
-    opts.extend(popts)
+    opts, _ = problem_options(cls)
+    apply_option_defaults(cls, opts)  # (the declared defaults only: no options database)
     declared = {o.name: o for o in opts.options}
-    text = lambda v: ",".join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)
-    for k, v in option_default_texts(cls).items():
-        if k in declared:  # (TAO's options are PETSc's: not values)
-            declared[k].default = declared[k].parse(v)
     values = {k: o.default for k, o in declared.items()}
     for k, v in given.items():
         if k not in declared:
@@ -117,21 +108,40 @@ def option_values(cls, **given):
                              + (f" (did you mean {close}?)" if close else "")
                              + ("; TAO's options are PETSc's: PETSc.Options().setValue(name, value) before the Trainer"
                                 if k.startswith("tao_") else ""))
-        values[k] = declared[k].parse(text(v))
+        values[k] = declared[k].parse(option_text(v))
     return values
+
+
+def problem_options(cls, opts=None):
+    """(OptionSet, names): ocnet's options (``opts``, default framework_options()), MGRIT's and
+    those problem class ``cls`` declares, in one set (an OcnetError for a name declared twice), and
+    the names of the problem's own."""
+    from ..base.options import OptionSet
+    from ..mgrit.solver import declare_options as mgrit_options
+
+    opts = framework_options() if opts is None else opts
+    mgrit_options(opts)
+    popts = OptionSet()
+    cls.declare_options(popts)
+    return opts.extend(popts), [o.name for o in popts.options]
+
+
+def option_text(value):
+    """A value as given on a command line (a tuple or list: comma-separated)."""
+    return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
 def option_default_texts(cls):
     """A problem's ``option_defaults`` as {name: value as given on a command line}."""
-    return {k: ",".join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)
-            for k, v in getattr(cls, "option_defaults", {}).items()}
+    return {k: option_text(v) for k, v in getattr(cls, "option_defaults", {}).items()}
 
 
-def apply_option_defaults(cls, opts, db):
+def apply_option_defaults(cls, opts, db=None):
     """A problem's ``option_defaults``: each becomes the declared default (shown by -help) and,
-    where the user did not give the option, its value in the options database, so that code that
-    asks whether an option was given (-mode oneshot's MGRIT defaults, automatic levels) treats it as
-    the problem's choice.  Returns the names applied (their -mode warnings are not the user's)."""
+    where the user did not give the option, its value in the options database ``db`` (None: none,
+    as for option_values), so that code that asks whether an option was given (-mode oneshot's
+    MGRIT defaults, automatic levels) treats it as the problem's choice.  Returns the names applied
+    to ``db`` (their -mode warnings are not the user's)."""
     from ..base.errors import OcnetError
     applied = []
     declared = {o.name: o for o in opts.options}
@@ -142,7 +152,7 @@ def apply_option_defaults(cls, opts, db):
                              + (f" (did you mean -{close}?)" if close else ""))
         if k in declared:
             declared[k].default = declared[k].parse(text)
-        if not db.hasName(k):
+        if db is not None and not db.hasName(k):
             db.setValue(k, text)
             if k in declared:  # the problem's default: not a user's typo when a run never reads it
                 db.getString(k)
@@ -233,7 +243,6 @@ def run(comm):
     from ..base.errors import NumericalFailure, OcnetError
     from ..base.grid import LayerGrid
     from ..optim.objective import ReducedObjective
-    from ..mgrit.solver import declare_options as mgrit_options
     from ..optim.modes import inactive_options, mode_settings
     from ..optim.optimize import Trainer, accepted_stops, check_tao_type
     from ..base.reasons import reason_name
@@ -269,11 +278,7 @@ def run(comm):
     spec = opts.get("problem", db)
     cls = load_problem_class(spec)
     PROBLEM[:] = [spec]
-    mgrit_options(opts)
-    popts = OptionSet()
-    cls.declare_options(popts)
-    plugin_keys = [o.name for o in popts.options]
-    opts.extend(popts)
+    opts, plugin_keys = problem_options(cls, opts)
     problem_given = apply_option_defaults(cls, opts, db)
     DECLARED[:] = [o.name for o in opts.options]
     if want_help:

@@ -520,9 +520,7 @@ def tao_changes(path, compared, comm):
     for k in sorted(set(now) | {k for k in recorded if k.startswith("tao_") and k not in compared}):
         if k == "tao_max_it" or "monitor" in k or "view" in k or k == "tao_converged_reason":
             continue
-        a, b = recorded.get(k), now.get(k)
-        a = None if a is None else str(a)
-        b = None if b is None else str(b)
+        a, b = recorded.get(k), now.get(k)  # (texts, None where not given)
         try:
             same = a == b or (a is not None and b is not None and float(a) == float(b))
         except ValueError:
