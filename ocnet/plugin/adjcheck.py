@@ -510,7 +510,10 @@ ALL_LEVEL_FORMS = (("sweeps", check_sweeps), ("steps", check_steps), ("sweeps_ad
 
 # ---- Taylor test ----------------------------------------------------------------------------
 def taylor(obj, x, rng):
-    """(orders, remainders, e0) of the reduced gradient at x along a random direction."""
+    """(orders, remainders, e0) of the reduced gradient at x along a random direction.  Its Vecs
+    are destroyed here, collectively: left to Python's garbage collection they ended in PETSc's
+    delayed-destruction lists unlike on every rank, and PETSc's finalisation then hung (2 ranks,
+    no coarse level)."""
     g = x.duplicate()
     J0 = obj.evaluate(x, g)
     d = x.duplicate()
@@ -523,11 +526,14 @@ def taylor(obj, x, rng):
         xe = x.copy()
         xe.axpy(e, d)
         Je = obj.evaluate(xe)
+        xe.destroy()
         rem.append(abs(Je - J0 - e * slope))
         floor.append(1e3 * np.finfo(float).eps * max(abs(J0), abs(Je), abs(e * slope)))
     rem, floor = np.array(rem), np.array(floor)
     valid = (rem[:-1] > floor[:-1]) & (rem[1:] > floor[1:])
     orders = np.log2(rem[:-1] / np.where(rem[1:] > 0, rem[1:], np.nan))
+    g.destroy()
+    d.destroy()
     return orders, valid, rem, floor, e0
 
 
