@@ -87,7 +87,22 @@ def test_missing_options_file(nprocs):
               "-options_file: cannot read '/no/such.opts'")
 
 
+@pytest.mark.parametrize("args,text,nprocs", [
+    (["--N", 8], "'--N': options start with one '-' (PETSc's convention): -N", 2),
+    (["---tao_max_it", 1], "'---tao_max_it': options start with one '-'", None),
+    (["-run_dir=R"], "'-run_dir=R': an option's value follows it after a blank: -run_dir R", None),
+    (["-N", 8, "extra"], "stray argument 'extra'", 2),
+    (["N=8"], "stray argument 'N=8'", None),
+])
+def test_arguments_petsc_would_ignore(args, text, nprocs):
+    """Words PETSc drops silently (a stray word) or takes as option names that never match
+    (--N, -N=8: reported only as unused when the run ended): one line before anything runs."""
+    one_error(run_ocnet(args + ["-quiet", "-N", 4, "-tao_max_it", 1], nprocs=nprocs, timeout=120, check=False), 2,
+              text)
+
+
 BAD_LINES = [
+    ("--N 16", "'--N': options start with one '-'"),
     ("-this is not an option line", "has more than an option and its value"),
     ("N 16", "is not an option line"),
     ('-problem "peaks', "unbalanced double quote"),
@@ -95,7 +110,7 @@ BAD_LINES = [
 ]
 
 
-@pytest.mark.parametrize("line,text,nprocs", [b + (n,) for b, n in zip(BAD_LINES, (2, None, None, None))],
+@pytest.mark.parametrize("line,text,nprocs", [b + (n,) for b, n in zip(BAD_LINES, (None, 2, None, None, None))],
                          ids=[t for _, t in BAD_LINES])
 def test_malformed_options_file(tmp_path, nprocs, line, text):
     """A line PETSc cannot parse: one line naming the file and line, exit 2 (PETSc would print its

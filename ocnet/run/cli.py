@@ -833,7 +833,7 @@ def main(argv=None):
                   file=sys.stderr)
         return 2
     _STARTED.append(True)
-    bad = options_file_error(argv)
+    bad = argument_error(argv[1:]) or options_file_error(argv)
     if bad:  # PETSc would fail in its initialisation with a multi-line error on every rank
         if rank0:
             print(f"ocnet: error: {bad}", file=sys.stderr)
@@ -917,6 +917,50 @@ def _tokens(line):
     return out, quoted
 
 
+def _is_number(tok):
+    try:
+        float(tok)
+        return True
+    except ValueError:
+        return False
+
+
+def _is_name(tok):
+    """PETSc's rule: a token is an option name when it starts with '-' and is not a number."""
+    return tok.startswith("-") and len(tok) > 1 and not _is_number(tok)
+
+
+def option_shape_error(tok):
+    """One line for an option name PETSc would take literally and never match (``--N``, ``-N=8``),
+    or None."""
+    if tok.startswith("--") and len(tok) > 2:
+        return f"'{tok}': options start with one '-' (PETSc's convention): -{tok.lstrip('-')}"
+    name, eq, value = tok.partition("=")
+    if eq and name[1:].replace("_", "").isalnum():
+        return f"'{tok}': an option's value follows it after a blank: {name} {value}"
+    return None
+
+
+def argument_error(args):
+    """The first command-line argument (``args``: argv without the program) that PETSc would ignore
+    or never match, as one line, or None: ``--name``, ``-name=value``, or a word that is neither an
+    option name nor the value after one (``-N 8 extra``, ``N=8``).  PETSc drops such words silently
+    and reports misspelt names only as unused at the end of the run."""
+    prev_name = False
+    for tok in args:
+        shape = option_shape_error(tok) if tok.startswith("-") else None
+        if shape:
+            return shape
+        if _is_name(tok):
+            prev_name = True
+            continue
+        if not prev_name:
+            return (f"stray argument '{tok}': options are '-name value' pairs (a value follows its option "
+                    "name; a word after a value belongs to no option)")
+        prev_name = False
+    return None
+
+
 def options_file_error(argv, _chain=()):
     """The first problem of an ``-options_file`` given in ``argv`` (or nested in one), as one
     line, or None: a file that cannot be read, or a line that is not ``-option [value]``,
@@ -953,6 +997,8 @@ def options_file_error(argv, _chain=()):
                 return f"{where}: the file starts with a byte-order mark (save it as plain UTF-8 or ASCII)"
             if not toks[0].startswith("-") or len(toks[0]) < 2:
                 return f"{where}: '{line.strip()}' is not an option line ('-name [value]', or a '#' comment)"
+            if option_shape_error(toks[0]):
+                return f"{where}: {option_shape_error(toks[0])}"
             if len(toks) > 2:
                 return (f"{where}: '{line.strip()}' has more than an option and its value "
                         "(one '-name [value]' a line; quote a value with blanks)")
