@@ -238,3 +238,29 @@ def test_resume_with_no_iterations_left_changes_nothing(tmp_path):
     p = run_ocnet(["-resume", d])
     summary = json.loads((d / "summary.json").read_text())
     assert summary["iterations"] == its and (d / "history.csv").read_bytes() == before["history.csv"], summary
+
+
+def test_resume_refuses_to_discard_a_finished_run(tmp_path, monkeypatch):
+    """A finished run whose checkpoint is older than its end (-checkpoint 0: none at all, or the
+    one a signal saved before a resumed run finished): -resume started it again from there and
+    overwrote the rest (tester 37).  Now one line, exit 2, the folder as it was."""
+    import shutil
+    args = ["-problem", "tests.toy:LinearControl", "-N", 8, "-quiet", "-tao_max_it", 9]
+    fin, cut = tmp_path / "fin", tmp_path / "cut"
+    run_ocnet(args + ["-checkpoint", 0, "-run_dir", fin])
+    args += ["-checkpoint_every", 3]
+    before = {f: (fin / f).read_bytes() for f in ("summary.json", "history.csv", "params.petsc")}
+    for extra in ([], ["-dry_run"]):
+        p = run_ocnet(["-resume", fin, "-tao_max_it", 12] + extra, check=False)
+        assert p.returncode == 2 and "finished at iteration 9, and resuming would discard the whole run: it " \
+            "holds no checkpoint" in p.stderr and f"-load {fin} -run_dir NEW" in p.stderr, p.stderr
+    assert {f: (fin / f).read_bytes() for f in before} == before
+    monkeypatch.setenv("OCNET_TEST_KILL", "after:3")
+    run_ocnet(args + ["-run_dir", cut], check=False)
+    monkeypatch.delenv("OCNET_TEST_KILL")
+    fin2 = tmp_path / "fin2"
+    run_ocnet(args + ["-run_dir", fin2])
+    shutil.rmtree(fin2 / "checkpoint")
+    shutil.copytree(cut / "checkpoint", fin2 / "checkpoint")  # a stale save, as after a signal under -checkpoint 0
+    p = run_ocnet(["-resume", fin2, "-tao_max_it", 12], check=False)
+    assert p.returncode == 2 and "discard iterations 4..9: its checkpoint is of iteration 3" in p.stderr, p.stderr

@@ -178,6 +178,23 @@ def _root_json(path, comm):
     return comm.bcast(out if isinstance(out, dict) else {}, root=0)
 
 
+def _check_not_behind(path, saved_it, comm):
+    """OcnetError (every rank) when the folder's run finished normally (summary.json with TAO's
+    reason) at a later iteration than its checkpoint (``saved_it``; None: none): a run with
+    ``-checkpoint 0`` saves only when a signal stops it, and resuming from there would discard
+    the iterations after it (or, with no checkpoint, the whole run)."""
+    s = _root_json(os.path.join(path, "summary.json"), comm)
+    end = s.get("iterations")
+    if not isinstance(s.get("reason_code"), int) or not isinstance(end, int) or \
+            (saved_it is not None and saved_it >= end):
+        return
+    lost = "the whole run: it holds no checkpoint" if saved_it is None else \
+        f"iterations {saved_it + 1}..{end}: its checkpoint is of iteration {saved_it}"
+    raise OcnetError(f"-resume: '{path}' holds a run that finished at iteration {end}, and resuming would discard "
+                     f"{lost} (-checkpoint 0 saves only when a signal stops a run); nothing was changed: continue "
+                     f"from its final parameters in a new folder, -load {path} -run_dir NEW")
+
+
 def check_resume(path, meta, comm):
     """-resume: the folder's run must be this run (same options; any rank count).  Returns True
     when it holds a checkpoint, False for an ocnet run folder stopped before its first save;
@@ -196,7 +213,9 @@ def check_resume(path, meta, comm):
                          "there, or start a new run" if damaged else "")
         ours = comm.bcast(os.path.isfile(os.path.join(path, MARKER)) if comm.Get_rank() == 0 else None, root=0)
         collective_check(comm, ours, f"-resume: no complete checkpoint in '{path}'")
+        _check_not_behind(path, None, comm)
         return False
+    _check_not_behind(path, checkpoint.saved_meta(path, comm, "iteration"), comm)
     # -problem, -N and -T are options too: compared there, once.  An option the saved run did not
     # have (a newer ocnet declares it) is not a difference: its value applies from here, and a
     # note says so (a checkpoint from before an upgrade resumes instead of being lost)
