@@ -85,6 +85,15 @@ def test_resume_takes_the_runs_own_options(tmp_path):
     assert "mgrit it" in p.stdout and [r["iteration"] for r in read_history(d)] == [str(i) for i in range(8)]
     p = run_ocnet(["-resume", d, "-tao_max_it", 8, "-N", 16], check=False)  # given: still compared
     assert p.returncode == 2 and "other settings: -N 12 (now 16)" in p.stderr and "options.txt" in p.stderr
+    # options.txt after a resume: a failed start leaves it as it was (a bad viewer made every later
+    # -resume fail); of the options given, where the run ends is kept, what only prints is not
+    before = (d / "options.txt").read_text()
+    p = run_ocnet(["-resume", d, "-tao_max_it", 9, "-tao_monitor", 0], check=False)
+    assert p.returncode == 2 and (d / "options.txt").read_text() == before, p.stderr
+    run_ocnet(["-resume", d, "-tao_max_it", 9, "-tao_monitor", "-log_phases", "-widht", 3, "-checkpoint_every", 2])
+    kept = (d / "options.txt").read_text().splitlines()
+    assert "-tao_max_it 9" in kept and "-checkpoint_every 2" in kept and "-quiet" in kept, kept
+    assert not any(k.split()[0] in ("-tao_monitor", "-log_phases", "-widht", "-mgrit_monitor") for k in kept), kept
 
 
 def test_resume_errors(tmp_path):

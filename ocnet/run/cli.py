@@ -375,8 +375,10 @@ def run(comm):
              f"rank{'s' if grid.size > 1 else ''}, -mode {values['mode']}) check out; nothing computed or written")
         return 0
     resume = bool(values["resume"])
+    recorded = None
     if resume:
         rundir.lock(values["resume"], comm, "-resume")
+        recorded = rundir.recorded_options(values["resume"], comm)  # (None: no options.txt, all are written)
         resume = rundir.check_resume(values["resume"], meta, comm)
         from ..optim import checkpoint
         done = checkpoint.saved_meta(values["resume"], comm, "iteration") if resume else None
@@ -396,7 +398,11 @@ def run(comm):
         rundir.lock(run_dir, comm, "-run_dir")  # (a new one)
     if run_dir:
         _FAILURE["run_dir"] = run_dir
-        rundir.write_options(run_dir, comm, skip=own, extra={"tao_max_it": "0"} if max_it == 0 else {})
+        def write_options():
+            rundir.write_options(run_dir, comm, skip=own, extra={"tao_max_it": "0"} if max_it == 0 else {},
+                                 recorded=recorded)
+        if not values["resume"]:  # (a resumed run's: once this start is set up, a bad option is not kept)
+            write_options()
         signals.on_early_stop(lambda: rundir.write_json(
             os.path.join(run_dir, "summary.json"),
             run_summary("INTERRUPTED", None, exit_status=signals.INTERRUPTED_STATUS,
@@ -433,6 +439,8 @@ def run(comm):
                       stop=(values["stop_state_residual"], values["stop_adjoint_residual"]), meta=meta,
                       files=rundir)
     _FAILURE["trainer"] = trainer
+    if run_dir and values["resume"]:
+        write_options()
     if values["log_phases"]:  # events from here on: the solve, not the warm-up
         from ..perfmodel import phases
         if not run_dir:

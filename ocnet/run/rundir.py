@@ -258,13 +258,21 @@ def check_resume(path, meta, comm):
 NOT_RECORDED = ("run_dir", "run_dir_overwrite", "resume")
 
 
-def write_options(path, comm, skip=(), extra=None):
+#: options given on a -resume that options.txt keeps for later starts (a requeued job's plain
+#: -resume): where the run ends and what it writes.  Others given then (monitors, views, -quiet,
+#: -log_phases, -log_view, a misspelt name) apply to that start only.
+KEPT_ON_RESUME = ("checkpoint", "checkpoint_every", "checkpoint_seconds", "predictions", "run_dir_plots")
+
+
+def write_options(path, comm, skip=(), extra=None, recorded=None):
     """options.txt: every option of the database but ``skip`` and NOT_RECORDED, plus ``extra``
     ({name: value}: options the run removed from the database, e.g. -tao_max_it 0), one a line, a
     flag without a value bare: an options file (-options_file) that gives the run again with
-    ``-run_dir NEW`` (rank 0; atomic)."""
+    ``-run_dir NEW`` (rank 0; atomic).  ``recorded`` (a resumed run: its options.txt as
+    {name: value}): only those names, TAO's stopping tests (TAO_STOPPING) and KEPT_ON_RESUME."""
     if comm.Get_rank() == 0:
-        opts = {k: v for k, v in PETSc.Options().getAll().items() if k not in skip and k not in NOT_RECORDED}
+        opts = {k: v for k, v in PETSc.Options().getAll().items() if k not in skip and k not in NOT_RECORDED
+                and (recorded is None or k in recorded or k in TAO_STOPPING or k in KEPT_ON_RESUME)}
         opts.update(extra or {})
         tmp = os.path.join(path, "options.txt.tmp")
         with open(tmp, "w") as f:
