@@ -209,20 +209,36 @@ def test_oneshot_sigterm_resume_bitwise(tmp_path):
     assert [r["objective"] for r in a] == [r["objective"] for r in b]
 
 
+def _signalled_script(*steps):
+    """Run a Python process with ocnet's handlers in the run phase that executes ``steps`` (lines
+    of code: os, signal, time and signals imported) and then waits 5 s; its CompletedProcess."""
+    code = "\n".join(["import os, signal, time", "from ocnet.base import signals",
+                      "signals.install(); signals.set_phase('run')", *steps, "time.sleep(5)",
+                      "print('not ended', flush=True)"])
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+
 def test_second_signal_ends_at_once():
     """A second signal while the first waits for its safe point ends the process at once
     (status 128 + 15); the first only sets the flag."""
-    code = ("import os, signal, time\n"
-            "from ocnet.base import signals\n"
-            "signals.install(); signals.set_phase('run')\n"
-            "os.kill(os.getpid(), signal.SIGTERM); time.sleep(0.2)\n"
-            "print('flag', signals.requested(), flush=True)\n"
-            "os.kill(os.getpid(), signal.SIGTERM); time.sleep(5)\n"
-            "print('not ended', flush=True)\n")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    p = _signalled_script("os.kill(os.getpid(), signal.SIGTERM); time.sleep(0.2)",
+                          "print('flag', signals.requested(), flush=True)", "os.kill(os.getpid(), signal.SIGTERM)")
     assert p.returncode == 128 + signal.SIGTERM, (p.returncode, p.stdout, p.stderr)
     assert p.stdout.splitlines() == [f"flag {int(signal.SIGTERM)}"], p.stdout
     assert "second signal" in p.stderr
+
+
+def test_echo_of_the_first_signal_is_not_a_second():
+    """SIGTERM to every process of a job (scancel, a preemption) and the job script's forwarded
+    SIGUSR1 within ECHO s: one stop request (the USR1 ended the run without its save); the same
+    signal again, or another after ECHO s, is a second signal as before."""
+    p = _signalled_script("os.kill(os.getpid(), signal.SIGTERM); time.sleep(0.1)",
+                          "os.kill(os.getpid(), signal.SIGUSR1); time.sleep(0.2 + signals.GRACE)",
+                          "print('flag', signals.requested(), flush=True)", "time.sleep(signals.ECHO)",
+                          "os.kill(os.getpid(), signal.SIGUSR1)")
+    assert p.returncode == 128 + signal.SIGUSR1, (p.returncode, p.stdout, p.stderr)
+    assert p.stdout.splitlines() == [f"flag {int(signal.SIGTERM)}"], p.stdout
+    assert p.stderr.count("second signal (") == 1, p.stderr
 
 
 def test_run_folder_in_use_is_refused(tmp_path):

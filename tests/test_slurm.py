@@ -1,6 +1,7 @@
 """runs/slurm: the batch templates parse (bash -n) and their --dry-run prints the srun lines of a
 scaling study (nothing runs), with the documented defaults and overrides; relative paths are the
 caller's, the plugin's folder reaches the ranks, and bad input stops with one line."""
+import json
 import os
 import subprocess
 import sys
@@ -137,6 +138,7 @@ def _train_job(tmp_path, max_it):
     bin_ = tmp_path / "bin"
     bin_.mkdir()
     (bin_ / "srun").write_text('#!/bin/bash\n[ "$1" = --ntasks ] && shift 2\n[ "$1" = --cpu-bind=cores ] && shift\n'
+                               '[ "$1" = --kill-on-bad-exit=1 ] && shift\n'
                                'exec "$@"\n')  # (a stand-in: starts one rank)
     (bin_ / "scontrol").write_text(f'#!/bin/bash\necho "$@" >> {tmp_path}/scontrol.log\n')
     for f in ("srun", "scontrol"):
@@ -149,9 +151,10 @@ def _train_job(tmp_path, max_it):
     return e, os.path.join(SLURM, "train.sbatch")
 
 
-def _signal_job_mid_run(script, env, run, out, sig):
+def _signal_job_mid_run(script, env, run, out, sig, ranks_too=False):
     """Start the batch script (its output to ``out``), send ``sig`` to it once the run has written
-    4 history rows, and return its exit status."""
+    4 history rows (``ranks_too``: to its rank as well, as Slurm's scancel signals every process
+    of the job), and return its exit status."""
     import time
 
     p = subprocess.Popen(["bash", script], stdout=open(out, "w"), stderr=subprocess.STDOUT, env=env)
@@ -159,7 +162,9 @@ def _signal_job_mid_run(script, env, run, out, sig):
     while not (hist.exists() and hist.read_text().count("\n") > 4):
         assert p.poll() is None and time.time() - start < 300, out.read_text()
         time.sleep(0.05)
-    os.kill(p.pid, sig)
+    ranks = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+    for pid in [p.pid] + ([int(r) for r in ranks] if ranks_too else []):
+        os.kill(pid, sig)
     return p.wait(timeout=300)
 
 
@@ -194,14 +199,32 @@ def test_train_template_term_and_max_requeues_do_not_requeue(tmp_path):
     import signal
 
     job, script = _train_job(tmp_path, 100000)
-    for sig, restarts, text in ((signal.SIGTERM, "0", "stopped by SIGTERM (scancel or a preemption): not requeued"),
-                                (signal.SIGUSR1, "20", "not requeued: MAX_REQUEUES (20) reached")):
+    # (the third: SIGTERM to the script and the rank, as scancel does; the script's forwarded USR1
+    # was a second signal that ended the rank unsaved, status 143, tester 37)
+    for sig, restarts, text, ranks_too in (
+            (signal.SIGTERM, "0", "stopped by SIGTERM (scancel or a preemption): not requeued", False),
+            (signal.SIGUSR1, "20", "not requeued: MAX_REQUEUES (20) reached", False),
+            (signal.SIGTERM, "1", "stopped by SIGTERM (scancel or a preemption): not requeued", True)):
         run = tmp_path / f"run{restarts}"
         e = dict(job, RUN_DIR=str(run), SLURM_RESTART_COUNT=restarts)
         out = tmp_path / f"out{restarts}"
-        status = _signal_job_mid_run(script, e, run, out, sig)
+        status = _signal_job_mid_run(script, e, run, out, sig, ranks_too)
         assert status == 4, out.read_text()
         assert text in out.read_text() and not (tmp_path / "scontrol.log").exists(), out.read_text()
+        assert json.loads((run / "summary.json").read_text())["reason"] == "INTERRUPTED"
+
+
+def test_train_template_does_not_requeue_a_finished_run(tmp_path):
+    """USR1 as the run ends: the ranks finish, but their exit without MPI finalisation makes srun
+    report a failure; the script requeued the finished run (tester 37).  Here a stand-in srun runs
+    the run to its end, then signals the script and exits 1."""
+    e, script = _train_job(tmp_path, 3)
+    (tmp_path / "bin" / "srun").write_text(
+        '#!/bin/bash\nshift 2; shift; shift\n"$@"\nkill -USR1 $PPID; sleep 1; exit 1\n')
+    e["RUN_DIR"] = str(tmp_path / "run")
+    p = subprocess.run(["bash", script], capture_output=True, text=True, env=e, timeout=300)
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["reason"] == "DIVERGED_MAXITS"
+    assert "requeueing" not in p.stdout and not (tmp_path / "scontrol.log").exists(), p.stdout + p.stderr
 
 
 def test_train_template_relative_paths_plugin_folder_and_checks(tmp_path):

@@ -11,7 +11,10 @@ A run passes through three phases:
   they raise :class:`Interrupted` together; the caller writes the run folder and exits with 4;
 - ``final`` (writing the final outputs): the flag is kept, the writes finish.
 
-A second signal in any phase ends the process at once (exit status 128 + signal number), also
+A second signal in any phase ends the process at once (exit status 128 + signal number) --
+except one of another kind within ECHO s of the first, which is the same stop request (a batch
+system that signals every process of a job, SIGTERM, while the job script forwards its own,
+SIGUSR1: runs/slurm/train.sbatch under scancel ended without its save) -- also
 while compiled code runs (a Numba kernel that does not return holds the main thread, where
 Python runs its signal handlers): a watcher thread reads the signals from Python's wake-up fd
 (``signal.set_wakeup_fd``, written by the C-level handler as a signal arrives) and ends the
@@ -30,10 +33,12 @@ from .errors import OcnetError
 INTERRUPTED_STATUS = 4
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
-_state = {"signal": 0, "phase": "early", "early": None, "wakeup": None}
+_state = {"signal": 0, "t": 0.0, "phase": "early", "early": None, "wakeup": None}
 
 #: seconds the watcher thread leaves the main thread to act on a second signal
 GRACE = 1.0
+#: seconds after the first signal in which a signal of another kind is its echo, not a second one
+ECHO = 1.0
 #: seconds a rank other than 0 waits, on a signal in the early phase, for rank 0 to end the job
 EARLY_WAIT = 2.0
 
@@ -59,8 +64,16 @@ def _say(text):
         pass
 
 
+def _echo(signum, first, since):
+    """Whether signal ``signum`` is the echo of the first one (``first``, received ``since``
+    seconds ago): another kind, within ECHO s."""
+    return bool(first) and signum != first and since < ECHO
+
+
 def _handler(signum, frame):
     name = signal.Signals(signum).name
+    if _state["signal"] and _echo(signum, _state["signal"], time.monotonic() - _state["t"]):
+        return  # the same stop request, from another sender
     if _state["signal"]:  # the second signal: at once
         if _state["phase"] == "early":  # (this rank is ending already: the second is mpiexec's end of
             os._exit(INTERRUPTED_STATUS)  # the job after another rank's abort, not the user's)
@@ -68,7 +81,7 @@ def _handler(signum, frame):
         os._exit(128 + signum)
     if signum == signal.SIGTERM and "OMPI_COMM_WORLD_SIZE" in os.environ:  # (Open MPI's mpiexec sends
         name += " (under mpiexec, Ctrl-C arrives as SIGTERM too)"  # SIGTERM for Ctrl-C)
-    _state["signal"] = signum
+    _state["signal"], _state["t"] = signum, time.monotonic()
     if _state["phase"] == "early":
         # rank 0 notes the stop and ends the job; another rank waits for it first (a launcher that
         # signals every rank: its abort came first and ended rank 0 before the note, 3 times in 5
@@ -106,7 +119,7 @@ def _abort_all():
 def _watch(fd):
     """Watcher thread: counts the signals of SIGNALS as they arrive (one byte each on Python's
     wake-up fd); at the second, ends the process if the main thread has not within GRACE s."""
-    seen, nums = 0, {int(x) for x in SIGNALS}
+    nums, first, t0, signum = {int(x) for x in SIGNALS}, 0, 0.0, 0
     while True:
         try:
             data = os.read(fd, 64)
@@ -114,9 +127,13 @@ def _watch(fd):
             return
         if not data:  # uninstall() closed the write end
             return
-        seen += sum(1 for b in data if b in nums)
-        if seen >= 2:
-            signum = next(b for b in reversed(data) if b in nums)
+        now = time.monotonic()
+        for b in (b for b in data if b in nums):
+            if not first:
+                first, t0 = b, now
+            elif not _echo(b, first, now - t0):
+                signum = b
+        if signum:
             time.sleep(GRACE)  # (the main thread's handler ends the process itself when it can run)
             if _state["phase"] == "early" and not _rank0():  # (mpiexec ending the job after rank 0's
                 os._exit(INTERRUPTED_STATUS)  # abort: rank 0 said why)
