@@ -542,3 +542,17 @@ def test_unstable_fine_step_in_exact_mode_blames_the_model():
         one_error(p, 3, "non-finite objective (J = nan)")
         assert "warning" not in p.stderr and "-mode serial" not in p.stderr and "try a smaller step (-T, -N)" \
             in p.stderr, p.stderr
+
+
+def test_full_disk_is_one_line():
+    """A full disk (or quota, or a read-only file system) while writing: one line naming the file,
+    not an 'internal error' with a traceback (tester 37, a 600 KB tmpfs); a plugin's own OSError
+    is still the plugin's failure."""
+    import errno
+
+    from ocnet.run.cli import describe
+    status, text = describe(OSError(errno.ENOSPC, "No space left on device", "/r/summary.json"), None)
+    assert (status, text) == (1, "ocnet: error: No space left on device writing '/r/summary.json': make room (or move "
+                                 "the run folder) and -resume (it continues from the last complete checkpoint)")
+    assert describe(OSError(errno.EDQUOT, "Disk quota exceeded"), None)[1].startswith(
+        "ocnet: error: Disk quota exceeded: make room")

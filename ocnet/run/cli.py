@@ -3,6 +3,7 @@
 Every knob is a PETSc option; ``-help`` lists ocnet's own ones with defaults; options given but
 never used are reported at the end.  Bad input ends every rank with one line and exit status 2.
 """
+import errno
 import math
 import os
 import re
@@ -1045,6 +1046,10 @@ def describe(e, comm):
     line = kernel_typing_error(e)
     if line:
         return 1, f"ocnet: error: {line}"
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) and plugin_frame(e) is None:
+        where = f" writing '{e.filename}'" if e.filename else ""
+        return 1, (f"ocnet: error: {e.strerror}{where}: make room (or move the run folder) and -resume (it "
+                   "continues from the last complete checkpoint)")
     tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
     where = plugin_frame(e)
     if where is not None:

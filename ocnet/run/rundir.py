@@ -433,11 +433,16 @@ def write_json(path, obj):
     """``obj`` as JSON in ``path``, written under a temporary name and renamed."""
     WRITTEN.add(os.path.abspath(path))
     tmp = f"{path}.{os.getpid()}.tmp"  # (two ranks may note an early stop at once)
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:  # (a full disk: no half-written temporary left behind)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def _load_files(source):
