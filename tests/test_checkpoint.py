@@ -108,6 +108,8 @@ def test_resume_errors(tmp_path):
     assert p.returncode == 2 and "corrupt checkpoint" in p.stderr and "Traceback" not in p.stderr
     p = run_ocnet(ARGS + ["-resume", tmp_path / "r", "-N", 16], check=False)
     assert p.returncode == 2 and "other settings: -N 12 (now 16);" in p.stderr, p.stderr  # said once
+    p = run_ocnet(ARGS + ["-resume", tmp_path / "r", "-load", tmp_path / "r"], check=False)  # (ignored, recorded)
+    assert p.returncode == 2 and "-load with -resume: a resumed run continues from its checkpoint" in p.stderr
     p = run_ocnet(["-problem", "heat", "-N", 12, "-resume", tmp_path / "r"], check=False)
     assert p.returncode == 2 and "other settings: -problem peaks (now heat);" in p.stderr, p.stderr
     p = run_ocnet(ARGS[:ARGS.index("-tao_type")] + ["-tao_type", "lmvm", "-resume", tmp_path / "r"], check=False)

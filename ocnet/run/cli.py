@@ -269,6 +269,10 @@ def run(comm):
     source = db.getString("load", "") if db.hasName("load") else ""
     loaded = rundir.saved_meta(source, comm) if source else {}  # -load's params.json
     from_load = rundir.load_model_options(db, loaded)  # (before the problem is chosen: it is one of them)
+    if db.hasName("resume") and source and \
+            (rundir.recorded_options(db.getString("resume", ""), comm) or {}).get("load") != source:
+        raise OcnetError(f"-load with -resume: a resumed run continues from its checkpoint, not from '{source}'; to "
+                         f"start from its parameters, start a new run: -load {source} -run_dir NEW")
     if db.hasName("resume"):  # the run's own options (its options.txt) where the command line gives none
         from_run = rundir.resume_options(db, db.getString("resume", ""), comm)
         if from_run and not db.hasName("quiet"):
