@@ -94,6 +94,11 @@ def test_resume_takes_the_runs_own_options(tmp_path):
     kept = (d / "options.txt").read_text().splitlines()
     assert "-tao_max_it 9" in kept and "-checkpoint_every 2" in kept and "-quiet" in kept, kept
     assert not any(k.split()[0] in ("-tao_monitor", "-log_phases", "-widht", "-mgrit_monitor") for k in kept), kept
+    # a misspelt TAO name is a misspelling, not a changed setting; -checkpoint 0 given replaces the
+    # recorded -checkpoint_every (they conflicted), and controls saving only: not a difference
+    p = run_ocnet(["-resume", d, "-tao_max_it", 10, "-tao_ls_typ", "armijo", "-checkpoint", 0])
+    assert "other settings" not in p.stderr and "option -tao_ls_typ was given but is not used" in p.stderr, p.stderr
+    assert "-checkpoint 0" in (d / "options.txt").read_text().splitlines()
 
 
 def test_resume_errors(tmp_path):

@@ -384,6 +384,9 @@ def run(comm):
     if resume:
         rundir.lock(values["resume"], comm, "-resume")
         recorded = rundir.recorded_options(values["resume"], comm)  # (None: no options.txt, all are written)
+        # (TAO reads its options first: a -tao_* name it did not read is a misspelling, reported as
+        # one, not a changed setting)
+        Trainer(objective, comm, replicated).tao.destroy()
         resume = rundir.check_resume(values["resume"], meta, comm)
         from ..optim import checkpoint
         done = checkpoint.saved_meta(values["resume"], comm, "iteration") if resume else None
@@ -585,7 +588,8 @@ def run(comm):
 
 #: options that control a run but do not define it (not compared on -load/-resume)
 RUN_CONTROL = ("run_dir", "run_dir_plots", "predictions", "run_dir_overwrite", "load", "design_layout", "quiet", "dry_run",
-               "resume", "checkpoint_every", "checkpoint_seconds", "log_phases", "mgrit_view", "check_adjoint")
+               "resume", "checkpoint", "checkpoint_every", "checkpoint_seconds", "log_phases", "mgrit_view",
+               "check_adjoint")
 
 
 def write_predictions(run_dir, problem, predict, comm):

@@ -189,7 +189,7 @@ def _check_not_behind(path, saved_it, comm):
             (saved_it is not None and saved_it >= end):
         return
     lost = "the whole run: it holds no checkpoint" if saved_it is None else \
-        f"iterations {saved_it + 1}..{end}: its checkpoint is of iteration {saved_it}"
+        f"iteration{f's {saved_it + 1}..' if end > saved_it + 1 else ' '}{end}: its checkpoint is of iteration {saved_it}"
     raise OcnetError(f"-resume: '{path}' holds a run that finished at iteration {end}, and resuming would discard "
                      f"{lost} (-checkpoint 0 saves only when a signal stops a run); nothing was changed: continue "
                      f"from its final parameters in a new folder, -load {path} -run_dir NEW")
@@ -222,7 +222,10 @@ def check_resume(path, meta, comm):
     so = saved.get("options", {})
     diff = differences(saved, meta, ("tao_type",) if "tao_type" in saved else ())
     # (-mgrit_monitor only prints: the iterates are the same with it, tests/test_adaptive.py)
-    diff += differences(so, meta["options"], sorted(k for k in so if not k.endswith("mgrit_monitor")))
+    # (an option this implementation does not record, e.g. -checkpoint, which controls saving only,
+    # recorded by older versions, is not compared)
+    diff += differences(so, meta["options"], sorted(k for k in so if k in meta["options"]
+                                                    and not k.endswith("mgrit_monitor")))
     tao_notes, tao_diff = tao_changes(path, set(meta["options"]) | {"tao_type", "tao_python_type"}, comm)
     diff += tao_diff
     newer = sorted(set(meta["options"]) - set(so))
@@ -523,8 +526,10 @@ def resume_options(db, path, comm):
     (options given are compared with the saved run as before, and -tao_max_it may change).
     Collective (rank 0 reads).  Returns ['-name value', ...] of the options set."""
     out = []
+    saving = ("checkpoint", "checkpoint_every", "checkpoint_seconds")  # (one given: the others recorded do not apply)
+    given_saving = any(db.hasName(k) for k in saving)
     for key, value in (recorded_options(path, comm) or {}).items():
-        if key in NOT_RESUMED or db.hasName(key):
+        if key in NOT_RESUMED or db.hasName(key) or (given_saving and key in saving):
             continue
         db.setValue(key, value)
         out.append(f"-{key} {value}".rstrip())
@@ -552,6 +557,8 @@ def tao_changes(path, compared, comm):
     for k in sorted(set(now) | {k for k in recorded if k.startswith("tao_") and k not in compared}):
         if k == "tao_max_it" or "monitor" in k or "view" in k or k == "tao_converged_reason":
             continue
+        if k not in recorded and hasattr(db, "used") and not db.used(k):  # no option of TAO's: a misspelling
+            continue  # (reported as one at the first iteration)
         a, b = recorded.get(k), now.get(k)  # (texts, None where not given)
         try:
             same = a == b or (a is not None and b is not None and float(a) == float(b))
