@@ -239,7 +239,8 @@ def check_resume(path, meta, comm):
         diff = [d for d in diff if d.startswith("-problem ")]
     if diff:
         raise OcnetError(f"-resume: '{path}' holds a run with other settings: {', '.join(diff)}; "
-                         "resume with the same settings (-tao_max_it and TAO's tolerances may change; options "
+                         "resume with the same settings (-tao_max_it, TAO's stopping tests, monitors and views, and the "
+                         "options that control saving and printing may change, docs/hpc/long-runs.md; options "
                          "not given are the "
                          f"run's own, from {os.path.join(path, 'options.txt')})")
     if tao_notes and comm.Get_rank() == 0:
