@@ -275,3 +275,27 @@ def test_note_when_most_evaluations_fall_back(tmp_path):
     assert "one-shot evaluations were exact (layer-serial fallbacks" in p.stderr and "-mgrit_relax FCF" in p.stderr
     q = run_ocnet(BASE + ["-tao_max_it", 6])  # (a run that contracts: no such note)
     assert "evaluations were exact" not in q.stderr, q.stderr
+
+
+def test_state_nonfinite_before_its_last_cycle_falls_back():
+    """A one-shot state solve whose iterate went non-finite before its last cycle and ended at
+    round-off anyway (MGRIT is exact after enough cycles on few coarse intervals; a new user's
+    reaction-diffusion plugin, N 64, 8 + 8 cycles per evaluation) was accepted silently: rho was
+    not measured (the residual before the last cycle read as 'not measured').  It is rho = inf
+    now: the evaluation becomes exact, with the note and the summary's count."""
+    import math
+    from types import SimpleNamespace
+
+    from mpi4py import MPI
+
+    from ocnet.optim.adaptive import AdaptiveOneShot, _rho
+    values = {"oneshot_state_its_min": 2, "oneshot_state_its_max": 8, "oneshot_adjoint_its_min": 1,
+              "oneshot_adjoint_its_max": 8, "oneshot_state_its": 8, "oneshot_adjoint_its": 8, "oneshot_kappa": 0.2,
+              "oneshot_state_share": 0.25, "oneshot_relax_after": 20, "oneshot_error_scale": 1e3,
+              "oneshot_adjoint_refresh": 3, "oneshot_exact_start": 0.0}
+    mg = SimpleNamespace(history=[math.nan, math.inf, 1.6e-15], unorm=1.0, s=SimpleNamespace(max_it=8))
+    assert _rho(mg) == math.inf
+    ctl = AdaptiveOneShot(values, MPI.COMM_SELF)
+    assert ctl.after_state(SimpleNamespace(mgrit=mg)) and "rho inf >= 1" in ctl.fallback_reason
+    mg.history = [math.nan, 1.6e-15]  # (not measured: no decision)
+    assert math.isnan(_rho(mg)) and not ctl.after_state(SimpleNamespace(mgrit=mg))

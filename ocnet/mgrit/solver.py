@@ -718,6 +718,8 @@ class MGRIT:
             self.last_cycle, self._fixed = k == self.s.max_it - 1, True
             if self.measure_rho and self.last_cycle and k > 0 and not monitor:  # adaptive one-shot: rho of the last cycle
                 before = self.residual_norm(fine)
+                if not math.isfinite(before):  # (measured: the iterate went non-finite; nan marks "not measured")
+                    before = math.inf
             try:  # warm_skip: the first cycle restricts the warm start's F-points unrelaxed
                 self.cycle(0, self.s.cycle, skip=self.s.warm_skip and k == 0)
             finally:

@@ -203,6 +203,8 @@ def _rho(mg):
     h = _residuals(mg)
     if len(h) < 2:
         return math.nan
+    if math.isinf(h[-2]):  # non-finite before the last cycle: a finite result then rests on MGRIT's
+        return math.inf  # exactness after enough cycles, not on a contraction (a diverging coarse level)
     floor = FLOOR * ROUNDOFF * getattr(mg, "unorm", 0.0)
     return h[-1] / h[-2] if h[-2] > floor else 0.0
 

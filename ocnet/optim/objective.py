@@ -254,7 +254,8 @@ class ReducedObjective:
         if not finite and self.adapt is not None and self.mgrit is not None:
             # adaptive one-shot: a non-finite MGRIT evaluation is evaluated exactly (the exact
             # evaluation decides whether the design itself is non-finite)
-            self.adapt.fallback_reason = f"it went non-finite (J = {J})"
+            self.adapt.fallback_reason = (f"its gradient went non-finite (J = {J:.4g})" if np.isfinite(J) else
+                                          f"it went non-finite (J = {J})")
             return self._exact(x, grad)
         if not finite:  # J is the same on every rank and the flag is reduced: collective
             where = self._nonfinite(J, thetas, g, grad is not None, G, grad_g)

@@ -455,7 +455,8 @@ def run(comm):
             raise OcnetError("-log_phases needs -run_dir")
         phases.start()
         objective.mgrit_counts = {k: [0, 0] for k in objective.mgrit_counts}
-    t_solve, cpu_solve, jit_solve = time.perf_counter(), time.process_time(), jit_clock.seconds()
+    t_solve, cpu_solve = time.perf_counter(), time.process_time()
+    jit_solve, jit_cpu = jit_clock.seconds(), jit_clock.cpu_seconds()
     if resume:
         _say(comm, f"ocnet: resuming {run_dir} at iteration {trainer.resume_its}")
     signals.set_phase("run")  # from here a signal stops every rank at the next iteration's end
@@ -490,12 +491,12 @@ def run(comm):
     trainer.finish(x_opt)
     signals.set_phase("final")  # a signal now waits for the final outputs (they end the run anyway)
     t_solve, cpu_solve = time.perf_counter() - t_solve, time.process_time() - cpu_solve
-    jit_solve = jit_clock.seconds() - jit_solve
+    jit_solve, jit_cpu = jit_clock.seconds() - jit_solve, jit_clock.cpu_seconds() - jit_cpu
     if values["log_phases"]:
         # (this start's iterations: after -resume the evaluations and times are this start's too)
         done = int(trainer.rows[-1]["iteration"]) - trainer.resume_its if trainer.rows else 0
         phases.write(run_dir, comm, done, comm.bcast(trainer.evaluations, root=0), t_solve,
-                     objective.mgrit_counts, cpu_solve, jit_solve)
+                     objective.mgrit_counts, cpu_solve, jit_solve, jit_cpu)
     reason = reason_name(code)
     x = objective.design.convert(x_opt, False)
     rows = trainer.rows
