@@ -5,6 +5,7 @@ with a non-zero status well within the subprocess timeout (a hang fails the test
 """
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -556,3 +557,16 @@ def test_full_disk_is_one_line():
                                  "the run folder) and -resume (it continues from the last complete checkpoint)")
     assert describe(OSError(errno.EDQUOT, "Disk quota exceeded"), None)[1].startswith(
         "ocnet: error: Disk quota exceeded: make room")
+
+
+def test_ranks_with_different_options_are_one_line():
+    """An MPMD command line whose ranks got other options (`mpiexec -n 1 ocnet A : -n 1 ocnet B`)
+    ended in a segmentation fault or a hang (tester 37): one line, exit 2, on every rank."""
+    import subprocess
+
+    from tests.conftest import ROOT, mpiexec_prefix
+    ocnet = [sys.executable, "-m", "ocnet", "-problem", "peaks", "-tao_max_it", "2", "-quiet"]
+    cmd = mpiexec_prefix(1) + ocnet + ["-N", "8", ":", "-n", "1"] + ocnet + ["-N", "16"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT,
+                       env=dict(os.environ, OMP_NUM_THREADS="1"))
+    one_error(p, 2, "the ranks were given different options (rank 1's differ from rank 0's)")

@@ -264,6 +264,12 @@ def run(comm):
             db.setValue(k, v)
             db.getString(k)  # our default: not a user's typo when a run never reads it
             own.add(k)
+    if comm.Get_size() > 1:  # (MPMD, `mpiexec -n 1 ocnet A : -n 1 ocnet B`: a segmentation fault or a hang)
+        every = comm.allgather(sorted(db.getAll().items()))
+        first = next((r for r, o in enumerate(every) if o != every[0]), None)
+        if first is not None:
+            raise OcnetError(f"the ranks were given different options (rank {first}'s differ from rank 0's): every "
+                             "rank of a run takes the same command line")
     opts = framework_options()
     want_help = db.hasName("help")
     source = db.getString("load", "") if db.hasName("load") else ""
