@@ -94,6 +94,7 @@ def test_missing_options_file(nprocs):
     (["-run_dir=R"], "'-run_dir=R': an option's value follows it after a blank: -run_dir R", None),
     (["-N", 8, "extra"], "stray argument 'extra'", 2),
     (["N=8"], "stray argument 'N=8'", None),
+    (["-tao_gatol", "abc"], "option -tao_gatol: 'abc' is not a number", 2),  # (PETSc named the value only)
 ])
 def test_arguments_petsc_would_ignore(args, text, nprocs):
     """Words PETSc drops silently (a stray word) or takes as option names that never match

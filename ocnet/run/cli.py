@@ -1052,7 +1052,13 @@ def describe(e, comm):
         if any("infinity or NaN" in ln for ln in lines):  # TAO's check of f and |g| (finite J, |g|^2 overflows)
             return 3, ("ocnet: error: non-finite objective or gradient norm in TAO (PETSc: generated infinity or NaN); "
                        "try a smaller step (-T, -N), smaller initial weights or smaller regularisation weights")
-        return 2, f"ocnet: error: PETSc: {lines[-1] if lines else e}"
+        text = lines[-1] if lines else str(e)
+        m = re.search(r"Input string (.+?) has no numeric value", text)
+        if m:  # name the option (PETSc names the value only)
+            names = [k for k, v in PETSc.Options().getAll().items() if v == m.group(1).strip()]
+            if names:
+                text = f"option -{names[0]}: {m.group(1).strip()!r} is not a number ({text})"
+        return 2, f"ocnet: error: PETSc: {text}"
     if isinstance(e, MemoryError):
         return 2, ("ocnet: error: out of memory: use fewer layers (-N), a smaller state or data set, "
                    "mini-batches (-batch_size) or more ranks")
