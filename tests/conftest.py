@@ -36,7 +36,7 @@ def run_ocnet(args, nprocs=None, timeout=300, check=True, plots=False, env=None)
 
 #: summary.json's keys after every ending (success, signal, numerical failure, plugin failure)
 SUMMARY_KEYS = {"reason", "iterations", "ranks", "mode", "wall_time", "final_row", "jit_time", "warmup_time", "machine",
-                "finished", "host", "versions"}
+                "finished", "host", "versions", "starts"}
 
 
 def read_history(path):

@@ -83,6 +83,11 @@ def test_resume_takes_the_runs_own_options(tmp_path):
     assert read_history(d)[:5] == full
     p = run_ocnet(["-resume", d, "-tao_max_it", 7, "-mgrit_monitor"])  # (only prints: it was refused)
     assert "mgrit it" in p.stdout and [r["iteration"] for r in read_history(d)] == [str(i) for i in range(8)]
+    # summary.json's starts: each start's first and last iteration, ranks and ending (tester 37: a
+    # resumed run's summary did not say that it had been stopped and resumed)
+    starts = json.loads((d / "summary.json").read_text())["starts"]
+    assert [(s["from_iteration"], s["iterations"], s["reason"]) for s in starts] == \
+        [(0, 4, "DIVERGED_MAXITS"), (4, 6, "DIVERGED_MAXITS"), (6, 7, "DIVERGED_MAXITS")], starts
     p = run_ocnet(["-resume", d, "-tao_max_it", 8, "-N", 16], check=False)  # given: still compared
     assert p.returncode == 2 and "other settings: -N 12 (now 16)" in p.stderr and "options.txt" in p.stderr
     # options.txt after a resume: a failed start leaves it as it was (a bad viewer made every later

@@ -195,11 +195,15 @@ def run_summary(reason, trainer, **more):
              if k in ("objective", "gradient_norm") or (k.startswith(("train_", "val_")) and not k.endswith("_residual"))}\
         if rows else None
     saves = trainer.save_stats if trainer is not None and trainer.save_stats["saves"] else None
-    return {"reason": reason, "iterations": int(last["iteration"]) if rows else None, "ranks": _FAILURE["ranks"],
+    its = int(last["iteration"]) if rows else None
+    start = {"from_iteration": trainer.resume_its if trainer is not None else _FAILURE.get("from_iteration"),
+             "iterations": its, "ranks": _FAILURE["ranks"], "reason": reason}
+    return {"reason": reason, "iterations": its, "ranks": _FAILURE["ranks"],
             "mode": _FAILURE["mode"], "wall_time": last.get("wall_time"), "final_row": final,
             "jit_time": trainer.jit_time() if trainer is not None and trainer.t0 is not None else None,
             "warmup_time": _FAILURE.get("warmup_time"),
-            "machine": rundir.machine(), **rundir.provenance(), **({"checkpoints": saves} if saves else {}), **more}
+            "machine": rundir.machine(), **rundir.provenance(), **({"checkpoints": saves} if saves else {}),
+            "starts": _FAILURE.get("starts", []) + [start], **more}
 
 
 def write_failure(status, text):
@@ -390,6 +394,7 @@ def run(comm):
     if resume:
         rundir.lock(values["resume"], comm, "-resume")
         recorded = rundir.recorded_options(values["resume"], comm)  # (None: no options.txt, all are written)
+        _FAILURE["starts"] = rundir.earlier_starts(values["resume"], comm)
         # (TAO reads its options first: a -tao_* name it did not read is a misspelling, reported as
         # one, not a changed setting)
         Trainer(objective, comm, replicated).tao.destroy()

@@ -165,6 +165,18 @@ def finished_at(path, its, comm):
     return isinstance(s.get("reason_code"), int) and s.get("iterations") == its
 
 
+def earlier_starts(path, comm):
+    """summary.json's ``starts`` of run folder ``path`` (the run's earlier starts: from which
+    iteration, to which, on how many ranks, how each ended), before a -resume adds its own; a
+    summary written before the field, one entry from its fields; a start killed before it wrote
+    a summary is not among them.  Collective (rank 0 reads)."""
+    s = _root_json(os.path.join(path, "summary.json"), comm)
+    if isinstance(s.get("starts"), list):
+        return s["starts"]
+    return [{"from_iteration": None, "iterations": s.get("iterations"), "ranks": s.get("ranks"),
+             "reason": s.get("reason")}] if s.get("reason") else []
+
+
 def _root_json(path, comm):
     """The JSON object in ``path``, read on rank 0 and broadcast; {} when missing, unreadable or
     not an object."""
