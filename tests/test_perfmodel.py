@@ -165,10 +165,14 @@ def test_calibrate_launcher(tmp_path):
         "status 1: no output); its ranks started with --launcher 'false {n}'"], p.stderr
     p = perfmodel(base + ["--launcher", "mpiexec -n"])
     assert p.returncode == 2 and "expected {n} where the rank count goes" in p.stderr, p.stderr
-    p = perfmodel(base + ["--launcher", "nosuchlauncher -n {n}"])  # (a traceback and an internal error before)
+    # (a traceback and an internal error before; then found only after the timings, tester 37)
+    p = perfmodel(base + ["--launcher", "nosuchlauncher -n {n}", "-nxx", "3"])
     lines = [ln for ln in p.stderr.splitlines() if ln.startswith("ocnet: error")]
-    assert p.returncode == 2 and "Traceback" not in p.stderr and len(lines) == 1 and lines[0].startswith(
-        "ocnet: error: calibrate: the 2-rank ping-pong did not run (`nosuchlauncher -n 2"), p.stderr
+    assert p.returncode == 2 and "Traceback" not in p.stderr and lines == [
+        "ocnet: error: --launcher 'nosuchlauncher -n {n}': no command 'nosuchlauncher' found (checked before the "
+        "timings)"], p.stderr
+    p = perfmodel(base + ["-nxx", "3", "--launcher", "false {n}"])  # a misspelt option: said before the timings
+    assert p.stderr.index("option -nxx was given but never used (did you mean -nx?)") < p.stderr.index("ocnet: error")
 
 
 def test_calibrate_any_plugin_and_predict(tmp_path):

@@ -394,6 +394,11 @@ def calibrate(out, args, steps=256, quick=False, say=print, launcher=None):
     repeat = 3 if quick else 11
     comm = PETSc.COMM_SELF.tompi4py()
     spec, values, pb = build_problem(comm)
+    from ..run.cli import _closest
+    for k in unused_options():  # (before the timings, which take minutes: a typo is seen at once)
+        close = _closest(k, sorted(values))
+        print(f"ocnet: warning: option -{k} was given but never used" + (f" (did you mean -{close}?)" if close else ""),
+              file=sys.stderr, flush=True)
     sets = {"train": pb.datasets.get("train")}
     if sets["train"] is None:
         raise OcnetError(f"problem '{spec}' has no 'train' data set")
@@ -660,6 +665,11 @@ def main(argv):
         print(f"ocnet: error: --launcher '{a.launcher}': expected {{n}} where the rank count goes, e.g. "
               "'srun -n {n}'", file=sys.stderr)
         return 2
+    import shutil
+    if a.launcher is not None and not shutil.which((shlex.split(a.launcher) or [""])[0]):
+        print(f"ocnet: error: --launcher '{a.launcher}': no command '{(shlex.split(a.launcher) or [''])[0]}' found "
+              "(checked before the timings)", file=sys.stderr)
+        return 2
     try:
         cal = calibrate(a.out, args, a.steps, a.quick, launcher=a.launcher)
     except (OcnetError, LaunchFailure) as e:
@@ -670,8 +680,6 @@ def main(argv):
         status, text = describe(e, PETSc.COMM_SELF.tompi4py())
         print(text, file=sys.stderr)
         return status
-    for k in unused_options():
-        print(f"ocnet: warning: option -{k} was given but never used", file=sys.stderr)
     pr = cal["problem"]
     print(f"problem {pr['spec']} ({' '.join(shlex.quote(x) for x in pr['args'])}): S = {pr['S']}, "
           f"S_val = {pr['S_val']}, p = {pr['p']}")
