@@ -111,7 +111,7 @@ def test_resume_errors(tmp_path):
     assert p.returncode == 2 and "-resume: no run folder" in p.stderr
     (tmp_path / "empty").mkdir()
     p = run_ocnet(ARGS + ["-resume", tmp_path / "empty"], check=False)
-    assert p.returncode == 2 and "no complete checkpoint" in p.stderr
+    assert p.returncode == 2 and "is not an ocnet run folder (no .ocnet-run marker, no checkpoint)" in p.stderr, p.stderr
     run_ocnet(ARGS + ["-run_dir", tmp_path / "r", "-tao_max_it", 4])
     (tmp_path / "r" / "checkpoint" / "rank0.npz").write_bytes(b"garbage")
     p = run_ocnet(ARGS + ["-resume", tmp_path / "r"], check=False)
@@ -124,6 +124,14 @@ def test_resume_errors(tmp_path):
     assert p.returncode == 2 and "other settings: -problem peaks (now heat);" in p.stderr, p.stderr
     p = run_ocnet(ARGS[:ARGS.index("-tao_type")] + ["-tao_type", "lmvm", "-resume", tmp_path / "r"], check=False)
     assert p.returncode == 2 and "other settings: -tao_type python (now lmvm);" in p.stderr, p.stderr
+    (tmp_path / "r" / "options.txt").rename(tmp_path / "options.txt")  # (the refusal named the missing file)
+    p = run_ocnet(ARGS + ["-resume", tmp_path / "r", "-N", 16], check=False)
+    assert p.returncode == 2 and "options.txt is missing: options not given take their defaults" in p.stderr, p.stderr
+    (tmp_path / "options.txt").rename(tmp_path / "r" / "options.txt")
+    (tmp_path / "r" / "checkpoint" / "history.json").rename(tmp_path / "history.json")  # (named rank0.npz)
+    p = run_ocnet(ARGS + ["-resume", tmp_path / "r"], check=False)
+    assert p.returncode == 2 and "corrupt checkpoint" in p.stderr and ": history.json: [Errno 2]" in p.stderr, p.stderr
+    (tmp_path / "history.json").rename(tmp_path / "r" / "checkpoint" / "history.json")
     (tmp_path / "r" / "checkpoint" / "COMPLETE").unlink()  # damaged: never overwritten by a fresh start
     rows = (tmp_path / "r" / "history.csv").read_text()
     p = run_ocnet(ARGS + ["-resume", tmp_path / "r"], check=False)

@@ -236,7 +236,7 @@ def load(run_dir, comm, objective, replicated=True):
     rank whose file was damaged used to wait in allgather while the others allocated Vecs: a hang)."""
     path = find(run_dir) if os.path.isdir(run_dir) else None
     collective_check(comm, path is not None, f"-resume: no complete checkpoint in '{run_dir}'")
-    name = f"rank{comm.Get_rank()}.npz"
+    name = "history.json"  # (the file being read: named in the error)
     err, meta, arrays, relayout = None, None, {}, False
     grid, N = objective.grid, objective.grid.N
     try:
@@ -246,6 +246,7 @@ def load(run_dir, comm, objective, replicated=True):
         its, rows = int(meta["iteration"]), list(meta["rows"])
         if rows and int(rows[-1]["iteration"]) != its:
             raise ValueError(f"its history ends at iteration {rows[-1]['iteration']}, not {its}")
+        name = f"rank{comm.Get_rank()}.npz"
         if P == comm.Get_size():
             with np.load(os.path.join(path, name)) as z:
                 arrays = {k: z[k] for k in z.files}

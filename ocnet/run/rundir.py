@@ -224,7 +224,8 @@ def check_resume(path, meta, comm):
                          "(no COMPLETE marker: damaged); nothing was changed: remove it to start the run again "
                          "there, or start a new run" if damaged else "")
         ours = comm.bcast(os.path.isfile(os.path.join(path, MARKER)) if comm.Get_rank() == 0 else None, root=0)
-        collective_check(comm, ours, f"-resume: no complete checkpoint in '{path}'")
+        collective_check(comm, ours, f"-resume: '{path}' is not an ocnet run folder (no {MARKER} marker, no "
+                                     "checkpoint): give the folder a run wrote, or start a run with -run_dir")
         _check_not_behind(path, None, comm)
         return False
     _check_not_behind(path, checkpoint.saved_meta(path, comm, "iteration"), comm)
@@ -252,9 +253,10 @@ def check_resume(path, meta, comm):
     if diff:
         raise OcnetError(f"-resume: '{path}' holds a run with other settings: {', '.join(diff)}; "
                          "resume with the same settings (-tao_max_it, TAO's stopping tests, monitors and views, and the "
-                         "options that control saving and printing may change, docs/hpc/long-runs.md; options "
-                         "not given are the "
-                         f"run's own, from {os.path.join(path, 'options.txt')})")
+                         "options that control saving and printing may change, docs/hpc/long-runs.md; " + (
+                             f"options not given are the run's own, from {os.path.join(path, 'options.txt')})"
+                             if os.path.isfile(os.path.join(path, "options.txt")) else
+                             f"{os.path.join(path, 'options.txt')} is missing: options not given take their defaults)"))
     if tao_notes and comm.Get_rank() == 0:
         print(f"ocnet: note: -resume: {', '.join(tao_notes)}: TAO's stopping test{'s' * (len(tao_notes) > 1)} "
               "from here on", file=sys.stderr, flush=True)
