@@ -196,7 +196,7 @@ def run_summary(reason, trainer, **more):
         if rows else None
     saves = trainer.save_stats if trainer is not None and trainer.save_stats["saves"] else None
     its = int(last["iteration"]) if rows else None
-    start = {"from_iteration": trainer.resume_its if trainer is not None else _FAILURE.get("from_iteration"),
+    start = {"from_iteration": trainer.resume_its if trainer is not None else None,  # (None: stopped before)
              "iterations": its, "ranks": _FAILURE["ranks"], "reason": reason}
     return {"reason": reason, "iterations": its, "ranks": _FAILURE["ranks"],
             "mode": _FAILURE["mode"], "wall_time": last.get("wall_time"), "final_row": final,
