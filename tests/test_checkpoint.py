@@ -95,7 +95,8 @@ def test_resume_takes_the_runs_own_options(tmp_path):
     before = (d / "options.txt").read_text()
     p = run_ocnet(["-resume", d, "-tao_max_it", 9, "-tao_monitor", 0], check=False)
     assert p.returncode == 2 and (d / "options.txt").read_text() == before, p.stderr
-    run_ocnet(["-resume", d, "-tao_max_it", 9, "-tao_monitor", "-log_phases", "-widht", 3, "-checkpoint_every", 2])
+    run_ocnet(["-resume", d, "-tao_max_it", 9, "-tao_monitor", "-log_phases", "-widht", 3, "-checkpoint_every", 2,
+               "-quiet", 0])
     kept = (d / "options.txt").read_text().splitlines()
     assert "-tao_max_it 9" in kept and "-checkpoint_every 2" in kept and "-quiet" in kept, kept
     assert not any(k.split()[0] in ("-tao_monitor", "-log_phases", "-widht", "-mgrit_monitor") for k in kept), kept

@@ -95,6 +95,7 @@ def test_missing_options_file(nprocs):
     (["-N", 8, "extra"], "stray argument 'extra'", 2),
     (["N=8"], "stray argument 'N=8'", None),
     (["-tao_gatol", "abc"], "option -tao_gatol: 'abc' is not a number", 2),  # (PETSc named the value only)
+    (["-", "N", 8], "a lone '-'", None),
 ])
 def test_arguments_petsc_would_ignore(args, text, nprocs):
     """Words PETSc drops silently (a stray word) or takes as option names that never match
@@ -571,3 +572,14 @@ def test_ranks_with_different_options_are_one_line():
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT,
                        env=dict(os.environ, OMP_NUM_THREADS="1"))
     one_error(p, 2, "the ranks were given different options (rank 1's differ from rank 0's)")
+
+
+def test_help_version_and_petsc_options_spellings():
+    """-h is -help (it ran a default training, tester 38), -version prints the versions, and
+    PETSC_OPTIONS gets the command line's spelling checks (--N 4 there trained with N 32)."""
+    p = run_ocnet(["-h"])
+    assert p.stdout.startswith("ocnet: layer-parallel") and "-problem <peaks>" in p.stdout and " it " not in p.stdout
+    p = run_ocnet(["-version"])
+    assert p.stdout.startswith("ocnet ") and "petsc4py" in p.stdout, p.stdout
+    one_error(run_ocnet(["-N", 4, "-tao_max_it", 1], env={"PETSC_OPTIONS": "--N 4"}, check=False), 2,
+              "PETSC_OPTIONS: '--N': options start with one '-'")

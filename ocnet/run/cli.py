@@ -7,6 +7,7 @@ import errno
 import math
 import os
 import re
+import shlex
 import sys
 import time
 import traceback
@@ -862,7 +863,14 @@ def main(argv=None):
                   file=sys.stderr)
         return 2
     _STARTED.append(True)
-    bad = argument_error(argv[1:]) or options_file_error(argv)
+    argv = [a if a != "-h" else "-help" for a in argv]  # (-h ran a default training: PETSc knows -help only)
+    if argv[1:] in (["-version"], ["--version"]):
+        from importlib.metadata import version
+        if rank0:
+            print(f"ocnet {version('ocnet')} (petsc4py {version('petsc4py')}, numba {version('numba')})")
+        return 0
+    env_bad = argument_error(shlex.split(os.environ.get("PETSC_OPTIONS", "")))
+    bad = (f"PETSC_OPTIONS: {env_bad}" if env_bad else None) or argument_error(argv[1:]) or options_file_error(argv)
     if bad:  # PETSc would fail in its initialisation with a multi-line error on every rank
         if rank0:
             print(f"ocnet: error: {bad}", file=sys.stderr)
@@ -977,6 +985,8 @@ def argument_error(args):
     and reports misspelt names only as unused at the end of the run."""
     prev_name = False
     for tok in args:
+        if tok == "-":
+            return "a lone '-': an option's name follows its '-' without a blank (-N 8, not - N 8)"
         shape = option_shape_error(tok) if tok.startswith("-") else None
         if shape:
             return shape

@@ -291,6 +291,9 @@ def write_options(path, comm, skip=(), extra=None, recorded=None):
     if comm.Get_rank() == 0:
         opts = {k: v for k, v in PETSc.Options().getAll().items() if k not in skip and k not in NOT_RECORDED
                 and (recorded is None or k in recorded or k in TAO_STOPPING or k in KEPT_ON_RESUME)}
+        if recorded is not None:  # (a value given for that start only, e.g. -quiet 0, keeps the recorded one)
+            opts.update({k: recorded[k] for k in opts if k in recorded and k not in TAO_STOPPING
+                         and k not in KEPT_ON_RESUME})
         opts.update(extra or {})
         tmp = os.path.join(path, "options.txt.tmp")
         with open(tmp, "w") as f:
