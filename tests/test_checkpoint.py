@@ -27,7 +27,9 @@ def test_kill_and_resume_bitwise(tmp_path, nprocs, kill, extra, monkeypatch):
     run_ocnet(args + ["-run_dir", ref], nprocs=nprocs)
     monkeypatch.setenv("OCNET_TEST_KILL", kill)
     p = run_ocnet(args + ["-run_dir", cut], nprocs=nprocs, check=False)
-    assert p.returncode != 0 and not (cut / "summary.json").exists()
+    # (summary.json: this start's RUNNING, not an earlier ending a job script would take as the run's)
+    killed = json.loads((cut / "summary.json").read_text())
+    assert p.returncode != 0 and killed["reason"] == "RUNNING" and killed["starts"][-1]["reason"] == "RUNNING"
     its = int(kill.split(":")[1])
     resumed_at = its if kill.startswith("after") else its - 3  # killed mid-write: the previous one
     # the killed folder: the parameters of the last complete save, the rows appended up to the kill
@@ -50,6 +52,8 @@ def test_kill_and_resume_bitwise(tmp_path, nprocs, kill, extra, monkeypatch):
     assert json.loads((cut / "phases.json").read_text())["iterations"] == 14 - resumed_at
     assert (ref / "params.petsc").read_bytes() == (cut / "params.petsc").read_bytes()
     # the summary's totals count the whole run, as the uninterrupted one's (and the history's columns)
+    assert [s["reason"] for s in json.loads((cut / "summary.json").read_text())["starts"]] == ["KILLED",
+                                                                                              "DIVERGED_MAXITS"]
     totals = {d: json.loads((d / "summary.json").read_text())["adaptive_oneshot"] for d in (ref, cut)}
     assert totals[cut] == totals[ref], totals
     assert totals[cut]["state_its"] == sum(int(r["state_mgrit_its_total"]) for r in read_history(cut))

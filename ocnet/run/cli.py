@@ -461,6 +461,12 @@ def run(comm):
     _FAILURE["trainer"] = trainer
     if run_dir and values["resume"]:
         write_options()
+    if run_dir and comm.Get_rank() == 0:  # (a start killed by SIGKILL or a node failure leaves this, not an
+        # earlier start's ending, which a job script would take as the run's)
+        rundir.write_json(os.path.join(run_dir, "summary.json"), run_summary(
+            "RUNNING", trainer, note="this start is running, or was killed without a chance to write its end "
+            "(SIGKILL, a node failure): history.csv and the checkpoint say how far it got; -resume continues"),
+            record=False)
     if values["log_phases"]:  # events from here on: the solve, not the warm-up
         from ..perfmodel import phases
         if not run_dir:

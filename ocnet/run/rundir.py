@@ -171,8 +171,8 @@ def earlier_starts(path, comm):
     summary written before the field, one entry from its fields; a start killed before it wrote
     a summary is not among them.  Collective (rank 0 reads)."""
     s = _root_json(os.path.join(path, "summary.json"), comm)
-    if isinstance(s.get("starts"), list):
-        return s["starts"]
+    if isinstance(s.get("starts"), list):  # (one still RUNNING was killed before writing its end)
+        return [dict(st, reason="KILLED") if st.get("reason") == "RUNNING" else st for st in s["starts"]]
     return [{"from_iteration": None, "iterations": s.get("iterations"), "ranks": s.get("ranks"),
              "reason": s.get("reason")}] if s.get("reason") else []
 
@@ -450,9 +450,11 @@ def save_params(path, x, meta, comm):
 WRITTEN = set()
 
 
-def write_json(path, obj):
-    """``obj`` as JSON in ``path``, written under a temporary name and renamed."""
-    WRITTEN.add(os.path.abspath(path))
+def write_json(path, obj, record=True):
+    """``obj`` as JSON in ``path``, written under a temporary name and renamed.  ``record``: note
+    that this start wrote it (summary.json: a failure then does not replace it)."""
+    if record:
+        WRITTEN.add(os.path.abspath(path))
     tmp = f"{path}.{os.getpid()}.tmp"  # (two ranks may note an early stop at once)
     try:
         with open(tmp, "w") as f:
