@@ -185,8 +185,8 @@ def test_run_that_ends_inside_the_exact_start_says_so(tmp_path):
     np.testing.assert_array_equal(history_column(tmp_path / "o"), history_column(tmp_path / "s"))
     assert "TAO lmvm stopped after 3 iterations (CONVERGED_GATOL)" in p.stdout, p.stdout
     notes = [ln for ln in p.stderr.splitlines() if "were in adaptive one-shot's exact start" in ln]
-    assert len(notes) == 1 and "(the first 20 gradient evaluations: -oneshot_exact_start 0.2 of -tao_max_it 100)" \
-        in notes[0] and "-oneshot_exact_start 0 tries one-shot" in notes[0], p.stderr
+    assert len(notes) == 1 and "(the first 20 gradient evaluations: -oneshot_exact_start 0.2 of the run's first " \
+        "-tao_max_it 100)" in notes[0] and "-oneshot_exact_start 0 tries one-shot" in notes[0], p.stderr
     for extra in (["-oneshot_exact_start", 0], ["-oneshot_exact_start", 1], ["-tao_max_it", 3, "-tao_gatol", 0]):
         q = run_ocnet(args + ["-mode", "oneshot"] + extra)
         assert "exact start (the first" not in q.stderr, (extra, q.stderr)

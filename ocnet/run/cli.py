@@ -553,7 +553,9 @@ def run(comm):
             # the run converged inside its exact start: its history is layer-serial's, not one-shot's
             _say(comm, f"ocnet: note: all {totals['evaluations']} evaluations were in adaptive one-shot's exact start "
                        f"(the first {objective.adapt.start_len} gradient evaluations: -oneshot_exact_start "
-                       f"{objective.adapt.exact_start:g} of -tao_max_it {max_it}), so no one-shot MGRIT solve ran; "
+                       f"{objective.adapt.exact_start:g} of the run's first -tao_max_it"
+                       + (f" {max_it}" if not values["resume"] else ", fixed at its start") + "), so no one-shot MGRIT "
+                       "solve ran; "
                        "-oneshot_exact_start 0 tries one-shot from the first iteration", sys.stderr)
     restarts = trainer.line_search_restarts()  # (collective)
     if restarts is not None:
