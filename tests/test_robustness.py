@@ -583,3 +583,15 @@ def test_help_version_and_petsc_options_spellings():
     assert p.stdout.startswith("ocnet ") and "petsc4py" in p.stdout, p.stdout
     one_error(run_ocnet(["-N", 4, "-tao_max_it", 1], env={"PETSC_OPTIONS": "--N 4"}, check=False), 2,
               "PETSC_OPTIONS: '--N': options start with one '-'")
+
+
+def test_bad_value_in_an_options_file_names_it(tmp_path):
+    """A value error of an option given in an options file (nested too) names the file and line
+    (syntax errors did; value errors named the option only, tester 38)."""
+    inner, outer = tmp_path / "inner.opts", tmp_path / "outer.opts"
+    inner.write_text("-N 4\n# a comment\n-activation tanhh\n")
+    outer.write_text(f"-options_file {inner}\n-tao_max_it 1\n")
+    for nprocs in (None, 2):
+        one_error(run_ocnet(["-options_file", outer], nprocs=nprocs, check=False), 2,
+                  f"option -activation: 'tanhh' is not one of tanh, relu, smoothrelu (given in -options_file "
+                  f"'{inner}', line 3)")

@@ -917,7 +917,11 @@ def main(argv=None):
         if own_help:
             PETSc.Options().delValue("help")
         status, text = describe(e, comm)
-        return channel.finish(status, text + misspelt_in(text) if status == 2 and text else text)
+        if status == 2 and text:
+            m = re.match(r"ocnet: error: (?:PETSc: )?option -(\w+):", text)
+            src = option_source(argv, m.group(1)) if m else None
+            text += misspelt_in(text) + (f" (given in {src})" if src else "")
+        return channel.finish(status, text)
     report_unused(comm)
     if own_help:  # (PETSc's finalisation would print its -log_view help)
         PETSc.Options().delValue("help")
@@ -1056,6 +1060,29 @@ def options_file_error(argv, _chain=()):
         if err:
             return err
     return None
+
+
+def option_source(argv, name, _chain=()):
+    """Where option ``-name`` was given when not on the command line ``argv`` itself: "-options_file
+    'F', line N" (the last such line, nested files included), or None."""
+    flag, found = f"-{name}", None
+    if _chain == () and flag in argv[1:]:
+        return None
+    for opt, value in zip(argv, argv[1:]):
+        if opt != "-options_file" or os.path.realpath(value) in _chain:
+            continue
+        try:
+            with open(value, errors="replace") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        for no, line in enumerate(lines, 1):
+            toks, _ = _tokens(line)
+            if toks[:1] == [flag]:
+                found = f"-options_file '{value}', line {no}"
+            elif toks[:1] == ["-options_file"] and len(toks) > 1:
+                found = option_source(["x"] + toks, name, _chain + (os.path.realpath(value),)) or found
+    return found
 
 
 def describe(e, comm):
