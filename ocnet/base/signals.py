@@ -38,7 +38,9 @@ _state = {"signal": 0, "t": 0.0, "phase": "early", "early": None, "wakeup": None
 #: seconds the watcher thread leaves the main thread to act on a second signal
 GRACE = 1.0
 #: seconds after the first signal in which a signal of another kind is its echo, not a second one
-ECHO = 1.0
+#: (a job script's trap runs when bash gets to it: seconds on a loaded node; a user's second
+#: Ctrl-C is the same kind, never an echo)
+ECHO = 5.0
 #: seconds a rank other than 0 waits, on a signal in the early phase, for rank 0 to end the job
 EARLY_WAIT = 2.0
 
