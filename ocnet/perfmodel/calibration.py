@@ -641,7 +641,7 @@ def main(argv):
                                                      "e.g. 'srun -n {n}' (default: mpiexec from PATH)")
     a, rest = ap.parse_known_args(argv)
     args = (["-problem", a.problem] if a.problem else []) + list(rest)
-    from ..run.cli import unreadable_options_files
+    from ..run.argv import unreadable_options_files
 
     bad = unreadable_options_files(["ocnet"] + args)
     if bad:

@@ -13,6 +13,7 @@ import time
 import traceback
 
 from ..base.options import path
+from .argv import argument_error, option_source, options_file_error, petsc_argv
 
 FRAMEWORK_OPTIONS = [  # name, type, default, help, and keywords of OptionSet.add (choices, bounds)
     ("problem", str, "peaks", "problem plugin: registered name or package.module:Class", {}),
@@ -835,18 +836,6 @@ def _options_unread(argv):
     return None
 
 
-def petsc_argv(argv):
-    """The command line PETSc is initialised with: ``-help`` alone lists ocnet's options only (PETSc's
-    own help, printed as PETSc starts, is ``-help petsc``); ``-help intro`` and the like are PETSc's."""
-    if "-help" not in argv[1:]:
-        return argv
-    i = argv.index("-help", 1)
-    nxt = argv[i + 1] if i + 1 < len(argv) else "-"
-    if nxt == "petsc":
-        return argv[:i + 1] + argv[i + 2:]
-    return argv[:i] + argv[i + 1:] if nxt.startswith("-") else argv
-
-
 def main(argv=None):
     """Run ocnet as the ``ocnet`` command does, with ``argv`` (default ``sys.argv``; ``argv[0]``
     the program name) and return the exit status (errors: one line on stderr).  Once per
@@ -935,154 +924,6 @@ def main(argv=None):
         os._exit(status)
     signals.uninstall()  # everything is written: a signal during MPI's finalisation ends the rank
     return status
-
-
-def unreadable_options_files(argv):
-    """The first -options_file argument that is not a readable file (None if all are)."""
-    for flag, value in zip(argv, argv[1:]):
-        if flag == "-options_file" and not (os.path.isfile(value) and os.access(value, os.R_OK)):
-            return value
-    return None
-
-
-def _tokens(line):
-    """PETSc's tokens of an options-file line: blank-separated, a double-quoted token may hold
-    blanks; '#' starts a comment outside quotes."""
-    out, cur, quoted, started = [], [], False, False
-    for ch in line:
-        if ch == '"':
-            quoted, started = not quoted, True
-        elif ch == "#" and not quoted:
-            break
-        elif ch.isspace() and not quoted:
-            if started:
-                out.append("".join(cur))
-            cur, started = [], False
-        else:
-            cur.append(ch)
-            started = True
-    if started:
-        out.append("".join(cur))
-    return out, quoted
-
-
-def _is_number(tok):
-    try:
-        float(tok)
-        return True
-    except ValueError:
-        return False
-
-
-def _is_name(tok):
-    """PETSc's rule: a token is an option name when it starts with '-' and is not a number."""
-    return tok.startswith("-") and len(tok) > 1 and not _is_number(tok)
-
-
-def option_shape_error(tok):
-    """One line for an option name PETSc would take literally and never match (``--N``, ``-N=8``),
-    or None."""
-    if tok.startswith("--") and len(tok) > 2:
-        return f"'{tok}': options start with one '-' (PETSc's convention): -{tok.lstrip('-')}"
-    name, eq, value = tok.partition("=")
-    if eq and name[1:].replace("_", "").isalnum():
-        return f"'{tok}': an option's value follows it after a blank: {name} {value}"
-    return None
-
-
-def argument_error(args):
-    """The first command-line argument (``args``: argv without the program) that PETSc would ignore
-    or never match, as one line, or None: ``--name``, ``-name=value``, or a word that is neither an
-    option name nor the value after one (``-N 8 extra``, ``N=8``).  PETSc drops such words silently
-    and reports misspelt names only as unused at the end of the run."""
-    prev_name = False
-    for tok in args:
-        if tok == "-":
-            return "a lone '-': an option's name follows its '-' without a blank (-N 8, not - N 8)"
-        shape = option_shape_error(tok) if tok.startswith("-") else None
-        if shape:
-            return shape
-        if _is_name(tok):
-            prev_name = True
-            continue
-        if not prev_name:
-            return (f"stray argument '{tok}': options are '-name value' pairs (a value follows its option "
-                    "name; a word after a value belongs to no option)")
-        prev_name = False
-    return None
-
-
-def options_file_error(argv, _chain=()):
-    """The first problem of an ``-options_file`` given in ``argv`` (or nested in one), as one
-    line, or None: a file that cannot be read, or a line that is not ``-option [value]``,
-    ``alias -new -old`` or a comment, or a file that includes itself.  Checked before PETSc reads
-    them (PETSc would print a multi-line error block and a traceback on every rank, or recurse)."""
-    if argv[-1:] == ["-options_file"]:
-        return "-options_file needs a file name"
-    for flag, value in zip(argv, argv[1:]):
-        if flag != "-options_file":
-            continue
-        if not (os.path.isfile(value) and os.access(value, os.R_OK)):
-            return f"-options_file: cannot read '{value}'"
-        real = os.path.realpath(value)
-        if real in _chain:  # PETSc would recurse until the stack overflows (a segmentation fault)
-            return f"-options_file '{value}' includes itself (through {' -> '.join(_chain[_chain.index(real):])})"
-        try:
-            with open(value, errors="replace") as f:
-                text = f.read()
-        except OSError as e:
-            return f"-options_file: cannot read '{value}': {e.strerror}"
-        nested = []
-        for no, line in enumerate(text.splitlines(), 1):
-            toks, open_quote = _tokens(line)
-            where = f"-options_file '{value}', line {no}"
-            if open_quote:
-                return f"{where}: unbalanced double quote in '{line.strip()}'"
-            if not toks:
-                continue
-            if toks[0].lower() == "alias":
-                if len(toks) != 3 or not all(t.startswith("-") for t in toks[1:]):
-                    return f"{where}: '{line.strip()}' is not 'alias -newname -oldname'"
-                continue
-            if no == 1 and line.startswith("\ufeff"):
-                return f"{where}: the file starts with a byte-order mark (save it as plain UTF-8 or ASCII)"
-            if not toks[0].startswith("-") or len(toks[0]) < 2:
-                return f"{where}: '{line.strip()}' is not an option line ('-name [value]', or a '#' comment)"
-            if option_shape_error(toks[0]):
-                return f"{where}: {option_shape_error(toks[0])}"
-            if len(toks) > 2:
-                return (f"{where}: '{line.strip()}' has more than an option and its value "
-                        "(one '-name [value]' a line; quote a value with blanks)")
-            nested += toks
-        if nested[-1:] == ["-options_file"]:
-            return f"-options_file '{value}': its last option -options_file needs a file name"
-        err = options_file_error(["x"] + nested, _chain + (real,))
-        if err:
-            return err
-    return None
-
-
-def option_source(argv, name, _chain=()):
-    """Where option ``-name`` was given when not on the command line ``argv`` itself: "-options_file
-    'F', line N" (the last such line, nested files included), or None."""
-    flag, found = f"-{name}", None
-    if _chain == () and flag in argv[1:]:
-        return None
-    for opt, value in zip(argv, argv[1:]):
-        if opt != "-options_file" or os.path.realpath(value) in _chain:
-            continue
-        try:
-            with open(value, errors="replace") as f:
-                lines = f.read().splitlines()
-        except OSError:
-            continue
-        for no, line in enumerate(lines, 1):
-            toks, _ = _tokens(line)
-            if toks[:1] == [flag]:
-                found = f"-options_file '{value}', line {no}"
-            elif toks[:1] == ["-options_file"] and len(toks) > 1:
-                found = option_source(["x"] + toks, name, _chain + (os.path.realpath(value),)) or found
-    return found
 
 
 def describe(e, comm):
