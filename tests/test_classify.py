@@ -423,3 +423,15 @@ def test_semicolon_csv_reads_like_comma_csv(tmp_path):
         run_ocnet(NET + ["-train_file", tmp_path / f"{name}.csv", "-val_fraction", 0.3,
                          "-run_dir", tmp_path / name])
     np.testing.assert_array_equal(history_column(tmp_path / "c"), history_column(tmp_path / "s"))
+
+
+def test_load_with_another_class_count_names_only_that(tmp_path):
+    """-load with another -nclasses: the error names it and the parameter sizes, not the data
+    options that differ as well (a scoring run's own -val_file: any training file serves, tester
+    38)."""
+    data = "tests/data/blobs.npz"
+    run_ocnet(["-problem", "classify", "-train_file", data, "-N", 4, "-tao_max_it", 2, "-quiet", "-run_dir",
+               tmp_path / "r"])
+    p = run_ocnet(["-problem", "classify", "-load", tmp_path / "r", "-tao_max_it", 0, "-train_file", data,
+                   "-val_file", data, "-nclasses", 4, "-quiet"], check=False)
+    assert p.returncode == 2 and "-nclasses 3 (now 4)" in p.stderr and "data options" not in p.stderr, p.stderr

@@ -681,7 +681,9 @@ def load_params(source, x, meta, comm, resample=False):
                     if not resample and all(d.startswith("-N ") for d in diff) else "")
             data = [d.replace("(now None)", "(now not given)")
                     for d in differences(saved.get("options", {}), meta["options"], meta.get("data_options", ()))]
-            if data and any(d.startswith("parameter ") for d in diff):  # (sizes that follow the data: images)
+            # (sizes that follow the data, e.g. images; not when a model option that explains them differs)
+            if data and any(d.startswith("parameter ") for d in diff) and \
+                    all(d.startswith(("parameter ", "-N ")) for d in diff):
                 hint += (f"; the saved run had other data options ({', '.join(data)}), which -load does not take "
                          "over and the model's sizes may follow (e.g. its image size): give the saved run's values")
             raise OcnetError(f"-load: '{source}' holds parameters of another model: {', '.join(diff)}{hint}")
