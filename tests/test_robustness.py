@@ -595,3 +595,13 @@ def test_bad_value_in_an_options_file_names_it(tmp_path):
         one_error(run_ocnet(["-options_file", outer], nprocs=nprocs, check=False), 2,
                   f"option -activation: 'tanhh' is not one of tanh, relu, smoothrelu (given in -options_file "
                   f"'{inner}', line 3)")
+
+
+def test_view_file_in_a_missing_folder_is_one_line():
+    """-log_view :/no/such/folder/x: PETSc opens the file only when it finalises, after the whole
+    run, with an error block and exit status 1 (tester 37): one line at the start now."""
+    for nprocs in (None, 2):
+        p = run_ocnet(["-N", 4, "-tao_max_it", 1, "-quiet", "-log_view", ":/no/such/folder/x.txt"], nprocs=nprocs,
+                      check=False)
+        one_error(p, 2, "-log_view :/no/such/folder/x.txt: cannot write '/no/such/folder/x.txt'")
+        assert "PETSC ERROR" not in p.stderr, p.stderr

@@ -276,6 +276,14 @@ def run(comm):
         if first is not None:
             raise OcnetError(f"the ranks were given different options (rank {first}'s differ from rank 0's): every "
                              "rank of a run takes the same command line")
+    for key, value in db.getAll().items():  # PETSc opens a view's file only at the end (-log_view): a
+        # folder that cannot be written cost the profile, with a PETSc error block and exit status 1
+        if (key.endswith("view") or key.endswith("monitor")) and value and ":" in value:
+            fname = value.split(":")[1]
+            folder = os.path.dirname(os.path.abspath(fname)) if fname else ""
+            if fname and not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
+                db.delValue(key)  # (PETSc's finalisation would try it: its error block)
+                raise OcnetError(f"-{key} {value}: cannot write '{fname}' (no writable folder '{folder}')")
     opts = framework_options()
     want_help = db.hasName("help")
     source = db.getString("load", "") if db.hasName("load") else ""
