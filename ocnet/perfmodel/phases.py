@@ -66,15 +66,15 @@ def _max():
 
 
 def write(path, comm, iterations, evaluations, solve_time, mgrit_counts=None, cpu_time=float("nan"), jit_time=0.0,
-          jit_cpu_time=None):
+          jit_cpu_time=0.0):
     """RUN/phases.json (collective; rank 0 writes).  ``mgrit_counts``: {solve: [MGRIT iterations,
     solves]} for the state, adjoint and evaluation-data ("val") solves since the log started;
     ``cpu_time``: the solve's CPU time (s), maximum over ranks (on a loaded machine it excludes
     the time a rank waited for a core); ``jit_time``: this rank's Numba compile seconds during
     the solve, left out of both (the file's ``jit_time``: the maximum over ranks) -- out of the
-    CPU time as their CPU seconds ``jit_cpu_time`` (default: ``jit_time``)."""
+    CPU time as their CPU seconds ``jit_cpu_time``."""
     events = collect(comm)
-    cpu = comm.allreduce(cpu_time - (jit_time if jit_cpu_time is None else jit_cpu_time), op=_max())
+    cpu = comm.allreduce(cpu_time - jit_cpu_time, op=_max())
     jit = comm.allreduce(jit_time, op=_max())
     if comm.Get_rank() == 0:
         doc = {"ranks": comm.Get_size(), "iterations": iterations, "evaluations": evaluations,

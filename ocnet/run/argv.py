@@ -17,14 +17,12 @@ def petsc_argv(argv):
     return argv[:i] + argv[i + 1:] if nxt.startswith("-") else argv
 
 
-
 def unreadable_options_files(argv):
     """The first -options_file argument that is not a readable file (None if all are)."""
     for flag, value in zip(argv, argv[1:]):
         if flag == "-options_file" and not (os.path.isfile(value) and os.access(value, os.R_OK)):
             return value
     return None
-
 
 
 def _tokens(line):
@@ -48,6 +46,12 @@ def _tokens(line):
     return out, quoted
 
 
+def _file_lines(path):
+    """[(line number from 1, line, tokens, open quote)] of an options file (read with errors
+    replaced); OSError when it cannot be read."""
+    with open(path, errors="replace") as f:
+        return [(no, line, *_tokens(line)) for no, line in enumerate(f.read().splitlines(), 1)]
+
 
 def _is_number(tok):
     try:
@@ -57,11 +61,9 @@ def _is_number(tok):
         return False
 
 
-
 def _is_name(tok):
     """PETSc's rule: a token is an option name when it starts with '-' and is not a number."""
     return tok.startswith("-") and len(tok) > 1 and not _is_number(tok)
-
 
 
 def option_shape_error(tok):
@@ -73,7 +75,6 @@ def option_shape_error(tok):
     if eq and name[1:].replace("_", "").isalnum():
         return f"'{tok}': an option's value follows it after a blank: {name} {value}"
     return None
-
 
 
 def argument_error(args):
@@ -98,7 +99,6 @@ def argument_error(args):
     return None
 
 
-
 def options_file_error(argv, _chain=()):
     """The first problem of an ``-options_file`` given in ``argv`` (or nested in one), as one
     line, or None: a file that cannot be read, or a line that is not ``-option [value]``,
@@ -115,13 +115,11 @@ def options_file_error(argv, _chain=()):
         if real in _chain:  # PETSc would recurse until the stack overflows (a segmentation fault)
             return f"-options_file '{value}' includes itself (through {' -> '.join(_chain[_chain.index(real):])})"
         try:
-            with open(value, errors="replace") as f:
-                text = f.read()
+            lines = _file_lines(value)
         except OSError as e:
             return f"-options_file: cannot read '{value}': {e.strerror}"
         nested = []
-        for no, line in enumerate(text.splitlines(), 1):
-            toks, open_quote = _tokens(line)
+        for no, line, toks, open_quote in lines:
             where = f"-options_file '{value}', line {no}"
             if open_quote:
                 return f"{where}: unbalanced double quote in '{line.strip()}'"
@@ -149,7 +147,6 @@ def options_file_error(argv, _chain=()):
     return None
 
 
-
 def option_source(argv, name, _chain=()):
     """Where option ``-name`` was given when not on the command line ``argv`` itself: "-options_file
     'F', line N" (the last such line, nested files included), or None."""
@@ -160,12 +157,10 @@ def option_source(argv, name, _chain=()):
         if opt != "-options_file" or os.path.realpath(value) in _chain:
             continue
         try:
-            with open(value, errors="replace") as f:
-                lines = f.read().splitlines()
+            lines = _file_lines(value)
         except OSError:
             continue
-        for no, line in enumerate(lines, 1):
-            toks, _ = _tokens(line)
+        for no, _, toks, _ in lines:
             if toks[:1] == [flag]:
                 found = f"-options_file '{value}', line {no}"
             elif toks[:1] == ["-options_file"] and len(toks) > 1:

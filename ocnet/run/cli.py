@@ -289,12 +289,13 @@ def run(comm):
     source = db.getString("load", "") if db.hasName("load") else ""
     loaded = rundir.saved_meta(source, comm) if source else {}  # -load's params.json
     from_load = rundir.load_model_options(db, loaded)  # (before the problem is chosen: it is one of them)
-    if db.hasName("resume") and source and \
-            (rundir.recorded_options(db.getString("resume", ""), comm) or {}).get("load") != source:
+    # -resume: its options.txt, read once (None: none; without -resume: None, all options are written)
+    recorded = rundir.recorded_options(db.getString("resume", ""), comm) if db.hasName("resume") else None
+    if db.hasName("resume") and source and (recorded or {}).get("load") != source:
         raise OcnetError(f"-load with -resume: a resumed run continues from its checkpoint, not from '{source}'; to "
                          f"start from its parameters, start a new run: -load {source} -run_dir NEW")
     if db.hasName("resume"):  # the run's own options (its options.txt) where the command line gives none
-        from_run = rundir.resume_options(db, db.getString("resume", ""), comm)
+        from_run = rundir.resume_options(db, recorded)
         if from_run and not db.hasName("quiet"):
             _say(comm, f"ocnet: note: -resume: taken from its options.txt (the run's recorded options, the defaults "
                        f"it ran with included): {' '.join(from_run)}", sys.stderr)
@@ -391,7 +392,7 @@ def run(comm):
         Trainer(objective, comm, replicated).tao.destroy()  # (TAO's own options: -tao_ls_type, ...)
         if values["resume"]:  # (read-only: what -resume would refuse)
             rundir.lock(values["resume"], comm, "-resume", probe=True)
-            rundir.check_resume(values["resume"], meta, comm)
+            rundir.check_resume(values["resume"], meta, comm, recorded)
         elif run_dir:
             if os.path.isdir(run_dir):
                 rundir.lock(run_dir, comm, "-run_dir", probe=True)
@@ -400,15 +401,13 @@ def run(comm):
              f"rank{'s' if grid.size > 1 else ''}, -mode {values['mode']}) check out; nothing computed or written")
         return 0
     resume = bool(values["resume"])
-    recorded = None
     if resume:
         rundir.lock(values["resume"], comm, "-resume")
-        recorded = rundir.recorded_options(values["resume"], comm)  # (None: no options.txt, all are written)
         _FAILURE["starts"] = rundir.earlier_starts(values["resume"], comm)
         # (TAO reads its options first: a -tao_* name it did not read is a misspelling, reported as
         # one, not a changed setting)
         Trainer(objective, comm, replicated).tao.destroy()
-        resume = rundir.check_resume(values["resume"], meta, comm)
+        resume = rundir.check_resume(values["resume"], meta, comm, recorded)
         from ..optim import checkpoint
         done = checkpoint.saved_meta(values["resume"], comm, "iteration") if resume else None
         if isinstance(done, int) and max_it <= done and rundir.finished_at(values["resume"], done, comm):

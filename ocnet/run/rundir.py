@@ -207,10 +207,10 @@ def _check_not_behind(path, saved_it, comm):
                      f"from its final parameters in a new folder, -load {path} -run_dir NEW")
 
 
-def check_resume(path, meta, comm):
+def check_resume(path, meta, comm, recorded):
     """-resume: the folder's run must be this run (same options; any rank count).  Returns True
     when it holds a checkpoint, False for an ocnet run folder stopped before its first save;
-    raises OcnetError (every rank) otherwise."""
+    raises OcnetError (every rank) otherwise.  ``recorded``: its options.txt (recorded_options)."""
     from ..optim import checkpoint
     collective_check(comm, os.path.isdir(path), f"-resume: no run folder '{path}'")
     saved = checkpoint.saved_meta(path, comm)
@@ -239,7 +239,7 @@ def check_resume(path, meta, comm):
     # recorded by older versions, is not compared)
     diff += differences(so, meta["options"], sorted(k for k in so if k in meta["options"]
                                                     and not k.endswith("mgrit_monitor")))
-    tao_notes, tao_diff = tao_changes(path, set(meta["options"]) | {"tao_type", "tao_python_type"}, comm)
+    tao_notes, tao_diff = tao_changes(recorded, set(meta["options"]) | {"tao_type", "tao_python_type"})
     diff += tao_diff
     newer = sorted(set(meta["options"]) - set(so))
     other = other_implementation(saved.get("problem"), meta.get("problem"))
@@ -540,15 +540,15 @@ def recorded_options(path, comm):
     return out
 
 
-def resume_options(db, path, comm):
-    """-resume R: set the options of R/options.txt (the options the run was started with) that the
-    command line does not give, so that ``-resume R`` alone continues the run as it was started
-    (options given are compared with the saved run as before, and -tao_max_it may change).
-    Collective (rank 0 reads).  Returns ['-name value', ...] of the options set."""
+def resume_options(db, recorded):
+    """-resume R: set the options of R/options.txt (``recorded``, recorded_options' {name: value};
+    None: no options.txt) that the command line does not give, so that ``-resume R`` alone
+    continues the run as it was started (options given are compared with the saved run as before,
+    and -tao_max_it may change).  Returns ['-name value', ...] of the options set."""
     out = []
     saving = ("checkpoint", "checkpoint_every", "checkpoint_seconds")  # (one given: the others recorded do not apply)
     given_saving = any(db.hasName(k) for k in saving)
-    for key, value in (recorded_options(path, comm) or {}).items():
+    for key, value in (recorded or {}).items():
         if key in NOT_RESUMED or db.hasName(key) or (given_saving and key in saving):
             continue
         db.setValue(key, value)
@@ -562,13 +562,13 @@ TAO_STOPPING = ("tao_max_it", "tao_gatol", "tao_grtol", "tao_gttol", "tao_fmin",
                 "tao_catol", "tao_crtol")
 
 
-def tao_changes(path, compared, comm):
+def tao_changes(recorded, compared):
     """-resume: the -tao_* options of this start whose value differs from the run's options.txt
     (absent there: TAO's default).  Returns (notes, differences): stopping tests (TAO_STOPPING)
     apply from here with a note; options that only print (monitors, views,
     -tao_converged_reason) pass; any other (e.g. -tao_ls_type) changes the iterates: a difference.
-    ``compared``: options check_resume compares already (ocnet's own, -tao_type).  Collective."""
-    recorded = recorded_options(path, comm)
+    ``recorded``: the run's options.txt (recorded_options); ``compared``: options check_resume
+    compares already (ocnet's own, -tao_type)."""
     if recorded is None:  # (a folder without options.txt: nothing to compare with)
         return [], []
     db = PETSc.Options()
