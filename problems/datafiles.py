@@ -202,6 +202,15 @@ def as_features(X, what):
     return X
 
 
+def _holds(path, name):
+    """Whether the .npz/.mat file ``path`` (already read) holds a variable ``name``."""
+    if path.lower().endswith(".npz"):
+        with np.load(path, allow_pickle=False) as store:
+            return name in store.files
+    import scipy.io
+    return any(v[0] == name for v in scipy.io.whosmat(path))
+
+
 def read_labelled(features, labels=None, x_name="X", y_name="y", label_column=-1, skip_rows=0,
                   label_base=0, what="-train_file"):
     """(X (n, f) float64, y (n,) int64) from a features file and an optional labels file.
@@ -218,6 +227,9 @@ def read_labelled(features, labels=None, x_name="X", y_name="y", label_column=-1
         lwhat = what.replace("_file", "_labels")
         y = read_array(labels, lwhat, y_name, "y_name", skip_rows)
         X = A
+        if keyed and _holds(features, y_name):  # (read on rank 0: see on_root)
+            print(f"ocnet: warning: {lwhat} '{labels}' replaces the labels '{y_name}' that {what} '{features}' "
+                  f"holds too (give one of them)", file=sys.stderr, flush=True)
     elif keyed:
         try:
             y = read_array(features, what, y_name, "y_name", skip_rows)

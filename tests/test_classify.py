@@ -212,6 +212,26 @@ def test_header_in_one_file_only_is_warned_of(tmp_path, capsys):
                                                       f"'{tmp_path / name}', which reads as data"), err
 
 
+def test_labels_file_beside_a_keyed_files_labels_is_warned_of(tmp_path, capsys):
+    """-train_labels with a .npz/.mat features file that holds its own labels replaced them
+    silently; now one warning names both (the labels file still wins), none without the clash."""
+    import scipy.io
+    X, y = blobs(5)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    scipy.io.savemat(tmp_path / "d.mat", {"X": X, "y": y})
+    np.savez(tmp_path / "x.npz", X=X)
+    np.save(tmp_path / "y.npy", 2 - y)
+    for name in ("d.npz", "d.mat"):
+        _, got = datafiles.read_labelled(str(tmp_path / name), str(tmp_path / "y.npy"))
+        err = capsys.readouterr().err
+        assert np.array_equal(got, 2 - y) and err == (
+            f"ocnet: warning: -train_labels '{tmp_path / 'y.npy'}' replaces the labels 'y' that -train_file "
+            f"'{tmp_path / name}' holds too (give one of them)\n"), err
+    datafiles.read_labelled(str(tmp_path / "x.npz"), str(tmp_path / "y.npy"))
+    datafiles.read_labelled(str(tmp_path / "d.npz"), str(tmp_path / "y.npy"), y_name="labels")
+    assert capsys.readouterr().err == ""
+
+
 def test_layout_options_no_file_uses_are_reported(files, tmp_path):
     """-label_column with .npz files (and the other layout options where no file read uses them)
     was ignored silently: one warning line each; those a file uses are not warned of."""

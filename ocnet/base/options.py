@@ -14,6 +14,13 @@ _TRUE = {"", "1", "true", "yes", "on", "t", "y"}
 _FALSE = {"0", "false", "no", "off", "f", "n"}
 
 
+def closest_name(name, names):
+    """The option name of ``names`` that ``name`` most likely misspells, or None (the spelling
+    hints of unused options and of a problem's option_defaults; difflib ratio at least 0.75)."""
+    import difflib
+    return next(iter(difflib.get_close_matches(name, names, n=1, cutoff=0.75)), None)
+
+
 def parse_bounds(spec):
     """Interval notation -> (lo, lo_open, hi, hi_open): '[0,inf)', '(0,2]', '[1,inf)'."""
     spec = spec.replace(" ", "")

@@ -394,9 +394,9 @@ def calibrate(out, args, steps=256, quick=False, say=print, launcher=None):
     repeat = 3 if quick else 11
     comm = PETSc.COMM_SELF.tompi4py()
     spec, values, pb = build_problem(comm)
-    from ..run.cli import _closest
+    from ..base.options import closest_name
     for k in unused_options():  # (before the timings, which take minutes: a typo is seen at once)
-        close = _closest(k, sorted(values))
+        close = closest_name(k, sorted(values))
         print(f"ocnet: warning: option -{k} was given but never used" + (f" (did you mean -{close}?)" if close else ""),
               file=sys.stderr, flush=True)
     sets = {"train": pb.datasets.get("train")}

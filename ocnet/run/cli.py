@@ -12,7 +12,7 @@ import sys
 import time
 import traceback
 
-from ..base.options import path
+from ..base.options import closest_name, path
 from .argv import argument_error, option_source, options_file_error, petsc_argv
 
 FRAMEWORK_OPTIONS = [  # name, type, default, help, and keywords of OptionSet.add (choices, bounds)
@@ -106,7 +106,7 @@ def option_values(cls, **given):
     values = {k: o.default for k, o in declared.items()}
     for k, v in given.items():
         if k not in declared:
-            close = _closest(k, list(declared))
+            close = closest_name(k, list(declared))
             raise OcnetError(f"option_values: '{k}' is not an option of problem '{cls.name}' or of ocnet"
                              + (f" (did you mean {close}?)" if close else "")
                              + ("; TAO's options are PETSc's: PETSc.Options().setValue(name, value) before the Trainer"
@@ -150,7 +150,7 @@ def apply_option_defaults(cls, opts, db=None):
     declared = {o.name: o for o in opts.options}
     for k, text in option_default_texts(cls).items():
         if k not in declared and not k.startswith("tao_"):
-            close = _closest(k, list(declared))
+            close = closest_name(k, list(declared))
             raise OcnetError(f"problem '{cls.name}': option_defaults names -{k}, which is not an option"
                              + (f" (did you mean -{close}?)" if close else ""))
         if k in declared:
@@ -693,14 +693,7 @@ def _unused_options():
         return {}
     given = db.getAll()
     known = sorted(set(DECLARED) | {k for k in given if db.used(k)})
-    return {k: _closest(k, known) for k in given if not db.used(k)}
-
-
-def _closest(name, names):
-    """The option name of ``names`` that ``name`` most likely misspells, or None (the spelling
-    hints of unused options and of a problem's option_defaults)."""
-    import difflib
-    return next(iter(difflib.get_close_matches(name, names, n=1, cutoff=0.75)), None)
+    return {k: closest_name(k, known) for k in given if not db.used(k)}
 
 
 def _of_other_problems(names):
