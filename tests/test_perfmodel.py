@@ -102,11 +102,32 @@ def test_prediction_reads_sizes_from_the_calibration(mode):
     # the step part doubles; calls, operations and messages do not scale with the steps
     assert work(t2) - work(overhead(big)) == pytest.approx(2 * (work(t1) - work(overhead(base))), rel=1e-9)
     assert pm.predict(synthetic_calibration(S_val=None), cfg)["validation"] == 0.0 < t1["validation"]
-    opt = lambda c: pm.predict(dict(c, overhead=dict(c["overhead"], optimiser=[0.0, 1.0])), cfg)["optimiser"]
-    assert opt(base) == 256 * 72 + 64 and opt(synthetic_calibration(p=10, G=0)) == 2560
+    opt = lambda c, **o: pm.predict(dict(c, overhead=dict(c["overhead"], optimiser=[0.0, 1.0], **o)), cfg)["optimiser"]
+    sync = 2 * base["mpi"]["latency"]  # (P = 2: the history row's broadcast and the safe point's reduction)
+    assert opt(base) == pytest.approx(256 * 72 + 64 + sync, abs=1e-12)
+    assert opt(synthetic_calibration(p=10, G=0)) == pytest.approx(2560 + sync, abs=1e-12)
+    # ocnet's bookkeeping per iteration (calibration's overhead.iteration; older calibrations: none)
+    assert opt(base, iteration=0.5) == pytest.approx(256 * 72 + 64 + sync + 0.5, abs=1e-12)
     assert pm.Config(mode, 256, 2).resolved(base).n_design == 256 * 72 + 64
     with pytest.raises(ValueError, match="calibrate --problem"):
         pm.predict({k: v for k, v in base.items() if k != "problem"}, pm.Config(mode, 256, 2))
+
+
+def test_iteration_overhead_leaves_the_options_as_they_were():
+    """The Trainer's bookkeeping is timed against a bare TAO on the same objective (the same
+    iterations and evaluations, else RuntimeError), with ocnet's TAO settings set for it: the
+    options a user gave (here -tao_type nls) are put back, those not given are removed."""
+    from petsc4py import PETSc
+
+    from ocnet.perfmodel.calibration import iteration_overhead
+
+    db = PETSc.Options()
+    db.setValue("tao_type", "nls")
+    try:
+        t = iteration_overhead(1, N=16, its=5)
+        assert 0.0 <= t < 0.1 and db.getString("tao_type") == "nls" and not db.hasName("tao_max_it")
+    finally:
+        db.delValue("tao_type")
 
 
 def test_extension_flags_shape_the_counts():
@@ -199,6 +220,7 @@ def test_calibrate_any_plugin_and_predict(tmp_path):
     assert cal["concurrency"]["factor"] >= 1.0 and cal["mpi"]["bandwidth"] > 0
     assert cal["machine"]["load_average"] >= 0 and cal["machine"]["other_processes"] >= 0  # (recorded)
     assert cal["machine"]["other_processes_during"] >= 0
+    assert 0.0 <= cal["overhead"]["iteration"] < 0.1  # (ocnet's bookkeeping per iteration, seconds)
     p = perfmodel(["predict", "--calibration", str(out), "--Ns", "64", "--Ps", "2,4"])
     assert p.returncode == 0, p.stdout + p.stderr
     assert "S = 16, S_val = None, p = 1" in p.stdout and "| 64 |" in p.stdout

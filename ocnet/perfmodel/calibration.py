@@ -29,7 +29,8 @@ What is measured (JSON keys of the calibration file):
   part, measured the same way, plus the plugin's opening, terminal, opening_adjoint and global
   regularisation), ``regularization`` ([a, b]: layer_regularization on n layers), ``metrics`` (the
   plugin's metrics on the training and validation states: once per iteration), ``optimiser``
-  (TAO lmvm's own work per iteration, a + b n on a design of size n).
+  (TAO lmvm's own work per iteration, a + b n on a design of size n), ``iteration`` (ocnet's
+  bookkeeping per iteration around TAO: callbacks, history row, monitor line, safe point).
 - ``mpi``: 2-rank ping-pong latency and bandwidth; ``concurrency``: the measured over the modelled
   2-rank/1-rank time ratio of a one-shot state solve of the plugin (ranks sharing a node's memory).
 - ``problem``: the options, name, S, S_val (None without validation data), Sc, p, G and which
@@ -319,6 +320,84 @@ def framework_overheads(cal, repeat, N=64):
     return max(t - c.copies * cal["copy"] * 8, 0.0) / c.ops, evaluation
 
 
+def iteration_overhead(repeat, N=64, its=30):
+    """Seconds per iteration of ocnet's bookkeeping around TAO (the Trainer: its callbacks, the
+    history row, its CSV line and monitor line, the safe point): a Trainer's solve, with a run
+    folder, less a bare TAO lmvm solve of the same objective (the same iterations and evaluations),
+    over the iterations.  The objective: the NoOp plugin with a diagonal quadratic layer
+    regularisation (condition 1e3, so that lmvm takes ``its`` iterations)."""
+    import io
+    import tempfile
+    from contextlib import redirect_stdout
+
+    from petsc4py import PETSc
+
+    from ..base.grid import LayerGrid
+    from ..optim.objective import ReducedObjective
+    from ..optim.optimize import Trainer
+    from ..run import rundir
+
+    comm = PETSc.COMM_SELF.tompi4py()
+    pb = NoOp.make(comm)
+    d = np.geomspace(1.0, 1e3, N)
+
+    def quadratic(h, n0, n, thetas, prev, nxt, grad):
+        w = d[n0:n0 + thetas.shape[0], None]
+        grad += w * thetas
+        return 0.5 * np.sum(w * thetas * thetas, axis=1)
+
+    pb.layer_regularization = quadratic
+    obj = ReducedObjective(LayerGrid.from_comm(N, 1.0, comm), pb, comm)
+    x = obj.design.initial(0, replicated=True)
+    db = PETSc.Options()
+    mine = {"tao_type": "lmvm", "tao_max_it": str(its), "tao_gatol": "0", "tao_grtol": "0", "tao_gttol": "0"}
+    kept = {k: db.getString(k) if db.hasName(k) else None for k in mine}  # (the user's, put back after)
+    for k, v in mine.items():
+        db.setValue(k, v)
+    sink = io.StringIO()
+
+    def trainer():
+        x.set(1.0)
+        with tempfile.TemporaryDirectory() as run_dir, redirect_stdout(sink):
+            tr = Trainer(obj, comm, True, run_dir=run_dir, files=rundir,
+                         on_row=lambda row: print(" ".join(f"{k} {v}" for k, v in row.items())))
+            t = time.process_time()
+            tr.solve(x)
+            t = time.process_time() - t
+            n = (tr.tao.getIterationNumber(), tr.evaluations)
+            tr.tao.destroy()
+        return t, n
+
+    def bare():
+        x.set(1.0)
+        tao = PETSc.TAO().create(comm=PETSc.COMM_SELF)
+        calls = [0]
+
+        def objgrad(tao, y, g):
+            calls[0] += 1
+            return obj.evaluate(y, g)
+
+        tao.setObjectiveGradient(objgrad, x.duplicate())
+        tao.setFromOptions()
+        t = time.process_time()
+        tao.solve(x)
+        t = time.process_time() - t
+        n = (tao.getIterationNumber(), calls[0])
+        tao.destroy()
+        return t, n
+
+    try:
+        trainer(), bare()  # (untimed: first calls)
+        runs = [(trainer(), bare()) for _ in range(max(repeat, 3))]
+    finally:
+        for k, v in kept.items():
+            db.delValue(k) if v is None else db.setValue(k, v)
+    (_, n_t), (_, n_b) = runs[0]
+    if n_t != n_b or n_t[0] < 1:  # (the same optimiser on the same objective: never seen)
+        raise RuntimeError(f"iteration overhead: the Trainer took {n_t} iterations/evaluations, bare TAO {n_b}")
+    return max(min(t for (t, _), _ in runs) - min(t for _, (t, _) in runs), 0.0) / n_t[0]
+
+
 def plugin_overheads(arrays, val, repeat):
     """The plugin's per-evaluation calls besides its solves: opening + terminal + opening_adjoint +
     global_regularization (s); layer_regularization on n layers as [a, b] (a + b n, s); metrics on
@@ -439,7 +518,7 @@ def calibrate(out, args, steps=256, quick=False, say=print, launcher=None):
     opt = [(n, _tao_overhead(PETSc, n)) for n in (10_000, 200_000)]
     cal["overhead"] = {"mgrit_op": mgrit_op, "evaluation": evaluation + once, "evaluation_framework": evaluation,
                        "regularization": reg, "metrics": metrics, "optimiser": pm._fit(*zip(*opt)),
-                       "optimiser_points": opt}
+                       "optimiser_points": opt, "iteration": iteration_overhead(repeat)}
     cal["problem"] = {"args": list(args), "spec": spec, "name": pb.name, "S": tr.S,
                       "S_val": arrays["val"].S if "val" in arrays else None, "Sc": tr.Sc,
                       "p": pb.layer_param_size, "G": pb.global_param_size, "extensions": _extensions(pb)}

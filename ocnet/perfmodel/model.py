@@ -12,7 +12,7 @@ beta each, S doubles); operations follow each other (each waits for halos from i
 A layer-serial solve is a chain of N steps and P - 1 messages.  An optimisation iteration is
 ``evals`` objective+gradient evaluations (state solve, adjoint solve, parameter gradient, the
 plugin's opening/terminal/regularisation) plus a validation forward solve and the metrics plus the
-optimiser's own work (a + b * design size).
+optimiser's own work (a + b * design size) and ocnet's bookkeeping per iteration.
 
 The unit costs come from ``calibrate`` (ocnet/perfmodel/calibration.py), which times the given
 plugin's own batched forms at its own state size S and parameter size p (JSON; CPU times, best of
@@ -391,7 +391,10 @@ def predict(cal, cfg):
     a, b = oh.get("regularization", (0.0, 0.0))
     out["evaluation"] = ev * (oh["evaluation"] + a + b * nloc) + (P > 1) * ev * (
         cal["mpi"]["latency"] * max(math.log2(P), 1) + 8.0 * cfg.n_design / cal["mpi"]["bandwidth"])
-    out["optimiser"] = oh["optimiser"][0] + oh["optimiser"][1] * cfg.n_design
+    # TAO's own work and ocnet's bookkeeping around it (the history row; on P > 1 ranks its
+    # broadcast and the safe point's reduction); calibrations before the bookkeeping was measured: 0
+    out["optimiser"] = oh["optimiser"][0] + oh["optimiser"][1] * cfg.n_design + oh.get("iteration", 0.0) \
+        + (P > 1) * 2 * cal["mpi"]["latency"] * max(math.log2(P), 1)
     out["total"] = sum(out.values())
     return out
 
