@@ -274,6 +274,25 @@ def test_resume_with_no_iterations_left_changes_nothing(tmp_path):
     assert summary["iterations"] == its and (d / "history.csv").read_bytes() == before["history.csv"], summary
 
 
+def test_killed_in_the_final_outputs_is_resumed_to_write_them(tmp_path):
+    """SIGKILL while the problem's figures and predictions were written came after summary.json
+    had recorded the run's end: -resume then said 'nothing was run or changed' and the outputs
+    stayed missing (tester 37).  summary.json now comes last: it says RUNNING after such a kill,
+    and -resume writes the outputs, running no iteration."""
+    d = tmp_path / "run"
+    args = ["-problem", "peaks", "-N", 8, "-width", 4, "-ntrain", 100, "-nval", 20, "-tao_max_it", 3, "-quiet",
+            "-predictions"]
+    p = run_ocnet(args + ["-run_dir", d], plots=True, check=False, env={"OCNET_TEST_SIGNAL": "plot:0:KILL"})
+    assert p.returncode != 0 and json.loads((d / "summary.json").read_text())["reason"] == "RUNNING", p.stderr
+    assert not (d / "predictions_train.csv").exists() and (d / "training.png").exists()
+    rows = (d / "history.csv").read_bytes()
+    p = run_ocnet(["-resume", d], plots=True)
+    summary = json.loads((d / "summary.json").read_text())
+    assert summary["reason"] == "DIVERGED_MAXITS" and summary["iterations"] == 3, summary
+    assert (d / "predictions_train.csv").exists() and (d / "predictions_val.csv").exists()
+    assert (d / "decision.png").exists() and (d / "history.csv").read_bytes() == rows
+
+
 def test_resume_refuses_to_discard_a_finished_run(tmp_path, monkeypatch):
     """A finished run whose checkpoint is older than its end (-checkpoint 0: none at all, or the
     one a signal saved before a resumed run finished): -resume started it again from there and

@@ -601,14 +601,15 @@ def run(comm):
                    f"tolerance ({by}; history.csv: state_mgrit_its, adjoint_mgrit_its, and the residuals "
                    "state_residual, adjoint_residual, val_state_residual)", sys.stderr)
     if run_dir:
-        rundir.write_all(run_dir, comm, rows, x, meta, summary, plot=values["run_dir_plots"])
-        signals.test_hook("plot")
-        # the problem's predict at x on some data (layer-serial; rank 0's result, None elsewhere)
-        predict = lambda data: objective.forward_outputs(x, data, problem.predict, layer_parallel=False)[0]  # noqa: E731
-        if values["run_dir_plots"]:
-            problem.plot(run_dir, predict)
-        if values["predictions"]:
-            write_predictions(run_dir, problem, predict, comm)
+        def more():  # (before summary.json: a run killed in them is resumed to write them)
+            signals.test_hook("plot")
+            # the problem's predict at x on some data (layer-serial; rank 0's result, None elsewhere)
+            predict = lambda data: objective.forward_outputs(x, data, problem.predict, layer_parallel=False)[0]  # noqa: E731
+            if values["run_dir_plots"]:
+                problem.plot(run_dir, predict)
+            if values["predictions"]:
+                write_predictions(run_dir, problem, predict, comm)
+        rundir.write_all(run_dir, comm, rows, x, meta, summary, plot=values["run_dir_plots"], more=more)
         _say(comm, f"ocnet: wrote {run_dir}")
     if code < 0 and code not in accepted_stops():
         raise NumericalFailure(f"TAO stopped with {reason}")

@@ -717,16 +717,19 @@ def _check_finite(x, vec_file):
         raise OcnetError(f"-load: '{vec_file}' holds {bad} non-finite parameter value(s)")
 
 
-def write_all(run_dir, comm, rows, x, meta, summary, plot=True):
+def write_all(run_dir, comm, rows, x, meta, summary, plot=True, more=None):
     """history.csv, params.petsc/json (``x``: the design of the last row; None: keep the saved
-    ones), summary.json, then training.png (collective).  Every file is written under a
-    temporary name and renamed."""
+    ones), training.png, ``more()`` (the run's other outputs), then summary.json (collective): a
+    summary of the run's end says that every output was written (-resume writes them otherwise).
+    Every file is written under a temporary name and renamed."""
     write_history(run_dir, rows, comm)
     if x is not None:
         save_params(run_dir, x, dict(meta, iteration=rows[-1]["iteration"] if rows else 0), comm)
-    write_summary(run_dir, summary, comm)
     if plot:
         plot_history(run_dir, rows, comm)
+    if more is not None:
+        more()
+    write_summary(run_dir, summary, comm)
 
 
 def write_summary(run_dir, summary, comm):
