@@ -535,6 +535,24 @@ def test_fixed_one_shot_says_mgrit_does_not_contract():
     assert "far from converged" not in p.stderr, p.stderr
 
 
+def test_fixed_one_shot_convergence_on_diverged_solves_is_a_failure(tmp_path):
+    """Fixed one-shot whose MGRIT solves diverge (coarse steps h m = 8 of u' = A u, A about -I):
+    J 3.3e62 with a relative gradient below TAO's grtol, so TAO said CONVERGED_GRTOL at iteration 0
+    and the run exited 0 against an exact objective of 3.64 (tester 39).  Now one error line, exit
+    status 3, summary.json FAILED with TAO's reason kept; on 1 and 2 ranks alike."""
+    for n in (None, 2):
+        d = tmp_path / f"r{n}"
+        p = run_ocnet(["-problem", "tests.toy:LinearControl", "-N", 256, "-T", 256, "-mode", "oneshot",
+                       "-oneshot_adapt", 0, "-tao_max_it", 3, "-quiet", "-run_dir", d], nprocs=n, check=False)
+        errors = [ln for ln in p.stderr.splitlines() if ln.startswith("ocnet: error:")]
+        assert p.returncode == 3 and len(errors) == 1 and errors[0].startswith(
+            "ocnet: error: TAO's CONVERGED_GRTOL was judged on fixed one-shot evaluations whose MGRIT solves diverged "
+            "(state residual") and "is not the exact 3.64397 at the final parameters" in errors[0], p.stderr
+        s = json.loads((d / "summary.json").read_text())
+        assert (s["reason"], s["tao_reason"], s["exit_status"], s["starts"][-1]["reason"]) == (
+            "FAILED", "CONVERGED_GRTOL", 3, "FAILED"), s
+
+
 def test_unstable_fine_step_in_exact_mode_blames_the_model():
     """Exact mode with a fine step that is itself unstable (h * stiffness 2.5): the MGRIT solve's
     warning advised MGRIT settings or -mode serial (tester, 2026-12-07), which fail alike; the

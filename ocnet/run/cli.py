@@ -572,9 +572,20 @@ def run(comm):
     if math.isfinite(first) and not last.get("objective", first) <= first:  # (nan: not finite either)
         _say(comm, f"ocnet: warning: the objective rose from {first:.6g} (iteration {rows[0]['iteration']}) to "
                    f"{last['objective']:.6g}: the run did not train ({reason} is TAO's stop reason)", sys.stderr)
+    false_stop = None
     if values["mode"] == "oneshot" and objective.adapt is None:
         far = fixed_counts_far(objective)
-        if far:
+        J, Jx = last.get("objective", math.nan), summary["final_exact"]["objective"]
+        if far and int(code) > 0 and not abs(J - Jx) <= 0.5 * abs(Jx):
+            # TAO's convergence test passed on evaluations of diverged solves (tester 39: J 3.6e95
+            # and a relative gradient of 6e-31 against 1.87 exact: CONVERGED_GRTOL at iteration 0)
+            false_stop = (f"TAO's {reason} was judged on fixed one-shot evaluations whose MGRIT solves diverged "
+                          f"({far}): the objective it saw, {J:.4g}, is not the exact {Jx:.6g} at the final "
+                          "parameters; adaptive one-shot (the default: no -oneshot_state_its / -oneshot_adjoint_its) "
+                          f"falls back to exact solves there; {contract_advice(objective.mgrit, '')}")
+            summary.update(reason="FAILED", tao_reason=reason, exit_status=NumericalFailure.status, error=false_stop)
+            summary["starts"][-1]["reason"] = "FAILED"
+        elif far:
             _say(comm, f"ocnet: warning: the fixed one-shot counts' last MGRIT solves are far from converged ({far}): "
                        "more iterations per solve (-oneshot_state_its, -oneshot_adjoint_its); "
                        f"{contract_advice(objective.mgrit, '')} faster; or adaptive one-shot (the default) measures "
@@ -611,6 +622,8 @@ def run(comm):
                 write_predictions(run_dir, problem, predict, comm)
         rundir.write_all(run_dir, comm, rows, x, meta, summary, plot=values["run_dir_plots"], more=more)
         _say(comm, f"ocnet: wrote {run_dir}")
+    if false_stop:
+        raise NumericalFailure(false_stop)
     if code < 0 and code not in accepted_stops():
         raise NumericalFailure(f"TAO stopped with {reason}")
     return 0
