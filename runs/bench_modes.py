@@ -40,10 +40,12 @@ MODES = {
 INIT = ["-init_layer", "1e-3"]
 
 
-def run_case(out, mode, N, p, its, extra, tag="", reuse=False, base=None, env=None):
+def run_case(out, mode, N, p, its, extra, tag="", reuse=False, base=None, env=None, failed=None):
     """One ``-log_phases`` run (ranks bound to cores) in OUT/MODE{tag}_N{N}_p{p}, summarised
     (ocnet.perfmodel.phases.summarize); ``base``: the options that define the problem (default:
-    runs/peaks.opts with -init_layer 1e-3); ``env``: extra environment (e.g. PYTHONPATH)."""
+    runs/peaks.opts with -init_layer 1e-3); ``env``: extra environment (e.g. PYTHONPATH).  A run
+    that fails ends the script, or, with a list ``failed``, appends its exit status and last line
+    to it and returns None."""
     from ocnet.perfmodel import phases
     from ocnet.run.launch import mpiexec
 
@@ -59,7 +61,11 @@ def run_case(out, mode, N, p, its, extra, tag="", reuse=False, base=None, env=No
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", **(env or {}))
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if r.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed:\n{r.stdout}\n{r.stderr}")
+        if failed is None:
+            sys.exit(f"{' '.join(cmd)} failed:\n{r.stdout}\n{r.stderr}")
+        lines = (r.stderr.strip() or r.stdout.strip() or "no output").splitlines()
+        failed.append(f"exit status {r.returncode}: {next((ln for ln in lines if 'error:' in ln), lines[-1])}")
+        return None
     return phases.summarize(d)
 
 

@@ -133,6 +133,7 @@ def main():
             "err vs t", "err vs cpu"]
     rows, errs, skipped, loads = [], [], [], []  # loads: 1-minute load average before each run
     short = []  # runs that stopped before --its iterations
+    failures = []  # runs that failed or timed nothing (the table goes on without them)
     for name, args in cases.items():
         cal = calibrate(name, args, out, env, a.quick, a.reuse)
         if cal is None:
@@ -146,13 +147,29 @@ def main():
                     if not (a.reuse and os.path.exists(os.path.join(out, name, f"{mode}{tag}_N{a.N}_p{p}",
                                                                        "phases.json"))):
                         loads.append(os.getloadavg()[0])  # a run that runs now (not one reused)
+                    if res.get((p, mode), True) is None:  # (failed: its repetitions would fail alike)
+                        continue
+                    why = []
                     r = bench_modes.run_case(os.path.join(out, name), mode, a.N, p, a.its, MODES[mode], tag=tag,
                                              reuse=a.reuse, base=args, env={"PYTHONPATH": env["PYTHONPATH"]}
-                                             if paths else None)
+                                             if paths else None, failed=why)
+                    if r is not None and r["iterations"] == 0:  # (stopped at its starting point)
+                        with open(os.path.join(r["dir"], "summary.json")) as f:
+                            why.append(f"stopped at iteration 0 ({json.load(f).get('reason', '?')}): nothing timed")
+                        r = None
+                    if r is None:
+                        failures.append(f"{name} {mode} {p} ranks: {why[0]}")
+                        print(f"validate_perfmodel.py: run failed: {failures[-1]}", file=sys.stderr, flush=True)
+                        res[(p, mode)] = None
+                        continue
                     best = res.get((p, mode))
                     res[(p, mode)] = r if best is None or r["t_it"] < best["t_it"] else best
             for mode in modes:
                 r = res[(p, mode)]
+                if r is None:
+                    rows.append([name, p, mode, "failed"] + ["-"] * (len(head) - 4))
+                    print("| " + " | ".join(map(str, rows[-1])) + " |", flush=True)
+                    continue
                 pred = pm.predict(cal, bench_modes.model_config(mode, a.N, p, r, MODES[mode], cal))["total"]
                 e, ec = (pred - r["t_it"]) / r["t_it"], (pred - r["cpu_it"]) / r["cpu_it"]
                 errs.append((abs(e), abs(ec)))
@@ -167,8 +184,8 @@ def main():
                        f"{1e3 * r['cpu_it']:.1f}", f"{1e3 * pred:.1f}", f"{100 * e:+.0f} %", f"{100 * ec:+.0f} %"]
                 rows.append(row)
                 print("| " + " | ".join(map(str, row)) + " |", flush=True)
-    if not rows:
-        fail("no case ran")
+    if not errs:
+        fail("no case ran" + (": " + "; ".join(failures) if failures else ""))
     from ocnet.perfmodel.calibration import cpu_model
     lines = [f"Performance model against measurement: N = {a.N}, {a.its} TAO lmvm iterations per run, best of "
              f"{a.repeat}; {cpu_model() or 'CPU unknown'}, {os.cpu_count()} CPUs; "
@@ -186,6 +203,8 @@ def main():
                  "(a process with its own core); rerun on a quiet machine" if busy > (os.cpu_count() or 1) else "")]
     if short:
         lines += ["", f"stopped before {a.its} iterations (their times per iteration cover fewer): " + "; ".join(short)]
+    if failures:
+        lines += ["", "failed (not in the errors below): " + "; ".join(failures)]
     within = sum(e <= 0.2 for e, _ in errs)
     within_c = sum(ec <= 0.2 for _, ec in errs)
     lines += ["", f"max |error| {100 * max(e for e, _ in errs):.0f} % against wall time ({within} of {len(errs)} "

@@ -229,10 +229,13 @@ def test_calibrate_any_plugin_and_predict(tmp_path):
 def test_validation_script_table_for_any_problem(tmp_path):
     """runs/validate_perfmodel.py calibrates each case for its own problem, runs it, and prints one
     table row per (case, ranks, mode) with the model beside the measurement; a case whose options the
-    problem does not read is skipped and named as such (no timing asserted: the numbers are the bench's)."""
+    problem does not read is skipped and named as such (no timing asserted: the numbers are the bench's);
+    a run that stops at its starting point is a 'failed' row, named below the table (it ended the
+    script with a ZeroDivisionError and no table, tester 39)."""
     script = os.path.join(ROOT, "runs", "validate_perfmodel.py")
     p = subprocess.run([sys.executable, script, "--case", "heat=-problem heat -nx 8", "--case",
-                        "notheat=-problem heat -nx 8 -block double", "--N", "16", "--its", "2", "--repeat", "1",
+                        "notheat=-problem heat -nx 8 -block double", "--case", "stops=-problem heat -nx 8 -tao_gatol 1e9",
+                        "--N", "16", "--its", "2", "--repeat", "1",
                         "--ranks", "1", "--modes", "serial,oneshot", "--quick", "--out", "res"],
                        capture_output=True, text=True, timeout=600, cwd=tmp_path,
                        env=dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1"))
@@ -244,6 +247,10 @@ def test_validation_script_table_for_any_problem(tmp_path):
     assert [(r[1], r[2]) for r in rows] == [("1", "serial"), ("1", "oneshot")], table
     assert all(float(r[8]) > 0 for r in rows)  # the model's prediction (ms) beside the measurement
     assert "notheat = `-problem heat -nx 8 -block double` (skipped" in table
+    assert [ln.split(" | ")[1:4] for ln in table.splitlines() if ln.startswith("| stops |")] == [
+        ["1", "serial", "failed"], ["1", "oneshot", "failed"]], table
+    assert ("failed (not in the errors below): stops serial 1 ranks: stopped at iteration 0 (CONVERGED_GATOL): "
+            "nothing timed; stops oneshot 1 ranks: stopped") in table, table
     with open(tmp_path / "res" / "heat" / "calibration.json") as f:
         assert json.load(f)["problem"]["S"] == 8
 
