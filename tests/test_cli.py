@@ -27,6 +27,8 @@ BAD = [
     (["-tao_type", "pounders"], "TAO type 'pounders' needs what ocnet does not provide"),  # (it crashed: SEGV)
     (["-tao_type", "nls"], "TAO type 'nls' needs what ocnet does not provide (a Hessian"),
     (["-tao_max_it", -3], "option -tao_max_it: -3 is out of range, must be in [0,inf)"),
+    # (PETSc took -1 for its 'default' and ran with gatol 1e-8, tester 39)
+    (["-tao_gatol", -1], "option -tao_gatol: -1 is out of range, must be in [0,inf)"),
     (["-mgrit_levels", 0], "option -mgrit_levels: 0 is out of range, must be in [1,inf)"),
     (["-batch_size", 5000], "-batch_size 5000: must be between 1 and the 100 training samples"),
     (["-mode", "fast"], "option -mode: 'fast' is not one of serial, exact, oneshot"),
@@ -48,6 +50,16 @@ def test_bad_input_one_line(args, message, nprocs):
     if nprocs is None:
         assert p.stderr.strip() == ours[0]
     assert "Traceback" not in p.stdout + p.stderr
+
+
+def test_owlqn_without_its_weight_is_warned_of():
+    """-tao_type owlqn adds lambda |x|_1 with PETSc's default lambda 100: it zeroed every weight and
+    reported CONVERGED_GATOL (testers 39, 40).  One warning; none with -tao_owlqn_lambda given."""
+    p = run_ocnet(SMALL + ["-tao_type", "owlqn", "-tao_max_it", 2])
+    assert p.stderr.startswith("ocnet: warning: -tao_type owlqn minimises the objective plus lambda |x|_1 over the "
+                               "whole design, with PETSc's default lambda 100 (-tao_owlqn_lambda)"), p.stderr
+    p = run_ocnet(SMALL + ["-tao_type", "owlqn", "-tao_owlqn_lambda", 0, "-tao_max_it", 2])
+    assert "warning" not in p.stderr, p.stderr
 
 
 def test_too_many_ranks():

@@ -14,11 +14,22 @@ from ..mgrit.solver import phase
 from .objective import is_number, metric_columns
 
 
+#: TAO's tolerance options: a negative value is PETSc's "default"/"decide" (-1, -2), silently
+#: replaced by PETSc's own default, never what the user meant
+TAO_TOLERANCES = ("tao_gatol", "tao_grtol", "tao_gttol", "tao_fatol", "tao_frtol", "tao_steptol")
+
+
 def check_tao_type(db):
-    """Reject an unknown -tao_type with one line (PETSc would print a multi-line error trace)."""
+    """Reject an unknown -tao_type and a negative TAO tolerance with one line (PETSc would print a
+    multi-line error trace; a tolerance of -1 it replaces by its default); warning lines (a list)
+    for a type that changes the problem (owlqn adds its L1 term, weight 100 unless given)."""
+    from ..base.options import OptionSet
+    for k in TAO_TOLERANCES:
+        if db.hasName(k):
+            OptionSet().add(k, float, 0.0, "", bounds="[0,inf)").get(k, db)
     t = db.getString("tao_type", None)
     if t is None:
-        return
+        return []
     known = {v for k, v in vars(PETSc.TAO.Type).items() if not k.startswith("_") and isinstance(v, str)}
     if t not in known:
         raise OcnetError(f"option -tao_type: unknown TAO type '{t}' (known: {', '.join(sorted(known))})")
@@ -26,6 +37,11 @@ def check_tao_type(db):
         raise OcnetError(f"option -tao_type: TAO type '{t}' needs what ocnet does not provide (a Hessian, "
                          "least-squares residuals or constraints); ocnet gives the objective and its gradient: "
                          f"{', '.join(GRADIENT_TYPES)}, or -oneshot_tao")
+    if t == "owlqn" and not db.hasName("tao_owlqn_lambda"):  # (it zeroed every weight of Peaks, testers 39, 40)
+        return ["-tao_type owlqn minimises the objective plus lambda |x|_1 over the whole design, with PETSc's "
+                "default lambda 100 (-tao_owlqn_lambda), which drives the parameters to 0; the history's objective "
+                "leaves that term out; -tao_owlqn_lambda 0 for the plain objective"]
+    return []
 
 
 #: PETSc TAO types that need only the objective and its gradient (ocnet provides no Hessian,

@@ -341,7 +341,8 @@ def run(comm):
     for k, v in TAO_DEFAULTS.items():
         if not db.hasName(k):
             db.setValue(k, v)
-    check_tao_type(db)
+    for line in check_tao_type(db):
+        _say(comm, f"ocnet: warning: {line}", sys.stderr)
     max_it = OptionSet().add("tao_max_it", int, 300, "", bounds="[0,inf)").get("tao_max_it", db)
     if max_it == 0:  # evaluation only: TAO itself rejects 0 iterations (options.txt still says 0)
         db.delValue("tao_max_it")
