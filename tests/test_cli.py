@@ -62,6 +62,17 @@ def test_owlqn_without_its_weight_is_warned_of():
     assert "warning" not in p.stderr, p.stderr
 
 
+def test_seed_with_load_is_reported(tmp_path):
+    """-seed draws the initial parameters, which -load replaces: it was ignored silently (tester 40);
+    with mini-batches it still draws them, so nothing is said."""
+    run_ocnet(SMALL + ["-run_dir", tmp_path / "r"])
+    p = run_ocnet(SMALL + ["-load", tmp_path / "r", "-seed", 3])
+    assert p.stderr.strip() == (f"ocnet: warning: -seed has no effect with -load (the parameters come from "
+                                f"{tmp_path / 'r'}; -seed draws initial parameters and mini-batches)"), p.stderr
+    p = run_ocnet(SMALL + ["-load", tmp_path / "r", "-seed", 3, "-batch_size", 50])
+    assert "-seed" not in p.stderr, p.stderr
+
+
 def test_too_many_ranks():
     p = run_ocnet(["-N", 2, "-width", 2, "-ntrain", 10, "-nval", 0, "-quiet"], nprocs=3, timeout=120, check=False)
     assert p.returncode == 2 and "3 MPI ranks for only 2 layers" in p.stderr

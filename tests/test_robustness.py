@@ -335,6 +335,16 @@ def test_nonfinite_options_and_loaded_nan(tmp_path):
      ["-mgrit_levels 4: the state hierarchy of N=3 has only 1 level(s)"]),
     (["-mode", "oneshot", "-mgrit_max_it", 7], ["-mgrit_max_it has no effect in -mode oneshot"]),
     (["-mode", "exact", "-oneshot_state_its", 1], ["-oneshot_state_its has no effect in -mode exact"]),
+    # each option's advice names the modes that use it (serial advised exact for a one-shot count, whose
+    # exact-mode warning then advised oneshot; tester 40), and -oneshot_adapt is reported too
+    (["-mode", "serial", "-oneshot_state_its", 3, "-unconverged", "stop", "-oneshot_adapt", 0],
+     ["-oneshot_state_its has no effect in -mode serial (layer-serial sweeps, no MGRIT): use -mode oneshot",
+      "-unconverged has no effect in -mode serial (layer-serial sweeps, no MGRIT): use -mode exact",
+      "-oneshot_adapt has no effect in -mode serial (layer-serial sweeps, no MGRIT): use -mode oneshot"]),
+    (["-mode", "exact", "-oneshot_adapt", 1], ["-oneshot_adapt has no effect in -mode exact"]),
+    (["-run_dir_overwrite", "-checkpoint_seconds", 5, "-run_dir_plots", 0],
+     [f"-{k} has no effect without -run_dir (no run folder is written)"
+      for k in ("run_dir_overwrite", "checkpoint_seconds", "run_dir_plots")]),
     (["-mode", "exact", "-N", 3], ["-mode exact: N=3 is too short for a coarse level"]),
     (["-mode", "exact", "-N", 32, "-mgrit_min_coarse", 100],
      ["-mode exact: N=32 is too short for a coarse level of -mgrit_min_coarse 100 points"]),

@@ -41,16 +41,17 @@ def inactive_options(values, db, grid, settings):
     given = [k for k in db.getAll() if k in values]
     out = []
     mgrit_like = [k for k in given if "mgrit_" in k and k != "mgrit_view"]  # -mgrit_view reports serial itself
-    if mode == "serial":
-        for k in mgrit_like + [k for k in given if k in ("oneshot_state_its", "oneshot_adjoint_its", "unconverged",
-                                                        "stop_state_residual", "stop_adjoint_residual")]:
-            out.append(f"-{k} has no effect in -mode serial (layer-serial sweeps, no MGRIT): "
-                       "use -mode exact or -mode oneshot")
+    oneshot_only = ("oneshot_state_its", "oneshot_adjoint_its", "oneshot_adapt")
+    if mode == "serial":  # (each option's advice names the modes that use it)
+        for k in mgrit_like + [k for k in given if k in oneshot_only + (
+                "unconverged", "stop_state_residual", "stop_adjoint_residual")]:
+            use = ("-mode oneshot" if k in oneshot_only or k.endswith("mgrit_warm_skip") else
+                   "-mode exact" if k == "unconverged" else "-mode exact or -mode oneshot")
+            out.append(f"-{k} has no effect in -mode serial (layer-serial sweeps, no MGRIT): use {use}")
         return out
     if mode == "exact":
         out += [f"-{k} has no effect in -mode exact (solves run to -mgrit_rtol/-mgrit_atol): "
-                f"use -mode oneshot" for k in given if k in ("oneshot_state_its", "oneshot_adjoint_its")
-                or k.endswith("mgrit_warm_skip")]
+                f"use -mode oneshot" for k in given if k in oneshot_only or k.endswith("mgrit_warm_skip")]
     if mode == "oneshot":
         out += [f"-{k} has no effect in -mode oneshot (each solve runs -oneshot_state_its / "
                 f"-oneshot_adjoint_its cycles): use those, or -mode exact"

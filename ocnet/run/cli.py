@@ -386,6 +386,13 @@ def run(comm):
         raise OcnetError("-checkpoint_every with -checkpoint 0: give one of them")
     if values["predictions"] and not run_dir:
         raise OcnetError("-predictions needs -run_dir (the files go there)")
+    if not run_dir:  # (tester 40: ignored silently)
+        for k in ("run_dir_overwrite", "run_dir_plots", "checkpoint", "checkpoint_seconds"):
+            if db.hasName(k) and k not in problem_given:
+                _say(comm, f"ocnet: warning: -{k} has no effect without -run_dir (no run folder is written)", sys.stderr)
+    if values["load"] and db.hasName("seed") and not values["batch_size"] and "seed" not in problem_given:
+        _say(comm, f"ocnet: warning: -seed has no effect with -load (the parameters come from {values['load']}; "
+                   "-seed draws initial parameters and mini-batches)", sys.stderr)
     if values["resume"] and values["run_dir"] and \
             os.path.abspath(values["run_dir"]) != os.path.abspath(values["resume"]):
         raise OcnetError("-resume continues in its own folder: drop -run_dir (or give the same folder)")
