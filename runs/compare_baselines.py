@@ -7,7 +7,9 @@ pixels, seed 1, features standardised by the training pixels' statistics), train
 kernel; scikit-learn's default C = 1 and C = 100, the best of 1, 10, 100, 1000 on
 this validation set), an MLP (2 x 200, ReLU, adam) and logistic regression on it, and prints their validation
 accuracy and fit time beside the final validation accuracy and wall time of each ocnet run
-folder given (its history.csv; runs made with the same split options).  ``--out`` also writes
+folder given (its history.csv).  The split is the runs' own (their params.json: -ntrain, -nval,
+-data_seed); runs of different splits, or a --ntrain/--nval/--data_seed against theirs, are
+refused with one line.  ``--out`` also writes
 the table as Markdown.
 """
 import argparse
@@ -23,6 +25,32 @@ sys.path.insert(0, ROOT)
 
 from ocnet_problems import datafiles  # noqa: E402
 from ocnet_problems.indianpines import IndianPines  # noqa: E402
+
+
+def runs_split(folders, given, defaults):
+    """The split options ``defaults`` names ({option: default}) that the baselines must share with
+    the run folders (their params.json; a folder may be given as DIR:RANKS): ``given`` (the
+    command line's, None where not given), else the runs' common values, else the defaults.  Exits
+    with one line when the runs differ among themselves or from a value given (a baseline on
+    another split is no comparison: tester 40)."""
+    import json
+    seen = {}
+    for spec in folders:
+        folder = spec.partition(":")[0] if not os.path.isdir(spec) else spec
+        path = os.path.join(folder, "params.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                opts = json.load(f).get("options", {})
+            seen.setdefault(tuple(opts.get(k, v) for k, v in defaults.items()), []).append(folder)
+    if len(seen) > 1:
+        sys.exit(f"{os.path.basename(sys.argv[0])}: the runs have different splits: " + "; ".join(
+            " ".join(f"-{k} {v}" for k, v in zip(defaults, split)) + f" ({', '.join(dirs)})" for split, dirs in seen.items()))
+    runs = dict(zip(defaults, next(iter(seen)))) if seen else {}
+    for k, v in given.items():
+        if v is not None and k in runs and runs[k] != v:
+            sys.exit(f"{os.path.basename(sys.argv[0])}: --{k} {v}, but the runs were made with -{k} {runs[k]} "
+                     "(the baselines are fitted on the runs' split: leave --{k} out)".replace("{k}", k))
+    return {k: given.get(k) if given.get(k) is not None else runs.get(k, d) for k, d in defaults.items()}
 
 
 def ocnet_row(folder):
@@ -48,11 +76,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="*", help="ocnet run folders (-problem indianpines) to list beside the baselines")
     ap.add_argument("--data_dir", default=None, help="as -data_dir (default: tensorly's copy)")
-    ap.add_argument("--ntrain", type=int, default=4000)
-    ap.add_argument("--nval", type=int, default=2000)
-    ap.add_argument("--data_seed", type=int, default=1)
+    ap.add_argument("--ntrain", type=int, default=None, help="default: the runs' (params.json), else 4000")
+    ap.add_argument("--nval", type=int, default=None, help="default: the runs', else 2000")
+    ap.add_argument("--data_seed", type=int, default=None, help="default: the runs', else 1")
     ap.add_argument("--out", default=None, help="also write the table as Markdown here")
     a = ap.parse_args()
+    split = runs_split(a.runs, {"ntrain": a.ntrain, "nval": a.nval, "data_seed": a.data_seed},
+                       {"ntrain": 4000, "nval": 2000, "data_seed": 1})
+    a.ntrain, a.nval, a.data_seed = split["ntrain"], split["nval"], split["data_seed"]
     try:
         from sklearn.linear_model import LogisticRegression
         from sklearn.neural_network import MLPClassifier

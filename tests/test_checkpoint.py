@@ -293,6 +293,21 @@ def test_killed_in_the_final_outputs_is_resumed_to_write_them(tmp_path):
     assert (d / "decision.png").exists() and (d / "history.csv").read_bytes() == rows
 
 
+def test_resume_of_a_run_killed_before_its_first_save(tmp_path):
+    """A run killed (SIGKILL) before its first checkpoint: -resume -dry_run said only 'check out'
+    (tester 39); now it says the run would start from the beginning, and -resume does so."""
+    d = tmp_path / "run"
+    args = ["-problem", "tests.toy:LinearControl", "-N", 8, "-quiet", "-tao_max_it", 4]
+    p = run_ocnet(args + ["-run_dir", d], check=False, env={"OCNET_TEST_SIGNAL": "row:1:KILL"})
+    assert p.returncode != 0 and not (d / "checkpoint").exists(), p.stderr
+    p = run_ocnet(["-resume", d, "-dry_run"])
+    assert p.stdout.startswith(f"ocnet: dry run: {d} holds no checkpoint yet: -resume would start the run from the "
+                               "beginning\nocnet: dry run: options, data and problem"), p.stdout
+    p = run_ocnet(["-resume", d])
+    assert f"ocnet: {d} holds no checkpoint yet: starting the run from the beginning" in p.stdout, p.stdout
+    assert json.loads((d / "summary.json").read_text())["iterations"] == 4
+
+
 def test_resume_refuses_to_discard_a_finished_run(tmp_path, monkeypatch):
     """A finished run whose checkpoint is older than its end (-checkpoint 0: none at all, or the
     one a signal saved before a resumed run finished): -resume started it again from there and

@@ -549,7 +549,13 @@ def test_fixed_one_shot_convergence_on_diverged_solves_is_a_failure(tmp_path):
     """Fixed one-shot whose MGRIT solves diverge (coarse steps h m = 8 of u' = A u, A about -I):
     J 3.3e62 with a relative gradient below TAO's grtol, so TAO said CONVERGED_GRTOL at iteration 0
     and the run exited 0 against an exact objective of 3.64 (tester 39).  Now one error line, exit
-    status 3, summary.json FAILED with TAO's reason kept; on 1 and 2 ranks alike."""
+    status 3, summary.json FAILED with TAO's reason kept; on 1 and 2 ranks alike.  Its validation
+    solve, as far from converged, gave metrics of no meaning (tester 39: rmse 5.0 against serial's
+    0.71): they come from the layer-serial sweep now, with one note."""
+    serial = tmp_path / "serial"
+    run_ocnet(["-problem", "tests.toy:LinearControl", "-N", 256, "-T", 256, "-tao_max_it", 0, "-quiet",
+               "-run_dir", serial])
+    exact_row = read_history(serial)[0]
     for n in (None, 2):
         d = tmp_path / f"r{n}"
         p = run_ocnet(["-problem", "tests.toy:LinearControl", "-N", 256, "-T", 256, "-mode", "oneshot",
@@ -561,6 +567,10 @@ def test_fixed_one_shot_convergence_on_diverged_solves_is_a_failure(tmp_path):
         s = json.loads((d / "summary.json").read_text())
         assert (s["reason"], s["tao_reason"], s["exit_status"], s["starts"][-1]["reason"]) == (
             "FAILED", "CONVERGED_GRTOL", 3, "FAILED"), s
+        row = read_history(d)[0]
+        assert (row["val_rmse"], row["val_state_residual"]) == (exact_row["val_rmse"], "0.0"), (row, exact_row)
+        assert s["val_serial_fallbacks"] >= 1 and p.stderr.count("ocnet: note: the one-shot val MGRIT solve ended far "
+                                                                "from converged") == 1, p.stderr
 
 
 def test_unstable_fine_step_in_exact_mode_blames_the_model():

@@ -34,8 +34,8 @@ FRAMEWORK_OPTIONS = [  # name, type, default, help, and keywords of OptionSet.ad
      "nothing is computed and no run folder is touched (e.g. before submitting a batch job)", {}),
     ("mode", str, "serial", "serial: layer-serial sweeps; exact: MGRIT state and adjoint solved to "
      "-mgrit_rtol; oneshot: a few warm-started MGRIT iterations per evaluation (inexact gradient; counts "
-     "adaptive unless -oneshot_adapt 0 or -oneshot_state_its / -oneshot_adjoint_its are given; unless given, "
-     "-mgrit_relax F -mgrit_cfactor 8)",
+     "adaptive unless -oneshot_adapt 0 or -oneshot_state_its / -oneshot_adjoint_its are given; unless given or "
+     "set by the problem's defaults, -mgrit_relax F -mgrit_cfactor 8)",
      {"choices": ("serial", "exact", "oneshot")}),
     ("oneshot_state_its", int, 2, "state MGRIT iterations per evaluation in -mode oneshot; given: fixed counts "
      "(-oneshot_adapt 0) unless -oneshot_adapt 1 is given too, then the adaptive start", {"bounds": "[1,inf)"}),
@@ -400,7 +400,9 @@ def run(comm):
         Trainer(objective, comm, replicated).tao.destroy()  # (TAO's own options: -tao_ls_type, ...)
         if values["resume"]:  # (read-only: what -resume would refuse)
             rundir.lock(values["resume"], comm, "-resume", probe=True)
-            rundir.check_resume(values["resume"], meta, comm, recorded)
+            if not rundir.check_resume(values["resume"], meta, comm, recorded):  # (tester 39: it said nothing)
+                _say(comm, f"ocnet: dry run: {values['resume']} holds no checkpoint yet: -resume would start the run "
+                           "from the beginning")
         elif run_dir:
             if os.path.isdir(run_dir):
                 rundir.lock(run_dir, comm, "-run_dir", probe=True)
@@ -608,6 +610,8 @@ def run(comm):
         _say(comm, f"ocnet: note: {objective.rejected_trials} line-search trial point"
                    f"{'s' if objective.rejected_trials > 1 else ''} went non-finite (J = inf to the optimiser: the "
                    "step was shrunk)", sys.stderr)
+    if objective.val_serial_fallbacks:
+        summary["val_serial_fallbacks"] = objective.val_serial_fallbacks
     if objective.unconverged_count:
         summary["unconverged_solves"] = objective.unconverged_count
         summary["unconverged_by_solve"] = dict(objective.unconverged_by)
@@ -749,14 +753,12 @@ def _other_problem_hint(k, others):
             f"{PROBLEM[0] if PROBLEM else '?'})")
 
 
-#: a fixed-count one-shot solve whose final residual is above this fraction of its iterate's norm
-#: is reported as far from converged (warm-started solves of a contracting MGRIT stay far below it)
-FAR = 0.1
 
 
 def fixed_counts_far(objective):
     """'state residual 597 (48 x |u|), ...' for the last fixed-count solves whose residual is
     above FAR times the norm of their iterate (or not finite); '' when none is."""
+    from ..optim.objective import FAR  # (PETSc is imported after petsc4py.init reads the command line)
     out = []
     for which, mg in (("state", objective.mgrit), ("adjoint", objective.adj_mgrit)):
         unorm = getattr(mg, "unorm", None)

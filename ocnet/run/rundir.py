@@ -128,12 +128,14 @@ def _prepare(path, overwrite):
 
 
 def differences(saved, meta, keys):
-    """'-key saved (now current)' for each of ``keys`` whose value differs."""
+    """'-key saved (now current)' for each of ``keys`` whose value differs (a bool as an option
+    takes it, 1 or 0: '-standardize 1 (now 0)', not Python's True/False)."""
+    shown = lambda v: int(v) if isinstance(v, bool) else v  # noqa: E731
     out = []
     for k in keys:
         a, b = saved.get(k), meta.get(k)
         if a != b and not (isinstance(a, (int, float)) and isinstance(b, (int, float)) and float(a) == float(b)):
-            out.append(f"{'rank count' if k == 'ranks' else '-' + k} {a} (now {b})")
+            out.append(f"{'rank count' if k == 'ranks' else '-' + k} {shown(a)} (now {shown(b)})")
     return out
 
 
