@@ -232,6 +232,28 @@ def test_labels_file_beside_a_keyed_files_labels_is_warned_of(tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_resume_refuses_a_data_file_changed_in_place(tmp_path):
+    """A training file overwritten in place (same path, other data) resumed silently (tester 40):
+    -resume now compares its size and SHA-256 with those recorded at the start and refuses, on 1 and
+    2 ranks; the restored file, or a symbolic link to a copy, resumes."""
+    X, y = blobs(20)
+    data = tmp_path / "train.npz"
+    np.savez(data, X=X, y=y)
+    run = tmp_path / "run"
+    run_ocnet(NET + ["-train_file", data, "-val_fraction", 0.25, "-run_dir", run])
+    saved = data.read_bytes()
+    np.savez(data, X=2 * X, y=y)
+    for nprocs in (None, 2):
+        p = run_ocnet(["-resume", run, "-tao_max_it", 5], nprocs=nprocs, check=False)
+        assert p.returncode == 2 and f"ocnet: error: -resume: the data changed since the run started: -train_file " \
+            f"'{data}' (the same size" in p.stderr and f"-load {run} -run_dir NEW" in p.stderr, p.stderr
+    (tmp_path / "copy.npz").write_bytes(saved)
+    data.unlink()
+    data.symlink_to(tmp_path / "copy.npz")
+    run_ocnet(["-resume", run, "-tao_max_it", 5])
+    assert read_history(run)[-1]["iteration"] == "5"
+
+
 def test_layout_options_no_file_uses_are_reported(files, tmp_path):
     """-label_column with .npz files (and the other layout options where no file read uses them)
     was ignored silently: one warning line each; those a file uses are not warned of."""

@@ -373,7 +373,8 @@ def run(comm):
             "training_options": sorted(set(problem.regularization_options or ()) | set(problem.training_options)),
             "split_options": sorted(problem.split_options),  # (this run's: a plugin may set it per run)
             "options": {k: v for k, v in values.items() if k not in RUN_CONTROL},
-            "model_state": problem.model_state()}
+            "model_state": problem.model_state(),
+            "data_files": rundir.data_fingerprints(opts, values, comm)}  # (-resume: the same data files)
     if values["load"]:
         rundir.load_params(values["load"], x, meta, comm, resample=values["load_resample"])
     elif values["load_resample"]:

@@ -209,6 +209,43 @@ def _check_not_behind(path, saved_it, comm):
                      f"from its final parameters in a new folder, -load {path} -run_dir NEW")
 
 
+def data_fingerprints(opts, values, comm):
+    """{option: [size in bytes, sha256 hex]} of the files the run reads by its file options (those
+    declared with type ``path`` whose value is a file: -train_file, -val_labels, ...), rank 0's
+    reading on every rank.  Recorded with the run (meta ``data_files``) so that -resume can tell a
+    data file replaced in place from the one the run started with."""
+    import hashlib
+
+    from ..base.options import path as path_type
+
+    def digest(f):
+        h = hashlib.sha256()
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        return [os.path.getsize(f), h.hexdigest()]
+
+    names = sorted(o.name for o in opts.options if o.type is path_type and values.get(o.name)
+                   and isinstance(values[o.name], str))
+    out = None
+    if comm.Get_rank() == 0:
+        out = {k: digest(values[k]) for k in names if os.path.isfile(values[k])}
+    return comm.bcast(out, root=0)
+
+
+def _changed_data(saved, meta):
+    """'-train_file 'F' (12345 bytes then, 6789 now)' for each recorded data file whose
+    fingerprint differs from this start's (files of runs saved before it was recorded: none)."""
+    was, now = saved.get("data_files") or {}, meta.get("data_files") or {}
+    out = []
+    for k in sorted(set(was) & set(now)):
+        if was[k] != now[k]:
+            sizes = (f"{was[k][0]} bytes then, {now[k][0]} now" if was[k][0] != now[k][0] else
+                     f"the same size, {was[k][0]} bytes, other content")
+            out.append(f"-{k} '{meta['options'].get(k)}' ({sizes})")
+    return out
+
+
 def check_resume(path, meta, comm, recorded):
     """-resume: the folder's run must be this run (same options; any rank count).  Returns True
     when it holds a checkpoint, False for an ocnet run folder stopped before its first save;
@@ -252,6 +289,11 @@ def check_resume(path, meta, comm, recorded):
         diff = [d for d in diff if not d.startswith("-problem ")]
     elif other:  # its other differences follow from that
         diff = [d for d in diff if d.startswith("-problem ")]
+    changed = _changed_data(saved, meta)
+    if changed and not diff:  # (tester 40: a training file overwritten in place resumed silently)
+        raise OcnetError(f"-resume: the data changed since the run started: {', '.join(changed)}; a resumed run "
+                         f"continues on its own data (restore the file), or train on the new data from the run's "
+                         f"parameters in a new run: -load {path} -run_dir NEW")
     if diff:
         raise OcnetError(f"-resume: '{path}' holds a run with other settings: {', '.join(diff)}; "
                          "resume with the same settings (-tao_max_it, TAO's stopping tests, monitors and views, and the "
