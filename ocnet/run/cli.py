@@ -754,8 +754,6 @@ def _other_problem_hint(k, others):
             f"{PROBLEM[0] if PROBLEM else '?'})")
 
 
-
-
 def fixed_counts_far(objective):
     """'state residual 597 (48 x |u|), ...' for the last fixed-count solves whose residual is
     above FAR times the norm of their iterate (or not finite); '' when none is."""
