@@ -112,7 +112,7 @@ def test_misspelt_option_reported_at_the_first_iteration():
     unread option named like ocnet's own (-mgrit_nu); options read late (-tao_view) or not close
     to any (-zzz) wait for the end."""
     cmd = [sys.executable, "-m", "ocnet", "-N", "8", "-tao_max_it", "3", "-tao_max_itt", "5", "-tao_view", ":/dev/null",
-           "-zzz", "1", "-mode", "exact", "-mgrit_nu", "2"]
+           "-zzz", "1", "-mode", "exact", "-mgrit_nu", "2", "-tao_monitr"]
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300, cwd=ROOT,
                        env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1"))
     lines = p.stdout.splitlines()
@@ -127,6 +127,10 @@ def test_misspelt_option_reported_at_the_first_iteration():
     # of them are read by the first iteration (tester, 2026-12-07: -mgrit_nu said only at the end)
     assert lines.index("ocnet: warning: option -mgrit_nu was given but is not used (no ocnet option has this name: "
                        "-help lists them); the run goes on without it") < first, p.stdout
+    # a near-miss of a TAO option that was not given (-tao_monitor: TAO never reads it then) has its
+    # hint too, from TAO's common options (tester 39: said at the end only, with no hint)
+    assert lines.index("ocnet: warning: option -tao_monitr was given but is not used (did you mean -tao_monitor?); "
+                       "the run goes on without it") < first, p.stdout
 
 
 def test_options_file_and_run_folder_and_load(tmp_path):
