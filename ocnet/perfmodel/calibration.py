@@ -325,7 +325,9 @@ def iteration_overhead(repeat, N=64, its=30):
     history row, its CSV line and monitor line, the safe point): a Trainer's solve, with a run
     folder, less a bare TAO lmvm solve of the same objective (the same iterations and evaluations),
     over the iterations.  The objective: the NoOp plugin with a diagonal quadratic layer
-    regularisation (condition 1e3, so that lmvm takes ``its`` iterations)."""
+    regularisation (condition 1e3, so that lmvm takes ``its`` iterations), and training and
+    validation data sets (tokens: its steps ignore them), so that every row's metrics take ocnet's
+    path, a validation forward solve included, whose plugin work the model counts apart."""
     import io
     import tempfile
     from contextlib import redirect_stdout
@@ -347,6 +349,7 @@ def iteration_overhead(repeat, N=64, its=30):
         return 0.5 * np.sum(w * thetas * thetas, axis=1)
 
     pb.layer_regularization = quadratic
+    pb.datasets = {"train": "train", "val": "val"}
     obj = ReducedObjective(LayerGrid.from_comm(N, 1.0, comm), pb, comm)
     x = obj.design.initial(0, replicated=True)
     db = PETSc.Options()
