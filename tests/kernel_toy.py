@@ -126,3 +126,27 @@ def short_step(n, h, theta, u, out, cache, args):  # no work argument
 class ShortSignature(KernelToy):
     step_kernel = short_step
     step_adjoint_kernel = KernelToy.step_adjoint_kernel  # (the pair is this class's: else refused first)
+
+
+# ---- kernels that write outside the arrays ocnet hands them (tester 43: a crash in the C heap) -----
+@njit(cache=True)
+def flat_step(n, h, theta, u, out, cache, work, args):
+    for s in range(u.shape[0]):  # the cache written flat, one value per state entry
+        z = np.tanh(theta[0] * u[s])
+        cache[s] = 1.0 - z * z
+        out[s] = u[s] + h * z
+
+
+class ForgottenCache(KernelToy):
+    """cache_size left at ControlProblem's default 0 (flat_step writes S values into it)."""
+    step_kernel = flat_step
+    step_adjoint_kernel = KernelToy.step_adjoint_kernel  # (the pair is this class's)
+
+    def cache_size(self, data):
+        return 0
+
+
+class HalfCache(KernelToy):
+    """toy_step reshapes its cache to (d, batch): half the size raises ValueError inside Numba."""
+    def cache_size(self, data):
+        return data.X.size // 2

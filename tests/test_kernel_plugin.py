@@ -93,6 +93,31 @@ def test_kernel_that_does_not_compile_is_one_line(case, nprocs):
                       "out, cache, work, args) with args = kernel_args(S) (docs/plugins/fast.md)"), p.stderr
 
 
+@pytest.mark.parametrize("nprocs", [None, 2])
+def test_kernel_writing_past_its_arrays_is_one_line(nprocs):
+    """cache_size left at 0 for a kernel that writes its cache flat: the kernel wrote into the heap
+    and the process died later (munmap_chunk(): invalid pointer, tester 43); a guarded step at the
+    start names the kernel and the array, for training and -check_adjoint alike."""
+    for extra in (["-tao_max_it", 2], ["-check_adjoint"]):
+        p = run_ocnet(["-problem", "tests.kernel_toy:ForgottenCache", "-N", 8] + extra, nprocs=nprocs, check=False)
+        err = [ln for ln in p.stderr.splitlines() if ln.startswith("ocnet")]
+        assert p.returncode == 2 and err == [
+            "ocnet: error: problem 'kerneltoy': its kernel flat_step wrote past the end of its 'cache' array (0 doubles, "
+            "from cache_size(data); it wrote up to index 71): cache_size(data) too small (default 0: override it) "
+            "(docs/plugins/fast.md)"], p.stderr
+
+
+def test_exception_inside_a_kernel_names_the_kernels():
+    """A reshape of the wrong size inside a kernel (ValueError raised by Numba's compiled code) was
+    an 'internal error ... please report it' whose traceback ended in ocnet (tester 43): it names
+    the plugin's kernels and how to find the line."""
+    p = run_ocnet(["-problem", "tests.kernel_toy:HalfCache", "-N", 8, "-tao_max_it", 2], check=False)
+    last = p.stderr.strip().splitlines()[-1]
+    assert p.returncode == 1 and last.startswith(
+        "ocnet: error: the problem plugin failed (ValueError: ") and "in the forms generated from the kernels " \
+        "toy_step and toy_step_adjoint, compiled by Numba, which names no line" in last, p.stderr
+
+
 def test_inherited_forms_for_another_step_do_not_run():
     """A Peaks subclass with its own step: the ResNet's jitted forms (for its step) are replaced by
     the generic loops, with one line naming them; every check then passes."""

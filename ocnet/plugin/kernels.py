@@ -243,6 +243,54 @@ def use_kernels(problem, step_kernel, step_adjoint_kernel, names=None):
     return forms
 
 
+#: the value the guard zones of check_kernel_bounds hold (no step writes it by chance)
+_GUARD = -7.3e-301
+
+
+def check_kernel_bounds(problem, h):
+    """One forward and one transposed step of ``problem``'s kernels (its generated forms, if it
+    has them) on the training data, at layer 0 and the initial parameters, with every array the
+    kernels write -- ``out``, ``cache``, ``lam``, ``grad`` -- followed by a guard zone: a kernel
+    that writes past the size ocnet gives it (``cache_size`` left at its default 0, a reshape of
+    the wrong size) raises OcnetError naming the array, where it would corrupt memory and crash
+    the process later (a tester's ``munmap_chunk(): invalid pointer``).  On two samples where the
+    plugin takes subsets (``data_size``/``subset``, as for -batch_size), else on all.  A write
+    further than 4 S + 1024 doubles past an array is not caught."""
+    forms = getattr(problem, "_generated_forms", None)
+    data = problem.datasets.get("train")
+    if forms is None or data is None:
+        return
+    n = problem.data_size(data)
+    part = problem.subset(data, np.arange(2)) if n > 2 else None
+    data = data if part is None else part
+    rng = np.random.default_rng(0)
+    S, Sc, p = problem.state_size(data), problem.cache_size(data), problem.layer_param_size
+    g = np.asarray(problem.initial_global_parameters(rng), float)
+    theta = np.asarray(problem.initial_layer_parameters(0, rng), float)
+    u = np.empty(S)
+    problem.opening(g, data, u)
+    pad = 4 * S + 1024
+
+    def guarded(n):
+        return np.full(n + pad, _GUARD)
+
+    out, cache, lam, grad = guarded(S), guarded(Sc), guarded(S), guarded(p)
+    forms.step(0, h, theta, u, out[:S], cache[:Sc])
+    lam_next = np.ones(S)
+    forms.step_adjoint(0, h, theta, u, cache[:Sc], lam_next, lam[:S], grad[:p])
+    a, b = forms.kernels
+    for name, arr, n, size, kernel in (("out", out, S, "state_size(data)", a), ("cache", cache, Sc, "cache_size(data)", a),
+                                       ("lam", lam, S, "state_size(data)", b), ("grad", grad, p, "layer_param_size", b)):
+        hit = np.flatnonzero(arr[n:] != _GUARD)
+        if hit.size:
+            k = kernel.py_func.__qualname__
+            raise OcnetError(f"problem '{problem.name}': its kernel {k} wrote past the end of its '{name}' array "
+                             f"({n} doubles, from {size}; it wrote up to index {n + hit[-1]}): "
+                             + (f"cache_size(data) too small (default 0: override it)" if name == "cache" else
+                                f"a size the kernel assumes differs from {size}")
+                             + " (docs/plugins/fast.md)")
+
+
 class KernelProblem(ControlProblem):
     """A plugin written as two jitted kernels (see the module docstring): set the class attributes
     ``step_kernel`` and ``step_adjoint_kernel``, and define ``kernel_args``/``work_size`` if the

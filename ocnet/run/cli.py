@@ -319,6 +319,8 @@ def run(comm):
     check_required(problem)
     # batched forms inherited from a class with another step never run (ocnet/plugin/problem.py)
     guard_forms(problem, say=lambda line: _say(comm, line, sys.stderr))
+    from ..plugin.kernels import check_kernel_bounds
+    check_kernel_bounds(problem, grid.h)  # (a kernel writing past its arrays: one line, not a crash later)
     if values["load"]:  # the loaded model's own state (e.g. its input standardisation), before data are used
         state = loaded.get("model_state")  # ({} or None for folders saved before it existed)
         if state:
@@ -996,6 +998,12 @@ def describe(e, comm):
         return 1, (f"ocnet: error: {e.strerror}{where}: make room (or move the run folder) and -resume (it "
                    "continues from the last complete checkpoint)")
     tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    forms = kernel_forms_of(e)
+    if forms is not None:  # (raised inside the compiled kernels: Numba names no line of them)
+        return 1, (f"[rank {comm.Get_rank()}] {tb}ocnet: error: the problem plugin failed ({type(e).__name__}: {e}) "
+                   f"in {forms.describe()}, compiled by Numba, which names no line: a kernel's .py_func (the Python "
+                   "function under @njit) called on one state gives a traceback with it, and NUMBA_BOUNDSCHECK=1 "
+                   "makes an index outside an array an IndexError (docs/plugins/fast.md)")
     where = plugin_frame(e)
     if where is not None:
         return 1, (f"[rank {comm.Get_rank()}] {tb}ocnet: error: the problem plugin failed ({type(e).__name__}: {e}) "
@@ -1039,6 +1047,26 @@ def kernel_typing_error(e):
     return (f"the problem plugin's {what} {name} does not compile as ocnet calls it (Numba: {reason}) at "
             f"{path}:{lineno}; ocnet calls it as {name}{SIGNATURES[what]} with args = kernel_args(S) "
             "(docs/plugins/fast.md)")
+
+
+def kernel_forms_of(e):
+    """The GeneratedForms (ocnet/plugin/kernels.py) whose compiled call raised ``e`` (the traceback's
+    innermost frames: a GeneratedForms method, then only Numba's, which adds the frame where its
+    exception is defined), or None: the error is the plugin's kernels', though no Python frame of
+    them is in the traceback."""
+    import numba
+
+    from ..plugin import kernels
+    mine, lib = os.path.realpath(kernels.__file__), os.path.realpath(os.path.dirname(numba.__file__)) + os.sep
+    tb, forms = e.__traceback__, None
+    while tb is not None:
+        f = os.path.realpath(tb.tb_frame.f_code.co_filename)
+        if f == mine and isinstance(tb.tb_frame.f_locals.get("self"), kernels.GeneratedForms):
+            forms = tb.tb_frame.f_locals["self"]
+        elif not f.startswith(lib):
+            forms = None
+        tb = tb.tb_next
+    return forms
 
 
 def plugin_frame(e):
