@@ -573,6 +573,17 @@ def test_fixed_one_shot_convergence_on_diverged_solves_is_a_failure(tmp_path):
                                                                 "from converged") == 1, p.stderr
 
 
+def test_monitor_calls_a_blow_up_one():
+    """A cycle whose residual grew 1e15-fold was explained by -mgrit_monitor as a warm start's
+    first cycle (harmless; tester 43): above 1e3 it says the coarse steps may be unstable."""
+    p = run_ocnet(["-problem", "tests.toy:LinearControl", "-N", 256, "-T", 256, "-mode", "exact", "-tao_max_it", 1,
+                   "-mgrit_monitor", "-quiet"], check=False)
+    rho = lambda ln: ln.split("rho ")[1].split()[0]  # noqa: E731  ('-': not measured)
+    grew = [ln for ln in p.stdout.splitlines() if "mgrit it" in ln and rho(ln) != "-" and float(rho(ln)) > 1e3]
+    assert grew and all("(blew up: coarse steps h*m too large for the step's stability may cause it" in ln
+                        for ln in grew), p.stdout
+
+
 def test_unstable_fine_step_in_exact_mode_blames_the_model():
     """Exact mode with a fine step that is itself unstable (h * stiffness 2.5): the MGRIT solve's
     warning advised MGRIT settings or -mode serial (tester, 2026-12-07), which fail alike; the

@@ -20,6 +20,10 @@ from ..base import jit_clock
 from ..base.errors import OcnetError
 from ..plugin.problem import accepts
 
+#: a cycle whose residual grew more than this many times blew up (the monitor says so): a warm
+#: start's first cycle rises above a residual below the coarse grid's error, but by far less
+GREW = 1e3
+
 RELAXATIONS = ("F", "FCF", "FCFCF")
 ROUNDOFF = 64 * np.finfo(float).eps  # residual floor relative to |u| over the C-points
 #: a stall (the residual less than halved over STALL_CYCLES cycles, rho > 0.79) below this level
@@ -698,8 +702,13 @@ class MGRIT:
             return
         r, prev = self.history[-1], self.history[-2] if len(self.history) > 1 else float("nan")
         rho = r / prev if prev > 0 else (float("nan") if math.isnan(prev) or math.isnan(r) else 0.0)
-        note = ("  (first cycle of a warm start: its residual was below the coarse grid's "
-                "error; see docs/user/mgrit.md)") if it == 1 and rho > 1 and warm else ""
+        note = ""
+        if rho > GREW:  # (tester 43: a 4e10-fold rise was explained as the warm start's)
+            note = ("  (blew up: coarse steps h*m too large for the step's stability may cause it: a smaller "
+                    "cfactor, fewer levels or FCF relaxation; see docs/user/mgrit.md)")
+        elif it == 1 and rho > 1 and warm:
+            note = ("  (first cycle of a warm start: its residual was below the coarse grid's "
+                    "error; see docs/user/mgrit.md)")
         # (rho "-": no residual before this one was measured -- the start of a solve, or the
         # first cycle of a fixed-cycle solve, whose warm start is not measured)
         shown = "-" if math.isnan(prev) else f"{rho:.3g}"
