@@ -235,6 +235,12 @@ def test_problem_option_defaults_bad_name():
     said = "ocnet: warning: option -tao_maxit (option_defaults of problem 'misspelt') was given but"
     assert p.stderr.count(said) == 2 and "did you mean -tao_max_it?" in p.stderr, p.stderr
     assert "tao_ls_type" not in p.stderr, p.stderr
+    # -check_adjoint runs no TAO: the problem's TAO defaults went unread and were reported, -tao_ls_type
+    # with 'did you mean -tao_type?' (tester 43); -help shows them beside ocnet's TAO defaults
+    p = run_ocnet(["-problem", "tests.defaults_plugin:MisspeltTao", "-N", 4, "-check_adjoint"])
+    assert "warning" not in p.stderr and "tao_" not in p.stdout, p.stdout + p.stderr
+    p = run_ocnet(["-problem", "tests.defaults_plugin:MisspeltTao", "-help"])
+    assert "defaults: -tao_type lmvm -tao_max_it 300 -tao_gatol 1e-6 -tao_maxit 5 -tao_ls_type armijo)" in p.stdout
 
 
 def test_counts_settle_where_mgrit_is_exact(tmp_path):

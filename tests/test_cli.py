@@ -73,6 +73,13 @@ def test_seed_with_load_is_reported(tmp_path):
     assert "-seed" not in p.stderr, p.stderr
 
 
+def test_a_tao_option_spelt_right_but_unread_has_no_hint():
+    """-tao_bncg_type with lmvm: TAO never reads it; it was reported as a misspelling of -tao_type
+    (tester 43, of a problem's -tao_ls_type under -check_adjoint).  Now only at the end, with no hint."""
+    p = run_ocnet(SMALL + ["-tao_bncg_type", "gd"])
+    assert p.stderr.strip() == "ocnet: warning: option -tao_bncg_type was given but never used", p.stderr
+
+
 def test_too_many_ranks():
     p = run_ocnet(["-N", 2, "-width", 2, "-ntrain", 10, "-nval", 0, "-quiet"], nprocs=3, timeout=120, check=False)
     assert p.returncode == 2 and "3 MPI ranks for only 2 layers" in p.stderr

@@ -310,7 +310,9 @@ def run(comm):
     if want_help:
         _say(comm, "ocnet: layer-parallel optimal-control training with PETSc\n" + opts.help_text()
              + "\n  (and any -tao_* option of PETSc TAO; defaults: "
-             + " ".join(f"-{k} {db.getString(k) if k in problem_given else v}" for k, v in TAO_DEFAULTS.items())
+             + " ".join([f"-{k} {db.getString(k) if k in problem_given else v}" for k, v in TAO_DEFAULTS.items()]
+                        + [f"-{k} {db.getString(k)}" for k in problem_given  # (the problem's other TAO ones)
+                           if k.startswith("tao_") and k not in TAO_DEFAULTS])
              + ")\n  (PETSc's own start-up options: ocnet -help petsc)")
         return 0
     values = opts.read(db)  # (file options become absolute in the database too: OptionSet.get)
@@ -326,6 +328,9 @@ def run(comm):
         if state:
             problem.set_model_state(state)
     if values["check_adjoint"]:  # instead of training (ocnet/plugin/adjcheck.py)
+        for k in problem_given:  # (no TAO reads the problem's TAO defaults here: not the user's to hear of)
+            if k.startswith("tao_"):
+                db.getString(k)
         from ..plugin.adjcheck import check_adjoint
         return check_adjoint(problem, grid, values, db, comm)
     if values["oneshot_tao"]:  # overrides -tao_type (e.g. one from an options file): said when one was given
@@ -722,7 +727,10 @@ def _unused_options():
         return {}
     given = db.getAll()
     known = sorted(set(DECLARED) | set(TAO_NAMES) | {k for k in given if db.used(k)})
-    return {k: closest_name(k, [n for n in known if n != k]) for k in given if not db.used(k)}
+    # (a TAO option spelt right that TAO did not read, e.g. -tao_ls_type with a type without a line
+    # search, is no misspelling of another: no hint)
+    return {k: None if k in TAO_NAMES else closest_name(k, [n for n in known if n != k])
+            for k in given if not db.used(k)}
 
 
 #: PETSc TAO's options that a user's misspelling is most likely of (from PETSc 3.26's -help for
