@@ -114,6 +114,7 @@ class ReducedObjective:
         self.unconverged_count = 0
         self.unconverged_by = {}  # the same by solve: "state", "adjoint", "<dataset> state"
         self._pending_warning = None  # a non-finite solve's warning, said once the layer-serial one is finite
+        self._unconverged_said = False  # an unconverged-solve warning was printed (the first one said is)
         self.serial_fallbacks = 0  # exact-mode solves replaced by the layer-serial solve (diverged)
         self.val_serial_fallbacks = 0  # one-shot validation solves far from converged, replaced alike
         self._evaluated = None  # (local design, data, global parameters) of the last state solve
@@ -294,6 +295,7 @@ class ReducedObjective:
             J = self.evaluate(x, grad)
             if self._pending_warning and math.isfinite(J):
                 print(self._pending_warning, file=sys.stderr, flush=True)
+                self._unconverged_said = True
         finally:
             self._pending_warning = None
             self.adapt, (self.mgrit, self.adj_mgrit) = adapt, saved
@@ -354,12 +356,15 @@ class ReducedObjective:
             replace = False
         if self.unconverged == "stop":
             raise NumericalFailure(f"{text}; {advice}, or use -unconverged warn")
-        if self.comm.Get_rank() == 0 and (n < 10 and n == 1 or n in (10, 100) or n % 1000 == 0):
+        # the first one said (one at a rejected non-finite trial point is not: its layer-serial solve
+        # is non-finite too, so the model failed there, tester 43), then the 10th, 100th, 1000th, ...
+        if self.comm.Get_rank() == 0 and (not self._unconverged_said or n in (10, 100) or n % 1000 == 0):
             used = "; the layer-serial solve replaces it" if replace else ""
             line = (f"ocnet: warning: {text}{used} ({n} unconverged solve{'s' * (n > 1)} so far; "
                     f"{advice}, or -unconverged stop to make this an error)")
             if np.isfinite(mg.residual):
                 print(line, file=sys.stderr, flush=True)
+                self._unconverged_said = True
             else:  # (said once the layer-serial solve is finite: else the model, not MGRIT, failed)
                 self._pending_warning = line
         return replace
@@ -489,6 +494,7 @@ class ReducedObjective:
                 if self._pending_warning:
                     print(self._pending_warning, file=sys.stderr, flush=True)
                     self._pending_warning = None
+                    self._unconverged_said = True
                 mg.invalidate()
                 if far:  # (tester 39: fixed one-shot's validation rmse 5.0 at residual 50, serial's 0.71)
                     self.val_serial_fallbacks += 1
