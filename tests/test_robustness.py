@@ -94,7 +94,7 @@ def test_missing_options_file(nprocs):
     (["-run_dir=R"], "'-run_dir=R': an option's value follows it after a blank: -run_dir R", None),
     (["-N", 8, "extra"], "stray argument 'extra'", 2),
     (["N=8"], "stray argument 'N=8'", None),
-    (["-tao_gatol", "abc"], "option -tao_gatol: 'abc' is not a number", 2),  # (PETSc named the value only)
+    (["-tao_gatol", "abc"], "option -tao_gatol: expected a real number, got 'abc'", 2),  # (PETSc named the value only)
     (["-", "N", 8], "a lone '-'", None),
 ])
 def test_arguments_petsc_would_ignore(args, text, nprocs):

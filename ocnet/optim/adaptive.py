@@ -385,18 +385,21 @@ class AdaptiveOneShot:
         if not math.isnan(rho) and rho >= RHO_INFORMATIVE:
             self.rho[w] = rho
 
-    def fell_back(self, obj):
+    def fell_back(self, obj, design_failed=False):
         """The evaluation became exact: count it, say so (rate-limited), one more iteration per solve
         next (not the maximum: the next solves start from this evaluation's exact trajectories, so
         their error is the design step's change alone; measured on digits, the maximum after the
         cold first evaluation cost 6 evaluations of 8 to 3 iterations each before the counts were
-        back at 2)."""
+        back at 2).  ``design_failed``: the exact evaluation is non-finite too (a line search's trial
+        point the optimiser rejects): MGRIT's counts were not what failed, and stay (a tester's
+        unstable trial points raised them to 5 cycles on a NaN iterate)."""
         self.totals["exact_evaluations"] += 1
         self.since_row[2] += 1
         if self.fallback_reason == "exact start":  # planned, not a sign that the counts are too low
             self.totals["exact_start_evaluations"] += 1
             return
-        self.k = {w: min(self.k[w] + 1, self.kmax[w]) for w in self.k}
+        if not design_failed:
+            self.k = {w: min(self.k[w] + 1, self.kmax[w]) for w in self.k}
         n = self.totals["exact_evaluations"] - self.totals["exact_start_evaluations"]  # the summary's count
         # (the command line's warm-up evaluation, before reset_totals, is not the run's: no note)
         if self.announce and self.comm.Get_rank() == 0 and (n <= 3 or n in (10, 100) or n % 1000 == 0):

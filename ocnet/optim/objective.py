@@ -264,6 +264,7 @@ class ReducedObjective:
                                           f"it went non-finite (J = {J})")
             return self._exact(x, grad)
         if not finite:  # J is the same on every rank and the flag is reduced: collective
+            self._restart_solves(self.mgrit, self.adj_mgrit)
             where = self._nonfinite(J, thetas, g, grad is not None, G, grad_g)
             # (MGRIT evaluations: the advice rests on a layer-serial solve at this design, run
             # when the failure is raised -- a rejected trial point costs no extra sweep)
@@ -286,6 +287,14 @@ class ReducedObjective:
             self.design.put_local(grad, ga)
         return J
 
+    @staticmethod
+    def _restart_solves(*solvers):
+        """The trajectories went non-finite: the next solve of each of ``solvers`` (None: none)
+        starts from zeros where they are (MGRIT.restart).  Collective decisions only."""
+        for mg in solvers:
+            if mg is not None:
+                mg.restart = True
+
     def _exact(self, x, grad):
         """The evaluation with layer-serial sweeps (adaptive one-shot's fallback, and exact mode's for a
         diverged solve); the MGRIT solves are warm-started from its exact trajectories afterwards."""
@@ -293,6 +302,8 @@ class ReducedObjective:
         self.adapt = self.mgrit = self.adj_mgrit = None
         try:
             J = self.evaluate(x, grad)
+            if not math.isfinite(J):  # (a rejected trial point: the next MGRIT solves start cold there)
+                self._restart_solves(*saved)
             if self._pending_warning and math.isfinite(J):
                 print(self._pending_warning, file=sys.stderr, flush=True)
                 self._unconverged_said = True
@@ -305,7 +316,7 @@ class ReducedObjective:
         if grad is not None:
             self.adjoint_its, self.adjoint_residual = 0, 0.0
         if adapt is not None:
-            adapt.fell_back(self)
+            adapt.fell_back(self, design_failed=not math.isfinite(J))
         else:
             self.serial_fallbacks += 1
         self.last_exact = True
@@ -488,6 +499,8 @@ class ReducedObjective:
                 self.problem.opening(g, data, traj.U[0])
             self._count("val", mg.solve(thetas, label=f"{label} state mgrit"))
             residual = mg.residual
+            if not math.isfinite(residual):  # (a global norm: every rank alike)
+                mg.restart = True
             far = not mg.tolerance_set and not residual <= FAR * mg.unorm  # (fixed counts; nan: far)
             if far or self._check_converged(mg, f"{label} state"):  # (diverged: replaced by the serial sweep)
                 self.solver.forward(g, thetas, data, traj)
