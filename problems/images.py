@@ -124,10 +124,14 @@ class ImageProblem(ConvResNet):
         ones in red; new, unlabelled images: the predicted ones); ``confusion.png``: the validation
         confusion matrix (the training set's without labelled validation images, titled so)."""
         data = self.datasets.get("val") or self.datasets["train"]
+        labelled = data.labelled
+        # (predict is collective and gives None off rank 0: every rank calls it alike, before any
+        # rank returns; the training set's prediction only returned after unlabelled images was
+        # rank 0's alone, which hung or crashed on 2 ranks, tester 42)
         pred = predict(data)
+        train_pred = None if labelled else predict(self.datasets["train"])
         if pred is None:
             return
-        labelled = data.labelled
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -153,8 +157,7 @@ class ImageProblem(ConvResNet):
         plt.close(fig)
         which = "validation" if "val" in self.datasets and labelled else "training"
         if not labelled:
-            data = self.datasets["train"]
-            pred = predict(data)
+            data, pred = self.datasets["train"], train_pred
         acc = float(np.mean(pred == data.y))
         disp = ConfusionMatrixDisplay.from_predictions(data.y, pred, labels=np.arange(self.nclasses),
                                                        colorbar=False)

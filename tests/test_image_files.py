@@ -68,6 +68,14 @@ def test_scores_new_images_as_in_process(files, tmp_path):
                "-val_unlabelled", "-tao_max_it", 0, "-predictions", "-run_dir", tmp_path / "t", "-quiet"])
     with open(tmp_path / "t" / "predictions_val.csv") as f:
         cli = [int(r["prediction"]) for r in csv.DictReader(f)]
+    # the same on 2 ranks with the figures: the training set's prediction for the confusion matrix
+    # was called on rank 0 alone (a hang, or MPI_ERR_TRUNCATE with -predictions; tester 42)
+    run_ocnet(["-load", tmp_path / "m", "-train_file", files / "train.npz", "-val_file", files / "new.npz",
+               "-val_unlabelled", "-tao_max_it", 0, "-predictions", "-run_dir", tmp_path / "t2", "-quiet"],
+              nprocs=2, plots=True, timeout=120)
+    with open(tmp_path / "t2" / "predictions_val.csv") as f:
+        assert [int(r["prediction"]) for r in csv.DictReader(f)] == cli
+    assert (tmp_path / "t2" / "confusion.png").exists() and (tmp_path / "t2" / "samples.png").exists()
     script = f"""
 import numpy as np
 from petsc4py import PETSc
