@@ -244,6 +244,11 @@ class ImageFiles(ConvResNet):
         f, lab = v[f"{which}_file"], v[f"{which}_labels"]
         what = f"-{which}_file"
         X = np.asarray(datafiles.read_array(f, what, v["x_name"], "x_name"))
+        if X.ndim == 4 and X.shape[1] <= 4 < X.shape[3]:  # (read on rank 0: see on_root)
+            n, a, b, c = X.shape  # (tester 42: (n, 1, 12, 12) trained as 1 x 12 images of 12 channels)
+            print(f"ocnet: warning: {what}: '{f}' holds images of shape {X.shape}, read as (n, H, W, C) = {n} images "
+                  f"of {a} x {b} pixels with {c} channels; if they are (n, C, H, W), PyTorch's layout, give "
+                  "np.moveaxis(X, 1, -1)", file=sys.stderr, flush=True)
         if X.ndim == 3:
             X = X[..., None]
         if X.ndim != 4 or min(X.shape) == 0:
@@ -290,14 +295,14 @@ class ImageFiles(ConvResNet):
         C = v["nclasses"] or int(ytr.max()) + 1
         if not v["nclasses"]:
             v["nclasses"] = C  # (recorded with the model: -load builds C outputs)
+        if ytr.max() >= C:  # (before the validation labels': -nclasses below the training labels blamed those)
+            raise OcnetError(f"training label {ytr.max()} is out of range of -nclasses {C}")
         if val is not None:
             if val[0].shape[1:] != Xtr.shape[1:]:
                 raise OcnetError(f"validation images are {val[0].shape[1:]}, training images {Xtr.shape[1:]} "
                                  "(H, W, C)")
             if val[1] is not None and val[1].size and val[1].max() >= C:
                 raise OcnetError(f"validation label {val[1].max()} is out of range of the training classes 0..{C - 1}")
-        if ytr.max() >= C:
-            raise OcnetError(f"training label {ytr.max()} is out of range of -nclasses {C}")
         self.pixel_scale = float(np.abs(Xtr).max()) or 1.0
         self.raw = {"train": train} if val is None else {"train": train, "val": val}
         H, W, cin = Xtr.shape[1:]
@@ -322,6 +327,12 @@ class ImageFiles(ConvResNet):
         """A loaded model divides by the pixel scale it was trained with; the data sets are rebuilt."""
         self.pixel_scale = float(state["pixel_scale"])
         self.datasets = {k: self.classification(X, y) for k, (X, y) in self.raw.items()}
+        for k, (X, _) in self.raw.items():  # (tester 42: 0..1 images scored by a 0..255 model, silently)
+            top = float(np.abs(X).max())
+            if self.comm.Get_rank() == 0 and not self.pixel_scale / 20 <= top <= 20 * self.pixel_scale:
+                print(f"ocnet: warning: the -{k}_file images reach {top:.4g} at most, the loaded model's training images "
+                      f"{self.pixel_scale:.4g} (it divides every image by {self.pixel_scale:.4g}): images on another "
+                      "pixel scale are scored on that one", file=sys.stderr, flush=True)
 
     def classification(self, X, y=None):
         """Images X (n, H, W) or (n, H, W, C) as the network's data (pixels scaled as the model's,

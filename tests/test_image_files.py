@@ -76,6 +76,12 @@ def test_scores_new_images_as_in_process(files, tmp_path):
     with open(tmp_path / "t2" / "predictions_val.csv") as f:
         assert [int(r["prediction"]) for r in csv.DictReader(f)] == cli
     assert (tmp_path / "t2" / "confusion.png").exists() and (tmp_path / "t2" / "samples.png").exists()
+    # new images on another pixel scale (0..1 for a model trained on 0..255) were scored silently
+    np.savez(tmp_path / "new01.npz", X=np.load(files / "new.npz")["X"] / 255.0)
+    p = run_ocnet(["-load", tmp_path / "m", "-train_file", files / "train.npz", "-val_file", tmp_path / "new01.npz",
+                   "-val_unlabelled", "-tao_max_it", 0, "-predictions", "-run_dir", tmp_path / "t3", "-quiet"])
+    assert "ocnet: warning: the -val_file images reach 1 at most, the loaded model's training images 255 (it divides " \
+        "every image by 255)" in p.stderr, p.stderr
     script = f"""
 import numpy as np
 from petsc4py import PETSc
@@ -117,12 +123,28 @@ print("PRED", " ".join(map(str, out)))
      "images (8, 8, 1)"),
     (["-train_file", "{d}/train.npz", "-pool", 3], "-pool 3 does not divide the 8 x 8 images"),
     (["-train_file", "{d}/train.npz", "-val_labels", "{d}/train_y.npy"], "-val_labels needs -val_file"),
+    # (it blamed the validation labels, which hold the training classes too; tester 42)
+    (["-train_file", "{d}/train.npz", "-val_file", "{d}/new.npz", "-nclasses", 2],
+     "training label 2 is out of range of -nclasses 2"),
 ])
 def test_bad_image_files_one_line(files, args, message):
     args = [str(a).replace("{d}", str(files)) for a in args]
     p = run_ocnet(SMALL + args + ["-tao_max_it", 1], check=False)
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 2 and len(lines) == 1 and message in lines[0], p.stderr
+
+
+def test_channels_first_images_are_warned_of(files, tmp_path):
+    """(n, 1, H, W), PyTorch's layout, trained silently as 1 x W images of H channels (tester 42):
+    one warning with the reshaping; (n, H, W, C) images with C <= 4 get none."""
+    X, y = np.load(files / "train.npz")["X"], np.load(files / "train.npz")["y"]
+    np.savez(tmp_path / "nchw.npz", X=X[:, None], y=y)
+    p = run_ocnet(SMALL + ["-train_file", tmp_path / "nchw.npz", "-tao_max_it", 1])
+    assert p.stderr.strip() == (f"ocnet: warning: -train_file: '{tmp_path / 'nchw.npz'}' holds images of shape "
+                                "(90, 1, 8, 8), read as (n, H, W, C) = 90 images of 1 x 8 pixels with 8 channels; if "
+                                "they are (n, C, H, W), PyTorch's layout, give np.moveaxis(X, 1, -1)"), p.stderr
+    p = run_ocnet(SMALL + ["-train_file", files / "rgb.npz", "-tao_max_it", 1])
+    assert "warning" not in p.stderr, p.stderr
 
 
 def test_mat_row_labels_label_base_and_scoring_notes(files, tmp_path):
