@@ -796,8 +796,22 @@ def report_unused(comm):
     others = _of_other_problems([k for k, close in unused.items() if not close])
     for k, close in unused.items():
         _say(comm, f"ocnet: warning: option {_given(k)} was given but never used"
-             + (f" (did you mean -{close}?)" if close else _other_problem_hint(k, others)), sys.stderr)
+             + (f" ({FOREIGN[k]})" if k in FOREIGN else f" (did you mean -{close}?)" if close else
+                _other_problem_hint(k, others)), sys.stderr)
     return list(unused)
+
+
+_EPOCHS = "ocnet counts optimisation iterations: -tao_max_it; with -batch_size B an epoch is ntrain / B of them"
+_LR = "TAO's line search chooses each step, there is no learning rate: -tao_type, -tao_ls_type"
+_CPU = "ocnet runs on CPUs, in parallel over MPI ranks: mpiexec -n P"
+#: other frameworks' option names (PyTorch, Keras habits) and what ocnet has instead: reported at
+#: iteration 0 with the hint (a tester's -epochs 50 -lr 0.1 trained with neither and said so only at the end)
+FOREIGN = {"epochs": _EPOCHS, "epoch": _EPOCHS, "num_epochs": _EPOCHS, "max_epochs": _EPOCHS, "lr": _LR,
+           "learning_rate": _LR, "device": _CPU, "gpu": _CPU, "use_gpu": _CPU, "cuda": _CPU,
+           "vec_type": _CPU + "; PETSc's GPU vectors are not used",
+           "optimizer": "the optimiser is PETSc TAO's: -tao_type (lmvm, cg, bncg, ...) or -oneshot_tao",
+           "momentum": "TAO's quasi-Newton and CG methods have none: -tao_type",
+           "weight_decay": "the weights' Tikhonov regularisation: -gamma_tik (layers), -gamma_class (classifier)"}
 
 
 #: prefixes of ocnet's own options, all read before the first iteration: an unread one is reported
@@ -816,7 +830,10 @@ def report_misspelt(comm):
     for k, close in unused.items():
         if any(t in k for t in _READ_LATE):
             continue
-        if close:
+        if k in FOREIGN:
+            _say(comm, f"ocnet: warning: option {_given(k)} was given but is not used ({FOREIGN[k]}); "
+                       "the run goes on without it", sys.stderr)
+        elif close:
             _say(comm, f"ocnet: warning: option {_given(k)} was given but is not used (did you mean -{close}?); "
                        "the run goes on without it", sys.stderr)
         elif k in others:
