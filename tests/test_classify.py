@@ -232,6 +232,17 @@ def test_labels_file_beside_a_keyed_files_labels_is_warned_of(tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_load_without_a_training_file_names_the_runs(files, tmp_path):
+    """-load R -tao_max_it 0 without -train_file said only '-problem classify needs -train_file'
+    (tester 42): the error names the loaded run's file (-load does not take data options over)."""
+    run_ocnet(NET + files["npz"] + ["-run_dir", tmp_path / "r"])
+    p = run_ocnet(["-load", tmp_path / "r", "-tao_max_it", 0, "-quiet"], check=False)
+    train = files["npz"][1]
+    assert p.returncode == 2 and p.stderr.strip() == (
+        "ocnet: error: -problem classify needs -train_file (see docs/user/data.md) (the loaded run's: -train_file "
+        f"{train}; -load does not take data options over)"), p.stderr
+
+
 def test_resume_refuses_a_data_file_changed_in_place(tmp_path):
     """A training file overwritten in place (same path, other data) resumed silently (tester 40):
     -resume now compares its size and SHA-256 with those recorded at the start and refuses, on 1 and

@@ -155,7 +155,7 @@ def test_signal_at_a_hooked_moment(tmp_path, nprocs, sig, stage, target):
         check_consistent(run)
     elif stage.startswith("warmup"):  # nothing computed yet: noted, and -resume starts afresh
         assert summary["reason"] == "INTERRUPTED" and not (run / "history.csv").exists(), summary
-        assert e.count("stopped before the first iteration (nothing to save)") == 1, e
+        assert e.count("stopped before the first iteration (nothing to save; -resume continues in the run folder)") == 1, e
     elif stage.startswith("save"):  # the save finishes, then every rank stops
         assert check_consistent(run) == 3
     else:  # the run had finished: its outputs are complete

@@ -96,7 +96,9 @@ def _handler(signum, frame):
                 early()
             except Exception:  # noqa: BLE001 - the stop must not fail on a note
                 pass
-        _say(f"ocnet: {name}: stopped before the first iteration (nothing to save); exit status "
+        # (no run folder yet: -resume has nothing to continue, tester 42)
+        again = "-resume continues in the run folder" if early is not None else "no run folder yet: start the run again"
+        _say(f"ocnet: {name}: stopped before the first iteration (nothing to save; {again}); exit status "
              f"{INTERRUPTED_STATUS}")
         _abort_all()
     if _state["phase"] == "run" and _rank0():

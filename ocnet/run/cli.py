@@ -317,7 +317,15 @@ def run(comm):
         return 0
     values = opts.read(db)  # (file options become absolute in the database too: OptionSet.get)
     grid = LayerGrid.from_comm(values["N"], values["T"], comm)
-    problem = cls(values, comm)
+    try:
+        problem = cls(values, comm)
+    except OcnetError as e:  # a data option -load does not take over: name the saved run's (tester 42)
+        saved = (loaded or {}).get("options", {})
+        hint = [f"-{k} {saved[k]}" for k in getattr(cls, "data_options", ()) if saved.get(k) not in (None, "", False)
+                and not db.hasName(k) and re.search(rf"-{re.escape(k)}\b", str(e))]
+        if not hint:
+            raise
+        raise OcnetError(f"{e} (the loaded run's: {', '.join(hint)}; -load does not take data options over)") from None
     check_required(problem)
     # batched forms inherited from a class with another step never run (ocnet/plugin/problem.py)
     guard_forms(problem, say=lambda line: _say(comm, line, sys.stderr))
