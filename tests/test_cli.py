@@ -71,6 +71,9 @@ def test_seed_with_load_is_reported(tmp_path):
                                 f"{tmp_path / 'r'}; -seed draws initial parameters and mini-batches)"), p.stderr
     p = run_ocnet(SMALL + ["-load", tmp_path / "r", "-seed", 3, "-batch_size", 50])
     assert "-seed" not in p.stderr, p.stderr
+    # the initial weights' scales are training options: they do not make another model (they were
+    # compared, and -load refused; tester 43's initial-guess option alike)
+    run_ocnet(SMALL + ["-load", tmp_path / "r", "-init_layer", 0.5, "-tao_max_it", 0])
 
 
 def test_a_tao_option_spelt_right_but_unread_has_no_hint():

@@ -52,7 +52,9 @@ class Classification:
 
 class ResNet(ControlProblem):
     name = "resnet"
-    training_options = ("gamma_class",)  # (the classifier's Tikhonov weight: -load may train on with another)
+    # how the model is trained, not what it is (-load may train on with other values): the
+    # classifier's Tikhonov weight, and the initial weights' scales, which the loaded ones replace
+    training_options = ("gamma_class", "init_open", "init_layer", "init_class")
     default_width = 8
     #: -block and its hidden width (0: the single block); set in __init__
     block = "single"
