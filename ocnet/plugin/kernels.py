@@ -260,8 +260,7 @@ def check_kernel_bounds(problem, h):
     data = problem.datasets.get("train")
     if forms is None or data is None:
         return
-    n = problem.data_size(data)
-    part = problem.subset(data, np.arange(2)) if n > 2 else None
+    part = problem.subset(data, np.arange(2)) if problem.data_size(data) > 2 else None
     data = data if part is None else part
     rng = np.random.default_rng(0)
     S, Sc, p = problem.state_size(data), problem.cache_size(data), problem.layer_param_size
@@ -279,14 +278,15 @@ def check_kernel_bounds(problem, h):
     lam_next = np.ones(S)
     forms.step_adjoint(0, h, theta, u, cache[:Sc], lam_next, lam[:S], grad[:p])
     a, b = forms.kernels
-    for name, arr, n, size, kernel in (("out", out, S, "state_size(data)", a), ("cache", cache, Sc, "cache_size(data)", a),
-                                       ("lam", lam, S, "state_size(data)", b), ("grad", grad, p, "layer_param_size", b)):
-        hit = np.flatnonzero(arr[n:] != _GUARD)
+    for name, arr, length, size, kernel in (("out", out, S, "state_size(data)", a),
+                                            ("cache", cache, Sc, "cache_size(data)", a),
+                                            ("lam", lam, S, "state_size(data)", b), ("grad", grad, p, "layer_param_size", b)):
+        hit = np.flatnonzero(arr[length:] != _GUARD)
         if hit.size:
             k = kernel.py_func.__qualname__
             raise OcnetError(f"problem '{problem.name}': its kernel {k} wrote past the end of its '{name}' array "
-                             f"({n} doubles, from {size}; it wrote up to index {n + hit[-1]}): "
-                             + (f"cache_size(data) too small (default 0: override it)" if name == "cache" else
+                             f"({length} doubles, from {size}; it wrote up to index {length + hit[-1]}): "
+                             + ("cache_size(data) too small (default 0: override it)" if name == "cache" else
                                 f"a size the kernel assumes differs from {size}")
                              + " (docs/plugins/fast.md)")
 
