@@ -105,6 +105,10 @@ def test_wrong_calls_are_one_clear_error():
             obj.evaluate(bad)
     with pytest.raises(OcnetError, match="evaluate: grad"):
         obj.evaluate(x, PETSc.Vec().createSeq(3))
+    from ocnet.optim.optimize import Trainer
+    with pytest.raises(OcnetError, match="Trainer.solve: expected a replicated design Vec of local size "
+                                         f"{obj.design.global_size}, got one of local size 3"):
+        Trainer(obj, COMM).solve(PETSc.Vec().createSeq(3))
     for kw, text in ((dict(relax="XYZ"), "relax in"), (dict(cycle="Q"), "cycle V or F"),
                      (dict(rtol=-1.0), "rtol, atol >= 0"), (dict(cfactor=(1,)), "cfactor entries >= 2")):
         with pytest.raises(OcnetError, match=text):
@@ -113,6 +117,39 @@ def test_wrong_calls_are_one_clear_error():
     pb.datasets = {"val": pb.datasets["train"]}
     with pytest.raises(OcnetError, match="has no \"train\" dataset"):
         ReducedObjective(LayerGrid.from_comm(8, 1.0, COMM), pb, COMM)
+
+
+def test_trainer_refuses_the_other_layout_on_two_ranks(tmp_path):
+    """A distributed design Vec handed to a replicated Trainer (create_vec's default layout is the
+    other one) failed on 2 ranks deep in MPI (MPI_ERR_TRUNCATE) and PETSc, and passed on 1
+    (tester 44): one OcnetError on every rank, naming design.convert."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, mpiexec_prefix
+    script = tmp_path / "layout.py"
+    script.write_text("""
+from petsc4py import PETSc
+from ocnet.base.errors import OcnetError
+from ocnet.base.grid import LayerGrid
+from ocnet.optim.objective import ReducedObjective
+from ocnet.optim.optimize import Trainer
+from ocnet.run.cli import option_values
+from tests.toy import LinearControl
+comm = PETSc.COMM_WORLD.tompi4py()
+pb = LinearControl(option_values(LinearControl, N=8), comm)
+obj = ReducedObjective(LayerGrid.from_comm(8, 1.0, comm), pb, comm)
+x = obj.design.convert(obj.design.initial(0, replicated=True), False)
+try:
+    Trainer(obj, comm).solve(x)
+except OcnetError as e:
+    print("RANK", comm.Get_rank(), e, flush=True)
+""")
+    p = subprocess.run(mpiexec_prefix(2) + [sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT,
+                       timeout=120, env=dict(__import__("os").environ, PYTHONPATH=ROOT))
+    said = sorted(ln for ln in p.stdout.splitlines() if ln.startswith("RANK"))
+    assert len(said) == 2 and all("Trainer.solve: expected a replicated design Vec" in ln and "design.convert(x, True)"
+                                  in ln for ln in said), p.stdout + p.stderr
 
 
 def obj_options(cls):

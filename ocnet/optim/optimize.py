@@ -9,7 +9,7 @@ import numpy as np
 from petsc4py import PETSc
 
 from ..base import jit_clock
-from ..base.errors import NumericalFailure, OcnetError, PeerStop
+from ..base.errors import NumericalFailure, OcnetError, PeerStop, collective_check
 from ..mgrit.solver import phase
 from .objective import is_number, metric_columns
 
@@ -477,7 +477,17 @@ class Trainer:
     def solve(self, x):
         """Collective: optimise from ``x`` (overwritten with the result); TAO's converged reason, an
         int (``ocnet.base.reasons.reason_name`` gives its name).  Raises NumericalFailure when the
-        optimiser stopped on a line search whose last trial point went non-finite."""
+        optimiser stopped on a line search whose last trial point went non-finite; OcnetError
+        (every rank) for a Vec of the other layout than ``replicated`` says (it failed deep in MPI
+        and PETSc on 2 ranks, and passed on 1; tester 44)."""
+        d = self.obj.design
+        want = d.global_size if self.replicated else d.local_size
+        n = x.getLocalSize() if isinstance(x, PETSc.Vec) else None
+        collective_check(self.comm, n == want, f"Trainer.solve: expected a {'replicated' if self.replicated else 'distributed'} "
+                         f"design Vec of local size {want}, got " + (f"one of local size {n}" if n is not None else
+                                                                      f"a {type(x).__name__}")
+                         + f" (Trainer(..., replicated={self.replicated}); design.convert(x, {self.replicated}) converts "
+                           "a design Vec of the other layout)")
         reason = self._solve(x)
         failure = self.obj.nonfinite_trial  # (the same on every rank: every rank evaluated it)
         if failure is not None and reason == PETSc.TAO.ConvergedReason.DIVERGED_LS_FAILURE:
