@@ -1,6 +1,7 @@
 """ocnet.perfmodel.model counts exactly the steps MGRIT takes (per level and rank), and its critical path
 and predictions behave as a model must (no timing here: the bench validates the times)."""
 import json
+import re
 import os
 import subprocess
 import sys
@@ -128,6 +129,29 @@ def test_iteration_overhead_leaves_the_options_as_they_were():
         assert 0.0 <= t < 0.1 and db.getString("tao_type") == "nls" and not db.hasName("tao_max_it")
     finally:
         db.delValue("tao_type")
+
+
+def test_python_calibrate_refuses_options_petsc_does_not_hold(tmp_path):
+    """model.calibrate(out, args) in a process whose PETSc was initialised without args timed that
+    process's problem (Peaks) and recorded args (tester 44): one OcnetError, nothing written."""
+    from petsc4py import PETSc  # noqa: F401  (initialised here without the args, as in the tester's script)
+
+    from ocnet.base.errors import OcnetError
+    with pytest.raises(OcnetError, match=r"calibrate: PETSc was initialised with other options than args \(-"):
+        pm.calibrate(str(tmp_path / "c.json"), ["-problem", "heat", "-nx", 8], steps=16, quick=True)
+    assert not (tmp_path / "c.json").exists()
+
+
+@pytest.mark.parametrize("kw,text", [(dict(mode="onesht"), "mode 'onesht' (serial, exact or oneshot)"),
+                                     (dict(P=0), "P 0 (an integer >= 1)"), (dict(evals=-1), "evals -1 (a number >= 1)"),
+                                     (dict(relax="FFC"), "relax 'FFC' (one of F, FCF, FCFCF)"),
+                                     (dict(cf=1), "cf 1 (an integer >= 2)")])
+def test_mode_config_refuses_what_the_solver_has_not(kw, text):
+    """The Python API took a misspelt mode for exact mode, negative evaluations for negative
+    times, P = 0 to a ZeroDivisionError (tester 44): one ValueError, as the command line's checks."""
+    args = dict(dict(mode="oneshot", N=256, P=4), **kw)
+    with pytest.raises(ValueError, match=re.escape(f"mode_config: {text}")):
+        pm.mode_config(args.pop("mode"), args.pop("N"), args.pop("P"), **args)
 
 
 def test_extension_flags_shape_the_counts():

@@ -24,6 +24,7 @@ complexity), and Falgout et al., SISC 2014 (MGRIT) for the cycle structure.
 import argparse
 import json
 import math
+import numbers
 import sys
 from dataclasses import dataclass, field, asdict
 
@@ -406,10 +407,27 @@ def _fit(x, y):
 
 
 def calibrate(out, args, steps=256, quick=False):
-    """Calibrate for the plugin problem of ocnet options ``args`` (ocnet/perfmodel/calibration.py:
-    PETSc must be initialised with ``args``); returns the calibration dict and writes it to ``out``."""
+    """Calibrate for the plugin problem of ocnet options ``args`` (a list, e.g. ['-problem',
+    'mymod:MyProblem', '-width', '16']; ocnet/perfmodel/calibration.py); returns the calibration
+    dict and writes it to ``out``.  Initialises PETSc with ``args`` where it is not yet; raises
+    OcnetError where it was initialised with other options (PETSc reads a process's options once:
+    the calibration would time another problem than ``args`` names, and record ``args``)."""
+    import sys
+
+    from ..base.errors import OcnetError
     from .calibration import calibrate as run
 
+    args = [str(a) for a in args]
+    if "petsc4py.PETSc" not in sys.modules:
+        import petsc4py
+        petsc4py.init(["ocnet"] + args)
+    else:
+        from ..run.cli import _options_unread
+        unread = _options_unread(["ocnet"] + args)
+        if unread:
+            raise OcnetError(f"calibrate: PETSc was initialised with other options than args ({unread}), and it "
+                             "reads a process's options once: call calibrate before importing petsc4py.PETSc, "
+                             "or petsc4py.init(['ocnet'] + args) first, or run python -m ocnet.perfmodel calibrate")
     return run(out, args, steps, quick)
 
 
@@ -424,9 +442,23 @@ def mode_config(mode, N, P, state_its=2, adjoint_its=1, fine_relax="", relax=Non
     """A Config with ocnet's defaults for ``mode`` (auto levels: coarsest grid at most 8 points;
     relax/cf None: the mode's default, -mgrit_relax F -mgrit_cfactor 8 in one-shot mode); ``cal``:
     the calibration whose plugin's batched-form extensions (ahead=, minus=, grad=) shape the
-    counts (None: the ResNet's, all present)."""
+    counts (None: the ResNet's, all present).  Raises ValueError for a mode, relaxation or count
+    the solver has not (the command line's checks: a misspelt mode predicted exact mode's times,
+    negative evaluations negative times, P = 0 a ZeroDivisionError; tester 44)."""
     from ..optim.modes import ONESHOT_MGRIT
-    from ..mgrit.solver import MGRITSettings, auto_levels
+    from ..mgrit.solver import RELAXATIONS, MGRITSettings, auto_levels
+
+    bad = [f"mode {mode!r} (serial, exact or oneshot)" for _ in [0] if mode not in ("serial", "exact", "oneshot")]
+    bad += [f"{k} {v!r} (an integer >= 1)" for k, v in (("N", N), ("P", P), ("state_its", state_its),
+                                                        ("adjoint_its", adjoint_its))
+            if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1)]
+    bad += [f"{k} {v!r} (one of {', '.join(RELAXATIONS)})" for k, v in (("relax", relax), ("fine_relax", fine_relax))
+            if v not in (None, "") + RELAXATIONS]
+    bad += [f"cf {cf!r} (an integer >= 2)" for _ in [0] if cf is not None and not (isinstance(cf, (int, np.integer))
+                                                                                  and cf >= 2)]
+    bad += [f"evals {evals!r} (a number >= 1)" for _ in [0] if not (isinstance(evals, numbers.Real) and evals >= 1)]
+    if bad:
+        raise ValueError("mode_config: " + "; ".join(bad))
 
     one = mode == "oneshot"
     relax = relax or (ONESHOT_MGRIT["relax"] if one else MGRITSettings.relax)
