@@ -143,7 +143,7 @@ def test_python_calibrate_refuses_options_petsc_does_not_hold(tmp_path):
 
 
 @pytest.mark.parametrize("kw,text", [(dict(mode="onesht"), "mode 'onesht' (serial, exact or oneshot)"),
-                                     (dict(P=0), "P 0 (an integer >= 1)"), (dict(evals=-1), "evals -1 (a number >= 1)"),
+                                     (dict(P=0), "P 0 (an integer >= 1)"), (dict(evals=-1), "evals -1 (a number > 0)"),
                                      (dict(relax="FFC"), "relax 'FFC' (one of F, FCF, FCFCF)"),
                                      (dict(cf=1), "cf 1 (an integer >= 2)")])
 def test_mode_config_refuses_what_the_solver_has_not(kw, text):

@@ -456,7 +456,7 @@ def mode_config(mode, N, P, state_its=2, adjoint_its=1, fine_relax="", relax=Non
             if v not in (None, "") + RELAXATIONS]
     bad += [f"cf {cf!r} (an integer >= 2)" for _ in [0] if cf is not None and not (isinstance(cf, (int, np.integer))
                                                                                   and cf >= 2)]
-    bad += [f"evals {evals!r} (a number >= 1)" for _ in [0] if not (isinstance(evals, numbers.Real) and evals >= 1)]
+    bad += [f"evals {evals!r} (a number > 0)" for _ in [0] if not (isinstance(evals, numbers.Real) and evals > 0)]
     if bad:
         raise ValueError("mode_config: " + "; ".join(bad))
 
