@@ -36,7 +36,7 @@ myst_dmath_double_inline = True
 autodoc_default_options = {"members": True, "member-order": "bysource", "undoc-members": False}
 autodoc_inherit_docstrings = False
 autodoc_typehints = "none"
-autoclass_content = "class"
+autoclass_content = "both"  # (the __init__ docstrings document the arguments: ReducedObjective, Trainer, ...)
 
 html_theme = "alabaster"
 html_title = "ocnet"

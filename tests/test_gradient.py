@@ -117,6 +117,8 @@ def test_wrong_calls_are_one_clear_error():
     pb.datasets = {"val": pb.datasets["train"]}
     with pytest.raises(OcnetError, match="has no \"train\" dataset"):
         ReducedObjective(LayerGrid.from_comm(8, 1.0, COMM), pb, COMM)
+    with pytest.raises(OcnetError, match="comm must be an mpi4py communicator .*, not petsc4py.PETSc.Comm"):
+        ReducedObjective(LayerGrid.from_comm(8, 1.0, COMM), pb, PETSc.COMM_WORLD)
 
 
 def test_trainer_refuses_the_other_layout_on_two_ranks(tmp_path):
@@ -150,6 +152,20 @@ except OcnetError as e:
     said = sorted(ln for ln in p.stdout.splitlines() if ln.startswith("RANK"))
     assert len(said) == 2 and all("Trainer.solve: expected a replicated design Vec" in ln and "design.convert(x, True)"
                                   in ln for ln in said), p.stdout + p.stderr
+
+
+def test_load_params_into_a_design_of_another_size_names_the_sizes(tmp_path):
+    """In-process load_params into a design of another N said only 'is not a parameter file of
+    this run's size' (tester 44): the sizes of both."""
+    from ocnet.base.errors import OcnetError
+    from ocnet.run.rundir import load_params, saved_meta
+    from tests.conftest import run_ocnet
+    run_ocnet(["-problem", "tests.toy:LinearControl", "-N", 8, "-tao_max_it", 1, "-quiet", "-run_dir", tmp_path / "r"])
+    obj = build(LinearControl, N=16)
+    with pytest.raises(OcnetError, match=r"params.petsc' holds 27 values \(its params.json: G \+ N p = 3 \+ 8 x 3\), "
+                                         r"this run's design 51: build the model with the saved options"):
+        load_params(str(tmp_path / "r"), obj.design.create_vec(replicated=True), saved_meta(str(tmp_path / "r"), COMM),
+                    COMM)
 
 
 def obj_options(cls):

@@ -75,6 +75,9 @@ class ReducedObjective:
         ``unconverged``: 'warn' or 'stop' for an exact solve that misses its tolerance.  The design
         layout is ``self.design`` (ocnet.optim.layout.Design: ``create_vec``, ``initial``, ``split``).
         Raises OcnetError for a problem without training data or bad mini-batch settings."""
+        if not callable(getattr(comm, "allgather", None)):  # (petsc4py's Comm failed later, tester 44)
+            raise OcnetError(f"ReducedObjective: comm must be an mpi4py communicator (e.g. "
+                             f"PETSc.COMM_WORLD.tompi4py()), not {type(comm).__module__}.{type(comm).__name__}")
         self.grid, self.problem, self.comm = grid, problem, comm
         self.design = Design(grid, problem, comm)
         self.solver = solver or LayerSerial(grid, problem, comm)

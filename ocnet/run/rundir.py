@@ -749,7 +749,11 @@ def load_params(source, x, meta, comm, resample=False):
     try:
         x.load(viewer)
     except PETSc.Error:
-        raise OcnetError(f"-load: '{vec_file}' is not a parameter file of this run's size") from None
+        size = os.path.getsize(vec_file) if os.path.isfile(vec_file) else None  # (PETSc's binary Vec: 8 + 8 n bytes)
+        held = f"holds {(size - 8) // 8} values" if size and size >= 8 and (size - 8) % 8 == 0 else "is no PETSc Vec"
+        raise OcnetError(f"-load: '{vec_file}' {held} (its params.json: G + N p = {meta.get('shapes', ['?', '?'])[1]} + "
+                         f"{meta.get('N', '?')} x {meta.get('shapes', ['?'])[0]}), this run's design {x.getSize()}: "
+                         "build the model with the saved options (-load_resample for another N)") from None
     finally:
         viewer.destroy()
     _check_finite(x, vec_file)
