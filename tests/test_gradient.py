@@ -149,9 +149,9 @@ except OcnetError as e:
 """)
     p = subprocess.run(mpiexec_prefix(2) + [sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT,
                        timeout=120, env=dict(__import__("os").environ, PYTHONPATH=ROOT))
-    said = sorted(ln for ln in p.stdout.splitlines() if ln.startswith("RANK"))
-    assert len(said) == 2 and all("Trainer.solve: expected a replicated design Vec" in ln and "design.convert(x, True)"
-                                  in ln for ln in said), p.stdout + p.stderr
+    # (the two ranks' lines may interleave on the shared stdout: counted, not split into lines)
+    assert p.stdout.count("Trainer.solve: expected a replicated design Vec") == 2 \
+        and p.stdout.count("design.convert(x, True) converts") == 2, p.stdout + p.stderr
 
 
 def test_load_params_into_a_design_of_another_size_names_the_sizes(tmp_path):
