@@ -49,6 +49,20 @@ class Peaks(ResNet):
             data["val"] = sample(values["nval"], rng)
         super().__init__(values, comm, nin=2, nclasses=5, datasets=data)
 
+    def classification(self, X):
+        """Points X (n, 2) as the network's data, labelled with their true Peaks class (for
+        ``forward_outputs``/``metrics`` on new points; tester 44 had to find the data class).
+        Raises OcnetError for another shape or a non-finite coordinate (predicted as class 0)."""
+        from ocnet.base.errors import OcnetError
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != 2:
+            raise OcnetError(f"classification: points of shape {X.shape}, Peaks takes (n, 2)"
+                             + (": X.T" if X.ndim == 2 and X.shape[0] == 2 else ""))
+        if not np.isfinite(X).all():
+            raise OcnetError(f"classification: point {int(np.argwhere(~np.isfinite(X))[0][0])} (counted from 0) "
+                             "holds NaN or Inf")
+        return Classification(np.ascontiguousarray(X.T), label(X.T))
+
     def sample_columns(self, data):
         """The generated points' coordinates and true class: predictions_<set>.csv is readable alone."""
         return {"x": data.X[0], "y": data.X[1], "label": data.y}

@@ -168,6 +168,21 @@ def test_load_params_into_a_design_of_another_size_names_the_sizes(tmp_path):
                     COMM)
 
 
+def test_peaks_classification_of_new_points():
+    """Peaks had no documented way to make its data object from new points (tester 44):
+    classification(X (n, 2)) labels them with their true class; another shape or NaN is one error."""
+    from ocnet.base.errors import OcnetError
+    obj = build(Peaks, N=4, ntrain=30, nval=10)
+    pts = np.random.default_rng(0).uniform(-3, 3, (9, 2))
+    data = obj.problem.classification(pts)
+    out, _ = obj.forward_outputs(obj.design.initial(0, replicated=True), data, obj.problem.predict)
+    assert data.X.shape == (2, 9) and len(out) == 9 and set(data.y) <= set(range(5))
+    for bad, text in ((pts.T, r"points of shape \(2, 9\), Peaks takes \(n, 2\): X.T"),
+                      (np.array([[np.nan, 0.0]]), "point 0 .* holds NaN or Inf")):
+        with pytest.raises(OcnetError, match=text):
+            obj.problem.classification(bad)
+
+
 def obj_options(cls):
     opts = framework_options()
     cls.declare_options(opts)
