@@ -548,8 +548,11 @@ def test_option_values_for_in_process_use():
     assert (v["N"], v["activation"], v["gamma_tik"], v["mgrit_relax"], v["T"], v["mode"]) == \
         (64, "tanh", 1e-3, "FCF", 1.0, "serial"), v
     assert option_values(load_problem_class("mnist"))["N"] == 30  # (its option_defaults)
+    import numpy as np  # (a sweep over a numpy float array: 16.0 was refused, tester 44)
+    assert option_values(load_problem_class("peaks"), N=np.float64(16.0))["N"] == 16
     for given, text in (({"gama_tik": 1}, "'gama_tik' is not an option of problem 'peaks' or of ocnet (did you "
                                           "mean gamma_tik?)"),
+                        ({"N": 16.5}, "option -N: expected an integer, got '16.5'"),
                         ({"N": 0}, "option -N: 0 is out of range"), ({"T": "one"}, "expected a real number")):
         with pytest.raises(OcnetError, match=re.escape(text)):
             option_values(load_problem_class("peaks"), **given)

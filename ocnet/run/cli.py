@@ -111,6 +111,8 @@ def option_values(cls, **given):
                              + (f" (did you mean {close}?)" if close else "")
                              + ("; TAO's options are PETSc's: PETSc.Options().setValue(name, value) before the Trainer"
                                 if k.startswith("tao_") else ""))
+        if declared[k].type is int and isinstance(v, float) and v.is_integer():  # (a numpy float sweep's 16.0:
+            v = int(v)                                                       # refused before, tester 44)
         values[k] = declared[k].parse(option_text(v))
     return values
 
