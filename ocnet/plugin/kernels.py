@@ -260,7 +260,8 @@ def check_kernel_bounds(problem, h):
     data = problem.datasets.get("train")
     if forms is None or data is None:
         return
-    part = problem.subset(data, np.arange(2)) if problem.data_size(data) > 2 else None
+    subset, size = getattr(problem, "subset", None), getattr(problem, "data_size", None)  # (None: none)
+    part = subset(data, np.arange(2)) if callable(subset) and callable(size) and size(data) > 2 else None
     data = data if part is None else part
     rng = np.random.default_rng(0)
     S, Sc, p = problem.state_size(data), problem.cache_size(data), problem.layer_param_size
