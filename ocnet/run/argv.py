@@ -61,7 +61,7 @@ def _is_number(tok):
         return False
 
 
-def _is_name(tok):
+def is_option_name(tok):
     """PETSc's rule: a token is an option name when it starts with '-' and is not a number."""
     return tok.startswith("-") and len(tok) > 1 and not _is_number(tok)
 
@@ -89,7 +89,7 @@ def argument_error(args):
         shape = option_shape_error(tok) if tok.startswith("-") else None
         if shape:
             return shape
-        if _is_name(tok):
+        if is_option_name(tok):
             prev_name = True
             continue
         if not prev_name:

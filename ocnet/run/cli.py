@@ -391,7 +391,8 @@ def run(comm):
             "split_options": sorted(problem.split_options),  # (this run's: a plugin may set it per run)
             "options": {k: v for k, v in values.items() if k not in RUN_CONTROL},
             "model_state": problem.model_state(),
-            "data_files": rundir.data_fingerprints(opts, values, comm)}  # (-resume: the same data files)
+            # (-resume: the same data files; hashed only where a run folder keeps them)
+            "data_files": rundir.data_fingerprints(opts, values, comm) if values["run_dir"] or values["resume"] else {}}
     if values["load"]:
         rundir.load_params(values["load"], x, meta, comm, resample=values["load_resample"])
     elif values["load_resample"]:
@@ -884,14 +885,7 @@ def _options_unread(argv):
         return None
     from petsc4py import PETSc
 
-    def name(t):
-        if not t.startswith("-") or len(t) < 2:
-            return False
-        try:
-            float(t)
-            return False
-        except ValueError:
-            return True
+    from .argv import is_option_name as name
     db, toks = PETSc.Options(), argv[1:]
     for i, t in enumerate(toks):
         if not name(t) or t == "-options_file":

@@ -751,8 +751,10 @@ def load_params(source, x, meta, comm, resample=False):
     except PETSc.Error:
         size = os.path.getsize(vec_file) if os.path.isfile(vec_file) else None  # (PETSc's binary Vec: 8 + 8 n bytes)
         held = f"holds {(size - 8) // 8} values" if size and size >= 8 and (size - 8) % 8 == 0 else "is no PETSc Vec"
-        raise OcnetError(f"-load: '{vec_file}' {held} (its params.json: G + N p = {meta.get('shapes', ['?', '?'])[1]} + "
-                         f"{meta.get('N', '?')} x {meta.get('shapes', ['?'])[0]}), this run's design {x.getSize()}: "
+        has = saved or {}  # (the saved model's sizes: this run's meta describes x)
+        of = (f" (its params.json: G + N p = {has['shapes'][1]} + {has.get('N', '?')} x {has['shapes'][0]})"
+              if "shapes" in has else "")
+        raise OcnetError(f"-load: '{vec_file}' {held}{of}, this run's design {x.getSize()}: "
                          "build the model with the saved options (-load_resample for another N)") from None
     finally:
         viewer.destroy()
