@@ -185,6 +185,11 @@ class WithSampleColumns(NeuralODERegression):
     def sample_columns(self, data):
         return {"target": data.Y, "prediction": data.Y, "short": data.Y[:3]}
 
+    def prediction_columns(self, g, uN):
+        """Twice the prediction (written) and two columns -predictions must leave out."""
+        y = self._predict(g, uN)
+        return {"double": 2 * y, "target": y, "text": ["a"] * y.size}
+
 
 class ArrayMetric(NeuralODERegression):
     """A metric that is an array, one that is a string (history.csv cannot record them: one warning

@@ -145,8 +145,8 @@ def test_scores_unlabelled_samples(files, tmp_path):
     for p, f in ((1, "new.npz"), (2, "new.csv")):
         out = run_ocnet(score + ["-val_file", tmp_path / f, "-run_dir", tmp_path / f"s{p}"], nprocs=p)
         text = (tmp_path / f"s{p}" / "predictions_val.csv").read_text()
-        assert text.startswith("sample,prediction\n"), text
-        np.testing.assert_array_equal(np.loadtxt(text.splitlines()[1:], delimiter=","), known[:, [0, 2]])
+        assert text.startswith("sample,prediction,p_0,"), text
+        np.testing.assert_array_equal(np.loadtxt(text.splitlines()[1:], delimiter=","), np.delete(known, 1, axis=1))
         assert np.isnan(float(read_history(tmp_path / f"s{p}")[0]["val_accuracy"]))
         assert "val nan" not in out.stdout and "val accuracy" not in out.stdout, out.stdout
     # a training file with only some of the classes (the model's count is saved, not 0: automatic)
@@ -155,7 +155,7 @@ def test_scores_unlabelled_samples(files, tmp_path):
     run_ocnet(score[:2] + ["-train_file", tmp_path / "two.npz"] + score[4:] + ["-val_file", tmp_path / "new.npz",
                                                                               "-run_dir", tmp_path / "two"])
     text = (tmp_path / "two" / "predictions_val.csv").read_text()
-    np.testing.assert_array_equal(np.loadtxt(text.splitlines()[1:], delimiter=","), known[:, [0, 2]])
+    np.testing.assert_array_equal(np.loadtxt(text.splitlines()[1:], delimiter=","), np.delete(known, 1, axis=1))
     # without -predictions nothing is written: said (testers, 2026-12-07)
     p = run_ocnet(score[:-2] + ["-val_unlabelled", "-val_file", tmp_path / "new.npz"])
     assert "ocnet: warning: -val_unlabelled without -predictions: the new samples are scored but no prediction is " \

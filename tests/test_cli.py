@@ -382,9 +382,14 @@ def test_predictions(tmp_path):
     without predict warns; without -run_dir, one error line."""
     run_ocnet(SMALL + ["-predictions", "-run_dir", tmp_path / "a"])
     val = (tmp_path / "a" / "predictions_val.csv").read_text().splitlines()
-    assert val[0] == "sample,x,y,label,prediction" and len(val) == 1 + 20 and val[5].split(",")[0] == "4", val
+    probs = [f"p_{k}" for k in range(5)]
+    assert val[0] == ",".join(["sample,x,y,label,prediction"] + probs) and len(val) == 1 + 20 and \
+        val[5].split(",")[0] == "4", val
     table = np.loadtxt(tmp_path / "a" / "predictions_train.csv", delimiter=",", skiprows=1)
-    assert table.shape == (100, 5) and set(table[:, 4]) <= set(range(5))
+    assert table.shape == (100, 10) and set(table[:, 4]) <= set(range(5))
+    # the class probabilities: each row sums to 1 and its largest is the predicted class
+    np.testing.assert_allclose(table[:, 5:].sum(axis=1), 1.0, rtol=1e-13)
+    np.testing.assert_array_equal(np.argmax(table[:, 5:], axis=1), table[:, 4])
     # Peaks' generated points, with their true classes: the file is readable without the run
     from problems.peaks import label
     np.testing.assert_array_equal(table[:, 3], label(table[:, 1:3].T))

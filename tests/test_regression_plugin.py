@@ -83,10 +83,15 @@ def test_predict_of_the_wrong_length_is_not_written(tmp_path):
     for k in ("'prediction'", "'short'"):
         assert p.stderr.count(f"sample_columns column {k} of 'val' is not one number per sample (200) under a "
                               "new name: left out") == 1, p.stderr
+    # prediction_columns: after the prediction, the same checks (a taken name, not numbers)
+    for k in ("'target'", "'text'"):
+        assert p.stderr.count(f"prediction_columns column {k} of 'val' is not one number per sample (200) under a "
+                              "new name: left out") == 1, p.stderr
     table = np.loadtxt(tmp_path / "c" / "predictions_val.csv", delimiter=",", skiprows=1)
-    assert (tmp_path / "c" / "predictions_val.csv").read_text().startswith("sample,target,prediction\n")
-    assert table.shape == (200, 3) and np.sqrt(np.mean((table[:, 1] - table[:, 2]) ** 2)) == \
+    assert (tmp_path / "c" / "predictions_val.csv").read_text().startswith("sample,target,prediction,double\n")
+    assert table.shape == (200, 4) and np.sqrt(np.mean((table[:, 1] - table[:, 2]) ** 2)) == \
         pytest.approx(float(read_history(tmp_path / "c")[-1]["val_rmse"]), rel=1e-12)
+    np.testing.assert_array_equal(table[:, 3], 2 * table[:, 2])
 
 
 def test_array_metric_warns_once(tmp_path):

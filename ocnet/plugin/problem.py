@@ -232,6 +232,12 @@ class ControlProblem:
         handed to ``plot`` through its ``predict`` callable.  Default: None (nothing to plot)."""
         return None
 
+    def prediction_columns(self, g, uN):
+        """Further outputs per sample at the final state ``uN``, written after the prediction in
+        ``predictions_<set>.csv`` (rank 0, with ``-predictions``): {name: array (batch,)} of numbers,
+        e.g. class probabilities.  Default: {} (the prediction only)."""
+        return {}
+
     def sample_columns(self, data):
         """Columns that identify the samples of ``data`` in ``predictions_<set>.csv`` (rank 0, with
         ``-predictions``), written between ``sample`` and the prediction: {name: array (batch,)},

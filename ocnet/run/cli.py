@@ -650,7 +650,9 @@ def run(comm):
             if values["run_dir_plots"]:
                 problem.plot(run_dir, predict)
             if values["predictions"]:
-                write_predictions(run_dir, problem, predict, comm)
+                both = lambda g, uN: (problem.predict(g, uN), problem.prediction_columns(g, uN))  # noqa: E731
+                write_predictions(run_dir, problem, lambda data: objective.forward_outputs(
+                    x, data, both, layer_parallel=False)[0], comm)
         rundir.write_all(run_dir, comm, rows, x, meta, summary, plot=values["run_dir_plots"], more=more)
         _say(comm, f"ocnet: wrote {run_dir}")
     if false_stop:
@@ -666,9 +668,9 @@ RUN_CONTROL = ("run_dir", "run_dir_plots", "predictions", "run_dir_overwrite", "
                "check_adjoint")
 
 
-def write_predictions(run_dir, problem, predict, comm):
-    """predictions_<set>.csv per dataset: ``predict(data)``, the problem's predict at the final
-    parameters, one row per sample (rank 0 writes; collective)."""
+def write_predictions(run_dir, problem, outputs, comm):
+    """predictions_<set>.csv per dataset, one row per sample: ``outputs(data)`` is the problem's
+    (predict, prediction_columns) at the final parameters on rank 0 (collective)."""
     import numpy as np
 
     from ..plugin.problem import ControlProblem, defining_class
@@ -677,9 +679,10 @@ def write_predictions(run_dir, problem, predict, comm):
              sys.stderr)
         return
     for name, data in problem.datasets.items():
-        out = predict(data)
+        out = outputs(data)
         if comm.Get_rank() != 0:
             continue
+        out, more = out
         if out is None:
             _say(comm, f"ocnet: warning: -predictions: problem '{problem.name}': predict returned None on '{name}': "
                  "nothing written for it", sys.stderr)
@@ -694,8 +697,10 @@ def write_predictions(run_dir, problem, predict, comm):
         path = os.path.join(run_dir, f"predictions_{name}.csv")
         names = ["prediction"] if rows.shape[1] == 1 else [f"output_{j}" for j in range(rows.shape[1])]
         columns = [("sample", np.arange(len(rows)))]
-        columns += _sample_columns(problem, data, name, len(rows), ["sample"] + names, comm)
+        columns += _columns(problem, "sample_columns", problem.sample_columns(data), name, len(rows),
+                            ["sample"] + names, comm)
         columns += [(k, rows[:, j]) for j, k in enumerate(names)]
+        columns += _columns(problem, "prediction_columns", more, name, len(rows), [k for k, _ in columns], comm)
         with open(path + ".tmp", "w") as f:
             f.write(",".join(k for k, _ in columns) + "\n")
             text = [[str(int(v)) if np.issubdtype(c.dtype, np.integer) else repr(float(v)) for v in c]
@@ -704,16 +709,17 @@ def write_predictions(run_dir, problem, predict, comm):
         os.replace(path + ".tmp", path)
 
 
-def _sample_columns(problem, data, name, n, taken, comm):
-    """The problem's ``sample_columns(data)`` as [(name, 1-D array of n numbers)]; a column that is
-    not one number per sample, or whose name is taken, is left out with one warning."""
+def _columns(problem, method, cols, name, n, taken, comm):
+    """The problem's ``sample_columns(data)`` or ``prediction_columns(g, uN)`` (``method``) as
+    [(name, 1-D array of n numbers)]; a column that is not one number per sample, or whose name is
+    taken, is left out with one warning."""
     import numpy as np
     out = []
-    for k, v in (problem.sample_columns(data) or {}).items():
+    for k, v in (cols or {}).items():
         v = np.asarray(v)
         if str(k) in taken or "," in str(k) or v.shape != (n,) or not (np.issubdtype(v.dtype, np.number) or
                                                                         v.dtype == bool):
-            _say(comm, f"ocnet: warning: -predictions: problem '{problem.name}': sample_columns column {k!r} of "
+            _say(comm, f"ocnet: warning: -predictions: problem '{problem.name}': {method} column {k!r} of "
                  f"'{name}' is not one number per sample ({n}) under a new name: left out", sys.stderr)
             continue
         out.append((str(k), v.astype(np.int64) if v.dtype == bool else v))

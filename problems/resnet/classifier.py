@@ -9,6 +9,13 @@ def logits(Wc, c, feats):
     return Wc @ feats + c[:, None]
 
 
+def probabilities(Wc, c, feats):
+    """(classes, batch) softmax probabilities of the logits (each column sums to 1)."""
+    z = logits(Wc, c, feats)
+    ez = np.exp(z - z.max(axis=0))
+    return ez / ez.sum(axis=0)
+
+
 def cross_entropy(Wc, c, feats, y, lam, gWc, gc):
     """Mean softmax cross-entropy of ``logits(Wc, c, feats)`` against the labels ``y`` (batch,).
 

@@ -288,6 +288,12 @@ class ResNet(ControlProblem):
     def predict(self, g, uN):
         return np.argmax(self._logits(g, uN), axis=0)
 
+    def prediction_columns(self, g, uN):
+        """The softmax probability of each class, ``p_0`` ... ``p_<C-1>`` (class indices)."""
+        _, _, Wc, c = self.split_global(g)
+        P = classifier.probabilities(Wc, c, self.features(uN))
+        return {f"p_{k}": P[k] for k in range(P.shape[0])}
+
     def metrics(self, g, data, uN):
         return {"accuracy": float(np.mean(self.predict(g, uN) == data.y))} if data.labelled else {}
 
