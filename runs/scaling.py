@@ -33,7 +33,9 @@ Writes OUT/scaling.csv (ranks, N, mode, time per iteration: min and median over 
 the fastest repeat's iterations and TAO reason (a run that stopped before --its is warned of),
 per-phase times of the fastest repeat, MGRIT iterations per state/adjoint solve, speed-up over
 layer-serial on 1 rank at the same N, parallel efficiency = speed-up / ranks; weak scaling also
-weak_efficiency = t(1 rank, N) / t(P ranks, N P) of the same mode; the machine and date) and three
+weak_efficiency = t(1 rank, N) / t(P ranks, N P) of the same mode; others_running: processes
+runnable besides the study just before the fastest repeat started, -1 where /proc/loadavg is
+missing; the machine and date) and three
 plots, titled with machine and date: OUT/time.png (time per iteration against ranks, log-log, with
 the ideal line t(1 rank)/P and the serial time), OUT/speedup.png and OUT/efficiency.png.
 """
@@ -260,8 +262,8 @@ def main():
         print(f"export PYTHONPATH={shlex.quote(env['PYTHONPATH'])}", flush=True)
 
     warned = set(shown_warnings)
+    from ocnet.perfmodel.calibration import other_runnable
     if not a.dry_run:  # other work enters every timing (validate_perfmodel.py records the load too)
-        from ocnet.perfmodel.calibration import other_runnable
         others = other_runnable()
         if others:
             print(f"scaling.py: warning: {others} other process{'es' if others > 1 else ''} running on "
@@ -278,6 +280,7 @@ def main():
             return None
         if os.path.isdir(d):
             shutil.rmtree(d)
+        others = other_runnable()  # (other work just before this run: the row's others_running)
         r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         if r.returncode != 0:  # recorded; the study goes on with its other points
             last = last_line(r, "no output")
@@ -287,7 +290,8 @@ def main():
         pass_on(r.stdout + r.stderr, notes, warned)  # ocnet's warnings (e.g. an unused option), once each
         with open(os.path.join(d, "summary.json")) as f:
             summary = json.load(f)
-        return dict(phases.summarize(d), iterations=int(summary["iterations"]), reason=summary["reason"])
+        return dict(phases.summarize(d), iterations=int(summary["iterations"]), reason=summary["reason"],
+                    others=others)
 
     def best_of(mode, N, p):
         res = []
@@ -308,7 +312,7 @@ def main():
                   f"iterations ({best['reason']}); its time per iteration is over those", file=sys.stderr, flush=True)
         return dict(best, t_min=min(ts), t_median=statistics.median(ts))
 
-    failed = []
+    failed, busy = [], 0
     serial = {N: best_of("serial", N, 1) for N in sorted(set(Ns.values()))}
     rows = []
     for mode in modes:
@@ -331,7 +335,8 @@ def main():
                         f"val_{r['metric'] or 'accuracy'}": r["val"]})
             if weak is not None:
                 row["weak_efficiency"] = weak
-            row.update(machine=MACHINE, date=DATE)
+            row.update(others_running=-1 if r["others"] is None else r["others"], machine=MACHINE, date=DATE)
+            busy += bool(r["others"])
             rows.append(row)
             print(f"  {mode:8s} ranks {p:4d}  N {N:6d}  {1e3 * r['t_min']:9.1f} ms/it (median {1e3 * r['t_median']:.1f})"
                   f"  speed-up {sp:6.2f}  efficiency {sp / p:5.2f}"
@@ -348,6 +353,9 @@ def main():
         w.writerows(rows)
     plot(rows, out, a.kind, serial)
     print(f"wrote {out}/scaling.csv, time.png, speedup.png, efficiency.png ({MACHINE}, {DATE})")
+    if busy:
+        print(f"scaling.py: warning: other processes were running before the fastest repeat of {busy} of the "
+              f"{len(rows)} points (column others_running): their times include that work", file=sys.stderr, flush=True)
     if failed:
         sys.exit(f"scaling.py: {len(failed)} point(s) failed, left out of the table and plots:\n  " + "\n  ".join(failed))
 

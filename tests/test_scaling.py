@@ -97,13 +97,21 @@ def test_failed_point_left_out_and_ranks_checked(tmp_path):
     other points are measured and written, with machine and date, and the exit status is 1 (one
     failed point lost the whole study); more ranks than layers is one line before anything runs."""
     (tmp_path / "f.opts").write_text("-problem tests.faulty:FailsOnRank\n-fail_rank 1\n")
-    p = scaling(["--options", "f.opts", "--pythonpath", ROOT, "--ranks", "1,2", "--N", "8", "--its", "2",
-                 "--repeat", "1", "--launcher", "mpiexec", "--out", "res"], tmp_path)
+    # a process spinning beside the study: recorded per point (others_running) and warned of
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        p = scaling(["--options", "f.opts", "--pythonpath", ROOT, "--ranks", "1,2", "--N", "8", "--its", "2",
+                     "--repeat", "1", "--launcher", "mpiexec", "--out", "res"], tmp_path)
+    finally:
+        spin.kill()
+        spin.wait()
     assert p.returncode == 1 and "scaling.py: 1 point(s) failed, left out of the table and plots:\n  oneshot N 8 " \
         "ranks 2: exit status 1: ocnet: error: the problem plugin failed (ZeroDivisionError" in p.stderr, p.stderr
     with open(tmp_path / "res" / "scaling.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["mode"], r["ranks"]) for r in rows] == [("oneshot", "1")] and rows[0]["machine"] and rows[0]["date"]
+    assert int(rows[0]["others_running"]) >= 1 and "scaling.py: warning: other processes were running before the " \
+        "fastest repeat of 1 of the 1 points (column others_running)" in p.stderr, (rows, p.stderr)
     p = scaling(["--ranks", "1,3", "--N", "2", "--dry-run"], tmp_path)
     assert p.returncode == 2 and p.stderr.strip() == \
         "scaling.py: error: --ranks 3 with N 2: more ranks than layers (each rank needs at least one layer)", p.stderr
