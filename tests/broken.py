@@ -119,3 +119,32 @@ class LookaheadIntoStatePeaks(Peaks):
         super().sweeps_adjoint(runs, ns, h, thetas, U, C, Lam, F, grad, ahead)
         if ahead is not None:
             ahead[0][ahead[1][ahead[1] >= 0]] = 0.0
+
+
+class ReturningStepLinear(LinearControl):
+    """PyMGRIT's habit: step returns the new state instead of writing it into out (trained
+    silently on a state that never changed)."""
+    def step(self, n, h, theta, u, out, cache):
+        new = np.empty_like(u)
+        super().step(n, h, theta, u, new, cache)
+        return new
+
+    step_adjoint = LinearControl.step_adjoint
+
+
+class RebindingAdjointLinear(LinearControl):
+    """step_adjoint rebinds lam (``lam = ...``) instead of writing into it."""
+    step = LinearControl.step
+
+    def step_adjoint(self, n, h, theta, u, cache, lam_next, lam, grad_theta):
+        L = lam_next.reshape(len(theta), -1)
+        lam = (L + h * self.A.T @ L).ravel()  # noqa: F841  (the mistake under test)
+        grad_theta += h * L.sum(axis=1)
+
+
+class PaddedOpeningLinear(LinearControl):
+    """A correct plugin whose opening writes only the first coordinate and leaves the others at
+    the zeros ocnet allocates (a zero-padded lifting): the start-of-run check must pass it."""
+    def opening(self, g, data, u0):
+        U = u0.reshape(len(g), -1)
+        U[0] = data.X[0] + g[0]

@@ -86,13 +86,17 @@ def test_a_tao_option_spelt_right_but_unread_has_no_hint():
 def test_other_frameworks_options_are_reported_at_once_with_what_ocnet_has():
     """-epochs 50 -lr 0.1 (PyTorch habits) trained with neither and were reported only at the run's
     end, with no hint (tester 42): at iteration 0, each with what ocnet has instead."""
-    cmd = [sys.executable, "-m", "ocnet"] + [str(a) for a in SMALL] + ["-epochs", "50", "-lr", "0.1"]
+    cmd = [sys.executable, "-m", "ocnet"] + [str(a) for a in SMALL] + ["-epochs", "50", "-lr", "0.1", "-cf", "4"]
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300, cwd=ROOT,
                        env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1"))
     lines = p.stdout.splitlines()
     early = [ln for ln in lines if ln.endswith("the run goes on without it")]
-    assert early == ["ocnet: warning: option -epochs was given but is not used (ocnet counts optimisation iterations: "
-                     "-tao_max_it; with -batch_size B an epoch is ntrain / B of them); the run goes on without it",
+    assert early == [  # (in alphabetical order) PyMGRIT's / XBraid's names too (tester 45)
+                     "ocnet: warning: option -cf was given but is not used (MGRIT's coarsening factor: -mgrit_cfactor "
+                     "(one value, or one per level)); the run goes on without it",
+                     "ocnet: warning: option -epochs was given but is not used (ocnet counts optimisation iterations: "
+                     "-tao_max_it; with -batch_size B an epoch is (training samples) / B of them); the run goes on "
+                     "without it",
                      "ocnet: warning: option -lr was given but is not used (TAO's line search chooses each step, there "
                      "is no learning rate: -tao_type, -tao_ls_type); the run goes on without it"], p.stdout
     assert lines.index(early[0]) < next(i for i, ln in enumerate(lines) if ln.startswith("ocnet: peaks")), p.stdout

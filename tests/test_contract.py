@@ -89,3 +89,18 @@ def test_mgrit_view_serial_and_clamped():
     p = run_ocnet(["-problem", "dahlquist", "-N", 3, "-mode", "exact", "-mgrit_levels", 4, "-mgrit_view",
                    "-tao_max_it", 1, "-quiet"])
     assert "state MGRIT (FAS, SNES prefix state_; validation solves alike): 1 level (4 requested" in p.stdout, p.stdout
+
+
+@pytest.mark.parametrize("cls,method,array,nprocs", [("ReturningStepLinear", "step", "out", 1),
+                                                     ("RebindingAdjointLinear", "step_adjoint", "lam", 2)])
+def test_results_written_into_the_arrays_given(cls, method, array, nprocs):
+    """A step that returns its state (PyMGRIT's habit) or a transposed step that rebinds ``lam``
+    trained silently (exit 0) on states that never changed: one line at the start, exit 2, on
+    every rank; a zero-padded opening that writes part of u0 passes (tester 45)."""
+    p = run_ocnet(["-problem", f"tests.broken:{cls}", "-N", 8, "-tao_max_it", 2], nprocs=nprocs, check=False)
+    errs = [ln for ln in p.stderr.splitlines() if ln.startswith("ocnet")]
+    assert p.returncode == 2 and len(errs) == 1 and "it " not in p.stdout, p.stdout + p.stderr
+    assert errs[0].startswith(f"ocnet: error: problem 'linear': {method} wrote nothing into its '{array}' array ("), errs
+    assert ("it returned ndarray instead" if method == "step" else "nothing reached the array") in errs[0]
+    p = run_ocnet(["-problem", "tests.broken:PaddedOpeningLinear", "-N", 8, "-tao_max_it", 2])
+    assert "stopped after 2 iterations" in p.stdout, p.stdout + p.stderr

@@ -72,6 +72,18 @@ def _echo(signum, first, since):
     return bool(first) and signum != first and since < ECHO
 
 
+_KILL_SOON = ("; Open MPI 4's mpiexec kills the ranks 1 s after passing its SIGTERM on, maybe before the "
+              "save: start it with OMPI_MCA_odls_base_sigkill_timeout=5 set (docs/hpc/long-runs.md)")
+
+
+def _killed_soon(signum):
+    """Whether a SIGTERM came from Open MPI 4's mpiexec (ORTE sets OMPI_MCA_orte_hnp_uri in the
+    ranks) run without odls_base_sigkill_timeout, whose default 1 s ends ranks before a save."""
+    env = os.environ
+    return (signum == signal.SIGTERM and "OMPI_MCA_orte_hnp_uri" in env
+            and "OMPI_MCA_odls_base_sigkill_timeout" not in env)
+
+
 def _handler(signum, frame):
     name = signal.Signals(signum).name
     if _state["signal"] and _echo(signum, _state["signal"], time.monotonic() - _state["t"]):
@@ -103,7 +115,7 @@ def _handler(signum, frame):
         _abort_all()
     if _state["phase"] == "run" and _rank0():
         _say(f"ocnet: {name}: stopping at the end of this iteration after saving "
-             "(a second signal ends at once)")
+             "(a second signal ends at once)" + (_KILL_SOON if _killed_soon(signum) else ""))
 
 
 def _abort_all():

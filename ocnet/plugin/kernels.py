@@ -256,13 +256,11 @@ def check_kernel_bounds(problem, h):
     the process later (a tester's ``munmap_chunk(): invalid pointer``).  On two samples where the
     plugin takes subsets (``data_size``/``subset``, as for -batch_size), else on all.  A write
     further than 4 S + 1024 doubles past an array is not caught."""
+    from .problem import probe_data
     forms = getattr(problem, "_generated_forms", None)
-    data = problem.datasets.get("train")
+    data = probe_data(problem)
     if forms is None or data is None:
         return
-    subset, size = getattr(problem, "subset", None), getattr(problem, "data_size", None)  # (None: none)
-    part = subset(data, np.arange(2)) if callable(subset) and callable(size) and size(data) > 2 else None
-    data = data if part is None else part
     rng = np.random.default_rng(0)
     S, Sc, p = problem.state_size(data), problem.cache_size(data), problem.layer_param_size
     g = np.asarray(problem.initial_global_parameters(rng), float)

@@ -257,7 +257,7 @@ def run(comm):
     from ..base.reasons import reason_name
     from ..base.options import OptionSet
     from ..plugin.loader import load_problem_class
-    from ..plugin.problem import check_required, guard_forms
+    from ..plugin.problem import check_required, check_writes, guard_forms
 
     _FAILURE.clear()
     FROM_DEFAULTS.clear()
@@ -333,6 +333,7 @@ def run(comm):
     guard_forms(problem, say=lambda line: _say(comm, line, sys.stderr))
     from ..plugin.kernels import check_kernel_bounds
     check_kernel_bounds(problem, grid.h)  # (a kernel writing past its arrays: one line, not a crash later)
+    check_writes(problem, grid.h)  # (a step returning its state instead of writing it: one line)
     if values["load"]:  # the loaded model's own state (e.g. its input standardisation), before data are used
         state = loaded.get("model_state")  # ({} or None for folders saved before it existed)
         if state:
@@ -818,12 +819,23 @@ def report_unused(comm):
     return list(unused)
 
 
-_EPOCHS = "ocnet counts optimisation iterations: -tao_max_it; with -batch_size B an epoch is ntrain / B of them"
+_EPOCHS = ("ocnet counts optimisation iterations: -tao_max_it; with -batch_size B an epoch is (training samples) / B "
+           "of them")
 _LR = "TAO's line search chooses each step, there is no learning rate: -tao_type, -tao_ls_type"
 _CPU = "ocnet runs on CPUs, in parallel over MPI ranks: mpiexec -n P"
-#: other frameworks' option names (PyTorch, Keras habits) and what ocnet has instead: reported at
-#: iteration 0 with the hint (a tester's -epochs 50 -lr 0.1 trained with neither and said so only at the end)
-FOREIGN = {"epochs": _EPOCHS, "epoch": _EPOCHS, "num_epochs": _EPOCHS, "max_epochs": _EPOCHS, "lr": _LR,
+_CF = "MGRIT's coarsening factor: -mgrit_cfactor (one value, or one per level)"
+_LEVELS = "-mgrit_levels (not given: coarsened to at most 8 points)"
+_TOL = "exact mode's MGRIT tolerances: -mgrit_rtol, -mgrit_atol; the optimiser's: -tao_gatol, -tao_grtol"
+_MAXIT = "MGRIT iterations per solve: -mgrit_max_it; optimisation iterations: -tao_max_it"
+_RELAX = "-mgrit_relax F|FCF|FCFCF (every level), -mgrit_fine_relax (the finest)"
+_STEPS = "-N (layers = time steps) and -T (the final time; h = T / N)"
+#: other frameworks' option names (PyTorch, Keras, PyMGRIT, XBraid habits) and what ocnet has
+#: instead: reported at iteration 0 with the hint (a tester's -epochs 50 -lr 0.1 trained with
+#: neither and said so only at the end; another's -cf 4 -max_levels 3 likewise)
+FOREIGN = {"cf": _CF, "coarsening_factor": _CF, "max_levels": _LEVELS, "nlevels": _LEVELS, "tol": _TOL,
+           "max_iter": _MAXIT, "maxiter": _MAXIT, "relax_scheme": _RELAX, "nrelax": _RELAX,
+           "cycle_type": "-mgrit_cycle V|F", "fmg": "-mgrit_cycle F", "nt": _STEPS, "t_stop": _STEPS, "tstop": _STEPS,
+           "epochs": _EPOCHS, "epoch": _EPOCHS, "num_epochs": _EPOCHS, "max_epochs": _EPOCHS, "lr": _LR,
            "learning_rate": _LR, "device": _CPU, "gpu": _CPU, "use_gpu": _CPU, "cuda": _CPU,
            "vec_type": _CPU + "; PETSc's GPU vectors are not used",
            "optimizer": "the optimiser is PETSc TAO's: -tao_type (lmvm, cg, bncg, ...) or -oneshot_tao",
