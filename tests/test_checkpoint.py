@@ -44,7 +44,7 @@ def test_kill_and_resume_bitwise(tmp_path, nprocs, kill, extra, monkeypatch):
         assert ("eval_train" in z.files) == ("-batch_size" in extra)  # (a batch's state is not the training set's)
     monkeypatch.delenv("OCNET_TEST_KILL")
     out = run_ocnet(args + ["-resume", cut, "-log_phases"], nprocs=nprocs).stdout
-    assert f"resuming {cut} at iteration {resumed_at}" in out
+    assert f"resuming {cut} at iteration {resumed_at}\n" in out  # (the one-shot TAO: bitwise, no note)
     assert [r["iteration"] for r in read_history(cut)] == [str(i) for i in range(15)]
     # wall_time continues from the checkpoint's row (it restarted at 0); phases.json: this start's
     walls = [float(r["wall_time"]) for r in read_history(cut)]

@@ -514,7 +514,10 @@ def run(comm):
     t_solve, cpu_solve = time.perf_counter(), time.process_time()
     jit_solve, jit_cpu = jit_clock.seconds(), jit_clock.cpu_seconds()
     if resume:
-        _say(comm, f"ocnet: resuming {run_dir} at iteration {trainer.resume_its}")
+        fresh = "" if trainer.oneshot is not None else (  # (the one-shot TAO resumes bitwise)
+            f" (TAO {trainer.tao.getType()} starts its own memory afresh at the saved design: from here the history "
+            "differs from an uninterrupted run's; docs/hpc/long-runs.md)")
+        _say(comm, f"ocnet: resuming {run_dir} at iteration {trainer.resume_its}{fresh}")
     signals.set_phase("run")  # from here a signal stops every rank at the next iteration's end
     try:
         code = trainer.solve(x_opt) if max_it > 0 else trainer.evaluate_only(x_opt)
