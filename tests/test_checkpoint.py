@@ -52,8 +52,10 @@ def test_kill_and_resume_bitwise(tmp_path, nprocs, kill, extra, monkeypatch):
     assert json.loads((cut / "phases.json").read_text())["iterations"] == 14 - resumed_at
     assert (ref / "params.petsc").read_bytes() == (cut / "params.petsc").read_bytes()
     # the summary's totals count the whole run, as the uninterrupted one's (and the history's columns)
-    assert [s["reason"] for s in json.loads((cut / "summary.json").read_text())["starts"]] == ["KILLED",
-                                                                                              "DIVERGED_MAXITS"]
+    starts = json.loads((cut / "summary.json").read_text())["starts"]
+    assert [s["reason"] for s in starts] == ["KILLED", "DIVERGED_MAXITS"]
+    # the killed start reached its last history row (it said where it began: tester 46)
+    assert [(s["from_iteration"], s["iterations"]) for s in starts] == [(0, its), (resumed_at, 14)], starts
     totals = {d: json.loads((d / "summary.json").read_text())["adaptive_oneshot"] for d in (ref, cut)}
     assert totals[cut] == totals[ref], totals
     assert totals[cut]["state_its"] == sum(int(r["state_mgrit_its_total"]) for r in read_history(cut))

@@ -173,10 +173,37 @@ def earlier_starts(path, comm):
     summary written before the field, one entry from its fields; a start killed before it wrote
     a summary is not among them.  Collective (rank 0 reads)."""
     s = _root_json(os.path.join(path, "summary.json"), comm)
-    if isinstance(s.get("starts"), list):  # (one still RUNNING was killed before writing its end)
-        return [dict(st, reason="KILLED") if st.get("reason") == "RUNNING" else st for st in s["starts"]]
+    if isinstance(s.get("starts"), list):  # (one still RUNNING was killed before writing its end: it
+        # reached the last row of history.csv, which it appended as it went; its RUNNING summary
+        # holds the iteration it started from)
+        reached = comm.bcast(_last_iteration(os.path.join(path, "history.csv")) if comm.Get_rank() == 0 else None,
+                             root=0)
+        return [dict(st, reason="KILLED", **({"iterations": reached} if reached is not None and k == len(s["starts"]) - 1
+                                             else {}))
+                if st.get("reason") == "RUNNING" else st for k, st in enumerate(s["starts"])]
     return [{"from_iteration": None, "iterations": s.get("iterations"), "ranks": s.get("ranks"),
              "reason": s.get("reason")}] if s.get("reason") else []
+
+
+def _last_iteration(path, tail=65536):
+    """The ``iteration`` of the last complete row of the history.csv at ``path`` (read from its
+    last ``tail`` bytes), or None when there is none."""
+    try:
+        with open(path, "rb") as f:
+            header = f.readline().decode().strip().split(",")
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - tail))
+            lines = f.read().decode(errors="replace").split("\n")
+    except OSError:
+        return None
+    for line in reversed(lines[1:] if len(lines) > 1 else lines):  # (the first may be cut; the last one, "")
+        cells = line.split(",")
+        if len(cells) == len(header) and "iteration" in header:
+            try:
+                return int(cells[header.index("iteration")])
+            except ValueError:
+                return None
+    return None
 
 
 def _root_json(path, comm):
