@@ -1,4 +1,6 @@
 """Problems whose ``option_defaults`` are their configuration (tests/test_adaptive.py)."""
+import os
+
 from tests.toy import LinearControl
 
 
@@ -24,3 +26,14 @@ class MisspeltTao(LinearControl):
     marked read and never reported (tester, 2026-12-07)."""
     name = "misspelt"
     option_defaults = {"tao_maxit": 5, "tao_ls_type": "armijo"}
+
+
+class EditedDefault(LinearControl):
+    """A plugin whose declared default of -rate is edited between a run and its -resume (the
+    environment stands for the edit; option_defaults are recorded in options.txt, these are not)."""
+    name = "edited"
+
+    @classmethod
+    def declare_options(cls, opts):
+        super().declare_options(opts)
+        opts.add("rate", float, float(os.environ.get("OCNET_TEST_RATE", "0.3")), "a rate", group=cls.name)

@@ -96,6 +96,7 @@ def test_resume_takes_the_runs_own_options(tmp_path):
         [(0, 4, "DIVERGED_MAXITS"), (4, 6, "DIVERGED_MAXITS"), (6, 7, "DIVERGED_MAXITS")], starts
     p = run_ocnet(["-resume", d, "-tao_max_it", 8, "-N", 16], check=False)  # given: still compared
     assert p.returncode == 2 and "other settings: -N 12 (now 16)" in p.stderr and "options.txt" in p.stderr
+    assert "its default changed" not in p.stderr, p.stderr
     # options.txt after a resume: a failed start leaves it as it was (a bad viewer made every later
     # -resume fail); of the options given, where the run ends is kept, what only prints is not
     before = (d / "options.txt").read_text()
@@ -111,6 +112,21 @@ def test_resume_takes_the_runs_own_options(tmp_path):
     p = run_ocnet(["-resume", d, "-tao_max_it", 10, "-tao_ls_typ", "armijo", "-checkpoint", 0])
     assert "other settings" not in p.stderr and "option -tao_ls_typ was given but is not used" in p.stderr, p.stderr
     assert "-checkpoint 0" in (d / "options.txt").read_text().splitlines()
+
+
+def test_resume_after_a_default_changed(tmp_path, monkeypatch):
+    """A plugin's default edited between a run and its -resume: refused, and the line says that the
+    option was neither given nor recorded, so its default changed, and what to give (it said that
+    options not given are the run's own, from options.txt, where it was not; tester 46)."""
+    d = tmp_path / "r"
+    args = ["-problem", "tests.defaults_plugin:EditedDefault", "-N", 4, "-quiet"]
+    run_ocnet(args + ["-run_dir", d, "-tao_max_it", 2])
+    monkeypatch.setenv("OCNET_TEST_RATE", "0.5")
+    p = run_ocnet(["-resume", d, "-tao_max_it", 3], check=False)
+    assert p.returncode == 2 and "other settings: -rate 0.3 (now 0.5) (not given, and not in options.txt: its " \
+        "default changed since the run started, an edited plugin or another ocnet; give -rate 0.3)" in p.stderr, \
+        p.stderr
+    run_ocnet(["-resume", d, "-tao_max_it", 3, "-rate", 0.3])
 
 
 def test_resume_errors(tmp_path):

@@ -321,6 +321,14 @@ def check_resume(path, meta, comm, recorded):
         raise OcnetError(f"-resume: the data changed since the run started: {', '.join(changed)}; a resumed run "
                          f"continues on its own data (restore the file), or train on the new data from the run's "
                          f"parameters in a new run: -load {path} -run_dir NEW")
+    # a difference in an option neither given now nor recorded in options.txt: the problem's default
+    # changed since the run started (a plugin edited in between; the advice below did not apply)
+    db = PETSc.Options()
+    for j, d in enumerate(diff):
+        key = d.split(" ")[0][1:]
+        if recorded is not None and key in so and key not in recorded and not db.hasName(key):
+            diff[j] = (f"{d} (not given, and not in options.txt: its default changed since the run started, an "
+                       f"edited plugin or another ocnet; give {d.split(' (now ')[0]})")
     if diff:
         raise OcnetError(f"-resume: '{path}' holds a run with other settings: {', '.join(diff)}; "
                          "resume with the same settings (-tao_max_it, TAO's stopping tests, monitors and views, and the "
