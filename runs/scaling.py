@@ -29,6 +29,10 @@ per iteration is over the iterations it made); one that stops at iteration 0 cou
 ``-checkpoint 0`` (a save would enter the times and fill the disk).  A run that fails is reported
 and left out; the study goes on, and the script exits 1 at the end naming the failed points.
 
+SIGTERM, SIGINT or SIGUSR1 (Ctrl-C, a job's wall-time limit) stop the study: the run in progress
+gets SIGTERM (SIGKILL 10 s later), the points measured so far stay in OUT/scaling.csv (rewritten
+after every point) and the plots, and the script exits with 128 + the signal's number.
+
 Writes OUT/scaling.csv (ranks, N, mode, time per iteration: min and median over the repeats,
 the fastest repeat's iterations and TAO reason (a run that stopped before --its is warned of),
 per-phase times of the fastest repeat, MGRIT iterations per state/adjoint solve, speed-up over
@@ -46,6 +50,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -281,7 +286,7 @@ def main():
         if os.path.isdir(d):
             shutil.rmtree(d)
         others = other_runnable()  # (other work just before this run: the row's others_running)
-        r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        r = run_group(cmd, env)
         if r.returncode != 0:  # recorded; the study goes on with its other points
             last = last_line(r, "no output")
             failed.append(f"{mode} N {N} ranks {p}: exit status {r.returncode}: {last}")
@@ -312,45 +317,38 @@ def main():
                   f"iterations ({best['reason']}); its time per iteration is over those", file=sys.stderr, flush=True)
         return dict(best, t_min=min(ts), t_median=statistics.median(ts))
 
-    failed, busy = [], 0
-    serial = {N: best_of("serial", N, 1) for N in sorted(set(Ns.values()))}
-    rows = []
-    for mode in modes:
-        for p in ranks:
-            N = Ns[p]
-            r = serial[N] if (mode == "serial" and p == 1) else best_of(mode, N, p)
-            if a.dry_run or r is None or serial[N] is None:
-                continue
-            sp = serial[N]["t_min"] / r["t_min"]
-            # weak scaling: also the mode's own efficiency, t(1 rank, N_1) / t(P ranks, N_1 P)
-            one = next((x for x in rows if x["mode"] == mode and x["ranks"] == ranks[0]), None)
-            weak = (1.0 if p == ranks[0] == 1 else one["time_per_it_min"] / r["t_min"]
-                    if one is not None and ranks[0] == 1 else float("nan")) if a.kind == "weak" else None
-            row = {"ranks": p, "N": N, "mode": mode, "time_per_it_min": r["t_min"], "time_per_it_median": r["t_median"],
-                   "iterations": r["iterations"], "reason": r["reason"]}
-            row.update({f"t_{k}": v for k, v in r["phases"].items()})
-            row.update({"state_mgrit_its": r["mgrit_its"].get("state", float("nan")),
-                        "adjoint_mgrit_its": r["mgrit_its"].get("adjoint", float("nan")),
-                        "serial_1rank_time_per_it": serial[N]["t_min"], "speedup": sp, "efficiency": sp / p,
-                        f"val_{r['metric'] or 'accuracy'}": r["val"]})
-            if weak is not None:
-                row["weak_efficiency"] = weak
-            row.update(others_running=-1 if r["others"] is None else r["others"], machine=MACHINE, date=DATE)
-            busy += bool(r["others"])
-            rows.append(row)
-            print(f"  {mode:8s} ranks {p:4d}  N {N:6d}  {1e3 * r['t_min']:9.1f} ms/it (median {1e3 * r['t_median']:.1f})"
-                  f"  speed-up {sp:6.2f}  efficiency {sp / p:5.2f}"
-                  + (f"  weak efficiency {weak:5.2f}" if weak is not None else ""), flush=True)
+    failed, busy, serial, rows, stopped = [], 0, {}, [], None
+    if not a.dry_run:  # a signal (Ctrl-C, a wall-time limit) ends the point running and keeps what ran
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, _stop)
+    try:
+        for N in sorted(set(Ns.values())):
+            serial[N] = best_of("serial", N, 1)
+        for mode in modes:
+            for p in ranks:
+                N = Ns[p]
+                r = serial[N] if (mode == "serial" and p == 1) else best_of(mode, N, p)
+                if a.dry_run or r is None or serial[N] is None:
+                    continue
+                busy += add_row(rows, mode, N, p, r, serial[N], ranks, a.kind)
+                write_csv(out, rows)  # (after every point: a killed study keeps its table)
+    except Stopped as e:
+        stopped = e.signum
+    for sig in STOP_SIGNALS:  # (from here only the table and plots are written)
+        signal.signal(sig, signal.SIG_IGN if stopped is not None else signal.SIG_DFL)
     report_mode_notes(notes, ["serial"] + modes)
     if a.dry_run:
         return
+    if stopped is not None:
+        name = signal.Signals(stopped).name
+        if rows:
+            plot(rows, out, a.kind, serial)
+        print(f"scaling.py: stopped by {name} (a run in progress was ended); "
+              + (f"the {len(rows)} point(s) measured are in {out}/scaling.csv and the plots" if rows else
+                 "no point had been measured"), file=sys.stderr, flush=True)
+        sys.exit(128 + stopped)
     if not rows:
         sys.exit("scaling.py: no point of the study ran:\n  " + "\n  ".join(failed))
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "scaling.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
     plot(rows, out, a.kind, serial)
     print(f"wrote {out}/scaling.csv, time.png, speedup.png, efficiency.png ({MACHINE}, {DATE})")
     if busy:
@@ -358,6 +356,83 @@ def main():
               f"{len(rows)} points (column others_running): their times include that work", file=sys.stderr, flush=True)
     if failed:
         sys.exit(f"scaling.py: {len(failed)} point(s) failed, left out of the table and plots:\n  " + "\n  ".join(failed))
+
+
+def add_row(rows, mode, N, p, r, base, ranks, kind):
+    """Append the row of one measured point ``r`` (best_of's dict) to ``rows`` and print it;
+    ``base``: the layer-serial 1-rank point at the same N.  Returns whether other processes ran
+    before its fastest repeat."""
+    sp = base["t_min"] / r["t_min"]
+    # weak scaling: also the mode's own efficiency, t(1 rank, N_1) / t(P ranks, N_1 P)
+    one = next((x for x in rows if x["mode"] == mode and x["ranks"] == ranks[0]), None)
+    weak = (1.0 if p == ranks[0] == 1 else one["time_per_it_min"] / r["t_min"]
+            if one is not None and ranks[0] == 1 else float("nan")) if kind == "weak" else None
+    row = {"ranks": p, "N": N, "mode": mode, "time_per_it_min": r["t_min"], "time_per_it_median": r["t_median"],
+           "iterations": r["iterations"], "reason": r["reason"]}
+    row.update({f"t_{k}": v for k, v in r["phases"].items()})
+    row.update({"state_mgrit_its": r["mgrit_its"].get("state", float("nan")),
+                "adjoint_mgrit_its": r["mgrit_its"].get("adjoint", float("nan")),
+                "serial_1rank_time_per_it": base["t_min"], "speedup": sp, "efficiency": sp / p,
+                f"val_{r['metric'] or 'accuracy'}": r["val"]})
+    if weak is not None:
+        row["weak_efficiency"] = weak
+    row.update(others_running=-1 if r["others"] is None else r["others"], machine=MACHINE, date=DATE)
+    rows.append(row)
+    print(f"  {mode:8s} ranks {p:4d}  N {N:6d}  {1e3 * r['t_min']:9.1f} ms/it (median {1e3 * r['t_median']:.1f})"
+          f"  speed-up {sp:6.2f}  efficiency {sp / p:5.2f}"
+          + (f"  weak efficiency {weak:5.2f}" if weak is not None else ""), flush=True)
+    return bool(r["others"])
+
+
+def write_csv(out, rows):
+    """OUT/scaling.csv with ``rows`` (rewritten whole: a reader never sees half a table)."""
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "scaling.csv")
+    with open(path + ".tmp", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(path + ".tmp", path)
+
+
+#: signals that stop a study, keeping what ran: Ctrl-C, a wall-time limit's TERM, Slurm's --signal
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+
+
+class Stopped(Exception):
+    """A signal asked the study to stop (``signum``)."""
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum, frame):
+    raise Stopped(signum)
+
+
+def run_group(cmd, env, grace=10.0):
+    """Run ``cmd`` in its own process group and return its CompletedProcess (text output); when a
+    signal stops the study meanwhile (Stopped), the group gets SIGTERM, after ``grace`` s SIGKILL,
+    so no launcher or rank is left running (it went on as an orphan), and Stopped goes on."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate()
+    except Stopped:
+        for sig in STOP_SIGNALS:  # (a second Ctrl-C must not cut the clean-up short)
+            signal.signal(sig, signal.SIG_IGN)
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.communicate(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def plot(rows, out, kind, serial):

@@ -168,3 +168,47 @@ def test_inputs_checked_at_the_studys_N(tmp_path):
     p = scaling(["--options", "tiny.opts", "--pythonpath", "plug", "--dry-run", "--N", "64", "--ranks", "1",
                  "--modes", "oneshot"], tmp_path)
     assert p.returncode == 0 and "too short" not in p.stderr, p.stdout + p.stderr
+
+
+def _running_with(text):
+    """PIDs of live processes whose command line contains ``text``."""
+    pids = []
+    for d in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    with open(f"/proc/{d}/stat") as g:
+                        if g.read().rsplit(")", 1)[1].split()[0] != "Z":
+                            pids.append(int(d))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def test_signal_keeps_the_points_measured(tmp_path):
+    """SIGTERM to the study (a job's wall-time limit) while its second point runs: the first
+    point's row is in scaling.csv, with the plots, the run in progress is ended (it went on as an
+    orphan, and the table was lost: tester 46), exit status 143."""
+    import signal
+    import time
+    plugin_folder(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k != "PYTHONPATH"}
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", OCNET_TEST_ROW_SLEEP="0.05")  # (3 s a run)
+    p = subprocess.Popen([sys.executable, SCRIPT, "--options", "tiny.opts", "--pythonpath", "plug", "--ranks", "1,2",
+                          "--modes", "serial", "--N", "16", "--its", "60", "--repeat", "1", "--launcher", "mpiexec",
+                          "--out", "res"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    second = tmp_path / "res" / "serial_N16_p2_r0"
+    start = time.time()
+    while not (second / "options.txt").exists() and p.poll() is None and time.time() - start < 300:
+        time.sleep(0.1)
+    assert p.poll() is None and (tmp_path / "res" / "scaling.csv").exists(), p.communicate()
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 128 + signal.SIGTERM, out + err
+    assert "scaling.py: stopped by SIGTERM (a run in progress was ended); the 1 point(s) measured are in " \
+        f"{tmp_path / 'res'}/scaling.csv and the plots" in err, err
+    with open(tmp_path / "res" / "scaling.csv") as f:
+        assert [(r["mode"], r["ranks"]) for r in csv.DictReader(f)] == [("serial", "1")]
+    assert (tmp_path / "res" / "time.png").exists() and "Traceback" not in err, err
+    assert _running_with(str(second)) == [], "a rank of the ended run is still running"
