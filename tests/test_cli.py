@@ -565,3 +565,19 @@ def test_option_values_for_in_process_use():
                         ({"N": 0}, "option -N: 0 is out of range"), ({"T": "one"}, "expected a real number")):
         with pytest.raises(OcnetError, match=re.escape(text)):
             option_values(load_problem_class("peaks"), **given)
+
+
+def test_load_names_data_options_left_at_their_defaults(tmp_path):
+    """-load R -tao_max_it 0 of a run with -ntrain 120 evaluated the default 5000 samples (another
+    objective than the run's last row; tester 46): a note names the option and the run's options
+    file, with which the row's objective is reproduced bitwise; a data option given: the data are chosen, no note."""
+    run_ocnet(SMALL + ["-ntrain", 120, "-run_dir", tmp_path / "a"])
+    p = run_ocnet(["-load", tmp_path / "a", "-tao_max_it", 0, "-quiet"])
+    assert "ocnet: note: -load: data options not given take their defaults, not the saved run's: -ntrain 120 (now " \
+        f"5000), -nval 20 (now 200); -options_file {tmp_path / 'a' / 'options.txt'} before -load gives the run's own" \
+        in p.stderr, p.stderr
+    run_ocnet(["-options_file", tmp_path / "a" / "options.txt", "-load", tmp_path / "a", "-tao_max_it", 0, "-quiet",
+               "-run_dir", tmp_path / "b"])
+    assert read_history(tmp_path / "b")[0]["objective"] == read_history(tmp_path / "a")[-1]["objective"]
+    p = run_ocnet(["-load", tmp_path / "a", "-tao_max_it", 0, "-quiet", "-ntrain", 200])
+    assert "data options not given" not in p.stderr, p.stderr

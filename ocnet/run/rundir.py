@@ -772,6 +772,17 @@ def load_params(source, x, meta, comm, resample=False):
                   f"{other[1]}: loaded as the same model (problem name '{meta.get('model')}', the same parameter "
                   "sizes); a plugin whose step differs needs another name", file=sys.stderr, flush=True)
         split = differences(saved.get("options", {}), meta["options"], meta.get("split_options", ()))
+        # no data option given, and the defaults differ from the saved run's: the model is scored on
+        # other data than the run's (a tester's -load R -tao_max_it 0 did not reproduce the run's
+        # objective); one given: the data are chosen
+        chosen = any(PETSc.Options().hasName(k) for k in meta.get("data_options", ()))
+        data = [] if chosen else differences(saved.get("options", {}), meta["options"],
+                                             [k for k in meta.get("data_options", ())
+                                              if k not in meta.get("split_options", ())])
+        if data and comm.Get_rank() == 0:
+            print(f"ocnet: note: -load: data options not given take their defaults, not the saved run's: "
+                  f"{', '.join(data)}; -options_file {os.path.join(source, 'options.txt')} before "
+                  "-load gives the run's own", file=sys.stderr, flush=True)
         if split and comm.Get_rank() == 0:
             print(f"ocnet: warning: -load: {', '.join(split)} splits the samples into training and validation "
                   "sets otherwise than the saved run did: the validation set may hold samples the loaded "
