@@ -29,6 +29,15 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _shown_path(x):
+    """A case's argument as the table shows it: a path inside the checkout relative to it (the
+    runs start there), another path absolute (relative to the checkout it named nothing: tester 46)."""
+    if not os.path.isabs(x):
+        return x
+    rel = os.path.relpath(x, ROOT)
+    return x if rel.startswith("..") else rel
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -65,12 +74,12 @@ def case_options(text, caller):
 
 
 def calibrate(name, args, out, env, quick, reuse):
-    """The case's calibration (dict), or None with the reason printed when the problem does not
-    read all of the case's options (or the calibration fails)."""
+    """(the case's calibration (dict), None) or, when the problem does not read all of the case's
+    options or the calibration fails, (None, the reason, printed)."""
     path = os.path.join(out, name, "calibration.json")
     if reuse and os.path.exists(path):
         with open(path) as f:
-            return json.load(f)
+            return json.load(f), None
     os.makedirs(os.path.dirname(path), exist_ok=True)
     cmd = [sys.executable, "-m", "ocnet.perfmodel", "calibrate", "--out", path] + (["--quick"] if quick else []) + args
     print(f"[{name}] {' '.join(shlex.quote(c) for c in cmd)}", flush=True)
@@ -81,10 +90,10 @@ def calibrate(name, args, out, env, quick, reuse):
         print(f"[{name}] skipped: {why}", flush=True)
         if os.path.exists(path):
             os.remove(path)
-        return None
+        return None, why
     print("\n".join(f"[{name}] {ln}" for ln in r.stdout.strip().splitlines()), flush=True)
     with open(path) as f:
-        return json.load(f)
+        return json.load(f), None
 
 
 def main():
@@ -131,13 +140,13 @@ def main():
 
     head = ["case", "ranks", "mode", "its", "evals/it", "MGRIT its s/a", "t/it (ms)", "cpu/it (ms)", "model (ms)",
             "err vs t", "err vs cpu"]
-    rows, errs, skipped, loads = [], [], [], []  # loads: 1-minute load average before each run
+    rows, errs, skipped, loads = [], [], {}, []  # loads: 1-minute load average before each run
     short = []  # runs that stopped before --its iterations
     failures = []  # runs that failed or timed nothing (the table goes on without them)
     for name, args in cases.items():
-        cal = calibrate(name, args, out, env, a.quick, a.reuse)
+        cal, why = calibrate(name, args, out, env, a.quick, a.reuse)
         if cal is None:
-            skipped.append(name)
+            skipped[name] = why
             continue
         res = {}
         for p in ranks:
@@ -190,8 +199,10 @@ def main():
     lines = [f"Performance model against measurement: N = {a.N}, {a.its} TAO lmvm iterations per run, best of "
              f"{a.repeat}; {cpu_model() or 'CPU unknown'}, {os.cpu_count()} CPUs; "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
-             "cases: " + "; ".join(f"{n} = `{' '.join(os.path.relpath(x, ROOT) if os.path.isabs(x) else x for x in v)}`"
-                                  + (" (skipped: an option the problem does not read)" if n in skipped else "")
+             f"command (from {os.getcwd()}): `{shlex.join([os.path.relpath(sys.executable, os.getcwd())] + sys.argv)}`",
+             "",
+             "cases: " + "; ".join(f"{n} = `{' '.join(_shown_path(x) for x in v)}`"
+                                  + (f" (skipped: {skipped[n]})" if n in skipped else "")
                                   for n, v in cases.items()), "",
              "| " + " | ".join(head) + " |", "|---|---:|---|" + "---:|" * (len(head) - 3)]
     lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]

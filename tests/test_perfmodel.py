@@ -257,8 +257,9 @@ def test_validation_script_table_for_any_problem(tmp_path):
     a run that stops at its starting point is a 'failed' row, named below the table (it ended the
     script with a ZeroDivisionError and no table, tester 39)."""
     script = os.path.join(ROOT, "runs", "validate_perfmodel.py")
+    (tmp_path / "stops.opts").write_text("-problem heat\n-nx 8\n-tao_gatol 1e9\n")  # (outside the checkout)
     p = subprocess.run([sys.executable, script, "--case", "heat=-problem heat -nx 8", "--case",
-                        "notheat=-problem heat -nx 8 -block double", "--case", "stops=-problem heat -nx 8 -tao_gatol 1e9",
+                        "notheat=-problem heat -nx 8 -block double", "--case", "stops=-options_file stops.opts",
                         "--N", "16", "--its", "2", "--repeat", "1",
                         "--ranks", "1", "--modes", "serial,oneshot", "--quick", "--out", "res"],
                        capture_output=True, text=True, timeout=600, cwd=tmp_path,
@@ -270,7 +271,12 @@ def test_validation_script_table_for_any_problem(tmp_path):
     rows = [ln.split(" | ") for ln in table.splitlines() if ln.startswith("| heat |")]
     assert [(r[1], r[2]) for r in rows] == [("1", "serial"), ("1", "oneshot")], table
     assert all(float(r[8]) > 0 for r in rows)  # the model's prediction (ms) beside the measurement
-    assert "notheat = `-problem heat -nx 8 -block double` (skipped" in table
+    assert "notheat = `-problem heat -nx 8 -block double` (skipped: ocnet: warning: option -block was given but " \
+        "never used" in table, table
+    # the table says how to run it again: the command and its folder; a case's file outside the
+    # checkout by its absolute path (it was shown relative to the checkout: tester 46)
+    assert f"stops = `-options_file {tmp_path / 'stops.opts'}`" in table, table
+    assert f"command (from {tmp_path}): `" in table and " --case 'stops=-options_file stops.opts' " in table, table
     assert [ln.split(" | ")[1:4] for ln in table.splitlines() if ln.startswith("| stops |")] == [
         ["1", "serial", "failed"], ["1", "oneshot", "failed"]], table
     assert ("failed (not in the errors below): stops serial 1 ranks: stopped at iteration 0 (CONVERGED_GATOL): "
