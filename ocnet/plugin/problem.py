@@ -402,18 +402,20 @@ def probe_data(problem):
     return data if part is None else part
 
 
-#: what check_writes fills the arrays a plugin must write with: a NaN whose payload no arithmetic
-#: produces (a computed NaN has payload 0), so an entry still holding it was not written
-_UNWRITTEN = np.array([0x7FF80000DEADBEEF], np.uint64).view(np.float64)[0]
+#: what check_writes fills the arrays a plugin must write with (no map yields it by chance; finite,
+#: so a method that adds into the array instead of overwriting it changes it, unlike a NaN)
+_UNWRITTEN = -7.3e-301
 
 
 def check_writes(problem, h):
-    """The plugin writes its results into the arrays it is given: one opening, step, transposed
-    step and terminal at layer 0 and the initial parameters (``probe_data``), each output array
-    filled beforehand with a marked NaN.  Raises OcnetError naming the method and array where no
-    entry was written -- a step that returns the new state, or rebinds ``out = ...`` (PyMGRIT's
+    """The plugin writes its results into the arrays it is given: one opening, step and transposed
+    step at layer 0 and the initial parameters (``probe_data``), each output array filled
+    beforehand with a marker value.  Raises OcnetError naming the method and array where every
+    entry still holds it -- a step that returns the new state, or rebinds ``out = ...`` (PyMGRIT's
     ``step`` returns it), which trained silently on a state that never changed.  An array written
-    in part passes (a zero-padded opening may leave entries at the zeros ocnet allocates)."""
+    in part passes (a zero-padded opening may leave entries at the zeros ocnet allocates); terminal
+    is not called here (a plugin may count its evaluations), nor is anything when the initial
+    parameters have the wrong shapes (the design's own check names them)."""
     data = probe_data(problem)
     if data is None:
         return
@@ -421,19 +423,19 @@ def check_writes(problem, h):
     S, Sc, p = problem.state_size(data), problem.cache_size(data), problem.layer_param_size
     g = np.asarray(problem.initial_global_parameters(rng), float)
     theta = np.asarray(problem.initial_layer_parameters(0, rng), float)
-    u, out, lam, lamN = (np.full(S, _UNWRITTEN) for _ in range(4))
+    if not S or g.shape != (problem.global_param_size,) or theta.shape != (p,):
+        return
+    u, out, lam = (np.full(S, _UNWRITTEN) for _ in range(3))
     calls = (("opening", "u0", u, lambda: problem.opening(g, data, u)),
              ("step", "out", out, lambda: problem.step(0, h, theta, u, out, np.zeros(Sc))),
              ("step_adjoint", "lam", lam, lambda: problem.step_adjoint(0, h, theta, u, np.zeros(Sc), np.ones(S), lam,
-                                                                       np.zeros(p))),
-             ("terminal", "lamN", lamN, lambda: problem.terminal(g, data, out, lamN, np.zeros(g.size))))
+                                                                       np.zeros(p))))
     for method, name, arr, call in calls:
         ret = call()
-        unwritten = arr.view(np.uint64) == _UNWRITTEN.view(np.uint64)
-        arr[unwritten] = 0.0  # (as allocated: the next call's input holds no marked NaN to pass on)
-        if S and np.all(unwritten):
-            returned = (f"it returned {type(ret).__name__} instead" if ret is not None and method != "terminal" else
-                        "nothing reached the array")
+        unwritten = arr == _UNWRITTEN
+        arr[unwritten] = 0.0  # (as allocated: the next call's input holds no marker)
+        if np.all(unwritten):
+            returned = f"it returned {type(ret).__name__} instead" if ret is not None else "nothing reached the array"
             raise OcnetError(f"problem '{problem.name}': {method} wrote nothing into its '{name}' array ({returned}): "
                              f"write the result into the array ocnet gives, {name}[:] = ..., not 'return' it or "
                              f"rebind '{name} = ...' (CONTRACT.md)")
