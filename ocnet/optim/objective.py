@@ -185,10 +185,11 @@ class ReducedObjective:
         if gr.first and grad_g is not None:
             grad_g += gterm
         values = comm.gather(layer_values, root=0)
-        J = None
+        J = data = None
         if gr.first:
-            J = float(loss + greg + np.sum(np.concatenate(values)))
-        return comm.bcast(J, root=0)
+            J, data = float(loss + greg + np.sum(np.concatenate(values))), float(loss)
+        J, self.last_loss = comm.bcast((J, data), root=0)  # (last_loss: the data term of J)
+        return J
 
     def evaluate(self, x, grad=None):
         """J(x) (a float, the same on every rank); with ``grad`` also the gradient written into it.

@@ -483,6 +483,8 @@ def run(comm):
         if not early:  # this start's first row (after -resume too)
             early.append(row)
             report_misspelt(comm)
+            if row["iteration"] == 0:
+                report_regularization(comm, problem, row["objective"], getattr(objective, "last_loss", None))
 
     x_opt = objective.design.convert(x, replicated)
     signals.test_hook("warmup")
@@ -851,6 +853,25 @@ FOREIGN = {"cf": _CF, "coarsening_factor": _CF, "max_levels": _LEVELS, "nlevels"
 _OWN_PREFIXES = ("mgrit_", "state_mgrit_", "adjoint_mgrit_", "oneshot_")
 #: options PETSc reads only when a solve or the program ends (never reported early)
 _READ_LATE = ("_view", "_converged_reason", "log_", "options_", "memory_", "malloc", "objects_", "info")
+
+
+#: the share of the starting objective above which the regularisation is said to dominate it
+REG_DOMINATES = 0.75
+
+
+def report_regularization(comm, problem, J, loss):
+    """For the ResNet family (a problem with -init_layer): one note when the regularisation is most
+    (REG_DOMINATES) of the objective at the starting parameters, where the optimiser works on it
+    before the data term: the smoothness term of independently drawn layers grows like N^3 (a
+    tester's N = 64 ReLU network stayed at 47.5 %; docs/user/resnets.md measures the remedies)."""
+    if "init_layer" not in problem.values or loss is None or not (J > 0 and math.isfinite(J)) \
+            or J - loss < REG_DOMINATES * J:
+        return
+    names = ", ".join(f"-{n}" for n in (problem.regularization_options or ()))
+    _say(comm, f"ocnet: note: at the starting parameters the regularisation is {J - loss:.4g} of the objective "
+         f"{J:.4g} ({100 * (J - loss) / J:.1f} %; the smoothness term of independently drawn layers grows "
+         f"like N^3 at a fixed -T): the optimiser works on it before the data term; deep networks may train better "
+         f"with a smaller -init_layer or regularisation ({names}): docs/user/resnets.md", sys.stderr)
 
 
 def report_misspelt(comm):
