@@ -136,6 +136,28 @@ def test_adjoint_refresh(tmp_path):
                            close=("objective",))
 
 
+def test_calibration(tmp_path):
+    """-oneshot_calibrate 3: every third one-shot gradient evaluation also computes the exact
+    gradient; the error scale only grows from the option's value (here the estimate is low: it
+    grows), the summary says so, the decisions follow it (more MGRIT iterations than without) and
+    are the same on 1, 2 and 3 ranks; off (the default), the summary has no such keys."""
+    args = ["-N", 32, "-quiet", "-mode", "oneshot", "-activation", "tanh", "-tao_max_it", 40]  # (exact start: 8)
+    run_ocnet(args + ["-run_dir", tmp_path / "off"])
+    for p in (1, 2, 3):
+        run_ocnet(args + ["-oneshot_calibrate", 3, "-run_dir", tmp_path / f"c{p}"], nprocs=p)
+    tot = {k: json.loads((tmp_path / k / "summary.json").read_text())["adaptive_oneshot"] for k in ("off", "c1")}
+    assert "error_scale" not in tot["off"] and "calibrations" not in tot["off"], tot
+    one_shot = tot["c1"]["gradient_evaluations"] - tot["c1"]["exact_evaluations"]  # (no fallbacks after the start)
+    assert tot["c1"]["exact_evaluations"] == tot["c1"]["exact_start_evaluations"] == 8, tot
+    assert tot["c1"]["calibrations"] == one_shot // 3 > 0, tot
+    assert tot["c1"]["error_scale"] > 1000.0, tot
+    assert tot["c1"]["state_its"] + tot["c1"]["adjoint_its"] > tot["off"]["state_its"] + tot["off"]["adjoint_its"]
+    assert_histories_agree(tmp_path / "c1", [tmp_path / "c2", tmp_path / "c3"],
+                           equal=("state_mgrit_its", "adjoint_mgrit_its", "state_mgrit_its_total",
+                                  "adjoint_mgrit_its_total", "exact_evaluations", "oneshot_level"),
+                           close=("objective", "gradient_norm", "val_accuracy", "gradient_error_estimate"))
+
+
 def test_exact_start(tmp_path):
     """-oneshot_exact_start 0.25 of 12 iterations: the first 3 gradient evaluations are exact
     (layer-serial), so the history is serial mode's bitwise until then; one-shot afterwards; the
@@ -305,3 +327,25 @@ def test_state_nonfinite_before_its_last_cycle_falls_back():
     assert ctl.after_state(SimpleNamespace(mgrit=mg)) and "rho inf >= 1" in ctl.fallback_reason
     mg.history = [math.nan, 1.6e-15]  # (not measured: no decision)
     assert math.isnan(_rho(mg)) and not ctl.after_state(SimpleNamespace(mgrit=mg))
+
+
+def test_restore_of_older_checkpoints():
+    """Checkpoints of the controller written before the calibration (9 state entries) or before
+    the exact start (7) restore their totals and leave the new entries at their starting values."""
+    from petsc4py import PETSc
+    from ocnet.optim.adaptive import TOTALS, AdaptiveOneShot
+    from ocnet.run.cli import framework_options
+    values = {o.name: o.default for o in framework_options().options}
+    comm = PETSc.COMM_WORLD.tompi4py()
+    new = AdaptiveOneShot(values, comm, 100)
+    totals = list(range(1, len(TOTALS) + 1))
+    for n in (9, 7):
+        ad = AdaptiveOneShot(values, comm, 100)
+        ad.restore(np.concatenate([new.get_state()[:n], totals]))
+        assert [ad.totals[k] for k in TOTALS] == totals and ad.scale == values["oneshot_error_scale"], n
+        assert ad.ncal == ad.calibrations == 0 and ad.k == new.k
+    ad = AdaptiveOneShot(values, comm, 100)
+    ad.scale, ad.ncal, ad.calibrations = 3000.0, 7, 2
+    back = AdaptiveOneShot(values, comm, 100)
+    back.restore(ad.saved())
+    assert (back.scale, back.ncal, back.calibrations) == (3000.0, 7, 2)

@@ -20,7 +20,8 @@ ARGS = ["-N", 12, "-width", 4, "-ntrain", 200, "-nval", 20, "-tao_max_it", 14, "
 # the fourth: mini-batches, whose objective shift (Trainer._refresh_batch) the checkpoint keeps)
 @pytest.mark.parametrize("nprocs,kill,extra", [(1, "after:6", []), (2, "during:9", []),
                                                (1, "after:3", ["-oneshot_exact_start", 0.5]),
-                                               (2, "after:6", ["-batch_size", 50])])
+                                               (2, "after:6", ["-batch_size", 50]),
+                                               (1, "after:9", ["-oneshot_calibrate", 2])])
 def test_kill_and_resume_bitwise(tmp_path, nprocs, kill, extra, monkeypatch):
     ref, cut = tmp_path / "ref", tmp_path / "cut"
     args = ARGS + extra

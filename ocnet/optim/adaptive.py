@@ -131,6 +131,10 @@ def declare_options(opts):
              "evaluations is exact (layer-serial), so that the one-shot run follows serial's optimisation path "
              "through its start, where a perturbation decides where the path goes (0: off; measured over seeds: "
              "docs/user/adaptive-oneshot.md)", bounds="[0,1]")
+    opts.add("oneshot_calibrate", int, 0, "adaptive one-shot: every k-th one-shot gradient evaluation also "
+             "computes the exact (layer-serial) gradient at the same design and moves -oneshot_error_scale towards "
+             "the measured ratio of true to estimated error, never below the option's value (0: off; "
+             "docs/user/adaptive-oneshot.md)", bounds="[0,inf)")
     opts.add("oneshot_relax_after", int, 20, "adaptive one-shot: gradient evaluations after a tightening "
              "(line-search failure) before the level relaxes by one", bounds="[1,inf)")
 
@@ -160,7 +164,7 @@ TOTALS = ("state_its", "adjoint_its", "evaluations", "gradient_evaluations", "ex
 
 ADAPT_KEYS = ("oneshot_state_its_min", "oneshot_state_its_max", "oneshot_adjoint_its_min",
               "oneshot_adjoint_its_max", "oneshot_kappa", "oneshot_state_share", "oneshot_relax_after",
-              "oneshot_error_scale", "oneshot_adjoint_refresh", "oneshot_exact_start")
+              "oneshot_error_scale", "oneshot_adjoint_refresh", "oneshot_exact_start", "oneshot_calibrate")
 
 
 def create(values, db, comm, warn):
@@ -220,7 +224,10 @@ class AdaptiveOneShot:
         self.k = {w: min(max(values[f"oneshot_{w}_its"], self.kmin[w]), self.kmax[w]) for w in self.kmin}
         self.kappa, self.share = values["oneshot_kappa"], values["oneshot_state_share"]
         self.relax_after = values["oneshot_relax_after"]
-        self.scale = values["oneshot_error_scale"]
+        self.scale = self.scale0 = values["oneshot_error_scale"]
+        self.calibrate = values.get("oneshot_calibrate", 0)
+        self.ncal = 0  # one-shot gradient evaluations at the adaptive level (the calibration's clock)
+        self.calibrations = 0  # exact gradients computed for it
         self.refresh = values["oneshot_adjoint_refresh"]
         self.ngrad = 0  # gradient evaluations at the adaptive level (the refresh's clock)
         # the exact start: its length in gradient evaluations (fixed at the start: a resume that
@@ -242,18 +249,23 @@ class AdaptiveOneShot:
     def get_state(self):
         """What the decisions depend on, as an array (checkpoints; the broadcast at each evaluation)."""
         return np.array([self.k["state"], self.k["adjoint"], self.rho["state"], self.rho["adjoint"],
-                         self.level, self.since_tighten, self.ngrad, self.start_len, self.nstart], float)
+                         self.level, self.since_tighten, self.ngrad, self.start_len, self.nstart,
+                         self.scale, self.ncal, self.calibrations], float)
 
     def saved(self):
         """get_state and the run's totals (checkpoints: a resumed run's summary counts the whole run)."""
         return np.concatenate([self.get_state(), [float(self.totals[k]) for k in TOTALS]])
 
     def restore(self, a):
-        """A checkpoint's ``saved()`` (older checkpoints: the decisions' state only, totals from 0)."""
-        n = len(self.get_state())
-        self.set_state(a[:n])
-        if len(a) == n + len(TOTALS):
-            self.totals = {k: int(v) for k, v in zip(TOTALS, a[n:])}
+        """A checkpoint's ``saved()``: the decisions' state and the totals; older checkpoints hold
+        fewer state entries (7 before the exact start, 9 before the calibration) or the state only
+        (totals from 0)."""
+        for n in (len(self.get_state()), 9, 7):
+            if len(a) == n + len(TOTALS):
+                self.set_state(a[:n])
+                self.totals = {k: int(v) for k, v in zip(TOTALS, a[n:])}
+                return
+        self.set_state(a)
 
     def set_state(self, a):
         self.k = {"state": int(a[0]), "adjoint": int(a[1])}
@@ -264,6 +276,8 @@ class AdaptiveOneShot:
             self.start_len, self.nstart = int(a[7]), int(a[8])
         else:  # (a checkpoint written before the exact start: its run had none)
             self.nstart = self.start_len
+        if len(a) > 11:  # (older checkpoints: no calibration, the option's scale)
+            self.scale, self.ncal, self.calibrations = float(a[9]), int(a[10]), int(a[11])
 
     def reset_totals(self):
         """Totals from here on (after the command line's warm-up evaluation, which does not count
@@ -271,6 +285,8 @@ class AdaptiveOneShot:
         self.totals = {k: 0 for k in self.totals}
         self.since_row = [0, 0, 0]
         self.nstart = 0
+        self.ncal = self.calibrations = 0  # (and the calibration starts from the option's scale)
+        self.scale = self.scale0
         self.announce = True
 
     # ---- hooks of ReducedObjective.evaluate ------------------------------------------------
@@ -327,12 +343,31 @@ class AdaptiveOneShot:
             return True
         return False
 
-    def after_gradient(self, obj, G_data_sq, G_sq, global_sq):
+    def calibration_due(self):
+        """Whether this one-shot gradient evaluation is one of -oneshot_calibrate's (every k-th at
+        the adaptive level; counted alike on every rank)."""
+        if not self.calibrate or self.level:
+            return False
+        self.ncal += 1
+        return self.ncal % self.calibrate == 0
+
+    def _calibrate(self, ratio):
+        """Move the error scale towards a measured ratio of true to unscaled estimated error: the
+        geometric mean of the scale and the ratio (the ratio scatters by a factor of a few from one
+        evaluation to the next), never below -oneshot_error_scale (the calibration only tightens)."""
+        self.calibrations += 1
+        if ratio > 0 and math.isfinite(ratio):
+            self.scale = max(self.scale0, math.sqrt(self.scale * ratio))
+
+    def after_gradient(self, obj, G_data_sq, G_sq, global_sq, calib=None):
         """After a gradient evaluation: the estimate, the fallback test and the next counts.
         ``G_data_sq``/``G_sq``: this rank's per-layer squared norms of the layer gradient before
-        and after the regulariser; ``global_sq``: rank 0's squared norm of the global gradient."""
+        and after the regulariser; ``global_sq``: rank 0's squared norm of the global gradient;
+        ``calib``: (per-layer, global) squared norms of the difference to the exact gradient at the
+        same design (-oneshot_calibrate), or None."""
         comm = self.comm
-        parts = comm.allgather((np.asarray(G_data_sq, float), np.asarray(G_sq, float), float(global_sq)))
+        parts = comm.allgather((np.asarray(G_data_sq, float), np.asarray(G_sq, float), float(global_sq))
+                               + ((np.asarray(calib[0], float), float(calib[1])) if calib is not None else ()))
         data = math.sqrt(float(np.sum(np.concatenate([p[0] for p in parts]))))
         gnorm = math.sqrt(float(np.sum(np.concatenate([p[1] for p in parts]))) + parts[0][2])
         e = {}
@@ -353,6 +388,9 @@ class AdaptiveOneShot:
                 rho = 0.5
             rho = min(rho, 0.99)
             e[w] = _error(rho, mg.residual, getattr(mg, "unorm", 0.0))
+        if calib is not None and gnorm > 0 and e["state"] + e["adjoint"] > 0:  # the true error, measured
+            true = math.sqrt(float(np.sum(np.concatenate([p[3] for p in parts]))) + parts[0][4]) / gnorm
+            self._calibrate(true / ((e["state"] + e["adjoint"]) * data / gnorm))
         scale = self.scale * data / gnorm if gnorm > 0 else math.inf
         self.estimate = (e["state"] + e["adjoint"]) * scale
         if not self.estimate < 1.0:
@@ -433,7 +471,10 @@ class AdaptiveOneShot:
                 "adjoint_mgrit_its_total": a, "exact_evaluations": e, "oneshot_level": self.level}
 
     def summary(self):
-        return dict(self.totals, final_counts=dict(self.k), level=LEVELS[self.level])
+        out = dict(self.totals, final_counts=dict(self.k), level=LEVELS[self.level])
+        if self.calibrate:
+            out.update(error_scale=self.scale, calibrations=self.calibrations)
+        return out
 
 
 def layer_sq_norms(G):

@@ -284,12 +284,39 @@ class ReducedObjective:
                 grad.zeroEntries()
             return math.inf
         self.nonfinite_trial = None
+        calib = self._calibration(x, ga) if gdata is not None and self.adapt.calibration_due() else None
         if gdata is not None and self.adapt.after_gradient(
-                self, gdata, layer_sq_norms(G), float(grad_g @ grad_g) if gr.first else 0.0):
+                self, gdata, layer_sq_norms(G), float(grad_g @ grad_g) if gr.first else 0.0, calib):
             return self._exact(x, grad)
         if grad is not None:
             self.design.put_local(grad, ga)
         return J
+
+    def _calibration(self, x, ga):
+        """-oneshot_calibrate: the exact (layer-serial) gradient at ``x`` beside the one-shot one
+        ``ga`` (this rank's local array): (per-layer squared norms of the difference, rank 0's
+        squared norm of its global part), summed later in layer order (rank-count free).  The
+        one-shot trajectories, which the next solves warm-start from, are restored afterwards;
+        a non-finite exact gradient gives None."""
+        keep = [a.copy() for a in (self.state.U, self.state.Cfull, self.adj.U)]
+        saved = self.adapt, self.mgrit, self.adj_mgrit, self._evaluated, self.trial
+        self.adapt = self.mgrit = self.adj_mgrit = None
+        exact = x.duplicate()
+        try:
+            J = self.evaluate(x, exact)  # (its solves count in OcnetState/OcnetAdjoint of -log_phases)
+        except OcnetError:  # (NumericalFailure: the design is non-finite; the one-shot decision stands)
+            J = math.nan
+        finally:
+            self.adapt, self.mgrit, self.adj_mgrit, self._evaluated, self.trial = saved
+            for a, b in zip((self.state.U, self.state.Cfull, self.adj.U), keep):
+                a[...] = b
+            self.mgrit.invalidate()
+        d = ga - self.design.local(exact)
+        exact.destroy()
+        if not math.isfinite(J):  # (the same on every rank)
+            return None
+        dg, dth = self.design.split(d)
+        return layer_sq_norms(dth), float(dg @ dg) if self.grid.first else 0.0
 
     @staticmethod
     def _restart_solves(*solvers):
