@@ -304,7 +304,7 @@ class ReducedObjective:
         exact = x.duplicate()
         try:
             J = self.evaluate(x, exact)  # (its solves count in OcnetState/OcnetAdjoint of -log_phases)
-        except OcnetError:  # (NumericalFailure: the design is non-finite; the one-shot decision stands)
+        except NumericalFailure:  # (the design is non-finite: the one-shot decision stands)
             J = math.nan
         finally:
             self.adapt, self.mgrit, self.adj_mgrit, self._evaluated, self.trial = saved
