@@ -11,7 +11,8 @@ uses ``srun`` inside a Slurm allocation (SLURM_JOB_ID set and srun found) and mp
 cores) otherwise.  ``--dry-run`` prints the commands only.
 
 Paths (``--options``, ``--out``, ``--pythonpath``, ``-options_file`` in ``--extra``) are relative to
-the folder the script is called from; the runs themselves start in the ocnet checkout.  ``--pythonpath
+the folder the script is called from; the runs themselves start in the ocnet checkout, so paths
+inside the options file (``-train_file data.npy``) are read from there: write them absolute.  ``--pythonpath
 DIR`` (a folder, or several joined by ':') holds an out-of-tree plugin (``-problem module:Class``): it
 is put in front of PYTHONPATH for every rank.  Before anything runs (and with ``--dry-run``) the
 options file must be readable and ``ocnet -options_file FILE EXTRA -N N -dry_run`` must pass for
@@ -343,7 +344,7 @@ def main():
         name = signal.Signals(stopped).name
         if rows:
             plot(rows, out, a.kind, serial)
-        print(f"scaling.py: stopped by {name} (a run in progress was ended); "
+        print(f"scaling.py: stopped by {name}{' (a run in progress was ended)' if ENDED else ''}; "
               + (f"the {len(rows)} point(s) measured are in {out}/scaling.csv and the plots" if rows else
                  "no point had been measured"), file=sys.stderr, flush=True)
         sys.exit(128 + stopped)
@@ -399,6 +400,10 @@ def write_csv(out, rows):
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 
+#: the run that a stop ended while it ran (run_group), for the closing line
+ENDED = []
+
+
 class Stopped(Exception):
     """A signal asked the study to stop (``signum``)."""
     def __init__(self, signum):
@@ -421,6 +426,7 @@ def run_group(cmd, env, grace=10.0):
     except Stopped:
         for sig in STOP_SIGNALS:  # (a second Ctrl-C must not cut the clean-up short)
             signal.signal(sig, signal.SIG_IGN)
+        ENDED.append(" ".join(cmd))
         for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
             try:
                 os.killpg(proc.pid, sig)

@@ -156,6 +156,16 @@ def test_calibration(tmp_path):
                            equal=("state_mgrit_its", "adjoint_mgrit_its", "state_mgrit_its_total",
                                   "adjoint_mgrit_its_total", "exact_evaluations", "oneshot_level"),
                            close=("objective", "gradient_norm", "val_accuracy", "gradient_error_estimate"))
+    # a scale the measurements never exceed stays: then the run is bitwise the run without the
+    # calibration (the exact gradient touches nothing the one-shot solves use; tester 48's history
+    # parted at row 67 while MGRIT's hierarchy was rebuilt after each calibration)
+    big = args + ["-oneshot_error_scale", 1e6]
+    run_ocnet(big + ["-run_dir", tmp_path / "b0"])
+    run_ocnet(big + ["-oneshot_calibrate", 3, "-run_dir", tmp_path / "b3"])
+    assert json.loads((tmp_path / "b3" / "summary.json").read_text())["adaptive_oneshot"]["error_scale"] == 1e6
+    rows = {k: read_history(tmp_path / k) for k in ("b0", "b3")}
+    assert [{c: v for c, v in r.items() if c != "wall_time"} for r in rows["b0"]] == \
+        [{c: v for c, v in r.items() if c != "wall_time"} for r in rows["b3"]]
 
 
 def test_exact_start(tmp_path):

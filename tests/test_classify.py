@@ -156,6 +156,16 @@ def test_scores_unlabelled_samples(files, tmp_path):
                                                                               "-run_dir", tmp_path / "two"])
     text = (tmp_path / "two" / "predictions_val.csv").read_text()
     np.testing.assert_array_equal(np.loadtxt(text.splitlines()[1:], delimiter=","), np.delete(known, 1, axis=1))
+    # a training file of other features than the model's: the error names the model's training file
+    # (it blamed the new samples, which fitted the model: tester 48)
+    X2, y2 = blobs(40)
+    np.savez(tmp_path / "wide.npz", X=np.hstack([X2, X2]), y=y2)
+    p = run_ocnet(score[:2] + ["-train_file", tmp_path / "wide.npz"] + score[4:] + ["-val_file", tmp_path / "new.npz",
+                                                                                   "-run_dir", tmp_path / "w"],
+                  check=False)
+    errs = [ln for ln in p.stderr.splitlines() if ln.startswith("ocnet: error")]
+    assert p.returncode == 2 and len(errs) == 1 and errs[0].endswith(
+        f"(the loaded model was trained with -train_file {d / 'train.npz'} (now {tmp_path / 'wide.npz'}))"), p.stderr
     # without -predictions nothing is written: said (testers, 2026-12-07)
     p = run_ocnet(score[:-2] + ["-val_unlabelled", "-val_file", tmp_path / "new.npz"])
     assert "ocnet: warning: -val_unlabelled without -predictions: the new samples are scored but no prediction is " \

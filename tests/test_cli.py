@@ -583,7 +583,7 @@ def test_load_names_data_options_left_at_their_defaults(tmp_path):
     assert "data options not given" not in p.stderr, p.stderr
 
 
-def test_regularisation_dominating_the_start_is_noted():
+def test_regularisation_dominating_the_start_is_noted(tmp_path):
     """A deep ResNet whose starting objective is mostly regularisation (the smoothness term of
     independently drawn layers grows like N^3; a tester's N = 64 ReLU network stayed at 47.5 %):
     one note at iteration 0 naming the options; none at N = 8 or for a problem without -init_layer."""
@@ -593,6 +593,11 @@ def test_regularisation_dominating_the_start_is_noted():
         "(-gamma_tik, -gamma_ddt): docs/user/resnets.md" in notes[0], p.stderr
     share = float(notes[0].split("(")[1].split(" %")[0])
     assert 75 <= share < 100, notes
-    for args in (["-N", 8, "-ntrain", 50, "-nval", 10], ["-problem", "tests.toy:LinearControl", "-N", 16]):
+    for args in (["-N", 8, "-ntrain", 50, "-nval", 10], ["-problem", "tests.toy:LinearControl", "-N", 16],
+                 ["-N", 64, "-ntrain", 50, "-nval", 10, "-gamma_ddt", 0]):  # (no smoothness term to blame)
         p = run_ocnet(args + ["-tao_max_it", 1, "-quiet"])
         assert "regularisation is" not in p.stderr, p.stderr
+    # a loaded (trained) model's objective is not a start from drawn weights (tester 48)
+    run_ocnet(["-N", 64, "-ntrain", 50, "-nval", 10, "-tao_max_it", 1, "-quiet", "-run_dir", tmp_path / "a"])
+    p = run_ocnet(["-options_file", tmp_path / "a" / "options.txt", "-load", tmp_path / "a", "-tao_max_it", 0])
+    assert "regularisation is" not in p.stderr, p.stderr

@@ -72,7 +72,7 @@ def _echo(signum, first, since):
     return bool(first) and signum != first and since < ECHO
 
 
-_KILL_SOON = ("; Open MPI 4's mpiexec kills the ranks 1 s after passing its SIGTERM on, maybe before the "
+_KILL_SOON = ("; Open MPI 4's mpiexec kills the ranks 1 s after passing its SIGTERM on, most likely before the "
               "save: start it with OMPI_MCA_odls_base_sigkill_timeout=5 set (docs/hpc/long-runs.md)")
 
 

@@ -297,7 +297,9 @@ class ReducedObjective:
         ``ga`` (this rank's local array): (per-layer squared norms of the difference, rank 0's
         squared norm of its global part), summed later in layer order (rank-count free).  The
         one-shot trajectories, which the next solves warm-start from, are restored afterwards;
-        a non-finite exact gradient gives None."""
+        a non-finite exact gradient gives None.  The MGRIT hierarchies are not touched (the serial
+        sweeps write the fine trajectories only), so with an unchanged error scale the run goes on
+        bitwise as without the calibration."""
         keep = [a.copy() for a in (self.state.U, self.state.Cfull, self.adj.U)]
         saved = self.adapt, self.mgrit, self.adj_mgrit, self._evaluated, self.trial
         self.adapt = self.mgrit = self.adj_mgrit = None
@@ -310,7 +312,6 @@ class ReducedObjective:
             self.adapt, self.mgrit, self.adj_mgrit, self._evaluated, self.trial = saved
             for a, b in zip((self.state.U, self.state.Cfull, self.adj.U), keep):
                 a[...] = b
-            self.mgrit.invalidate()
         d = ga - self.design.local(exact)
         exact.destroy()
         if not math.isfinite(J):  # (the same on every rank)

@@ -325,9 +325,17 @@ def run(comm):
         saved = (loaded or {}).get("options", {})
         hint = [f"-{k} {saved[k]}" for k in getattr(cls, "data_options", ()) if saved.get(k) not in (None, "", False)
                 and not db.hasName(k) and re.search(rf"-{re.escape(k)}\b", str(e))]
-        if not hint:
+        if hint:
+            raise OcnetError(f"{e} (the loaded run's: {', '.join(hint)}; -load does not take data options over)") \
+                from None
+        # training data given that differ from the loaded model's (the error blamed the new samples
+        # whose features did fit the model: tester 48)
+        other = [f"-{k} {saved[k]} (now {values.get(k)})" for k in getattr(cls, "data_options", ())
+                 if "train" in k and db.hasName(k) and saved.get(k) not in (None, "", False)
+                 and str(saved[k]) != str(values.get(k))]
+        if not other:
             raise
-        raise OcnetError(f"{e} (the loaded run's: {', '.join(hint)}; -load does not take data options over)") from None
+        raise OcnetError(f"{e} (the loaded model was trained with {', '.join(other)})") from None
     check_required(problem)
     # batched forms inherited from a class with another step never run (ocnet/plugin/problem.py)
     guard_forms(problem, say=lambda line: _say(comm, line, sys.stderr))
@@ -483,7 +491,7 @@ def run(comm):
         if not early:  # this start's first row (after -resume too)
             early.append(row)
             report_misspelt(comm)
-            if row["iteration"] == 0:
+            if row["iteration"] == 0 and not values["load"]:  # (drawn starting weights only)
                 report_regularization(comm, problem, row["objective"], getattr(objective, "last_loss", None))
 
     x_opt = objective.design.convert(x, replicated)
@@ -860,11 +868,13 @@ REG_DOMINATES = 0.75
 
 
 def report_regularization(comm, problem, J, loss):
-    """For the ResNet family (a problem with -init_layer): one note when the regularisation is most
+    """For the ResNet family (a problem with -init_layer) with a smoothness weight, at drawn (not
+    loaded: the caller) starting weights: one note when the regularisation is most
     (REG_DOMINATES) of the objective at the starting parameters, where the optimiser works on it
     before the data term: the smoothness term of independently drawn layers grows like N^3 (a
     tester's N = 64 ReLU network stayed at 47.5 %; docs/user/resnets.md measures the remedies)."""
-    if "init_layer" not in problem.values or loss is None or not (J > 0 and math.isfinite(J)) \
+    smooth = (getattr(problem, "layer_weights", None) or (0.0, 0.0))[1]
+    if "init_layer" not in problem.values or not smooth > 0 or loss is None or not (J > 0 and math.isfinite(J)) \
             or J - loss < REG_DOMINATES * J:
         return
     names = ", ".join(f"-{n}" for n in (problem.regularization_options or ()))
