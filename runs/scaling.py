@@ -318,7 +318,7 @@ def main():
                   f"iterations ({best['reason']}); its time per iteration is over those", file=sys.stderr, flush=True)
         return dict(best, t_min=min(ts), t_median=statistics.median(ts))
 
-    failed, busy, serial, rows, stopped = [], 0, {}, [], None
+    failed, serial, rows, stopped = [], {}, [], None
     if not a.dry_run:  # a signal (Ctrl-C, a wall-time limit) ends the point running and keeps what ran
         for sig in STOP_SIGNALS:
             signal.signal(sig, _stop)
@@ -331,7 +331,7 @@ def main():
                 r = serial[N] if (mode == "serial" and p == 1) else best_of(mode, N, p)
                 if a.dry_run or r is None or serial[N] is None:
                     continue
-                busy += add_row(rows, mode, N, p, r, serial[N], ranks, a.kind)
+                add_row(rows, mode, N, p, r, serial[N], ranks, a.kind)
                 write_csv(out, rows)  # (after every point: a killed study keeps its table)
     except Stopped as e:
         stopped = e.signum
@@ -352,6 +352,7 @@ def main():
         sys.exit("scaling.py: no point of the study ran:\n  " + "\n  ".join(failed))
     plot(rows, out, a.kind, serial)
     print(f"wrote {out}/scaling.csv, time.png, speedup.png, efficiency.png ({MACHINE}, {DATE})")
+    busy = sum(row["others_running"] > 0 for row in rows)
     if busy:
         print(f"scaling.py: warning: other processes were running before the fastest repeat of {busy} of the "
               f"{len(rows)} points (column others_running): their times include that work", file=sys.stderr, flush=True)
@@ -361,8 +362,7 @@ def main():
 
 def add_row(rows, mode, N, p, r, base, ranks, kind):
     """Append the row of one measured point ``r`` (best_of's dict) to ``rows`` and print it;
-    ``base``: the layer-serial 1-rank point at the same N.  Returns whether other processes ran
-    before its fastest repeat."""
+    ``base``: the layer-serial 1-rank point at the same N."""
     sp = base["t_min"] / r["t_min"]
     # weak scaling: also the mode's own efficiency, t(1 rank, N_1) / t(P ranks, N_1 P)
     one = next((x for x in rows if x["mode"] == mode and x["ranks"] == ranks[0]), None)
@@ -382,7 +382,6 @@ def add_row(rows, mode, N, p, r, base, ranks, kind):
     print(f"  {mode:8s} ranks {p:4d}  N {N:6d}  {1e3 * r['t_min']:9.1f} ms/it (median {1e3 * r['t_median']:.1f})"
           f"  speed-up {sp:6.2f}  efficiency {sp / p:5.2f}"
           + (f"  weak efficiency {weak:5.2f}" if weak is not None else ""), flush=True)
-    return bool(r["others"])
 
 
 def write_csv(out, rows):

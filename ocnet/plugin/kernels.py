@@ -243,10 +243,6 @@ def use_kernels(problem, step_kernel, step_adjoint_kernel, names=None):
     return forms
 
 
-#: the value the guard zones of check_kernel_bounds hold (no step writes it by chance)
-_GUARD = -7.3e-301
-
-
 def check_kernel_bounds(problem, h):
     """One forward and one transposed step of ``problem``'s kernels (its generated forms, if it
     has them) on the training data, at layer 0 and the initial parameters, with every array the
@@ -256,21 +252,18 @@ def check_kernel_bounds(problem, h):
     the process later (a tester's ``munmap_chunk(): invalid pointer``).  On two samples where the
     plugin takes subsets (``data_size``/``subset``, as for -batch_size), else on all.  A write
     further than 4 S + 1024 doubles past an array is not caught."""
-    from .problem import probe_data
+    from .problem import MARKER, probe
     forms = getattr(problem, "_generated_forms", None)
-    data = probe_data(problem)
-    if forms is None or data is None:
+    probed = probe(problem) if forms is not None else None
+    if probed is None:
         return
-    rng = np.random.default_rng(0)
-    S, Sc, p = problem.state_size(data), problem.cache_size(data), problem.layer_param_size
-    g = np.asarray(problem.initial_global_parameters(rng), float)
-    theta = np.asarray(problem.initial_layer_parameters(0, rng), float)
+    data, S, Sc, p, g, theta = probed
     u = np.empty(S)
     problem.opening(g, data, u)
     pad = 4 * S + 1024
 
     def guarded(n):
-        return np.full(n + pad, _GUARD)
+        return np.full(n + pad, MARKER)  # (the guard zones hold it)
 
     out, cache, lam, grad = guarded(S), guarded(Sc), guarded(S), guarded(p)
     forms.step(0, h, theta, u, out[:S], cache[:Sc])
@@ -280,7 +273,7 @@ def check_kernel_bounds(problem, h):
     for name, arr, length, size, kernel in (("out", out, S, "state_size(data)", a),
                                             ("cache", cache, Sc, "cache_size(data)", a),
                                             ("lam", lam, S, "state_size(data)", b), ("grad", grad, p, "layer_param_size", b)):
-        hit = np.flatnonzero(arr[length:] != _GUARD)
+        hit = np.flatnonzero(arr[length:] != MARKER)
         if hit.size:
             k = kernel.py_func.__qualname__
             raise OcnetError(f"problem '{problem.name}': its kernel {k} wrote past the end of its '{name}' array "

@@ -390,49 +390,52 @@ def check_required(problem):
                          f"{', '.join(missing)} (required of every plugin: docs/plugins/contract.md)")
 
 
-def probe_data(problem):
-    """The data the start-of-run contract checks use: two samples of the training set where the
-    plugin takes subsets (``data_size``/``subset``, as for -batch_size), else all of it; None
-    without a 'train' dataset."""
+def probe(problem):
+    """What the start-of-run contract checks (check_writes, ocnet.plugin.kernels.check_kernel_bounds)
+    call the plugin with: (data, S, Sc, p, g, theta) -- two samples of the training set where the
+    plugin takes subsets (``data_size``/``subset``, as for -batch_size), else all of it; its
+    state, cache and layer parameter sizes; the initial global and layer-0 parameters of seed 0 --
+    or None without a 'train' dataset."""
     data = problem.datasets.get("train")
     if data is None:
         return None
     subset, size = getattr(problem, "subset", None), getattr(problem, "data_size", None)  # (None: none)
     part = subset(data, np.arange(2)) if callable(subset) and callable(size) and size(data) > 2 else None
-    return data if part is None else part
+    data = data if part is None else part
+    rng = np.random.default_rng(0)
+    g = np.asarray(problem.initial_global_parameters(rng), float)
+    theta = np.asarray(problem.initial_layer_parameters(0, rng), float)
+    return data, problem.state_size(data), problem.cache_size(data), problem.layer_param_size, g, theta
 
 
-#: what check_writes fills the arrays a plugin must write with (no map yields it by chance; finite,
-#: so a method that adds into the array instead of overwriting it changes it, unlike a NaN)
-_UNWRITTEN = -7.3e-301
+#: what the start-of-run checks fill the arrays a plugin writes with (no map yields it by chance;
+#: finite, so a method that adds into the array instead of overwriting it changes it, unlike a NaN)
+MARKER = -7.3e-301
 
 
 def check_writes(problem, h):
     """The plugin writes its results into the arrays it is given: one opening, step and transposed
-    step at layer 0 and the initial parameters (``probe_data``), each output array filled
-    beforehand with a marker value.  Raises OcnetError naming the method and array where every
-    entry still holds it -- a step that returns the new state, or rebinds ``out = ...`` (PyMGRIT's
-    ``step`` returns it), which trained silently on a state that never changed.  An array written
-    in part passes (a zero-padded opening may leave entries at the zeros ocnet allocates); terminal
-    is not called here (a plugin may count its evaluations), nor is anything when the initial
-    parameters have the wrong shapes (the design's own check names them)."""
-    data = probe_data(problem)
-    if data is None:
+    step at layer 0 and the initial parameters (``probe``), each output array filled beforehand
+    with MARKER.  Raises OcnetError naming the method and array where every entry still holds
+    it -- a step that returns the new state, or rebinds ``out = ...`` (PyMGRIT's ``step`` returns
+    it), which trained silently on a state that never changed.  An array written in part passes (a
+    zero-padded opening may leave entries at the zeros ocnet allocates); terminal is not called
+    here (a plugin may count its evaluations), nor is anything when the initial parameters have
+    the wrong shapes (the design's own check names them)."""
+    probed = probe(problem)
+    if probed is None:
         return
-    rng = np.random.default_rng(0)
-    S, Sc, p = problem.state_size(data), problem.cache_size(data), problem.layer_param_size
-    g = np.asarray(problem.initial_global_parameters(rng), float)
-    theta = np.asarray(problem.initial_layer_parameters(0, rng), float)
+    data, S, Sc, p, g, theta = probed
     if not S or g.shape != (problem.global_param_size,) or theta.shape != (p,):
         return
-    u, out, lam = (np.full(S, _UNWRITTEN) for _ in range(3))
+    u, out, lam = (np.full(S, MARKER) for _ in range(3))
     calls = (("opening", "u0", u, lambda: problem.opening(g, data, u)),
              ("step", "out", out, lambda: problem.step(0, h, theta, u, out, np.zeros(Sc))),
              ("step_adjoint", "lam", lam, lambda: problem.step_adjoint(0, h, theta, u, np.zeros(Sc), np.ones(S), lam,
                                                                        np.zeros(p))))
     for method, name, arr, call in calls:
         ret = call()
-        unwritten = arr == _UNWRITTEN
+        unwritten = arr == MARKER
         arr[unwritten] = 0.0  # (as allocated: the next call's input holds no marker)
         if np.all(unwritten):
             returned = f"it returned {type(ret).__name__} instead" if ret is not None else "nothing reached the array"
