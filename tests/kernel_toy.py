@@ -150,3 +150,30 @@ class HalfCache(KernelToy):
     """toy_step reshapes its cache to (d, batch): half the size raises ValueError inside Numba."""
     def cache_size(self, data):
         return data.X.size // 2
+
+
+class SmallWork(KernelToy):
+    """work_size below what toy_step takes (work[:d*B].reshape(d, B)): Numba's reshape raises."""
+    def work_size(self, S):
+        return 3
+
+
+@njit(cache=True)
+def scratch_step(n, h, theta, u, out, cache, work, args):
+    for s in range(u.shape[0]):  # scratch written flat, one value per state entry, into work
+        work[s] = np.tanh(theta[0] * u[s])
+    for s in range(u.shape[0]):
+        cache[s] = 1.0 - work[s] * work[s]
+        out[s] = u[s] + h * work[s]
+
+
+class ForgottenWork(ForgottenCache):
+    """work_size left at KernelProblem's default 0 for a kernel that writes S values of scratch."""
+    step_kernel = scratch_step
+    step_adjoint_kernel = KernelToy.step_adjoint_kernel
+
+    def cache_size(self, data):
+        return data.X.size
+
+    def work_size(self, S):
+        return 0

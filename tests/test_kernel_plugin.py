@@ -108,6 +108,23 @@ def test_kernel_writing_past_its_arrays_is_one_line(nprocs):
             "(docs/plugins/fast.md)"], p.stderr
 
 
+@pytest.mark.parametrize("plugin, how", [
+    ("ForgottenWork", "scratch_step wrote past the end of its 'work' array (0 doubles, from work_size(S); it wrote up "
+                      "to index 71)"),
+    ("SmallWork", "toy_step wrote past the end of its 'work' array (3 doubles, from work_size(S); it raised "
+                  "ValueError: total size of new array must be unchanged, and with more room wrote up to index 71)")])
+def test_kernel_scratch_too_small_is_one_line(plugin, how):
+    """work_size too small (tester 45): scratch written flat past it went unnoticed (the generated
+    forms allocate work themselves, outside the guard zones), a reshape of it failed inside Numba
+    with a message naming no size; both name the kernel, the array and work_size."""
+    p = run_ocnet(["-problem", f"tests.kernel_toy:{plugin}", "-N", 8, "-tao_max_it", 2], check=False)
+    err = [ln for ln in p.stderr.splitlines() if ln.startswith("ocnet")]
+    assert p.returncode == 2 and err == [
+        f"ocnet: error: problem 'kerneltoy': its kernel {how}: work_size(S) too small (default 0: override it) "
+        "(docs/plugins/fast.md)"], p.stderr
+    assert "Traceback" not in p.stderr, p.stderr
+
+
 def test_exception_inside_a_kernel_names_the_kernels():
     """A reshape of the wrong size inside a kernel (ValueError raised by Numba's compiled code) was
     an 'internal error ... please report it' whose traceback ended in ocnet (tester 43): it names

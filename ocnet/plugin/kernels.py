@@ -246,12 +246,16 @@ def use_kernels(problem, step_kernel, step_adjoint_kernel, names=None):
 def check_kernel_bounds(problem, h):
     """One forward and one transposed step of ``problem``'s kernels (its generated forms, if it
     has them) on the training data, at layer 0 and the initial parameters, with every array the
-    kernels write -- ``out``, ``cache``, ``lam``, ``grad`` -- followed by a guard zone: a kernel
-    that writes past the size ocnet gives it (``cache_size`` left at its default 0, a reshape of
-    the wrong size) raises OcnetError naming the array, where it would corrupt memory and crash
-    the process later (a tester's ``munmap_chunk(): invalid pointer``).  On two samples where the
-    plugin takes subsets (``data_size``/``subset``, as for -batch_size), else on all.  A write
-    further than 4 S + 1024 doubles past an array is not caught."""
+    kernels write -- ``out``, ``cache``, ``lam``, ``grad`` and each call's ``work`` -- followed by
+    a guard zone: a kernel that writes past the size ocnet gives it (``cache_size`` or
+    ``work_size`` left at its default 0, a reshape of the wrong size) raises OcnetError naming the
+    array, where it would corrupt memory and crash the process later (a tester's
+    ``munmap_chunk(): invalid pointer``).  A step that raises (e.g. Numba's ``total size of new
+    array must be unchanged`` for ``work[:k].reshape(...)`` with a ``work_size`` below k) is tried
+    again with one array at a time (both work arrays at once) holding its guard zone: when it then runs and writes into it,
+    the error names that array too; otherwise the step's own error is raised.  On two samples where
+    the plugin takes subsets (``data_size``/``subset``, as for -batch_size), else on all.  A write
+    further than 4 max(S, work) + 1024 doubles past an array is not caught."""
     from .problem import MARKER, probe
     forms = getattr(problem, "_generated_forms", None)
     probed = probe(problem) if forms is not None else None
@@ -260,27 +264,69 @@ def check_kernel_bounds(problem, h):
     data, S, Sc, p, g, theta = probed
     u = np.empty(S)
     problem.opening(g, data, u)
-    pad = 4 * S + 1024
-
-    def guarded(n):
-        return np.full(n + pad, MARKER)  # (the guard zones hold it)
-
-    out, cache, lam, grad = guarded(S), guarded(Sc), guarded(S), guarded(p)
-    forms.step(0, h, theta, u, out[:S], cache[:Sc])
-    lam_next = np.ones(S)
-    forms.step_adjoint(0, h, theta, u, cache[:Sc], lam_next, lam[:S], grad[:p])
+    nwork, args = forms._a(S)
+    pad = 4 * max(S, nwork) + 1024
     a, b = forms.kernels
-    for name, arr, length, size, kernel in (("out", out, S, "state_size(data)", a),
-                                            ("cache", cache, Sc, "cache_size(data)", a),
-                                            ("lam", lam, S, "state_size(data)", b), ("grad", grad, p, "layer_param_size", b)):
-        hit = np.flatnonzero(arr[length:] != MARKER)
+    sizes = {"out": (S, "state_size(data)", a), "cache": (Sc, "cache_size(data)", a),
+             "work": (nwork, "work_size(S)", a), "lam": (S, "state_size(data)", b),
+             "grad": (p, "layer_param_size", b), "work ": (nwork, "work_size(S)", b)}
+
+    def steps(direct, whole=()):
+        """Both steps on guarded arrays: through the generated forms (their own work arrays) or by
+        calling the kernels themselves (work guarded too); the arrays named in ``whole`` are handed
+        over with their guard zones."""
+        arr = {k: np.full(n + pad, MARKER) for k, (n, _, _) in sizes.items()}  # (the guard zones hold it)
+        v = {k: x if k in whole else x[:sizes[k][0]] for k, x in arr.items()}
+        lam_next = np.ones(S)
+        if direct:
+            a(0, h, theta, u, v["out"], v["cache"], v["work"], args)
+            if _past_end(arr, sizes, MARKER):  # (before the transposed step reads what it wrote)
+                return arr
+            b(0, h, theta, u, v["cache"], lam_next, v["lam"], v["grad"], v["work "], args)
+        else:
+            forms.step(0, h, theta, u, v["out"], v["cache"])
+            forms.step_adjoint(0, h, theta, u, v["cache"], lam_next, v["lam"], v["grad"])
+            del arr["work"], arr["work "]
+        return arr
+
+    failed = None
+    try:  # the kernels themselves: the generated forms allocate work where no guard zone follows it
+        arr = steps(True)
+    except Exception as e:  # (a diagnosis below, else this error as the run would raise it)
+        failed = e
+    if failed is not None:
+        for names in (("work", "work "), ("cache",), ("out",), ("lam",), ("grad",)):
+            try:
+                arr = steps(True, names)
+            except Exception:
+                continue
+            if _past_end(arr, sizes, MARKER):
+                break
+        else:  # through the forms, as the run calls them: their error report names the kernels
+            arr, failed = steps(False), None
+    hit = _past_end(arr, sizes, MARKER)
+    if hit:
+        name, last = hit
+        length, size, kernel = sizes[name]
+        k = kernel.py_func.__qualname__
+        name = name.strip()
+        how = f"it wrote up to index {last}" if failed is None else \
+            f"it raised {type(failed).__name__}: {failed}, and with more room wrote up to index {last}"
+        raise OcnetError(f"problem '{problem.name}': its kernel {k} wrote past the end of its '{name}' array "
+                         f"({length} doubles, from {size}; {how}): "
+                         + (f"{size} too small (default 0: override it)" if name in ("cache", "work") else
+                            f"a size the kernel assumes differs from {size}")
+                         + " (docs/plugins/fast.md)")
+
+
+def _past_end(arr, sizes, marker):
+    """(array name, last index written) of the first guarded array written past its size, or None."""
+    for name, x in arr.items():
+        n = sizes[name][0]
+        hit = np.flatnonzero(x[n:] != marker)
         if hit.size:
-            k = kernel.py_func.__qualname__
-            raise OcnetError(f"problem '{problem.name}': its kernel {k} wrote past the end of its '{name}' array "
-                             f"({length} doubles, from {size}; it wrote up to index {length + hit[-1]}): "
-                             + ("cache_size(data) too small (default 0: override it)" if name == "cache" else
-                                f"a size the kernel assumes differs from {size}")
-                             + " (docs/plugins/fast.md)")
+            return name, n + hit[-1]
+    return None
 
 
 class KernelProblem(ControlProblem):
