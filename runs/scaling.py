@@ -2,7 +2,7 @@
 
     .venv/bin/python runs/scaling.py [--options runs/peaks.opts] [--kind strong|weak] [--ranks 1,2]
         [--N 1024] [--modes oneshot] [--its 5] [--repeat 3] [--launcher auto|mpiexec|srun]
-        [--extra "-mgrit_fine_relax F"] [--pythonpath DIR] [--out runs/out/scaling] [--dry-run]
+        [--extra "-mgrit_fine_relax F"] [--pythonpath DIR] [--out runs/out/scaling] [--resume] [--dry-run]
 
 strong: N layers on every rank count; weak: N layers per rank (N * ranks in all).  Each (ranks,
 mode) runs --repeat times as ``LAUNCHER -n P python -m ocnet -options_file F -N ... -log_phases``;
@@ -33,6 +33,13 @@ and left out; the study goes on, and the script exits 1 at the end naming the fa
 SIGTERM, SIGINT or SIGUSR1 (Ctrl-C, a job's wall-time limit) stop the study: the run in progress
 gets SIGTERM (SIGKILL 10 s later), the points measured so far stay in OUT/scaling.csv (rewritten
 after every point) and the plots, and the script exits with 128 + the signal's number.
+``--resume`` continues a study in OUT: the layer-serial baselines and points recorded in
+OUT/study.json (written beside scaling.csv after each) are kept, not run again, and the others
+run -- after a stop, a failed point, or with more --ranks or --modes than before.  The options
+file (path and contents), --kind, --N, --its, --repeat, --extra, --pythonpath and --launcher
+must be the study's (else one line, exit 2: its times would not be comparable); points of ranks
+or modes not asked for now are left out of the table.  Without --resume a study starts afresh
+(a note says when OUT held one).
 
 Writes OUT/scaling.csv (ranks, N, mode, time per iteration: min and median over the repeats,
 the fastest repeat's iterations and TAO reason (a run that stopped before --its is warned of),
@@ -230,6 +237,8 @@ def main():
     ap.add_argument("--pythonpath", default="", help="folder(s) of an out-of-tree plugin (':'-separated), "
                                                     "put in front of PYTHONPATH for every rank")
     ap.add_argument("--out", default="runs/out/scaling")
+    ap.add_argument("--resume", action="store_true", help="continue the study in --out: its measured points "
+                                                          "are kept, the others run")
     ap.add_argument("--dry-run", action="store_true")
     a = ap.parse_args()
     from ocnet.perfmodel import phases
@@ -268,6 +277,9 @@ def main():
         print(f"export PYTHONPATH={shlex.quote(env['PYTHONPATH'])}", flush=True)
 
     warned = set(shown_warnings)
+    study = {"options": options, "options_sha256": _sha256(options), "kind": a.kind, "N": a.N, "its": a.its,
+             "repeat": a.repeat, "extra": extra, "pythonpath": paths, "launcher": a.launcher}
+    saved = load_study(out, study, a.resume)
     from ocnet.perfmodel.calibration import other_runnable
     if not a.dry_run:  # other work enters every timing (validate_perfmodel.py records the load too)
         others = other_runnable()
@@ -318,21 +330,39 @@ def main():
                   f"iterations ({best['reason']}); its time per iteration is over those", file=sys.stderr, flush=True)
         return dict(best, t_min=min(ts), t_median=statistics.median(ts))
 
-    failed, serial, rows, stopped = [], {}, [], None
+    failed, stopped = [], None
+    plan = [(mode, Ns[p], p) for mode in modes for p in ranks]
+    serial = {int(N): r for N, r in saved["baseline"].items() if int(N) in Ns.values()}
+    rows = [r for r in saved["rows"] if (r["mode"], r["N"], r["ranks"]) in plan]
+    if a.resume:
+        print(f"scaling.py: resuming {out}: {len(serial)} baseline(s) and {len(rows)} point(s) kept, "
+              f"{len(plan) - len(rows)} point(s) to run", flush=True)
+
+    def save():
+        """OUT/study.json and OUT/scaling.csv: what --resume continues from (after every point)."""
+        rows.sort(key=lambda r: plan.index((r["mode"], r["N"], r["ranks"])))
+        write_study(out, dict(study, baseline={str(N): r for N, r in serial.items() if r is not None},
+                              rows=rows, machine=MACHINE))
+        if rows:
+            write_csv(out, rows)
+
     if not a.dry_run:  # a signal (Ctrl-C, a wall-time limit) ends the point running and keeps what ran
         for sig in STOP_SIGNALS:
             signal.signal(sig, _stop)
     try:
         for N in sorted(set(Ns.values())):
-            serial[N] = best_of("serial", N, 1)
-        for mode in modes:
-            for p in ranks:
-                N = Ns[p]
-                r = serial[N] if (mode == "serial" and p == 1) else best_of(mode, N, p)
-                if a.dry_run or r is None or serial[N] is None:
-                    continue
-                add_row(rows, mode, N, p, r, serial[N], ranks, a.kind)
-                write_csv(out, rows)  # (after every point: a killed study keeps its table)
+            if N not in serial:
+                serial[N] = best_of("serial", N, 1)
+                if serial[N] is not None and not a.dry_run:
+                    save()
+        for mode, N, p in plan:
+            if any((r["mode"], r["N"], r["ranks"]) == (mode, N, p) for r in rows):
+                continue  # (measured before: --resume)
+            r = serial[N] if (mode == "serial" and p == 1) else best_of(mode, N, p)
+            if a.dry_run or r is None or serial[N] is None:
+                continue
+            add_row(rows, mode, N, p, r, serial[N], ranks, a.kind)
+            save()  # (after every point: a killed study keeps its table and can be resumed)
     except Stopped as e:
         stopped = e.signum
     for sig in STOP_SIGNALS:  # (from here only the table and plots are written)
@@ -346,7 +376,9 @@ def main():
             plot(rows, out, a.kind, serial)
         print(f"scaling.py: stopped by {name}{' (a run in progress was ended)' if ENDED else ''}; "
               + (f"the {len(rows)} point(s) measured are in {out}/scaling.csv and the plots" if rows else
-                 "no point had been measured"), file=sys.stderr, flush=True)
+                 "no point had been measured")
+              + ("; the same command with --resume runs the rest" if rows or serial else ""),
+              file=sys.stderr, flush=True)
         sys.exit(128 + stopped)
     if not rows:
         sys.exit("scaling.py: no point of the study ran:\n  " + "\n  ".join(failed))
@@ -357,7 +389,8 @@ def main():
         print(f"scaling.py: warning: other processes were running before the fastest repeat of {busy} of the "
               f"{len(rows)} points (column others_running): their times include that work", file=sys.stderr, flush=True)
     if failed:
-        sys.exit(f"scaling.py: {len(failed)} point(s) failed, left out of the table and plots:\n  " + "\n  ".join(failed))
+        sys.exit(f"scaling.py: {len(failed)} point(s) failed, left out of the table and plots (--resume runs "
+                 "them again):\n  " + "\n  ".join(failed))
 
 
 def add_row(rows, mode, N, p, r, base, ranks, kind):
@@ -382,6 +415,58 @@ def add_row(rows, mode, N, p, r, base, ranks, kind):
     print(f"  {mode:8s} ranks {p:4d}  N {N:6d}  {1e3 * r['t_min']:9.1f} ms/it (median {1e3 * r['t_median']:.1f})"
           f"  speed-up {sp:6.2f}  efficiency {sp / p:5.2f}"
           + (f"  weak efficiency {weak:5.2f}" if weak is not None else ""), flush=True)
+
+
+def _sha256(path):
+    import hashlib
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+#: what a resumed study must share with the one in OUT, and the argument that sets it
+SAME = {"options": "--options", "options_sha256": "--options (its contents)", "kind": "--kind", "N": "--N",
+        "its": "--its", "repeat": "--repeat", "extra": "--extra", "pythonpath": "--pythonpath",
+        "launcher": "--launcher"}
+
+
+def load_study(out, study, resume):
+    """The baselines and rows to keep: OUT/study.json's with ``resume`` (one line and exit 2 when
+    there is none or it was another study: ``SAME``), else none (a note when OUT held a study)."""
+    path = os.path.join(out, "study.json")
+    empty = {"baseline": {}, "rows": []}
+    if not os.path.exists(path):
+        if resume:
+            fail(f"--resume: no study in {out} (no study.json: it is written after the first point)")
+        return empty
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError) as e:
+        if resume:
+            fail(f"--resume: cannot read {path}: {e}")
+        saved = empty
+    if not resume:
+        if saved.get("rows") or saved.get("baseline"):
+            print(f"scaling.py: note: {out} held a study ({len(saved.get('rows', []))} point(s)); starting afresh "
+                  "(--resume continues one)", file=sys.stderr, flush=True)
+        return empty
+    differ = [f"{SAME[k]} {saved.get(k)!r} then, {study[k]!r} now" for k in SAME if saved.get(k) != study[k]]
+    if differ:
+        fail(f"--resume: {out} holds another study: " + "; ".join(differ)
+             + " (its times would not compare; give another --out)")
+    if saved.get("machine") != MACHINE:
+        print(f"scaling.py: warning: --resume: the study's points were measured on {saved.get('machine')}, this "
+              f"is {MACHINE}: the table mixes machines (column machine)", file=sys.stderr, flush=True)
+    return saved
+
+
+def write_study(out, state):
+    """OUT/study.json (rewritten whole, as scaling.csv)."""
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "study.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(state, f, indent=1)
+    os.replace(path + ".tmp", path)
 
 
 def write_csv(out, rows):

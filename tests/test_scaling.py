@@ -105,7 +105,7 @@ def test_failed_point_left_out_and_ranks_checked(tmp_path):
     finally:
         spin.kill()
         spin.wait()
-    assert p.returncode == 1 and "scaling.py: 1 point(s) failed, left out of the table and plots:\n  oneshot N 8 " \
+    assert p.returncode == 1 and "scaling.py: 1 point(s) failed, left out of the table and plots (--resume runs them again):\n  oneshot N 8 " \
         "ranks 2: exit status 1: ocnet: error: the problem plugin failed (ZeroDivisionError" in p.stderr, p.stderr
     with open(tmp_path / "res" / "scaling.csv") as f:
         rows = list(csv.DictReader(f))
@@ -207,8 +207,27 @@ def test_signal_keeps_the_points_measured(tmp_path):
     out, err = p.communicate(timeout=120)
     assert p.returncode == 128 + signal.SIGTERM, out + err
     assert "scaling.py: stopped by SIGTERM (a run in progress was ended); the 1 point(s) measured are in " \
-        f"{tmp_path / 'res'}/scaling.csv and the plots" in err, err
+        f"{tmp_path / 'res'}/scaling.csv and the plots; the same command with --resume runs the rest" in err, err
     with open(tmp_path / "res" / "scaling.csv") as f:
         assert [(r["mode"], r["ranks"]) for r in csv.DictReader(f)] == [("serial", "1")]
     assert (tmp_path / "res" / "time.png").exists() and "Traceback" not in err, err
     assert _running_with(str(second)) == [], "a rank of the ended run is still running"
+    with open(tmp_path / "res" / "scaling.csv") as f:
+        first = next(csv.DictReader(f))
+    # the same command with --resume: the measured point is kept (not run again), the ended one runs
+    base = ["--options", "tiny.opts", "--pythonpath", "plug", "--ranks", "1,2", "--modes", "serial", "--N", "16",
+            "--its", "60", "--repeat", "1", "--launcher", "mpiexec", "--out", "res"]
+    r = scaling(base + ["--resume"], tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "resuming" in r.stdout and "1 baseline(s) and 1 point(s) kept, 1 point(s) to run" in r.stdout, r.stdout
+    assert "serial_N16_p1_r0" not in r.stdout and "serial_N16_p2_r0" in r.stdout, r.stdout
+    with open(tmp_path / "res" / "scaling.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(x["mode"], x["ranks"]) for x in rows] == [("serial", "1"), ("serial", "2")] and rows[0] == first, rows
+    # another study in the folder is refused (its times would not compare), one line; none at all too
+    r = scaling([x if x != "60" else "30" for x in base] + ["--resume"], tmp_path)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"scaling.py: error: --resume: {tmp_path / 'res'} holds another study: --its 60 then, 30 now (its times "
+        "would not compare; give another --out)"], r.stderr
+    r = scaling(base[:-1] + ["other", "--resume"], tmp_path)
+    assert r.returncode == 2 and "--resume: no study in" in r.stderr, r.stderr

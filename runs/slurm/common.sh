@@ -32,5 +32,8 @@ CMD=("$PYTHON" "$OCNET_ROOT/runs/scaling.py" --kind "$KIND" --options "${OPTIONS
      --N "${N:-$DEFAULT_N}" --ranks "$RANKS" --modes "${MODES:-oneshot}" --its "${ITS:-5}" --repeat "${REPEAT:-3}"
      --launcher "$LAUNCHER" --pythonpath "${PLUGIN_PATH:-}" --extra "${EXTRA:-}"
      --out "${OUT:-scaling_${KIND}_${SLURM_JOB_ID:-local}}")
+if [ "${RESUME:-0}" = 1 ]; then
+  CMD+=(--resume)  # (continue the study in OUT: its measured points kept)
+fi
 echo "+ $(printf '%q ' "${CMD[@]}")$DRY"  # (quoted: the line pastes back into a shell)
 "${CMD[@]}" $DRY
