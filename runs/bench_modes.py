@@ -35,7 +35,7 @@ MODES = {
     "exact": ["-mode", "exact", "-mgrit_rtol", "1e-9"],
 }
 # initial layer weights at the paper's scale (1e-3): with the default std 1 the smoothness term
-# gamma_ddt/2 sum |(theta[n]-theta[n-1])/h|^2 of i.i.d. random layers grows like N^2 (J = 8.6e4 at
+# gamma_ddt/2 sum |(theta[n]-theta[n-1])/h|^2 of i.i.d. random layers grows like N^3 (J = 8.6e4 at
 # N = 1024, 5.5e6 at N = 4096, where lmvm's first line search then failed in the MGRIT modes)
 INIT = ["-init_layer", "1e-3"]
 
