@@ -257,7 +257,8 @@ def read_labelled(features, labels=None, x_name="X", y_name="y", label_column=-1
         text = str(e)
         if not labels and not keyed and "must be integers" in text:  # (a table's label column)
             text += (f" (the labels are column {c + 1} of {A.shape[1]}, counted from 1: -label_column "
-                     f"{label_column}{', the last, by default' if label_column == -1 else ''})")
+                     f"{label_column}{', the last, by default' if label_column == -1 else ''}; labels in a file of "
+                     f"their own: {what.replace('_file', '_labels')} FILE)")
         if what == "-val_file" and not labels:
             text += "; features without labels: -val_unlabelled"
         raise OcnetError(text) from None

@@ -81,6 +81,38 @@ class NoAdjoint(LinearControl):
     step_adjoint = ControlProblem.step_adjoint
 
 
+class NoSuperInit(LinearControl):
+    """An __init__ that sets up everything but never calls ControlProblem's (tester 50)."""
+    def __init__(self, values, comm):
+        base = LinearControl.__new__(LinearControl)
+        LinearControl.__init__(base, values, comm)
+        vars(self).update({k: v for k, v in vars(base).items() if k != "layer_weights"})
+
+
+class TerminalNoLam(LinearControl):
+    """A terminal that returns the loss and never writes lamN: a zero gradient, 'converged' at
+    iteration 0 (tester 50)."""
+    def terminal(self, g, data, uN, lamN, grad_g):
+        R = uN.reshape(data.Y.shape) - data.Y
+        return 0.5 * np.sum(R * R) / R.shape[1]
+
+
+class SignErrorGrad(LinearControl):
+    """(dPhi/dtheta)^T with the wrong sign: lmvm's line search fails far from a minimum (tester 50)."""
+    step = LinearControl.step
+
+    def step_adjoint(self, n, h, theta, u, cache, lam_next, lam, grad_theta):
+        L = lam_next.reshape(len(theta), -1)
+        lam[:] = (L + h * self.A.T @ L).ravel()
+        grad_theta -= h * L.sum(axis=1)
+
+
+class HalfStateSize(LinearControl):
+    """state_size half what opening writes: numpy's broadcast error names no size (tester 50)."""
+    def state_size(self, data):
+        return super().state_size(data) // 2
+
+
 class NoLayerParamSize(LinearControl):
     """layer_param_size deleted (a plugin that forgot to set it: ControlProblem's default 0)."""
 

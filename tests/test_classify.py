@@ -409,7 +409,7 @@ BAD = [
     (["-train_file", "{d}/names.csv", "-skip_rows", 1], "-train_file: the label column (3 of 3, counted from 1: "
      "-label_column -1) holds text ('a'): labels must be numbers"),
     (["-train_file", "{d}/labelfirst.csv"], "(the labels are column 3 of 3, counted from 1: -label_column -1, the "
-     "last, by default)"),
+     "last, by default; labels in a file of their own: -train_labels FILE)"),
     (["-train_file", "{d}/empty.npz"], "-train_file: cannot read '{d}/empty.npz': the file is empty"),
     (["-train_file", "{d}/empty.npy", "-train_labels", "{d}/y_short.npy"], "cannot read '{d}/empty.npy': the file is "
      "empty"),

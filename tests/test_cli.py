@@ -601,3 +601,43 @@ def test_regularisation_dominating_the_start_is_noted(tmp_path):
     run_ocnet(["-N", 64, "-ntrain", 50, "-nval", 10, "-tao_max_it", 1, "-quiet", "-run_dir", tmp_path / "a"])
     p = run_ocnet(["-options_file", tmp_path / "a" / "options.txt", "-load", tmp_path / "a", "-tao_max_it", 0])
     assert "regularisation is" not in p.stderr, p.stderr
+
+
+def test_first_steps_of_a_new_user(tmp_path):
+    """What a docs-walking tester (49) ran into: ``--help`` was refused (exit 2); ``-problem Peaks``
+    was an unknown problem while ``-activation Tanh`` ran; the end-of-run line for an unknown
+    -mgrit_* option dropped the reason the iteration-0 line gave; replaying a run's options file
+    to evaluate it with -load warned that its -seed had no effect."""
+    p = run_ocnet(["--help"])
+    assert "ocnet options:" in p.stdout and "-problem" in p.stdout, p.stdout + p.stderr
+    run = tmp_path / "r"
+    p = run_ocnet(["-problem", "Peaks", "-mgrit_nu", 2, "-run_dir", run] + SMALL)
+    assert "-problem peaks" in (run / "options.txt").read_text().splitlines()
+    warn = [ln for ln in p.stderr.splitlines() if "-mgrit_nu" in ln]
+    assert warn == ["ocnet: warning: option -mgrit_nu was given but is not used (no ocnet option has this name: -help "
+                    "lists them); the run goes on without it",
+                    "ocnet: warning: option -mgrit_nu was given but never used (no ocnet option has this name: -help "
+                    "lists them)"], p.stderr
+    same = run_ocnet(["-options_file", run / "options.txt", "-load", run, "-tao_max_it", 0, "-quiet"])
+    other = run_ocnet(["-load", run, "-seed", 5, "-tao_max_it", 0, "-quiet"])
+    assert "-seed has no effect" not in same.stderr, same.stderr
+    assert "ocnet: warning: -seed has no effect with -load" in other.stderr, other.stderr
+
+
+def test_resume_after_the_data_moved_says_how(tmp_path):
+    """-resume of a run whose training file was moved (scratch purged): the one line says to restore
+    it or leave a symbolic link there (it said only 'no file'; tester 49)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 2))
+    np.savez(tmp_path / "d.npz", X=X, y=(X[:, 0] > 0).astype(int))
+    run = tmp_path / "r"
+    run_ocnet(["-problem", "classify", "-train_file", tmp_path / "d.npz", "-val_fraction", 0.3, "-N", 4,
+               "-tao_max_it", 2, "-quiet", "-run_dir", run])
+    os.rename(tmp_path / "d.npz", tmp_path / "moved.npz")
+    p = run_ocnet(["-resume", run, "-tao_max_it", 4], check=False)
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == [
+        f"ocnet: error: -train_file: no file '{tmp_path / 'd.npz'}': the run was started on that file; a resumed run "
+        "continues on its own data: restore it there, or leave a symbolic link at that path to where it is now "
+        "(docs/user/data.md)"], p.stderr
+    os.symlink(tmp_path / "moved.npz", tmp_path / "d.npz")
+    run_ocnet(["-resume", run, "-tao_max_it", 4])

@@ -5,6 +5,7 @@ with a non-zero status well within the subprocess timeout (a hang fails the test
 """
 import json
 import os
+import re
 import sys
 
 import numpy as np
@@ -67,6 +68,28 @@ def test_plugin_bug_mid_run_leaves_a_summary(tmp_path, fail_rank):
     assert f"the checkpoint of iteration {saved} is kept" in summary["note"] and saved % 5 == 0, summary
 
 
+def test_plugin_author_mistakes_say_what_to_check():
+    """A wrong sign in a plugin's parameter gradient ended on a line-search failure with no hint; a
+    state_size that does not match opening's array gave numpy's broadcast error only; a misspelt
+    class in -problem module:Class named no candidate (tester 50)."""
+    p = run_ocnet(["-problem", "tests.faulty:SignErrorGrad", "-N", 8, "-tao_max_it", 30, "-quiet"])
+    notes = [ln for ln in p.stderr.splitlines() if "line search failed" in ln]
+    assert len(notes) == 1 and re.match(r"ocnet: note: the line search failed at iteration \d+ with \|g\| still "
+                                        r"\S+ of its starting value: an error in the plugin's gradient \(step_adjoint, "
+                                        r"opening_adjoint, terminal's lamN\) is one cause; -check_adjoint tests it",
+                                        notes[0]), p.stderr
+    ok = run_ocnet(["-problem", "peaks", "-N", 8, "-tao_max_it", 5, "-quiet"])  # (built in: no such note)
+    assert "line search failed" not in ok.stderr
+    p = run_ocnet(["-problem", "tests.faulty:HalfStateSize", "-N", 8, "-quiet"], check=False)
+    assert p.returncode == 1 and p.stderr.strip().splitlines()[-1].endswith(
+        "in opening; the arrays ocnet hands a plugin have the sizes it declares: state_size(data), cache_size(data), "
+        "layer_param_size, global_param_size (CONTRACT.md)"), p.stderr
+    p = run_ocnet(["-problem", "tests.faulty:SignErrorGrd", "-N", 8], check=False)
+    assert p.returncode == 2 and p.stderr.strip() == (
+        "ocnet: error: cannot load problem 'tests.faulty:SignErrorGrd': module 'tests.faulty' has no attribute "
+        "'SignErrorGrd' (did you mean tests.faulty:SignErrorGrad?)"), p.stderr
+
+
 @pytest.mark.parametrize("cls,text", [
     ("WrongInitialShape", "initial_layer_parameters returned shape (2,), expected (3,) (layer_param_size = 3)"),
     ("WrongTerminal", "terminal returned shape (64,), expected a float"),
@@ -75,6 +98,12 @@ def test_plugin_bug_mid_run_leaves_a_summary(tmp_path, fail_rank):
                          "__init__)"),
     ("NoAdjoint", "problem 'linear' (NoAdjoint) does not define step_adjoint (required of every plugin: "
                   "docs/plugins/contract.md)"),
+    # (an AttributeError reported as an internal error; a zero gradient, CONVERGED_GATOL at iteration 0: tester 50)
+    ("NoSuperInit", "problem 'linear': NoSuperInit.__init__ does not call super().__init__(values, comm) "
+                    "(ControlProblem's sets values, comm and the regularisation weights): call it first "
+                    "(docs/plugins/contract.md)"),
+    ("TerminalNoLam", "problem 'linear': terminal wrote nothing into lamN, the loss's gradient with respect to the "
+                      "final state: write it in place, lamN[:] = ... (CONTRACT.md)"),
 ])
 def test_plugin_return_shape_is_one_line(cls, text):
     for nprocs in (None, 2):

@@ -16,6 +16,7 @@ from .adaptive import layer_sq_norms
 from .layout import Design, Trajectory
 from ..mgrit.solver import RELAXATIONS, STALL_CYCLES, phase, stalling
 from ..mgrit.serial import LayerSerial
+from ..plugin.problem import MARKER, problem_of_user
 
 TAG_HALO_L, TAG_HALO_R, TAG_LOSS = 21, 22, 23
 #: an exact-mode solve whose residual rose this many times above its start blew up: replaced by the
@@ -75,6 +76,7 @@ class ReducedObjective:
         ``unconverged``: 'warn' or 'stop' for an exact solve that misses its tolerance.  The design
         layout is ``self.design`` (ocnet.optim.layout.Design: ``create_vec``, ``initial``, ``split``).
         Raises OcnetError for a problem without training data or bad mini-batch settings."""
+        self._lam_checked = False  # (terminal's lamN checked at the first gradient: evaluate)
         if not callable(getattr(comm, "allgather", None)):  # (petsc4py's Comm failed later, tester 44)
             raise OcnetError(f"ReducedObjective: comm must be an mpi4py communicator (e.g. "
                              f"PETSc.COMM_WORLD.tompi4py()), not {type(comm).__module__}.{type(comm).__name__}")
@@ -225,7 +227,15 @@ class ReducedObjective:
         if gr.last:
             gterm = np.zeros(pb.global_param_size)
             lamN = self.adj.U[-1] if grad is not None else np.empty(self.state.U.shape[1])
+            first = grad is not None and not self._lam_checked
+            if first:  # (a terminal that returns its loss and writes nothing: a zero gradient, "converged")
+                lamN.fill(MARKER)
             loss = pb.terminal(g_last, self.data, self.state.U[-1], lamN, gterm)
+            if first:
+                self._lam_checked = True
+                if lamN.size and (lamN == MARKER).all():
+                    raise OcnetError(f"problem '{pb.name}': terminal wrote nothing into lamN, the loss's gradient "
+                                     "with respect to the final state: write it in place, lamN[:] = ... (CONTRACT.md)")
             if np.ndim(loss) != 0:
                 raise OcnetError(f"problem '{pb.name}': terminal returned shape {np.shape(loss)}, expected a "
                                  "float (the loss of this batch)")
@@ -460,7 +470,9 @@ class ReducedObjective:
         An MGRIT evaluation's advice rests on the layer-serial forward solve at the same design: a
         finite terminal loss there means that the MGRIT iterate diverged, not the model."""
         where, J, design = failure
-        model = "try a smaller step (-T, -N), smaller initial weights or a stronger regularisation"
+        model = "try a smaller step (-T, -N), smaller initial weights or a stronger regularisation" + (
+            "; or a wrong gradient of the plugin sent the line search there: -check_adjoint tests it"
+            if problem_of_user(self.problem) else "")
         if design is None or np.isfinite(J):  # (a non-finite gradient of a finite J: the adjoint's)
             return NumericalFailure(f"{where}; {model}" + (
                 "; MGRIT's coarse levels step with h*m (m fine layers per coarse step): "

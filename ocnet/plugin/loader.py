@@ -14,6 +14,18 @@ def registered():
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 
 
+def canonical_name(spec):
+    """A registered problem's name as registered when ``spec`` differs from it in case only
+    (``-problem Peaks``: other choice options take any case), else ``spec``."""
+    if ":" in spec:
+        return spec
+    eps = registered()
+    if spec in eps:
+        return spec
+    same = [n for n in eps if n.lower() == spec.lower()]
+    return same[0] if len(same) == 1 else spec
+
+
 def load_problem_class(spec):
     """The ControlProblem subclass named by ``spec``: a registered name (``registered``) or
     'package.module:Class' (imported; its folder must be on sys.path).  Raises OcnetError for an
@@ -21,9 +33,20 @@ def load_problem_class(spec):
     if ":" in spec:
         mod, _, attr = spec.partition(":")
         try:
-            cls = getattr(importlib.import_module(mod), attr)
-        except (ImportError, AttributeError) as e:
+            module = importlib.import_module(mod)
+        except ImportError as e:
             raise OcnetError(f"cannot load problem '{spec}': {e}{_where_hint(mod, e)}") from None
+        if not hasattr(module, attr):
+            import difflib
+            there = sorted(n for n, c in vars(module).items()
+                           if isinstance(c, type) and issubclass(c, ControlProblem) and c is not ControlProblem
+                           and c.__module__ == module.__name__)
+            close = difflib.get_close_matches(attr, there, n=1)
+            raise OcnetError(f"cannot load problem '{spec}': module '{mod}' has no attribute '{attr}'"
+                             + (f" (did you mean {mod}:{close[0]}?)" if close else
+                                f" (its problem classes: {', '.join(there)})" if there else
+                                " (it defines no ControlProblem subclass)"))
+        cls = getattr(module, attr)
     else:
         eps = registered()
         if spec not in eps:

@@ -380,10 +380,22 @@ def stale_forms(problem):
 REQUIRED = ("state_size", "opening", "step", "step_adjoint", "terminal")
 
 
+def problem_of_user(problem):
+    """True for a problem class from outside ocnet's packages (ocnet, problems): a user's plugin,
+    whose transposes -check_adjoint may not have tested (advice on a failure names it)."""
+    return type(problem).__module__.split(".")[0] not in ("ocnet", "problems")
+
+
 def check_required(problem):
     """Raise OcnetError naming the required methods ``problem`` leaves to ControlProblem (a
     missing one raised a bare NotImplementedError, reported as an ocnet bug, mid-run).  Checked on
-    the instance: ``use_kernels`` binds ``step`` and ``step_adjoint`` there."""
+    the instance: ``use_kernels`` binds ``step`` and ``step_adjoint`` there.  Also an ``__init__``
+    that does not call ControlProblem's (an AttributeError on ``layer_weights`` later, reported
+    as an ocnet bug: tester 50)."""
+    if not hasattr(problem, "layer_weights"):
+        raise OcnetError(f"problem '{problem.name}': {type(problem).__qualname__}.__init__ does not call "
+                         "super().__init__(values, comm) (ControlProblem's sets values, comm and the regularisation "
+                         "weights): call it first (docs/plugins/contract.md)")
     missing = [n for n in REQUIRED if getattr(getattr(problem, n), "__func__", None) is getattr(ControlProblem, n)]
     if missing:
         raise OcnetError(f"problem '{problem.name}' ({type(problem).__qualname__}) does not define "

@@ -256,8 +256,8 @@ def run(comm):
     from ..optim.optimize import Trainer, accepted_stops, check_tao_type
     from ..base.reasons import reason_name
     from ..base.options import OptionSet
-    from ..plugin.loader import load_problem_class
-    from ..plugin.problem import check_required, check_writes, guard_forms
+    from ..plugin.loader import canonical_name, load_problem_class
+    from ..plugin.problem import check_required, check_writes, guard_forms, problem_of_user
 
     _FAILURE.clear()
     FROM_DEFAULTS.clear()
@@ -304,6 +304,9 @@ def run(comm):
     if from_load and not db.hasName("quiet"):
         _say(comm, f"ocnet: note: -load: the saved model's options: {' '.join(from_load)}", sys.stderr)
     spec = opts.get("problem", db)
+    if canonical_name(spec) != spec:  # (-problem Peaks: recorded and compared as registered)
+        spec = canonical_name(spec)
+        db.setValue("problem", spec)
     cls = load_problem_class(spec)
     PROBLEM[:] = [spec]
     opts, plugin_keys = problem_options(cls, opts)
@@ -322,6 +325,10 @@ def run(comm):
     try:
         problem = cls(values, comm)
     except OcnetError as e:  # a data option -load does not take over: name the saved run's (tester 42)
+        if values["resume"] and re.match(r"-\w+_file: no file '", str(e)):  # (moved: a user's scratch purged)
+            raise OcnetError(f"{e}: the run was started on that file; a resumed run continues on its own data: "
+                             "restore it there, or leave a symbolic link at that path to where it is now "
+                             "(docs/user/data.md)") from None
         saved = (loaded or {}).get("options", {})
         hint = [f"-{k} {saved[k]}" for k in getattr(cls, "data_options", ()) if saved.get(k) not in (None, "", False)
                 and not db.hasName(k) and re.search(rf"-{re.escape(k)}\b", str(e))]
@@ -418,7 +425,9 @@ def run(comm):
         for k in ("run_dir_overwrite", "run_dir_plots", "checkpoint", "checkpoint_seconds"):
             if db.hasName(k) and k not in problem_given:
                 _say(comm, f"ocnet: warning: -{k} has no effect without -run_dir (no run folder is written)", sys.stderr)
-    if values["load"] and db.hasName("seed") and not values["batch_size"] and "seed" not in problem_given:
+    if values["load"] and db.hasName("seed") and not values["batch_size"] and "seed" not in problem_given \
+            and values["seed"] != (loaded.get("options") or {}).get("seed"):  # (the loaded run's own seed: its
+        # options file replayed to evaluate it, docs/getting-started.md)
         _say(comm, f"ocnet: warning: -seed has no effect with -load (the parameters come from {values['load']}; "
                    "-seed draws initial parameters and mini-batches)", sys.stderr)
     if values["resume"] and values["run_dir"] and \
@@ -539,9 +548,13 @@ def run(comm):
                                   signal=signal_name(e.signum),
                                   note="stopped by a signal; params.petsc holds the last history row's design; "
                                        "continue with -resume")
-            rundir.write_all(run_dir, comm, trainer.rows, None, meta, summary, plot=values["run_dir_plots"])
+            # (the figure last: a launcher's SIGKILL while it is drawn, seconds on a loaded machine, leaves
+            # the summary of the stop written; a tester's run under load was killed in its save)
+            rundir.write_all(run_dir, comm, trainer.rows, None, meta, summary, plot=False)
             _say(comm, f"ocnet: {e} after iteration {last}: saved {run_dir} (continue with -resume {run_dir})",
                  sys.stderr)
+            if values["run_dir_plots"]:
+                rundir.plot_history(run_dir, trainer.rows, comm)
         else:
             _say(comm, f"ocnet: {e} after iteration {last} (no -run_dir: nothing saved)", sys.stderr)
         return signals.INTERRUPTED_STATUS
@@ -633,6 +646,13 @@ def run(comm):
                        "more iterations per solve (-oneshot_state_its, -oneshot_adjoint_its); "
                        f"{contract_advice(objective.mgrit, '')} faster; or adaptive one-shot (the default) measures "
                        "it and falls back to exact solves", sys.stderr)
+    g0, g1 = (rows[0].get("gradient_norm"), last.get("gradient_norm")) if rows else (None, None)
+    if reason == "DIVERGED_LS_FAILURE" and problem_of_user(problem) and not values["batch_size"] \
+            and rundir.finite(g0) and rundir.finite(g1) and g1 > FAR_FROM_STATIONARY * g0:
+        # (a plugin's wrong transpose: a direction that does not descend, long before a minimum)
+        _say(comm, f"ocnet: note: the line search failed at iteration {its} with |g| still {g1 / g0:.2g} of its "
+                   "starting value: an error in the plugin's gradient (step_adjoint, opening_adjoint, terminal's lamN) "
+                   "is one cause; -check_adjoint tests it (docs/plugins/checker.md)", sys.stderr)
     if values["mode"] == "oneshot" and objective.adapt is None and reason == "DIVERGED_LS_FAILURE":
         _say(comm, "ocnet: note: the fixed one-shot counts ended on a line-search failure, where the inexact "
                    "gradient may be what failed; adaptive one-shot (the default: no -oneshot_state_its / "
@@ -826,10 +846,23 @@ def report_unused(comm):
     unused = _unused_options()
     others = _of_other_problems([k for k, close in unused.items() if not close])
     for k, close in unused.items():
-        _say(comm, f"ocnet: warning: option {_given(k)} was given but never used"
-             + (f" ({FOREIGN[k]})" if k in FOREIGN else f" (did you mean -{close}?)" if close else
-                _other_problem_hint(k, others)), sys.stderr)
+        _say(comm, f"ocnet: warning: option {_given(k)} was given but never used{_unused_why(k, close, others)}",
+             sys.stderr)
     return list(unused)
+
+
+def _unused_why(k, close, others):
+    """Why option ``k`` (unused) is unused, as ' (...)', or '' (a foreign framework's name, a
+    misspelling of ``close``, another problem's option, an unknown name in ocnet's prefixes)."""
+    if k in FOREIGN:
+        return f" ({FOREIGN[k]})"
+    if close:
+        return f" (did you mean -{close}?)"
+    if k in others:
+        return _other_problem_hint(k, others)
+    if k.startswith(_OWN_PREFIXES):
+        return " (no ocnet option has this name: -help lists them)"
+    return ""
 
 
 _EPOCHS = ("ocnet counts optimisation iterations: -tao_max_it; with -batch_size B an epoch is (training samples) / B "
@@ -867,6 +900,11 @@ _READ_LATE = ("_view", "_converged_reason", "log_", "options_", "memory_", "mall
 REG_DOMINATES = 0.75
 
 
+#: a line-search failure with |g| above this fraction of its starting value: far from a stationary
+#: point, where round-off does not end line searches, but a wrong gradient does (problem_of_user)
+FAR_FROM_STATIONARY = 1e-3
+
+
 def report_regularization(comm, problem, J, loss):
     """For the ResNet family (a problem with -init_layer) with a smoothness weight, at drawn (not
     loaded: the caller) starting weights: one note when the regularisation is most
@@ -893,18 +931,10 @@ def report_misspelt(comm):
     for k, close in unused.items():
         if any(t in k for t in _READ_LATE):
             continue
-        if k in FOREIGN:
-            _say(comm, f"ocnet: warning: option {_given(k)} was given but is not used ({FOREIGN[k]}); "
-                       "the run goes on without it", sys.stderr)
-        elif close:
-            _say(comm, f"ocnet: warning: option {_given(k)} was given but is not used (did you mean -{close}?); "
-                       "the run goes on without it", sys.stderr)
-        elif k in others:
-            _say(comm, f"ocnet: warning: option {_given(k)} was given but is not used{_other_problem_hint(k, others)}; "
-                       "the run goes on without it", sys.stderr)
-        elif k.startswith(_OWN_PREFIXES):
-            _say(comm, f"ocnet: warning: option {_given(k)} was given but is not used (no ocnet option has this name: "
-                       "-help lists them); the run goes on without it", sys.stderr)
+        why = _unused_why(k, close, others)
+        if why:  # (the others are listed at the end: an option of PETSc's may still be read)
+            _say(comm, f"ocnet: warning: option {_given(k)} was given but is not used{why}; the run goes on "
+                       "without it", sys.stderr)
 
 
 def misspelt_in(text):
@@ -976,7 +1006,8 @@ def main(argv=None):
                   file=sys.stderr)
         return 2
     _STARTED.append(True)
-    argv = [a if a != "-h" else "-help" for a in argv]  # (-h ran a default training: PETSc knows -help only)
+    argv = [a if a not in ("-h", "--help") else "-help" for a in argv]  # (-h ran a default training and --help was
+    # refused: PETSc knows -help only)
     if argv[1:] in (["-version"], ["--version"]):
         from importlib.metadata import version
         if rank0:
@@ -1087,8 +1118,11 @@ def describe(e, comm):
                    "makes an index outside an array an IndexError (docs/plugins/fast.md)")
     where = plugin_frame(e)
     if where is not None:
+        sizes = ("; the arrays ocnet hands a plugin have the sizes it declares: state_size(data), cache_size(data), "
+                 "layer_param_size, global_param_size (CONTRACT.md)") if isinstance(e, ValueError) and re.search(
+            r"broadcast|shape|size of new array", str(e)) else ""
         return 1, (f"[rank {comm.Get_rank()}] {tb}ocnet: error: the problem plugin failed ({type(e).__name__}: {e}) "
-                   f"at {where.filename}:{where.lineno}, in {where.name}")
+                   f"at {where.filename}:{where.lineno}, in {where.name}{sizes}")
     return 1, f"[rank {comm.Get_rank()}] {tb}ocnet: error: internal error ({type(e).__name__}: {e}); please report it"
 
 
