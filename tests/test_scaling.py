@@ -105,7 +105,8 @@ def test_failed_point_left_out_and_ranks_checked(tmp_path):
     finally:
         spin.kill()
         spin.wait()
-    assert p.returncode == 1 and "scaling.py: 1 point(s) failed, left out of the table and plots (--resume runs them again):\n  oneshot N 8 " \
+    assert p.returncode == 1 and "scaling.py: 1 point(s) failed, left out of the table and plots (--resume runs " \
+        "them again):\n  oneshot N 8 " \
         "ranks 2: exit status 1: ocnet: error: the problem plugin failed (ZeroDivisionError" in p.stderr, p.stderr
     with open(tmp_path / "res" / "scaling.csv") as f:
         rows = list(csv.DictReader(f))

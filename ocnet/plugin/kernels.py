@@ -252,8 +252,9 @@ def check_kernel_bounds(problem, h):
     array, where it would corrupt memory and crash the process later (a tester's
     ``munmap_chunk(): invalid pointer``).  A step that raises (e.g. Numba's ``total size of new
     array must be unchanged`` for ``work[:k].reshape(...)`` with a ``work_size`` below k) is tried
-    again with one array at a time (both work arrays at once) holding its guard zone: when it then runs and writes into it,
-    the error names that array too; otherwise the step's own error is raised.  On two samples where
+    again with one array at a time (both work arrays at once) holding its guard zone: when it then
+    runs and writes into it, the error names that array too; otherwise the step's own error is
+    raised.  On two samples where
     the plugin takes subsets (``data_size``/``subset``, as for -batch_size), else on all.  A write
     further than 4 max(S, work) + 1024 doubles past an array is not caught."""
     from .problem import MARKER, probe
