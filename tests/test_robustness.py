@@ -78,8 +78,10 @@ def test_plugin_author_mistakes_say_what_to_check():
                                         r"\S+ of its starting value: an error in the plugin's gradient \(step_adjoint, "
                                         r"opening_adjoint, terminal's lamN\) is one cause; -check_adjoint tests it",
                                         notes[0]), p.stderr
-    ok = run_ocnet(["-problem", "peaks", "-N", 8, "-tao_max_it", 5, "-quiet"])  # (built in: no such note)
-    assert "line search failed" not in ok.stderr
+    # (a built-in problem's line-search failure: no such note; the one-shot TAO with one trial per line search)
+    ok = run_ocnet(["-N", 32, "-quiet", "-mode", "oneshot", "-oneshot_exact_start", 0, "-oneshot_tao",
+                    "-tao_oneshot_ls_max_it", 1, "-tao_max_it", 30])
+    assert "-check_adjoint" not in ok.stderr and "DIVERGED_LS_FAILURE" in ok.stdout + ok.stderr, ok.stderr
     p = run_ocnet(["-problem", "tests.faulty:HalfStateSize", "-N", 8, "-quiet"], check=False)
     assert p.returncode == 1 and p.stderr.strip().splitlines()[-1].endswith(
         "in opening; the arrays ocnet hands a plugin have the sizes it declares: state_size(data), cache_size(data), "

@@ -381,9 +381,10 @@ REQUIRED = ("state_size", "opening", "step", "step_adjoint", "terminal")
 
 
 def problem_of_user(problem):
-    """True for a problem class from outside ocnet's packages (ocnet, problems): a user's plugin,
-    whose transposes -check_adjoint may not have tested (advice on a failure names it)."""
-    return type(problem).__module__.split(".")[0] not in ("ocnet", "problems")
+    """True for a problem class from outside ocnet's packages (ocnet; the built-in problems,
+    installed as ocnet_problems, in the checkout's problems/): a user's plugin, whose transposes
+    -check_adjoint may not have tested (advice on a failure names it)."""
+    return type(problem).__module__.split(".")[0] not in ("ocnet", "ocnet_problems", "problems")
 
 
 def check_required(problem):
