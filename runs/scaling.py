@@ -36,10 +36,10 @@ after every point) and the plots, and the script exits with 128 + the signal's n
 ``--resume`` continues a study in OUT: the layer-serial baselines and points recorded in
 OUT/study.json (written beside scaling.csv after each) are kept, not run again, and the others
 run -- after a stop, a failed point, or with more --ranks or --modes than before.  The options
-file (path and contents), --kind, --N, --its, --repeat, --extra, --pythonpath and --launcher
-must be the study's (else one line, exit 2: its times would not be comparable); points of ranks
-or modes not asked for now are left out of the table.  Without --resume a study starts afresh
-(a note says when OUT held one).
+file (path and contents, a comment too), --kind, --N, --its, --repeat, --extra, --pythonpath and
+--launcher must be the study's (else one line, exit 2: its times would not be comparable; a dry
+run does not compare --launcher); points of ranks or modes not asked for now stay in the table.
+Without --resume a study starts afresh and replaces OUT's table (a note says when OUT held one).
 
 Writes OUT/scaling.csv (ranks, N, mode, time per iteration: min and median over the repeats,
 the fastest repeat's iterations and TAO reason (a run that stopped before --its is warned of),
@@ -279,7 +279,7 @@ def main():
     warned = set(shown_warnings)
     study = {"options": options, "options_sha256": _sha256(options), "kind": a.kind, "N": a.N, "its": a.its,
              "repeat": a.repeat, "extra": extra, "pythonpath": paths, "launcher": a.launcher}
-    saved = load_study(out, study, a.resume)
+    saved = load_study(out, study, a.resume, a.dry_run)
     from ocnet.perfmodel.calibration import other_runnable
     if not a.dry_run:  # other work enters every timing (validate_perfmodel.py records the load too)
         others = other_runnable()
@@ -332,15 +332,23 @@ def main():
 
     failed, stopped = [], None
     plan = [(mode, Ns[p], p) for mode in modes for p in ranks]
-    serial = {int(N): r for N, r in saved["baseline"].items() if int(N) in Ns.values()}
-    rows = [r for r in saved["rows"] if (r["mode"], r["N"], r["ranks"]) in plan]
+    # (every point measured before stays, those of ranks or modes not asked for now too: a resumed
+    # study extends its table, never shrinks it)
+    serial = {int(N): r for N, r in saved["baseline"].items()}
+    rows = list(saved["rows"])
     if a.resume:
-        print(f"scaling.py: resuming {out}: {len(serial)} baseline(s) and {len(rows)} point(s) kept, "
-              f"{len(plan) - len(rows)} point(s) to run", flush=True)
+        planned = sum((r["mode"], r["N"], r["ranks"]) in plan for r in rows)
+        print(f"scaling.py: resuming {out}: {len(serial)} baseline(s) and {len(rows)} point(s) kept"
+              + (f" ({len(rows) - planned} of them outside --ranks/--modes, kept in the table)"
+                 if planned < len(rows) else "") + f", {len(plan) - planned} point(s) to run", flush=True)
+
+    def order(r):
+        key = (r["mode"], r["N"], r["ranks"])
+        return (0, plan.index(key)) if key in plan else (1, r["mode"], r["ranks"])
 
     def save():
         """OUT/study.json and OUT/scaling.csv: what --resume continues from (after every point)."""
-        rows.sort(key=lambda r: plan.index((r["mode"], r["N"], r["ranks"])))
+        rows.sort(key=order)
         write_study(out, dict(study, baseline={str(N): r for N, r in serial.items() if r is not None},
                               rows=rows, machine=MACHINE))
         if rows:
@@ -429,9 +437,11 @@ SAME = {"options": "--options", "options_sha256": "--options (its contents)", "k
         "launcher": "--launcher"}
 
 
-def load_study(out, study, resume):
+def load_study(out, study, resume, dry_run=False):
     """The baselines and rows to keep: OUT/study.json's with ``resume`` (one line and exit 2 when
-    there is none or it was another study: ``SAME``), else none (a note when OUT held a study)."""
+    there is none or it was another study: ``SAME``; with ``dry_run`` the launcher is not compared:
+    the Slurm templates' dry run outside Slurm shows srun lines for a study run with auto), else
+    none (a note when OUT held a study)."""
     path = os.path.join(out, "study.json")
     empty = {"baseline": {}, "rows": []}
     if not os.path.exists(path):
@@ -450,7 +460,8 @@ def load_study(out, study, resume):
             print(f"scaling.py: note: {out} held a study ({len(saved.get('rows', []))} point(s)); starting afresh "
                   "(--resume continues one)", file=sys.stderr, flush=True)
         return empty
-    differ = [f"{SAME[k]} {saved.get(k)!r} then, {study[k]!r} now" for k in SAME if saved.get(k) != study[k]]
+    differ = [f"{SAME[k]} {saved.get(k)!r} then, {study[k]!r} now" for k in SAME
+              if saved.get(k) != study[k] and not (dry_run and k == "launcher")]
     if differ:
         fail(f"--resume: {out} holds another study: " + "; ".join(differ)
              + " (its times would not compare; give another --out)")

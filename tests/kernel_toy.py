@@ -10,6 +10,7 @@ from numba import njit
 
 from ocnet.plugin.activations import ACTIVATIONS, activate
 from ocnet.plugin.kernels import KernelProblem
+from ocnet.plugin.problem import ControlProblem
 
 
 @njit(cache=True)
@@ -141,9 +142,7 @@ class ForgottenCache(KernelToy):
     """cache_size left at ControlProblem's default 0 (flat_step writes S values into it)."""
     step_kernel = flat_step
     step_adjoint_kernel = KernelToy.step_adjoint_kernel  # (the pair is this class's)
-
-    def cache_size(self, data):
-        return 0
+    cache_size = ControlProblem.cache_size  # (KernelToy's undone: the default, 0)
 
 
 class HalfCache(KernelToy):
@@ -175,5 +174,17 @@ class ForgottenWork(ForgottenCache):
     def cache_size(self, data):
         return data.X.size
 
+    work_size = KernelProblem.work_size  # (KernelToy's undone: the default, 0)
+
+
+class CapWork(KernelToy):
+    """work_size enough for two samples but capped below what the run's batch needs (tester 51:
+    the start-up check on two samples passed, the run corrupted the heap)."""
     def work_size(self, S):
-        return 0
+        return min(S + self.dim * self.dim, 40)
+
+    def data_size(self, data):  # (subsets: the start-up check steps two samples first)
+        return data.X.shape[1]
+
+    def subset(self, data, idx):
+        return Data(data.X[:, idx], data.Y[:, idx])

@@ -322,9 +322,14 @@ def test_resume_of_a_run_killed_before_its_first_save(tmp_path):
     p = run_ocnet(["-resume", d, "-dry_run"])
     assert p.stdout.startswith(f"ocnet: dry run: {d} holds no checkpoint yet: -resume would start the run from the "
                                "beginning\nocnet: dry run: options, data and problem"), p.stdout
-    p = run_ocnet(["-resume", d])
+    # (another -N given: the run starts again with it, and options.txt is this run's, whole: it kept
+    # -N 8, and a plain -resume then refused the folder as another run's, tester 51)
+    p = run_ocnet(["-resume", d, "-N", 12])
     assert f"ocnet: {d} holds no checkpoint yet: starting the run from the beginning" in p.stdout, p.stdout
     assert json.loads((d / "summary.json").read_text())["iterations"] == 4
+    assert "-N 12" in (d / "options.txt").read_text().splitlines()
+    p = run_ocnet(["-resume", d, "-tao_max_it", 6])
+    assert json.loads((d / "summary.json").read_text())["iterations"] == 6
 
 
 def test_resume_refuses_to_discard_a_finished_run(tmp_path, monkeypatch):

@@ -110,9 +110,13 @@ def test_kernel_writing_past_its_arrays_is_one_line(nprocs):
 
 @pytest.mark.parametrize("plugin, how", [
     ("ForgottenWork", "scratch_step wrote past the end of its 'work' array (0 doubles, from work_size(S); it wrote up "
-                      "to index 71)"),
+                      "to index 71): work_size(S) too small (default 0: override it)"),
     ("SmallWork", "toy_step wrote past the end of its 'work' array (3 doubles, from work_size(S); it raised "
-                  "ValueError: total size of new array must be unchanged, and with more room wrote up to index 71)")])
+                  "ValueError: total size of new array must be unchanged, and with more room wrote up to index 71): "
+                  "work_size(S) too small at S = 72"),
+    ("CapWork", "toy_step wrote past the end of its 'work' array (40 doubles, from work_size(S); it raised "
+                "ValueError: total size of new array must be unchanged, and with more room wrote up to index 71): "
+                "work_size(S) too small at S = 72")])
 def test_kernel_scratch_too_small_is_one_line(plugin, how):
     """work_size too small (tester 45): scratch written flat past it went unnoticed (the generated
     forms allocate work themselves, outside the guard zones), a reshape of it failed inside Numba
@@ -120,8 +124,7 @@ def test_kernel_scratch_too_small_is_one_line(plugin, how):
     p = run_ocnet(["-problem", f"tests.kernel_toy:{plugin}", "-N", 8, "-tao_max_it", 2], check=False)
     err = [ln for ln in p.stderr.splitlines() if ln.startswith("ocnet")]
     assert p.returncode == 2 and err == [
-        f"ocnet: error: problem 'kerneltoy': its kernel {how}: work_size(S) too small (default 0: override it) "
-        "(docs/plugins/fast.md)"], p.stderr
+        f"ocnet: error: problem 'kerneltoy': its kernel {how} (docs/plugins/fast.md)"], p.stderr
     assert "Traceback" not in p.stderr, p.stderr
 
 

@@ -225,6 +225,12 @@ def test_signal_keeps_the_points_measured(tmp_path):
     with open(tmp_path / "res" / "scaling.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(x["mode"], x["ranks"]) for x in rows] == [("serial", "1"), ("serial", "2")] and rows[0] == first, rows
+    # fewer ranks asked for on resume: nothing runs, and the points measured stay (they were dropped)
+    r = scaling([x if x != "1,2" else "1" for x in base] + ["--resume"], tmp_path)
+    assert r.returncode == 0 and "2 point(s) kept (1 of them outside --ranks/--modes, kept in the table), 0 " \
+        "point(s) to run" in r.stdout, r.stdout + r.stderr
+    with open(tmp_path / "res" / "scaling.csv") as f:
+        assert list(csv.DictReader(f)) == rows
     # another study in the folder is refused (its times would not compare), one line; none at all too
     r = scaling([x if x != "60" else "30" for x in base] + ["--resume"], tmp_path)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [

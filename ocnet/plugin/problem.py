@@ -403,17 +403,18 @@ def check_required(problem):
                          f"{', '.join(missing)} (required of every plugin: docs/plugins/contract.md)")
 
 
-def probe(problem):
+def probe(problem, samples=2):
     """What the start-of-run contract checks (check_writes, ocnet.plugin.kernels.check_kernel_bounds)
-    call the plugin with: (data, S, Sc, p, g, theta) -- two samples of the training set where the
-    plugin takes subsets (``data_size``/``subset``, as for -batch_size), else all of it; its
-    state, cache and layer parameter sizes; the initial global and layer-0 parameters of seed 0 --
-    or None without a 'train' dataset."""
+    call the plugin with: (data, S, Sc, p, g, theta) -- the first ``samples`` samples of the
+    training set where the plugin takes subsets (``data_size``/``subset``, as for -batch_size),
+    else all of it; its state, cache and layer parameter sizes; the initial global and layer-0
+    parameters of seed 0 -- or None without a 'train' dataset."""
     data = problem.datasets.get("train")
     if data is None:
         return None
     subset, size = getattr(problem, "subset", None), getattr(problem, "data_size", None)  # (None: none)
-    part = subset(data, np.arange(2)) if callable(subset) and callable(size) and size(data) > 2 else None
+    part = subset(data, np.arange(samples)) if callable(subset) and callable(size) and size(data) > samples \
+        else None
     data = data if part is None else part
     rng = np.random.default_rng(0)
     g = np.asarray(problem.initial_global_parameters(rng), float)

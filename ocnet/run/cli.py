@@ -467,6 +467,7 @@ def run(comm):
         if not resume:  # an ocnet run folder stopped before its first save: start again there
             _say(comm, f"ocnet: {run_dir} holds no checkpoint yet: starting the run from the beginning")
             rundir.prepare(run_dir, comm, overwrite=True)
+            recorded = None  # (options.txt becomes this run's, whole: it kept the first start's values, tester 51)
     elif run_dir:
         rundir.lock(run_dir, comm, "-run_dir")  # (an existing folder: before its contents are looked at)
         rundir.prepare(run_dir, comm, overwrite=values["run_dir_overwrite"])
