@@ -618,6 +618,11 @@ def test_first_steps_of_a_new_user(tmp_path):
                     "lists them); the run goes on without it",
                     "ocnet: warning: option -mgrit_nu was given but never used (no ocnet option has this name: -help "
                     "lists them)"], p.stderr
+    # the run's options file given to -check_adjoint (tester 51): one note for its TAO options, no warnings
+    chk = run_ocnet(["-options_file", run / "options.txt", "-check_adjoint"])
+    note = [ln for ln in chk.stderr.splitlines() if "tao_" in ln]
+    assert len(note) == 1 and note[0].startswith("ocnet: note: -check_adjoint runs no optimiser: -tao_gatol, "
+                                                 "-tao_max_it, -tao_type have no effect"), chk.stderr
     same = run_ocnet(["-options_file", run / "options.txt", "-load", run, "-tao_max_it", 0, "-quiet"])
     other = run_ocnet(["-load", run, "-seed", 5, "-tao_max_it", 0, "-quiet"])
     assert "-seed has no effect" not in same.stderr, same.stderr

@@ -357,6 +357,12 @@ def run(comm):
         for k in problem_given:  # (no TAO reads the problem's TAO defaults here: not the user's to hear of)
             if k.startswith("tao_"):
                 db.getString(k)
+        tao = sorted(k for k in db.getAll() if k.startswith("tao_") and k not in problem_given)
+        if tao:  # (a training options file given to the check: one note, not a warning per option)
+            for k in tao:
+                db.getString(k)
+            _say(comm, f"ocnet: note: -check_adjoint runs no optimiser: {', '.join('-' + k for k in tao)} "
+                       f"{'has' if len(tao) == 1 else 'have'} no effect", sys.stderr)
         from ..plugin.adjcheck import check_adjoint
         return check_adjoint(problem, grid, values, db, comm)
     if values["oneshot_tao"]:  # overrides -tao_type (e.g. one from an options file): said when one was given
