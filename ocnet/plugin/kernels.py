@@ -255,15 +255,15 @@ def check_kernel_bounds(problem, h):
     again with one array at a time (both work arrays at once) holding its guard zone: when it then
     runs and writes into it, the error names that array too; otherwise the step's own error is
     raised.  On two samples where the plugin takes subsets (``data_size``/``subset``, as for
-    -batch_size), then again at the run's size (its -batch_size, else all samples; states up to RUN_SIZE_CHECKED doubles), else
-    on all.  A write further than 4 max(S, work) + 1024 doubles past an array (at the run's size:
-    up to 100 000 + 1024) is not caught."""
+    -batch_size), then again at the run's size (its -batch_size, else all samples; states up to
+    RUN_SIZE_CHECKED doubles), else on all.  A write further than 4 max(S, work) + 1024 doubles
+    past an array (at the run's size: up to 100 000 + 1024) is not caught."""
     from .problem import probe
     forms = getattr(problem, "_generated_forms", None)
     probed = probe(problem) if forms is not None else None
     if probed is None:
         return
-    _check_bounds(problem, forms, h, probed, 4 * max(probed[1], forms._a(probed[1])[0]) + 1024)
+    _check_bounds(problem, forms, h, probed)
     # again at the size the run steps (its mini-batch, else all samples) where the first was on two
     # samples: a work_size or cache_size not proportional to S passed there and corrupted the heap
     # in the run (a tester's min(S/d, 3)); up to RUN_SIZE_CHECKED doubles of state
@@ -273,21 +273,22 @@ def check_kernel_bounds(problem, h):
         batch = int(problem.values.get("batch_size") or 0)
         run = probe(problem, min(batch, n) if batch else n)
         if run[1] != probed[1] and run[1] <= RUN_SIZE_CHECKED:
-            _check_bounds(problem, forms, h, run, 1024 + min(4 * max(run[1], forms._a(run[1])[0]), 100_000))
+            _check_bounds(problem, forms, h, run, cap=100_000)
 
 
 #: the largest state (doubles) check_kernel_bounds also steps at the run's size
 RUN_SIZE_CHECKED = 1_000_000
 
 
-def _check_bounds(problem, forms, h, probed, pad):
-    """check_kernel_bounds at one size: ``probed`` as ocnet.plugin.problem.probe returns it,
-    ``pad`` doubles of guard zone behind each array."""
+def _check_bounds(problem, forms, h, probed, cap=None):
+    """check_kernel_bounds at one size: ``probed`` as ocnet.plugin.problem.probe returns it; a
+    guard zone of 4 max(S, work) doubles behind each array, at most ``cap``, plus 1024."""
     from .problem import MARKER
     data, S, Sc, p, g, theta = probed
     u = np.empty(S)
     problem.opening(g, data, u)
     nwork, args = forms._a(S)
+    pad = 1024 + (4 * max(S, nwork) if cap is None else min(4 * max(S, nwork), cap))
     a, b = forms.kernels
     sizes = {"out": (S, "state_size(data)", a), "cache": (Sc, "cache_size(data)", a),
              "work": (nwork, "work_size(S)", a), "lam": (S, "state_size(data)", b),

@@ -304,8 +304,9 @@ def run(comm):
     if from_load and not db.hasName("quiet"):
         _say(comm, f"ocnet: note: -load: the saved model's options: {' '.join(from_load)}", sys.stderr)
     spec = opts.get("problem", db)
-    if canonical_name(spec) != spec:  # (-problem Peaks: recorded and compared as registered)
-        spec = canonical_name(spec)
+    as_registered = canonical_name(spec)
+    if as_registered != spec:  # (-problem Peaks: recorded and compared as registered)
+        spec = as_registered
         db.setValue("problem", spec)
     cls = load_problem_class(spec)
     PROBLEM[:] = [spec]
