@@ -140,9 +140,9 @@ def test_calibration(tmp_path):
     """-oneshot_calibrate 3: every third one-shot gradient evaluation also computes the exact
     gradient; the error scale only grows from the option's value (here the estimate is low: it
     grows), the summary says so, the decisions follow it (more MGRIT iterations than without) and
-    are the same on 1, 2 and 3 ranks; off (the default), the summary has no such keys."""
+    are the same on 1, 2 and 3 ranks; off (-oneshot_calibrate 0), the summary has no such keys."""
     args = ["-N", 32, "-quiet", "-mode", "oneshot", "-activation", "tanh", "-tao_max_it", 40]  # (exact start: 8)
-    run_ocnet(args + ["-run_dir", tmp_path / "off"])
+    run_ocnet(args + ["-oneshot_calibrate", 0, "-run_dir", tmp_path / "off"])
     for p in (1, 2, 3):
         run_ocnet(args + ["-oneshot_calibrate", 3, "-run_dir", tmp_path / f"c{p}"], nprocs=p)
     tot = {k: json.loads((tmp_path / k / "summary.json").read_text())["adaptive_oneshot"] for k in ("off", "c1")}
@@ -160,7 +160,7 @@ def test_calibration(tmp_path):
     # calibration (the exact gradient touches nothing the one-shot solves use; tester 48's history
     # parted at row 67 while MGRIT's hierarchy was rebuilt after each calibration)
     big = args + ["-oneshot_error_scale", 1e6]
-    run_ocnet(big + ["-run_dir", tmp_path / "b0"])
+    run_ocnet(big + ["-oneshot_calibrate", 0, "-run_dir", tmp_path / "b0"])
     run_ocnet(big + ["-oneshot_calibrate", 3, "-run_dir", tmp_path / "b3"])
     assert json.loads((tmp_path / "b3" / "summary.json").read_text())["adaptive_oneshot"]["error_scale"] == 1e6
     rows = {k: read_history(tmp_path / k) for k in ("b0", "b3")}
