@@ -79,9 +79,9 @@ def model_config(mode, N, p, res, extra, cal=None):
 
     mg = res["mgrit_its"]
     per = lambda k: mg[k] if mg.get(k, float("nan")) == mg.get(k, float("nan")) else 2.0
-    if mode == "oneshot_adaptive":  # modelled as fixed counts at its measured means
-        return pm.mode_config("oneshot", N, p, state_its=max(1, round(per("state"))),
-                              adjoint_its=max(1, round(per("adjoint"))), fine_relax=opt("-mgrit_fine_relax", ""),
+    if mode == "oneshot_adaptive":  # modelled as fixed counts at its measured means (fractional: mixed)
+        return pm.mode_config("oneshot", N, p, state_its=max(1.0, per("state")),
+                              adjoint_its=max(1.0, per("adjoint")), fine_relax=opt("-mgrit_fine_relax", ""),
                               relax=opt("-mgrit_relax", None), cf=int(opt("-mgrit_cfactor", 0)) or None,
                               evals=res["evals_per_it"])
     return pm.mode_config(mode, N, p, state_its=int(opt("-oneshot_state_its", 2)),

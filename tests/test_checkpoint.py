@@ -115,6 +115,28 @@ def test_resume_takes_the_runs_own_options(tmp_path):
     assert "-checkpoint 0" in (d / "options.txt").read_text().splitlines()
 
 
+def test_resume_after_ocnet_changed_a_default(tmp_path):
+    """A run started when one of ocnet's own defaults was another (-oneshot_calibrate was 0 until
+    2026-12-08; it is recorded in the checkpoint, not in options.txt): a plain -resume continues
+    with the run's own value, one note, and ends where the uninterrupted run ends (it was refused
+    with 'give -oneshot_calibrate 0': a requeued job failed after an upgrade); given now, the
+    option is compared as before."""
+    ref, d = tmp_path / "ref", tmp_path / "r"
+    run_ocnet(ARGS + ["-oneshot_calibrate", 0, "-run_dir", ref, "-tao_max_it", 10])
+    run_ocnet(ARGS + ["-oneshot_calibrate", 0, "-run_dir", d, "-tao_max_it", 6])
+    opts = d / "options.txt"  # (as a run of the older ocnet recorded it: the default not written)
+    opts.write_text("".join(f"{ln}\n" for ln in opts.read_text().splitlines() if not ln.startswith("-oneshot_calib")))
+    p = run_ocnet(["-resume", d, "-tao_max_it", 10, "-quiet", 0], check=False)
+    assert p.returncode == 0, p.stderr
+    assert "ocnet: note: -resume: the run's own value of -oneshot_calibrate 0 (now 10): ocnet's default " \
+        "changed since the run started" in p.stderr, p.stderr
+    assert "calibrations" not in json.loads((d / "summary.json").read_text())["adaptive_oneshot"]
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
+    assert strip(read_history(d)) == strip(read_history(ref))
+    p = run_ocnet(["-resume", d, "-tao_max_it", 12, "-oneshot_calibrate", 10], check=False)
+    assert p.returncode == 2 and "other settings: -oneshot_calibrate 0 (now 10)" in p.stderr, p.stderr
+
+
 def test_resume_after_a_default_changed(tmp_path, monkeypatch):
     """A plugin's default edited between a run and its -resume: refused, and the line says that the
     option was neither given nor recorded, so its default changed, and what to give (it said that

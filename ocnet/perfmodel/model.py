@@ -449,9 +449,12 @@ def mode_config(mode, N, P, state_its=2, adjoint_its=1, fine_relax="", relax=Non
     from ..mgrit.solver import RELAXATIONS, MGRITSettings, auto_levels
 
     bad = [f"mode {mode!r} (serial, exact or oneshot)" for _ in [0] if mode not in ("serial", "exact", "oneshot")]
-    bad += [f"{k} {v!r} (an integer >= 1)" for k, v in (("N", N), ("P", P), ("state_its", state_its),
-                                                        ("adjoint_its", adjoint_its))
+    bad += [f"{k} {v!r} (an integer >= 1)" for k, v in (("N", N), ("P", P))
             if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1)]
+    # (counts may be averages, e.g. adaptive one-shot's: the model mixes the neighbouring whole
+    # counts; `predict --state_its 2.4` in one-shot mode was a ValueError traceback)
+    bad += [f"{k} {v!r} (a number >= 1)" for k, v in (("state_its", state_its), ("adjoint_its", adjoint_its))
+            if not (isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v >= 1)]
     bad += [f"{k} {v!r} (one of {', '.join(RELAXATIONS)})" for k, v in (("relax", relax), ("fine_relax", fine_relax))
             if v not in (None, "") + RELAXATIONS]
     bad += [f"cf {cf!r} (an integer >= 2)" for _ in [0] if cf is not None and not (isinstance(cf, (int, np.integer))

@@ -177,6 +177,11 @@ def _given(k):
     return f"-{k}" + (f" (option_defaults of problem '{FROM_DEFAULTS[k]}')" if k in FROM_DEFAULTS else "")
 
 
+def _quiet(db):
+    """Whether -quiet is on in options database ``db`` (given as a flag or true; -quiet 0 is off)."""
+    return db.hasName("quiet") and db.getBool("quiet", True)
+
+
 def _say(comm, text, stream=None):
     if comm.Get_rank() == 0:
         print(text, file=stream or sys.stdout, flush=True)
@@ -298,10 +303,10 @@ def run(comm):
                          f"start from its parameters, start a new run: -load {source} -run_dir NEW")
     if db.hasName("resume"):  # the run's own options (its options.txt) where the command line gives none
         from_run = rundir.resume_options(db, recorded)
-        if from_run and not db.hasName("quiet"):
+        if from_run and not _quiet(db):
             _say(comm, f"ocnet: note: -resume: taken from its options.txt (the run's recorded options, the defaults "
                        f"it ran with included): {' '.join(from_run)}", sys.stderr)
-    if from_load and not db.hasName("quiet"):
+    if from_load and not _quiet(db):
         _say(comm, f"ocnet: note: -load: the saved model's options: {' '.join(from_load)}", sys.stderr)
     spec = opts.get("problem", db)
     as_registered = canonical_name(spec)
@@ -312,6 +317,12 @@ def run(comm):
     PROBLEM[:] = [spec]
     opts, plugin_keys = problem_options(cls, opts)
     problem_given = apply_option_defaults(cls, opts, db)
+    if db.hasName("resume") and not want_help:  # (a run from before a change of ocnet's defaults)
+        ours = {o.name for o in opts.options} - set(plugin_keys) - set(problem_given)  # (ocnet's and MGRIT's)
+        kept = rundir.keep_changed_defaults(db.getString("resume"), opts, ours, db, recorded, comm)
+        if kept and not _quiet(db):
+            _say(comm, f"ocnet: note: -resume: the run's own value of {', '.join(kept)}: ocnet's default changed "
+                       "since the run started; the run continues as it started", sys.stderr)
     DECLARED[:] = [o.name for o in opts.options]
     if want_help:
         _say(comm, "ocnet: layer-parallel optimal-control training with PETSc\n" + opts.help_text()

@@ -635,6 +635,39 @@ def resume_options(db, recorded):
     return out
 
 
+def keep_changed_defaults(path, opts, names, db, recorded, comm):
+    """-resume R of a run started under another ocnet whose default of one of its own options
+    (``names``: the framework's, not a plugin's) was another: the option takes the run's own
+    value (from its checkpoint) where neither the command line nor options.txt gives it, so that
+    a requeued job continues as it started after an upgrade (-oneshot_calibrate's default went
+    from 0 to 10 on 2026-12-08; it refused such runs).  The declared default of ``opts`` changes
+    (the database is left alone: the option still counts as not given).  Returns
+    ['-name value (now DEFAULT)', ...] of the options kept."""
+    from ..optim import checkpoint
+    saved = checkpoint.saved_meta(path, comm)
+    so = (saved or {}).get("options") or {}
+    kept = []
+    for o in opts.options:
+        if o.name not in names or o.name not in so or o.name in NOT_RESUMED or db.hasName(o.name) \
+                or o.name in (recorded or {}):
+            continue
+        try:
+            value = o.parse(option_value_text(so[o.name]))
+        except Exception:  # (a recorded value this version cannot read: check_resume names the difference)
+            continue
+        if value != o.default:
+            kept.append(f"-{o.name} {option_value_text(so[o.name])} (now {option_value_text(o.default)})")
+            o.default = value
+    return kept
+
+
+def option_value_text(v):
+    """A recorded option value as given on a command line (bools 0/1, lists comma-separated)."""
+    if isinstance(v, (list, tuple)):
+        return ",".join(map(option_value_text, v))
+    return str(int(v)) if isinstance(v, bool) else str(v)
+
+
 #: TAO options a resumed run may change: when it stops, not how it steps (-tao_max_it silently:
 #: a larger one is how a finished run continues; the others with a note)
 TAO_STOPPING = ("tao_max_it", "tao_gatol", "tao_grtol", "tao_gttol", "tao_fmin", "tao_max_funcs", "tao_steptol",
