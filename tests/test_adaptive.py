@@ -159,13 +159,17 @@ def test_calibration(tmp_path):
     # a scale the measurements never exceed stays: then the run is bitwise the run without the
     # calibration (the exact gradient touches nothing the one-shot solves use; tester 48's history
     # parted at row 67 while MGRIT's hierarchy was rebuilt after each calibration)
+    # (the trajectories' C-points restored only, with plain MGRIT solves, on 1 and 2 ranks; with
+    # -mgrit_warm_skip, whose first cycle reads every row of its warm start, all rows and caches)
     big = args + ["-oneshot_error_scale", 1e6]
-    run_ocnet(big + ["-oneshot_calibrate", 0, "-run_dir", tmp_path / "b0"])
-    run_ocnet(big + ["-oneshot_calibrate", 3, "-run_dir", tmp_path / "b3"])
-    assert json.loads((tmp_path / "b3" / "summary.json").read_text())["adaptive_oneshot"]["error_scale"] == 1e6
-    rows = {k: read_history(tmp_path / k) for k in ("b0", "b3")}
-    assert [{c: v for c, v in r.items() if c != "wall_time"} for r in rows["b0"]] == \
-        [{c: v for c, v in r.items() if c != "wall_time"} for r in rows["b3"]]
+    for p, extra in ((1, []), (2, []), (1, ["-mgrit_warm_skip", 1])):
+        b0, b3 = tmp_path / f"b0_{p}{len(extra)}", tmp_path / f"b3_{p}{len(extra)}"
+        run_ocnet(big + extra + ["-oneshot_calibrate", 0, "-run_dir", b0], nprocs=p)
+        run_ocnet(big + extra + ["-oneshot_calibrate", 3, "-run_dir", b3], nprocs=p)
+        assert json.loads((b3 / "summary.json").read_text())["adaptive_oneshot"]["error_scale"] == 1e6
+        rows = {k: read_history(k) for k in (b0, b3)}
+        assert [{c: v for c, v in r.items() if c != "wall_time"} for r in rows[b0]] == \
+            [{c: v for c, v in r.items() if c != "wall_time"} for r in rows[b3]], (p, extra)
 
 
 def test_exact_start(tmp_path):

@@ -85,6 +85,18 @@ serial in 69, 73 and 77 runs (68 without).  Its cost is serial's per iteration (
 one-shot's on few ranks); on many ranks those iterations do not scale, which bounds a whole run's
 speed-up by 1/f.
 
+The calibration (-oneshot_calibrate k, default 10; 0 turns it off): every k-th one-shot gradient
+evaluation also computes the exact (layer-serial) gradient at the same design and moves C to the
+geometric mean of C and the measured ratio of true to estimated error, never below the option's
+value (the calibration only tightens; its reductions in layer order, so the decisions stay
+rank-count free).  Why: C was measured on Peaks; on three-arm spirals at N = 256 the ratio's
+median was 2.7e3, and the too-small estimate left one-shot 3.4 points below serial (+0.5 with
+the calibration).  Over 82 seed runs of 8 cases it was level with the default before (72 against
+70 within 1 point of serial), and at seed 0 all 8 cases were within 1 point (7 before); cost
+1.12x fixed one-shot's time per iteration at N = 1024 against 1.08x without
+(docs/user/adaptive-oneshot.md, "On problems it was not tuned on").  On many ranks its
+layer-serial gradient every k-th evaluation bounds one-shot's speed-up per evaluation by about k.
+
 The safeguard (``ocnet.optim.optimize.Safeguard``; the one-shot TAO's own): a line-search failure tightens the level (0: adaptive, 1: the
 maximum counts, 2: exact) and the optimiser re-evaluates at its last accepted point with a fresh
 quasi-Newton memory; only a failure at level 2 (the exact gradient) stops the run.  The level

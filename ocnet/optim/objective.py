@@ -310,7 +310,7 @@ class ReducedObjective:
         a non-finite exact gradient gives None.  The MGRIT hierarchies are not touched (the serial
         sweeps write the fine trajectories only), so with an unchanged error scale the run goes on
         bitwise as without the calibration."""
-        keep = [a.copy() for a in (self.state.U, self.state.Cfull, self.adj.U)]
+        keep = self._warm_rows()
         saved = self.adapt, self.mgrit, self.adj_mgrit, self._evaluated, self.trial
         self.adapt = self.mgrit = self.adj_mgrit = None
         exact = x.duplicate()
@@ -320,14 +320,36 @@ class ReducedObjective:
             J = math.nan
         finally:
             self.adapt, self.mgrit, self.adj_mgrit, self._evaluated, self.trial = saved
-            for a, b in zip((self.state.U, self.state.Cfull, self.adj.U), keep):
-                a[...] = b
+            for a, rows, b in keep:
+                a[rows] = b
         d = ga - self.design.local(exact)
         exact.destroy()
         if not math.isfinite(J):  # (the same on every rank)
             return None
         dg, dth = self.design.split(d)
         return layer_sq_norms(dth), float(dg @ dg) if self.grid.first else 0.0
+
+    def _warm_rows(self):
+        """[(array, rows, copy)] of what the next one-shot solves read of the trajectories the
+        calibration's layer-serial sweeps overwrite: with plain MGRIT (the state's SNES of type
+        python, the adjoint's KSP Richardson with the MGRIT PC, no -mgrit_warm_skip) a warm-started
+        fixed-cycle solve reads only its fine level's C-points and first and last rows (its first
+        F-relaxation recomputes the F-points and their caches from them: test_adaptive's
+        calibration test checks that the run stays bitwise), an eighth of the trajectories at
+        cfactor 8; otherwise every row, and the step caches (on MNIST's 30 layers, 2 ranks, the
+        whole copies took a rank past 12 GB and the OOM killer ended the run)."""
+        whole = slice(None)
+        plain = (not self.mgrit.s.warm_skip and not self.adj_mgrit.s.warm_skip
+                 and self.state_snes.snes.getType() == "python" and self.adj_mgrit.ksp.getType() == "richardson"
+                 and self.adj_mgrit.ksp.getPC().getType() == "python")
+        out = []
+        for mg in (self.mgrit, self.adj_mgrit):
+            lev = mg.levels[0]
+            rows = np.unique(np.r_[0, lev.c_rows, lev.nrows - 1]) if plain else whole
+            out.append((lev.U, rows, lev.U[rows].copy()))
+        if not plain:
+            out.append((self.state.Cfull, whole, self.state.Cfull.copy()))
+        return out
 
     @staticmethod
     def _restart_solves(*solvers):

@@ -642,14 +642,17 @@ def keep_changed_defaults(path, opts, names, db, recorded, comm):
     a requeued job continues as it started after an upgrade (-oneshot_calibrate's default went
     from 0 to 10 on 2026-12-08; it refused such runs).  The declared default of ``opts`` changes
     (the database is left alone: the option still counts as not given).  Returns
-    ['-name value (now DEFAULT)', ...] of the options kept."""
+    ['-name value (now DEFAULT)', ...] of the options kept (none without options.txt: then an
+    option not given may have been given at the start, and check_resume names the difference)."""
     from ..optim import checkpoint
+    if recorded is None:
+        return []
     saved = checkpoint.saved_meta(path, comm)
     so = (saved or {}).get("options") or {}
     kept = []
     for o in opts.options:
-        if o.name not in names or o.name not in so or o.name in NOT_RESUMED or db.hasName(o.name) \
-                or o.name in (recorded or {}):
+        if o.name not in names or o.name not in so or o.name in NOT_RESUMED + ("problem",) or db.hasName(o.name) \
+                or o.name in recorded:
             continue
         try:
             value = o.parse(option_value_text(so[o.name]))
