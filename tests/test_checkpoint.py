@@ -135,6 +135,9 @@ def test_resume_after_ocnet_changed_a_default(tmp_path):
     assert strip(read_history(d)) == strip(read_history(ref))
     p = run_ocnet(["-resume", d, "-tao_max_it", 12, "-oneshot_calibrate", 10], check=False)
     assert p.returncode == 2 and "other settings: -oneshot_calibrate 0 (now 10)" in p.stderr, p.stderr
+    p = run_ocnet(["-resume", d, "-tao_max_it", 12, "-quiet", "maybe"], check=False)  # (-quiet read for the notes
+    # first: PETSc's 'Unknown logical value' was the line)
+    assert p.returncode == 2 and "option -quiet: expected true/false, got 'maybe'" in p.stderr, p.stderr
 
 
 def test_resume_after_a_default_changed(tmp_path, monkeypatch):

@@ -178,8 +178,13 @@ def _given(k):
 
 
 def _quiet(db):
-    """Whether -quiet is on in options database ``db`` (given as a flag or true; -quiet 0 is off)."""
-    return db.hasName("quiet") and db.getBool("quiet", True)
+    """Whether -quiet is on in options database ``db`` (given as a flag or true; -quiet 0 is off;
+    a value that is no boolean counts as off here: reading the options reports it, one line)."""
+    from petsc4py import PETSc
+    try:
+        return db.hasName("quiet") and db.getBool("quiet", True)
+    except PETSc.Error:
+        return False
 
 
 def _say(comm, text, stream=None):
